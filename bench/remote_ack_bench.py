@@ -6,7 +6,7 @@
 
 A StreamStore writes to moto's S3 server (its own process on loopback, as
 in replay_bench.py), WAL fsync, with ``--appenders`` appenders, each on a
-stream of its own, appending 1 KiB batches with ``remote=True`` one after
+stream of its own, appending 1 KiB batches with ``REMOTE`` options one after
 another (each waits for its acknowledgement before the next): the latency
 of each, from the append to its acknowledgement, i.e. to the commit of the
 object holding it to the manifest. Between the rounds of appends, with
@@ -171,6 +171,8 @@ def run(
 
 
 async def _append_all(store: Any, streams: list[int], per_appender: int) -> list[float]:
+    from s3stream import REMOTE
+
     payload = os.urandom(BATCH)
     latencies: list[float] = []
 
@@ -178,7 +180,7 @@ async def _append_all(store: Any, streams: list[int], per_appender: int) -> list
         for _ in range(per_appender):
             base = store.next_offset(stream)
             started = time.perf_counter()
-            await store.append_async(stream, base, base, payload, remote=True)
+            await store.append_async(stream, base, base, payload, REMOTE)
             latencies.append((time.perf_counter() - started) * 1000)
 
     await asyncio.gather(*(appender(stream) for stream in streams))

@@ -28,7 +28,7 @@ from engine import clock
 from engine.acl_bindings import AclBinding
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
-from s3stream import Pacing, S3StreamError, StoreFailed, StreamStore
+from s3stream import LOCAL_LATER, UNPACED, S3StreamError, StoreFailed, StreamStore
 
 FORMAT_VERSION = 1
 SNAPSHOT_EVERY = 128
@@ -538,9 +538,9 @@ class Catalog:
                     # store would hold until it ends. The write is refused
                     # (NoRoom) as a whole, by its first record, past the
                     # headroom; its others are not, so a refusal changes nothing.
-                    pacing = Pacing.LATER if pending else Pacing.NEVER
+                    options = LOCAL_LATER if pending else UNPACED
                     pending.append(
-                        self.store.submit(self.stream_id, offset, offset, payload, pacing=pacing)
+                        self.store.submit(self.stream_id, offset, offset, payload, options)
                     )
                 for appended in pending:
                     appended.result()

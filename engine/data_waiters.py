@@ -265,29 +265,24 @@ class DataWaiters:
     def wait_for_data(self, positions: Mapping[TopicPartition, int], timeout: float) -> bool:
         """Blocks until one of the partitions has data at or after its
         position, or ``timeout`` seconds pass; True if there is data."""
-        deadline = self.clock.monotonic() + timeout
-        with self.data_arrived:
-            self.sync_waiters += 1
-            try:
-                while not self._has_data(positions):
-                    remaining = deadline - self.clock.monotonic()
-                    if remaining <= 0 or self.closed:
-                        return False
-                    self.data_arrived.wait(remaining)
-                return True
-            finally:
-                self.sync_waiters -= 1
+        return self._wait(lambda: self._has_data(positions), timeout)
 
     def wait_for_reads(self, watched: Mapping[int, Watched], timeout: float) -> bool:
         """wait_for_data over the partitions a caller read, by stream id, as
         wait_for_reads_async: a topic deleted since the read ends the wait
         rather than it going on under the topic created again with that
         name (an embedded consumer on a thread)."""
+        return self._wait(lambda: _any_data(watched, watched), timeout)
+
+    def _wait(self, has_data: Callable[[], bool], timeout: float) -> bool:
+        """Blocks until ``has_data()``, looked at again at each growth, or
+        until ``timeout`` seconds pass or the engine closes; True if it
+        found data."""
         deadline = self.clock.monotonic() + timeout
         with self.data_arrived:
             self.sync_waiters += 1
             try:
-                while not _any_data(watched, watched):
+                while not has_data():
                     remaining = deadline - self.clock.monotonic()
                     if remaining <= 0 or self.closed:
                         return False

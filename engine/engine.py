@@ -726,48 +726,33 @@ class Engine:
         return await self.fetch_from_async(leader, offset, max_bytes, isolation_level)
 
     def fetch_from(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = 1024 * 1024,
-        isolation_level: str = READ_UNCOMMITTED,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch:
         """fetch of a partition leader the caller looked up (and keeps, to
         wait on what it read: wait_for_reads)."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        topic, partition = leader.topic, leader.index
-        with (
-            store_errors(),
-            damage_at(topic, partition, offset),
-            unanswered_reads(topic, partition),
-        ):
+        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
             return leader.fetch_bounded(offset, max_bytes, committed)
 
     async def fetch_from_async(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = 1024 * 1024,
-        isolation_level: str = READ_UNCOMMITTED,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch:
         """fetch_async of a partition leader the caller looked up."""
         committed = _read_committed(isolation_level)
-        self._check_open()
-        topic, partition = leader.topic, leader.index
-        with (
-            store_errors(),
-            damage_at(topic, partition, offset),
-            unanswered_reads(topic, partition),
-        ):
-            return await leader.fetch_async(offset, max_bytes, committed)
+        return await self.fetch_leader_async(leader, offset, max_bytes, committed)
 
     async def fetch_leader_async(
-        self, leader: Partition, offset: int, max_bytes: int, read_committed: bool, last_stable: int
+        self,
+        leader: Partition,
+        offset: int,
+        max_bytes: int,
+        read_committed: bool,
+        last_stable: int | None = None,
     ) -> PartitionFetch:
         """fetch_async of a partition leader the caller looked up, with the
-        last stable offset it read (Partition.read_offsets) since its last
-        await: the wire server's Fetch has looked at each partition it
+        last stable offset if it read it (Partition.read_offsets) since its
+        last await: the wire server's Fetch has looked at each partition it
         names once already, and a Fetch of thousands of partitions would
         otherwise look up each again and read its offsets twice more."""
         self._check_open()

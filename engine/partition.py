@@ -55,8 +55,9 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
-from s3stream import FetchResult, NoRoom, Pacing, ReadPending, Retention, StreamStore
+from s3stream import FetchResult, NoRoom, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
+from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
@@ -242,29 +243,9 @@ class Partition:
         # Accepted under the partition's lock, which Fetch takes on the
         # event loop: the wait for room (the object store slow or down)
         # comes once it is released.
-        appended = self._append(data, self._submit_unpaced, remote, provenance, one_batch)
+        appended = self._append(data, self.store.submit, PACED_LATER, remote, provenance, one_batch)
         self.store.wait_for_room()
         return appended
-
-    def _submit_unpaced(
-        self,
-        stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes | memoryview,
-        remote: bool = False,
-        *,
-        payload_crc: int | None = None,
-    ) -> Future[int]:
-        return self.store.submit(
-            stream_id,
-            base_offset,
-            last_offset,
-            payload,
-            remote,
-            payload_crc=payload_crc,
-            pacing=Pacing.LATER,
-        )
 
     def submit_then(
         self,
@@ -279,12 +260,13 @@ class Partition:
         duplicate (``AppendResult.duplicate``) is appended again never, and
         ``then`` is not called for it."""
         store_then = partial(self.store.submit_then, then)
-        return self._append(data, store_then, remote, provenance, one_batch)[0]
+        return self._append(data, store_then, PACED, remote, provenance, one_batch)[0]
 
     def _append(
         self,
         data: BytesLike,
         submit: Callable[..., T],
+        options: ByRemote,
         remote: bool | None,
         provenance: Provenance | None,
         one_batch: bool,
@@ -364,7 +346,9 @@ class Partition:
                 if len(buffer) >= native.CRC_COMBINE_MIN_BYTES
                 else None
             )
-            handle = submit(self.stream_id, base, last, buffer, wait_remote, payload_crc=checksum)
+            handle = submit(
+                self.stream_id, base, last, buffer, options[wait_remote], payload_crc=checksum
+            )
             if producer_batch is not None:
                 self.producers.update(producer_batch, base, now, stamp)
                 if producer_batch.is_transactional:
@@ -554,9 +538,7 @@ class Partition:
             # a wait for room (the object store down) would hold. Refused past
             # the headroom (NoRoom, nothing changed): the completion is
             # tried again, and writing a marker again is harmless.
-            handle = self.store.submit(
-                self.stream_id, base, base, bytes(buffer), pacing=Pacing.NEVER
-            )
+            handle = self.store.submit(self.stream_id, base, base, bytes(buffer), UNPACED)
             self.producers.end_transaction(
                 producer_id, producer_epoch, now, coordinator_epoch, now if stamp is None else stamp
             )
@@ -803,9 +785,7 @@ class Partition:
             offset = self.store.next_offset(self.state_stream_id)
             # Never waits, as a marker: under the lock Fetch takes.
             try:
-                future = self.store.submit(
-                    self.state_stream_id, offset, offset, payload, pacing=Pacing.NEVER
-                )
+                future = self.store.submit(self.state_stream_id, offset, offset, payload, UNPACED)
             except NoRoom:
                 self._dirty = True  # refused: what it would record is still to write
                 raise

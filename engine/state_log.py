@@ -30,7 +30,7 @@ import msgpack
 
 from engine import clock
 from engine.catalog import read_payloads
-from s3stream import Pacing, S3StreamError, StreamStore
+from s3stream import UNPACED, S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
 
@@ -236,7 +236,7 @@ class StateLog:
         # server's event loop), which an outage of the object store would
         # otherwise hold until it ends. Refused (NoRoom) past the headroom
         # instead, before anything changes.
-        return self.store.submit(self.stream_id, offset, offset, payload, pacing=Pacing.NEVER)
+        return self.store.submit(self.stream_id, offset, offset, payload, UNPACED)
 
     def compact(self, timeout: float = COMPACT_TIMEOUT_S) -> None:
         """Rewrites the live keys and trims what came before them; returns

@@ -4,7 +4,15 @@ bucket (or a local directory), a manifest with writer fencing.
 Formats are specified in docs/object-format.md.
 """
 
-from s3stream.appender import Pacing
+from s3stream.append_options import (
+    LOCAL,
+    LOCAL_LATER,
+    REMOTE,
+    REMOTE_LATER,
+    UNPACED,
+    AppendOptions,
+    Pacing,
+)
 from s3stream.errors import (
     ConditionalWritesNotEnforced,
     CorruptIdentity,
@@ -35,6 +43,12 @@ from s3stream.stream_store import (
 )
 
 __all__ = [
+    "LOCAL",
+    "LOCAL_LATER",
+    "REMOTE",
+    "REMOTE_LATER",
+    "UNPACED",
+    "AppendOptions",
     "CloseReport",
     "ConditionalWritesNotEnforced",
     "CorruptIdentity",

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar, cast
 
+from s3stream.append_options import AppendOptions, Pacing
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import (
     Fenced,
@@ -43,22 +43,6 @@ _WalTag = tuple["StreamState | None", CacheBlock, int]
 a trim), the log cache block holding the append, and the stream's end after it."""
 
 
-class Pacing(enum.Enum):
-    """How an append meets the unuploaded bound (``max_unuploaded_bytes``)."""
-
-    WAIT = "wait"
-    """Accepted, then waits for room: back-pressure on its writer."""
-    LATER = "later"
-    """Accepted without a wait: its writer holds a lock others wait for
-    and calls ``wait_for_room`` once it is released (the embedded produce)."""
-    NEVER = "never"
-    """Never waits (a small record of state, written under a lock the event
-    loop takes), and so refused (NoRoom, nothing appended) once the
-    unuploaded bytes pass the bound by ``unpaced_headroom_bytes``: what
-    nothing paces is still bounded, as Kafka's coordinator is refused by a
-    log that cannot take its write."""
-
-
 class Appender:
     def __init__(
         self,
@@ -83,43 +67,19 @@ class Appender:
         enough: room is the whole store's, so once there is some, each
         queued wait ends at once, in the order the appends came."""
 
-    def submit(
-        self,
-        stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes | memoryview,
-        remote: bool = False,
-        *,
-        payload_crc: int | None = None,
-        pacing: Pacing = Pacing.WAIT,
-    ) -> Future[int]:
-        """Queues an append of offsets ``[base_offset, last_offset]``; the future
+    def submit(self, stream_id: int, batch: StoredBatch, options: AppendOptions) -> Future[int]:
+        """Queues an append of ``batch`` (StreamStore.submit); the future
         resolves to the stream's new end offset once the append is durable:
-        in the WAL, and with ``remote`` also in an object committed to the
-        manifest. Once the store learns it is fenced, it fails instead.
-        ``pacing`` says how it meets the unuploaded bound (``Pacing``):
-        a wait for room once accepted, the caller's own wait after its
-        locks are released, or none and a refusal (NoRoom) past the
-        headroom.
-
-        ``payload`` is stored as given, without a copy; it must not change.
-        ``payload_crc``, its CRC32C if the caller has it, spares the WAL a
-        read of it (``WriteAheadLog.submit``).
-        """
+        in the WAL, and with ``options.remote`` also in an object committed
+        to the manifest. Once the store learns it is fenced, it fails
+        instead. ``options.pacing`` says how it meets the unuploaded bound
+        (``Pacing``): a wait for room once accepted, the caller's own wait
+        after its locks are released, or none and a refusal (NoRoom) past
+        the headroom."""
         done: Future[int] = Future()
         done.set_running_or_notify_cancel()
-        end = last_offset + 1
-        future, uploaded = self._append(
-            self._wal.submit,
-            stream_id,
-            base_offset,
-            last_offset,
-            payload,
-            remote,
-            payload_crc,
-            refuse_past_headroom=pacing is Pacing.NEVER,
-        )
+        end = batch.end_offset
+        future, uploaded = self._append(self._wal.submit, stream_id, batch, options)
 
         def durable(wal_future: Future[Position]) -> None:
             error = wal_future.exception()
@@ -133,95 +93,52 @@ class Appender:
                 uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
 
         future.add_done_callback(durable)
-        if pacing is Pacing.WAIT:
+        if options.pacing is Pacing.WAIT:
             self._wait_for_room()  # after accepting: the caller's offsets stay valid
-        return done
-
-    def submit_async(
-        self,
-        stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes | memoryview,
-        remote: bool = False,
-        *,
-        payload_crc: int | None = None,
-    ) -> asyncio.Future[int]:
-        """Queues an append from a running event loop now, and returns an
-        asyncio future of the stream's new end offset once it is durable
-        (as submit). Cancelling the future stops the wait, not the append.
-
-        The append is accepted (or refused) before this returns, so a caller
-        holding its own lock can assign offsets and submit in one step.
-        """
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        end = last_offset + 1
-
-        def settle(error: BaseException | None) -> None:
-            if done.cancelled():
-                return
-            if error is None:
-                done.set_result(end)
-            else:
-                done.set_exception(error)
-
-        self.submit_then(
-            settle, stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
-        )
         return done
 
     def submit_then(
         self,
         then: Callable[[BaseException | None], None],
         stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes | memoryview,
-        remote: bool = False,
-        *,
-        payload_crc: int | None = None,
+        batch: StoredBatch,
+        options: AppendOptions,
     ) -> None:
-        """submit_async for a caller that only wants a call once the append
-        is durable: ``then(None)`` on the running loop once it is (as
-        submit), ``then(error)`` if it failed, and never before this
-        returns. No future or task is made for it (the server's hot path).
-        Refusals raise here, as submit's do."""
-        durable = _Durable(self, then)
-        durable.uploaded = self._append(
-            durable.submit, stream_id, base_offset, last_offset, payload, remote, payload_crc
-        )[1]
+        """submit for a caller on the running loop that only wants a call
+        once the append is durable: ``then(None)`` on the loop once it is
+        (as submit, after the wait for room ``options.pacing`` asks for),
+        ``then(error)`` if it failed, and never before this returns. No
+        future or task is made for it (the server's hot path). Refusals
+        raise here, as submit's do."""
+        durable = _Durable(self, then, options.pacing is Pacing.WAIT)
+        durable.uploaded = self._append(durable.submit, stream_id, batch, options)[1]
 
     def _append(
         self,
         wal_submit: Callable[..., W],
         stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes | memoryview,
-        remote: bool,
-        payload_crc: int | None = None,
-        *,
-        refuse_past_headroom: bool = False,
+        batch: StoredBatch,
+        options: AppendOptions,
     ) -> tuple[W, Future[int] | None]:
         """Accepts the append and hands it to the WAL (``submit`` or
-        ``submit_async``) under the store's lock, so appends reach the WAL in
-        offset order; returns the WAL's future and, for ``remote``, the one
-        settled once the append is in a committed object."""
-        end = last_offset + 1
+        ``submit_then``) under the store's lock, so appends reach the WAL in
+        offset order; returns the WAL's answer and, for ``remote``, the
+        future settled once the append is in a committed object."""
+        end = batch.end_offset
         with self._state.lock:
-            if refuse_past_headroom:
+            if options.pacing is Pacing.NEVER:
                 self._check_headroom_locked(stream_id)
-            stream, block = self._accept(stream_id, base_offset, last_offset, payload, payload_crc)
+            stream, block = self._accept(stream_id, batch)
             try:
                 future = wal_submit(
-                    payload,
+                    batch.payload,
                     stream_id=stream_id,
-                    start_offset=base_offset,
+                    start_offset=batch.base_offset,
                     end_offset=end,
                     record_type=WAL_OWNED_DATA,
                     tag=(stream, block, end),
                     prefix=self._wal_prefix,  # written before the payload, never joined to it
-                    payload_crc=payload_crc,
+                    payload_crc=batch.crc,
                 )
             except WalError as error:
                 # The WAL failed before the store heard of it: its commit
@@ -229,7 +146,9 @@ class Appender:
                 # sync of an idle interval reaches no hook at all.
                 failed = self._wal_failed_locked(error)
             else:
-                uploaded = self._uploader.wait_remote_locked(stream_id, end) if remote else None
+                uploaded = (
+                    self._uploader.wait_remote_locked(stream_id, end) if options.remote else None
+                )
                 return future, uploaded
         fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
         raise self._state.failure_error()
@@ -245,31 +164,25 @@ class Appender:
             self._state.check_usable()  # a closed or failed store says so first
             raise NoRoom(stream_id, unuploaded, limit)
 
-    def _accept(
-        self,
-        stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes | memoryview,
-        payload_crc: int | None = None,
-    ) -> tuple[StreamState, CacheBlock]:
+    def _accept(self, stream_id: int, batch: StoredBatch) -> tuple[StreamState, CacheBlock]:
         """Checks an append and adds it to the log cache (under the lock);
-        ``payload_crc`` stays with it for its upload."""
+        the batch's ``crc`` stays with it for its upload."""
         self._state.check_usable()
         stream = self._state.stream_locked(stream_id)
         if not stream.opened:
             raise StreamNotOpen(stream_id)
-        if base_offset != stream.next_offset:
-            raise OffsetMismatch(stream_id, stream.next_offset, base_offset)
-        if last_offset < base_offset:
-            raise ValueError(f"last offset {last_offset} < base offset {base_offset}")
+        if batch.base_offset != stream.next_offset:
+            raise OffsetMismatch(stream_id, stream.next_offset, batch.base_offset)
+        if batch.end_offset <= batch.base_offset:
+            raise ValueError(
+                f"last offset {batch.end_offset - 1} < base offset {batch.base_offset}"
+            )
         was_empty = self._state.cache.active.empty
-        batch = StoredBatch(base_offset, last_offset + 1, payload, payload_crc)
         block = self._state.cache.add(stream_id, batch)
         block.unconfirmed += 1
         if was_empty:
             self._state.changed.notify_all()  # starts the uploader's age clock
-        stream.next_offset = last_offset + 1
+        stream.next_offset = batch.end_offset
         if self._state.cache.active.size >= self._config.upload_bytes:
             self._uploader.seal_locked()
         return stream, block
@@ -372,14 +285,21 @@ class _Durable:
     """What follows one append's WAL commit, for submit_then, as plain calls
     on the loop in the order submit's callbacks check them: the WAL's
     outcome, the fence, with ``uploaded`` (remote) the upload's outcome,
-    then the wait for room (back-pressure, after accepting, so the
-    caller's offsets stay valid; waited for off the loop)."""
+    then the wait for room if its pacing asks for one (back-pressure,
+    after accepting, so the caller's offsets stay valid; waited for off
+    the loop)."""
 
-    __slots__ = ("_appender", "_loop", "_then", "uploaded")
+    __slots__ = ("_appender", "_loop", "_then", "_waits_for_room", "uploaded")
 
-    def __init__(self, appender: Appender, then: Callable[[BaseException | None], None]) -> None:
+    def __init__(
+        self,
+        appender: Appender,
+        then: Callable[[BaseException | None], None],
+        waits_for_room: bool,
+    ) -> None:
         self._appender = appender
         self._then = then
+        self._waits_for_room = waits_for_room
         self._loop = asyncio.get_running_loop()
         self.uploaded: Future[int] | None = None
         """Settled once the append is in a committed object (remote only)."""
@@ -439,7 +359,8 @@ class _Durable:
 
     def _make_room(self) -> None:
         appender = self._appender
-        if appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes:
+        room = appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes
+        if room or not self._waits_for_room:
             self._then(None)
             return
         try:

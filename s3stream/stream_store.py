@@ -4,7 +4,7 @@ An append is *locally durable* once its record is fsynced in the WAL, and
 *remotely durable* once the object holding it is committed to the manifest;
 both points are visible per stream (``end_offset`` and
 ``remote_end_offset``), and an append may ask to be answered at either
-(``remote=True``: its upload starts after a short linger, shared by every
+(``REMOTE``: its upload starts after a short linger, shared by every
 append asking meanwhile). Opening takes the data directory's lock, then
 fences any previous writer, then recovers (recovery.py).
 
@@ -38,7 +38,8 @@ from functools import partial
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from s3stream.appender import Appender, Pacing
+from s3stream.append_options import LOCAL, AppendOptions
+from s3stream.appender import Appender
 from s3stream.block_cache import BlockCache
 from s3stream.compaction import Compactor, range_size
 from s3stream.config import MiB, StreamStoreConfig
@@ -488,35 +489,28 @@ class StreamStore:
         base_offset: int,
         last_offset: int,
         payload: bytes | memoryview,
-        remote: bool = False,
+        options: AppendOptions = LOCAL,
         *,
         payload_crc: int | None = None,
-        pacing: Pacing = Pacing.WAIT,
     ) -> Future[int]:
         """Queues an append of offsets ``[base_offset, last_offset]``; the future
         resolves to the stream's new end offset once the append is durable:
-        in the WAL, and with ``remote`` also in an object committed to the
-        manifest. Once the store learns it is fenced, it fails instead.
-        Once accepted, it waits while more than ``max_unuploaded_bytes`` is
-        not uploaded; with ``Pacing.LATER`` it does not (``wait_for_room``
-        is then the caller's to call, outside its locks), and with
-        ``Pacing.NEVER`` it never waits and is refused (NoRoom) once the
-        bound is passed by ``unpaced_headroom_bytes``.
+        in the WAL, and with ``options.remote`` (``REMOTE``) also in an
+        object committed to the manifest. Once the store learns it is
+        fenced, it fails instead. Once accepted, it waits while more than
+        ``max_unuploaded_bytes`` is not uploaded; with ``Pacing.LATER`` it
+        does not (``wait_for_room`` is then the caller's to call, outside
+        its locks), and with ``Pacing.NEVER`` (``UNPACED``) it never waits
+        and is refused (NoRoom) once the bound is passed by
+        ``unpaced_headroom_bytes``.
 
         ``payload`` is stored as given, without a copy; it must not change.
         ``payload_crc``, its CRC32C if the caller has it (of checked record
         batches, ``native.crc32c_batches``), spares the WAL a read of it.
         """
         self._fetcher.pace.live()
-        return self._appender.submit(
-            stream_id,
-            base_offset,
-            last_offset,
-            payload,
-            remote,
-            payload_crc=payload_crc,
-            pacing=pacing,
-        )
+        batch = StoredBatch(base_offset, last_offset + 1, payload, payload_crc)
+        return self._appender.submit(stream_id, batch, options)
 
     def past_unuploaded_bound(self) -> bool:
         """Whether more than ``max_unuploaded_bytes`` is not uploaded yet (the
@@ -538,10 +532,10 @@ class StreamStore:
         base_offset: int,
         last_offset: int,
         payload: bytes | memoryview,
-        remote: bool = False,
+        options: AppendOptions = LOCAL,
     ) -> int:
         """Appends and returns the stream's new end offset once durable."""
-        return self.submit(stream_id, base_offset, last_offset, payload, remote).result()
+        return self.submit(stream_id, base_offset, last_offset, payload, options).result()
 
     async def append_async(
         self,
@@ -549,10 +543,10 @@ class StreamStore:
         base_offset: int,
         last_offset: int,
         payload: bytes | memoryview,
-        remote: bool = False,
+        options: AppendOptions = LOCAL,
     ) -> int:
         """Like append, for asyncio; cancelling stops the wait, not the append."""
-        return await self.submit_async(stream_id, base_offset, last_offset, payload, remote)
+        return await self.submit_async(stream_id, base_offset, last_offset, payload, options)
 
     def submit_async(
         self,
@@ -560,21 +554,28 @@ class StreamStore:
         base_offset: int,
         last_offset: int,
         payload: bytes | memoryview,
-        remote: bool = False,
+        options: AppendOptions = LOCAL,
         *,
         payload_crc: int | None = None,
     ) -> asyncio.Future[int]:
         """Queues an append from a running event loop now, and returns an
         asyncio future of the stream's new end offset once it is durable (as
-        submit); cancelling it stops the wait, not the append.
+        submit_then); cancelling it stops the wait, not the append."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        end = last_offset + 1
 
-        The append is accepted (or refused) before this returns, so a caller
-        holding its own lock can assign offsets and submit in one step.
-        """
-        self._fetcher.pace.live()
-        return self._appender.submit_async(
-            stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
+        def settle(error: BaseException | None) -> None:
+            if done.cancelled():
+                return
+            if error is None:
+                done.set_result(end)
+            else:
+                done.set_exception(error)
+
+        self.submit_then(
+            settle, stream_id, base_offset, last_offset, payload, options, payload_crc=payload_crc
         )
+        return done
 
     def submit_then(
         self,
@@ -583,17 +584,19 @@ class StreamStore:
         base_offset: int,
         last_offset: int,
         payload: bytes | memoryview,
-        remote: bool = False,
+        options: AppendOptions = LOCAL,
         *,
         payload_crc: int | None = None,
     ) -> None:
-        """submit_async without a future: ``then(None)`` is called on the
-        running loop once the append is durable (as submit), ``then(error)``
-        if it failed; never before this returns. Refusals raise here."""
+        """submit from a running event loop, without a future: ``then(None)``
+        is called on the running loop once the append is durable (as
+        submit, after the wait for room ``options.pacing`` asks for),
+        ``then(error)`` if it failed; never before this returns. Refusals
+        raise here, so a caller holding its own lock can assign offsets and
+        submit in one step."""
         self._fetcher.pace.live()
-        self._appender.submit_then(
-            then, stream_id, base_offset, last_offset, payload, remote, payload_crc=payload_crc
-        )
+        batch = StoredBatch(base_offset, last_offset + 1, payload, payload_crc)
+        self._appender.submit_then(then, stream_id, batch, options)
 
     def gathered(self) -> contextlib.AbstractContextManager[None]:
         """Appends made inside the block share one WAL group (and one sync):

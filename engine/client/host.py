@@ -76,35 +76,11 @@ class ClientHost(Protocol):
         looked it up is created again only if it allows (Engine.submit)."""
         ...
 
-    def fetch(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        max_bytes: int = ...,
-        isolation_level: str = ...,
-    ) -> PartitionFetch: ...
-    async def fetch_async(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        max_bytes: int = ...,
-        isolation_level: str = ...,
-    ) -> PartitionFetch: ...
     def fetch_from(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = ...,
-        isolation_level: str = ...,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch: ...
     async def fetch_from_async(
-        self,
-        leader: Partition,
-        offset: int,
-        max_bytes: int = ...,
-        isolation_level: str = ...,
+        self, leader: Partition, offset: int, max_bytes: int, isolation_level: str
     ) -> PartitionFetch: ...
     def masked_fetch(
         self, topic: str, fetched: PartitionFetch, principal: str

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from typing import ClassVar
 
 from engine.catalog import PRODUCER_ID_BLOCK, Catalog, CatalogState
-from s3stream import Pacing
+from s3stream import AppendOptions
 
 
 class HeldAppends:
@@ -31,10 +31,7 @@ class HeldAppends:
         base_offset: int,
         last_offset: int,
         payload: bytes,
-        remote: bool = False,
-        *,
-        payload_crc: int | None = None,
-        pacing: Pacing = Pacing.WAIT,
+        options: AppendOptions,
     ) -> Future[int]:
         self.offset += 1
         durable: Future[int] = Future()

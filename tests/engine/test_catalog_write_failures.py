@@ -23,7 +23,7 @@ from engine import catalog as catalog_module
 from engine.catalog import Catalog, CatalogState
 from engine.engine import Engine
 from engine.errors import EngineError
-from s3stream import Pacing, S3StreamError, StoreFailed
+from s3stream import LOCAL, AppendOptions, S3StreamError, StoreFailed
 from tests.server.catalog_faults import fail_next_catalog_write
 from wal.segment import SegmentWriter
 
@@ -107,7 +107,7 @@ class MemoryStream:
         base_offset: int,
         last_offset: int,
         payload: bytes,
-        pacing: Pacing = Pacing.WAIT,
+        options: AppendOptions = LOCAL,
     ) -> Future[int]:
         if self.refuse:
             raise StoreFailed(OSError(errno.EIO, "refused"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 import engine
 from engine.clock import SYSTEM, Clock, ManualClock
-from engine.groups import GroupCoordinator
+from engine.groups import GroupCoordinator, JoinResult
 from engine.groups.consumer_heartbeat import Heartbeat
 from engine.protocol.consumer_protocol import (
     Assignment,
@@ -60,17 +61,29 @@ def _metadata(owned: tuple[int, ...] = ()) -> bytes:
     )
 
 
-def _join(groups: GroupCoordinator, member_id: str, owned: tuple[int, ...] = ()) -> Any:
+def _joining(
+    groups: GroupCoordinator,
+    member_id: str = "",
+    owned: tuple[int, ...] = (),
+    instance_id: str | None = None,
+    require_known_member_id: bool = True,
+) -> Future[JoinResult]:
+    """A classic consumer member's JoinGroup of "g", its range protocol
+    owning ``owned`` of the topic's partitions."""
     return groups.join_group(
         "g",
         member_id,
-        None,
+        instance_id,
         "consumer",
         [("range", _metadata(owned))],
         SESSION_MS,
         REBALANCE_MS,
-        require_known_member_id=False,
-    ).result(TIMEOUT)
+        require_known_member_id=require_known_member_id,
+    )
+
+
+def _join(groups: GroupCoordinator, member_id: str, owned: tuple[int, ...] = ()) -> Any:
+    return _joining(groups, member_id, owned, require_known_member_id=False).result(TIMEOUT)
 
 
 def _sync(groups: GroupCoordinator, member_id: str, generation: int, leader: bool = False) -> Any:
@@ -279,16 +292,7 @@ def test_a_classic_static_member_replacing_the_last_consumer_member_turns_the_gr
 
     # A classic process with its instance id takes its place: every member
     # is classic, and a classic group takes over without a rebalance.
-    replacing = groups.join_group(
-        "g",
-        "",
-        "host-x",
-        "consumer",
-        [("range", _metadata())],
-        SESSION_MS,
-        REBALANCE_MS,
-        require_known_member_id=True,
-    ).result(TIMEOUT)
+    replacing = _joining(groups, instance_id="host-x").result(TIMEOUT)
     assert replacing.error == E.NONE
     (described,) = groups.describe_groups(["g"])
     assert (described.error, described.state) == (E.NONE, "Stable")
@@ -366,9 +370,7 @@ def test_an_empty_classic_group_with_a_member_id_handed_out_is_replaced(
     whatever ids it handed out with MEMBER_ID_REQUIRED; such a member then
     joins the consumer group."""
     groups = open_engine().groups
-    pending = groups.join_group(
-        "g", "", None, "consumer", [("range", _metadata())], SESSION_MS, REBALANCE_MS
-    ).result(TIMEOUT)
+    pending = _joining(groups).result(TIMEOUT)
     assert pending.error == E.MEMBER_ID_REQUIRED
     joined = groups.consumer_group_heartbeat(
         Heartbeat(
@@ -434,16 +436,7 @@ def test_a_full_consumer_group_refuses_a_classic_member_before_giving_it_an_id(
     groups = open_engine(group_consumer_max_size=2).groups
     classic_id, _ = _taken_over(groups)  # a classic and a consumer-protocol member
     for instance_id in (None, "instance-a"):
-        refused = groups.join_group(
-            "g",
-            "",
-            instance_id,
-            "consumer",
-            [("range", _metadata())],
-            SESSION_MS,
-            REBALANCE_MS,
-            require_known_member_id=True,
-        ).result(TIMEOUT)
+        refused = _joining(groups, instance_id=instance_id).result(TIMEOUT)
         assert refused.error == E.GROUP_MAX_SIZE_REACHED, instance_id
         assert refused.member_id == ""
     assert _members(groups) == {classic_id, "new-member"}
@@ -460,9 +453,7 @@ def test_a_consumer_static_member_takes_the_place_of_a_classic_one_with_its_inst
     consumer-protocol processes only."""
     opened = open_engine()
     groups = opened.groups
-    classic = groups.join_group(
-        "g", "", "host-x", "consumer", [("range", _metadata())], SESSION_MS, REBALANCE_MS
-    ).result(TIMEOUT)
+    classic = _joining(groups, instance_id="host-x").result(TIMEOUT)
     assert classic.error == E.NONE
     _sync(groups, classic.member_id, classic.generation_id, leader=True)
     joined = groups.consumer_group_heartbeat(
@@ -560,15 +551,7 @@ def test_a_static_replacement_does_not_hand_out_partitions_a_classic_member_stil
         Heartbeat("g", "new-member", -2, instance_id="host-x")
     ).result(TIMEOUT)
     assert left.error == E.NONE
-    replacing = groups.join_group(
-        "g",
-        "",
-        "host-x",
-        "consumer",
-        [("range", _metadata())],
-        SESSION_MS,
-        REBALANCE_MS,
-    ).result(TIMEOUT)
+    replacing = _joining(groups, instance_id="host-x").result(TIMEOUT)
     assert replacing.error == E.NONE
     assert _kind_and_members(groups) == ("classic", {classic.member_id, replacing.member_id})
     if restart:
@@ -598,16 +581,7 @@ def test_a_takeover_mid_rebalance_counts_the_partitions_a_classic_member_says_it
     groups = opened.groups
     first = _join(groups, "")
     _sync(groups, first.member_id, first.generation_id, leader=True)
-    second = groups.join_group(
-        "g",
-        "",
-        None,
-        "consumer",
-        [("range", _metadata())],
-        SESSION_MS,
-        REBALANCE_MS,
-        require_known_member_id=False,
-    )
+    second = _joining(groups, require_known_member_id=False)
     rejoined = _join(groups, first.member_id, (0, 1, 2, 3))
     assert rejoined.error == E.NONE
     assert second.result(TIMEOUT).error == E.NONE

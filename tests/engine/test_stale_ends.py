@@ -27,21 +27,16 @@ from engine.transactions.metadata import MAX_EPOCH, TV_2, TxnState
 from engine.types import TopicPartition
 from tests.engine.conftest import EngineFactory
 from tests.engine.test_transactions import TIMEOUT, values, wait_for
-from tests.engine.test_transactions_v2 import TV2Client, at_epoch
+from tests.engine.test_transactions_v2 import TV2Client, restarted_at, with_client
+from tests.engine.transaction_faults import hold_markers
 
 LAST = MAX_EPOCH - 1
 """The last epoch handed to a producer: a v2 end at it moves the id to a new producer id."""
 
 
 def at_last_epoch(engine_factory: EngineFactory) -> tuple[engine.Engine, TV2Client]:
-    e = engine_factory()
-    e.create_topic("t", 2)
-    client = TV2Client(e, "app")
-    at_epoch(e, "app", LAST)
-    e.close()
-    e = engine_factory()
-    client.engine, client.epoch = e, LAST
-    return e, client
+    _, client = with_client(engine_factory, 2)
+    return restarted_at(engine_factory, client, LAST), client
 
 
 def moved(engine_factory: EngineFactory) -> tuple[engine.Engine, TV2Client, int]:
@@ -130,9 +125,7 @@ def test_a_v1_end_after_v2_ends_is_checked_as_kafkas_v1_end_is(
     """EndTxn v0-4 (Kafka's endTransactionWithTV1) takes only the current
     producer id and epoch: the epoch before a v2 bump is fenced, and the
     current one's commit of a completed commit is answered, not refused."""
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid, epoch = client.producer_id, client.epoch
     client.begin(("t", 0))
     client.send("t", 0, b"a")
@@ -152,23 +145,10 @@ def test_a_v1_end_of_the_moved_from_producer_id_is_another_producers(
         ended_v1(e, True, old, LAST)
 
 
-def hold_markers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """From now on markers are written only once the event is set."""
-    released = threading.Event()
-    write_markers = TransactionCompleter._write_markers
-
-    def held(self: TransactionCompleter, *args: Any) -> None:
-        assert released.wait(TIMEOUT)
-        write_markers(self, *args)
-
-    monkeypatch.setattr(TransactionCompleter, "_write_markers", held)
-    return released
-
-
 @pytest.fixture
 def markers_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Markers are written only once the event is set."""
-    released = hold_markers(monkeypatch)
+    released = hold_markers(monkeypatch, TIMEOUT)
     yield released
     released.set()
 
@@ -180,9 +160,7 @@ def test_an_end_meeting_its_transactions_markers_being_written(
     """Kafka answers from the Prepare state while the markers are written:
     the same outcome CONCURRENT_TRANSACTIONS, the other INVALID_TXN_STATE
     (it was CONCURRENT_TRANSACTIONS, as the id is held until complete)."""
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid, epoch = client.producer_id, client.epoch
     client.begin(("t", 0))
     client.send("t", 0, b"a")
@@ -205,9 +183,7 @@ def test_a_v2_end_meeting_a_state_write_is_told_to_retry_before_it_is_checked(
 ) -> None:
     """Kafka's v2 endTransaction asks about a pending write first (it may be
     the move to a new producer id the request names); its v1 one last."""
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid, epoch = client.producer_id, client.epoch
     client.begin(("t", 0))
     with e.transactions._table.lock:
@@ -237,9 +213,7 @@ def test_a_v2_end_meeting_a_state_write_is_told_to_retry_before_it_is_checked(
 def test_an_empty_transactional_id_is_an_invalid_request(engine_factory: EngineFactory) -> None:
     """Kafka's coordinator answers INVALID_REQUEST before it looks the id up
     (it was INVALID_PRODUCER_ID_MAPPING: no such id)."""
-    e = engine_factory()
-    e.create_topic("t", 1)
-    TV2Client(e, "app")
+    e, _ = with_client(engine_factory)
     coordinator = e.transactions
     tp = [TopicPartition("t", 0)]
     for version in (0, TV_2):
@@ -263,9 +237,7 @@ def test_an_add_meeting_a_state_write_is_told_to_retry_before_it_is_checked(
     another producer id meeting a write was answered PRODUCER_FENCED or
     INVALID_PRODUCER_ID_MAPPING. While the markers are written the checks
     come first again, then the Prepare state's CONCURRENT_TRANSACTIONS."""
-    e = engine_factory()
-    e.create_topic("t", 2)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory, 2)
     client.begin(("t", 0))
     client.commit()  # an epoch before the current one
     pid, epoch = client.producer_id, client.epoch
@@ -287,7 +259,7 @@ def test_an_add_meeting_a_state_write_is_told_to_retry_before_it_is_checked(
         with coordinator._table.lock:
             coordinator._table.release("app")
     client.send("t", 0, b"a")
-    released = hold_markers(monkeypatch)
+    released = hold_markers(monkeypatch, TIMEOUT)
     ending = coordinator.end_transaction("app", pid, epoch, True, 0)
     try:
         wait_for(lambda: coordinator.describe("app").state is TxnState.PREPARE_COMMIT, "prepare")
@@ -319,10 +291,7 @@ def test_an_end_at_the_epoch_a_fence_left_is_fenced_not_bumped_past_int16(
     e = engine_factory(clock=clock)  # the timed-out check runs every 10 s
     e.create_topic("t", 1)
     client = TV2Client(e, "app", timeout_ms=200)
-    at_epoch(e, "app", LAST)
-    e.close()
-    e = engine_factory(clock=clock)
-    client.engine, client.epoch = e, LAST
+    e = restarted_at(engine_factory, client, LAST, clock=clock)
     client.begin(("t", 0))
 
     def aborted() -> bool:
@@ -358,9 +327,7 @@ def test_init_producer_id_meeting_a_completion_asks_about_it_before_the_producer
     another producer id is PRODUCER_FENCED, the transaction's own is told
     to retry."""
     # The clock stands still: the timers never retry the failed completion.
-    e = engine_factory(clock=ManualClock())
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory, clock=ManualClock())
     pid, epoch = client.producer_id, client.epoch
     released = threading.Event()
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import engine.state_log as state_log_module
 from engine.state_log import StateLog
-from s3stream import Pacing, StoreFailed, StreamStore
+from s3stream import AppendOptions, StoreFailed, StreamStore
 from tests.engine.conftest import FAST_STORE
 
 keys = st.one_of(st.integers(0, 20), st.tuples(st.sampled_from(["g", "h"]), st.integers(0, 5)))
@@ -188,7 +188,7 @@ class HeldStream:
         return len(self.records)
 
     def submit(
-        self, stream_id: int, base: int, last: int, payload: bytes, pacing: Pacing = Pacing.WAIT
+        self, stream_id: int, base: int, last: int, payload: bytes, options: AppendOptions
     ) -> Future[int]:
         if self.refuse:
             raise StoreFailed(OSError(errno.EIO, "refused"))

@@ -8,6 +8,7 @@ was (docs/design/0076)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -60,15 +61,23 @@ class TV2Client(TxnClient):
         return answer
 
 
+def with_client(
+    engine_factory: EngineFactory, partitions: int = 1, **options: Any
+) -> tuple[engine.Engine, TV2Client]:
+    """An engine opened with ``options``, its topic "t" of ``partitions``,
+    and a v2 client of the transactional id "app"."""
+    e = engine_factory(**options)
+    e.create_topic("t", partitions)
+    return e, TV2Client(e, "app")
+
+
 def markers_of(e: engine.Engine, topic: str, partition: int = 0) -> list[tuple[int, int, bool]]:
     """(producer id, producer epoch, commit) of every marker."""
     return [(pid, epoch, m.commit) for _, pid, epoch, m in control_batches(e, topic, partition)]
 
 
 def test_every_end_bumps_the_epoch_and_the_markers_carry_it(engine_factory: EngineFactory) -> None:
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid, epoch = client.producer_id, client.epoch
     client.begin(("t", 0))
     client.send("t", 0, b"committed")
@@ -88,9 +97,7 @@ def test_every_end_bumps_the_epoch_and_the_markers_carry_it(engine_factory: Engi
 
 
 def test_a_write_at_the_epoch_before_the_end_is_fenced(engine_factory: EngineFactory) -> None:
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     old = client.epoch
     client.begin(("t", 0))
     client.send("t", 0, b"a")
@@ -113,9 +120,7 @@ def test_a_write_at_the_epoch_before_the_end_is_fenced(engine_factory: EngineFac
 def test_a_retried_end_is_answered_with_the_epoch_it_bumped_to(
     engine_factory: EngineFactory,
 ) -> None:
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid, epoch = client.producer_id, client.epoch
     client.begin(("t", 0))
     client.send("t", 0, b"a")
@@ -133,9 +138,7 @@ def test_a_retried_end_is_answered_with_the_epoch_it_bumped_to(
 def test_an_abort_with_nothing_added_bumps_the_epoch_and_writes_no_marker(
     engine_factory: EngineFactory,
 ) -> None:
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid, epoch = client.producer_id, client.epoch
     client.abort()
     assert (client.producer_id, client.epoch) == (pid, epoch + 1)
@@ -152,15 +155,23 @@ def at_epoch(e: engine.Engine, transactional_id: str, epoch: int) -> None:
     )
 
 
+def restarted_at(
+    engine_factory: EngineFactory, client: TV2Client, epoch: int, **options: Any
+) -> engine.Engine:
+    """Puts ``client``'s transactional id at ``epoch`` (at_epoch) and opens
+    its engine again with ``options``: the client goes on at that epoch,
+    on the engine returned."""
+    at_epoch(client.engine, client.transactional_id, epoch)
+    client.engine.close()
+    e = engine_factory(**options)
+    client.engine, client.epoch = e, epoch
+    return e
+
+
 def test_the_last_epoch_rotates_the_producer_id(engine_factory: EngineFactory) -> None:
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid = client.producer_id
-    at_epoch(e, "app", MAX_EPOCH - 2)
-    e.close()
-    e = engine_factory()
-    client.engine, client.epoch = e, MAX_EPOCH - 2
+    e = restarted_at(engine_factory, client, MAX_EPOCH - 2)
     client.begin(("t", 0))
     client.send("t", 0, b"a")
     client.commit()
@@ -193,15 +204,10 @@ def test_a_prepared_end_is_completed_after_a_crash_with_the_bumped_epoch(
     """A crash after PrepareCommit/PrepareAbort of a v2 end is durable but
     before the markers: the restart writes them at the bumped epoch and
     hands over to the next producer id if the end rotates it."""
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid = client.producer_id
     if rotating:
-        at_epoch(e, "app", MAX_EPOCH - 1)
-        e.close()
-        e = engine_factory()
-        client.engine, client.epoch = e, MAX_EPOCH - 1
+        e = restarted_at(engine_factory, client, MAX_EPOCH - 1)
     client.begin(("t", 0))
     client.send("t", 0, b"a")
     meta = e.transactions.describe("app")
@@ -220,9 +226,7 @@ def test_a_prepared_end_is_completed_after_a_crash_with_the_bumped_epoch(
 
 
 def test_ongoing_and_completed_v2_states_survive_a_restart(engine_factory: EngineFactory) -> None:
-    e = engine_factory()
-    e.create_topic("t", 1)
-    client = TV2Client(e, "app")
+    e, client = with_client(engine_factory)
     pid, epoch = client.producer_id, client.epoch
     client.begin(("t", 0))
     client.send("t", 0, b"a")

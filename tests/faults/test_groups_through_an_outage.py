@@ -25,6 +25,7 @@ import engine
 from engine.engine import Engine
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch
+from tests.faults.outages import filled_past
 from tests.s3stream.faults import FaultyStore
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
@@ -180,15 +181,7 @@ def test_a_consumer_group_commits_through_an_outage_past_the_unuploaded_bound(
         bucket.faulty.fail("put")  # nothing is uploaded from now on
         # A producer fills the log cache past the bound and then waits for
         # room (in its own thread: the embedded produce blocks).
-        filling = threading.Thread(
-            target=lambda: [e.produce("t", 0, batch([b"x" * 16384])) for _ in range(32)],
-            daemon=True,
-        )
-        filling.start()
-        deadline = time.monotonic() + TIMEOUT
-        while e.store.log_cache_usage().unuploaded_bytes <= BOUND:
-            assert time.monotonic() < deadline, "the producer never passed the bound"
-            time.sleep(0.01)
+        filling = filled_past(e, BOUND, TIMEOUT)
 
         # The consumer reads what was acknowledged and commits it, the
         # store still down: answered, as Kafka's coordinator answers a

@@ -7,7 +7,6 @@ on them cannot grow the WAL and the log cache without end."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +21,7 @@ from engine.groups import LeaveResult
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream.store import LocalStore
-from tests.engine.helpers_records import batch
+from tests.faults.outages import filled_past
 from tests.s3stream.faults import FaultyStore
 
 TIMEOUT = 30.0
@@ -51,15 +50,7 @@ def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
         e.create_topic("t", 1)
         e.create_topic("many", 32)  # before the outage: a topic's creation commits to the store
         faulty.fail("put")
-        filling = threading.Thread(
-            target=lambda: [e.produce("t", 0, batch([b"x" * 16384])) for _ in range(32)],
-            daemon=True,
-        )
-        filling.start()
-        deadline = time.monotonic() + TIMEOUT
-        while e.store.log_cache_usage().unuploaded_bytes <= BOUND:
-            assert time.monotonic() < deadline, "the producer never passed the bound"
-            time.sleep(0.01)
+        filling = filled_past(e, BOUND, TIMEOUT)
         yield e, faulty
         faulty.heal()
         filling.join(TIMEOUT)

@@ -21,7 +21,7 @@ import pytest
 
 import wal.log
 from native.buffers import BytesLike
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.manifest import CHECKPOINT_PREFIX, LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStore
 from s3stream.store.base import ObjectData
@@ -170,7 +170,7 @@ def _run(tmp_path: Path, config: StreamStoreConfig, remote: bool = False) -> See
             for _ in range(UPLOADS):
                 if remote:
                     base = store.next_offset(stream)
-                    future = store.submit(stream, base, base, b"r" * 100, remote=True)
+                    future = store.submit(stream, base, base, b"r" * 100, REMOTE)
                     assert future.result(TIMEOUT) == base + 1
                 fill(store, stream, 1700, per_batch=1, size=300)
                 assert store.flush(timeout=TIMEOUT)
@@ -306,7 +306,7 @@ def test_uploads_go_back_to_the_background_an_upload_interval_after_the_last_rem
         with StreamStore.open(tmp_path / "data", calls, config) as store:
             stream = new_stream(store)
             before = len(calls.of("put", OBJECT_PREFIX))
-            assert store.submit(stream, 0, 0, b"r", remote=True).result(TIMEOUT) == 1
+            assert store.submit(stream, 0, 0, b"r", REMOTE).result(TIMEOUT) == 1
             uploaders.append(uploaded_since(before))
             threading.Event().wait(interval * 2)  # no remote ask for a whole interval
             before = len(calls.of("put", OBJECT_PREFIX))

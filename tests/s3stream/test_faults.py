@@ -8,11 +8,12 @@ import asyncio
 import itertools
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from s3stream import StoreClosed, StreamStore, StreamStoreConfig
+from s3stream import LOCAL_LATER, StoreClosed, StreamStore, StreamStoreConfig
 from s3stream.store import MemoryStore, ObjectStoreError
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream, payload, read_all
@@ -25,6 +26,21 @@ CONFIG = StreamStoreConfig(
     compaction_interval_s=3600,
     wal_segment_bytes=32 * 1024,
 )
+
+
+LITTLE_ROOM = StreamStoreConfig(
+    upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
+)
+"""A 16 KiB unuploaded bound: a few appends through an outage pass it."""
+
+
+@contextmanager
+def down_with_little_room(tmp_path: Path, faulty: FaultyStore) -> Iterator[tuple[StreamStore, int]]:
+    """A LITTLE_ROOM store and a stream of it, its object store taking no uploads."""
+    with StreamStore.open(tmp_path / "node", faulty, LITTLE_ROOM) as store:
+        stream = new_stream(store)
+        faulty.fail("put")
+        yield store, stream
 
 
 @pytest.fixture
@@ -116,10 +132,7 @@ def test_failed_reads_are_clear_errors_and_reading_resumes(
 
 
 def test_appends_wait_when_too_much_is_not_uploaded(tmp_path: Path, faulty: FaultyStore) -> None:
-    config = StreamStoreConfig(
-        upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
-    )
-    with StreamStore.open(tmp_path / "node", faulty, config) as store:
+    with StreamStore.open(tmp_path / "node", faulty, LITTLE_ROOM) as store:
         stream = new_stream(store)
         faulty.fail("put")
         done = threading.Event()
@@ -145,12 +158,7 @@ def test_async_appends_wait_for_room_without_blocking_the_loop(
     """An async append over the unuploaded bound is accepted at once (its
     offsets stay valid) and its future resolves only once uploads made
     room; the event loop keeps running meanwhile."""
-    config = StreamStoreConfig(
-        upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
-    )
-    with StreamStore.open(tmp_path / "node", faulty, config) as store:
-        stream = new_stream(store)
-        faulty.fail("put")
+    with down_with_little_room(tmp_path, faulty) as (store, stream):
 
         async def main() -> None:
             futures = [
@@ -174,6 +182,34 @@ def test_async_appends_wait_for_room_without_blocking_the_loop(
         assert read_all(store, stream) == expected(stream, 0, 100, per_batch=1, size=1000)
 
 
+def test_async_appends_paced_later_are_answered_once_durable_past_the_bound(
+    tmp_path: Path, faulty: FaultyStore
+) -> None:
+    """With Pacing.LATER an async append over the unuploaded bound is
+    answered once it is in the WAL, as submit with it returns: the wait for
+    room is its caller's (wait_for_room). One paced as by default after
+    them is held back until uploads make room."""
+    with down_with_little_room(tmp_path, faulty) as (store, stream):
+
+        async def main() -> None:
+            later = [
+                store.submit_async(
+                    stream, offset, offset, payload(stream, offset, 1000), LOCAL_LATER
+                )
+                for offset in range(40)  # 40 KB, far over the bound
+            ]
+            assert await asyncio.wait_for(asyncio.gather(*later), 30) == list(range(1, 41))
+            assert not store.flush(timeout=0)  # still nothing uploaded
+            waiting = store.submit_async(stream, 40, 40, payload(stream, 40, 1000))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # held back while the store is down
+            faulty.heal()
+            assert await asyncio.wait_for(waiting, 60) == 41
+
+        asyncio.run(main())
+        assert read_all(store, stream) == expected(stream, 0, 41, per_batch=1, size=1000)
+
+
 def test_appends_waiting_for_room_leave_the_loops_executor_free(
     tmp_path: Path, faulty: FaultyStore
 ) -> None:
@@ -182,10 +218,7 @@ def test_appends_waiting_for_room_leave_the_loops_executor_free(
     the loop runs there meanwhile still runs, and so does a close made
     through it (as `tidelog serve` closes its engine), which answers the
     waiting appends StoreClosed instead of leaving them hung."""
-    config = StreamStoreConfig(
-        upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
-    )
-    store = StreamStore.open(tmp_path / "node", faulty, config)
+    store = StreamStore.open(tmp_path / "node", faulty, LITTLE_ROOM)
     # Ends the waits should the close below never run (the failure this
     # test looks for), so that the loop's executor can shut down at all.
     rescue = threading.Timer(120, lambda: store.close(flush=False))

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.errors import Fenced
 from s3stream.manifest import Manifest, delta_key, load_state
 from s3stream.store import LocalStore, S3Store
@@ -155,13 +155,13 @@ def test_a_stalled_object_put_is_answered_by_its_hedge(
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
         for offset in range(10):  # each upload teaches the store a PUT's median
-            assert stream_store.submit(stream, offset, offset, b"warm", remote=True).result(
-                TIMEOUT
-            ) == (offset + 1)
+            assert stream_store.submit(stream, offset, offset, b"warm", REMOTE).result(TIMEOUT) == (
+                offset + 1
+            )
         assert stream_store.hedges is not None
         before = stream_store.hedges.snapshot()
         held = client.hold("put_object", lambda r: str(r["Key"]).count(OBJECT_PREFIX) > 0)
-        ack = stream_store.submit(stream, 10, 10, b"while the first PUT stalls", remote=True)
+        ack = stream_store.submit(stream, 10, 10, b"while the first PUT stalls", REMOTE)
         assert ack.result(TIMEOUT) == 11  # acknowledged while the first copy is held
         assert held.started.is_set() and not held.finished.is_set()
         sent, won = stream_store.hedges.snapshot()
@@ -372,9 +372,9 @@ def test_hedging_off(tmp_path: Path, s3: tuple[S3Store, HoldingClient]) -> None:
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
         for offset in range(10):
-            stream_store.submit(stream, offset, offset, b"warm", remote=True).result(TIMEOUT)
+            stream_store.submit(stream, offset, offset, b"warm", REMOTE).result(TIMEOUT)
         held = client.hold("put_object", lambda r: str(r["Key"]).count(OBJECT_PREFIX) > 0)
-        ack = stream_store.submit(stream, 10, 10, b"held", remote=True)
+        ack = stream_store.submit(stream, 10, 10, b"held", REMOTE)
         assert held.started.wait(TIMEOUT)
         with pytest.raises(TimeoutError):  # nothing but the held PUT can answer it
             ack.result(0.5)

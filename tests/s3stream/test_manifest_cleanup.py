@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.manifest import (
     CHECKPOINT_PREFIX,
     LOG_PREFIX,
@@ -138,7 +138,7 @@ def test_remote_acks_do_not_wait_for_a_checkpoints_deletions(tmp_path: Path) -> 
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
         for offset in range(12):  # an upload and a commit each: checkpoints every other one
-            stream_store.submit(stream, offset, offset, b"x" * 100, remote=True).result(TIMEOUT)
+            stream_store.submit(stream, offset, offset, b"x" * 100, REMOTE).result(TIMEOUT)
         assert store.deleting.is_set()
         assert stream_store.remote_end_offset(stream) == 12
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.chain_verify import verify_stream
 from s3stream.manifest import LOG_PREFIX, load_state
 from s3stream.store import MemoryStore, ObjectStoreError
@@ -66,11 +66,11 @@ def test_appends_asking_during_an_upload_share_the_next_one_which_follows_at_onc
     try:
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
-        first = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        first = stream_store.submit(stream, 0, 0, b"a", REMOTE)
         assert store.started.acquire(timeout=TIMEOUT), "no upload started for a waiting append"
         # Upload 1 is in flight (held): these wait for it, then for their own.
         later: list[Future[int]] = [
-            stream_store.submit(stream, offset, offset, b"b", remote=True) for offset in (1, 2, 3)
+            stream_store.submit(stream, offset, offset, b"b", REMOTE) for offset in (1, 2, 3)
         ]
         local = stream_store.submit(stream, 4, 4, b"c")
         assert local.result(TIMEOUT) == 5  # the WAL alone acknowledges a local append
@@ -140,7 +140,7 @@ class HeldCommits(HeldPuts):
 def acknowledged_over_a_held_commit(
     tmp_path: Path, store: HeldCommits, not_put: str
 ) -> tuple[int, StoreStats]:
-    """Appends two records with ``remote=True`` to a new stream, the second
+    """Appends two records with ``REMOTE`` to a new stream, the second
     once the first's object PUT is in flight; checks that the second's
     object is put while the first's commit is held (``not_put``: the
     failure's words if not) and that each is acknowledged after its own
@@ -150,9 +150,9 @@ def acknowledged_over_a_held_commit(
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
         store.hold_commits = True
-        first = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        first = stream_store.submit(stream, 0, 0, b"a", REMOTE)
         assert store.started.acquire(timeout=TIMEOUT)
-        second = stream_store.submit(stream, 1, 1, b"b", remote=True)
+        second = stream_store.submit(stream, 1, 1, b"b", REMOTE)
         store.releases.release()  # the first object is put; its commit starts, held
         assert store.commit_started.acquire(timeout=TIMEOUT)
         assert store.started.acquire(timeout=TIMEOUT), not_put
@@ -200,17 +200,17 @@ def test_an_upload_starts_without_the_linger_once_as_many_wait_as_the_last_one_a
         for stream in streams:
             stream_store.open_stream(stream, 1)
         # The first upload answers two appends (flushed: no batch is known yet).
-        first = [stream_store.submit(stream, 0, 0, b"a", remote=True) for stream in streams]
+        first = [stream_store.submit(stream, 0, 0, b"a", REMOTE) for stream in streams]
         assert stream_store.flush(TIMEOUT)
         assert [f.result(TIMEOUT) for f in first] == [1, 1]
         uploads = stream_store.stats.uploads
         # One of two asks again: the batch is not complete, the linger holds it.
-        waiting = stream_store.submit(streams[0], 1, 1, b"b", remote=True)
+        waiting = stream_store.submit(streams[0], 1, 1, b"b", REMOTE)
         local = stream_store.submit(streams[0], 2, 2, b"c")
         assert local.result(TIMEOUT) == 3  # the WAL has it; the remote wait goes on
         assert not waiting.done() and stream_store.stats.uploads == uploads
         # The second one asks: the batch is complete and goes up at once.
-        second = stream_store.submit(streams[1], 1, 1, b"d", remote=True)
+        second = stream_store.submit(streams[1], 1, 1, b"d", REMOTE)
         assert waiting.result(TIMEOUT) == 2 and second.result(TIMEOUT) == 2
         assert stream_store.stats.uploads == uploads + 1
         assert [stream_store.remote_end_offset(s) for s in streams] == [3, 2]
@@ -265,7 +265,7 @@ def test_an_upload_is_put_while_its_appends_are_synced_and_committed_after(
         stream_store.open_stream(stream, 1)
         store.events.clear()
         syncs.hold.set()
-        waiting = stream_store.submit(stream, 0, 0, b"a", remote=True)
+        waiting = stream_store.submit(stream, 0, 0, b"a", REMOTE)
         # The append is written but not yet synced: its object goes up...
         assert store.object_put.wait(TIMEOUT), "no object was put while the sync ran"
         # ... and waits there: nothing not durable in the WAL is committed.
@@ -314,22 +314,22 @@ def test_appends_waiting_during_a_commit_wait_for_those_it_answers_to_share_one_
         for stream in (a, b):
             stream_store.open_stream(stream, 1)
         # Two appenders, each waiting for its acknowledgement: a batch of two.
-        first = [stream_store.submit(s, 0, 0, b"0", remote=True) for s in (a, b)]
+        first = [stream_store.submit(s, 0, 0, b"0", REMOTE) for s in (a, b)]
         assert stream_store.flush(TIMEOUT) and [f.result(TIMEOUT) for f in first] == [1, 1]
         uploads, puts = stream_store.stats.uploads, store.object_puts
         store.hold = True
-        a1 = stream_store.submit(a, 1, 1, b"1", remote=True)
+        a1 = stream_store.submit(a, 1, 1, b"1", REMOTE)
         flusher.start()  # a1 goes up alone; its commit is held
         assert store.commit_started.acquire(timeout=TIMEOUT)
         # b asks while a's commit is held: not a complete batch, so it waits
         # for the appends that commit answers rather than going up alone.
-        b1 = stream_store.submit(b, 1, 1, b"1", remote=True)
+        b1 = stream_store.submit(b, 1, 1, b"1", REMOTE)
         assert stream_store.submit(b, 2, 2, b"local").result(TIMEOUT) == 3
         assert store.object_puts == puts + 1 and not b1.done()
         store.hold = False
         store.commit_releases.release()
         assert a1.result(TIMEOUT) == 2
-        a2 = stream_store.submit(a, 2, 2, b"2", remote=True)  # a asks again: complete
+        a2 = stream_store.submit(a, 2, 2, b"2", REMOTE)  # a asks again: complete
         assert a2.result(TIMEOUT) == 3 and b1.result(TIMEOUT) == 2
         # One upload for a's first append, one for the two that waited together.
         assert stream_store.stats.uploads == uploads + 2

@@ -6,15 +6,13 @@ its connection), and a configured max lifetime past the int64 timestamps."""
 
 from __future__ import annotations
 
-import select
 import struct
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kio.index import load_request_schema, load_response_schema
+from kio.index import load_request_schema
 
 import engine
 from engine.acl_bindings import AclBinding
@@ -22,7 +20,6 @@ from engine.authorization import AclOperation, ResourceType
 from engine.clock import ManualClock
 from engine.delegation_tokens import DelegationTokenConfig
 from engine.engine import EngineConfig
-from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
 from engine.server.handlers.delegation_tokens import MANY_RENEWERS
@@ -44,6 +41,7 @@ from tests.server.test_delegation_tokens import (
     create,
     describe,
     described_ids,
+    described_off_the_loop,
     ms,
     timestamped_answer,
     tokens_node,
@@ -53,7 +51,6 @@ from tests.server.wire import Wire, build, encode_request
 __all__ = ["acl_node", "tokens_node"]  # the fixtures, used by name
 
 LONG_MAX, LONG_MIN = 2**63 - 1, -(2**63)
-API_VERSIONS = ApiKey.API_VERSIONS
 MARKER_MS = 123_456_789_012_345
 """A period no test sends for real, replaced in the frame by the int64 under test."""
 
@@ -246,22 +243,7 @@ def test_a_describe_of_few_tokens_with_many_renewers_is_answered_off_the_event_l
     opened = tokens_node.engine
     renewers = [f"User:r{i}" for i in range(MANY_RENEWERS + 1)]
     made, _ = opened.delegation_tokens.create("User:alice", "User:alice", renewers)
-    request = build(load_request_schema(DESCRIBE, 3), owners=None)
-    release = threading.Event()
-    busy = tokens_node.server.server.state.admin.submit(release.wait, 30)
-    try:
-        with tokens_node.connect("alice") as wire:
-            wire.send(request)
-            readable, _, _ = select.select([wire.sock], [], [], 0.5)
-            assert not readable, "answered on the event loop"
-            with tokens_node.connect(None) as other:  # the loop serves everyone else
-                versions = other.request(build(load_request_schema(API_VERSIONS, 3)))
-                assert versions.error_code == KafkaCode.NONE
-            release.set()
-            _, answer = wire.receive(load_response_schema(DESCRIBE, 3))
-    finally:
-        release.set()
-        busy.result(30)
+    answer = described_off_the_loop(tokens_node)
     assert described_ids(answer) == {made.token_id}
     assert len(answer.tokens[0].renewers) == MANY_RENEWERS + 1
 

@@ -229,6 +229,30 @@ def described_ids(answer: Any) -> set[str]:
     return {token.token_id for token in answer.tokens}
 
 
+def described_off_the_loop(node: Node) -> Any:
+    """alice's DescribeDelegationToken v3 of every owner, sent while the
+    admin thread is busy: asserts it is not answered on the event loop,
+    which serves another connection meanwhile; returns the answer the
+    admin thread gives once it is free."""
+    request = build(load_request_schema(DESCRIBE, 3), owners=None)
+    release = threading.Event()
+    busy = node.server.server.state.admin.submit(release.wait, 30)
+    try:
+        with node.connect("alice") as wire:
+            wire.send(request)
+            readable, _, _ = select.select([wire.sock], [], [], 0.5)
+            assert not readable, "answered on the event loop"
+            with node.connect(None) as other:  # the loop serves everyone else
+                versions = other.request(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
+                assert versions.error_code == KafkaCode.NONE
+            release.set()
+            _, answer = wire.receive(load_response_schema(DESCRIBE, 3))
+    finally:
+        release.set()
+        busy.result(30)
+    return answer
+
+
 def test_api_versions_lists_the_token_apis_at_kafka_4_0s_versions(tokens_node: Node) -> None:
     with tokens_node.connect(None) as wire:
         answer = wire.request(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
@@ -633,21 +657,6 @@ def test_a_describe_of_many_tokens_is_answered_off_the_event_loop(tokens_node: N
     [raw] = opened.catalog.state.delegation_tokens.values()
     copies = [[f"{made.token_id}-{i}", *raw[1:]] for i in range(MANY_TOKENS)]
     opened.catalog.append(["delegation_token", copies])  # one record: quick to write
-    request = build(load_request_schema(DESCRIBE, 3), owners=None)
-    release = threading.Event()
-    busy = tokens_node.server.server.state.admin.submit(release.wait, 30)
-    try:
-        with tokens_node.connect("alice") as wire:
-            wire.send(request)
-            readable, _, _ = select.select([wire.sock], [], [], 0.5)
-            assert not readable, "answered on the event loop"
-            with tokens_node.connect(None) as other:  # the loop serves everyone else
-                versions = other.request(build(load_request_schema(ApiKey.API_VERSIONS, 3)))
-                assert versions.error_code == KafkaCode.NONE
-            release.set()
-            _, answer = wire.receive(load_response_schema(DESCRIBE, 3))
-    finally:
-        release.set()
-        busy.result(30)
+    answer = described_off_the_loop(tokens_node)
     assert answer.error_code == KafkaCode.NONE
     assert len(answer.tokens) == MANY_TOKENS + 1

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from kio.static.primitive import i32
@@ -27,11 +27,10 @@ import engine
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.handlers import fetch
 from tests.server.in_process import InProcessServer
+from tests.server.long_polls import HOUR_MS, registered, until
 from tests.server.wire import Wire, fetch_each, response_schema_for
 
 TIMEOUT = 30.0
-HOUR_MS = 3_600_000
-"""A max_wait far past the test's timeout: only what the test does answers it."""
 RECORDS = 3
 
 
@@ -87,17 +86,6 @@ def rereads_held(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return changed
 
 
-def registered(served: engine.Engine) -> int:
-    return served._waiters.waiting_count()
-
-
-def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def long_poll(served: engine.Engine, version: int, offset: int, **session: int) -> Any:
     name: Any = "t" if version < 13 else uuid.UUID(bytes=served.topic_id("t"))
     return fetch_each(version, [(name, 0, offset)], max_wait_ms=HOUR_MS, min_bytes=1, **session)
@@ -108,25 +96,41 @@ def entry(response: Any) -> Any:
     return partition
 
 
+def answered_without_records(sent: int, answered: int, response: Any, code: KafkaCode) -> None:
+    assert answered == sent
+    assert entry(response).error_code == code
+    assert not entry(response).records
+
+
 GONE = KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
 BY_NAME, BY_ID = 12, 13
 
 
+class Gone(NamedTuple):
+    """A Fetch's version, what happens to its partition, and the answer."""
+
+    version: int
+    change: Callable[[engine.Engine], None]
+    code: KafkaCode
+
+    def __str__(self) -> str:
+        return f"{self.version}-{self.change.__name__}-{int(self.code)}"
+
+
+RECREATED_BY_NAME = Gone(BY_NAME, recreate, KafkaCode.OFFSET_OUT_OF_RANGE)
+"""By name the read finds the topic created again: the new topic's answer."""
+RECREATED_BY_ID = Gone(BY_ID, recreate, KafkaCode.INCONSISTENT_TOPIC_ID)
+DELETED_BY_NAME = Gone(BY_NAME, delete, GONE)
+DELETED_BY_ID = Gone(BY_ID, delete, GONE)
+
+
 @pytest.mark.parametrize(
-    ("version", "change", "code"),
-    [
-        (BY_NAME, recreate, KafkaCode.OFFSET_OUT_OF_RANGE),  # the new topic's answer
-        (BY_ID, recreate, KafkaCode.INCONSISTENT_TOPIC_ID),
-        (BY_NAME, delete, GONE),
-        (BY_ID, delete, GONE),
-    ],
+    "gone",
+    [RECREATED_BY_NAME, RECREATED_BY_ID, DELETED_BY_NAME, DELETED_BY_ID],
+    ids=str,
 )
 def test_a_topic_gone_between_the_read_and_the_wait_answers_at_once(
-    opened: engine.Engine,
-    monkeypatch: pytest.MonkeyPatch,
-    version: int,
-    change: Callable[[engine.Engine], None],
-    code: KafkaCode,
+    opened: engine.Engine, monkeypatch: pytest.MonkeyPatch, gone: Gone
 ) -> None:
     """The wait watches the partition the read saw: a lookup by name found
     the new topic and waited under it, past the old topic's high watermark,
@@ -139,48 +143,33 @@ def test_a_topic_gone_between_the_read_and_the_wait_answers_at_once(
         found = await read_all(*args)
         reads += 1
         if reads == 1:
-            change(opened)
+            gone.change(opened)
         return found
 
     monkeypatch.setattr(fetch, "_read_all", read_then_changed)
-    request = long_poll(opened, version, RECORDS)
+    request = long_poll(opened, gone.version, RECORDS)
     with InProcessServer(opened) as server, Wire(server.bootstrap, timeout=TIMEOUT) as wire:
         sent = wire.send(request)
         answered, response = wire.receive(response_schema_for(request))
-    assert answered == sent
-    assert entry(response).error_code == code
-    assert not entry(response).records
+    answered_without_records(sent, answered, response, gone.code)
     until(lambda: registered(opened) == 0, "a wait stayed registered")
 
 
-@pytest.mark.parametrize(
-    ("version", "change", "code"),
-    [
-        (BY_NAME, recreate, KafkaCode.OFFSET_OUT_OF_RANGE),
-        (BY_ID, recreate, KafkaCode.INCONSISTENT_TOPIC_ID),
-        (BY_ID, delete, GONE),
-    ],
-)
+@pytest.mark.parametrize("gone", [RECREATED_BY_NAME, RECREATED_BY_ID, DELETED_BY_ID], ids=str)
 def test_a_topic_gone_during_the_wait_answers_as_kafkas_read_does(
-    opened: engine.Engine,
-    monkeypatch: pytest.MonkeyPatch,
-    version: int,
-    change: Callable[[engine.Engine], None],
-    code: KafkaCode,
+    opened: engine.Engine, monkeypatch: pytest.MonkeyPatch, gone: Gone
 ) -> None:
     """By topic id the read after the wake-up must not read the topic created
     again under the same name: Kafka's readFromLog finds its id changed."""
     changed = rereads_held(monkeypatch)
-    request = long_poll(opened, version, RECORDS)
+    request = long_poll(opened, gone.version, RECORDS)
     with InProcessServer(opened) as server, Wire(server.bootstrap, timeout=TIMEOUT) as wire:
         sent = wire.send(request)
         until(lambda: registered(opened) == 1, "the fetch never waited")
-        change(opened)
+        gone.change(opened)
         changed.set()
         answered, response = wire.receive(response_schema_for(request))
-    assert answered == sent
-    assert entry(response).error_code == code
-    assert not entry(response).records
+    answered_without_records(sent, answered, response, gone.code)
 
 
 @pytest.mark.parametrize(

@@ -5,32 +5,17 @@ registered once its client is gone (docs/design/0082)."""
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from kio.static.primitive import i8
 
 import engine
 from tests.server.in_process import InProcessServer
+from tests.server.long_polls import HOUR_MS, registered, until
 from tests.server.wire import Wire, fetch_each, response_schema_for
 
 PARTITIONS = 200
 TIMEOUT = 30.0
-HOUR_MS = 3_600_000
-"""A max_wait far past the test's timeout: only what the test does answers it."""
-
-
-def registered(opened: engine.Engine) -> int:
-    """The waits registered, each counted once."""
-    return opened._waiters.waiting_count()
-
-
-def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
 
 
 def test_a_record_on_one_partition_answers_the_long_poll(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ import native
 from engine.protocol.apis import ApiKey, request_schema, response_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
-from engine.transactions.completion import TransactionCompleter
 from engine.transactions.metadata import MAX_EPOCH, TxnState
 from tests import docspec
 from tests.engine.test_transactions import values
 from tests.engine.test_transactions_v2 import at_epoch
+from tests.engine.transaction_faults import hold_markers
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build, fetch_from_start
 
@@ -380,14 +379,7 @@ def test_writes_meeting_a_transaction_being_completed_are_retried(
     opened, server = node
     producer_id, epoch = init(server)
     assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
-    released = threading.Event()
-    write_markers = TransactionCompleter._write_markers
-
-    def held(self: TransactionCompleter, *args: Any) -> None:
-        assert released.wait(TIMEOUT)
-        write_markers(self, *args)
-
-    monkeypatch.setattr(TransactionCompleter, "_write_markers", held)
+    released = hold_markers(monkeypatch, TIMEOUT)
     with Wire(server.bootstrap, timeout=TIMEOUT) as ending:
         sent = ending.send(
             build(
