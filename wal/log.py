@@ -38,6 +38,7 @@ from wal.group_commit import (
     PendingBatch,
     Waiter,
     WalStats,
+    new_pending_append,
 )
 from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
@@ -249,7 +250,7 @@ class WriteAheadLog:
             tag=tag,
         ).result()
 
-    async def append_async(
+    def append_async(
         self,
         payload: BytesLike,
         *,
@@ -258,10 +259,15 @@ class WriteAheadLog:
         end_offset: int = 0,
         record_type: int = DATA,
         tag: object = None,
-    ) -> Position:
-        """Like append, for asyncio: waits without blocking the event loop.
+    ) -> asyncio.Future[Position]:
+        """Like append, for asyncio: queues the append at the call and
+        returns the asyncio future of its position, for the caller to await
+        without blocking the event loop.
 
-        Cancelling the caller stops the wait, not the append.
+        Cancelling the future (or the task awaiting it) stops the wait, not
+        the append. A future rather than a coroutine: a coroutine's frame,
+        made, started and finished around the future it awaited, was the
+        loop's work per append for nothing (docs/design/0104).
         """
         # Queued here rather than through submit_async: handing the keywords
         # on costs a call per append, a few percent of an append's CPU.
@@ -269,7 +275,7 @@ class WriteAheadLog:
         self._committer.submit(
             self._pending(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
         )
-        return await waiter
+        return waiter
 
     def submit_async(
         self,
@@ -454,16 +460,7 @@ class WriteAheadLog:
             fields = Append(b"", stream_id, start_offset, end_offset, record_type, None)
             frame_wal_records([fields._replace(payload_crc=payload_crc)], 0)
             raise  # not reached: the framer refuses whatever struct does
-        return PendingAppend(
-            waiter,
-            record_type,
-            address,
-            payload,
-            crc,
-            length,
-            tag,
-            prefix,
-        )
+        return new_pending_append((waiter, record_type, address, payload, crc, length, tag, prefix))
 
     # -- reading --------------------------------------------------------
 
