@@ -115,13 +115,15 @@ def encode_record_header(
     return encode_placed_record_header(address, segment, record_type, length, payload_crc, flags)
 
 
-def encode_record_address(stream_id: int, start_offset: int, end_offset: int) -> bytes:
-    """A record header's last 24 bytes (stream id, start and end offsets).
+encode_record_address = _ADDRESS.pack
+"""A record header's last 24 bytes: ``encode_record_address(stream_id,
+start_offset, end_offset)``.
 
-    Packed by the appender, on its own thread: ``struct.error`` refuses a
-    field the header cannot hold before the append is queued, and the
-    writer uses the bytes as they are (``encode_placed_record_header``)."""
-    return _ADDRESS.pack(stream_id, start_offset, end_offset)
+Packed by the appender, on its own thread: ``struct.error`` refuses a
+field the header cannot hold before the append is queued, and the
+writer uses the bytes as they are (``encode_placed_record_header``).
+The struct's own method, not a function around it: an asyncio append
+calls it once, and a Python frame more per append is the loop's."""
 
 
 encode_placed_record_header = place_wal_record

@@ -95,28 +95,20 @@ Outcome = Position | WalError
 """What one record's append comes to: its position once durable, or why not."""
 
 
-class PendingBatch:
+class PendingBatch(NamedTuple):
     """The records of one batch append, queued as one: framed back to back
     by the appender (``native.frame_wal_records``), stamped with their
     segment by the writer, acknowledged together through one waiter with
-    every record's position in order (or with the group's error)."""
+    every record's position in order (or with the group's error). A tuple,
+    its waiter first, as a ``PendingAppend``'s: ``_WAITER`` reads either."""
 
-    __slots__ = ("frame", "records", "tag", "waiter")
-
-    def __init__(
-        self,
-        waiter: Future[list[Position]] | asyncio.Future[list[Position]],
-        frame: bytearray,
-        records: int,
-        tags: BatchTags | None,
-    ) -> None:
-        self.waiter = waiter
-        self.frame = frame
-        self.records = records
-        self.tag = tags
-        """The records' tags, if any record has one: the commit hook gets
-        each with its record's outcome. Named as ``PendingAppend.tag``, so a
-        group's tagged appends, of either kind, are found by one test."""
+    waiter: Future[list[Position]] | asyncio.Future[list[Position]]
+    frame: bytearray
+    records: int
+    tag: BatchTags | None
+    """The records' tags, if any record has one: the commit hook gets
+    each with its record's outcome. Named as ``PendingAppend.tag``, so a
+    group's tagged appends, of either kind, are found by one test."""
 
 
 class BatchTags(list[object]):
@@ -454,7 +446,9 @@ class GroupCommitter:
                 positions.append(placed)
                 records += pending.records
                 continue
-            length = pending.length
+            # Unpacked in one step: a field read by name is a descriptor
+            # look-up on the type, five of them per append.
+            _, record_type, address, payload, payload_crc, length, _, prefix = pending
             size = RECORD_HEADER_SIZE + length
             written += size
             if offset + size > limit:
@@ -463,18 +457,13 @@ class GroupCommitter:
                 flags = FLAG_SYNCED
             buffers.append(
                 encode_placed_record_header(
-                    pending.address,
-                    sequence,
-                    pending.record_type,
-                    length,
-                    pending.payload_crc,
-                    flags,
+                    address, sequence, record_type, length, payload_crc, flags
                 )
             )
             flags = 0
-            if pending.prefix:
-                buffers.append(pending.prefix)
-            buffers.append(pending.payload)
+            if prefix:
+                buffers.append(prefix)
+            buffers.append(payload)
             positions.append(new_position((sequence, offset)))
             offset += size
             records += 1
@@ -558,7 +547,8 @@ def _each_record_tagged(
     return record_tags, record_outcomes
 
 
-_WAITER = operator.attrgetter("waiter")
+_WAITER = operator.itemgetter(0)
+"""A queued append's waiter, of either kind (each a tuple, its waiter first)."""
 _GET_LOOP = operator.methodcaller("get_loop")
 _SET_FUTURE_RESULT = asyncio.Future.set_result
 

@@ -34,7 +34,6 @@ from wal.group_commit import (
     CommitHook,
     Durability,
     GroupCommitter,
-    PendingAppend,
     PendingBatch,
     Waiter,
     WalStats,
@@ -227,7 +226,7 @@ class WriteAheadLog:
         append = Append(
             payload, stream_id, start_offset, end_offset, record_type, tag, prefix, payload_crc
         )
-        self._committer.submit(self._pending(future, *append))
+        self._queue(future, *append)
         return future
 
     def append(
@@ -272,9 +271,7 @@ class WriteAheadLog:
         # Queued here rather than through submit_async: handing the keywords
         # on costs a call per append, a few percent of an append's CPU.
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._committer.submit(
-            self._pending(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
-        )
+        self._queue(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
         return waiter
 
     def submit_async(
@@ -296,18 +293,16 @@ class WriteAheadLog:
         ``prefix`` and ``payload_crc`` are as for ``submit``.
         """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._committer.submit(
-            self._pending(
-                waiter,
-                payload,
-                stream_id,
-                start_offset,
-                end_offset,
-                record_type,
-                tag,
-                prefix,
-                payload_crc,
-            )
+        self._queue(
+            waiter,
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
         )
         return waiter
 
@@ -330,18 +325,16 @@ class WriteAheadLog:
         future to wake and no task awaiting it. ``then`` runs on the loop,
         never before this returns; an exception it raises goes to the
         loop's exception handler."""
-        self._committer.submit(
-            self._pending(
-                LoopCall(asyncio.get_running_loop(), then),
-                payload,
-                stream_id,
-                start_offset,
-                end_offset,
-                record_type,
-                tag,
-                prefix,
-                payload_crc,
-            )
+        self._queue(
+            LoopCall(asyncio.get_running_loop(), then),
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
         )
 
     # -- appending many at once -----------------------------------------
@@ -419,7 +412,7 @@ class WriteAheadLog:
             PendingBatch(waiter, frame, len(batch), None if untagged else BatchTags(tags))
         )
 
-    def _pending(
+    def _queue(
         self,
         waiter: Waiter,
         payload: BytesLike,
@@ -430,11 +423,13 @@ class WriteAheadLog:
         tag: object,
         prefix: bytes = b"",
         payload_crc: int | None = None,
-    ) -> PendingAppend:
-        """A checked append, its payload's CRC computed (by the caller's thread)
-        or combined from the one the caller gave. It takes the fields one by
-        one (an ``Append``'s, unpacked): an asyncio append, the server's hot
-        path, then builds no ``Append`` only to take it apart again."""
+    ) -> None:
+        """Checks an append, computes its payload's CRC (on the caller's
+        thread) or combines it from the one the caller gave, and queues it.
+        It takes the fields one by one (an ``Append``'s, unpacked): an
+        asyncio append, the server's hot path, then builds no ``Append``
+        only to take it apart again; and it queues, so that an append is
+        one call here, not one to check and another to queue."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
         if not isinstance(payload, bytes):
@@ -460,7 +455,9 @@ class WriteAheadLog:
             fields = Append(b"", stream_id, start_offset, end_offset, record_type, None)
             frame_wal_records([fields._replace(payload_crc=payload_crc)], 0)
             raise  # not reached: the framer refuses whatever struct does
-        return new_pending_append((waiter, record_type, address, payload, crc, length, tag, prefix))
+        self._committer.submit(
+            new_pending_append((waiter, record_type, address, payload, crc, length, tag, prefix))
+        )
 
     # -- reading --------------------------------------------------------
 
