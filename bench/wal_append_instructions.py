@@ -15,7 +15,10 @@ per thread). Each task makes a fixed number of appends (not a timed run:
 valgrind's slowness would move a deadline's count), a warm-up run of
 ``--appends`` and a run of twice as many; the difference between the two
 runs, per thread, over ``--appends``, is the count per append, with the
-start-up (imports, the log's open and close) taken out.
+start-up (imports, the log's open and close) taken out. With ``--batch
+N`` (and ``--appenders 1``: ``wal1k_batch_vs_sqlite``'s shape) each task
+awaits ``append_many_async`` of N records instead, and the count is per
+record.
 
 Threads are named by a C function only each calls: the event loop's
 ``epoll_pwait``, the writer's ``pwritev2``; the sync thread, idle at this
@@ -53,14 +56,18 @@ STATS = re.compile(r"^stats appends=(\d+) groups=(\d+) syncs=(\d+)$", re.M)
 RUN = r"""
 import asyncio, gc, os, sys, tempfile
 import uvloop
-from wal import WriteAheadLog
+from wal import Append, WriteAheadLog
 
-per_task, tasks = int(sys.argv[1]), int(sys.argv[2])
+per_task, tasks, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 payload = os.urandom(1024)
+records = [Append(payload)] * batch
 
 async def appender(log):
     for _ in range(per_task):
-        await log.append_async(payload)
+        if batch > 1:
+            await log.append_many_async(records)
+        else:
+            await log.append_async(payload)
 
 async def run(log):
     await asyncio.gather(*(appender(log) for _ in range(tasks)))
@@ -81,9 +88,12 @@ def _thread_name(path: Path) -> str:
     return "wal_sync"
 
 
-def _count(tree: Path, appends: int, appenders: int) -> tuple[dict[str, Any], dict[str, int]]:
+def _count(
+    tree: Path, appends: int, appenders: int, batch: int
+) -> tuple[dict[str, Any], dict[str, int]]:
     """Each thread's summary and functions' exclusive counts for a run of
-    ``appends`` (spread evenly over the appenders), and the log's counters."""
+    ``appends`` records (spread evenly over the appenders, ``batch`` a
+    call), and the log's counters."""
     with tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "appends.py"
         script.write_text(RUN)
@@ -97,8 +107,9 @@ def _count(tree: Path, appends: int, appenders: int) -> tuple[dict[str, Any], di
                 f"--callgrind-out-file={out}",
                 sys.executable,
                 str(script),
-                str(appends // appenders),
+                str(appends // appenders // batch),
                 str(appenders),
+                str(batch),
             ],
             cwd=tree,
             env=env,
@@ -118,9 +129,9 @@ def _count(tree: Path, appends: int, appenders: int) -> tuple[dict[str, Any], di
     return threads, {"appends": appended, "groups": groups, "syncs": syncs}
 
 
-def measure(tree: Path, appends: int, appenders: int, top: int) -> dict[str, Any]:
-    short, short_stats = _count(tree, appends, appenders)
-    long, long_stats = _count(tree, 2 * appends, appenders)
+def measure(tree: Path, appends: int, appenders: int, batch: int, top: int) -> dict[str, Any]:
+    short, short_stats = _count(tree, appends, appenders, batch)
+    long, long_stats = _count(tree, 2 * appends, appenders, batch)
     counted = long_stats["appends"] - short_stats["appends"]
     groups = long_stats["groups"] - short_stats["groups"]
     per_thread: dict[str, float] = {}
@@ -161,13 +172,16 @@ def main() -> None:
     parser.add_argument("--tree", action="append", type=Path, default=[])
     parser.add_argument("--appends", type=int, default=6400)
     parser.add_argument("--appenders", type=int, default=64)
+    parser.add_argument(
+        "--batch", type=int, default=1, help="records per call (append_many_async) above 1"
+    )
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed")
     appends = 640 if args.quick else args.appends
     trees = {
-        str(tree): measure(tree.resolve(), appends, args.appenders, args.top)
+        str(tree): measure(tree.resolve(), appends, args.appenders, args.batch, args.top)
         for tree in args.tree or [HERE]
     }
     _harness.report({"trees": trees}, args.json, _print)

@@ -152,6 +152,11 @@ new_pending_append = cast(
 )
 """A ``PendingAppend`` of all eight fields, in order, made in one C call:
 a NamedTuple's own call runs a Python ``__new__``."""
+new_pending_batch = cast(
+    Callable[[tuple[Any, ...]], PendingBatch], functools.partial(tuple.__new__, PendingBatch)
+)
+"""A ``PendingBatch`` of all four fields, in order, made as
+``new_pending_append`` makes its tuple."""
 new_position = cast(
     Callable[[tuple[int, int]], Position], functools.partial(tuple.__new__, Position)
 )

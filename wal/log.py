@@ -34,10 +34,10 @@ from wal.group_commit import (
     CommitHook,
     Durability,
     GroupCommitter,
-    PendingBatch,
     Waiter,
     WalStats,
     new_pending_append,
+    new_pending_batch,
 )
 from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
@@ -409,7 +409,7 @@ class WriteAheadLog:
         tags = list(map(_TAG, batch))  # no Python frame per record
         untagged = tags.count(None) == len(tags)
         self._committer.submit_batch(
-            PendingBatch(waiter, frame, len(batch), None if untagged else BatchTags(tags))
+            new_pending_batch((waiter, frame, len(batch), None if untagged else BatchTags(tags)))
         )
 
     def _queue(
