@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         extend_unfilled,
         frame_wal_records,
         join_parts,
+        place_wal_record,
         produce_batch_size,
         rewrite_batch,
         scan_batches,
@@ -101,6 +102,7 @@ else:
     extend_unfilled = _impl.extend_unfilled
     frame_wal_records = _impl.frame_wal_records
     stamp_wal_records = _impl.stamp_wal_records
+    place_wal_record = _impl.place_wal_record
 
 
 def decode_columns(
@@ -161,6 +163,7 @@ __all__ = [
     "extend_unfilled",
     "frame_wal_records",
     "join_parts",
+    "place_wal_record",
     "produce_batch_size",
     "rewrite_batch",
     "scan_batches",

@@ -106,6 +106,9 @@ def stamp_batch(
     max_inflated: int = ...,
 ) -> bytes: ...
 def frame_wal_records(appends: Iterable[tuple[Any, ...]], max_length: int) -> bytearray | int: ...
+def place_wal_record(
+    address: bytes, segment: int, record_type: int, length: int, payload_crc: int, flags: int, /
+) -> bytes: ...
 def stamp_wal_records(
     frame: bytearray,
     start: int,

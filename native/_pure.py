@@ -1600,3 +1600,27 @@ def stamp_wal_records(
         positions.append(position_type(segment, offset + pos - start))
         pos += record
     return pos, positions
+
+
+_WAL_ADDRESS_SIZE = 24
+"""A record header's last bytes: stream id, start and end offsets."""
+_WAL_PLACEMENT = struct.Struct("<IQBB2x")
+"""length, segment, type, flags: header bytes 4..20."""
+
+
+def place_wal_record(
+    address: bytes, segment: int, record_type: int, length: int, payload_crc: int, flags: int, /
+) -> bytes:
+    """One record's 44-byte header from its packed 24-byte ``address``
+    (``wal.format.encode_record_address``) and what only the writer knows;
+    its CRC continues ``payload_crc`` (the CRC32C of the record's payload)
+    over header bytes 4..44."""
+    if not isinstance(address, bytes) or len(address) != _WAL_ADDRESS_SIZE:
+        raise ValueError(f"address must be {_WAL_ADDRESS_SIZE} bytes")
+    _check_unsigned(segment, (1 << 64) - 1, "segment", "an unsigned 64-bit integer")
+    _check_unsigned(record_type, 0xFF, "record_type", "8 bits")
+    _check_unsigned(length, _WAL_MAX_RECORD_LENGTH, "length", "32 bits")
+    _check_unsigned(payload_crc, 0xFFFFFFFF, "payload_crc", "32 bits")
+    _check_unsigned(flags, 0xFF, "flags", "8 bits")
+    covered = _WAL_PLACEMENT.pack(length, segment, record_type, flags) + address
+    return _WAL_CRC.pack(crc32c(covered, payload_crc)) + covered

@@ -23,14 +23,16 @@ import asyncio
 import contextlib
 import enum
 import errno
+import functools
 import logging
+import operator
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from native import stamp_wal_records
 from wal.doorbell import Doorbell
@@ -93,28 +95,20 @@ Outcome = Position | WalError
 """What one record's append comes to: its position once durable, or why not."""
 
 
-class PendingBatch:
+class PendingBatch(NamedTuple):
     """The records of one batch append, queued as one: framed back to back
     by the appender (``native.frame_wal_records``), stamped with their
     segment by the writer, acknowledged together through one waiter with
-    every record's position in order (or with the group's error)."""
+    every record's position in order (or with the group's error). A tuple,
+    its waiter first, as a ``PendingAppend``'s: ``_WAITER`` reads either."""
 
-    __slots__ = ("frame", "records", "tag", "waiter")
-
-    def __init__(
-        self,
-        waiter: Future[list[Position]] | asyncio.Future[list[Position]],
-        frame: bytearray,
-        records: int,
-        tags: BatchTags | None,
-    ) -> None:
-        self.waiter = waiter
-        self.frame = frame
-        self.records = records
-        self.tag = tags
-        """The records' tags, if any record has one: the commit hook gets
-        each with its record's outcome. Named as ``PendingAppend.tag``, so a
-        group's tagged appends, of either kind, are found by one test."""
+    waiter: Future[list[Position]] | asyncio.Future[list[Position]]
+    frame: bytearray
+    records: int
+    tag: BatchTags | None
+    """The records' tags, if any record has one: the commit hook gets
+    each with its record's outcome. Named as ``PendingAppend.tag``, so a
+    group's tagged appends, of either kind, are found by one test."""
 
 
 class BatchTags(list[object]):
@@ -134,43 +128,40 @@ group is woken: on the sync thread or the writer thread under ``fsync``,
 on the writer thread under the other policies."""
 
 
-class PendingAppend:
-    """One queued append. A plain slotted class: it is made once per append."""
+class PendingAppend(NamedTuple):
+    """One queued append. A tuple, made by ``new_pending_append`` (one C
+    call): it is made once per append, and a class of its own built it in
+    a Python ``__init__``, a frame and eight stores (docs/design/0104)."""
 
-    __slots__ = (
-        "address",
-        "length",
-        "payload",
-        "payload_crc",
-        "prefix",
-        "record_type",
-        "tag",
-        "waiter",
-    )
+    waiter: Waiter
+    record_type: int
+    address: bytes
+    """The header's stream id and offsets, packed (and so checked) by the
+    appender: ``wal.format.encode_record_address``."""
+    payload: bytes | memoryview
+    payload_crc: int
+    """The CRC32C of prefix then payload: the record's payload on disk."""
+    length: int
+    """The bytes of prefix and payload, counted once when checked."""
+    tag: object = None
+    prefix: bytes = b""
 
-    def __init__(
-        self,
-        waiter: Waiter,
-        record_type: int,
-        address: bytes,
-        payload: bytes | memoryview,
-        payload_crc: int,
-        length: int,
-        tag: object = None,
-        prefix: bytes = b"",
-    ) -> None:
-        self.waiter = waiter
-        self.tag = tag
-        self.record_type = record_type
-        self.address = address
-        """The header's stream id and offsets, packed (and so checked) by the
-        appender: ``wal.format.encode_record_address``."""
-        self.payload = payload
-        self.payload_crc = payload_crc
-        """The CRC32C of prefix then payload: the record's payload on disk."""
-        self.length = length
-        """The bytes of prefix and payload, counted once when checked."""
-        self.prefix = prefix
+
+new_pending_append = cast(
+    Callable[[tuple[Any, ...]], PendingAppend], functools.partial(tuple.__new__, PendingAppend)
+)
+"""A ``PendingAppend`` of all eight fields, in order, made in one C call:
+a NamedTuple's own call runs a Python ``__new__``."""
+new_pending_batch = cast(
+    Callable[[tuple[Any, ...]], PendingBatch], functools.partial(tuple.__new__, PendingBatch)
+)
+"""A ``PendingBatch`` of all four fields, in order, made as
+``new_pending_append`` makes its tuple."""
+new_position = cast(
+    Callable[[tuple[int, int]], Position], functools.partial(tuple.__new__, Position)
+)
+"""A ``Position`` (segment, offset), made as ``new_pending_append`` makes
+its tuple: the writer makes one per append."""
 
 
 Queued = PendingAppend | PendingBatch
@@ -460,7 +451,9 @@ class GroupCommitter:
                 positions.append(placed)
                 records += pending.records
                 continue
-            length = pending.length
+            # Unpacked in one step: a field read by name is a descriptor
+            # look-up on the type, five of them per append.
+            _, record_type, address, payload, payload_crc, length, _, prefix = pending
             size = RECORD_HEADER_SIZE + length
             written += size
             if offset + size > limit:
@@ -469,19 +462,14 @@ class GroupCommitter:
                 flags = FLAG_SYNCED
             buffers.append(
                 encode_placed_record_header(
-                    pending.address,
-                    sequence,
-                    pending.record_type,
-                    length,
-                    pending.payload_crc,
-                    flags,
+                    address, sequence, record_type, length, payload_crc, flags
                 )
             )
             flags = 0
-            if pending.prefix:
-                buffers.append(pending.prefix)
-            buffers.append(pending.payload)
-            positions.append(Position(sequence, offset))
+            if prefix:
+                buffers.append(prefix)
+            buffers.append(payload)
+            positions.append(new_position((sequence, offset)))
             offset += size
             records += 1
         self._segment.write(buffers)
@@ -564,6 +552,12 @@ def _each_record_tagged(
     return record_tags, record_outcomes
 
 
+_WAITER = operator.itemgetter(0)
+"""A queued append's waiter, of either kind (each a tuple, its waiter first)."""
+_GET_LOOP = operator.methodcaller("get_loop")
+_SET_FUTURE_RESULT = asyncio.Future.set_result
+
+
 def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
     """Completes every waiter of a group: threads at once, coroutines in one
     call per event loop (each cross-thread call writes to the loop's wakeup
@@ -573,27 +567,33 @@ def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
         # waiter is woken without the sorting by loop below.
         _settle_one(group[0].waiter, outcomes[0])
         return
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopWaiter, Any]]] = {}
-    # Appends of one group mostly come from one loop: its list is kept at
-    # hand rather than looked up (and a new empty one made) per append.
-    last_loop: asyncio.AbstractEventLoop | None = None
-    last_settled: list[tuple[LoopWaiter, Any]] = []
-    for pending, outcome in zip(group, outcomes, strict=True):
-        waiter: Future[Any] | LoopWaiter = pending.waiter
+    # The usual group, every waiter on one event loop, is told apart and
+    # handed over whole, its waiters and outcomes as they are: C's loops
+    # over the group (map, set), not a Python step and a pair per append.
+    waiters: list[Future[Any] | LoopWaiter] = list(map(_WAITER, group))
+    kinds = set(map(type, waiters))
+    if Future not in kinds:
+        loops = set(map(_GET_LOOP, waiters))
+        if len(loops) == 1:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loops.pop().call_soon_threadsafe(
+                    _settle_on_loop, waiters, outcomes, kinds == {asyncio.Future}
+                )
+            return
+    by_loop: dict[asyncio.AbstractEventLoop, tuple[list[LoopWaiter], list[Any]]] = {}
+    for waiter, outcome in zip(waiters, outcomes, strict=True):
         if isinstance(waiter, Future):
             if isinstance(outcome, BaseException):
                 waiter.set_exception(outcome)
             else:
                 waiter.set_result(outcome)
-        else:
-            loop = waiter.get_loop()
-            if loop is not last_loop:
-                last_loop = loop
-                last_settled = by_loop.setdefault(loop, [])
-            last_settled.append((waiter, outcome))
-    for loop, settled in by_loop.items():
+            continue
+        loop_waiters, loop_outcomes = by_loop.setdefault(waiter.get_loop(), ([], []))
+        loop_waiters.append(waiter)
+        loop_outcomes.append(outcome)
+    for loop, (loop_waiters, loop_outcomes) in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            loop.call_soon_threadsafe(_settle_on_loop, settled)
+            loop.call_soon_threadsafe(_settle_on_loop, loop_waiters, loop_outcomes, False)
 
 
 def _settle_one(waiter: Future[Any] | LoopWaiter, outcome: QueuedOutcome) -> None:
@@ -604,12 +604,26 @@ def _settle_one(waiter: Future[Any] | LoopWaiter, outcome: QueuedOutcome) -> Non
             waiter.set_result(outcome)
         return
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        waiter.get_loop().call_soon_threadsafe(_settle_on_loop, ((waiter, outcome),))
+        waiter.get_loop().call_soon_threadsafe(_settle_on_loop, (waiter,), (outcome,), False)
 
 
-def _settle_on_loop(settled: Sequence[tuple[LoopWaiter, Any]]) -> None:
-    for waiter, outcome in settled:
-        if waiter.cancelled():
+def _settle_on_loop(
+    waiters: Sequence[LoopWaiter], outcomes: Sequence[Any], futures_only: bool
+) -> None:
+    """On the waiters' loop: settles each with its outcome, in group order.
+    ``futures_only``: every waiter is an ``asyncio.Future`` (no LoopCall)."""
+    if futures_only and not isinstance(outcomes[0], BaseException):
+        # A group's outcomes are all positions or all its one error. Set in
+        # one C loop; a cancelled future (its coroutine gave up waiting)
+        # stops it, and the Python loop below settles the rest.
+        with contextlib.suppress(asyncio.InvalidStateError):
+            deque(
+                map(_SET_FUTURE_RESULT, cast(Sequence[asyncio.Future[Any]], waiters), outcomes),
+                maxlen=0,
+            )
+            return
+    for waiter, outcome in zip(waiters, outcomes, strict=True):
+        if waiter.cancelled() or (futures_only and cast(asyncio.Future[Any], waiter).done()):
             continue  # the coroutine gave up waiting; the append itself still happened
         if isinstance(outcome, BaseException):
             waiter.set_exception(outcome)

@@ -34,10 +34,10 @@ from wal.group_commit import (
     CommitHook,
     Durability,
     GroupCommitter,
-    PendingAppend,
-    PendingBatch,
     Waiter,
     WalStats,
+    new_pending_append,
+    new_pending_batch,
 )
 from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
@@ -226,7 +226,7 @@ class WriteAheadLog:
         append = Append(
             payload, stream_id, start_offset, end_offset, record_type, tag, prefix, payload_crc
         )
-        self._committer.submit(self._pending(future, *append))
+        self._queue(future, *append)
         return future
 
     def append(
@@ -249,7 +249,7 @@ class WriteAheadLog:
             tag=tag,
         ).result()
 
-    async def append_async(
+    def append_async(
         self,
         payload: BytesLike,
         *,
@@ -258,18 +258,21 @@ class WriteAheadLog:
         end_offset: int = 0,
         record_type: int = DATA,
         tag: object = None,
-    ) -> Position:
-        """Like append, for asyncio: waits without blocking the event loop.
+    ) -> asyncio.Future[Position]:
+        """Like append, for asyncio: queues the append at the call and
+        returns the asyncio future of its position, for the caller to await
+        without blocking the event loop.
 
-        Cancelling the caller stops the wait, not the append.
+        Cancelling the future (or the task awaiting it) stops the wait, not
+        the append. A future rather than a coroutine: a coroutine's frame,
+        made, started and finished around the future it awaited, was the
+        loop's work per append for nothing (docs/design/0104).
         """
         # Queued here rather than through submit_async: handing the keywords
         # on costs a call per append, a few percent of an append's CPU.
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._committer.submit(
-            self._pending(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
-        )
-        return await waiter
+        self._queue(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
+        return waiter
 
     def submit_async(
         self,
@@ -290,18 +293,16 @@ class WriteAheadLog:
         ``prefix`` and ``payload_crc`` are as for ``submit``.
         """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._committer.submit(
-            self._pending(
-                waiter,
-                payload,
-                stream_id,
-                start_offset,
-                end_offset,
-                record_type,
-                tag,
-                prefix,
-                payload_crc,
-            )
+        self._queue(
+            waiter,
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
         )
         return waiter
 
@@ -324,18 +325,16 @@ class WriteAheadLog:
         future to wake and no task awaiting it. ``then`` runs on the loop,
         never before this returns; an exception it raises goes to the
         loop's exception handler."""
-        self._committer.submit(
-            self._pending(
-                LoopCall(asyncio.get_running_loop(), then),
-                payload,
-                stream_id,
-                start_offset,
-                end_offset,
-                record_type,
-                tag,
-                prefix,
-                payload_crc,
-            )
+        self._queue(
+            LoopCall(asyncio.get_running_loop(), then),
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
         )
 
     # -- appending many at once -----------------------------------------
@@ -410,10 +409,10 @@ class WriteAheadLog:
         tags = list(map(_TAG, batch))  # no Python frame per record
         untagged = tags.count(None) == len(tags)
         self._committer.submit_batch(
-            PendingBatch(waiter, frame, len(batch), None if untagged else BatchTags(tags))
+            new_pending_batch((waiter, frame, len(batch), None if untagged else BatchTags(tags)))
         )
 
-    def _pending(
+    def _queue(
         self,
         waiter: Waiter,
         payload: BytesLike,
@@ -424,11 +423,13 @@ class WriteAheadLog:
         tag: object,
         prefix: bytes = b"",
         payload_crc: int | None = None,
-    ) -> PendingAppend:
-        """A checked append, its payload's CRC computed (by the caller's thread)
-        or combined from the one the caller gave. It takes the fields one by
-        one (an ``Append``'s, unpacked): an asyncio append, the server's hot
-        path, then builds no ``Append`` only to take it apart again."""
+    ) -> None:
+        """Checks an append, computes its payload's CRC (on the caller's
+        thread) or combines it from the one the caller gave, and queues it.
+        It takes the fields one by one (an ``Append``'s, unpacked): an
+        asyncio append, the server's hot path, then builds no ``Append``
+        only to take it apart again; and it queues, so that an append is
+        one call here, not one to check and another to queue."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
         if not isinstance(payload, bytes):
@@ -454,15 +455,8 @@ class WriteAheadLog:
             fields = Append(b"", stream_id, start_offset, end_offset, record_type, None)
             frame_wal_records([fields._replace(payload_crc=payload_crc)], 0)
             raise  # not reached: the framer refuses whatever struct does
-        return PendingAppend(
-            waiter,
-            record_type,
-            address,
-            payload,
-            crc,
-            length,
-            tag,
-            prefix,
+        self._committer.submit(
+            new_pending_append((waiter, record_type, address, payload, crc, length, tag, prefix))
         )
 
     # -- reading --------------------------------------------------------

@@ -1145,6 +1145,8 @@ static PyMethodDef methods[] = {
      "Lay out a batch of WAL records back to back, their segment left to stamp."},
     {"stamp_wal_records", (PyCFunction)(void (*)(void))tl_py_stamp_wal_records, METH_FASTCALL,
      "Stamp framed WAL records with their segment and final CRC."},
+    {"place_wal_record", (PyCFunction)(void (*)(void))tl_py_place_wal_record, METH_FASTCALL,
+     "One WAL record header from its packed address and its placement."},
     {NULL, NULL, 0, NULL},
 };
 

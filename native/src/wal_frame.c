@@ -17,6 +17,7 @@
 #include "crc32c.h"
 
 #define HEADER_SIZE 44
+#define ADDRESS_SIZE 24 /* stream id, start and end offsets: the header's last bytes */
 #define MAX_RECORD_LENGTH 0xFFFFFFFFll /* the header's length field is 32 bits */
 #define MAX_USER_TYPE 254 /* wal.format.MAX_USER_TYPE: 255 is the seal, 0 invalid */
 #define APPEND_FIELDS 8   /* wal.Append */
@@ -300,4 +301,34 @@ fail:
     Py_XDECREF(positions);
     PyBuffer_Release(&view);
     return NULL;
+}
+
+PyObject *tl_py_place_wal_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "place_wal_record() takes 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    uint64_t segment, record_type, length, payload_crc, flags;
+    if (!PyBytes_Check(args[0]) || PyBytes_GET_SIZE(args[0]) != ADDRESS_SIZE) {
+        PyErr_Format(PyExc_ValueError, "address must be %d bytes", ADDRESS_SIZE);
+        return NULL;
+    }
+    if (unsigned_up_to(args[1], "segment", UINT64_MAX, "an unsigned 64-bit integer",
+                       &segment) != 0 ||
+        unsigned_up_to(args[2], "record_type", 0xFF, "8 bits", &record_type) != 0 ||
+        unsigned_up_to(args[3], "length", MAX_RECORD_LENGTH, "32 bits", &length) != 0 ||
+        unsigned_up_to(args[4], "payload_crc", 0xFFFFFFFFull, "32 bits", &payload_crc) != 0 ||
+        unsigned_up_to(args[5], "flags", 0xFF, "8 bits", &flags) != 0)
+        return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, HEADER_SIZE);
+    if (!out) return NULL;
+    uint8_t *header = (uint8_t *)PyBytes_AS_STRING(out);
+    store_le(header + 4, length, 4);
+    store_le(header + 8, segment, 8);
+    header[16] = (uint8_t)record_type;
+    header[17] = (uint8_t)flags;
+    header[18] = header[19] = 0;
+    memcpy(header + 20, PyBytes_AS_STRING(args[0]), ADDRESS_SIZE);
+    store_le(header, tl_crc32c((uint32_t)payload_crc, header + 4, HEADER_SIZE - 4), 4);
+    return out;
 }

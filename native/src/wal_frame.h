@@ -22,4 +22,11 @@ PyObject *tl_py_frame_wal_records(PyObject *self, PyObject *const *args, Py_ssiz
  * from start) per record. */
 PyObject *tl_py_stamp_wal_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
+/* place_wal_record(address, segment, record_type, length, payload_crc,
+ * flags): one record's 44-byte header, from its packed 24-byte address
+ * (wal.format.encode_record_address) and what only the writer knows; its
+ * crc continues payload_crc (the CRC32C of the record's payload) over
+ * header bytes 4..44. The writer makes one per single append. */
+PyObject *tl_py_place_wal_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
 #endif

@@ -204,3 +204,42 @@ def _sparse_mapping(path: Path, size: int) -> Iterator[memoryview]:
         file.truncate(size)
     with path.open("rb") as file:
         yield memoryview(mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ))
+
+
+@needs_c
+@differential
+@given(
+    st.binary(min_size=24, max_size=24),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 255),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 255),
+)
+def test_the_c_places_a_record_header_as_the_twin_does(
+    address: bytes, segment: int, record_type: int, length: int, payload_crc: int, flags: int
+) -> None:
+    args = (address, segment, record_type, length, payload_crc, flags)
+    assert c_impl().place_wal_record(*args) == _pure.place_wal_record(*args)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((b"a" * 23, 1, 1, 0, 0, 0), ValueError),
+        ((bytearray(24), 1, 1, 0, 0, 0), ValueError),
+        ((bytes(24), -1, 1, 0, 0, 0), OverflowError),
+        ((bytes(24), 2**64, 1, 0, 0, 0), OverflowError),
+        ((bytes(24), 1, 256, 0, 0, 0), OverflowError),
+        ((bytes(24), 1, 1, 2**32, 0, 0), OverflowError),
+        ((bytes(24), 1, 1, 0, 2**32, 0), OverflowError),
+        ((bytes(24), 1, 1, 0, 0, 256), OverflowError),
+        ((bytes(24), 1.0, 1, 0, 0, 0), TypeError),
+    ],
+)
+def test_a_header_that_cannot_be_placed_is_refused_alike(
+    impl: ModuleType, args: tuple[Any, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        impl.place_wal_record(*args)
