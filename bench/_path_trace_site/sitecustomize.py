@@ -121,9 +121,9 @@ def _install(output: str) -> None:
         return settle
 
     def traced_on_loop(original: Any) -> Any:
-        def on_loop(settled: Any) -> None:
-            note((now(), "on_loop", [sequence.pop(id(w), None) for w, _ in settled]))
-            original(settled)
+        def on_loop(waiters: Any, outcomes: Any, futures_only: bool) -> None:
+            note((now(), "on_loop", [sequence.pop(id(w), None) for w in waiters]))
+            original(waiters, outcomes, futures_only)
 
         return on_loop
 
