@@ -25,6 +25,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.test_group_write_failures import (
+    FAILURES,
     GROUPS,
     TOPIC,
     _classic_group,
@@ -171,3 +172,46 @@ def test_a_refused_sync_behind_a_write_in_flight_is_answered_once_the_failure_is
         e, monkeypatch, lambda: _sync(e, "y", joined, {joined.member_id: b"assigned"})
     )
     assert answer.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+
+
+def _forming_second_generation(e: Engine) -> tuple[Any, Any]:
+    """A member Stable at generation 1; a second joins and the first
+    rejoins: both are in generation 2, CompletingRebalance (the state log
+    holds generation 1). Returns (leader, follower)."""
+    first = _stable(e, "r")
+    joining = _join(e, "r")
+    rejoining = _join(e, "r", first.member_id)
+    leader, follower = rejoining.result(TIMEOUT), joining.result(TIMEOUT)
+    assert (leader.error, follower.error) == (KafkaCode.NONE, KafkaCode.NONE)
+    assert leader.members and not follower.members
+    assert leader.generation_id == follower.generation_id == first.generation_id + 1
+    return leader, follower
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_failed_assignment_write_keeps_the_classic_groups_rebalance(
+    e: Engine, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Generation 2 is forming; the leader's assignment fails to write.
+    Both members' SyncGroups are answered NOT_COORDINATOR and the group
+    prepares the next rebalance with both of them at generation 2, as
+    Kafka's does (its ClassicGroup is not reverted; the write's callback
+    propagates the error and rebalances): not rebuilt Stable at
+    generation 1 with its one member, the joined one gone."""
+    leader, follower = _forming_second_generation(e)
+    with monkeypatch.context() as faults:
+        follower_synced = _sync(e, "r", follower, {})
+        FAILURES[failure](faults, e)
+        leader_synced = _sync(e, "r", leader, {leader.member_id: b"a", follower.member_id: b"b"})
+        assert leader_synced.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+        assert follower_synced.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+        (described,) = e.groups.describe_groups(["r"])
+        assert described.state == "PreparingRebalance"
+        assert {m.member_id for m in described.members} == {leader.member_id, follower.member_id}
+        group = e.groups._classic_groups.get("r")
+        assert group is not None and group.generation_id == leader.generation_id
+    if failure == "store refuses":  # the store writes on: the members rejoin as they are
+        again = [_join(e, "r", leader.member_id), _join(e, "r", follower.member_id)]
+        rejoined = [f.result(TIMEOUT) for f in again]
+        assert [r.error for r in rejoined] == [KafkaCode.NONE, KafkaCode.NONE]
+        assert {r.generation_id for r in rejoined} == {leader.generation_id + 1}
