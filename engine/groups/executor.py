@@ -119,27 +119,32 @@ class GroupExecutor:
             self._outstanding -= 1
             return not self._outstanding and bool(self._failed)
 
-    def _answering(self, then: Callable[[KafkaCode], None] | None, error: KafkaCode) -> _Answers:
-        """Runs a failed write's ``then``, keeping what it answers: those
-        answers are settled once the write's groups are rebuilt
-        (``locked``), never while a group still shows what the write
-        changed. The ``resolve`` calls of a nested write that fails at once
-        are kept by that write."""
+    def _fail(
+        self, failed: _Failed, then: Callable[[KafkaCode], None] | None, error: KafkaCode
+    ) -> None:
+        """Notes a failed write and runs its ``then``, keeping what it
+        answers: those answers are settled once the write's groups are
+        rebuilt (``locked``), never while a group still shows what the
+        write changed. Noted first, so that a ``then`` that raises still
+        has its groups rebuilt; a nested write that fails at once keeps
+        its own answers."""
+        answers: _Answers = []
+        self._note_failed(failed._replace(answers=answers))
         if then is None:
-            return []
+            return
         outer, self._ready = self._ready, []
         try:
             then(error)
         finally:
-            answers, self._ready = self._ready, outer
-        return answers
+            answers.extend(self._ready)
+            self._ready = outer
 
     @contextlib.contextmanager
     def awaiting_writes(self) -> Iterator[list[Future[KafkaCode]]]:
         """Under the lock: each write begun in the block, as a future of its
         error code, settled once it is durable (after its own ``then``) or,
         if it failed, once its groups are rebuilt from the state log, as
-        every failed write's answers are (``_answering``), so that a
+        every failed write's answers are (``_fail``), so that a
         request whose change is written on the way and not by a callback
         of its own (a LeaveGroup emptying its group) is answered after
         that write, by a group that is what the state log holds."""
@@ -190,7 +195,7 @@ class GroupExecutor:
                 if isinstance(error, NoRoom)
                 else KafkaCode.NOT_COORDINATOR
             )
-            self._note_failed(failed._replace(answers=self._answering(then, code)))
+            self._fail(failed, then, code)
             return
         with self._counting:
             self._outstanding += 1
@@ -210,8 +215,7 @@ class GroupExecutor:
                 with self.locked():
                     try:
                         if error != KafkaCode.NONE:
-                            answers = self._answering(then, error)
-                            self._note_failed(failed._replace(answers=answers))
+                            self._fail(failed, then, error)
                         elif then is not None:
                             then(error)
                     finally:
