@@ -215,3 +215,29 @@ def test_a_failed_assignment_write_keeps_the_classic_groups_rebalance(
         rejoined = [f.result(TIMEOUT) for f in again]
         assert [r.error for r in rejoined] == [KafkaCode.NONE, KafkaCode.NONE]
         assert {r.generation_id for r in rejoined} == {leader.generation_id + 1}
+
+
+def test_a_join_into_a_group_whose_empty_record_failed_is_answered_at_the_rebuild(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last member leaves and the Empty record is refused behind a
+    write in flight; a new member joins the group, Empty in memory, and
+    waits in its rebalance. The group is rebuilt Stable with the member
+    that left (the leave is answered NOT_COORDINATOR, 0098), and the
+    waiting member is answered NOT_COORDINATOR then, which a client
+    recovers from by joining again, not left waiting for its rebalance
+    timeout (docs/design/0102: this rebalance cannot be kept)."""
+    member = _stable(e, "v")
+    before = _classic_group(e, "v")
+    leaving: list[Future[Any]] = []
+
+    def leave_then_join() -> Future[Any]:
+        leaving.append(e.groups.leave_group("v", [(member.member_id, None)]))
+        joining = _join(e, "v")
+        assert not leaving[0].done()
+        return joining
+
+    joining = _behind_a_write_in_flight(e, monkeypatch, leave_then_join)
+    assert joining.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+    assert leaving[0].result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+    assert _classic_group(e, "v") == before
