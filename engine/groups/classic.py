@@ -69,10 +69,13 @@ class GroupHost(Protocol):
         group: ClassicGroup,
         assignment: Mapping[str, bytes],
         then: Callable[[KafkaCode], None] | None = None,
+        rebuilt: bool = True,
     ) -> None:
         """Writes the group's metadata with ``assignment``; ``then(error_code)``
         runs under the lock once it is durable (or failed), if the group
-        still exists."""
+        still exists. ``rebuilt`` False: if the write fails, the group is
+        kept as ``then`` leaves it, not rebuilt from the state log (the
+        write changed nothing in memory that ``then`` does not put back)."""
 
 
 class ClassicGroup:
@@ -341,7 +344,10 @@ class ClassicGroup:
                 self._transition(GroupState.STABLE)
                 log.info("group %s: generation %d is stable", self.group_id, generation)
 
-            self.host.store_group(self, assignment, stored)
+            # The assignment is applied once durable: a failed write leaves
+            # the group in this rebalance, which ``stored`` goes on with as
+            # Kafka's ClassicGroup (never reverted by its snapshots) does.
+            self.host.store_group(self, assignment, stored, rebuilt=False)
         return future
 
     def _sync_result(self, member: Member, error: KafkaCode = KafkaCode.NONE) -> SyncResult:

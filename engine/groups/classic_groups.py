@@ -61,6 +61,7 @@ class ClassicGroups:
         group: ClassicGroup,
         assignment: Mapping[str, bytes],
         then: Callable[[KafkaCode], None] | None = None,
+        rebuilt: bool = True,
     ) -> None:
         value = group.to_stored(assignment).to_value()
 
@@ -70,7 +71,7 @@ class ClassicGroups:
             if then is not None and self._groups.get(group.group_id) is group:
                 then(error)
 
-        self._run.write({classic_group_key(group.group_id): value}, [], stored)
+        self._run.write({classic_group_key(group.group_id): value}, [], stored, rebuilt)
 
     # -- the groups ---------------------------------------------------------------------
 

@@ -197,7 +197,8 @@ def _replace_static_member(
                 # would not hand out; it syncs to get its own back.
                 group.host.resolve(future, group.join_result(member, leader=leader or ""))
 
-            group.host.store_group(group, assignment, stored)
+            # Refused, ``stored`` renames the member back, as Kafka does.
+            group.host.store_group(group, assignment, stored, rebuilt=False)
         case GroupState.STABLE | GroupState.COMPLETING_REBALANCE:
             group.maybe_prepare_rebalance(f"static member {request.group_instance_id} rejoins")
         case _:

@@ -59,11 +59,17 @@ def join(group: ConsumerGroup, request: JoinRequest) -> Future[JoinResult]:
     if unknown:
         member_id = new_member_id()
     limit = group.host.config.group_consumer_max_size
-    if len(group.members) >= limit and member_id not in group.members:
+    if (
+        len(group.members) >= limit
+        and member_id not in group.members
+        and request.group_instance_id not in group.static_members
+    ):
         # Before the protocols and KIP-394's round trip, as Kafka's
         # classicGroupJoinToConsumerGroup (throwIfConsumerGroupIsFull): a
         # full group gives no member id to join again with. A static
-        # member's new process is a new member id too.
+        # member's new process takes its predecessor's place and is not
+        # counted as a new member, as ConsumerGroupHeartbeat's is
+        # (docs/design/0102: Kafka 4.0 counted it, KAFKA-20601 does not).
         return done(JoinResult(KafkaCode.GROUP_MAX_SIZE_REACHED, member_id=request.member_id))
     names = [name for name, _ in request.protocols]
     if not supports_protocols(group, request.protocol_type, names):

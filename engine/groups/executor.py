@@ -5,7 +5,10 @@ state log.
 Nothing waits while holding the lock. Futures resolved under it are
 settled once the outermost holder releases it; what follows a write
 becoming durable runs on the timer thread, under the lock (the WAL's
-thread, which makes it durable, must not wait for that lock).
+thread, which makes it durable, must not wait for that lock). What a
+failed write's callback answers is held until the groups the write
+touched are rebuilt from the state log (failed_writes.py), as Kafka's
+coordinator answers a failed write after reverting to its snapshot.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
@@ -77,11 +80,13 @@ class GroupExecutor:
                         if failed is None:
                             break
                         try:
-                            self.on_failed_write(list(failed.keys), list(failed.deletes))
+                            keys, deletes = list(failed.keys), list(failed.deletes)
+                            if keys or deletes:
+                                self.on_failed_write(keys, deletes)
                         finally:
-                            # Answered once the group is what the state log holds.
-                            if failed.awaited is not None:
-                                self.resolve(failed.awaited, failed.code)
+                            # Answered once the group is what the state log
+                            # holds, and before what the rebuild answers.
+                            self._ready[:0] = failed.answers
                 finally:
                     self._depth -= 1
                 ready: list[tuple[Future[Any], Any]] = []
@@ -114,14 +119,35 @@ class GroupExecutor:
             self._outstanding -= 1
             return not self._outstanding and bool(self._failed)
 
+    def _fail(
+        self, failed: _Failed, then: Callable[[KafkaCode], None] | None, error: KafkaCode
+    ) -> None:
+        """Notes a failed write and runs its ``then``, keeping what it
+        answers: those answers are settled once the write's groups are
+        rebuilt (``locked``), never while a group still shows what the
+        write changed. Noted first, so that a ``then`` that raises still
+        has its groups rebuilt; a nested write that fails at once keeps
+        its own answers."""
+        answers: _Answers = []
+        self._note_failed(failed._replace(answers=answers))
+        if then is None:
+            return
+        outer, self._ready = self._ready, []
+        try:
+            then(error)
+        finally:
+            answers.extend(self._ready)
+            self._ready = outer
+
     @contextlib.contextmanager
     def awaiting_writes(self) -> Iterator[list[Future[KafkaCode]]]:
         """Under the lock: each write begun in the block, as a future of its
         error code, settled once it is durable (after its own ``then``) or,
-        if it failed, once its groups are rebuilt from the state log, so
-        that a request whose change is written on the way (a LeaveGroup
-        emptying its group) is answered after that write, by a group that
-        is what the state log holds."""
+        if it failed, once its groups are rebuilt from the state log, as
+        every failed write's answers are (``_fail``), so that a
+        request whose change is written on the way and not by a callback
+        of its own (a LeaveGroup emptying its group) is answered after
+        that write, by a group that is what the state log holds."""
         awaited: list[Future[KafkaCode]] = []
         outer, self._awaited = self._awaited, awaited
         try:
@@ -139,18 +165,22 @@ class GroupExecutor:
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
+        rebuilt: bool = True,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed,
         as Kafka answers a write its log refused; ``on_failed_write`` then
-        puts back what the write changed)."""
-        written: Future[KafkaCode] | None = None
+        puts back what the write changed, and what ``then`` answered is
+        settled after that). ``rebuilt`` False: the write changed nothing
+        in memory that ``then`` does not put back (a classic group's
+        assignment, applied once durable), so its groups are not rebuilt;
+        its answers still wait for the failed writes before it."""
         if self._awaited is not None:
-            written = running_future()
+            written: Future[KafkaCode] = running_future()
             self._awaited.append(written)
             then = _then_settle(then, written, self.resolve)
         # The writer makes new keys and deletes for each write.
-        failed = _Failed(puts.keys(), deletes, written)
+        failed = _Failed(puts.keys(), deletes) if rebuilt else _Failed((), ())
         try:
             appended = self.state_log.update(puts=puts or None, deletes=deletes or None)
         except Exception as error:  # the store refused: fenced, closed, failed or full
@@ -165,9 +195,7 @@ class GroupExecutor:
                 if isinstance(error, NoRoom)
                 else KafkaCode.NOT_COORDINATOR
             )
-            self._note_failed(failed._replace(code=code))
-            if then is not None:
-                then(code)
+            self._fail(failed, then, code)
             return
         with self._counting:
             self._outstanding += 1
@@ -187,8 +215,8 @@ class GroupExecutor:
                 with self.locked():
                     try:
                         if error != KafkaCode.NONE:
-                            self._note_failed(failed)
-                        if then is not None:
+                            self._fail(failed, then, error)
+                        elif then is not None:
                             then(error)
                     finally:
                         self._taken()
@@ -206,15 +234,17 @@ class GroupExecutor:
         self._timers.stop()
 
 
+_Answers = list[tuple[Future[Any], Any]]
+"""Futures and the values to settle them with."""
+
+
 class _Failed(NamedTuple):
-    """A failed write: the keys it put and deleted, and the future awaiting
-    it (awaiting_writes), settled once its groups are rebuilt."""
+    """A failed write: the keys it put and deleted (none if its groups are
+    not rebuilt), and what its ``then`` answered, settled once they are."""
 
     keys: Iterable[Hashable]
     deletes: Iterable[Hashable]
-    awaited: Future[KafkaCode] | None
-    code: KafkaCode = KafkaCode.NOT_COORDINATOR
-    """What the awaiting request is answered."""
+    answers: Sequence[tuple[Future[Any], Any]] = ()
 
 
 def _then_settle(
@@ -222,15 +252,14 @@ def _then_settle(
     future: Future[KafkaCode],
     resolve: Callable[[Future[Any], Any], None],
 ) -> Callable[[KafkaCode], None]:
-    """``then``, after which a durable write's ``future`` is settled (a
-    failed one's waits for its groups' rebuild: GroupExecutor.locked)."""
+    """``then``, after which the write's ``future`` is settled with its
+    code (a failed one's once its groups are rebuilt: GroupExecutor.locked)."""
 
     def both(error: KafkaCode) -> None:
         try:
             if then is not None:
                 then(error)
         finally:
-            if error == KafkaCode.NONE:
-                resolve(future, error)
+            resolve(future, error)
 
     return both

@@ -19,7 +19,10 @@ the coordinator again and rejoins, as after a coordinator moved. Offsets
 the write deleted (OffsetDelete, DeleteGroups, retention, a deleted
 topic) are the group's again; a commit is made visible only once durable
 (offset_manager.py), so a failed one has nothing to undo. Group configs
-go back to the stored ones.
+go back to the stored ones. A classic group's assignment and a static
+member's replacement are not rebuilt (GroupExecutor.write's ``rebuilt``):
+their callbacks leave the group as Kafka's ClassicGroup, which its
+snapshots never revert, is left (docs/design/0102).
 """
 
 from __future__ import annotations

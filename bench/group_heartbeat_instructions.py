@@ -1,0 +1,114 @@
+"""Instructions the group coordinator spends per heartbeat and per durable
+commit, counted by callgrind, for one or more source trees.
+
+    python bench/group_heartbeat_instructions.py [--tree DIR]... [--calls N] [--json]
+
+For each tree (a checkout of any revision, its C extension built; this
+checkout when none is named), a child Python under ``valgrind
+--tool=callgrind`` opens an engine, forms a classic group of one member
+and a consumer group of one member, and then makes ``--calls`` calls of
+one kind: a classic Heartbeat (no write), a steady ConsumerGroupHeartbeat
+(no write), or an OffsetCommit waited on until durable (a write that
+succeeds: its callback and its answer). The same child with no calls is
+the baseline; the difference over ``--calls`` is the figure, per call, of
+every thread (the WAL's included for the commit). Instructions do not
+move with the machine's load, as CPU time does: trees are compared in one
+run, each kind's figures side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+KINDS = ("classic_heartbeat", "consumer_heartbeat", "durable_commit")
+
+CHILD = r"""
+import sys, tempfile
+from pathlib import Path
+import engine
+from engine.groups.consumer_heartbeat import Heartbeat
+from engine.types import OffsetAndMetadata, TopicPartition
+
+kind, calls = sys.argv[1], int(sys.argv[2])
+root = Path(tempfile.mkdtemp())
+groups = engine.GroupConfig(group_initial_rebalance_delay_ms=0)
+config = engine.EngineConfig(cleaner_interval_s=3600, groups=groups)
+e = engine.open(root / "data", f"file://{root / 'objects'}", config)
+e.create_topic("t", 1)
+g = e.groups
+joined = g.join_group("c", "", None, "consumer", [("range", b"m")], 30000, 30000,
+                      require_known_member_id=False).result(30)
+g.sync_group("c", joined.generation_id, joined.member_id, None, "consumer", "range",
+             {joined.member_id: b""}).result(30)
+member = g.consumer_group_heartbeat(Heartbeat("k", "m", 0, rebalance_timeout_ms=30000,
+    subscribed_topic_names=["t"], owned_partitions={})).result(30)
+tp = TopicPartition("t", 0)
+for i in range(calls):
+    if kind == "classic_heartbeat":
+        g.heartbeat("c", joined.generation_id, joined.member_id, None)
+    elif kind == "consumer_heartbeat":
+        g.consumer_group_heartbeat(Heartbeat("k", "m", member.member_epoch)).result(30)
+    else:
+        g.commit_offsets("c", joined.generation_id, joined.member_id, None,
+                         {tp: OffsetAndMetadata(i)}).result(30)
+e.close()
+"""
+
+
+def _instructions(tree: Path, kind: str, calls: int) -> int:
+    with tempfile.TemporaryDirectory() as out:
+        pattern = os.path.join(out, "callgrind.%p")
+        env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={pattern}",
+                sys.executable,
+                "-c",
+                CHILD,
+                kind,
+                str(calls),
+            ],
+            cwd=tree,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        total = 0
+        for dump in Path(out).iterdir():
+            for line in dump.read_text(errors="replace").splitlines():
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    total = max(total, int(line.split()[1]))
+        return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tree", action="append", type=Path, default=[])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    trees = args.tree or [Path(__file__).resolve().parent.parent]
+    figures: dict[str, dict[str, float]] = {}
+    for kind in KINDS:
+        for tree in trees:
+            base = _instructions(tree, kind, 0)
+            loaded = _instructions(tree, kind, args.calls)
+            figures.setdefault(kind, {})[str(tree)] = (loaded - base) / args.calls
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"{'instructions per call':<22}" + "".join(f"{str(t)[-28:]:>30}" for t in trees))
+    for kind, by_tree in figures.items():
+        print(f"{kind:<22}" + "".join(f"{by_tree[str(t)]:>30.0f}" for t in trees))
+
+
+if __name__ == "__main__":
+    main()
