@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from enum import Enum
 from typing import NamedTuple
 
-from engine.errors import EngineError, GroupError, error_class
+from engine.errors import EngineError, GroupError, NotCoordinator, error_class
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
@@ -21,7 +21,9 @@ def group_error(code: int, message: str) -> EngineError:
     """The typed error of a group error code the coordinator answered."""
     known = KafkaCode.for_value(code)
     cls = error_class(known)
-    if cls is not None and issubclass(cls, GroupError):
+    # NotCoordinator is shared with the transaction coordinator, so it is
+    # no GroupError, but a group's answer all the same.
+    if cls is not None and issubclass(cls, GroupError | NotCoordinator):
         return cls(message)
     name = known.name if known == code else str(code)
     return GroupError(f"{message} ({name})")

@@ -70,12 +70,24 @@ class TransactionCompleter:
         transactional id is pending already and stays so until then;
         ``result`` resolves once the transaction is complete."""
         try:
-            self._workers.submit(self._complete, prepared, result)
+            work = self._workers.submit(self._complete, prepared, result)
         except RuntimeError:  # shut down: the next open completes it
-            with self._table.lock:
-                self._table.release(prepared.transactional_id)
-            if result is not None:
-                result.set_exception(EngineClosed())
+            self._left_for_next_open(prepared, result)
+            return
+        # Close cancels the completions still waiting for a worker (all of
+        # them may be writing a refused Complete* record again): each is
+        # answered, not left waiting for ever.
+        work.add_done_callback(
+            lambda done: self._left_for_next_open(prepared, result) if done.cancelled() else None
+        )
+
+    def _left_for_next_open(
+        self, prepared: TransactionMetadata, result: Future[None] | None
+    ) -> None:
+        with self._table.lock:
+            self._table.release(prepared.transactional_id)
+        if result is not None and not result.done():
+            result.set_exception(EngineClosed())
 
     def retry_incomplete(self) -> int:
         """Completes Prepare* transactions nobody is completing (after a
@@ -95,7 +107,8 @@ class TransactionCompleter:
 
     def close(self) -> None:
         """Waits for the completions in flight; those not started, or whose
-        Complete* record is being written again, are left for the next open."""
+        Complete* record is being written again, are left for the next open
+        (an EndTxn still waiting is answered EngineClosed)."""
         self._closing.set()
         self._workers.shutdown(wait=True, cancel_futures=True)
 

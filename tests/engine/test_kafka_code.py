@@ -13,6 +13,7 @@ from engine.client.membership import group_error
 from engine.errors import (
     EngineError,
     GroupError,
+    NotCoordinator,
     UnknownMemberId,
     UnknownTopic,
     error_class,
@@ -107,6 +108,8 @@ def test_the_class_of_a_code_comes_from_the_subclasses() -> None:
     [
         (KafkaCode.UNKNOWN_MEMBER_ID, UnknownMemberId, ""),
         (KafkaCode.STALE_MEMBER_EPOCH, engine.errors.StaleMemberEpoch, ""),
+        # shared with the transaction coordinator, still what a group answers
+        (KafkaCode.NOT_COORDINATOR, NotCoordinator, ""),
         (KafkaCode.COORDINATOR_LOAD_IN_PROGRESS, GroupError, "(COORDINATOR_LOAD_IN_PROGRESS)"),
         (9999, GroupError, "(9999)"),
     ],

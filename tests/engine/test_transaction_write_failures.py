@@ -394,3 +394,48 @@ def test_a_rotating_end_whose_complete_record_is_refused_is_answered_once_writte
     assert _producer(e) == (new_producer_id, 0)
     assert e.transactions.describe("x").state is TxnState.COMPLETE_COMMIT
     assert states(node()) == states(e)
+
+
+def test_an_end_waiting_behind_complete_records_written_again_is_answered_at_close(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every completion worker writes a refused Complete record again, so
+    one more EndTxn's completion waits for a worker; closing the engine
+    answers it (EngineClosed: the next open completes the transaction)
+    rather than leaving its caller waiting for ever."""
+    e = node()
+    workers = e.transactions._completer._workers._max_workers
+    ids = [f"x{i}" for i in range(workers + 1)]
+    producers = {}
+    for transactional_id in ids:
+        producer_id, epoch = e.transactions.init_producer_id(transactional_id, 60_000).result(
+            TIMEOUT
+        )
+        e.transactions.add_partitions(transactional_id, producer_id, epoch, [TP]).result(TIMEOUT)
+        producers[transactional_id] = (producer_id, epoch)
+    with monkeypatch.context() as faults:
+        refused = RefusedStateWrites(faults, e, {"CompleteCommit": 1_000_000}, no_room)
+        ended = [
+            e.transactions.end_transaction(transactional_id, *producers[transactional_id], True)
+            for transactional_id in ids[:workers]
+        ]
+        for future in ended:
+            assert future.result(TIMEOUT) is not None  # answered once its markers are durable
+        deadline = time.monotonic() + TIMEOUT
+        while len(refused.refused) < 2 * workers:
+            assert time.monotonic() < deadline, "the Complete records were not written again"
+            time.sleep(0.01)
+        waiting = e.transactions.end_transaction(ids[-1], *producers[ids[-1]], True)
+        while e.transactions.describe(ids[-1]).state is not TxnState.PREPARE_COMMIT:
+            assert time.monotonic() < deadline, "PrepareCommit was not written"
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert not waiting.done()  # no worker is free
+        e.close()
+        with pytest.raises(engine.EngineClosed):
+            waiting.result(TIMEOUT)
+    reopened = node()
+    deadline = time.monotonic() + TIMEOUT
+    while {meta.state for meta in states(reopened)} != {TxnState.COMPLETE_COMMIT}:
+        assert time.monotonic() < deadline, f"not completed: {states(reopened)}"
+        time.sleep(0.01)
