@@ -241,3 +241,25 @@ def test_a_join_into_a_group_whose_empty_record_failed_is_answered_at_the_rebuil
     assert joining.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
     assert leaving[0].result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
     assert _classic_group(e, "v") == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_commit_whose_groups_rebuild_raises_is_still_answered(
+    e: Engine, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Rebuilding a failed write's groups raises (a state log value it
+    cannot read): the commit held for that rebuild is answered all the
+    same, not left waiting forever, and the coordinator goes on serving."""
+
+    def unreadable(puts: Any, deletes: Any) -> None:
+        raise ValueError("a stored group value that does not parse")
+
+    tp = TopicPartition(TOPIC, 2)
+    with monkeypatch.context() as faults:
+        faults.setattr(e.groups._run, "on_failed_write", unreadable)
+        FAILURES[failure](faults, e)
+        answer = e.groups.commit_offsets("u", -1, "", None, {tp: OffsetAndMetadata(3)})
+        assert answer.result(TIMEOUT) == {tp: KafkaCode.NOT_COORDINATOR}
+    if failure == "store refuses":  # the store writes on
+        again = e.groups.commit_offsets("u", -1, "", None, {tp: OffsetAndMetadata(3)})
+        assert again.result(TIMEOUT) == {tp: KafkaCode.NONE}
