@@ -1,4 +1,5 @@
-"""Real classic clients through a refused write of their group's
+"""Real clients (librdkafka classic and consumer protocols, kafka-python,
+aiokafka, kafkajs) through a refused write of their group's
 assignment (docs/design/0102): generation 2 is forming when the leader's
 SyncGroup write is refused; both members are answered NOT_COORDINATOR,
 find the coordinator again, rejoin, and between them read every record
@@ -27,6 +28,7 @@ from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
+from tests.server.test_groups_kafkajs import KafkajsMember
 
 TIMEOUT = 60.0
 TOPIC = "t"
@@ -252,3 +254,36 @@ def test_classic_clients_recover_from_a_refused_assignment_and_read_everything_o
     read = first.read + second.read
     assert len(read) == len(set(read))  # nothing read again after its commit
     assert refused
+
+
+def test_kafkajs_members_recover_from_a_refused_assignment(
+    opened: tuple[Engine, InProcessServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kafkajs (its own JoinGroup and SyncGroup handling, in node): the
+    second member's generation is refused its assignment; both rejoin,
+    the group is Stable with both, and every record is read."""
+    e, server = opened
+    for p in range(PARTITIONS):
+        e.produce(TOPIC, p, batch([b"%d" % i for i in range(RECORDS // PARTITIONS)]))
+    first = KafkajsMember(server.bootstrap, "g", TOPIC)
+    second: KafkajsMember | None = None
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while not _stable_with(e, 1):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        refused = _refuse_the_next_assignment(monkeypatch, e, "g")
+        second = KafkajsMember(server.bootstrap, "g", TOPIC)
+        members = [first, second]
+        while not (
+            refused
+            and _stable_with(e, 2)
+            and len({(p, o) for m in members for p, o, _ in m.records}) == RECORDS
+            and all(m.assignment for m in members)
+        ):
+            assert time.monotonic() < deadline, refused
+            time.sleep(0.1)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
