@@ -1,9 +1,11 @@
 """Real clients (librdkafka classic and consumer protocols, kafka-python,
 aiokafka, kafkajs) through a refused write of their group's
-assignment (docs/design/0102): generation 2 is forming when the leader's
-SyncGroup write is refused; both members are answered NOT_COORDINATOR,
-find the coordinator again, rejoin, and between them read every record
-once, committing as they go, with nothing lost or read twice."""
+assignment (docs/design/0102): a second member joins and the group's
+write of the new generation (the leader's SyncGroup; the consumer
+protocol's heartbeat) is refused; the members are answered
+NOT_COORDINATOR, find the coordinator again, rejoin, and between them
+read every record, committing as they go, nothing read again after its
+commit."""
 
 from __future__ import annotations
 
