@@ -67,33 +67,41 @@ class GroupExecutor:
     def locked(self) -> Iterator[None]:
         """The coordinator's lock; futures resolved under it are settled
         once the outermost holder releases it."""
-        with self._lock:
-            self._depth += 1
-            try:
-                yield
-            finally:
+        ready: list[tuple[Future[Any], Any]] = []
+        try:
+            with self._lock:
+                self._depth += 1
                 try:
-                    # Once the request that wrote is done with the group:
-                    # its objects are replaced.
-                    while self._depth == 1 and self.on_failed_write is not None:
-                        failed = self._restorable()
-                        if failed is None:
-                            break
-                        try:
+                    yield
+                finally:
+                    try:
+                        # Once the request that wrote is done with the group:
+                        # its objects are replaced.
+                        while self._depth == 1 and self.on_failed_write is not None:
+                            failed = self._restorable()
+                            if failed is None:
+                                break
                             keys, deletes = list(failed.keys), list(failed.deletes)
-                            if keys or deletes:
-                                self.on_failed_write(keys, deletes)
-                        finally:
+                            try:
+                                if keys or deletes:
+                                    self.on_failed_write(keys, deletes)
+                            except Exception:
+                                # Not the releasing request's failure, and the
+                                # held answers (NOT_COORDINATOR) are still due:
+                                # a client must not wait forever on them.
+                                log.exception("rebuilding the groups of a failed write failed")
                             # Answered once the group is what the state log
                             # holds, and before what the rebuild answers.
                             self._ready[:0] = failed.answers
-                finally:
-                    self._depth -= 1
-                ready: list[tuple[Future[Any], Any]] = []
-                if self._depth == 0:
-                    ready, self._ready = self._ready, []
-        for future, value in ready:
-            settle(future, value)
+                    finally:
+                        self._depth -= 1
+                        if self._depth == 0:
+                            ready, self._ready = self._ready, []
+        finally:
+            # Settled even if the block raised (what it resolved, a held
+            # answer among them, has no other way out), never under the lock.
+            for future, value in ready:
+                settle(future, value)
 
     def _restorable(self) -> _Failed | None:
         """The next failed write whose groups may be rebuilt from the state

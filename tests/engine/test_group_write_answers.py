@@ -49,6 +49,25 @@ def e(tmp_path: Path) -> Iterator[Engine]:
         opened.close()
 
 
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
+    """Opens the engine on the same WAL and bucket each time (closing the
+    one before)."""
+    opened: list[Engine] = []
+
+    def open_again() -> Engine:
+        if opened:
+            opened[-1].close()
+        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
+        opened.append(engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config))
+        if TOPIC not in opened[-1].list_topics():
+            opened[-1].create_topic(TOPIC, 4)
+        return opened[-1]
+
+    yield open_again
+    opened[-1].close()
+
+
 def _join(e: Engine, group_id: str, member_id: str = "", instance_id: str | None = None) -> Any:
     return e.groups.join_group(
         group_id, member_id, instance_id, "consumer", PROTOCOLS, 10_000, 5_000,
@@ -241,3 +260,54 @@ def test_a_join_into_a_group_whose_empty_record_failed_is_answered_at_the_rebuil
     assert joining.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
     assert leaving[0].result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
     assert _classic_group(e, "v") == before
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_commit_whose_groups_rebuild_raises_is_still_answered(
+    e: Engine, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Rebuilding a failed write's groups raises (a state log value it
+    cannot read): the commit held for that rebuild is answered all the
+    same, not left waiting forever, and the coordinator goes on serving."""
+
+    def unreadable(puts: Any, deletes: Any) -> None:
+        raise ValueError("a stored group value that does not parse")
+
+    tp = TopicPartition(TOPIC, 2)
+    with monkeypatch.context() as faults:
+        faults.setattr(e.groups._run, "on_failed_write", unreadable)
+        FAILURES[failure](faults, e)
+        answer = e.groups.commit_offsets("u", -1, "", None, {tp: OffsetAndMetadata(3)})
+        assert answer.result(TIMEOUT) == {tp: KafkaCode.NOT_COORDINATOR}
+    if failure == "store refuses":  # the store writes on
+        again = e.groups.commit_offsets("u", -1, "", None, {tp: OffsetAndMetadata(3)})
+        assert again.result(TIMEOUT) == {tp: KafkaCode.NONE}
+
+
+def test_the_rebalance_kept_after_a_failed_assignment_is_what_a_restart_loads_once_written(
+    restartable: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Generation 2's assignment is refused; the members rejoin and sync
+    generation 3, which is written: a restart loads generation 3 Stable
+    with both members, their assignments, the leader's protocol, as the
+    group was in memory."""
+    e = restartable()
+    leader, follower = _forming_second_generation(e)
+    with monkeypatch.context() as faults:
+        FAILURES["store refuses"](faults, e)
+        refused = _sync(e, "r", leader, {leader.member_id: b"a", follower.member_id: b"b"})
+        assert refused.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+    again = [_join(e, "r", leader.member_id), _join(e, "r", follower.member_id)]
+    rejoined = {r.member_id: r for r in (f.result(TIMEOUT) for f in again)}
+    new_leader = next(r for r in rejoined.values() if r.members)
+    assignments = {leader.member_id: b"a3", follower.member_id: b"b3"}
+    syncs = [_sync(e, "r", r, assignments if r is new_leader else {}) for r in rejoined.values()]
+    assert [s.result(TIMEOUT).error for s in syncs] == [KafkaCode.NONE, KafkaCode.NONE]
+    in_memory = _classic_group(e, "r")
+    generation = e.groups._classic_groups.get("r").generation_id  # type: ignore[union-attr]
+    assert generation == leader.generation_id + 1
+    restarted = restartable()
+    assert _classic_group(restarted, "r") == in_memory
+    loaded = restarted.groups._classic_groups.get("r")
+    assert loaded is not None and loaded.generation_id == generation
+    assert loaded.leader_id == new_leader.member_id
