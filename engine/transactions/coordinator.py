@@ -506,7 +506,6 @@ class TransactionCoordinator:
 
     def describe(self, transactional_id: str) -> TransactionMetadata:
         with self._table.lock:
-            self._check_open()
             meta = self._table.get(transactional_id)
         if meta is None or meta.state is TxnState.DEAD:
             raise TransactionalIdNotFound(transactional_id)
@@ -514,7 +513,6 @@ class TransactionCoordinator:
 
     def transactions(self) -> list[TransactionMetadata]:
         with self._table.lock:
-            self._check_open()
             return self._table.states()
 
     def count(self) -> int:
@@ -592,7 +590,9 @@ class TransactionCoordinator:
     def closed(self) -> bool:
         """Whether close has begun: Kafka's coordinator is no longer active
         (``isActive``), and DescribeTransactions and ListTransactions are
-        answered COORDINATOR_NOT_AVAILABLE."""
+        answered COORDINATOR_NOT_AVAILABLE on the wire. The embedded reads
+        (``describe``, ``transactions``, ``listing``) still answer from
+        memory, what the state log holds."""
         return self._table.closed
 
     def _check_open(self) -> None:

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from engine.errors import CoordinatorClosed, EngineError, error_code
+from engine.errors import EngineError, error_code
 from engine.internal_topics import internal_partition_count, is_internal_topic
 from engine.linear_regex import InvalidPattern, compile_linear
 from engine.protocol.apis import ApiKey
@@ -534,9 +534,6 @@ def handle_describe_transactions(
             continue
         try:
             meta = coordinator.describe(transactional_id)
-        except CoordinatorClosed:  # closed since the check above
-            states.append(_not_described(transactional_id, KafkaCode.COORDINATOR_NOT_AVAILABLE))
-            continue
         except EngineError as error:
             states.append(_not_described(transactional_id, error_code(error)))
             continue
@@ -621,16 +618,13 @@ def _list_transactions(context: RequestContext, request: ListTransactionsRequest
         pattern = compile_linear(text) if text else None
     except InvalidPattern:
         return _not_listed(KafkaCode.INVALID_REGULAR_EXPRESSION)
-    try:
-        found = context.engine.transactions.listing(
-            # Filters naming only unknown states match nothing, as in Kafka.
-            known if request.state_filters else None,
-            request.producer_id_filters,
-            getattr(request, "duration_filter", -1),
-            pattern,
-        )
-    except CoordinatorClosed:  # closed since the check above
-        return _not_listed(KafkaCode.COORDINATOR_NOT_AVAILABLE)
+    found = context.engine.transactions.listing(
+        # Filters naming only unknown states match nothing, as in Kafka.
+        known if request.state_filters else None,
+        request.producer_id_filters,
+        getattr(request, "duration_filter", -1),
+        pattern,
+    )
     listed = [
         {
             "transactional_id": meta.transactional_id,
