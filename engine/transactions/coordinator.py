@@ -384,6 +384,7 @@ class TransactionCoordinator:
         partition again under its lock (``verify``)."""
         _check_named(transactional_id)
         with self._table.lock:
+            self._check_open()
             meta = self._mapped(transactional_id, producer_id)
             if meta.producer_epoch != producer_epoch:
                 raise ProducerFenced(transactional_id, producer_epoch, meta.producer_epoch)

@@ -202,6 +202,24 @@ def test_a_closed_coordinator_answers_every_transactional_api_as_kafka(node: Nod
         (topic,) = add.results_by_topic_v3_and_below
         (partition,) = topic.results_by_partition
         answers["AddPartitionsToTxn"] = partition.partition_error_code
+        verify = wire.request(
+            build(
+                request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, 5),
+                transactions=[
+                    {
+                        "transactional_id": "app",
+                        "producer_id": producer_id,
+                        "producer_epoch": epoch,
+                        "verify_only": True,
+                        "topics": [{"name": "in", "partitions": [0]}],
+                    }
+                ],
+            )
+        )
+        (result,) = verify.results_by_transaction
+        answers["AddPartitionsToTxn verify_only"] = (
+            result.topic_results[0].results_by_partition[0].partition_error_code
+        )
         answers["AddOffsetsToTxn"] = wire.request(
             build(
                 request_schema(ApiKey.ADD_OFFSETS_TO_TXN, 3),
@@ -245,6 +263,7 @@ def test_a_closed_coordinator_answers_every_transactional_api_as_kafka(node: Nod
     assert answers == {
         "InitProducerId": KafkaCode.NOT_COORDINATOR,
         "AddPartitionsToTxn": KafkaCode.NOT_COORDINATOR,
+        "AddPartitionsToTxn verify_only": KafkaCode.NOT_COORDINATOR,
         "AddOffsetsToTxn": KafkaCode.NOT_COORDINATOR,
         "TxnOffsetCommit": KafkaCode.NOT_COORDINATOR,
         "EndTxn": KafkaCode.NOT_COORDINATOR,
