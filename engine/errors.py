@@ -387,6 +387,20 @@ class NotCoordinator(EngineError):
     code = KafkaCode.NOT_COORDINATOR
 
 
+class CoordinatorClosed(NotCoordinator, EngineClosed):
+    """A coordinator asked after its engine began to close. On the wire it
+    is NOT_COORDINATOR, what a Kafka coordinator that is no longer the
+    coordinator answers (its cache of states cleared at shutdown): clients
+    look the coordinator up again and retry, where NOT_LEADER_OR_FOLLOWER,
+    a partition's code, is sent again to the coordinator they knew
+    (kafka-python) or taken as fatal. To the embedded API it is an
+    EngineClosed too: this engine will not serve again, so an embedded
+    caller stops rather than retrying as after a NotCoordinator."""
+
+    def __init__(self, coordinator: str) -> None:
+        EngineError.__init__(self, f"the {coordinator} coordinator is closed")
+
+
 # -- consumer groups
 
 

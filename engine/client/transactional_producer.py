@@ -23,8 +23,11 @@ from engine.client.producer import Producer
 from engine.clock import Clock
 from engine.errors import (
     ConcurrentTransactions,
+    CoordinatorNotAvailable,
+    EngineClosed,
     EngineError,
     InvalidTxnState,
+    NotCoordinator,
 )
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -34,6 +37,22 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_MS = 60_000
 """Kafka's transaction.timeout.ms default."""
+
+RETRIED = (ConcurrentTransactions, CoordinatorNotAvailable, NotCoordinator)
+"""The coordinator's answers a request is sent again after, as Kafka's
+TransactionManager sends it again: the id busy (CONCURRENT_TRANSACTIONS),
+its state log refusing a write for room (COORDINATOR_NOT_AVAILABLE) or
+unable to write (NOT_COORDINATOR: the store failed, or was taken over).
+Never a closed engine's (CoordinatorClosed is an EngineClosed): this
+producer's engine will not serve again."""
+CONCURRENT_BACKOFF_S = 0.01
+"""The wait before a request the id was busy for is sent again (Kafka's
+client waits 20 ms at most for an add, as the id is busy only briefly)."""
+RETRY_BACKOFF_S = 0.1
+"""The first wait before a request the coordinator could not serve is sent
+again (Kafka's retry.backoff.ms), doubled at each refusal up to
+``RETRY_BACKOFF_MAX_S`` (retry.backoff.max.ms)."""
+RETRY_BACKOFF_MAX_S = 1.0
 
 
 class TransactionError(EngineError):
@@ -77,17 +96,12 @@ class TransactionalProducer(Producer):
         """Gets the transactional id's producer id and a new epoch (waiting
         while an older producer's open transaction is aborted)."""
         self._access.transactional_id(AclOperation.WRITE, self.transactional_id)
-        deadline = None if timeout is None else self._clock.monotonic() + timeout
-        while True:
-            try:
-                pid, epoch = self._coordinator.init_producer_id(
-                    self.transactional_id, self.transaction_timeout_ms
-                ).result(_remaining(self._clock, deadline))
-                break
-            except ConcurrentTransactions:
-                if deadline is not None and self._clock.monotonic() >= deadline:
-                    raise
-                time.sleep(0.02)
+        pid, epoch = self._request(
+            lambda: self._coordinator.init_producer_id(
+                self.transactional_id, self.transaction_timeout_ms
+            ),
+            timeout,
+        )
         with self._state_lock:
             self.producer_id, self.producer_epoch = pid, epoch
             self._sequences.clear()
@@ -207,17 +221,30 @@ class TransactionalProducer(Producer):
                 self._failure = error
 
     def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
-        """A coordinator request, retried while the transactional id is busy
-        (CONCURRENT_TRANSACTIONS is retriable)."""
-        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        """A coordinator request, sent again after a retriable answer
+        (``RETRIED``) until ``timeout`` or, without one, ``max_block_ms``
+        has passed: Kafka's producer bounds init, commit and abort by
+        max.block.ms, and so are the sender's adds here. The last answer
+        is raised then. An answer is waited for as long as ``timeout``
+        says (for ever without one), as before a retry."""
+        bound = self.max_block_s if timeout is None else timeout
+        retry_until = self._clock.monotonic() + bound
+        wait_until = None if timeout is None else retry_until
+        backoff = RETRY_BACKOFF_S
         with self._requests:
             while True:
                 try:
-                    return call().result(_remaining(self._clock, deadline))
-                except ConcurrentTransactions:
-                    if deadline is not None and self._clock.monotonic() >= deadline:
+                    return call().result(_remaining(self._clock, wait_until))
+                except EngineClosed:
+                    raise  # a closed engine's NotCoordinator: never served again
+                except RETRIED as error:
+                    if isinstance(error, ConcurrentTransactions):
+                        pause = CONCURRENT_BACKOFF_S
+                    else:
+                        pause, backoff = backoff, min(2 * backoff, RETRY_BACKOFF_MAX_S)
+                    if self._clock.monotonic() + pause > retry_until:
                         raise
-                    time.sleep(0.01)
+                time.sleep(pause)
 
 
 def _remaining(clock: Clock, deadline: float | None) -> float | None:

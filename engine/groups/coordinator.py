@@ -438,6 +438,10 @@ class GroupCoordinator:
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
+            if self._group_error(group_id) == KafkaCode.NOT_COORDINATOR:
+                # Answered before the transaction is verified, as Kafka's
+                # group coordinator answers before it asks the other.
+                return done(dict.fromkeys(offsets, KafkaCode.NOT_COORDINATOR))
             expected = self._offsets.expect_transactional_commit(producer_id)
         try:
             if check is not None:

@@ -29,7 +29,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from engine.errors import EngineClosed, EngineError
+from engine.errors import CoordinatorClosed, EngineError
 from engine.transactions.host import TransactionHost
 from engine.transactions.metadata import (
     NO_PRODUCER_ID,
@@ -87,7 +87,7 @@ class TransactionCompleter:
         with self._table.lock:
             self._table.release(prepared.transactional_id)
         if result is not None and not result.done():
-            result.set_exception(EngineClosed())
+            result.set_exception(CoordinatorClosed("transaction"))
 
     def retry_incomplete(self) -> int:
         """Completes Prepare* transactions nobody is completing (after a
@@ -108,7 +108,8 @@ class TransactionCompleter:
     def close(self) -> None:
         """Waits for the completions in flight; those not started, or whose
         Complete* record is being written again, are left for the next open
-        (an EndTxn still waiting is answered EngineClosed)."""
+        (an EndTxn still waiting is answered CoordinatorClosed: NOT_COORDINATOR
+        on the wire, as Kafka answers a request whose coordinator left)."""
         self._closing.set()
         self._workers.shutdown(wait=True, cancel_futures=True)
 

@@ -33,7 +33,7 @@ from typing import Any
 from engine import clock
 from engine.errors import (
     ConcurrentTransactions,
-    EngineClosed,
+    CoordinatorClosed,
     EngineError,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
@@ -384,6 +384,7 @@ class TransactionCoordinator:
         partition again under its lock (``verify``)."""
         _check_named(transactional_id)
         with self._table.lock:
+            self._check_open()
             meta = self._mapped(transactional_id, producer_id)
             if meta.producer_epoch != producer_epoch:
                 raise ProducerFenced(transactional_id, producer_epoch, meta.producer_epoch)
@@ -400,6 +401,7 @@ class TransactionCoordinator:
         the group (AddOffsetsToTxn came first). A fenced epoch is answered
         INVALID_PRODUCER_EPOCH, as the offsets log's own check would."""
         with self._table.lock:
+            self._check_open()
             meta = self._mapped(transactional_id, producer_id)
             if meta.producer_epoch != producer_epoch:
                 raise InvalidProducerEpoch(producer_id, producer_epoch, meta.producer_epoch)
@@ -585,9 +587,21 @@ class TransactionCoordinator:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """Whether close has begun: Kafka's coordinator is no longer active
+        (``isActive``), and DescribeTransactions and ListTransactions are
+        answered COORDINATOR_NOT_AVAILABLE on the wire. The embedded reads
+        (``describe``, ``transactions``, ``listing``) still answer from
+        memory, what the state log holds."""
+        return self._table.closed
+
     def _check_open(self) -> None:
+        """Kafka's coordinator clears its states at shutdown, so a request
+        for an id finds no partition of its own: NOT_COORDINATOR
+        (TransactionStateManager.getAndMaybeAddTransactionState)."""
         if self._table.closed:
-            raise EngineClosed
+            raise CoordinatorClosed("transaction")
 
     def close(self) -> None:
         """Stops the timers and waits for completions in flight."""

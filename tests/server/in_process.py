@@ -35,12 +35,15 @@ class InProcessServer:
         timeout: float = 30.0,
         config: ServerConfig | None = None,
         principal: str | None = None,
+        port: int = 0,
     ) -> None:
         """``principal``: every connection's, as if each had authenticated
-        as it (several servers on one engine: one per principal)."""
+        as it (several servers on one engine: one per principal). ``port``:
+        an ephemeral one unless given (a server started again where its
+        clients knew it)."""
         self.timeout = timeout
         self.loop = asyncio.new_event_loop()
-        config = replace(config or ServerConfig(), host="127.0.0.1", port=0)
+        config = replace(config or ServerConfig(), host="127.0.0.1", port=port)
         builder = None
         if principal is not None:
             as_principal = principal

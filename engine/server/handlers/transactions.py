@@ -519,6 +519,10 @@ def handle_describe_transactions(
     states = []
     # Each id once (see distinct): a transaction's answer lists its partitions.
     for transactional_id in distinct(request.transactional_ids):
+        if coordinator.closed:
+            # Kafka's coordinator, no longer active, answers before it looks.
+            states.append(_not_described(transactional_id, KafkaCode.COORDINATOR_NOT_AVAILABLE))
+            continue
         if not transactional_id:
             states.append(_not_described(transactional_id, KafkaCode.INVALID_REQUEST))
             continue
@@ -602,6 +606,9 @@ def _list_transactions(context: RequestContext, request: ListTransactionsRequest
     ``duration_filter`` ms, and (v2) ids a regular expression matches
     whole; an empty or null pattern is no filter, one that does not
     compile is INVALID_REGULAR_EXPRESSION, as Kafka answers."""
+    if context.engine.transactions.closed:
+        # Kafka's TransactionCoordinator.handleListTransactions, no longer active.
+        return _not_listed(KafkaCode.COORDINATOR_NOT_AVAILABLE)
     known = [_STATE_NAMES[s] for s in request.state_filters if s in _STATE_NAMES]
     unknown = [s for s in request.state_filters if s not in _STATE_NAMES]
     # RE2, as Kafka's RE2/J: matched against every transactional id, a
@@ -610,25 +617,21 @@ def _list_transactions(context: RequestContext, request: ListTransactionsRequest
     try:
         pattern = compile_linear(text) if text else None
     except InvalidPattern:
-        return {
-            "throttle_time": 0,
-            "error_code": KafkaCode.INVALID_REGULAR_EXPRESSION,
-            "unknown_state_filters": [],
-            "transaction_states": [],
-        }
+        return _not_listed(KafkaCode.INVALID_REGULAR_EXPRESSION)
+    found = context.engine.transactions.listing(
+        # Filters naming only unknown states match nothing, as in Kafka.
+        known if request.state_filters else None,
+        request.producer_id_filters,
+        getattr(request, "duration_filter", -1),
+        pattern,
+    )
     listed = [
         {
             "transactional_id": meta.transactional_id,
             "producer_id": meta.producer_id,
             "transaction_state": meta.state.value,
         }
-        for meta in context.engine.transactions.listing(
-            # Filters naming only unknown states match nothing, as in Kafka.
-            known if request.state_filters else None,
-            request.producer_id_filters,
-            getattr(request, "duration_filter", -1),
-            pattern,
-        )
+        for meta in found
         # As Kafka: only the transactional ids the principal may describe
         if authorize.allowed(
             context, AclOperation.DESCRIBE, authorize.TRANSACTIONAL_ID, meta.transactional_id
@@ -639,6 +642,15 @@ def _list_transactions(context: RequestContext, request: ListTransactionsRequest
         "error_code": KafkaCode.NONE,
         "unknown_state_filters": unknown,
         "transaction_states": listed,
+    }
+
+
+def _not_listed(code: KafkaCode) -> dict[str, Any]:
+    return {
+        "throttle_time": 0,
+        "error_code": code,
+        "unknown_state_filters": [],
+        "transaction_states": [],
     }
 
 

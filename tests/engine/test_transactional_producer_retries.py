@@ -1,0 +1,98 @@
+"""The embedded transactional producer sends a coordinator request again
+after COORDINATOR_NOT_AVAILABLE (its state log refusing a write for room)
+and NOT_COORDINATOR (the store failing a write), as Kafka's
+TransactionManager does, within its timeout (max_block_ms without one);
+a closed engine's answer is raised at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from engine.engine import Engine
+from engine.errors import CoordinatorNotAvailable, NotCoordinator
+from engine.types import TopicPartition
+from tests.engine.conftest import FAST_STORE
+from tests.engine.test_transactions import values
+from tests.engine.txn_state_faults import RefusedStateWrites, no_room, store_failed
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def e(tmp_path: Path) -> Iterator[Engine]:
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600)
+    with engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config) as opened:
+        opened.create_topic("t", 1)
+        yield opened
+
+
+FAULTS = {"no_room": no_room, "store_failed": store_failed}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_transaction_goes_on_through_refused_state_writes(
+    e: Engine, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """Each of the transaction's state writes (the new id, the add made by
+    the sender, the offsets' add, the commit's prepare) is refused twice,
+    then taken: every call returns, and the transaction commits once."""
+    refused = RefusedStateWrites(
+        monkeypatch,
+        e,
+        {"Empty": 2, "Ongoing": 4, "PrepareCommit": 2},
+        FAULTS[fault],
+    )
+    with e.producer(transactional_id="app") as producer:
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        sent = producer.send("t", b"one", partition=0)
+        producer.send_offsets_to_transaction({TopicPartition("t", 0): 1}, "readers", TIMEOUT)
+        producer.commit_transaction(TIMEOUT)
+        assert sent.result(TIMEOUT).offset == 0
+    assert sorted(refused.refused) == sorted(
+        ["Empty"] * 2 + ["Ongoing"] * 4 + ["PrepareCommit"] * 2
+    )
+    assert values(e, "t", "read_committed") == [b"one"]
+    tp = TopicPartition("t", 0)
+    committed = e.groups.fetch_offsets("readers", [tp])[tp][0]
+    assert committed is not None and committed.offset == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "raised"),
+    [("no_room", CoordinatorNotAvailable), ("store_failed", NotCoordinator)],
+)
+def test_a_request_refused_past_its_timeout_raises_the_last_answer(
+    e: Engine, monkeypatch: pytest.MonkeyPatch, fault: str, raised: type[Exception]
+) -> None:
+    refused = RefusedStateWrites(monkeypatch, e, {"Empty": 1_000_000}, FAULTS[fault])
+    with e.producer(transactional_id="app", max_block_ms=300) as producer:
+        with pytest.raises(raised):
+            producer.init_transactions()  # bounded by max_block_ms
+        assert len(refused.refused) >= 2  # sent again before it gave up
+        refused.heal()
+        producer.init_transactions(TIMEOUT)
+
+
+def test_a_closed_engines_answer_is_raised_not_retried(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    producer = e.producer(transactional_id="app")
+    asked: list[Any] = []
+    init: Callable[..., Any] = e.transactions.init_producer_id
+
+    def counted(*args: Any) -> Any:
+        asked.append(args)
+        return init(*args)
+
+    monkeypatch.setattr(e.transactions, "init_producer_id", counted)
+    e.close()
+    with pytest.raises(engine.EngineClosed) as caught:
+        producer.init_transactions(TIMEOUT)
+    assert isinstance(caught.value, NotCoordinator)  # NOT_COORDINATOR on the wire
+    assert len(asked) == 1
