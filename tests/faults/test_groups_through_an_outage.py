@@ -144,6 +144,14 @@ class KafkaPython(Member):
             session_timeout_ms=SESSION_MS,
             heartbeat_interval_ms=500,
         )
+        # kafka-python joins without waiting for the topic's metadata: a
+        # leader without it assigns nothing and rejoins once it comes, and
+        # kafka-python 3.0.12 no longer counts that rejoin as needed once it
+        # has assigned again, so a poll that timed out mid-rebalance never
+        # takes the SyncGroup's answer: assigned nothing, for good (as
+        # tests/server/test_groups_kafka_python.py found). With the metadata
+        # loaded first there is no such rejoin.
+        self.consumer.partitions_for_topic("t")
 
     def consume(self, count: int) -> list[int]:
         offsets: list[int] = []
@@ -151,13 +159,8 @@ class KafkaPython(Member):
         while len(offsets) < count:
             left = deadline - time.monotonic()
             assert left > 0, f"consumed {len(offsets)} of {count}"
-            # One poll for all the time left (it returns with the first
-            # records). The first assignment, made before the member's
-            # metadata names partition 0, is empty, and a metadata refresh
-            # starts a rejoin; in kafka-python 3.0.12 that rejoin is no
-            # longer "needed" once the leader has assigned again, so a poll
-            # that timed out mid-rebalance (a loaded machine's) never comes
-            # back for the SyncGroup's answer: assigned nothing, for good.
+            # All the time left (a poll returns with the first records): a
+            # rebalance stays inside the poll that started it.
             polled = self.consumer.poll(int(left * 1000), max_records=count - len(offsets))
             offsets += [record.offset for records in polled.values() for record in records]
         return offsets
