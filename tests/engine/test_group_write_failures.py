@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import StorageError
 from engine.groups import LeaveResult
@@ -38,7 +39,7 @@ from tests.engine.test_group_migration import _taken_over
 from tests.engine.test_groups import wait_for
 from wal.segment import SegmentWriter
 
-TIMEOUT = 10.0
+TIMEOUT = 30.0
 TOPIC = "t"
 GROUPS = engine.GroupConfig(group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10)
 
@@ -75,14 +76,17 @@ FAILURES = {"store refuses": refuse_next_group_write, "WAL write fails": fail_wa
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     """Opens the engine on the same WAL and bucket each time (closing the
-    one before)."""
+    one before), on a clock that stands: the classic members' sessions and
+    rebalance timeouts run out only when a test moves it, not while a
+    loaded machine restarts an engine."""
     opened: list[Engine] = []
+    clock = ManualClock()
 
     def open_node() -> Engine:
         if opened:
             opened[-1].close()
         config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
-        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config)
+        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config, clock=clock)
         opened.append(e)
         if TOPIC not in e.list_topics():
             e.create_topic(TOPIC, 4)

@@ -41,7 +41,7 @@ from tests.engine.conftest import FAST_STORE, EngineFactory
 from tests.engine.held_answers import never_answered
 from tests.engine.helpers_records import batch
 
-TIMEOUT = 10.0
+TIMEOUT = 30.0
 TS = 1_700_000_000_000
 FAST_ABORTS = engine.TransactionConfig(
     transaction_abort_timed_out_transaction_cleanup_interval_ms=20

@@ -144,8 +144,10 @@ def test_a_leave_refused_past_the_headroom_is_answered_coordinator_not_available
     commits beside it are, which clients retry, and the member is still
     in the group until a retry after the store heals takes the leave."""
     e, faulty = down
+    # A session of minutes: the member stays in the group through the
+    # outage and the retries however slowly a loaded machine runs them.
     joined = e.groups.join_group(
-        "c", "", None, "consumer", [("range", b"m")], 10_000, 5_000, require_known_member_id=False
+        "c", "", None, "consumer", [("range", b"m")], 300_000, 5_000, require_known_member_id=False
     ).result(TIMEOUT)
     assert joined.error is KafkaCode.NONE
     synced = e.groups.sync_group(

@@ -201,7 +201,9 @@ def kafka_python_round_trip(
     deadline = time.monotonic() + TIMEOUT
     try:
         while len(read) < len(values) and time.monotonic() < deadline:
-            batches = consumer.poll(timeout_ms=500)
+            # All the time left: a poll that times out mid-rebalance can leave
+            # kafka-python unassigned for good (test_groups_through_an_outage).
+            batches = consumer.poll(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)))
             read += [m.value for messages in batches.values() for m in messages]
     finally:
         consumer.close()

@@ -32,7 +32,10 @@ def _consumer(bootstrap: str, group: str, topic: str) -> Consumer:
         "enable.auto.commit": True,
         "auto.commit.interval.ms": 100,
         "auto.offset.reset": "error",
-        "session.timeout.ms": 6000,
+        # Longer than a restart on a loaded machine: librdkafka ends a
+        # session it cannot heartbeat in on its own, and the rejoin would
+        # hand out again what was read since the last auto commit.
+        "session.timeout.ms": 45000,
         "heartbeat.interval.ms": 200,
         "topic.metadata.refresh.interval.ms": 500,
         # A few records a fetch, and few queued: the fetch position stays

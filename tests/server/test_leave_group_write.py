@@ -16,6 +16,7 @@ from kio.schema.leave_group.v3.request import LeaveGroupRequest, MemberIdentity
 from kio.schema.types import GroupId
 
 import engine
+from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import StoreFailed
@@ -23,14 +24,18 @@ from tests.engine.conftest import FAST_STORE
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire
 
-TIMEOUT = 10.0
+TIMEOUT = 30.0
 GROUPS = engine.GroupConfig(group_initial_rebalance_delay_ms=0, group_min_session_timeout_ms=10)
 
 
 @pytest.fixture
 def opened(tmp_path: Path) -> Iterator[tuple[Engine, InProcessServer]]:
     config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
-    e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config)
+    # A clock that stands: the member's session cannot end while a loaded
+    # machine runs the test.
+    e = engine.open(
+        tmp_path / "data", f"file://{tmp_path / 'objects'}", config, clock=ManualClock()
+    )
     server = InProcessServer(e)
     try:
         yield e, server
