@@ -7,6 +7,7 @@ on them cannot grow the WAL and the log cache without end."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.acl_bindings import AclBinding
+from engine.catalog import SNAPSHOT_EVERY
 from engine.engine import Engine
 from engine.errors import ConcurrentTransactions, CoordinatorNotAvailable, EngineError
 from engine.groups import LeaveResult
@@ -180,3 +183,31 @@ def test_a_leave_refused_past_the_headroom_is_answered_coordinator_not_available
         time.sleep(0.05)
     (described,) = e.groups.describe_groups(["c"])
     assert described.state == "Empty"
+
+
+def test_the_catalogs_snapshot_through_an_outage_never_waits_under_its_lock(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    """Catalog writes past the bound (ACLs added and removed, each a record)
+    reach a snapshot, written under the catalog's lock, which a producer id
+    taken on the event loop waits for too: the snapshot is written without
+    waiting for room (the writes returned with the store still down, the
+    catalog's stream trimmed to it), as the writes before it were."""
+    e, _ = down
+    binding = AclBinding(2, "t", 3, "User:alice", "*", 3, 3)  # topic, literal, allow read
+    stream = e.catalog.stream_id
+    start = e.store.start_offset(stream)
+    done = threading.Event()
+
+    def write() -> None:
+        for _ in range(2 * SNAPSHOT_EVERY):
+            e.catalog.add_acls([binding])
+            e.catalog.remove_acls([binding])
+        done.set()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert done.wait(TIMEOUT / 3), "a catalog write waited for room under the catalog's lock"
+    assert e.store.start_offset(stream) > start, "no snapshot was written"
+    assert binding not in e.catalog.state.acls
+    assert e.store.log_cache_usage().unuploaded_bytes > BOUND  # still down, still past the bound
