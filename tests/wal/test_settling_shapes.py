@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wal import Append, LogIOError, Position, WalOutcome, WriteAheadLog
+from wal import Append, LogFailed, LogIOError, Position, WalOutcome, WriteAheadLog
 from wal.group_commit import LoopCall, PendingAppend, PendingBatch, Queued, _settle
 from wal.segment import SegmentWriter
 
@@ -184,4 +184,9 @@ def test_a_failed_sync_fails_every_waiter_of_its_group(
     assert [i for i, w in enumerate(waiters) if w.cancelled()] == cancelled
     for index, waiter in enumerate(waiters):
         if index not in cancelled:
-            assert isinstance(waiter.exception(), LogIOError), index
+            error = waiter.exception()
+            # A hold past its 5 ms on a loaded machine splits the appends
+            # into two groups: the second fails with the first's error.
+            if isinstance(error, LogFailed):
+                error = error.cause
+            assert isinstance(error, LogIOError), (index, error)
