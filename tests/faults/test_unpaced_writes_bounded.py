@@ -211,3 +211,37 @@ def test_the_catalogs_snapshot_through_an_outage_never_waits_under_its_lock(
     assert e.store.start_offset(stream) > start, "no snapshot was written"
     assert binding not in e.catalog.state.acls
     assert e.store.log_cache_usage().unuploaded_bytes > BOUND  # still down, still past the bound
+
+
+def test_a_partitions_checkpoint_through_an_outage_never_waits_under_its_lock(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint is written under the partition's lock, which Fetch takes
+    on the event loop: past the bound it is written without waiting for
+    room (the call returns with the store still down, the lock free)."""
+    faulty = FaultyStore(LocalStore(tmp_path / "objects"))
+    # No background checkpoint: the test's own is the one to write.
+    e = engine.open(tmp_path / "node", faulty, replace(CONFIG, checkpoint_interval_s=3600.0))
+    try:
+        e.create_topic("t", 1)
+        faulty.fail("put")
+        filling = filled_past(e, BOUND, TIMEOUT)
+        leader = e.partition("t", 0)
+        written: list[object] = []
+        checkpointing = threading.Thread(
+            target=lambda: written.append(leader.checkpoint()), daemon=True
+        )
+        checkpointing.start()
+        checkpointing.join(TIMEOUT / 3)
+        assert not checkpointing.is_alive(), "the checkpoint waited for room under the lock"
+        assert written and written[0] is not None, "nothing was checkpointed"
+        assert leader.lock.acquire(timeout=TIMEOUT / 3)
+        leader.lock.release()
+        assert e.store.log_cache_usage().unuploaded_bytes > BOUND  # still down, still past it
+        faulty.heal()
+        filling.join(TIMEOUT)
+        assert not filling.is_alive()
+        checkpointing.join(TIMEOUT)
+    finally:
+        faulty.heal()
+        e.close()
