@@ -565,7 +565,11 @@ class Catalog:
         payload = msgpack.packb(["snapshot", self.state.to_wire()], use_bin_type=True)
         try:
             offset = self.store.next_offset(self.stream_id)
-            self.store.append(self.stream_id, offset, offset, payload)
+            # Under the catalog's lock, as the writes before it: never waits
+            # for room, which an outage of the object store would hold (and
+            # every producer id taken on the event loop behind it). Refused
+            # (NoRoom) past the headroom, it is tried again at the next write.
+            self.store.append(self.stream_id, offset, offset, payload, UNPACED)
             self.store.trim(self.stream_id, offset)
         except S3StreamError:
             log.warning("the catalog's snapshot was not written", exc_info=True)

@@ -119,10 +119,17 @@ class MemoryStream:
             done.set_result(len(self.durable))
         return done
 
-    def append(self, stream_id: int, base_offset: int, last_offset: int, payload: bytes) -> int:
+    def append(
+        self,
+        stream_id: int,
+        base_offset: int,
+        last_offset: int,
+        payload: bytes,
+        options: AppendOptions = LOCAL,
+    ) -> int:
         if self.refuse_snapshot:
             raise StoreFailed(OSError(errno.EIO, "refused"))
-        return self.submit(stream_id, base_offset, last_offset, payload).result()
+        return self.submit(stream_id, base_offset, last_offset, payload, options).result()
 
     def trim(self, stream_id: int, offset: int) -> None:
         self.durable = self.durable[offset:]

@@ -175,9 +175,11 @@ def test_catalog_snapshots_stay_a_share_of_what_is_appended(tmp_path: Path) -> N
             def __getattr__(self, name: str) -> Any:
                 return getattr(real_store, name)
 
-            def append(self, stream_id: int, base: int, last: int, payload: bytes) -> int:
+            def append(
+                self, stream_id: int, base: int, last: int, payload: bytes, options: Any
+            ) -> int:
                 appended.append(len(payload))
-                return real_store.append(stream_id, base, last, payload)
+                return real_store.append(stream_id, base, last, payload, options)
 
         catalog.store = CountingStore()  # type: ignore[assignment]
         for i in range(1500):

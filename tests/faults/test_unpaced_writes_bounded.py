@@ -7,6 +7,7 @@ on them cannot grow the WAL and the log cache without end."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.acl_bindings import AclBinding
+from engine.catalog import SNAPSHOT_EVERY
 from engine.engine import Engine
 from engine.errors import ConcurrentTransactions, CoordinatorNotAvailable, EngineError
 from engine.groups import LeaveResult
@@ -182,3 +185,65 @@ def test_a_leave_refused_past_the_headroom_is_answered_coordinator_not_available
         time.sleep(0.05)
     (described,) = e.groups.describe_groups(["c"])
     assert described.state == "Empty"
+
+
+def test_the_catalogs_snapshot_through_an_outage_never_waits_under_its_lock(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    """Catalog writes past the bound (ACLs added and removed, each a record)
+    reach a snapshot, written under the catalog's lock, which a producer id
+    taken on the event loop waits for too: the snapshot is written without
+    waiting for room (the writes returned with the store still down, the
+    catalog's stream trimmed to it), as the writes before it were."""
+    e, _ = down
+    binding = AclBinding(2, "t", 3, "User:alice", "*", 3, 3)  # topic, literal, allow read
+    stream = e.catalog.stream_id
+    start = e.store.start_offset(stream)
+    done = threading.Event()
+
+    def write() -> None:
+        for _ in range(2 * SNAPSHOT_EVERY):
+            e.catalog.add_acls([binding])
+            e.catalog.remove_acls([binding])
+        done.set()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert done.wait(TIMEOUT / 3), "a catalog write waited for room under the catalog's lock"
+    assert e.store.start_offset(stream) > start, "no snapshot was written"
+    assert binding not in e.catalog.state.acls
+    assert e.store.log_cache_usage().unuploaded_bytes > BOUND  # still down, still past the bound
+
+
+def test_a_partitions_checkpoint_through_an_outage_never_waits_under_its_lock(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint is written under the partition's lock, which Fetch takes
+    on the event loop: past the bound it is written without waiting for
+    room (the call returns with the store still down, the lock free)."""
+    faulty = FaultyStore(LocalStore(tmp_path / "objects"))
+    # No background checkpoint: the test's own is the one to write.
+    e = engine.open(tmp_path / "node", faulty, replace(CONFIG, checkpoint_interval_s=3600.0))
+    try:
+        e.create_topic("t", 1)
+        faulty.fail("put")
+        filling = filled_past(e, BOUND, TIMEOUT)
+        leader = e.partition("t", 0)
+        written: list[object] = []
+        checkpointing = threading.Thread(
+            target=lambda: written.append(leader.checkpoint()), daemon=True
+        )
+        checkpointing.start()
+        checkpointing.join(TIMEOUT / 3)
+        assert not checkpointing.is_alive(), "the checkpoint waited for room under the lock"
+        assert written and written[0] is not None, "nothing was checkpointed"
+        assert leader.lock.acquire(timeout=TIMEOUT / 3)
+        leader.lock.release()
+        assert e.store.log_cache_usage().unuploaded_bytes > BOUND  # still down, still past it
+        faulty.heal()
+        filling.join(TIMEOUT)
+        assert not filling.is_alive()
+        checkpointing.join(TIMEOUT)
+    finally:
+        faulty.heal()
+        e.close()

@@ -301,6 +301,27 @@ def wal_hostile(rng: random.Random, data: bytes) -> None:
     c.stamp_wal_records(framed, 0, rng.randrange(0, len(framed) + 1), 1, 32, 1, tuple)
 
 
+def place_hostile(rng: random.Random, data: bytes) -> None:
+    """place_wal_record with fields from the edges and addresses of any type
+    and length; what the C places, the twin places byte for byte."""
+    edges: list[Any] = [0, 1, 255, 256, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1, 2**64,
+                        -1, -(2**63), True, None, 1.0, "1"]  # fmt: skip
+    address = rng.choice(
+        [data[:24], data[:23], data[:25], bytes(24), bytearray(24), memoryview(bytes(24)), "x" * 24]
+    )
+    args = (address, *(rng.choice(edges) for _ in range(5)))[: 6 if rng.random() < 0.95 else 5]
+    outcomes = []
+    for impl in (c, _pure):
+        try:
+            outcomes.append(impl.place_wal_record(*args))
+        except EXPECTED as error:
+            outcomes.append(type(error))
+    if outcomes[0] != outcomes[1]:
+        raise AssertionError(f"the C and the twin place {args!r} differently: {outcomes!r}")
+    if isinstance(outcomes[0], type):
+        raise outcomes[0]("refused alike")  # counted with the other typed refusals
+
+
 def crc_to_the_allocations_end(rng: random.Random) -> None:
     """Each CRC32C implementation the CPU runs over buffers that end where
     their allocation ends (ctypes asks malloc for exactly that many bytes;
@@ -355,6 +376,10 @@ def main() -> int:
             errors += 1
         try:
             wal_hostile(rng, data)
+        except EXPECTED:
+            errors += 1
+        try:
+            place_hostile(rng, data)
         except EXPECTED:
             errors += 1
         try:

@@ -243,3 +243,76 @@ def test_a_header_that_cannot_be_placed_is_refused_alike(
 ) -> None:
     with pytest.raises(error):
         impl.place_wal_record(*args)
+
+
+class _Address(bytes):
+    """A bytes subclass: both sides take it as the bytes it is."""
+
+
+EDGE_U64 = st.sampled_from([0, 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1])
+EDGE_I64 = st.sampled_from([-(2**63), -(2**63) + 1, -1, 0, 1, 2**62, 2**63 - 2, 2**63 - 1])
+
+
+@needs_c
+@differential
+@given(
+    EDGE_U64 | st.integers(0, 2**64 - 1),
+    EDGE_I64 | st.integers(-(2**63), 2**63 - 1),
+    EDGE_I64 | st.integers(-(2**63), 2**63 - 1),
+    EDGE_U64 | st.integers(0, 2**64 - 1),
+    st.sampled_from([0, 1, 254, 255, True]),
+    st.sampled_from([0, 1, 2**32 - 1, 44]),
+    st.sampled_from([0, 2**32 - 1, 0x1EDC6F41]),
+    st.sampled_from([0, 1, 2, 255]),
+    st.booleans(),
+)
+def test_the_c_places_an_address_at_the_edges_as_the_twin_does(
+    stream: int,
+    start: int,
+    end: int,
+    segment: int,
+    record_type: int,
+    length: int,
+    payload_crc: int,
+    flags: int,
+    subclass: bool,
+) -> None:
+    """Offsets at the ends of the signed range, a segment at the top of the
+    unsigned one, a bool where an int goes, a bytes subclass for the
+    address: the same 44 bytes from both, the address's 24 at the end."""
+    from wal.format import encode_record_address
+
+    address = encode_record_address(stream, start, end)
+    if subclass:
+        address = _Address(address)
+    args = (address, segment, record_type, length, payload_crc, flags)
+    placed = c_impl().place_wal_record(*args)
+    assert placed == _pure.place_wal_record(*args)
+    assert len(placed) == HEADER and placed[20:] == address
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((), TypeError),
+        ((bytes(24), 1, 1, 0, 0), TypeError),
+        ((bytes(24), 1, 1, 0, 0, 0, 0), TypeError),
+        ((memoryview(bytes(24)), 1, 1, 0, 0, 0), ValueError),
+        (("x" * 24, 1, 1, 0, 0, 0), ValueError),
+        ((None, 1, 1, 0, 0, 0), ValueError),
+        ((bytes(24), None, 1, 0, 0, 0), TypeError),
+        ((bytes(24), 1, "1", 0, 0, 0), TypeError),
+        ((bytes(24), 1, 1, 0, 0, 2**64), OverflowError),
+        ((bytes(24), 1, 1, -(2**63), 0, 0), OverflowError),
+        ((bytes(24), 1, 1, 0, -1, 0), OverflowError),
+    ],
+)
+def test_a_call_that_cannot_place_a_header_raises_alike(
+    impl: ModuleType, args: tuple[Any, ...], error: type[Exception]
+) -> None:
+    """Wrong counts, types and ranges raise the same type from both sides,
+    and the C process goes on (the next call places a header)."""
+    with pytest.raises(error):
+        impl.place_wal_record(*args)
+    assert len(impl.place_wal_record(bytes(24), 1, 1, 0, 0, 0)) == HEADER
