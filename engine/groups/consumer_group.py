@@ -231,19 +231,8 @@ class ConsumerGroup:
         if request.member_epoch == JOIN_GROUP_MEMBER_EPOCH:
             member, joined = self._joining_member(request)
         else:
-            found = self.members.get(request.member_id)
-            if found is None:
-                raise Refused(
-                    KafkaCode.UNKNOWN_MEMBER_ID,
-                    f"member {request.member_id} is not in group {self.group_id}",
-                )
-            member, joined = found, False
+            member, joined = self._static_or_known(request), False
             check_epoch(member, request.member_epoch, request.owned_partitions)
-            if request.instance_id is not None and member.instance_id != request.instance_id:
-                raise Refused(
-                    KafkaCode.FENCED_INSTANCE_ID,
-                    f"member {member.member_id} does not have instance id {request.instance_id}",
-                )
         before = member.assigned
         subscription_changed, facts_changed = apply_heartbeat(member, request)
         if member.subscribed_topic_regex is not None:
@@ -322,6 +311,37 @@ class ConsumerGroup:
 
     def watch_session(self, member: ConsumerMember) -> None:
         self._watch_session(member)
+
+    def _static_or_known(self, request: Heartbeat) -> ConsumerMember:
+        """The member a heartbeat past its join names. With an instance id
+        it is found by that id first, as Kafka's
+        getOrMaybeSubscribeStaticConsumerGroupMember does
+        (throwIfStaticMemberIsUnknown, then throwIfInstanceIdIsFenced): a
+        process whose place a static member's new process took (a classic
+        JoinGroup does so even while it is active) is FENCED_INSTANCE_ID,
+        fatal to it, not UNKNOWN_MEMBER_ID, on which it would join again
+        and take its place back."""
+        instance_id = request.instance_id
+        if instance_id is not None:
+            current_id = self.static_members.get(instance_id)
+            if current_id is None:
+                raise Refused(
+                    KafkaCode.UNKNOWN_MEMBER_ID,
+                    f"instance id {instance_id} is unknown in group {self.group_id}",
+                )
+            if current_id != request.member_id:
+                raise Refused(
+                    KafkaCode.FENCED_INSTANCE_ID,
+                    f"static member {request.member_id} with instance id {instance_id} "
+                    f"was fenced by member {current_id}",
+                )
+        found = self.members.get(request.member_id)
+        if found is None:
+            raise Refused(
+                KafkaCode.UNKNOWN_MEMBER_ID,
+                f"member {request.member_id} is not in group {self.group_id}",
+            )
+        return found
 
     def _joining_member(self, request: Heartbeat) -> tuple[ConsumerMember, bool]:
         """The member that joins (epoch 0), and whether it is new."""
