@@ -387,6 +387,15 @@ class NotCoordinator(EngineError):
     code = KafkaCode.NOT_COORDINATOR
 
 
+class CoordinatorCannotWrite(NotCoordinator):
+    """The coordinator's state log failed under a write, or its store was
+    fenced or closed: it writes nothing until the engine is opened again.
+    On the wire it is NOT_COORDINATOR, as Kafka's TransactionStateManager
+    answers a log that failed or left the node (clients find the
+    coordinator again, which serves once the engine is reopened); the
+    embedded API raises it at once, as sending again cannot succeed."""
+
+
 class CoordinatorClosed(NotCoordinator, EngineClosed):
     """A coordinator asked after its engine began to close. On the wire it
     is NOT_COORDINATOR, what a Kafka coordinator that is no longer the

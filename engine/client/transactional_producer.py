@@ -23,6 +23,7 @@ from engine.client.producer import Producer
 from engine.clock import Clock
 from engine.errors import (
     ConcurrentTransactions,
+    CoordinatorCannotWrite,
     CoordinatorNotAvailable,
     EngineClosed,
     EngineError,
@@ -42,9 +43,11 @@ RETRIED = (ConcurrentTransactions, CoordinatorNotAvailable, NotCoordinator)
 """The coordinator's answers a request is sent again after, as Kafka's
 TransactionManager sends it again: the id busy (CONCURRENT_TRANSACTIONS),
 its state log refusing a write for room (COORDINATOR_NOT_AVAILABLE) or
-unable to write (NOT_COORDINATOR: the store failed, or was taken over).
-Never a closed engine's (CoordinatorClosed is an EngineClosed): this
-producer's engine will not serve again."""
+unable to write (NOT_COORDINATOR). Never a closed engine's
+(CoordinatorClosed is an EngineClosed) nor a failed, fenced or closed
+store's (CoordinatorCannotWrite): neither serves again until the engine is
+opened again, so sending again would only hold the caller for
+max_block_ms."""
 CONCURRENT_BACKOFF_S = 0.01
 """The wait before a request the id was busy for is sent again (Kafka's
 client waits 20 ms at most for an add, as the id is busy only briefly)."""
@@ -235,8 +238,8 @@ class TransactionalProducer(Producer):
             while True:
                 try:
                     return call().result(_remaining(self._clock, wait_until))
-                except EngineClosed:
-                    raise  # a closed engine's NotCoordinator: never served again
+                except (EngineClosed, CoordinatorCannotWrite):
+                    raise  # a closed engine's or failed store's: never served again
                 except RETRIED as error:
                     if isinstance(error, ConcurrentTransactions):
                         pause = CONCURRENT_BACKOFF_S

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from engine.errors import CoordinatorNotAvailable, Fenced, NotCoordinator, StorageError
+from engine.errors import CoordinatorCannotWrite, CoordinatorNotAvailable, Fenced, StorageError
 from engine.state_log import StateLog
 from engine.transactions.metadata import TransactionMetadata
 from s3stream import NoRoom, S3StreamError
@@ -164,7 +164,7 @@ def write_error(error: BaseException) -> BaseException:
     if isinstance(error, NoRoom):
         return CoordinatorNotAvailable(str(error))
     if isinstance(error, S3StreamError | StorageError | Fenced):
-        return NotCoordinator(f"the transaction coordinator cannot write: {error}")
+        return CoordinatorCannotWrite(f"the transaction coordinator cannot write: {error}")
     return error
 
 

@@ -1,8 +1,9 @@
 """The embedded transactional producer sends a coordinator request again
-after COORDINATOR_NOT_AVAILABLE (its state log refusing a write for room)
-and NOT_COORDINATOR (the store failing a write), as Kafka's
-TransactionManager does, within its timeout (max_block_ms without one);
-a closed engine's answer is raised at once."""
+after COORDINATOR_NOT_AVAILABLE (its state log refusing a write for room),
+as Kafka's TransactionManager does, within its timeout (max_block_ms
+without one); a closed engine's answer, and a failed store's (both
+NOT_COORDINATOR on the wire), are raised at once: neither serves again
+until the engine is opened again."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ import pytest
 
 import engine
 from engine.engine import Engine
-from engine.errors import CoordinatorNotAvailable, NotCoordinator
+from engine.errors import CoordinatorCannotWrite, CoordinatorNotAvailable, NotCoordinator
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.test_transactions import values
-from tests.engine.txn_state_faults import RefusedStateWrites, no_room, store_failed
+from tests.engine.txn_state_faults import (
+    RefusedStateWrites,
+    fail_wal_writes,
+    no_room,
+)
 
 TIMEOUT = 30.0
 
@@ -31,12 +36,8 @@ def e(tmp_path: Path) -> Iterator[Engine]:
         yield opened
 
 
-FAULTS = {"no_room": no_room, "store_failed": store_failed}
-
-
-@pytest.mark.parametrize("fault", FAULTS)
 def test_a_transaction_goes_on_through_refused_state_writes(
-    e: Engine, monkeypatch: pytest.MonkeyPatch, fault: str
+    e: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each of the transaction's state writes (the new id, the add made by
     the sender, the offsets' add, the commit's prepare) is refused twice,
@@ -45,7 +46,7 @@ def test_a_transaction_goes_on_through_refused_state_writes(
         monkeypatch,
         e,
         {"Empty": 2, "Ongoing": 4, "PrepareCommit": 2},
-        FAULTS[fault],
+        no_room,
     )
     with e.producer(transactional_id="app") as producer:
         producer.init_transactions(TIMEOUT)
@@ -63,16 +64,12 @@ def test_a_transaction_goes_on_through_refused_state_writes(
     assert committed is not None and committed.offset == 1
 
 
-@pytest.mark.parametrize(
-    ("fault", "raised"),
-    [("no_room", CoordinatorNotAvailable), ("store_failed", NotCoordinator)],
-)
 def test_a_request_refused_past_its_timeout_raises_the_last_answer(
-    e: Engine, monkeypatch: pytest.MonkeyPatch, fault: str, raised: type[Exception]
+    e: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    refused = RefusedStateWrites(monkeypatch, e, {"Empty": 1_000_000}, FAULTS[fault])
+    refused = RefusedStateWrites(monkeypatch, e, {"Empty": 1_000_000}, no_room)
     with e.producer(transactional_id="app", max_block_ms=300) as producer:
-        with pytest.raises(raised):
+        with pytest.raises(CoordinatorNotAvailable):
             producer.init_transactions()  # bounded by max_block_ms
         assert len(refused.refused) >= 2  # sent again before it gave up
         refused.heal()
@@ -95,4 +92,48 @@ def test_a_closed_engines_answer_is_raised_not_retried(
     with pytest.raises(engine.EngineClosed) as caught:
         producer.init_transactions(TIMEOUT)
     assert isinstance(caught.value, NotCoordinator)  # NOT_COORDINATOR on the wire
+    assert len(asked) == 1
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> list[Any]:
+    asked: list[Any] = []
+    call: Callable[..., Any] = getattr(target, name)
+
+    def counted(*args: Any) -> Any:
+        asked.append(args)
+        return call(*args)
+
+    monkeypatch.setattr(target, name, counted)
+    return asked
+
+
+def test_a_failed_stores_answer_is_raised_not_retried(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store failed under a write of the WAL's: it takes no write
+    again until the engine is opened again, so the coordinator's
+    NOT_COORDINATOR is raised at once, not sent again for max_block_ms."""
+    asked = _counted(monkeypatch, e.transactions, "init_producer_id")
+    fail_wal_writes(monkeypatch)
+    producer = e.producer(transactional_id="app")  # max_block_ms 60 s
+    with pytest.raises(NotCoordinator) as caught:
+        producer.init_transactions()
+    assert isinstance(caught.value, CoordinatorCannotWrite)
+    assert len(asked) == 1
+
+
+def test_the_senders_add_to_a_failed_store_fails_the_record_at_once(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's AddPartitionsToTxn is not sent again either: the record
+    fails, and close does not wait out max_block_ms for it."""
+    producer = e.producer(transactional_id="app")
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    asked = _counted(monkeypatch, e.transactions, "add_partitions")
+    fail_wal_writes(monkeypatch)
+    sent = producer.send("t", b"one", partition=0)
+    with pytest.raises(NotCoordinator):
+        sent.result(TIMEOUT)
+    producer.close()
     assert len(asked) == 1

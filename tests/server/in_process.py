@@ -54,7 +54,14 @@ class InProcessServer:
         self.server = Server(opened, config, principal_builder=builder)
         self.thread = threading.Thread(target=self.loop.run_forever, name="wire-server")
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout)
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout)
+        except BaseException:
+            # A port taken, say: no loop thread is left behind for the caller.
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+            self.loop.close()
+            raise
 
     @property
     def bootstrap(self) -> str:

@@ -8,6 +8,8 @@ it up (a client that takes it as fatal fails the transaction)."""
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,10 +50,28 @@ class Node:
         self.engine.close()
 
     def restart(self) -> None:
+        self.shut()
+        self.start_again()
+
+    def shut(self) -> None:
         self.server.stop()
         self.engine.close()
+
+    def start_again(self) -> None:
+        """Serves on the port the clients know: SO_REUSEADDR rides out the
+        old connections' TIME_WAIT, and a port another socket took
+        meanwhile (an outgoing connection's, on a shared machine) is asked
+        for again until ``TIMEOUT``."""
         self.engine = self._open()
-        self.server = InProcessServer(self.engine, port=self.port)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                self.server = InProcessServer(self.engine, port=self.port)
+                return
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.server.stop()
@@ -270,3 +290,18 @@ def test_a_closed_coordinator_answers_every_transactional_api_as_kafka(node: Nod
         "DescribeTransactions": KafkaCode.COORDINATOR_NOT_AVAILABLE,
         "ListTransactions": KafkaCode.COORDINATOR_NOT_AVAILABLE,
     }
+
+
+def test_the_node_starts_again_on_its_port_once_another_socket_lets_it_go(node: Node) -> None:
+    """The port is its clients' only address for the node: another socket
+    holding it a moment (an outgoing connection given it as its own, on a
+    shared machine) delays the start, never fails it."""
+    node.shut()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", node.port))
+    holder.listen()
+    threading.Timer(0.5, holder.close).start()
+    node.start_again()
+    assert node.server.server.port == node.port
+    with socket.create_connection(("127.0.0.1", node.port), timeout=TIMEOUT):
+        pass
