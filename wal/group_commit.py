@@ -622,10 +622,19 @@ def _settle_on_loop(
                 maxlen=0,
             )
             return
-    for waiter, outcome in zip(waiters, outcomes, strict=True):
+    for index, (waiter, outcome) in enumerate(zip(waiters, outcomes, strict=True)):
         if waiter.cancelled() or (futures_only and cast(asyncio.Future[Any], waiter).done()):
             continue  # the coroutine gave up waiting; the append itself still happened
-        if isinstance(outcome, BaseException):
-            waiter.set_exception(outcome)
-        else:
-            waiter.set_result(outcome)
+        try:
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+        except BaseException:
+            # A LoopCall reports what its call raises, but lets SystemExit and
+            # KeyboardInterrupt through to stop the loop: the rest of the
+            # group is settled first, or their appends, durable, would never
+            # be answered.
+            log.exception("an append's durable call raised; settling the rest of its group")
+            _settle_on_loop(waiters[index + 1 :], outcomes[index + 1 :], futures_only)
+            raise

@@ -44,9 +44,15 @@ class LoopCall:
         # The group's other waiters are settled in the same call: a failing
         # function must not leave them unsettled, so its error is the loop's
         # to report, as a failing done-callback's is.
+        # Any error, as asyncio's Handle does: a CancelledError too (a
+        # BaseException), which would otherwise cut the group's settling
+        # short. SystemExit and KeyboardInterrupt still stop the loop, once
+        # the group's settling has run (group_commit._settle_on_loop).
         try:
             self._call(outcome)
-        except Exception as error:
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as error:
             context: dict[str, Any] = {"message": "an append's durable call failed"}
             context["exception"] = error
             self._loop.call_exception_handler(context)

@@ -22,7 +22,13 @@ from typing import Any, Protocol
 
 from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
-from engine.errors import EngineError, OffsetOutOfRange, TopicExists, UnknownTopic
+from engine.errors import (
+    AdminTimedOut,
+    EngineError,
+    OffsetOutOfRange,
+    TopicExists,
+    UnknownTopic,
+)
 from engine.governance_gate import OWNER, Actor
 from engine.memory.snapshot import check_position
 from engine.memory.vector import InvalidVector, OffsetVector
@@ -31,7 +37,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import store_writes
 from engine.topics import TopicRegistry
 from engine.types import NewTopic, TopicDescription
-from s3stream import ForkPointInsideRange, StreamStore
+from s3stream import UNPACED, ForkPointInsideRange, NoRoom, StoreFailed, StreamStore
 
 log = logging.getLogger("tidelog.engine")
 
@@ -39,6 +45,13 @@ _FORK_ATTEMPTS = 5
 """Forks at the high watermark retried when appends landed meanwhile."""
 _MARKER_TIMEOUT_S = 30.0
 """How long a fork waits for its abort markers and first checkpoint to be durable."""
+_UPLOAD_TIMEOUT_S = 30.0
+"""How long a fork waits, before it takes the engine's lock, for what was
+appended so far to be uploaded (a fork shares only committed objects)."""
+_UPLOAD_UNDER_LOCK_S = 2.0
+"""How long it waits under the lock for what was appended since: little,
+uploaded at once, unless the object store failed in between, and the
+server's event loop takes that lock (docs/design/0099)."""
 
 
 class ForkHost(Protocol):
@@ -103,8 +116,20 @@ def fork_topic(
     (a position outside a partition's log, or a vector naming a partition
     the topic does not have; VectorDiverged, a position whose records the
     log no longer holds), InvalidVector (a vector naming none of the
-    topic's partitions), ForkPointUnavailable."""
+    topic's partitions), ForkPointUnavailable, AdminTimedOut (the object
+    store did not take the parent's records, or the WAL had no room for the
+    fork's own state, in time: nothing was forked; fork again once the
+    store answers)."""
     registry = admin.registry
+    # Uploaded first, without the engine's lock: the server's event loop
+    # takes it (AddPartitionsToTxn, implicit adds, auto-creation), and an
+    # object store that is down would hold it for the whole wait.
+    with store_writes():
+        uploaded = admin.store.flush(_UPLOAD_TIMEOUT_S)
+    if not uploaded:
+        raise AdminTimedOut(
+            f"forking {topic}: its records were not uploaded within {_UPLOAD_TIMEOUT_S:g} s"
+        )
     with admin.lock:
         admin.check_open()
         source = registry.topics.get(topic)
@@ -185,7 +210,15 @@ def _fork_partition(admin: ForkHost, partition: Partition, point: int | None) ->
         attempt = 0
         while True:
             try:
-                return admin.store.fork_stream(partition.stream_id, point)
+                return admin.store.fork_stream(partition.stream_id, point, _UPLOAD_UNDER_LOCK_S)
+            except StoreFailed as error:
+                if not isinstance(error.cause, TimeoutError):
+                    raise
+                # The store did not stop: it failed to upload in time.
+                raise AdminTimedOut(
+                    f"forking {partition.topic}-{partition.index}: its records were not "
+                    f"uploaded within {_UPLOAD_UNDER_LOCK_S:g} s"
+                ) from error
             except ForkPointInsideRange as error:
                 attempt += 1
                 if point is None and attempt < _FORK_ATTEMPTS:
@@ -215,13 +248,22 @@ def _inherit_compaction_horizon(
 
     The horizon is durable in the fork's state stream before the catalog
     records the fork: a crash in between leaves streams no topic names,
-    never a fork without its horizon (docs/design/0069)."""
+    never a fork without its horizon (docs/design/0069). Written without
+    waiting for room, as a checkpoint is (under the engine's lock, which
+    the event loop takes): refused past the headroom, the fork is undone."""
     horizon = parent.compaction_horizon
     if horizon is None or horizon.first_removed_offset >= store.next_offset(data_id):
         return
     with store_writes():
         store.open_stream(state_id, 0)
-        store.submit(state_id, 0, 0, inherited_checkpoint(horizon)).result(_MARKER_TIMEOUT_S)
+        try:
+            written = store.submit(state_id, 0, 0, inherited_checkpoint(horizon), UNPACED)
+        except NoRoom as error:
+            raise AdminTimedOut(
+                f"forking {parent.topic}-{parent.index}: no room for its compaction "
+                f"horizon while the object store takes no uploads ({error})"
+            ) from error
+        written.result(_MARKER_TIMEOUT_S)
 
 
 def _forget_sequences(partition: Partition) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,13 +27,14 @@ from hypothesis import strategies as st
 import engine
 import native
 from engine.clock import ManualClock
-from engine.errors import OffsetOutOfRange, UnknownPartition, UnknownTopic
+from engine.errors import AdminTimedOut, OffsetOutOfRange, UnknownPartition, UnknownTopic
 from engine.memory.state_at import InvalidStateQuery, TopicState
 from engine.memory.stored_state import stored_state_at
 from engine.memory.vector import OffsetVector, Position, RecordRef
 from engine.types import TopicPartition
 from native import RecordSpec
-from s3stream import StreamStoreConfig
+from s3stream import NoRoom, StreamStoreConfig
+from s3stream.append_options import Pacing
 from s3stream.store.local import LocalStore
 from tests.server.test_fetch_past_the_high_watermark import HeldSyncs
 
@@ -152,6 +154,39 @@ def test_a_fork_of_a_compacted_topic_keeps_what_the_cleaner_removed_from_its_his
         assert not answer.exact
         assert answer.partitions[0].as_of_ms == T0 - 200
         assert values(answer) == {b"k": b"v2", b"j": b"x"}
+
+
+def test_a_forks_horizon_refused_for_room_undoes_the_fork(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork writes the parent's horizon under the engine's lock, which
+    the server's event loop takes: it never waits for room, and refused
+    past the headroom (the object store down; injected here, as the store's
+    headroom check refuses) the fork is undone with a retriable error."""
+    with engine.open(tmp_path / "node", LocalStore(tmp_path / "bucket"), CONFIG, clock=clock) as e:
+        e.create_topic("state", 1, COMPACT)
+        put(e, [(b"k", b"v1", T0 - 300)])
+        put(e, [(b"k", b"v2", T0 - 200), (b"j", b"x", T0 - 250)])
+        assert e.flush(timeout=30)
+        assert e.cleaner.clean(e.partition("state", 0), force=True)
+        first_new = e.store.manifest.state.next_stream_id  # the fork's streams' ids on
+        submit = e.store.submit
+
+        def refusing(stream_id: int, *args: Any, **kwargs: Any) -> Any:
+            options = args[3] if len(args) > 3 else kwargs.get("options")
+            never = options is not None and options.pacing is Pacing.NEVER
+            if stream_id >= first_new and never:
+                raise NoRoom(stream_id, 1 << 30, 1 << 29)
+            return submit(stream_id, *args, **kwargs)
+
+        monkeypatch.setattr(e.store, "submit", refusing)
+        with pytest.raises(AdminTimedOut) as refused:
+            e.fork("state", name="state.fork")
+        assert refused.value.error_code.retriable
+        assert "state.fork" not in e.list_topics()
+        monkeypatch.undo()
+        e.fork("state", name="state.fork")  # once there is room
+        assert not e.state_at("state.fork", T0 - 300).exact
 
 
 def _fork_answers(tmp_path: Path, bucket: LocalStore, clock: ManualClock) -> list[TopicState]:

@@ -82,3 +82,65 @@ def test_a_failed_append_calls_with_its_error(
         return await asyncio.wait_for(outcome, TIMEOUT)
 
     assert isinstance(asyncio.run(main()), LogFailed)
+
+
+def test_a_call_raising_cancelled_error_is_reported_and_its_group_settled(
+    open_log: OpenLog,
+) -> None:
+    """CancelledError is a BaseException, not an Exception: a call raising
+    it is reported as any failing call is, not let through to cut the
+    group's settling short."""
+    log = open_log()
+    reported: list[dict[str, Any]] = []
+
+    def cancelled(outcome: WalOutcome) -> None:
+        raise asyncio.CancelledError
+
+    async def main() -> list[Position]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        with log.gathered():
+            log.submit_then(cancelled, b"first")
+            after = [log.submit_async(b"second"), log.submit_async(b"third")]
+        return await asyncio.wait_for(asyncio.gather(*after), TIMEOUT)
+
+    positions = asyncio.run(main())
+    assert len(positions) == 2
+    assert [type(context["exception"]) for context in reported] == [asyncio.CancelledError]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_call_stopping_the_loop_leaves_its_group_settled(
+    open_log: OpenLog, stop: type[BaseException]
+) -> None:
+    """KeyboardInterrupt and SystemExit stop the loop, as from any callback,
+    but only after the rest of the group is settled: their appends are
+    durable and are answered."""
+    log = open_log()
+    after: list[asyncio.Future[Position]] = []
+    later: list[WalOutcome] = []
+
+    def stopping(outcome: WalOutcome) -> None:
+        raise stop
+
+    async def main() -> None:
+        with log.gathered():
+            log.submit_then(stopping, b"first")
+            after.extend([log.submit_async(b"second"), log.submit_async(b"third")])
+            log.submit_then(later.append, b"fourth")
+        await asyncio.sleep(TIMEOUT)
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(stop):
+            loop.run_until_complete(main())
+        assert [future.done() and isinstance(future.result(), Position) for future in after] == [
+            True,
+            True,
+        ]
+        assert len(later) == 1 and isinstance(later[0], Position)
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()

@@ -1,0 +1,101 @@
+"""A fork started through an object-store outage never holds the engine's
+lock while it waits on the store: the server's event loop takes that lock
+(AddPartitionsToTxn, implicit adds, auto-creation), and a wait under it
+froze every connection for as long as the fork waited."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kio.index import load_request_schema as request_schema
+
+import engine
+from engine.engine import Engine
+from engine.errors import AdminTimedOut
+from engine.protocol.apis import ApiKey
+from engine.protocol.kafka_code import KafkaCode
+from s3stream.store import LocalStore
+from tests.faults.outages import filled_past
+from tests.faults.test_unpaced_writes_bounded import BOUND, CONFIG
+from tests.s3stream.faults import FaultyStore
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire, build
+
+TIMEOUT = 30.0
+PROMPT_S = 5.0
+"""Far below the 30 s a fork waits on the store for its uploads."""
+
+
+@pytest.fixture
+def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
+    faulty = FaultyStore(LocalStore(tmp_path / "objects"))
+    e = engine.open(tmp_path / "node", faulty, CONFIG)
+    try:
+        e.create_topic("t", 1)
+        e.create_topic("other", 1)
+        faulty.fail("put")
+        filling = filled_past(e, BOUND, TIMEOUT)
+        yield e, faulty
+        faulty.heal()
+        filling.join(TIMEOUT)
+        assert not filling.is_alive()
+    finally:
+        faulty.heal()
+        e.close()
+
+
+def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    e, faulty = down
+    server = InProcessServer(e)
+    try:
+        producer_id, epoch = e.transactions.init_producer_id("tx", 60_000).result(TIMEOUT)
+        outcome: list[BaseException | None] = []
+
+        def forking() -> None:
+            try:
+                e.fork("t", name="t-eval")
+                outcome.append(None)
+            except BaseException as error:
+                outcome.append(error)
+
+        fork = threading.Thread(target=forking, daemon=True)
+        fork.start()
+        time.sleep(0.5)  # the fork is waiting on the store by now
+        assert fork.is_alive(), outcome
+        request = build(
+            request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, 3),
+            v3_and_below_transactional_id="tx",
+            v3_and_below_producer_id=producer_id,
+            v3_and_below_producer_epoch=epoch,
+            v3_and_below_topics=[{"name": "other", "partitions": [0]}],
+        )
+        started = time.monotonic()
+        with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
+            answer = wire.request(request)
+        waited = time.monotonic() - started
+        (topic,) = answer.results_by_topic_v3_and_below
+        (result,) = topic.results_by_partition
+        # Answered (taken, or refused for room as Kafka's coordinator
+        # refuses a write its log cannot take), and promptly: not once the
+        # fork gave up on the store.
+        assert result.partition_error_code in (
+            KafkaCode.NONE,
+            KafkaCode.COORDINATOR_NOT_AVAILABLE,
+        )
+        assert waited < PROMPT_S, f"AddPartitionsToTxn waited {waited:.1f} s behind the fork"
+        fork.join(2 * TIMEOUT)
+        # The fork could not upload the parent's records: refused with a
+        # typed, retriable error, and no fork left behind.
+        (error,) = outcome
+        assert isinstance(error, AdminTimedOut) and error.error_code.retriable, error
+        assert "nothing was changed" in str(error)
+        assert "t-eval" not in e.list_topics()
+    finally:
+        faulty.heal()
+        server.stop()
