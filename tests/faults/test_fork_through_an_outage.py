@@ -26,8 +26,6 @@ from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
-PROMPT_S = 5.0
-"""Far below the 30 s a fork waits on the store for its uploads."""
 
 
 @pytest.fixture
@@ -75,20 +73,19 @@ def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(
             v3_and_below_producer_epoch=epoch,
             v3_and_below_topics=[{"name": "other", "partitions": [0]}],
         )
-        started = time.monotonic()
         with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
             answer = wire.request(request)
-        waited = time.monotonic() - started
+        # Answered while the fork still waits on the store (30 s), not once
+        # it gave up on it and let go of the engine's lock.
+        assert not outcome and fork.is_alive(), outcome
         (topic,) = answer.results_by_topic_v3_and_below
         (result,) = topic.results_by_partition
-        # Answered (taken, or refused for room as Kafka's coordinator
-        # refuses a write its log cannot take), and promptly: not once the
-        # fork gave up on the store.
+        # Taken, or refused for room as Kafka's coordinator refuses a write
+        # its log cannot take.
         assert result.partition_error_code in (
             KafkaCode.NONE,
             KafkaCode.COORDINATOR_NOT_AVAILABLE,
         )
-        assert waited < PROMPT_S, f"AddPartitionsToTxn waited {waited:.1f} s behind the fork"
         fork.join(2 * TIMEOUT)
         # The fork could not upload the parent's records: refused with a
         # typed, retriable error, and no fork left behind.
