@@ -255,7 +255,7 @@ def test_the_object_store_readers_see_a_forks_shared_records(tmp_path: Path) -> 
         }
 
 
-@pytest.mark.parametrize("refused", ["abort marker", "first checkpoint"])
+@pytest.mark.parametrize("refused", ["abort marker", "first checkpoint", "catalog record"])
 def test_a_forks_own_state_refused_for_room_undoes_the_fork(
     engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, refused: str
 ) -> None:
@@ -272,7 +272,11 @@ def test_a_forks_own_state_refused_for_room_undoes_the_fork(
     open_.send("t", 0, b"open")
     first_new = e.store.manifest.state.next_stream_id
     # One partition: its data stream is forked first, its state stream made next.
-    target = first_new if refused == "abort marker" else first_new + 1
+    target = {
+        "abort marker": first_new,
+        "first checkpoint": first_new + 1,
+        "catalog record": e.catalog.stream_id,
+    }[refused]
     submit = e.store.submit
 
     def refusing(stream_id: int, *args: Any, **kwargs: Any) -> Any:
@@ -287,6 +291,7 @@ def test_a_forks_own_state_refused_for_room_undoes_the_fork(
     assert error.value.error_code.retriable
     assert "eval" not in e.list_topics()
     assert "eval" not in e.catalog.state.topics
+    assert set(e.store.streams()) < set(range(first_new))  # the fork's streams deleted
     monkeypatch.undo()
     e.fork("t", name="eval")  # once there is room
     fork = e.partition("eval", 0)
