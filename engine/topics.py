@@ -79,15 +79,28 @@ class TopicRegistry:
                 partition.configure(topic.config)
 
     def load_topic(self, meta: TopicMeta) -> Topic:
-        config = self.topic_config(meta.configs)
-        topic = Topic(meta, config, [])
-        for streams in meta.streams:
-            topic.partitions.append(self.load_partition(topic, streams))
+        topic = self.open_topic(meta)
+        for partition in topic.partitions:
+            self.by_stream[partition.stream_id] = partition
         self.topics[meta.name] = topic
         self._add_collision_chars(meta.name)
         return topic
 
+    def open_topic(self, meta: TopicMeta) -> Topic:
+        """The topic's partitions over its streams, listed nowhere: a fork
+        writes its own state through them before the catalog records it."""
+        config = self.topic_config(meta.configs)
+        topic = Topic(meta, config, [])
+        for streams in meta.streams:
+            topic.partitions.append(self._open_partition(topic, streams))
+        return topic
+
     def load_partition(self, topic: Topic, streams: tuple[int, int]) -> Partition:
+        partition = self._open_partition(topic, streams)
+        self.by_stream[partition.stream_id] = partition
+        return partition
+
+    def _open_partition(self, topic: Topic, streams: tuple[int, int]) -> Partition:
         for stream_id in streams:
             self.store.open_stream(stream_id, 0)
         partition = Partition(
@@ -100,7 +113,6 @@ class TopicRegistry:
             clock=self.clock,
             topic_id=topic.meta.topic_id,
         )
-        self.by_stream[partition.stream_id] = partition
         partition.verify_transaction = self.verify_transaction
         partition.schema_source = self.schema_source
         return partition

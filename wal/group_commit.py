@@ -622,7 +622,7 @@ def _settle_on_loop(
                 maxlen=0,
             )
             return
-    for index, (waiter, outcome) in enumerate(zip(waiters, outcomes, strict=True)):
+    for waiter, outcome in zip(waiters, outcomes, strict=True):
         if waiter.cancelled() or (futures_only and cast(asyncio.Future[Any], waiter).done()):
             continue  # the coroutine gave up waiting; the append itself still happened
         try:
@@ -636,5 +636,8 @@ def _settle_on_loop(
             # group is settled first, or their appends, durable, would never
             # be answered.
             log.exception("an append's durable call raised; settling the rest of its group")
+            # Found here, not counted by every turn: this loop settles every
+            # append the server's event loop waits on.
+            index = next(i for i, other in enumerate(waiters) if other is waiter)
             _settle_on_loop(waiters[index + 1 :], outcomes[index + 1 :], futures_only)
             raise

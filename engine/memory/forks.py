@@ -24,6 +24,7 @@ from engine.catalog import Catalog, TopicMeta
 from engine.clock import Clock
 from engine.errors import (
     AdminTimedOut,
+    CoordinatorNotAvailable,
     EngineError,
     OffsetOutOfRange,
     TopicExists,
@@ -35,7 +36,7 @@ from engine.memory.vector import InvalidVector, OffsetVector
 from engine.partition import Partition, inherited_checkpoint
 from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import store_writes
-from engine.topics import TopicRegistry
+from engine.topics import Topic, TopicRegistry
 from engine.types import NewTopic, TopicDescription
 from s3stream import UNPACED, ForkPointInsideRange, NoRoom, StoreFailed, StreamStore
 
@@ -155,27 +156,41 @@ def fork_topic(
                 source.partitions, data_ids, state_ids, strict=True
             ):
                 _inherit_compaction_horizon(admin.store, parent, data_id, state_id)
+            meta = TopicMeta(
+                name, uuid.uuid4().bytes, checked,
+                list(zip(data_ids, state_ids, strict=True)), admin.clock.time_ms(),
+            )  # fmt: skip
+            # Durable before the catalog records the fork, as its horizon is:
+            # a fork is never named without them, and one refused is undone.
+            _end_what_it_inherits(registry.open_topic(meta))
         except BaseException:
             with store_writes():
                 admin.store.delete_streams([*data_ids, *state_ids])
             raise
-        meta = TopicMeta(
-            name, uuid.uuid4().bytes, checked, list(zip(data_ids, state_ids, strict=True)),
-            admin.clock.time_ms(),
-        )  # fmt: skip
-        admin.ensure_masking_key(name, checked)
         # A fork holding governance configs is a creation in the governance
         # history; its records below the fork points are the parent's, so
         # its own configs (its stamping) hold from there.
         starts = [admin.store.next_offset(data_id) for data_id in data_ids]
-        admin.append_catalog(
-            ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
-        )
+        try:
+            admin.ensure_masking_key(name, checked)
+            admin.append_catalog(
+                ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
+            )
+        except CoordinatorNotAvailable as error:
+            if not isinstance(error.__cause__, NoRoom):
+                raise
+            # Refused whole, nothing written (docs/design/0099): undone as
+            # a refusal before it is. A masking key written before stays,
+            # the name's, as a CreateTopics refused the same way leaves it.
+            with store_writes():
+                admin.store.delete_streams([*data_ids, *state_ids])
+            raise AdminTimedOut(
+                f"forking {topic}: no room for its record in the catalog while the "
+                f"object store takes no uploads ({error})"
+            ) from error
         forked = registry.load_topic(admin.catalog.state.topics[name])
         for partition in forked.partitions:
-            partition.recover()
-            _abort_open_transactions(partition)
-            _forget_sequences(partition)
+            partition.recover()  # from the checkpoint the fork wrote
         log.info("forked topic %s from %s at %s", name, topic, points)
         return registry.describe(forked)
 
@@ -264,6 +279,32 @@ def _inherit_compaction_horizon(
                 f"horizon while the object store takes no uploads ({error})"
             ) from error
         written.result(_MARKER_TIMEOUT_S)
+
+
+def _end_what_it_inherits(fork: Topic) -> None:
+    """Ends, in each of the fork's partitions (listed nowhere yet), what it
+    inherits but cannot go on with, and checkpoints that: the transactions
+    open at the fork point, and its producers' sequences.
+
+    The markers and checkpoints never wait for room (under the engine's
+    lock, which the event loop takes): refused past the headroom, or not
+    durable in time, the fork is refused with AdminTimedOut, to be undone
+    (docs/design/0099)."""
+    try:
+        for partition in fork.partitions:
+            partition.recover()
+            _abort_open_transactions(partition)
+            _forget_sequences(partition)
+    except NoRoom as error:
+        raise AdminTimedOut(
+            f"forking into {fork.name}: no room for its abort markers or checkpoint "
+            f"while the object store takes no uploads ({error})"
+        ) from error
+    except TimeoutError as error:  # a future's wait, concurrent.futures.TimeoutError
+        raise AdminTimedOut(
+            f"forking into {fork.name}: its abort markers or checkpoint were not "
+            f"durable within {_MARKER_TIMEOUT_S:g} s"
+        ) from error
 
 
 def _forget_sequences(partition: Partition) -> None:

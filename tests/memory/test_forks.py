@@ -8,6 +8,7 @@ Kafka client consumes it over the wire like any topic."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
@@ -15,7 +16,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 import engine
 import native
-from engine.errors import OffsetOutOfRange, TopicExists, UnknownTopic
+from engine.errors import AdminTimedOut, OffsetOutOfRange, TopicExists, UnknownTopic
 from engine.memory.forks import ForkPointUnavailable
 from engine.memory.stored_state import stored_state_at
 from engine.memory.uploaded_lookup import lookup_uploaded
@@ -23,6 +24,8 @@ from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 from native.records import RecordSpec
+from s3stream import NoRoom
+from s3stream.append_options import Pacing
 from s3stream.store.local import LocalStore
 from tests.engine.conftest import QUIET_STORE, EngineFactory
 from tests.engine.test_transactions import TxnClient, plain, values
@@ -250,3 +253,51 @@ def test_the_object_store_readers_see_a_forks_shared_records(tmp_path: Path) -> 
             b"k2": b"p2",
             b"k3": b"f",
         }
+
+
+@pytest.mark.parametrize("refused", ["abort marker", "first checkpoint", "catalog record"])
+def test_a_forks_own_state_refused_for_room_undoes_the_fork(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, refused: str
+) -> None:
+    """The fork's abort markers and first checkpoint are written under the
+    engine's lock, which the server's event loop takes: they never wait for
+    room, and refused past the headroom (the object store down; injected
+    here, as the store's headroom check refuses) the fork is undone with a
+    retriable error, never recorded without them."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    open_ = TxnClient(e, "o")
+    plain(e, "t", 0, b"plain")
+    open_.begin(("t", 0))
+    open_.send("t", 0, b"open")
+    first_new = e.store.manifest.state.next_stream_id
+    # One partition: its data stream is forked first, its state stream made next.
+    target = {
+        "abort marker": first_new,
+        "first checkpoint": first_new + 1,
+        "catalog record": e.catalog.stream_id,
+    }[refused]
+    submit = e.store.submit
+
+    def refusing(stream_id: int, *args: Any, **kwargs: Any) -> Any:
+        options = args[3] if len(args) > 3 else kwargs.get("options")
+        if stream_id == target and options is not None and options.pacing is Pacing.NEVER:
+            raise NoRoom(stream_id, 1 << 30, 1 << 29)
+        return submit(stream_id, *args, **kwargs)
+
+    monkeypatch.setattr(e.store, "submit", refusing)
+    with pytest.raises(AdminTimedOut) as error:
+        e.fork("t", name="eval")
+    assert error.value.error_code.retriable
+    assert "eval" not in e.list_topics()
+    assert "eval" not in e.catalog.state.topics
+    assert set(e.store.streams()) < set(range(first_new))  # the fork's streams deleted
+    monkeypatch.undo()
+    e.fork("t", name="eval")  # once there is room
+    fork = e.partition("eval", 0)
+    assert fork.txns.ongoing == {}
+    assert values(e, "eval", "read_committed") == [b"plain"]
+    e.close()
+    e = engine_factory()  # and from what is durable
+    assert e.partition("eval", 0).txns.ongoing == {}
+    assert values(e, "eval", "read_committed") == [b"plain"]
