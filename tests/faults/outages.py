@@ -4,11 +4,17 @@ and then waits for room."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
-from engine.engine import Engine
+import engine
+from engine.engine import Engine, EngineConfig
+from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch
+from tests.s3stream.faults import FaultyStore
 
 
 def filled_past(e: Engine, bound: int, timeout: float) -> threading.Thread:
@@ -26,3 +32,28 @@ def filled_past(e: Engine, bound: int, timeout: float) -> threading.Thread:
         assert time.monotonic() < deadline, "the producer never passed the bound"
         time.sleep(0.01)
     return filling
+
+
+@contextlib.contextmanager
+def engine_through_an_outage(
+    root: Path, config: EngineConfig, topics: Mapping[str, int], bound: int, timeout: float
+) -> Iterator[tuple[Engine, FaultyStore]]:
+    """An engine whose object store takes no uploads, filled past ``bound``
+    by a producer to t-0 now waiting for room; ``topics`` (names and
+    partition counts, t among them) are created before the outage, since a
+    topic's creation commits to the store. The store heals, and the
+    producer ends, as the block does."""
+    faulty = FaultyStore(LocalStore(root / "objects"))
+    e = engine.open(root / "node", faulty, config)
+    try:
+        for name, partitions in topics.items():
+            e.create_topic(name, partitions)
+        faulty.fail("put")
+        filling = filled_past(e, bound, timeout)
+        yield e, faulty
+        faulty.heal()
+        filling.join(timeout)
+        assert not filling.is_alive()
+    finally:
+        faulty.heal()
+        e.close()

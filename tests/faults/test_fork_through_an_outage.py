@@ -13,13 +13,11 @@ from pathlib import Path
 import pytest
 from kio.index import load_request_schema as request_schema
 
-import engine
 from engine.engine import Engine
 from engine.errors import AdminTimedOut
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from s3stream.store import LocalStore
-from tests.faults.outages import filled_past
+from tests.faults.outages import engine_through_an_outage
 from tests.faults.test_unpaced_writes_bounded import BOUND, CONFIG
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
@@ -30,20 +28,8 @@ TIMEOUT = 30.0
 
 @pytest.fixture
 def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
-    faulty = FaultyStore(LocalStore(tmp_path / "objects"))
-    e = engine.open(tmp_path / "node", faulty, CONFIG)
-    try:
-        e.create_topic("t", 1)
-        e.create_topic("other", 1)
-        faulty.fail("put")
-        filling = filled_past(e, BOUND, TIMEOUT)
-        yield e, faulty
-        faulty.heal()
-        filling.join(TIMEOUT)
-        assert not filling.is_alive()
-    finally:
-        faulty.heal()
-        e.close()
+    with engine_through_an_outage(tmp_path, CONFIG, {"t": 1, "other": 1}, BOUND, TIMEOUT) as down:
+        yield down
 
 
 def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(

@@ -24,7 +24,7 @@ from engine.groups import LeaveResult
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream.store import LocalStore
-from tests.faults.outages import filled_past
+from tests.faults.outages import engine_through_an_outage, filled_past
 from tests.s3stream.faults import FaultyStore
 
 TIMEOUT = 30.0
@@ -47,20 +47,8 @@ CONFIG = replace(
 def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
     """An engine whose object store takes no uploads, filled past the
     bound by a producer now waiting for room."""
-    faulty = FaultyStore(LocalStore(tmp_path / "objects"))
-    e = engine.open(tmp_path / "node", faulty, CONFIG)
-    try:
-        e.create_topic("t", 1)
-        e.create_topic("many", 32)  # before the outage: a topic's creation commits to the store
-        faulty.fail("put")
-        filling = filled_past(e, BOUND, TIMEOUT)
-        yield e, faulty
-        faulty.heal()
-        filling.join(TIMEOUT)
-        assert not filling.is_alive()
-    finally:
-        faulty.heal()
-        e.close()
+    with engine_through_an_outage(tmp_path, CONFIG, {"t": 1, "many": 32}, BOUND, TIMEOUT) as down:
+        yield down
 
 
 def test_offset_commits_in_a_loop_through_an_outage_stop_at_the_headroom(
