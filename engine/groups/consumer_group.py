@@ -321,20 +321,8 @@ class ConsumerGroup:
         JoinGroup does so even while it is active) is FENCED_INSTANCE_ID,
         fatal to it, not UNKNOWN_MEMBER_ID, on which it would join again
         and take its place back."""
-        instance_id = request.instance_id
-        if instance_id is not None:
-            current_id = self.static_members.get(instance_id)
-            if current_id is None:
-                raise Refused(
-                    KafkaCode.UNKNOWN_MEMBER_ID,
-                    f"instance id {instance_id} is unknown in group {self.group_id}",
-                )
-            if current_id != request.member_id:
-                raise Refused(
-                    KafkaCode.FENCED_INSTANCE_ID,
-                    f"static member {request.member_id} with instance id {instance_id} "
-                    f"was fenced by member {current_id}",
-                )
+        if request.instance_id is not None:
+            self._static_member_id(request.instance_id, request.member_id)
         found = self.members.get(request.member_id)
         if found is None:
             raise Refused(
@@ -517,6 +505,24 @@ class ConsumerGroup:
 
     # -- leaving, sessions, rebalance timeouts ---------------------------------------
 
+    def _static_member_id(self, instance_id: str, member_id: str) -> str:
+        """The member holding ``instance_id``, which must be ``member_id``:
+        UNKNOWN_MEMBER_ID if no member holds it, FENCED_INSTANCE_ID if
+        another does (a static member's new process took its place)."""
+        current_id = self.static_members.get(instance_id)
+        if current_id is None:
+            raise Refused(
+                KafkaCode.UNKNOWN_MEMBER_ID,
+                f"instance id {instance_id} is unknown in group {self.group_id}",
+            )
+        if current_id != member_id:
+            raise Refused(
+                KafkaCode.FENCED_INSTANCE_ID,
+                f"static member {member_id} with instance id {instance_id} "
+                f"was fenced by member {current_id}",
+            )
+        return current_id
+
     def _leave(self, request: Heartbeat) -> HeartbeatResult:
         if request.instance_id is None:
             member = self.members.get(request.member_id)
@@ -526,18 +532,7 @@ class ConsumerGroup:
                     f"member {request.member_id} is not in group {self.group_id}",
                 )
         else:
-            member_id = self.static_members.get(request.instance_id)
-            if member_id is None:
-                raise Refused(
-                    KafkaCode.UNKNOWN_MEMBER_ID,
-                    f"instance id {request.instance_id} is unknown in group {self.group_id}",
-                )
-            if member_id != request.member_id:
-                raise Refused(
-                    KafkaCode.FENCED_INSTANCE_ID,
-                    f"instance id {request.instance_id} belongs to member {member_id}",
-                )
-            member = self.members[member_id]
+            member = self.members[self._static_member_id(request.instance_id, request.member_id)]
         if request.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
             # It keeps its partitions for its session timeout, for a new
             # process with its instance id; those pending revocation go.
