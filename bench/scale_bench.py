@@ -71,7 +71,7 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   and counts its event loop's stalls in each window by their work
   (``watched_*``: stalls of 10 ms or more, those with five or more
   read-ahead threads at work, the most CPU the loop ran in one;
-  bench/_loop_stalls.py); it takes the GIL a thousand
+  bench/_loop_stalls.py, docs/design/0106); it takes the GIL a thousand
   times a second, so compare its runs only with each other;
 - partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
   topics of one partition, each on a fresh server: the server's RSS before

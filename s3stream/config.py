@@ -73,9 +73,9 @@ class StreamStoreConfig:
     others wait for one to end, at most a quarter of a second. Each
     runnable read thread takes CPU time on its own, however low its
     priority: at a replay's start every worker had a load, and the event
-    loop waited behind them for a CPU and for the GIL some of them held
-    while preempted (docs/design/0106). Alone, a replay loads with every
-    worker. 0: never limited (s3stream/read_ahead_gate.py)."""
+    loop's longest stalls were there, waiting for a CPU behind them
+    (docs/design/0106). Alone, a replay loads with every worker. 0: never
+    limited (s3stream/read_ahead_gate.py)."""
     remote_fetch_max_wait_ms: int = 500
     """The longest an async fetch (a Kafka Fetch, ``fetch_async``) waits
     for a read from object storage: past it, the partition is answered
