@@ -78,7 +78,8 @@ class Completion:
     offsets_settled: bool = False
     backoff: float = RETRY_BACKOFF_S
     warned: bool = False
-    """A retry was logged: the next ones are not, until it completes."""
+    """Its first retry was logged: the next ones are not (one warning a
+    completion, however long the store refuses)."""
 
     @property
     def answer_early(self) -> bool:
