@@ -17,6 +17,7 @@ from typing import TypeVar, cast
 from s3stream.append_options import AppendOptions, Pacing
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import (
+    AppendTooLarge,
     Fenced,
     NoRoom,
     OffsetMismatch,
@@ -66,6 +67,12 @@ class Appender:
         runs there, a close made through it included). One thread is
         enough: room is the whole store's, so once there is some, each
         queued wait ends at once, in the order the appends came."""
+
+    @property
+    def max_append_bytes(self) -> int:
+        """The largest payload one append takes: a WAL record's, less the
+        writer prefix every entry of this opening starts with."""
+        return self._wal.max_payload - len(self._wal_prefix)
 
     def submit(self, stream_id: int, batch: StoredBatch, options: AppendOptions) -> Future[int]:
         """Queues an append of ``batch`` (StreamStore.submit); the future
@@ -125,6 +132,12 @@ class Appender:
         offset order; returns the WAL's answer and, for ``remote``, the
         future settled once the append is in a committed object."""
         end = batch.end_offset
+        size = len(batch.payload)
+        if size > self.max_append_bytes:
+            # Refused here, before the log cache or the stream's next offset
+            # hear of it: the WAL would refuse it only after both took it,
+            # and its refusal would fail the whole store.
+            raise AppendTooLarge(stream_id, size, self.max_append_bytes)
         with self._state.lock:
             if options.pacing is Pacing.NEVER:
                 self._check_headroom_locked(stream_id)
