@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import engine.state_log as state_log_module
 from engine.state_log import StateLog
-from s3stream import AppendOptions, StoreFailed, StreamStore
+from s3stream import AppendOptions, AppendTooLarge, StoreFailed, StreamStore
 from tests.engine.conftest import FAST_STORE
 
 keys = st.one_of(st.integers(0, 20), st.tuples(st.sampled_from(["g", "h"]), st.integers(0, 5)))
@@ -174,10 +174,57 @@ def test_a_value_msgpack_refuses_changes_nothing(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_compaction_splits_what_one_record_cannot_hold(tmp_path: Path, monkeypatch: Any) -> None:
+    """Values that each came in a record of their own may together pass
+    what one WAL record holds: the compaction's rewrite splits them, the
+    store is not failed, and the state reads back."""
+    monkeypatch.setattr(state_log_module, "COMPACT_AFTER", 10)
+    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        value = b"v" * (store.max_append_bytes // 3)
+        for i in range(12):
+            log.put(("group", i % 6), value + bytes([i])).result()
+        log.compact()
+        assert not store.fenced_or_failed()
+        # The compact record and the six keys halved until each record fits
+        # (three do not, two do): 1 + 2 + 1 + 2.
+        assert store.end_offset(stream_id) - store.start_offset(stream_id) == 5
+        reread = StateLog.open(store, stream_id)
+        assert dict(reread.items()) == {("group", k): value + bytes([k + 6]) for k in range(6)}
+    finally:
+        store.close()
+
+
+def test_an_update_a_record_of_which_is_too_large_changes_nothing(tmp_path: Path) -> None:
+    """An update's puts and deletes are two records: if the deletes' is
+    larger than the store takes, the puts' is not written either, and the
+    store serves on."""
+    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        log.put("kept", 1).result()
+        many = [f"key {i:08d}" for i in range(store.max_append_bytes // 10)]
+        with pytest.raises(AppendTooLarge):
+            log.update(puts={"kept": 2, "new": 3}, deletes=many)
+        assert dict(log.items()) == {"kept": 1}
+        log.put("after", 4).result()
+        assert not store.fenced_or_failed()
+        assert dict(StateLog.open(store, stream_id).items()) == {"kept": 1, "after": 4}
+    finally:
+        store.close()
+
+
 class HeldStream:
     """A stream whose appends are accepted, refused (raised at once) or held
     until ``settle`` makes them durable or failed, in any order; ``durable``
     is what a restart reads back."""
+
+    max_append_bytes = 1 << 20
 
     def __init__(self) -> None:
         self.refuse = False
