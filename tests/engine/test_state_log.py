@@ -219,6 +219,38 @@ def test_an_update_a_record_of_which_is_too_large_changes_nothing(tmp_path: Path
         store.close()
 
 
+def test_a_record_as_large_as_the_store_takes_reads_back_from_the_wal_and_objects(
+    tmp_path: Path,
+) -> None:
+    """The bound a state record is refused by is the one a restart reads
+    back by: a record of exactly ``max_append_bytes`` loads again, from the
+    WAL and, uploaded, from objects alone; one byte more is refused."""
+    bucket = f"file://{tmp_path / 'bucket'}"
+    store = StreamStore.open(tmp_path / "node", bucket, FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        framing = len(msgpack.packb(["put", [["k", b""]]], use_bin_type=True))
+        # bin 32 takes 3 bytes more than an empty bin 8 for its length
+        value = b"v" * (store.max_append_bytes - framing - 3)
+        assert len(msgpack.packb(["put", [["k", value]]], use_bin_type=True)) == (
+            store.max_append_bytes
+        )
+        with pytest.raises(AppendTooLarge):
+            log.put("k", value + b"!")
+        log.put("k", value).result()
+    finally:
+        store.close(flush=False)
+    for data_dir, epoch in (("node", 1), ("fresh", 2)):
+        store = StreamStore.open(tmp_path / data_dir, bucket, FAST_STORE)
+        try:
+            store.open_stream(stream_id, epoch)
+            assert dict(StateLog.open(store, stream_id).items()) == {"k": value}
+        finally:
+            store.close()  # uploads: the fresh directory reads objects alone
+
+
 class HeldStream:
     """A stream whose appends are accepted, refused (raised at once) or held
     until ``settle`` makes them durable or failed, in any order; ``durable``

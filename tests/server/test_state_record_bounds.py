@@ -26,7 +26,7 @@ from kafka.admin import (
     ResourcePatternFilter,
 )
 from kafka.admin import ResourceType as KafkaResourceType
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, RecordListTooLargeError
 from kio.index import load_request_schema
 from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
 from kio.schema.add_partitions_to_txn.v3.request import (
@@ -460,7 +460,8 @@ def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
 
 
 def test_a_catalog_grown_past_a_wal_record_keeps_its_log_and_loads(node: Node) -> None:
-    """The catalog's snapshot is its whole state in one record: ACLs
+    """A CreateAcls whose record passes one WAL record is refused, nothing
+    changed. The catalog's snapshot is its whole state in one record: ACLs
     created one request at a time grow it past one WAL record. The
     snapshot is then not written (the records since the last stay the
     catalog's log), every ACL is kept, and a restart loads them all."""
@@ -490,6 +491,13 @@ def test_a_catalog_grown_past_a_wal_record_keeps_its_log_and_loads(node: Node) -
         return sorted(a.resource_pattern.resource_name for a in acls)
 
     try:
+        # One request whose record passes one WAL record: refused whole, as
+        # Kafka's controller refuses records its log cannot take in a batch
+        # (RecordBatchTooLargeException); the catalog writes on.
+        refused = client.create_acls([acl(i) for i in range(count)])
+        assert refused["failed"] == [RecordListTooLargeError] * count
+        assert not refused["succeeded"]
+        assert found() == []
         for i in range(count):
             created = client.create_acls([acl(i)])
             assert created["succeeded"] == [acl(i)] and not created["failed"]
