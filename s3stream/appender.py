@@ -59,6 +59,9 @@ class Appender:
         """Every WAL entry of this opening starts with it (the writer's identity and epoch)."""
         self._uploader = uploader
         self._config = config
+        self.max_append_bytes = wal.max_payload - len(wal_prefix)
+        """The largest payload one append takes: a WAL record's, less the
+        writer prefix every entry of this opening starts with."""
         self._listeners: list[Callable[[set[int]], None]] = []
         self._room_waits = ThreadPoolExecutor(1, thread_name_prefix="tidelog-room-wait")
         """Where async appends over the unuploaded bound wait for room, one
@@ -67,12 +70,6 @@ class Appender:
         runs there, a close made through it included). One thread is
         enough: room is the whole store's, so once there is some, each
         queued wait ends at once, in the order the appends came."""
-
-    @property
-    def max_append_bytes(self) -> int:
-        """The largest payload one append takes: a WAL record's, less the
-        writer prefix every entry of this opening starts with."""
-        return self._wal.max_payload - len(self._wal_prefix)
 
     def submit(self, stream_id: int, batch: StoredBatch, options: AppendOptions) -> Future[int]:
         """Queues an append of ``batch`` (StreamStore.submit); the future
