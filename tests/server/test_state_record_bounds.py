@@ -134,18 +134,14 @@ def _join(node: Node, group: str, member_id: str, metadata: bytes) -> Any:
     return node.request(
         JoinGroupRequest(
             group_id=GroupId(group),
-            session_timeout=i32Timedelta(30_000),
-            rebalance_timeout=i32Timedelta(30_000),
+            session_timeout=timedelta(seconds=30),
+            rebalance_timeout=timedelta(seconds=30),
             member_id=member_id,
             group_instance_id=None,
             protocol_type="consumer",
             protocols=(JoinGroupRequestProtocol(name="range", metadata=metadata),),
         )
     )
-
-
-def i32Timedelta(ms: int) -> Any:  # noqa: N802 - kio's type name
-    return timedelta(milliseconds=ms)
 
 
 def _joined(node: Node, group: str, metadata: bytes) -> Any:
