@@ -123,6 +123,16 @@ class GroupCoordinator:
 
     # -- the host of the offsets (offset_manager.OffsetHost) ----------------------------
 
+    def forget_if_unused(self, group_id: str) -> None:
+        """Forgets a group made only by commits without a generation (a
+        simple consumer's, an admin's, a transaction's) once it holds no
+        offsets: a restart, which makes such a group only for the offsets
+        it loads, would not find it (Kafka's offset expiry removes it too,
+        at its next run)."""
+        group = self._classic_groups.get(group_id)
+        if group is not None:
+            self._classic_groups.forget_if_unused(group)
+
     def now_ms(self) -> int:
         return self._run.now_ms()
 

@@ -67,6 +67,9 @@ class OffsetHost(Protocol):
     def group_for_commit(self, group_id: str) -> Group:
         """The group of that id, created (classic, empty) if there is none."""
 
+    def forget_if_unused(self, group_id: str) -> None:
+        """Forgets the group if only offsets made it and it holds none now."""
+
 
 class Transaction(NamedTuple):
     """The transaction a commit is part of (TxnOffsetCommit)."""
@@ -386,6 +389,9 @@ class OffsetManager:
             self.store.remove_pending(producer_id, pending)
             for key, offset in newer.items():
                 self._make_visible(key, offset)
+            for group_id in {key.group_id for key in pending}:
+                # Aborted, its offsets may have been all its group held
+                self._host.forget_if_unused(group_id)
             if committed:
                 self._host.write({}, txn_keys)  # the nil markers are no longer needed
             self._host.resolve(future, None)
@@ -496,6 +502,8 @@ class OffsetManager:
         def written(error: KafkaCode) -> None:
             for tp in removable:
                 results[tp] = error
+            if error == KafkaCode.NONE:
+                self._host.forget_if_unused(group_id)
             self._host.resolve(future, results)
 
         self._host.write({}, deletes, written)

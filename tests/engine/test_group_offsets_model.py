@@ -87,7 +87,11 @@ class Model:
                 pending.pop((group, tp), None)
 
     def restarted(self) -> None:
-        """Groups with nothing stored are not kept."""
+        """Groups with nothing stored are not kept (nor are they once their
+        offsets are deleted or aborted: ``forget_unused``)."""
+        self.forget_unused()
+
+    def forget_unused(self) -> None:
         self.groups = {g for g in self.groups if self.committed.get(g)} | {
             group for pending in self.pending.values() for group, _ in pending
         }
@@ -133,11 +137,13 @@ def test_committed_offsets_follow_the_model(program: list[tuple[Any, ...]]) -> N
                 case ("complete", producer, commit):
                     coordinator.complete_transaction(producer_ids[producer], commit).result(TIMEOUT)
                     model.complete(producer, commit)
+                    model.forget_unused()
                 case ("delete_offsets", group, partitions):
                     if group in model.groups:
                         answer = coordinator.delete_offsets(group, partitions).result(TIMEOUT)
                         assert set(answer.values()) <= {E["NONE"]}
                         model.remove(group, partitions)
+                        model.forget_unused()
                     else:
                         with pytest.raises(GroupIdNotFound):
                             coordinator.delete_offsets(group, partitions)

@@ -512,6 +512,43 @@ def test_offsets_are_committed_fetched_and_deleted(open_engine: Callable[..., An
     assert groups.fetch_offsets("other", [TP0]) == {TP0: (None, E["NONE"])}
 
 
+def test_a_simple_group_whose_last_offsets_are_deleted_is_gone_as_after_a_restart(
+    open_engine: Callable[..., Any],
+) -> None:
+    """A group made only by commits without a generation holds nothing once
+    its offsets are deleted, or its transaction's aborted: it is not
+    listed, as a restart does not load it; a group that once had a
+    generation is kept, as its stored record is."""
+    opened = open_engine()
+    groups = opened.groups
+    producer_id, epoch = opened.transactions.init_producer_id("txn", 600_000).result(TIMEOUT)
+    opened.transactions.add_offsets("txn", producer_id, epoch, "aborted").result(TIMEOUT)
+    pending = groups.commit_transactional_offsets(
+        "aborted", producer_id, epoch, "", -1, None, {TP0: OffsetAndMetadata(5)}
+    )
+    assert pending.result(TIMEOUT) == {TP0: E["NONE"]}
+    assert "aborted" in {g.group_id for g in groups.list_groups()}
+    groups.complete_transaction(producer_id, False).result(TIMEOUT)
+    commit(groups, {TP0: 1, TP1: 2})
+    commit(groups, {TP0: 1}, group="formed")
+    (member,), _ = stable_group(groups, 1, group="formed")
+    assert groups.leave_group("formed", [(member.member_id, None)]).result(10).members == [
+        E["NONE"]
+    ]
+    assert groups.delete_offsets("g", [TP0]).result(TIMEOUT) == {TP0: E["NONE"]}
+    assert sorted(g.group_id for g in groups.list_groups()) == ["formed", "g"]
+    assert groups.delete_offsets("g", [TP1]).result(TIMEOUT) == {TP1: E["NONE"]}
+    assert groups.delete_offsets("formed", [TP0]).result(TIMEOUT) == {TP0: E["NONE"]}
+    served = [(g.group_id, g.state) for g in groups.list_groups()]
+    assert served == [("formed", "Empty")]
+    assert groups.describe_groups(["g"])[0].state == "Dead"
+    with pytest.raises(GroupIdNotFound):
+        groups.delete_offsets("g", [TP0])
+    opened.close()
+    loaded = open_engine().groups
+    assert [(g.group_id, g.state) for g in loaded.list_groups()] == served
+
+
 def test_a_commit_outside_any_generation_is_a_simple_consumers_while_the_group_is_empty(
     open_engine: Callable[..., Any],
 ) -> None:
