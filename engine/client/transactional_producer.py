@@ -76,14 +76,28 @@ class TransactionalProducer(Producer):
         *,
         transactional_id: str,
         transaction_timeout_ms: int = DEFAULT_TIMEOUT_MS,
-        delivery_timeout_ms: float = DEFAULT_DELIVERY_TIMEOUT_MS,
+        delivery_timeout_ms: float | None = None,
         **options: Any,
     ) -> None:
         if options.pop("idempotent", True) is not True:
             raise ValueError("a transactional producer is idempotent")
+        # Kafka refuses a delivery.timeout.ms below linger.ms +
+        # request.timeout.ms, and raises one the user left unset to that sum
+        # (KafkaProducer.configureDeliveryTimeout): a batch would expire
+        # before it may be sent. The embedded sender has no request timeout,
+        # so linger_ms is the floor.
+        linger_ms = float(options.get("linger_ms", 0.0))
+        if delivery_timeout_ms is None:
+            delivery_timeout_ms = max(float(DEFAULT_DELIVERY_TIMEOUT_MS), linger_ms)
         if not 0 <= delivery_timeout_ms < float("inf"):
             raise ValueError(
                 f"delivery_timeout_ms must be a finite number >= 0, not {delivery_timeout_ms}"
+            )
+        if delivery_timeout_ms < linger_ms:
+            raise ValueError(
+                f"delivery_timeout_ms ({delivery_timeout_ms}) must be at least linger_ms "
+                f"({linger_ms}), as Kafka requires delivery.timeout.ms >= linger.ms + "
+                "request.timeout.ms"
             )
         super().__init__(engine, idempotent=False, **options)
         self.transactional_id = transactional_id

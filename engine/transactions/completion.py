@@ -225,7 +225,10 @@ class TransactionCompleter:
         try:
             finished.result()
         except BaseException as error:
-            if retriable(error) and not self._closing.is_set():
+            if retriable(error):
+                # Closing too: the retry timer then cancels it, which leaves
+                # it for the next open and answers a waiting EndTxn as close
+                # answers every one (CoordinatorClosed), not with the refusal.
                 self._retry(completion, "its Complete record", error)
                 return
             if completion.answer_early and result is not None and not result.done():

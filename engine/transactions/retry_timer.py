@@ -5,7 +5,8 @@ refusal holds no worker (docs/design/0108).
 Waits are real waits on the system clock, as the backoffs are (a store
 refusing for room heals in real time, whatever clock a test drives the
 coordinator's timers with). A call scheduled after close, or still
-waiting at close, is not run: its ``cancel`` is called instead, once.
+waiting at close, is not run: its ``cancel`` is called instead, once; so
+is the ``cancel`` of a call that raised.
 """
 
 from __future__ import annotations
@@ -75,8 +76,14 @@ class RetryTimer:
                         self._changed.wait()
                 if self._closed:
                     return
-                _, _, run, _ = heapq.heappop(self._due)
+                _, _, run, cancel = heapq.heappop(self._due)
             try:
                 run()
             except Exception:
+                # Cancelled, not dropped: a dropped retry would hold its
+                # transactional id pending, and its waiter, for ever.
                 log.exception("a transaction completion's retry failed to start")
+                try:
+                    cancel()
+                except Exception:
+                    log.exception("cancelling a transaction completion's retry failed")

@@ -10,6 +10,7 @@ failed; and the id free for the retry (Kafka clears the pending state)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -21,7 +22,7 @@ import pytest
 
 import engine
 from engine.engine import Engine
-from engine.errors import ConcurrentTransactions, error_code
+from engine.errors import ConcurrentTransactions, CoordinatorClosed, error_code
 from engine.protocol.kafka_code import KafkaCode
 from engine.transactions.metadata import MAX_EPOCH, TV_2, TransactionMetadata, TxnState
 from engine.types import TopicPartition
@@ -445,3 +446,45 @@ def test_complete_records_written_again_hold_no_completion_worker(
     assert [meta.state for meta in states(reopened)][:workers] == [
         TxnState.COMPLETE_COMMIT
     ] * workers
+
+
+def test_a_rotating_end_whose_complete_record_is_refused_as_close_begins_is_answered_closed(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Complete record of a v2 end at the last epoch refused for room
+    just as the coordinator closes: the EndTxn is answered as close
+    answers every EndTxn still waiting, CoordinatorClosed (NOT_COORDINATOR
+    on the wire), not the refusal's COORDINATOR_NOT_AVAILABLE, and the
+    transaction is left Prepare* for the next open, which completes it."""
+    e = node()
+    producer_id, _ = _init(e)
+    meta = e.transactions.describe("x")
+    e.transactions._log.put("x", replace(meta, producer_epoch=MAX_EPOCH - 1).to_wire()).result(
+        TIMEOUT
+    )
+    e = node()
+    epoch = MAX_EPOCH - 1
+    e.transactions.add_partitions("x", producer_id, epoch, [TP], TV_2).result(TIMEOUT)
+    closing = e.transactions._completer._closing
+    closer: list[threading.Thread] = []
+
+    def refused_as_close_begins(stream_id: int) -> BaseException:
+        # The refusal is answered once close has begun (its completer
+        # closing), while this completion's attempt is still in flight.
+        closer.append(threading.Thread(target=e.close))
+        closer[0].start()
+        assert closing.wait(TIMEOUT)
+        return no_room(stream_id)
+
+    with monkeypatch.context() as faults:
+        RefusedStateWrites(faults, e, {"CompleteCommit": 1}, refused_as_close_begins)
+        ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
+        with pytest.raises(CoordinatorClosed):
+            ended.result(TIMEOUT)
+        closer[0].join(TIMEOUT)
+    assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
+    e = node()
+    deadline = time.monotonic() + TIMEOUT
+    while e.transactions.describe("x").state is not TxnState.COMPLETE_COMMIT:
+        assert time.monotonic() < deadline, "the next open did not complete it"
+        time.sleep(0.01)

@@ -190,3 +190,19 @@ def test_a_delivery_timeout_that_is_no_number_of_seconds_is_refused(e: Engine) -
     for wrong in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="delivery_timeout_ms"):
             e.producer(transactional_id="app", delivery_timeout_ms=wrong)
+
+
+def test_a_delivery_timeout_shorter_than_linger_is_refused(e: Engine) -> None:
+    """Kafka's producer refuses a delivery.timeout.ms below linger.ms +
+    request.timeout.ms (a batch would expire before it may be sent); the
+    embedded producer sends without a request timeout, so linger_ms is the
+    floor. Left at its default, it is raised to linger_ms, as Kafka raises
+    a delivery.timeout.ms the user did not set."""
+    with pytest.raises(ValueError, match="delivery_timeout_ms"):
+        e.producer(transactional_id="app", linger_ms=500, delivery_timeout_ms=499)
+    at_floor = e.producer(transactional_id="app", linger_ms=500, delivery_timeout_ms=500)
+    assert at_floor.delivery_timeout_s == 0.5
+    at_floor.close()
+    by_default = e.producer(transactional_id="app", linger_ms=300_000)
+    assert by_default.delivery_timeout_s == 300.0
+    by_default.close()
