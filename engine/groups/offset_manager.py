@@ -51,11 +51,10 @@ class OffsetHost(Protocol):
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
-        too_large: KafkaCode = KafkaCode.UNKNOWN_SERVER_ERROR,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed,
-        ``too_large`` if a record is larger than the store takes)."""
+        UNKNOWN_SERVER_ERROR if a record is larger than the store takes)."""
 
     @property
     def max_record_bytes(self) -> int:
@@ -187,10 +186,10 @@ class OffsetManager:
             # Kafka writes a transaction's offsets as they come and ends them
             # with a marker; here its completion writes them in one record,
             # which must stay one the store takes, or the transaction could
-            # never end: refused as Kafka refuses a commit whose record is
-            # too large.
+            # never end: refused as Kafka 4 refuses a commit whose record is
+            # too large (UNKNOWN_SERVER_ERROR).
             for key in values:
-                results[key.tp] = KafkaCode.INVALID_COMMIT_OFFSET_SIZE
+                results[key.tp] = KafkaCode.UNKNOWN_SERVER_ERROR
             return done(results)
         if not values:
             return done(results)
@@ -239,9 +238,7 @@ class OffsetManager:
                 self._delete_unclaimed(transaction.producer_id, gone)
             self._answer_once_void_is_durable(in_flight, future, results)
 
-        # Kafka's GroupMetadataManager.storeOffsets answers a commit whose
-        # record its log refused as too large INVALID_COMMIT_OFFSET_SIZE.
-        self._host.write(puts, [], written, too_large=KafkaCode.INVALID_COMMIT_OFFSET_SIZE)
+        self._host.write(puts, [], written)
         return future
 
     def _completion_fits(
