@@ -137,8 +137,15 @@ class OffsetManager:
                 # the name (docs/design/0053).
                 dropped.append(txn_key(producer_id, group_id, tp))
                 continue
-            self.store.add_pending(producer_id, OffsetKey(group_id, tp), pending)
+            key = OffsetKey(group_id, tp)
+            self.store.add_pending(producer_id, key, pending)
             self.store.saw_sequence(pending.offset.sequence)
+            # The transaction's completion will write it: counted as its
+            # TxnOffsetCommit counted it, or a commit after the restart could
+            # take the completion past one record and the transaction never end.
+            self._completion_bytes.setdefault(producer_id, {})[key] = _completion_entry_bytes(
+                producer_id, key, pending.offset
+            )
         return dropped
 
     def partition_error(self, tp: TopicPartition) -> KafkaCode:
@@ -250,9 +257,7 @@ class OffsetManager:
         producer_id = transaction.producer_id
         counted = self._completion_bytes.get(producer_id, {})
         sizes = {
-            key: put_entry_bytes(offset_key(key.group_id, key.tp), value.to_value())
-            + put_entry_bytes(txn_key(producer_id, key.group_id, key.tp), None)
-            for key, value in values.items()
+            key: _completion_entry_bytes(producer_id, key, value) for key, value in values.items()
         }
         replaced = sum(counted.get(key, 0) for key in sizes)
         total = sum(counted.values()) - replaced + sum(sizes.values()) + RECORD_FRAMING
@@ -587,6 +592,13 @@ class OffsetManager:
             self.store.remove_pending(producer_id, [key])
             keys.append(txn_key(producer_id, key.group_id, key.tp))
         return keys
+
+
+def _completion_entry_bytes(producer_id: int, key: OffsetKey, value: CommittedOffset) -> int:
+    """The bytes one pending offset adds to its transaction's commit
+    record: the offset's put and the put that ends its pending state."""
+    put = put_entry_bytes(offset_key(key.group_id, key.tp), value.to_value())
+    return put + put_entry_bytes(txn_key(producer_id, key.group_id, key.tp), None)
 
 
 def is_consuming(group: Group) -> bool:

@@ -408,6 +408,53 @@ def test_a_transaction_s_offsets_are_bounded_by_what_its_completion_writes(
     assert committed() == expected
 
 
+def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> None:
+    """The offsets a transaction committed before a restart are pending
+    after it, and its completion will write them: they count towards the
+    bound as they did before, so a TxnOffsetCommit after the restart that
+    would take the completion past one WAL record is refused and the
+    transaction still completes."""
+    node.engine.create_topic("c", 8)
+    init = node.request(
+        InitProducerIdRequest(
+            transactional_id=TransactionalId("committer"),
+            transaction_timeout=timedelta(seconds=60),
+        )
+    )
+    pid, epoch = init.producer_id, init.producer_epoch
+    added = node.request(
+        AddOffsetsToTxnRequest(
+            transactional_id=TransactionalId("committer"),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            group_id=GroupId("txn-group"),
+        )
+    )
+    assert added.error_code == KafkaCode.NONE
+    metadata = "m" * (SEGMENT // 5)
+    assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
+    assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
+    node.reopen()
+    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
+    ended = node.request(
+        EndTxnRequest(
+            transactional_id=TransactionalId("committer"),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            committed=True,
+        )
+    )
+    assert ended.error_code == KafkaCode.NONE
+    expected = [(p, p + 1, metadata) for p in range(4)]
+
+    def committed() -> list[tuple[int, int, str]]:
+        found = node.engine.groups.fetch_offsets("txn-group", None)
+        return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
+
+    assert committed() == expected
+    _serves(node)
+
+
 def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
     node: Node,
 ) -> None:
