@@ -502,6 +502,53 @@ def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
     _serves(node)
 
 
+def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_others_cleaned(
+    node: Node,
+) -> None:
+    """Cleaning a compacted partition checkpoints its widened compaction
+    horizon first: one whose producers outgrew a checkpoint cannot be
+    cleaned, and the partitions after it in the pass still are."""
+    e: Engine = node.engine
+    e.create_topic("crowded", 1, configs={"cleanup.policy": "compact"})
+    e.create_topic("calm", 1, configs={"cleanup.policy": "compact"})
+    produce = load_request_schema(ApiKey.PRODUCE, 9)
+
+    def send(wire: Wire, topic: str, pid: int, sequence: int) -> int:
+        records = native.encode_batch(
+            [RecordSpec(1_700_000_000_000, b"k", b"v", ())],
+            producer_id=pid,
+            producer_epoch=0,
+            base_sequence=sequence,
+        )
+        data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
+        request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
+        (answer,) = wire.request(request).responses[0].partition_responses
+        return int(answer.error_code)
+
+    def idempotent(wire: Wire) -> int:
+        init = wire.request(
+            InitProducerIdRequest(transactional_id=None, transaction_timeout=timedelta(0))
+        )
+        return int(init.producer_id)
+
+    with Wire(node.server.bootstrap, timeout=TIMEOUT) as wire:
+        first = idempotent(wire)
+        for topic in ("crowded", "calm"):
+            # Two records of one key: the first is the cleaner's to remove.
+            assert [send(wire, topic, first, s) for s in (0, 1)] == [KafkaCode.NONE] * 2
+        e.flush()
+        crowded, calm = e.partition("crowded", 0), e.partition("calm", 0)
+        assert crowded.durable_checkpoint_end == calm.durable_checkpoint_end == 2
+        for _ in range(SEGMENT // 40):
+            assert send(wire, "crowded", idempotent(wire), 0) == KafkaCode.NONE
+    e.flush()
+    assert crowded.durable_checkpoint_end == 2
+    assert e.clean() == 1
+    assert calm.cleaned_offset == 2
+    assert not e.store.fenced_or_failed()
+    _serves(node)
+
+
 def test_a_catalog_grown_past_a_wal_record_keeps_its_log_and_loads(node: Node) -> None:
     """A CreateAcls whose record passes one WAL record is refused, nothing
     changed. The catalog's snapshot is its whole state in one record: ACLs
