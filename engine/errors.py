@@ -138,8 +138,7 @@ class RecordListTooLarge(EngineError):
     ``max_append_bytes``, from wal_segment_bytes) was refused and changed
     nothing; as Kafka refuses a batch larger than a log segment
     (RecordBatchTooLargeException). A coordinator refused a record of its
-    own state this way answers what Kafka's does (UNKNOWN_SERVER_ERROR, or
-    INVALID_COMMIT_OFFSET_SIZE for an offset commit)."""
+    own state this way answers what Kafka's does (UNKNOWN_SERVER_ERROR)."""
 
     code = KafkaCode.RECORD_LIST_TOO_LARGE
 

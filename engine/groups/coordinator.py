@@ -163,9 +163,8 @@ class GroupCoordinator:
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
-        too_large: KafkaCode = KafkaCode.UNKNOWN_SERVER_ERROR,
     ) -> None:
-        self._run.write(puts, deletes, then, too_large=too_large)
+        self._run.write(puts, deletes, then)
 
     def _locked(self) -> AbstractContextManager[None]:
         """The coordinator's lock (GroupExecutor.locked)."""

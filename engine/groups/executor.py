@@ -174,7 +174,6 @@ class GroupExecutor:
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
         rebuilt: bool = True,
-        too_large: KafkaCode = KafkaCode.UNKNOWN_SERVER_ERROR,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed,
@@ -200,14 +199,14 @@ class GroupExecutor:
             # headroom takes the write once uploads resume. One that stopped
             # is NOT_COORDINATOR, as for a failed log dir.
             # A record larger than the WAL takes is refused before the store
-            # hears of it (it keeps serving): Kafka's GroupMetadataManager
-            # answers an append refused with RECORD_LIST_TOO_LARGE
-            # UNKNOWN_SERVER_ERROR (INVALID_COMMIT_OFFSET_SIZE for a
-            # commit's, ``too_large``).
+            # hears of it (it keeps serving): Kafka 4's group coordinator
+            # answers an append refused with RECORD_LIST_TOO_LARGE or
+            # MESSAGE_TOO_LARGE UNKNOWN_SERVER_ERROR, for every request,
+            # an OffsetCommit's too (CoordinatorOperationExceptionHelper).
             if isinstance(error, NoRoom):
                 code = KafkaCode.COORDINATOR_NOT_AVAILABLE
             elif isinstance(error, AppendTooLarge):
-                code = too_large
+                code = KafkaCode.UNKNOWN_SERVER_ERROR
             else:
                 code = KafkaCode.NOT_COORDINATOR
             self._fail(failed, then, code)

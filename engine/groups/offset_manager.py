@@ -51,11 +51,10 @@ class OffsetHost(Protocol):
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
-        too_large: KafkaCode = KafkaCode.UNKNOWN_SERVER_ERROR,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed,
-        ``too_large`` if a record is larger than the store takes)."""
+        UNKNOWN_SERVER_ERROR if a record is larger than the store takes)."""
 
     @property
     def max_record_bytes(self) -> int:
@@ -141,8 +140,15 @@ class OffsetManager:
                 # the name (docs/design/0053).
                 dropped.append(txn_key(producer_id, group_id, tp))
                 continue
-            self.store.add_pending(producer_id, OffsetKey(group_id, tp), pending)
+            key = OffsetKey(group_id, tp)
+            self.store.add_pending(producer_id, key, pending)
             self.store.saw_sequence(pending.offset.sequence)
+            # The transaction's completion will write it: counted as its
+            # TxnOffsetCommit counted it, or a commit after the restart could
+            # take the completion past one record and the transaction never end.
+            self._completion_bytes.setdefault(producer_id, {})[key] = _completion_entry_bytes(
+                producer_id, key, pending.offset
+            )
         return dropped
 
     def partition_error(self, tp: TopicPartition) -> KafkaCode:
@@ -190,10 +196,10 @@ class OffsetManager:
             # Kafka writes a transaction's offsets as they come and ends them
             # with a marker; here its completion writes them in one record,
             # which must stay one the store takes, or the transaction could
-            # never end: refused as Kafka refuses a commit whose record is
-            # too large.
+            # never end: refused as Kafka 4 refuses a commit whose record is
+            # too large (UNKNOWN_SERVER_ERROR).
             for key in values:
-                results[key.tp] = KafkaCode.INVALID_COMMIT_OFFSET_SIZE
+                results[key.tp] = KafkaCode.UNKNOWN_SERVER_ERROR
             return done(results)
         if not values:
             return done(results)
@@ -242,9 +248,7 @@ class OffsetManager:
                 self._delete_unclaimed(transaction.producer_id, gone)
             self._answer_once_void_is_durable(in_flight, future, results)
 
-        # Kafka's GroupMetadataManager.storeOffsets answers a commit whose
-        # record its log refused as too large INVALID_COMMIT_OFFSET_SIZE.
-        self._host.write(puts, [], written, too_large=KafkaCode.INVALID_COMMIT_OFFSET_SIZE)
+        self._host.write(puts, [], written)
         return future
 
     def _completion_fits(
@@ -256,9 +260,7 @@ class OffsetManager:
         producer_id = transaction.producer_id
         counted = self._completion_bytes.get(producer_id, {})
         sizes = {
-            key: put_entry_bytes(offset_key(key.group_id, key.tp), value.to_value())
-            + put_entry_bytes(txn_key(producer_id, key.group_id, key.tp), None)
-            for key, value in values.items()
+            key: _completion_entry_bytes(producer_id, key, value) for key, value in values.items()
         }
         replaced = sum(counted.get(key, 0) for key in sizes)
         total = sum(counted.values()) - replaced + sum(sizes.values()) + RECORD_FRAMING
@@ -598,6 +600,13 @@ class OffsetManager:
             self.store.remove_pending(producer_id, [key])
             keys.append(txn_key(producer_id, key.group_id, key.tp))
         return keys
+
+
+def _completion_entry_bytes(producer_id: int, key: OffsetKey, value: CommittedOffset) -> int:
+    """The bytes one pending offset adds to its transaction's commit
+    record: the offset's put and the put that ends its pending state."""
+    put = put_entry_bytes(offset_key(key.group_id, key.tp), value.to_value())
+    return put + put_entry_bytes(txn_key(producer_id, key.group_id, key.tp), None)
 
 
 def is_consuming(group: Group) -> bool:

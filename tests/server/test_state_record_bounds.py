@@ -228,16 +228,18 @@ def _commit(node: Node, partitions: int, metadata: str) -> Any:
     )
 
 
-def test_a_commit_whose_record_passes_a_wal_record_is_invalid_commit_offset_size(
+def test_a_commit_whose_record_passes_a_wal_record_is_unknown_server_error(
     node: Node,
 ) -> None:
     """Each partition's metadata is within offset.metadata.max.bytes; the
-    commit's record of all of them is not: Kafka answers
-    INVALID_COMMIT_OFFSET_SIZE for every partition."""
+    commit's record of all of them is not: Kafka 4's group coordinator
+    answers UNKNOWN_SERVER_ERROR for every partition (a write its log
+    refused as too large, as for any other request; the Scala coordinator
+    before it answered INVALID_COMMIT_OFFSET_SIZE)."""
     node.engine.create_topic("c", 8)
     answered = _commit(node, 8, "m" * (GROUPS.offset_metadata_max_bytes))
     codes = {p.error_code for t in answered.topics for p in t.partitions}
-    assert codes == {KafkaCode.INVALID_COMMIT_OFFSET_SIZE}
+    assert codes == {KafkaCode.UNKNOWN_SERVER_ERROR}
     assert node.engine.groups.fetch_offsets("committer", None) == {}
     _serves(node)
     answered = _commit(node, 8, "small")
@@ -360,8 +362,8 @@ def test_a_transaction_s_offsets_are_bounded_by_what_its_completion_writes(
 ) -> None:
     """Each TxnOffsetCommit's record fits; the transaction's completion
     writes all its offsets in one record. A TxnOffsetCommit that would take
-    that record past one WAL record is refused (INVALID_COMMIT_OFFSET_SIZE,
-    as Kafka answers a commit whose record is too large), so the
+    that record past one WAL record is refused (UNKNOWN_SERVER_ERROR, as
+    Kafka 4 answers a commit whose record is too large), so the
     transaction always completes and its partitions' offsets are committed."""
     node.engine.create_topic("c", 8)
     init = node.request(
@@ -383,9 +385,7 @@ def test_a_transaction_s_offsets_are_bounded_by_what_its_completion_writes(
     metadata = "m" * (SEGMENT // 5)
     assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
     assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
-    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {
-        KafkaCode.INVALID_COMMIT_OFFSET_SIZE
-    }
+    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
     assert _txn_commit(node, pid, epoch, range(4, 6), "small") == {KafkaCode.NONE}
     ended = node.request(
         EndTxnRequest(
@@ -406,6 +406,53 @@ def test_a_transaction_s_offsets_are_bounded_by_what_its_completion_writes(
     _serves(node)
     node.reopen()
     assert committed() == expected
+
+
+def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> None:
+    """The offsets a transaction committed before a restart are pending
+    after it, and its completion will write them: they count towards the
+    bound as they did before, so a TxnOffsetCommit after the restart that
+    would take the completion past one WAL record is refused and the
+    transaction still completes."""
+    node.engine.create_topic("c", 8)
+    init = node.request(
+        InitProducerIdRequest(
+            transactional_id=TransactionalId("committer"),
+            transaction_timeout=timedelta(seconds=60),
+        )
+    )
+    pid, epoch = init.producer_id, init.producer_epoch
+    added = node.request(
+        AddOffsetsToTxnRequest(
+            transactional_id=TransactionalId("committer"),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            group_id=GroupId("txn-group"),
+        )
+    )
+    assert added.error_code == KafkaCode.NONE
+    metadata = "m" * (SEGMENT // 5)
+    assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
+    assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
+    node.reopen()
+    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
+    ended = node.request(
+        EndTxnRequest(
+            transactional_id=TransactionalId("committer"),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            committed=True,
+        )
+    )
+    assert ended.error_code == KafkaCode.NONE
+    expected = [(p, p + 1, metadata) for p in range(4)]
+
+    def committed() -> list[tuple[int, int, str]]:
+        found = node.engine.groups.fetch_offsets("txn-group", None)
+        return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
+
+    assert committed() == expected
+    _serves(node)
 
 
 def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
@@ -452,6 +499,53 @@ def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
     # one's batch is answered with its offset, not appended again.
     with Wire(node.server.bootstrap, timeout=TIMEOUT) as wire:
         assert send(wire, "crowded", pids[5]) == (KafkaCode.NONE, 5)
+    _serves(node)
+
+
+def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_others_cleaned(
+    node: Node,
+) -> None:
+    """Cleaning a compacted partition checkpoints its widened compaction
+    horizon first: one whose producers outgrew a checkpoint cannot be
+    cleaned, and the partitions after it in the pass still are."""
+    e: Engine = node.engine
+    e.create_topic("crowded", 1, configs={"cleanup.policy": "compact"})
+    e.create_topic("calm", 1, configs={"cleanup.policy": "compact"})
+    produce = load_request_schema(ApiKey.PRODUCE, 9)
+
+    def send(wire: Wire, topic: str, pid: int, sequence: int) -> int:
+        records = native.encode_batch(
+            [RecordSpec(1_700_000_000_000, b"k", b"v", ())],
+            producer_id=pid,
+            producer_epoch=0,
+            base_sequence=sequence,
+        )
+        data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
+        request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
+        (answer,) = wire.request(request).responses[0].partition_responses
+        return int(answer.error_code)
+
+    def idempotent(wire: Wire) -> int:
+        init = wire.request(
+            InitProducerIdRequest(transactional_id=None, transaction_timeout=timedelta(0))
+        )
+        return int(init.producer_id)
+
+    with Wire(node.server.bootstrap, timeout=TIMEOUT) as wire:
+        first = idempotent(wire)
+        for topic in ("crowded", "calm"):
+            # Two records of one key: the first is the cleaner's to remove.
+            assert [send(wire, topic, first, s) for s in (0, 1)] == [KafkaCode.NONE] * 2
+        e.flush()
+        crowded, calm = e.partition("crowded", 0), e.partition("calm", 0)
+        assert crowded.durable_checkpoint_end == calm.durable_checkpoint_end == 2
+        for _ in range(SEGMENT // 40):
+            assert send(wire, "crowded", idempotent(wire), 0) == KafkaCode.NONE
+    e.flush()
+    assert crowded.durable_checkpoint_end == 2
+    assert e.clean() == 1
+    assert calm.cleaned_offset == 2
+    assert not e.store.fenced_or_failed()
     _serves(node)
 
 
