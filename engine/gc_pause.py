@@ -169,7 +169,17 @@ class PausedWhileRunning(_Part, Generic[T]):
             except StopIteration as stop:
                 return cast(T, stop.value)
             finally:
-                _release(self)
+                # _release's code inline, not a call to it: a call's start is
+                # a look for signals before anything is given back, where a
+                # second Ctrl-C (one landing while the first's exception
+                # leaves the step) would leave the pause counted; a finally
+                # has no look before its first call (wal/interrupts.py).
+                with _pauses.lock:
+                    if self.counted:
+                        self.counted = False
+                        _pauses.count -= 1
+                        if _pauses.count == 0 and _pauses.resume:
+                            gc.enable()
             try:
                 sent = yield waited
             except GeneratorExit:

@@ -16,7 +16,11 @@ import pytest
 
 from engine import gc_pause
 from engine.gc_pause import PAUSE_BOUND, PausedWhileRunning, collector_paused
-from tests.engine.interrupted import interrupted_taking, taken_elsewhere
+from tests.engine.interrupted import (
+    interrupted_taking,
+    interrupted_twice_calling,
+    taken_elsewhere,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -225,3 +229,25 @@ def test_a_ctrl_c_as_the_pause_turns_the_collector_off_leaves_it_on(
     run_interrupted(pauser)
     assert gc_pause._pauses.count == 0
     assert gc.isenabled()
+
+
+def test_a_second_ctrl_c_as_a_steps_pause_ends_leaves_no_pause_counted(
+    own_lock: threading.Lock,
+) -> None:
+    """A Fetch's step (on an event loop on the main thread) interrupted,
+    and a second Ctrl-C as the first leaves the step: the step's release
+    is a finally's own code, with no function started before it gives
+    the pause back (wal/interrupts.py), so none can land there."""
+
+    async def step() -> None:
+        _thread.interrupt_main()
+
+    stepping = step()
+    awaiting = PausedWhileRunning(stepping).__await__()
+    try:
+        interrupted = interrupted_twice_calling(lambda: next(awaiting))
+    finally:
+        stepping.close()
+    assert gc_pause._pauses.count == 0
+    assert gc.isenabled()
+    assert interrupted.landed == []  # the release started no function
