@@ -115,8 +115,14 @@ class Releasing:
         # Counted before the handler changes, with no call between: an
         # interrupt after any call below finds the window to close.
         self._window = True
-        _windows.open += 1
-        if not isinstance(found, _Deferring):
+        if isinstance(found, _Deferring):
+            _windows.open += 1
+        else:
+            # The first window; or the wrapper was replaced by another
+            # handler while windows were open, whose closes the count no
+            # longer waits for.
+            _windows.open = 1
+            _windows.pending = False
             signal.signal(signal.SIGINT, _Deferring(found))
 
     @release
@@ -127,7 +133,7 @@ class Releasing:
         if not self._window or _thread.get_ident() != _MAIN:
             return  # none open, or the main thread's (a shared section's)
         self._window = False
-        _windows.open -= 1
+        _windows.open = max(_windows.open - 1, 0)  # a window opened before a reset: none
         handler = signal.getsignal(signal.SIGINT)
         found = handler.found if isinstance(handler, _Deferring) else handler
         if not _windows.open and handler is not found:

@@ -60,7 +60,7 @@ def interrupted_taking(lock: Lock, code: CodeType, call: Callable[[], object]) -
         finally:
             lock.release()
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = _raising_sigint()
     other = threading.Thread(target=interrupt_when_inside)
     other.start()
     try:
@@ -72,7 +72,7 @@ def interrupted_taking(lock: Lock, code: CodeType, call: Callable[[], object]) -
         interrupted = False
     finally:
         other.join(WAIT_S)
-        signal.signal(signal.SIGINT, previous)
+        _put_back(previous)
     assert not failures, failures
     return interrupted
 
@@ -137,9 +137,7 @@ def interrupted_twice_calling(call: Callable[[], object]) -> Interrupted:
             landed.append(frame.f_code.co_qualname)
             _thread.interrupt_main()
 
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous):  # as Python starts: SIGINT raises KeyboardInterrupt
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = _raising_sigint()
     found = signal.getsignal(signal.SIGINT)
     try:
         sys.settrace(second_at_the_next_call)
@@ -153,6 +151,22 @@ def interrupted_twice_calling(call: Callable[[], object]) -> Interrupted:
         assert signal.getsignal(signal.SIGINT) is found  # the handler found is back
     finally:
         sys.settrace(None)
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        _put_back(previous)
     return Interrupted(landed, came_out)
+
+
+def _raising_sigint() -> int | None:
+    """Makes SIGINT raise KeyboardInterrupt, as Python starts, unless a
+    handler of Python's is in place (a window's, wal/interrupts.py, which
+    this must neither replace nor put back later); what to put back
+    (SIG_DFL or SIG_IGN), or None."""
+    previous = signal.getsignal(signal.SIGINT)
+    if not isinstance(previous, int):
+        return None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return previous
+
+
+def _put_back(previous: int | None) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

@@ -107,3 +107,20 @@ def test_a_gathered_blocks_hold_is_given_back_through_a_second_ctrl_c(tmp_path: 
         interrupted = interrupted_twice(log.gathered())
         assert log._committer._holds == 0
         assert interrupted.landed == ["_GeneratorReleasing.__exit__"]
+
+
+def test_a_handler_installed_inside_a_window_is_the_one_later_windows_put_back() -> None:
+    """A window whose release never ran (cut short while another handler
+    had replaced the wrapper) is not waited for: the next window counts
+    from one and puts back the handler it found."""
+    abandoned, held = Held(), Held()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        abandoned.taken().__enter__()  # its release never runs
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with held.taken():
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
