@@ -27,6 +27,7 @@ use it too (docs/design/0111).
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stubs
 import _thread
 import signal
 import sys
@@ -40,6 +41,14 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _MAIN = threading.main_thread().ident
+SIGINT = signal.SIGINT.value
+Handler = Callable[[int, FrameType | None], Any] | int | None
+# _signal's calls, not signal's: the module's wrappers convert handlers to
+# and from enums, some 6 microseconds a call (an exception for a handler
+# that is a function); the C calls take a tenth of one, and the setting
+# one system call.
+_getsignal: Callable[[int], Handler] = _signal.getsignal
+_setsignal: Callable[[int, Handler], Handler] = _signal.signal
 _RELEASES: set[CodeType] = set()
 FRAMES_LOOKED_AT = 64
 """How far up the stack a signal looks for a release: a release's own
@@ -89,10 +98,10 @@ class _Deferring:
             _windows.pending = True
             return
         found = self.found
-        if not _windows.open and signal.getsignal(signal.SIGINT) is self:
+        if not _windows.open and _getsignal(SIGINT) is self:
             # A taker interrupted before it counted its window: put back
             # what it found, as its close would have.
-            signal.signal(signal.SIGINT, found)
+            _setsignal(SIGINT, found)
         found(signum, frame)
 
 
@@ -109,7 +118,7 @@ class Releasing:
     def _open_window(self) -> None:
         if _thread.get_ident() != _MAIN:
             return
-        found = signal.getsignal(signal.SIGINT)
+        found = _getsignal(SIGINT)
         if not callable(found):
             return  # ignored, or the process's default: no exception to defer
         # Counted before the handler changes, with no call between: an
@@ -123,7 +132,7 @@ class Releasing:
             # longer waits for.
             _windows.open = 1
             _windows.pending = False
-            signal.signal(signal.SIGINT, _Deferring(found))
+            _setsignal(SIGINT, _Deferring(found))
 
     @release
     def _close_window(self) -> None:
@@ -134,15 +143,15 @@ class Releasing:
             return  # none open, or the main thread's (a shared section's)
         self._window = False
         _windows.open = max(_windows.open - 1, 0)  # a window opened before a reset: none
-        handler = signal.getsignal(signal.SIGINT)
+        handler = _getsignal(SIGINT)
         found = handler.found if isinstance(handler, _Deferring) else handler
         if not _windows.open and handler is not found:
-            signal.signal(signal.SIGINT, found)
+            _setsignal(SIGINT, found)
         # Frame 1 is the release calling this; 2 is what called that.
         if _windows.pending and (not _windows.open or not _in_release(sys._getframe(2))):
             _windows.pending = False
             if callable(found):
-                found(signal.SIGINT, sys._getframe(1))
+                found(SIGINT, sys._getframe(1))
 
 
 class _GeneratorReleasing(Releasing, Generic[T]):
