@@ -124,3 +124,22 @@ def test_a_handler_installed_inside_a_window_is_the_one_later_windows_put_back()
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def test_an_applications_handler_is_left_alone() -> None:
+    """An event loop's handler (uvloop's under ``tidelog serve``) sets a
+    flag and raises nothing: no window wraps it, and the loop's takers
+    swap no handlers."""
+    held = Held()
+    seen: list[object] = []
+
+    def sets_a_flag(signum: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGINT, sets_a_flag)
+    try:
+        with held.taken():
+            seen.append(signal.getsignal(signal.SIGINT))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [sets_a_flag]
