@@ -36,7 +36,13 @@ CONSUMERS_PER_PROCESS = 8
 class Server:
     """``python -m engine serve`` with /metrics on a port of its own."""
 
-    def __init__(self, scratch: Path, data_dir: Path, store: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        scratch: Path,
+        data_dir: Path,
+        store: dict[str, Any] | None = None,
+        watch_loop: str | None = None,
+    ):
         self.http_port = free_port()
         config = scratch / f"server-{self.http_port}.toml"
         lines = ["[http]", f'listen = "{HOST}:{self.http_port}"']
@@ -47,6 +53,12 @@ class Server:
         logs = scratch / "logs"
         logs.mkdir(exist_ok=True)
         self.process = ServerProcess(data_dir, free_port(), logs, config=config)
+        if watch_loop is not None:
+            # bench/loop_watch/sitecustomize.py, imported by the server's
+            # Python at start, writes the loop's stalls under this prefix.
+            watcher = str(Path(__file__).resolve().parent / "loop_watch")
+            path = os.pathsep.join(p for p in (watcher, os.environ.get("PYTHONPATH")) if p)
+            self.process.env = {"PYTHONPATH": path, "TIDELOG_LOOP_WATCH": watch_loop}
 
     def __enter__(self) -> Server:
         started = time.perf_counter()

@@ -236,6 +236,8 @@ class ServerProcess:
         self.profile_dir = profile_dir
         self.starts = 0
         self.profiles: list[str] = []
+        self.env: dict[str, str] = {}
+        """Set in the server's environment beside the bench's own."""
         self._process: subprocess.Popen[bytes] | None = None
         self._profiler: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -286,7 +288,7 @@ class ServerProcess:
         self.starts += 1
         self._ready.clear()
         self._tail.clear()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self._process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,

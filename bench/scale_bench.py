@@ -67,6 +67,12 @@ in the same run. MB is MiB (2**20 bytes) of record values.
   not even then (docs/design/0034).
   ``--replay-client-nice N`` starts the replaying client (alone too) N nice
   values lower: if the ratios fall with it, the client machine's CPU binds;
+  ``--watch-loop`` runs a watchdog in the live server (bench/loop_watch)
+  and counts its event loop's stalls in each window by their work
+  (``watched_*``: stalls of 10 ms or more, those with five or more
+  read-ahead threads at work, the most CPU the loop ran in one;
+  bench/_loop_stalls.py, docs/design/0106); it takes the GIL a thousand
+  times a second, so compare its runs only with each other;
 - partitions: one topic of 1, 100, 1,000 and 10,000 partitions, and 1,000
   topics of one partition, each on a fresh server: the server's RSS before
   and after the creation (``idle_kib_per_partition``); then the same total
@@ -101,6 +107,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness
+import _loop_stalls
 import _scale_clients as clients
 import _scale_history as history
 import _stalls
@@ -158,6 +165,9 @@ class Sizes:
     """How many nice values below the bench the burst's replaying client
     runs (alone and beside live traffic): whether the live latency waits
     for a CPU behind it."""
+    watch_loop: bool = False
+    """The burst's live server runs bench/loop_watch's watchdog, and the
+    burst counts its event loop's stalls by what they were."""
 
 
 FULL = Sizes(
@@ -336,7 +346,8 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     alone = solo_replay(scratch, data, sizes.burst_before_s + 1, store, sizes.replay_client_nice)
     rate = sizes.rate_mb / 4 * MiB / RECORD_BYTES
     results["live_rate_mb_s"] = sizes.rate_mb / 4
-    with Server(scratch, data, store) as server:
+    watch = str(scratch / "loop-stalls") if sizes.watch_loop else None
+    with Server(scratch, data, store, watch_loop=watch) as server:
         children = tailing(server.address, "live", BURST_CONSUMERS, "burst")
         producer = LiveProducer(server.address, "live", rate)
         started = time.time()
@@ -360,9 +371,10 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         time.sleep(1.0)
         producer.stop()
         consumers = [c for child in children for c in child.result()["consumers"]]
-        log, ended = server.process.log_path, time.time()
+        log, ended, pid = server.process.log_path, time.time(), server.process.pid
     # Read once the server has stopped: its log is written out in full then.
     stalls = _stalls.read_stalls(log, started, ended - started)
+    watched = _loop_stalls.read(watch, pid) if watch else []
     if not during["complete"]:
         raise RuntimeError("the replay beside live traffic did not reach the end")
     # The solo replay runs before and after, each on a fresh server, and the
@@ -418,6 +430,10 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         syncs = _stalls_in(stalls, "WAL sync", start - started, end - started)
         results[f"wal_slow_syncs_{phase}"] = len(syncs)
         results[f"wal_sync_max_ms_{phase}"] = max(syncs, default=0.0)
+        if watch:
+            # The loop's stalls by their work (docs/design/0106).
+            for key, value in _loop_stalls.counted(watched, start, end).items():
+                results[f"watched_{key}_{phase}"] = value
         if sum(produced.values()) < MIN_WINDOW_RECORDS or sum(tail.values()) < MIN_WINDOW_RECORDS:
             raise RuntimeError(
                 f"too few live records {phase} the replay to give a p99 ({sum(produced.values())}"
@@ -762,6 +778,11 @@ def main() -> None:
         default=0,
         help="burst: start the replaying client this many nice values lower",
     )
+    parser.add_argument(
+        "--watch-loop",
+        action="store_true",
+        help="burst: count the live server's event-loop stalls by their work (bench/loop_watch)",
+    )
     parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -783,6 +804,8 @@ def main() -> None:
         sizes = dataclass_replace(sizes, replay_client_nice=args.replay_client_nice)
     if args.fanout_seconds is not None:
         sizes = dataclass_replace(sizes, fanout_seconds=args.fanout_seconds)
+    if args.watch_loop:
+        sizes = dataclass_replace(sizes, watch_loop=True)
     with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:
         results = run(scratch, sizes, args.only or list(SCENARIOS))
     _harness.report(results, args.json, print_table)

@@ -28,7 +28,14 @@ from engine import clock
 from engine.acl_bindings import AclBinding
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
-from s3stream import LOCAL_LATER, UNPACED, S3StreamError, StoreFailed, StreamStore
+from s3stream import (
+    LOCAL_LATER,
+    UNPACED,
+    AppendTooLarge,
+    S3StreamError,
+    StoreFailed,
+    StreamStore,
+)
 
 FORMAT_VERSION = 1
 SNAPSHOT_EVERY = 128
@@ -524,6 +531,13 @@ class Catalog:
         failed), the catalog writes nothing more until it is reopened: the
         store refuses too, as it failed or was fenced."""
         payloads = [msgpack.packb(record, use_bin_type=True) for record in records]
+        limit = self.store.max_append_bytes
+        for payload in payloads:
+            # Refused whole, before any is appended: a later record refused
+            # after the first was accepted would leave the write's outcome
+            # unknown and stop the catalog until it is reopened.
+            if len(payload) > limit:
+                raise AppendTooLarge(self.stream_id, len(payload), limit)
         with self._lock:
             if self._failure is not None:
                 raise StoreFailed(self._failure)
@@ -571,6 +585,15 @@ class Catalog:
             # (NoRoom) past the headroom, it is tried again at the next write.
             self.store.append(self.stream_id, offset, offset, payload, UNPACED)
             self.store.trim(self.stream_id, offset)
+        except AppendTooLarge:
+            # The state outgrew one record: the records since the last
+            # snapshot stay the catalog's log (a restart replays them).
+            # Tried again only once as many bytes more were written, not
+            # at every write: each try packs the whole state.
+            log.warning("the catalog's %d-byte snapshot is larger than one record", len(payload))
+            self._snapshot_bytes = len(payload)
+            self._bytes_since_snapshot = 0
+            return
         except S3StreamError:
             log.warning("the catalog's snapshot was not written", exc_info=True)
             return

@@ -863,11 +863,13 @@ class Engine:
         """Lets ``principal`` read ``topic`` (with ``prefixed``, every topic
         whose name starts with it) in clear: the ACL binding CreateAcls
         would add (engine/masking/unmask.py)."""
-        self.catalog.add_acls([unmask_binding(topic, principal, prefixed=prefixed)])
+        with store_errors():
+            self.catalog.add_acls([unmask_binding(topic, principal, prefixed=prefixed)])
 
     def revoke_unmask(self, topic: str, principal: str, *, prefixed: bool = False) -> None:
         """Removes what ``grant_unmask`` with the same arguments added."""
-        self.catalog.remove_acls([unmask_binding(topic, principal, prefixed=prefixed)])
+        with store_errors():
+            self.catalog.remove_acls([unmask_binding(topic, principal, prefixed=prefixed)])
 
     def list_offset(
         self,

@@ -133,6 +133,32 @@ class RecordTooLarge(EngineError):
         self.limit = limit
 
 
+class RecordListTooLarge(EngineError):
+    """An append larger than one WAL record holds (the store's
+    ``max_append_bytes``, from wal_segment_bytes) was refused and changed
+    nothing; as Kafka refuses a batch larger than a log segment
+    (RecordBatchTooLargeException). A coordinator refused a record of its
+    own state this way answers what Kafka's does (UNKNOWN_SERVER_ERROR, or
+    INVALID_COMMIT_OFFSET_SIZE for an offset commit)."""
+
+    code = KafkaCode.RECORD_LIST_TOO_LARGE
+
+    def __init__(self, size: int, limit: int, message: str = "") -> None:
+        super().__init__(message or f"an append of {size} bytes exceeds the {limit} a record holds")
+        self.size = size
+        self.limit = limit
+
+
+class StateRecordTooLarge(EngineError):
+    """A coordinator's record of its own state is larger than one WAL
+    record holds (a transaction's partition set grown past it): refused,
+    the state stays as it was. Kafka's TransactionStateManager answers an
+    append refused with MESSAGE_TOO_LARGE or RECORD_LIST_TOO_LARGE
+    UNKNOWN_SERVER_ERROR."""
+
+    code = KafkaCode.UNKNOWN_SERVER_ERROR
+
+
 class InvalidTimestamp(EngineError):
     code = KafkaCode.INVALID_TIMESTAMP
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from engine import clock
 from engine.errors import EngineError
 from engine.log_cleaner import LogCleaner
+from engine.partition import Partition
 from engine.topics import TopicRegistry
-from s3stream import S3StreamError, StreamStore
+from s3stream import AppendTooLarge, S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
 
@@ -82,10 +84,19 @@ class Maintenance:
         """Checkpoints every partition that changed (producer state, time index)."""
         with self.lock:
             partitions = list(self.registry.by_stream.values())
-        pending = [p.checkpoint(self.producer_id_expiration_ms) for p in partitions]
+        pending = [self._checkpoint(p) for p in partitions]
         for future in pending:
             if future is not None:
                 future.result()
+
+    def _checkpoint(self, partition: Partition) -> Future[int] | None:
+        """One partition's checkpoint: one too large for a record is that
+        partition's to miss (logged), not the checkpoints after it."""
+        try:
+            return partition.checkpoint(self.producer_id_expiration_ms)
+        except AppendTooLarge as error:
+            log.warning("%s: its checkpoint was not written: %s", partition, error)
+            return None
 
     def clean(self) -> int:
         """Runs the log cleaner over compacted topics; returns partitions cleaned."""

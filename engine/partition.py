@@ -55,7 +55,7 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
-from s3stream import FetchResult, NoRoom, ReadPending, Retention, StreamStore
+from s3stream import AppendTooLarge, FetchResult, NoRoom, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 
@@ -786,8 +786,12 @@ class Partition:
             # Never waits, as a marker: under the lock Fetch takes.
             try:
                 future = self.store.submit(self.state_stream_id, offset, offset, payload, UNPACED)
-            except NoRoom:
-                self._dirty = True  # refused: what it would record is still to write
+            except (NoRoom, AppendTooLarge):
+                # Refused, nothing written: what it would record is still to
+                # write. A checkpoint past one record (producers without
+                # end) stays due; a restart replays the batches since the
+                # last one instead.
+                self._dirty = True
                 raise
             self.time_index.mark_saved()
             self.checkpointed_end = end

@@ -30,7 +30,7 @@ import msgpack
 
 from engine import clock
 from engine.catalog import read_payloads
-from s3stream import UNPACED, S3StreamError, StreamStore
+from s3stream import UNPACED, AppendTooLarge, S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
 
@@ -67,6 +67,29 @@ class _Unsettled(NamedTuple):
 def _pack(record: list[Any]) -> bytes:
     packed: bytes = msgpack.packb(record, use_bin_type=True)
     return packed
+
+
+RECORD_FRAMING = 16
+"""More than a put record's bytes beside its entries (its kind and the
+lengths of its arrays): with ``put_entry_bytes``, a bound on its size."""
+
+
+def put_entry_bytes(key: Hashable, value: Any) -> int:
+    """The bytes one key's put adds to a put record: a writer that bounds
+    the records it will write (a transaction's completion) sums these."""
+    return len(_pack([key, value]))
+
+
+def _rewrite(live: list[tuple[Hashable, Any]], limit: int) -> list[bytes]:
+    """A compaction's put records of ``live``, each within ``limit``
+    bytes: halved until each fits, as COMPACT_CHUNK keys whose values
+    each came in a record of its own may together pass it. A single
+    key's record fits: it is no larger than the one that put it."""
+    payload = _pack(["put", [[k, v] for k, v in live]])
+    if len(payload) <= limit or len(live) == 1:
+        return [payload]
+    half = len(live) // 2
+    return _rewrite(live[:half], limit) + _rewrite(live[half:], limit)
 
 
 def _key(raw: Any) -> Hashable:
@@ -171,8 +194,14 @@ class StateLog:
             records.append(["put", [[k, v] for k, v in puts.items()]])
         if deletes:
             records.append(["del", list(deletes)])
-        # Packed first: a value msgpack refuses changes nothing.
+        # Packed first: a value msgpack refuses changes nothing, and nor
+        # does a record larger than the store takes (AppendTooLarge), the
+        # deletes' as well as the puts': refused before either is appended.
         payloads = [_pack(record) for record in records]
+        limit = self.store.max_append_bytes
+        for payload in payloads:
+            if len(payload) > limit:
+                raise AppendTooLarge(self.stream_id, len(payload), limit)
         with self._lock:
             self._settle_locked(everything=False)
             last: Future[int] | None = None
@@ -269,9 +298,10 @@ class StateLog:
                 start = self.store.next_offset(self.stream_id)
                 written = [self._append_locked(_pack(["compact"]))]
                 live = list(self._state.items())
+                limit = self.store.max_append_bytes
                 for i in range(0, len(live), COMPACT_CHUNK):
                     chunk = live[i : i + COMPACT_CHUNK]
-                    written.append(self._append_locked(_pack(["put", [[k, v] for k, v in chunk]])))
+                    written.extend(self._append_locked(p) for p in _rewrite(chunk, limit))
                 self._since_compaction = len(written)
             deadline = clock.monotonic() + timeout
             for future in written:

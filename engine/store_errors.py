@@ -17,11 +17,13 @@ from engine.errors import (
     EngineClosed,
     EngineError,
     Fenced,
+    RecordListTooLarge,
     StorageError,
     StoreUnavailable,
     StoreWriteFailed,
 )
 from s3stream import (
+    AppendTooLarge,
     CorruptObject,
     NoRoom,
     ObjectStoreError,
@@ -168,6 +170,8 @@ def translate(error: BaseException) -> BaseException:
         # A record of state past the unuploaded headroom: as Kafka's
         # coordinators answer a write their log could not take in time.
         return CoordinatorNotAvailable(str(error))
+    if isinstance(error, AppendTooLarge):
+        return RecordListTooLarge(error.size, error.limit, str(error))
     if isinstance(error, StoreFailed) and isinstance(error.cause, ObjectStoreError):
         # The store stopped on a write the object store refused for good (an
         # upload's manifest commit): the refusal's advice, not only its text.

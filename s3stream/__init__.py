@@ -14,6 +14,7 @@ from s3stream.append_options import (
     Pacing,
 )
 from s3stream.errors import (
+    AppendTooLarge,
     ConditionalWritesNotEnforced,
     CorruptIdentity,
     CorruptObject,
@@ -49,6 +50,7 @@ __all__ = [
     "REMOTE_LATER",
     "UNPACED",
     "AppendOptions",
+    "AppendTooLarge",
     "CloseReport",
     "ConditionalWritesNotEnforced",
     "CorruptIdentity",

@@ -17,6 +17,7 @@ from typing import TypeVar, cast
 from s3stream.append_options import AppendOptions, Pacing
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import (
+    AppendTooLarge,
     Fenced,
     NoRoom,
     OffsetMismatch,
@@ -58,6 +59,9 @@ class Appender:
         """Every WAL entry of this opening starts with it (the writer's identity and epoch)."""
         self._uploader = uploader
         self._config = config
+        self.max_append_bytes = wal.max_payload - len(wal_prefix)
+        """The largest payload one append takes: a WAL record's, less the
+        writer prefix every entry of this opening starts with."""
         self._listeners: list[Callable[[set[int]], None]] = []
         self._room_waits = ThreadPoolExecutor(1, thread_name_prefix="tidelog-room-wait")
         """Where async appends over the unuploaded bound wait for room, one
@@ -125,6 +129,12 @@ class Appender:
         offset order; returns the WAL's answer and, for ``remote``, the
         future settled once the append is in a committed object."""
         end = batch.end_offset
+        size = len(batch.payload)
+        if size > self.max_append_bytes:
+            # Refused here, before the log cache or the stream's next offset
+            # hear of it: the WAL would refuse it only after both took it,
+            # and its refusal would fail the whole store.
+            raise AppendTooLarge(stream_id, size, self.max_append_bytes)
         with self._state.lock:
             if options.pacing is Pacing.NEVER:
                 self._check_headroom_locked(stream_id)

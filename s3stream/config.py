@@ -67,15 +67,15 @@ class StreamStoreConfig:
     next request are not rested), so at 0.5 it kept 0.74-0.81 of its solo
     rate in the burst benchmark; 1.5 kept 0.55-0.63 and lowered the live
     tail only on a machine busy with other work (docs/design/0014)."""
-    read_ahead_beside_live: int = 0
+    read_ahead_beside_live: int = 1
     """While live traffic is present, at most this many read-ahead loads
     (a GET of blocks and their parse, on the read threads) run at once; the
     others wait for one to end, at most a quarter of a second. Each
     runnable read thread takes CPU time on its own, however low its
-    priority. Alone, a replay loads with every worker. 0: never limited,
-    the default: on a shared two-core machine a limit of 2 moved no live
-    latency beyond the noise and slowed the replay (docs/design/0013;
-    s3stream/read_ahead_gate.py)."""
+    priority: at a replay's start every worker had a load, and the event
+    loop's longest stalls were there, waiting for a CPU behind them
+    (docs/design/0106). Alone, a replay loads with every worker. 0: never
+    limited (s3stream/read_ahead_gate.py)."""
     remote_fetch_max_wait_ms: int = 500
     """The longest an async fetch (a Kafka Fetch, ``fetch_async``) waits
     for a read from object storage: past it, the partition is answered

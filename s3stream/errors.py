@@ -142,6 +142,24 @@ class NoRoom(S3StreamError):
         self.limit = limit
 
 
+class AppendTooLarge(S3StreamError):
+    """An append larger than one WAL record can hold (``max_append_bytes``:
+    the WAL's segment less its framing and this opening's prefix) was
+    refused before anything changed; the store keeps serving. Only a
+    record of the server's own state can be this large (client batches
+    are bounded by ``max.message.bytes`` first): its writer answers what
+    Kafka answers a coordinator append refused with RECORD_LIST_TOO_LARGE."""
+
+    def __init__(self, stream_id: int, size: int, limit: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: a {size}-byte append exceeds the {limit} bytes one "
+            f"WAL record holds (the config's wal_segment_bytes); nothing was appended"
+        )
+        self.stream_id = stream_id
+        self.size = size
+        self.limit = limit
+
+
 class StoreFailed(S3StreamError):
     """The store stopped after an error it cannot recover from (e.g. the WAL failed)."""
 

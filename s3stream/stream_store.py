@@ -512,6 +512,14 @@ class StreamStore:
         batch = StoredBatch(base_offset, last_offset + 1, payload, payload_crc)
         return self._appender.submit(stream_id, batch, options)
 
+    @property
+    def max_append_bytes(self) -> int:
+        """The largest payload one append takes (one WAL record, less its
+        framing): a larger one is refused (AppendTooLarge) and changes
+        nothing. A writer of records it builds itself splits or bounds
+        them by this."""
+        return self._appender.max_append_bytes
+
     def past_unuploaded_bound(self) -> bool:
         """Whether more than ``max_unuploaded_bytes`` is not uploaded yet (the
         object store slow or down): read without the lock, a hint for a

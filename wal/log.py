@@ -190,6 +190,13 @@ class WriteAheadLog:
         # No spare yet: it is made at the first trim or roll (see _make_spare).
 
     @property
+    def max_payload(self) -> int:
+        """The largest payload (prefix included) one record takes: one
+        segment less its header, the record's header and the seal's room.
+        Larger ones are refused (RecordTooLarge) before anything is queued."""
+        return self._max_payload
+
+    @property
     def stats(self) -> WalStats:
         return self._committer.stats
 

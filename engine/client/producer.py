@@ -556,7 +556,7 @@ class Producer:
         sequence = self._sequences.get(tp, 0)
         resolvers = batch.resolvers
         try:
-            self._before_send(tp)
+            self._before_send(tp, batch.since)
             self._access.topic(AclOperation.WRITE, tp.topic)  # per batch, as a Produce
             if batch.encoded is not None:
                 encoded = batch.encoded
@@ -613,8 +613,9 @@ class Producer:
         """Why a send is refused."""
         return EngineClosed()
 
-    def _before_send(self, tp: TopicPartition) -> None:
-        """Called on the sender thread before a batch for ``tp`` is encoded."""
+    def _before_send(self, tp: TopicPartition, since: float) -> None:
+        """Called on the sender thread before a batch for ``tp``, opened at
+        ``since`` (the clock's monotonic seconds), is encoded."""
 
     def _send_failed(self, error: BaseException) -> None:
         """A batch failed, before or after it reached the engine."""

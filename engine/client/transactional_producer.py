@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_MS = 60_000
 """Kafka's transaction.timeout.ms default."""
+DEFAULT_DELIVERY_TIMEOUT_MS = 120_000
+"""Kafka's delivery.timeout.ms default."""
 
 RETRIED = (ConcurrentTransactions, CoordinatorNotAvailable, NotCoordinator)
 """The coordinator's answers a request is sent again after, as Kafka's
@@ -74,13 +76,21 @@ class TransactionalProducer(Producer):
         *,
         transactional_id: str,
         transaction_timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        delivery_timeout_ms: float = DEFAULT_DELIVERY_TIMEOUT_MS,
         **options: Any,
     ) -> None:
         if options.pop("idempotent", True) is not True:
             raise ValueError("a transactional producer is idempotent")
+        if not 0 <= delivery_timeout_ms < float("inf"):
+            raise ValueError(
+                f"delivery_timeout_ms must be a finite number >= 0, not {delivery_timeout_ms}"
+            )
         super().__init__(engine, idempotent=False, **options)
         self.transactional_id = transactional_id
         self.transaction_timeout_ms = transaction_timeout_ms
+        self.delivery_timeout_s = delivery_timeout_ms / 1000
+        """How long after its batch opened a record may wait for its
+        partition's add to the transaction (Kafka's delivery.timeout.ms)."""
         self._coordinator = engine.transactions
         self._state_lock = threading.Lock()
         self._requests = threading.Lock()
@@ -208,13 +218,19 @@ class TransactionalProducer(Producer):
 
     _transactional = True
 
-    def _before_send(self, tp: TopicPartition) -> None:
+    def _before_send(self, tp: TopicPartition, since: float) -> None:
         if tp not in self._added:
+            # Kafka's producer sends AddPartitionsToTxn again after a
+            # retriable answer for as long as the batch may wait: its batches
+            # expire delivery.timeout.ms after they were opened (the
+            # accumulator's expiredBatches), and the transaction can then
+            # only be aborted. max.block.ms bounds no add.
             self._request(
                 lambda: self._coordinator.add_partitions(
                     self.transactional_id, self.producer_id, self.producer_epoch, [tp]
                 ),
                 None,
+                retry_until=since + self.delivery_timeout_s,
             )
             self._added.add(tp)
 
@@ -223,16 +239,24 @@ class TransactionalProducer(Producer):
             if self._failure is None:
                 self._failure = error
 
-    def _request(self, call: Callable[[], Future[Any]], timeout: float | None) -> Any:
+    def _request(
+        self,
+        call: Callable[[], Future[Any]],
+        timeout: float | None,
+        *,
+        retry_until: float | None = None,
+    ) -> Any:
         """A coordinator request, sent again after a retriable answer
         (``RETRIED``) until ``timeout`` or, without one, ``max_block_ms``
-        has passed: Kafka's producer bounds init, commit and abort by
-        max.block.ms, and so are the sender's adds here. The last answer
-        is raised then. An answer is waited for as long as ``timeout``
-        says (for ever without one), as before a retry."""
+        has passed (Kafka's producer bounds init, commit and abort by
+        max.block.ms), or until the clock reads ``retry_until`` when given
+        (the sender's adds). The last answer is raised then. An answer is
+        waited for as long as ``timeout`` says (for ever without one), as
+        before a retry."""
         bound = self.max_block_s if timeout is None else timeout
-        retry_until = self._clock.monotonic() + bound
-        wait_until = None if timeout is None else retry_until
+        wait_until = None if timeout is None else self._clock.monotonic() + bound
+        if retry_until is None:
+            retry_until = self._clock.monotonic() + bound
         backoff = RETRY_BACKOFF_S
         with self._requests:
             while True:

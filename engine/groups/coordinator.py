@@ -132,6 +132,10 @@ class GroupCoordinator:
     def resolve(self, future: Future[Any], value: Any) -> None:
         self._run.resolve(future, value)
 
+    @property
+    def max_record_bytes(self) -> int:
+        return self._run.state_log.store.max_append_bytes
+
     def group(self, group_id: str) -> ClassicGroup | ConsumerGroup | None:
         return self._classic_groups.get(group_id) or self._consumer_groups.get(group_id)
 
@@ -149,8 +153,9 @@ class GroupCoordinator:
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
+        too_large: KafkaCode = KafkaCode.UNKNOWN_SERVER_ERROR,
     ) -> None:
-        self._run.write(puts, deletes, then)
+        self._run.write(puts, deletes, then, too_large=too_large)
 
     def _locked(self) -> AbstractContextManager[None]:
         """The coordinator's lock (GroupExecutor.locked)."""

@@ -25,7 +25,7 @@ from engine.futures import running_future, settle
 from engine.groups.timers import Timer, TimerThread
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
-from s3stream import NoRoom
+from s3stream import AppendTooLarge, NoRoom
 from wal.interrupts import released_contextmanager
 
 log = logging.getLogger("tidelog.groups")
@@ -177,6 +177,7 @@ class GroupExecutor:
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
         rebuilt: bool = True,
+        too_large: KafkaCode = KafkaCode.UNKNOWN_SERVER_ERROR,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
         lock once the records are durable (NOT_COORDINATOR if they failed,
@@ -201,11 +202,17 @@ class GroupExecutor:
             # clients retry where they are: a store past its unuploaded
             # headroom takes the write once uploads resume. One that stopped
             # is NOT_COORDINATOR, as for a failed log dir.
-            code = (
-                KafkaCode.COORDINATOR_NOT_AVAILABLE
-                if isinstance(error, NoRoom)
-                else KafkaCode.NOT_COORDINATOR
-            )
+            # A record larger than the WAL takes is refused before the store
+            # hears of it (it keeps serving): Kafka's GroupMetadataManager
+            # answers an append refused with RECORD_LIST_TOO_LARGE
+            # UNKNOWN_SERVER_ERROR (INVALID_COMMIT_OFFSET_SIZE for a
+            # commit's, ``too_large``).
+            if isinstance(error, NoRoom):
+                code = KafkaCode.COORDINATOR_NOT_AVAILABLE
+            elif isinstance(error, AppendTooLarge):
+                code = too_large
+            else:
+                code = KafkaCode.NOT_COORDINATOR
             self._fail(failed, then, code)
             return
         with self._counting:

@@ -32,6 +32,7 @@ from engine.groups.records import (
 )
 from engine.groups.results import GroupState
 from engine.protocol.kafka_code import KafkaCode
+from engine.state_log import RECORD_FRAMING, put_entry_bytes
 from engine.types import OffsetAndMetadata, TopicPartition
 
 Group = ClassicGroup | ConsumerGroup
@@ -50,9 +51,15 @@ class OffsetHost(Protocol):
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
+        too_large: KafkaCode = KafkaCode.UNKNOWN_SERVER_ERROR,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the
-        lock once the records are durable (NOT_COORDINATOR if they failed)."""
+        lock once the records are durable (NOT_COORDINATOR if they failed,
+        ``too_large`` if a record is larger than the store takes)."""
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record the state log takes (the store's bound)."""
 
     def group(self, group_id: str) -> Group | None:
         """The group of that id, of either protocol."""
@@ -105,6 +112,10 @@ class OffsetManager:
         self.store = OffsetStore()
         self._transactional_writes: dict[int, list[TransactionalWrite]] = {}
         """Each producer's TxnOffsetCommits being written (none kept once durable)."""
+        self._completion_bytes: dict[int, dict[OffsetKey, int]] = {}
+        """Per producer, the bytes each of its transaction's offsets adds to
+        the record that completes it (the commit's, which is the larger):
+        a TxnOffsetCommit that would take it past one record is refused."""
         self._void_unended: dict[int, set[OffsetKey]] = {}
         """Per producer, the keys of void TxnOffsetCommits whose completion
         failed to write the record that ends them: its retry ends them."""
@@ -172,6 +183,15 @@ class OffsetManager:
             )
             for tp, om in accepted.items()
         }
+        if transaction is not None and values and not self._completion_fits(transaction, values):
+            # Kafka writes a transaction's offsets as they come and ends them
+            # with a marker; here its completion writes them in one record,
+            # which must stay one the store takes, or the transaction could
+            # never end: refused as Kafka refuses a commit whose record is
+            # too large.
+            for key in values:
+                results[key.tp] = KafkaCode.INVALID_COMMIT_OFFSET_SIZE
+            return done(results)
         if not values:
             return done(results)
         self._host.group_for_commit(group_id)  # a commit from outside any group makes one
@@ -219,8 +239,30 @@ class OffsetManager:
                 self._delete_unclaimed(transaction.producer_id, gone)
             self._answer_once_void_is_durable(in_flight, future, results)
 
-        self._host.write(puts, [], written)
+        # Kafka's GroupMetadataManager.storeOffsets answers a commit whose
+        # record its log refused as too large INVALID_COMMIT_OFFSET_SIZE.
+        self._host.write(puts, [], written, too_large=KafkaCode.INVALID_COMMIT_OFFSET_SIZE)
         return future
+
+    def _completion_fits(
+        self, transaction: Transaction, values: Mapping[OffsetKey, CommittedOffset]
+    ) -> bool:
+        """Whether the transaction's completion, with ``values`` among its
+        offsets, stays one record the store takes; if so they are counted
+        in it (a later commit of a partition replaces its count)."""
+        producer_id = transaction.producer_id
+        counted = self._completion_bytes.get(producer_id, {})
+        sizes = {
+            key: put_entry_bytes(offset_key(key.group_id, key.tp), value.to_value())
+            + put_entry_bytes(txn_key(producer_id, key.group_id, key.tp), None)
+            for key, value in values.items()
+        }
+        replaced = sum(counted.get(key, 0) for key in sizes)
+        total = sum(counted.values()) - replaced + sum(sizes.values()) + RECORD_FRAMING
+        if total > self._host.max_record_bytes:
+            return False
+        self._completion_bytes.setdefault(producer_id, {}).update(sizes)
+        return True
 
     def expect_transactional_commit(self, producer_id: int) -> TransactionalWrite:
         """Registers a TxnOffsetCommit of the producer before the transaction
@@ -292,6 +334,7 @@ class OffsetManager:
         transaction's), a commit completes only the offsets committed at
         that epoch and drops the others (see below)."""
         future: Future[None] = running_future()
+        self._completion_bytes.pop(producer_id, None)
         void_keys = self._void_unended.pop(producer_id, set())
         for write in self._transactional_writes.pop(producer_id, []):
             write.void = True

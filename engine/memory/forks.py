@@ -27,6 +27,7 @@ from engine.errors import (
     CoordinatorNotAvailable,
     EngineError,
     OffsetOutOfRange,
+    RecordListTooLarge,
     TopicExists,
     UnknownTopic,
 )
@@ -176,14 +177,19 @@ def fork_topic(
             admin.append_catalog(
                 ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
             )
-        except CoordinatorNotAvailable as error:
-            if not isinstance(error.__cause__, NoRoom):
+        except (CoordinatorNotAvailable, RecordListTooLarge) as error:
+            if isinstance(error, CoordinatorNotAvailable) and not isinstance(
+                error.__cause__, NoRoom
+            ):
                 raise
-            # Refused whole, nothing written (docs/design/0099): undone as
-            # a refusal before it is. A masking key written before stays,
-            # the name's, as a CreateTopics refused the same way leaves it.
+            # Refused whole, nothing written (docs/design/0099; too large for
+            # a record, 0107): undone as a refusal before it is. A masking
+            # key written before stays, the name's, as a CreateTopics
+            # refused the same way leaves it.
             with store_writes():
                 admin.store.delete_streams([*data_ids, *state_ids])
+            if isinstance(error, RecordListTooLarge):
+                raise
             raise AdminTimedOut(
                 f"forking {topic}: no room for its record in the catalog while the "
                 f"object store takes no uploads ({error})"

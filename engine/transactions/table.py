@@ -23,10 +23,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from engine.errors import CoordinatorCannotWrite, CoordinatorNotAvailable, Fenced, StorageError
+from engine.errors import (
+    CoordinatorCannotWrite,
+    CoordinatorNotAvailable,
+    Fenced,
+    StateRecordTooLarge,
+    StorageError,
+)
 from engine.state_log import StateLog
 from engine.transactions.metadata import TransactionMetadata
-from s3stream import NoRoom, S3StreamError
+from s3stream import AppendTooLarge, NoRoom, S3StreamError
 
 log = logging.getLogger("tidelog.transactions")
 
@@ -159,10 +165,16 @@ def write_error(error: BaseException) -> BaseException:
     that failed or is no longer this node's (KAFKA_STORAGE_ERROR,
     NOT_LEADER_OR_FOLLOWER; here a failed, fenced or closed store) is
     NOT_COORDINATOR: the client finds the coordinator again, which
-    serves once the engine is opened again. Anything else passes as it
+    serves once the engine is opened again. A record too large for the
+    WAL (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE; here AppendTooLarge)
+    is UNKNOWN_SERVER_ERROR. Anything else passes as it
     is (an engine error keeps its code, the rest is UNKNOWN_SERVER_ERROR)."""
     if isinstance(error, NoRoom):
         return CoordinatorNotAvailable(str(error))
+    if isinstance(error, AppendTooLarge):
+        # Refused before the store heard of it, which keeps serving: as
+        # Kafka answers a transaction record its log refused as too large.
+        return StateRecordTooLarge(str(error))
     if isinstance(error, S3StreamError | StorageError | Fenced):
         return CoordinatorCannotWrite(f"the transaction coordinator cannot write: {error}")
     return error

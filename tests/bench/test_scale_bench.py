@@ -227,3 +227,50 @@ def test_the_report_draws_one_plot_per_scale_scenario(tmp_path: Path) -> None:
     assert "<h2>Scale</h2>" in (tmp_path / "report.html").read_text()
     # A run of some scenarios only draws those.
     assert [name for name, _ in report.scale_plots({"history": history})] == ["scale-history"]
+
+
+def test_loop_stalls_are_counted_by_the_threads_at_work_in_them() -> None:
+    stalls = _load("_loop_stalls")
+
+    def stall(t: float, ms: float, readers: int, loop_cpu: float) -> dict[str, Any]:
+        sched = {f"s3stream-read_{i}": [0.5, 4.0] for i in range(readers)}
+        sched["s3stream-read_7"] = [0.2, 0.3]  # idle: under a millisecond at work
+        return {
+            "t": t,
+            "ms": ms,
+            "loop": "MainThread",
+            "cpu_ms": {"MainThread": loop_cpu},
+            "sched_ms": {"MainThread": [loop_cpu, 1.0], **sched},
+        }
+
+    lines = [
+        stall(1.0, 30.0, 7, 2.0),  # the replay's loads
+        stall(2.0, 12.0, 4, 9.0),  # too few read-ahead threads to be theirs
+        stall(3.0, 6.0, 8, 1.0),  # too short
+        stall(9.0, 50.0, 8, 1.0),  # outside the window
+    ]
+    assert stalls.counted(lines, 0.5, 5.0) == {
+        "stalls": 2,
+        "read_ahead": 1,
+        "longest_ms": 30.0,
+        "loop_cpu_max_ms": 9.0,
+    }
+
+
+def test_a_watched_server_writes_its_event_loops_stalls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts, stalls = _load("_scale_parts"), _load("_loop_stalls")
+    # Every beat later than a tenth of a millisecond counts: a server at
+    # rest writes stalls too.
+    monkeypatch.setenv("TIDELOG_LOOP_WATCH_LATE_MS", "0.1")
+    prefix = str(tmp_path / "stalls")
+    with parts.Server(tmp_path, tmp_path / "data", watch_loop=prefix) as server:
+        deadline = time.monotonic() + 30
+        while not stalls.read(prefix, server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        written = stalls.read(prefix, server.process.pid)
+    assert written, "the watched server wrote no stall"
+    first = written[0]
+    assert first["loop"] == "MainThread" and first["ms"] > 0
+    assert "MainThread" in first["sched_ms"] and first["samples"]

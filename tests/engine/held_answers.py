@@ -30,16 +30,19 @@ def never_answered(
     write = groups._run.write
 
     def holding(
-        puts: dict[Any, Any], deletes: list[Any], then: Callable[[Any], None] | None = None
+        puts: dict[Any, Any],
+        deletes: list[Any],
+        then: Callable[[Any], None] | None = None,
+        **options: Any,
     ) -> None:
         deleted = deletions and any(key[0] == kind for key in deletes)
         if then is not None and (
             deleted or any(key[0] == kind and v is not None for key, v in puts.items())
         ):
             answer = then
-            write(puts, deletes, lambda error: held.append(partial(answer, error)))
+            write(puts, deletes, lambda error: held.append(partial(answer, error)), **options)
             return
-        write(puts, deletes, then)
+        write(puts, deletes, then, **options)
 
     monkeypatch.setattr(groups._run, "write", holding)
     return held
@@ -56,12 +59,15 @@ def deletions_never_written(
     write = groups._run.write
 
     def losing(
-        puts: dict[Any, Any], deletes: list[Any], then: Callable[[Any], None] | None = None
+        puts: dict[Any, Any],
+        deletes: list[Any],
+        then: Callable[[Any], None] | None = None,
+        **options: Any,
     ) -> None:
         if any(key[0] == kind for key in deletes):
             lost.append((puts, deletes))
             return
-        write(puts, deletes, then)
+        write(puts, deletes, then, **options)
 
     monkeypatch.setattr(groups._run, "write", losing)
     return lost

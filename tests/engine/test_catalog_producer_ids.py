@@ -17,6 +17,8 @@ class HeldAppends:
     window between a record's apply and its durability, which a real WAL
     keeps open for one group commit."""
 
+    max_append_bytes = 1 << 20
+
     def __init__(self) -> None:
         self.offset = 0
         self.appends: list[Future[int]] = []

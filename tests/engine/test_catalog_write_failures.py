@@ -94,6 +94,8 @@ class MemoryStream:
     the next append (nothing accepted); ``lose`` accepts it and fails it
     (written nowhere). ``durable`` is what a restart reads back."""
 
+    max_append_bytes = 1 << 20
+
     def __init__(self) -> None:
         self.durable: list[bytes] = []
         self.refuse = self.lose = self.refuse_snapshot = False

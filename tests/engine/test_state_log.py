@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import engine.state_log as state_log_module
 from engine.state_log import StateLog
-from s3stream import AppendOptions, StoreFailed, StreamStore
+from s3stream import AppendOptions, AppendTooLarge, StoreFailed, StreamStore
 from tests.engine.conftest import FAST_STORE
 
 keys = st.one_of(st.integers(0, 20), st.tuples(st.sampled_from(["g", "h"]), st.integers(0, 5)))
@@ -174,10 +174,89 @@ def test_a_value_msgpack_refuses_changes_nothing(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_compaction_splits_what_one_record_cannot_hold(tmp_path: Path, monkeypatch: Any) -> None:
+    """Values that each came in a record of their own may together pass
+    what one WAL record holds: the compaction's rewrite splits them, the
+    store is not failed, and the state reads back."""
+    monkeypatch.setattr(state_log_module, "COMPACT_AFTER", 10)
+    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        value = b"v" * (store.max_append_bytes // 3)
+        for i in range(12):
+            log.put(("group", i % 6), value + bytes([i])).result()
+        log.compact()
+        assert not store.fenced_or_failed()
+        # The compact record and the six keys halved until each record fits
+        # (three do not, two do): 1 + 2 + 1 + 2.
+        assert store.end_offset(stream_id) - store.start_offset(stream_id) == 5
+        reread = StateLog.open(store, stream_id)
+        assert dict(reread.items()) == {("group", k): value + bytes([k + 6]) for k in range(6)}
+    finally:
+        store.close()
+
+
+def test_an_update_a_record_of_which_is_too_large_changes_nothing(tmp_path: Path) -> None:
+    """An update's puts and deletes are two records: if the deletes' is
+    larger than the store takes, the puts' is not written either, and the
+    store serves on."""
+    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        log.put("kept", 1).result()
+        many = [f"key {i:08d}" for i in range(store.max_append_bytes // 10)]
+        with pytest.raises(AppendTooLarge):
+            log.update(puts={"kept": 2, "new": 3}, deletes=many)
+        assert dict(log.items()) == {"kept": 1}
+        log.put("after", 4).result()
+        assert not store.fenced_or_failed()
+        assert dict(StateLog.open(store, stream_id).items()) == {"kept": 1, "after": 4}
+    finally:
+        store.close()
+
+
+def test_a_record_as_large_as_the_store_takes_reads_back_from_the_wal_and_objects(
+    tmp_path: Path,
+) -> None:
+    """The bound a state record is refused by is the one a restart reads
+    back by: a record of exactly ``max_append_bytes`` loads again, from the
+    WAL and, uploaded, from objects alone; one byte more is refused."""
+    bucket = f"file://{tmp_path / 'bucket'}"
+    store = StreamStore.open(tmp_path / "node", bucket, FAST_STORE)
+    try:
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 0)
+        log = StateLog.open(store, stream_id)
+        framing = len(msgpack.packb(["put", [["k", b""]]], use_bin_type=True))
+        # bin 32 takes 3 bytes more than an empty bin 8 for its length
+        value = b"v" * (store.max_append_bytes - framing - 3)
+        assert len(msgpack.packb(["put", [["k", value]]], use_bin_type=True)) == (
+            store.max_append_bytes
+        )
+        with pytest.raises(AppendTooLarge):
+            log.put("k", value + b"!")
+        log.put("k", value).result()
+    finally:
+        store.close(flush=False)
+    for data_dir, epoch in (("node", 1), ("fresh", 2)):
+        store = StreamStore.open(tmp_path / data_dir, bucket, FAST_STORE)
+        try:
+            store.open_stream(stream_id, epoch)
+            assert dict(StateLog.open(store, stream_id).items()) == {"k": value}
+        finally:
+            store.close()  # uploads: the fresh directory reads objects alone
+
+
 class HeldStream:
     """A stream whose appends are accepted, refused (raised at once) or held
     until ``settle`` makes them durable or failed, in any order; ``durable``
     is what a restart reads back."""
+
+    max_append_bytes = 1 << 20
 
     def __init__(self) -> None:
         self.refuse = False

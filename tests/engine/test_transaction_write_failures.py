@@ -396,13 +396,14 @@ def test_a_rotating_end_whose_complete_record_is_refused_is_answered_once_writte
     assert states(node()) == states(e)
 
 
-def test_an_end_waiting_behind_complete_records_written_again_is_answered_at_close(
+def test_complete_records_written_again_hold_no_completion_worker(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every completion worker writes a refused Complete record again, so
-    one more EndTxn's completion waits for a worker; closing the engine
-    answers it (EngineClosed: the next open completes the transaction)
-    rather than leaving its caller waiting for ever."""
+    """As many commits as there are completion workers write their refused
+    Complete records again, with backoff: between attempts none holds a
+    worker, so an abort decided meanwhile completes at once; each id is
+    written again by one retry at a time; a close leaves the retries'
+    transactions in PrepareCommit, which the next open completes."""
     e = node()
     workers = e.transactions._completer._workers._max_workers
     ids = [f"x{i}" for i in range(workers + 1)]
@@ -425,17 +426,22 @@ def test_an_end_waiting_behind_complete_records_written_again_is_answered_at_clo
         while len(refused.refused) < 2 * workers:
             assert time.monotonic() < deadline, "the Complete records were not written again"
             time.sleep(0.01)
-        waiting = e.transactions.end_transaction(ids[-1], *producers[ids[-1]], True)
-        while e.transactions.describe(ids[-1]).state is not TxnState.PREPARE_COMMIT:
-            assert time.monotonic() < deadline, "PrepareCommit was not written"
-            time.sleep(0.01)
-        time.sleep(0.1)
-        assert not waiting.done()  # no worker is free
+        aborted = e.transactions.end_transaction(ids[-1], *producers[ids[-1]], False)
+        assert aborted.result(TIMEOUT) == producers[ids[-1]]
+        assert e.transactions.describe(ids[-1]).state is TxnState.COMPLETE_ABORT
+        counted = len(refused.refused)
+        time.sleep(0.3)  # the backoff reaches 400 ms: each id written again at most 3 times
+        assert len(refused.refused) - counted <= 3 * workers
+        assert all(e.transactions._table.is_pending(i) for i in ids[:workers])
         e.close()
-        with pytest.raises(engine.EngineClosed):
-            waiting.result(TIMEOUT)
     reopened = node()
     deadline = time.monotonic() + TIMEOUT
-    while {meta.state for meta in states(reopened)} != {TxnState.COMPLETE_COMMIT}:
+    while {meta.state for meta in states(reopened)} != {
+        TxnState.COMPLETE_COMMIT,
+        TxnState.COMPLETE_ABORT,
+    }:
         assert time.monotonic() < deadline, f"not completed: {states(reopened)}"
         time.sleep(0.01)
+    assert [meta.state for meta in states(reopened)][:workers] == [
+        TxnState.COMPLETE_COMMIT
+    ] * workers

@@ -1,12 +1,14 @@
 """The embedded transactional producer sends a coordinator request again
 after COORDINATOR_NOT_AVAILABLE (its state log refusing a write for room),
 as Kafka's TransactionManager does, within its timeout (max_block_ms
-without one); a closed engine's answer, and a failed store's (both
-NOT_COORDINATOR on the wire), are raised at once: neither serves again
-until the engine is opened again."""
+without one; the sender's add within delivery_timeout_ms); a closed
+engine's answer, and a failed store's (both NOT_COORDINATOR on the wire),
+are raised at once: neither serves again until the engine is opened
+again."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.client.transactional_producer import TransactionError
 from engine.engine import Engine
 from engine.errors import CoordinatorCannotWrite, CoordinatorNotAvailable, NotCoordinator
 from engine.types import TopicPartition
@@ -137,3 +140,53 @@ def test_the_senders_add_to_a_failed_store_fails_the_record_at_once(
         sent.result(TIMEOUT)
     producer.close()
     assert len(asked) == 1
+
+
+def test_the_senders_add_is_sent_again_within_the_delivery_timeout_not_max_block_ms(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's producer sends AddPartitionsToTxn again for as long as the
+    batch waiting for it may wait, delivery.timeout.ms from when it was
+    opened; max.block.ms bounds no add. The add refused for longer than
+    max_block_ms goes through once taken, and the record is sent once."""
+    producer = e.producer(transactional_id="app", max_block_ms=50, delivery_timeout_ms=20_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    refused = RefusedStateWrites(monkeypatch, e, {"Ongoing": 1_000_000}, no_room)
+    sent = producer.send("t", b"one", partition=0)
+    deadline = time.monotonic() + TIMEOUT
+    while len(refused.refused) < 4:  # 0.1 + 0.2 + 0.4 s: past max_block_ms
+        assert time.monotonic() < deadline, "the add was not sent again"
+        time.sleep(0.01)
+    refused.heal()
+    assert sent.result(TIMEOUT).offset == 0
+    producer.commit_transaction(TIMEOUT)
+    producer.close()
+    assert values(e, "t", "read_committed") == [b"one"]
+
+
+def test_the_senders_add_refused_past_the_delivery_timeout_fails_the_record(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past delivery.timeout.ms the batch expires with the last answer, and
+    the transaction can only be aborted, as at Kafka."""
+    producer = e.producer(transactional_id="app", delivery_timeout_ms=300)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    refused = RefusedStateWrites(monkeypatch, e, {"Ongoing": 1_000_000}, no_room)
+    sent = producer.send("t", b"one", partition=0)
+    with pytest.raises(CoordinatorNotAvailable):
+        sent.result(TIMEOUT)
+    assert len(refused.refused) >= 2  # sent again before it expired
+    with pytest.raises(TransactionError):
+        producer.commit_transaction(TIMEOUT)
+    refused.heal()
+    producer.abort_transaction(TIMEOUT)
+    producer.close()
+    assert values(e, "t", "read_uncommitted") == []
+
+
+def test_a_delivery_timeout_that_is_no_number_of_seconds_is_refused(e: Engine) -> None:
+    for wrong in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="delivery_timeout_ms"):
+            e.producer(transactional_id="app", delivery_timeout_ms=wrong)

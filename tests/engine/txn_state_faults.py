@@ -1,8 +1,9 @@
-"""Faults in the "transactions" state log's writes, for the tests of what a
-failed write leaves: the store refusing a record (nothing accepted), for
-room (NoRoom: past its headroom, it takes the record once uploads resume)
-or for good (StoreFailed), and the WAL's write failing after the store
-accepted it (the store then fails with the WAL)."""
+"""Faults in the transaction coordinator's writes, for the tests of what a
+failed write leaves: the store refusing a record of the "transactions"
+state log or a partition's marker (nothing accepted), for room (NoRoom:
+past its headroom, it takes the record once uploads resume), for good
+(StoreFailed) or with an I/O error, and the WAL's write failing after the
+store accepted it (the store then fails with the WAL)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,47 @@ class RefusedStateWrites:
             self._left.clear()
 
 
+class RefusedMarkers:
+    """Refuses the first ``times`` markers (control batches) written to the
+    partition ``tp`` with ``make(stream_id)``, nothing accepted; every
+    other write goes through. ``refused`` counts the refusals."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        e: Engine,
+        tp: tuple[str, int],
+        times: int,
+        make: Callable[[int], BaseException],
+    ) -> None:
+        self._lock = threading.Lock()
+        self._left = times
+        self.refused = 0
+        partition = e.partition(*tp)
+        store, stream = partition.store, partition.stream_id
+        submit = store.submit
+
+        def refusing(stream_id: int, *args: Any, **kwargs: Any) -> Future[int]:
+            if stream_id == stream and _is_control(bytes(args[2])):
+                with self._lock:
+                    if self._left > 0:
+                        self._left -= 1
+                        self.refused += 1
+                        raise make(stream_id)
+            return submit(stream_id, *args, **kwargs)
+
+        monkeypatch.setattr(store, "submit", refusing)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._left = 0
+
+
+def _is_control(batch: bytes) -> bool:
+    """A record batch v2's control flag: bit 5 of its attributes (int16 at 21)."""
+    return len(batch) > 22 and bool(batch[22] & 0x20)
+
+
 def _names(payload: bytes, state: str) -> bool:
     if state == "del":
         return payload[1:5] == b"\xa3del"  # ["del", [...]]: a msgpack fixarray of 2
@@ -67,6 +109,12 @@ def no_room(stream_id: int) -> BaseException:
 
 def store_failed(stream_id: int) -> BaseException:
     return StoreFailed(OSError(errno.EIO, "the object store is down"))
+
+
+def io_error(stream_id: int) -> BaseException:
+    """A write that fails before the store accepts it, for a cause that is
+    not the store's (it goes on serving)."""
+    return OSError(errno.EIO, f"stream {stream_id}: Input/output error")
 
 
 def fail_wal_writes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,9 +128,20 @@ def test_a_negative_limit_is_refused() -> None:
         ReadAheadGate(-1, live=lambda: True)
 
 
-def test_by_default_nothing_is_limited_and_a_wait_is_bounded() -> None:
-    assert StreamStoreConfig().read_ahead_beside_live == 0
+def test_by_default_one_load_at_a_time_beside_live_traffic_and_a_wait_is_bounded(
+    tmp_path: Path,
+) -> None:
+    # Eight workers' loads at a replay's start kept the event loop waiting
+    # for a CPU and the GIL (docs/design/0106): by default one runs at a time.
+    assert StreamStoreConfig().read_ahead_beside_live == 1
     assert 0 < MOST_WAIT_S <= 0.25
+    with StreamStore.open(tmp_path / "store", MemoryStore(), StreamStoreConfig()) as store:
+        gate = store.reader.gate
+        assert gate.limit == 1
+        stream = new_stream(store)
+        assert not gate.beside_live()
+        fill(store, stream, 1, per_batch=1)  # an append: live traffic
+        assert gate.beside_live()
 
 
 # -- a replay through the stream store -------------------------------------------------

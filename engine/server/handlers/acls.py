@@ -31,6 +31,7 @@ from engine.server.authorizer import AclOperation
 from engine.server.context import Body, RequestContext, error_message
 from engine.server.handlers.common import MAX_RECORDS_PER_REQUEST, TOO_LARGE_BATCH_OPERATION
 from engine.server.handlers.registry import handles_off_loop
+from engine.store_errors import store_errors
 
 if TYPE_CHECKING:
     from engine.server.handlers.requests import (
@@ -75,7 +76,10 @@ def handle_create_acls(context: RequestContext, request: CreateAclsRequest) -> B
         return {"throttle_time": 0, "results": [failed for _ in request.creations]}
     if valid:
         try:
-            context.engine.catalog.add_acls(valid)
+            # The store's refusals (no room, too large for one record) as
+            # the engine's errors: a request's answer, never its connection's end.
+            with store_errors():
+                context.engine.catalog.add_acls(valid)
         except EngineError as error:
             failed = _result(error_code(error), error_message(error))
             results = [failed if r["error_code"] == KafkaCode.NONE else r for r in results]
@@ -117,7 +121,8 @@ def handle_delete_acls(context: RequestContext, request: DeleteAclsRequest) -> B
         results.append(_filter_result(KafkaCode.NONE, None, matching))
     if doomed:
         try:
-            context.engine.catalog.remove_acls(list(doomed))
+            with store_errors():
+                context.engine.catalog.remove_acls(list(doomed))
         except EngineError as error:
             failed = _filter_result(error_code(error), error_message(error), [])
             results = [failed if r["error_code"] == KafkaCode.NONE else r for r in results]
