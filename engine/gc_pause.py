@@ -14,11 +14,13 @@ request, or one engine call).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import threading
-from collections.abc import Coroutine, Generator, Iterator
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Coroutine, Generator
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+from wal.interrupts import Releasing, release
 
 T = TypeVar("T")
 
@@ -63,26 +65,62 @@ class _Part:
         self.counted = False
 
 
-@contextlib.contextmanager
-def collector_paused(pause: bool = True) -> Iterator[None]:
-    """Pauses the collector inside (if ``pause``); nests and works across
-    threads: the collector resumes when the last pauser leaves, and only if
-    it was enabled when the first came. Past PAUSE_BOUND young objects it
-    does not pause (a collection is due, and no pause may put it off for
-    good)."""
-    part = _Part()
-    try:
-        if pause:
-            _pause(part)
-        yield
-    finally:
-        _release(part)
+class _Counted(Protocol):
+    counted: bool
 
 
-def _pause(part: _Part) -> None:
+class CollectorPaused(Releasing):
+    """Pauses the collector inside a with block (if ``pause``); nests and
+    works across threads: the collector resumes when the last pauser
+    leaves, and only if it was enabled when the first came. Past
+    PAUSE_BOUND young objects it does not pause (a collection is due, and
+    no pause may put it off for good).
+
+    A class, not a generator's context manager: its ``__enter__`` ends
+    the pause itself if interrupted once it has counted it (a generator's
+    would leave it to the generator's finally, once the exception's
+    traceback is dropped), and its ``__exit__`` ends it on any exception
+    at once, a second Ctrl-C landing as it starts included
+    (wal/interrupts.py; docs/design/0111). Its own share of the count,
+    as a _Part's: no second object per use."""
+
+    __slots__ = ("_wanted", "counted")
+
+    def __init__(self, pause: bool = True) -> None:
+        self._window = False
+        self.counted = False
+        self._wanted = pause
+
+    def __enter__(self) -> None:
+        if not self._wanted:
+            return
+        try:
+            self._open_window()
+            _pause(self)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    @release
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        with _pauses.lock:  # not acquire() then try: see _pause
+            if self.counted:
+                self.counted = False
+                _pauses.count -= 1
+                if _pauses.count == 0 and _pauses.resume:
+                    gc.enable()
+        self._close_window()
+
+
+def _pause(part: _Counted) -> None:
     """Pauses the collector unless PAUSE_BOUND is passed; ``part.counted``
-    says whether it did (then _release ends the pause). Called inside the
-    try whose finally calls _release."""
+    says whether it did (then its release ends the pause). Called inside
+    the try whose handler releases."""
     # A with statement, not acquire() then try: the interpreter looks for
     # signals after the call that took the lock, before the try, and a
     # KeyboardInterrupt raised there (the main thread's: an embedded
@@ -101,17 +139,6 @@ def _pause(part: _Part) -> None:
             _pauses.resume = False  # until read: never turn on what no pause turned off
             _pauses.resume = gc.isenabled()
             gc.disable()
-
-
-def _release(part: _Part) -> None:
-    """Ends ``part``'s pause, if it counted one."""
-    with _pauses.lock:  # not acquire() then try: see _pause
-        if not part.counted:
-            return
-        part.counted = False
-        _pauses.count -= 1
-        if _pauses.count == 0 and _pauses.resume:
-            gc.enable()
 
 
 def freeze_what_start_made() -> None:
@@ -158,7 +185,7 @@ class PausedWhileRunning(_Part, Generic[T]):
         sent: Any = None
         thrown: BaseException | None = None
         while True:
-            # collector_paused() without its generator: a Fetch takes
+            # CollectorPaused without its with statement: a Fetch takes
             # several steps, each paused (docs/design/0085).
             try:
                 _pause(self)  # each step's release clears what it counted
@@ -169,7 +196,17 @@ class PausedWhileRunning(_Part, Generic[T]):
             except StopIteration as stop:
                 return cast(T, stop.value)
             finally:
-                _release(self)
+                # CollectorPaused.__exit__'s code inline, not a call: a call's start is
+                # a look for signals before anything is given back, where a
+                # second Ctrl-C (one landing while the first's exception
+                # leaves the step) would leave the pause counted; a finally
+                # has no look before its first call (wal/interrupts.py).
+                with _pauses.lock:
+                    if self.counted:
+                        self.counted = False
+                        _pauses.count -= 1
+                        if _pauses.count == 0 and _pauses.resume:
+                            gc.enable()
             try:
                 sent = yield waited
             except GeneratorExit:

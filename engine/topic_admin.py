@@ -34,7 +34,7 @@ from engine.errors import (
     TopicExists,
     UnknownTopic,
 )
-from engine.gc_pause import collector_paused
+from engine.gc_pause import CollectorPaused
 from engine.governance_gate import (
     DEFAULTS_CHANGED,
     OWNER,
@@ -120,7 +120,7 @@ class TopicAdmin:
             except EngineError as error:
                 results[i] = error
         created: list[tuple[int, Topic]] = []
-        with self.lock, collector_paused(len(checked) >= _MANY_TOPICS):
+        with self.lock, CollectorPaused(len(checked) >= _MANY_TOPICS):
             self.check_open()
             fresh: list[tuple[int, str, int, dict[str, str]]] = []
             taken: set[str] = set()
@@ -165,7 +165,7 @@ class TopicAdmin:
                 self.append_catalog(record + self.created_history(metas, actor))
                 topics_now = self.catalog.state.topics
                 created = [(i, registry.load_topic(topics_now[name])) for i, name, _, _ in fresh]
-        with collector_paused(len(created) >= _MANY_TOPICS):
+        with CollectorPaused(len(created) >= _MANY_TOPICS):
             for i, loaded in created:
                 results[i] = registry.describe(loaded)
         if created:
@@ -277,7 +277,7 @@ class TopicAdmin:
         topic, or a topic given twice). A store failure raises."""
         results: list[EngineError | None] = []
         growing: list[tuple[Topic, int]] = []
-        with self.lock, collector_paused(len(totals) >= _MANY_TOPICS):
+        with self.lock, CollectorPaused(len(totals) >= _MANY_TOPICS):
             self.check_open()
             for name, total in totals:
                 topic = self.registry.topics.get(name)

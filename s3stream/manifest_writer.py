@@ -26,6 +26,7 @@ from s3stream.errors import DeadlinePassed, Fenced
 from s3stream.manifest import Manifest
 from s3stream.manifest_state import ManifestState, Op
 from s3stream.store import ObjectStoreError
+from wal.interrupts import Releasing, release
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -39,7 +40,7 @@ class _OwnedLock(Protocol):
     def _is_owned(self) -> bool: ...
 
 
-class SerialSection:
+class SerialSection(Releasing):
     """The writer's lock, and on entry the settling of a write whose
     outcome is unknown and the deletion of streams abandoned by it."""
 
@@ -50,7 +51,10 @@ class SerialSection:
         # run there) can land after acquire() has taken the lock and before
         # anything has recorded it; the handlers release it if this thread
         # holds it, never taking it twice (see _take), so it is never left
-        # held (docs/design/0097).
+        # held (docs/design/0097). A second interrupt, arriving while a
+        # release runs, waits for it to end (wal/interrupts.py): the
+        # window is the main thread's, which alone receives signals.
+        super().__init__()
         self._lock = cast(_OwnedLock, threading.RLock())
         self._writer = writer
 
@@ -59,10 +63,16 @@ class SerialSection:
         # when __enter__ raises, even after the section was taken.
         self._refuse_holder()
         try:
+            self._open_window()
             self._enter(None)
         except BaseException:
-            self._leave()
+            self._leave_and_close()
             raise
+
+    @release
+    def _leave_and_close(self) -> None:
+        self._leave()
+        self._close_window()
 
     def _enter(self, deadline: float | None) -> None:
         """Takes and settles the section (its caller has refused a holder)."""
@@ -94,6 +104,7 @@ class SerialSection:
             # the same outage, say).
             raise DeadlinePassed("entering the manifest's serial section")
 
+    @release
     def _leave(self) -> None:
         """Releases the section if this thread holds it."""
         if self._lock._is_owned():
@@ -106,6 +117,7 @@ class SerialSection:
         transiently until then raises DeadlinePassed too."""
         return _SectionUntil(self, deadline)
 
+    @release
     def __exit__(
         self,
         kind: type[BaseException] | None,
@@ -113,9 +125,10 @@ class SerialSection:
         traceback: TracebackType | None,
     ) -> None:
         self._lock.release()
+        self._close_window()
 
 
-class _SectionUntil:
+class _SectionUntil(Releasing):
     """SerialSection.until's context manager: a class, not a generator,
     whose __enter__ releases the section on any error (a generator's
     context manager looks for signals after the generator has taken it)."""
@@ -123,17 +136,25 @@ class _SectionUntil:
     __slots__ = ("_deadline", "_section")
 
     def __init__(self, section: SerialSection, deadline: float | None) -> None:
+        self._window = False
         self._section = section
         self._deadline = deadline
 
     def __enter__(self) -> None:
         self._section._refuse_holder()
         try:
+            self._open_window()
             self._section._enter(self._deadline)
         except BaseException:
-            self._section._leave()
+            self._leave_and_close()
             raise
 
+    @release
+    def _leave_and_close(self) -> None:
+        self._section._leave()
+        self._close_window()
+
+    @release
     def __exit__(
         self,
         kind: type[BaseException] | None,
@@ -141,6 +162,7 @@ class _SectionUntil:
         traceback: TracebackType | None,
     ) -> None:
         self._section._lock.release()
+        self._close_window()
         deadline = self._deadline
         if (
             isinstance(error, ObjectStoreError)

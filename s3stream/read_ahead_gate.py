@@ -28,7 +28,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+
+from wal.interrupts import released_contextmanager
 
 MOST_WAIT_S = 0.25
 """The longest a load waits for its turn (then it runs anyway)."""
@@ -90,10 +91,10 @@ class ReadAheadGate:
     def _must_wait(self) -> bool:
         return self._limit > 0 and self._running >= self._limit and self._live()
 
-    @contextmanager
+    @released_contextmanager
     def admitted(self) -> Iterator[None]:
         """Holds the caller until its load may run, then counts it running
-        until the block ends."""
+        until the block ends (through a second Ctrl-C too: wal/interrupts.py)."""
         with self._changed:
             if not self._must_wait():
                 self.admitted_at_once += 1

@@ -39,6 +39,7 @@ from wal.group_commit import (
     new_pending_append,
     new_pending_batch,
 )
+from wal.interrupts import released_contextmanager
 from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
 from wal.segment import (
@@ -346,7 +347,7 @@ class WriteAheadLog:
 
     # -- appending many at once -----------------------------------------
 
-    @contextlib.contextmanager
+    @released_contextmanager
     def gathered(self) -> Iterator[None]:
         """Appends made inside the block (from any thread) share one group:
         the writer waits for the block to end before it takes the queue, but
@@ -356,6 +357,8 @@ class WriteAheadLog:
         together (a produce request for many partitions): each is queued at
         once, in order with everyone else's, so only the writer waits.
         Appends whose records are all at hand use ``submit_many`` instead.
+        The hold is given back through a second Ctrl-C too
+        (wal/interrupts.py): left counted, every group would wait its limit.
         """
         self._committer.hold()
         try:

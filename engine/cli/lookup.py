@@ -52,7 +52,8 @@ def add_command(commands: Any) -> None:
         default=READ_UNCOMMITTED,
         help=(
             "read_committed: only below each partition's last stable offset, without aborted "
-            "transactions' records (reads every batch of the topics to find them); the "
+            "transactions' records (found in each partition's last uploaded checkpoint and "
+            "the batches after it); the "
             "default reads every record, as Engine.lookup does"
         ),
     )

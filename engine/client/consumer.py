@@ -37,11 +37,10 @@ from engine.client.offset_commits import OffsetCommits, Offsets
 from engine.client.poll_steps import (
     API_TIMEOUT_S,
     RETRY_BACKOFF_S,
+    Answered,
     AwaitCommit,
     AwaitData,
-    Fetch,
-    FetchEach,
-    Read,
+    FetchPlanned,
     Steps,
     run,
     run_async,
@@ -69,11 +68,14 @@ log = logging.getLogger("tidelog.consumer")
 EARLIEST = -2
 LATEST = -1
 RebalanceCallback = Callable[["Consumer", list[TopicPartition]], object]
-FETCHES_AT_ONCE = 16
-"""The most partitions one poll step fetches at once: on an event loop a
-partition whose object read stalls then holds up the others for one
-remote_fetch_max_wait_ms, not one each; a bound, so that a consumer of
-thousands of partitions does not start thousands of reads at once."""
+FETCHES_AT_ONCE = 64
+"""The most fetches an async poll has under way at once, each waiting at
+most remote_fetch_max_wait_ms for its object read: partitions whose reads
+stall cost a poll one such wait together, up to this many. A bound on the
+waits, so a consumer of thousands of partitions does not queue thousands
+of reads at once; the reads themselves run on the store's fetch threads
+(read_workers), and the fetch_max_bytes budget bounds the fetches too:
+50 at Kafka's defaults (50 MiB, 1 MiB a partition)."""
 
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
 _ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
@@ -481,27 +483,28 @@ class Consumer:
         ]
 
     def _fill(self) -> Steps[None]:
-        """Fetches the planned partitions, FETCHES_AT_ONCE at a time (all
-        at once on an event loop: engine/client/poll_steps.py's FetchEach),
-        each asking for what is left of the fetch_max_bytes budget once the
-        others of its group are counted at their most; the answers are
-        taken in plan order, so records stay in each partition's order and
-        the budget holds as if they had been fetched in turn: only the
-        first records taken may pass it, by one batch."""
+        """Fetches the planned partitions within the fetch_max_bytes budget
+        (together on an event loop, FETCHES_AT_ONCE at most: poll_steps.py's
+        FetchPlanned); the answers are taken in plan order, so records stay
+        in each partition's order and the budget holds as if they had been
+        fetched in turn: only the first records taken may pass it, by one
+        batch. Partitions the budget left unfetched while some of it was
+        counted for records not taken are fetched next, in the same poll."""
         budget = self.fetch_max_bytes
         taken = False  # whether some partition's records were taken yet
         planned = self._plan()
         while planned and budget > 0:
-            group: list[Fetch] = []
-            allotted = budget
-            while planned and allotted > 0 and len(group) < FETCHES_AT_ONCE:
-                tp, position = planned.pop(0)
-                max_bytes = min(allotted, self.max_partition_fetch_bytes)
-                allotted -= max_bytes
-                self._check_topic_id(tp)
-                group.append(Fetch(self._engine, tp, position, max_bytes, self.isolation_level))
-            answers: list[Read | Exception] = yield FetchEach(tuple(group))
-            for fetch, answer in zip(group, answers, strict=True):
+            answers: list[Answered] = yield FetchPlanned(
+                self._engine,
+                planned,
+                budget,
+                self.max_partition_fetch_bytes,
+                self.isolation_level,
+                FETCHES_AT_ONCE,
+                self._check_topic_id,
+            )
+            planned = planned[len(answers) :]
+            for fetch, answer in answers:
                 tp = fetch.tp
                 if self._moved(tp, fetch.position):
                     continue

@@ -11,7 +11,7 @@ they wait.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
@@ -121,39 +121,100 @@ class Fetch(NamedTuple):
         return leader, fetched
 
 
-class FetchEach(NamedTuple):
-    """Several partitions' Fetches, each answered with its PartitionFetch or
-    the error it raised, in the order given. On a thread they run in turn;
-    on an event loop all at once, so that a partition whose object read
-    stalls costs the others nothing but that one wait (each read is bounded
-    by remote_fetch_max_wait_ms)."""
+Answered = tuple[Fetch, "Read | Exception"]
+"""A fetch with its read, or the error it raised."""
 
-    fetches: tuple[Fetch, ...]
 
-    def run(self) -> list[Read | Exception]:
-        answers: list[Read | Exception] = []
-        for fetch in self.fetches:
+class FetchPlanned(NamedTuple):
+    """The fetches of ``planned`` (partitions with their positions, in plan
+    order) within ``budget`` bytes: each asks for what is left of the
+    budget, at most ``max_partition_bytes``, once the fetches under way are
+    counted at their most and those answered at their size. Answered in
+    plan order, for the part of the plan started before the budget ran
+    out; ``check`` is called on each partition before its fetch starts.
+
+    On a thread they run in turn. On an event loop up to ``at_once`` run
+    together and the next starts as soon as one is answered, so partitions
+    whose object reads stall cost the poll the slowest of those waits
+    (each bounded by remote_fetch_max_wait_ms), not one per group of
+    partitions: a stalled read holds one place and its share of the
+    budget, never the fetches behind it."""
+
+    host: ClientHost
+    planned: Sequence[tuple[TopicPartition, int]]
+    budget: int
+    max_partition_bytes: int
+    isolation_level: str
+    at_once: int
+    check: Callable[[TopicPartition], None]
+
+    def _fetch(self, tp: TopicPartition, position: int, left: int) -> Fetch:
+        self.check(tp)
+        max_bytes = min(left, self.max_partition_bytes)
+        return Fetch(self.host, tp, position, max_bytes, self.isolation_level)
+
+    def run(self) -> list[Answered]:
+        answers: list[Answered] = []
+        left = self.budget
+        for tp, position in self.planned:
+            if left <= 0:
+                break
+            fetch = self._fetch(tp, position, left)
             try:
-                answers.append(fetch.run())
+                read = fetch.run()
             except Exception as failure:
-                answers.append(failure)
+                answers.append((fetch, failure))
+                continue
+            left -= _size(read)
+            answers.append((fetch, read))
         return answers
 
-    async def run_async(self) -> list[Read | Exception]:
-        if len(self.fetches) == 1:  # a consumer of one partition: no task
+    async def run_async(self) -> list[Answered]:
+        if len(self.planned) == 1:  # a consumer of one partition: no task
+            fetch = self._fetch(*self.planned[0], self.budget)
             try:
-                return [await self.fetches[0].run_async()]
+                return [(fetch, await fetch.run_async())]
             except Exception as failure:
-                return [failure]
-        gathered = await asyncio.gather(
-            *(fetch.run_async() for fetch in self.fetches), return_exceptions=True
-        )
-        answers: list[Read | Exception] = []
-        for answer in gathered:
-            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
-                raise answer  # cancelled: no fetch's answer
-            answers.append(answer)
+                return [(fetch, failure)]
+        left = self.budget
+        started: list[tuple[Fetch, asyncio.Task[Read]]] = []
+        running: set[asyncio.Task[Read]] = set()
+        shares: dict[asyncio.Task[Read], int] = {}
+        try:
+            while True:
+                while len(started) < len(self.planned) and left > 0 and len(running) < self.at_once:
+                    fetch = self._fetch(*self.planned[len(started)], left)
+                    task = asyncio.ensure_future(fetch.run_async())
+                    left -= fetch.max_bytes
+                    shares[task] = fetch.max_bytes
+                    started.append((fetch, task))
+                    running.add(task)
+                if not running:
+                    break
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    left += shares.pop(task)
+                    if not task.cancelled() and task.exception() is None:
+                        left -= _size(task.result())
+        finally:
+            # Cancelled, or a check raised: no fetch outlives the poll, and
+            # none left unanswered warns of an error nobody read.
+            for task in running:
+                task.cancel()
+            for _, task in started:
+                if task.done() and not task.cancelled():
+                    task.exception()
+        answers: list[Answered] = []
+        for fetch, task in started:
+            try:
+                answers.append((fetch, task.result()))  # a cancelled fetch's error goes on up
+            except Exception as failure:
+                answers.append((fetch, failure))
         return answers
+
+
+def _size(read: Read) -> int:
+    return sum(len(batch) for batch in read[1].records)
 
 
 class AwaitCommit(NamedTuple):

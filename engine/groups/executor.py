@@ -26,6 +26,7 @@ from engine.groups.timers import Timer, TimerThread
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
 from s3stream import AppendTooLarge, NoRoom
+from wal.interrupts import released_contextmanager
 
 log = logging.getLogger("tidelog.groups")
 
@@ -63,10 +64,12 @@ class GroupExecutor:
         """Settles ``future`` with ``value`` once the lock is released."""
         self._ready.append((future, value))
 
-    @contextlib.contextmanager
+    @released_contextmanager
     def locked(self) -> Iterator[None]:
         """The coordinator's lock; futures resolved under it are settled
-        once the outermost holder releases it."""
+        once the outermost holder releases it. The release runs whole
+        through a second Ctrl-C (wal/interrupts.py): cut short, it would
+        leave the lock held and every group request waiting for good."""
         ready: list[tuple[Future[Any], Any]] = []
         try:
             with self._lock:

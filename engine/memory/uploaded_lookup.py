@@ -35,8 +35,9 @@ def lookup_uploaded(
     from a newer manifest if a serving engine compacts away objects it
     needs meanwhile: s3stream/outside_reads.py). ``read_committed``: only
     below each partition's last stable offset, without aborted
-    transactions' records, as committed in the store (every batch of the
-    partitions is read to find them: engine/memory/uploaded_transactions.py)."""
+    transactions' records, as committed in the store (found in each
+    partition's last uploaded checkpoint and the batches after it:
+    engine/memory/uploaded_transactions.py)."""
     found, _ = reloading(store, partial(_lookup, store, topics, header, value, read_committed))
     return found
 
@@ -63,7 +64,10 @@ def _lookup(
             start, end = stream.start_offset, stream.end_offset
             aborted = None
             if read_committed:
-                end, aborted = stable_view(store, state, stream_id, start, end, current)
+                state_stream_id = meta.streams[index][1]
+                end, aborted = stable_view(
+                    store, state, stream_id, state_stream_id, start, end, current
+                )
             candidates = header_candidates(
                 store, state, stream_id, start, end, header, value, current
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from engine.engine import Engine
-from engine.gc_pause import collector_paused
+from engine.gc_pause import CollectorPaused
 from engine.protocol.codec import Encoded, encode_response
 from engine.protocol.frames import RequestHeader
 from engine.provenance import Provenance
@@ -157,7 +157,7 @@ def off_loop(context: RequestContext, work: Callable[[], Body]) -> OffLoop:
     def run() -> Encoded:
         # Requests here are bounded (Kafka's bound of records per request)
         # but may make and encode a great many objects (gc_pause.py).
-        with collector_paused():
+        with CollectorPaused():
             # One buffer: the loop then hands the socket one large write
             # instead of iterating over thousands of small parts.
             return Encoded([b"".join(encode_response(header, work()))])

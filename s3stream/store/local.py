@@ -53,6 +53,7 @@ from s3stream.store.base import (
     ObjectStoreError,
     PreconditionFailed,
 )
+from wal.interrupts import released_contextmanager
 from wal.write_spans import write_spans
 from wal.writeback import write_back
 
@@ -179,10 +180,11 @@ class LocalStore(ObjectStore):
         except OSError as error:
             raise _store_error("remove_abandoned_writes", TEMP_PREFIX, error) from error
 
-    @contextlib.contextmanager
+    @released_contextmanager
     def _exclusive(self, key: str) -> Iterator[None]:
         # The threading lock queues this process's threads; the flock excludes
-        # other processes writing to the same directory.
+        # other processes writing to the same directory. Both are given back
+        # through a second Ctrl-C too (wal/interrupts.py).
         with self._lock:
             try:
                 fd = os.open(

@@ -15,8 +15,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import CodeType
-from typing import Protocol
+from contextlib import AbstractContextManager
+from types import CodeType, FrameType
+from typing import NamedTuple, Protocol
 
 WAIT_S = 30.0
 
@@ -59,7 +60,7 @@ def interrupted_taking(lock: Lock, code: CodeType, call: Callable[[], object]) -
         finally:
             lock.release()
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = _raising_sigint()
     other = threading.Thread(target=interrupt_when_inside)
     other.start()
     try:
@@ -71,7 +72,7 @@ def interrupted_taking(lock: Lock, code: CodeType, call: Callable[[], object]) -
         interrupted = False
     finally:
         other.join(WAIT_S)
-        signal.signal(signal.SIGINT, previous)
+        _put_back(previous)
     assert not failures, failures
     return interrupted
 
@@ -90,3 +91,82 @@ def taken_elsewhere(lock: Lock) -> bool:
     other.start()
     other.join(WAIT_S)
     return taken.is_set()
+
+
+class Interrupted(NamedTuple):
+    landed: list[str]
+    """The function the second Ctrl-C landed in (none if no function was
+    called while the first was handled)."""
+    error: KeyboardInterrupt
+    """What came out, kept as a REPL or a notebook keeps it
+    (sys.last_value): its traceback holds the frames it passed through,
+    and so whatever a generator suspended in them still holds."""
+
+
+def interrupted_twice(block: AbstractContextManager[object]) -> Interrupted:
+    """Enters ``block`` on the main thread and, inside it, raises a first
+    Ctrl-C; a second is made pending as the next Python function called
+    while the first is handled starts (the release's first, on the way
+    out of the block): the worst point, before the release has given
+    anything back. A KeyboardInterrupt must come out of the block."""
+
+    def block_interrupted() -> None:
+        with block:
+            _thread.interrupt_main()  # the first: raised as this call returns
+            raise AssertionError("the block went on past the first Ctrl-C")
+
+    interrupted = interrupted_twice_calling(block_interrupted)
+    assert len(interrupted.landed) == 1, interrupted.landed
+    return interrupted
+
+
+def interrupted_twice_calling(call: Callable[[], object]) -> Interrupted:
+    """Runs ``call`` on the main thread, which must raise a first Ctrl-C;
+    while that one is handled (a finally, an __exit__ on its way out), a
+    second is made pending as the next Python function starts, by a trace
+    function, as SIGINT's own handler sets it, and the interpreter's look
+    at that function's start handles it. The handler found is SIGINT's
+    again after."""
+    assert threading.current_thread() is threading.main_thread(), "signals reach the main thread"
+    landed: list[str] = []
+
+    def second_at_the_next_call(frame: FrameType, event: str, arg: object) -> None:
+        # Once the first is being handled: not in SIGINT's handler itself.
+        if event == "call" and isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            sys.settrace(None)
+            landed.append(frame.f_code.co_qualname)
+            _thread.interrupt_main()
+
+    previous = _raising_sigint()
+    found = signal.getsignal(signal.SIGINT)
+    try:
+        sys.settrace(second_at_the_next_call)
+        try:
+            call()
+        except KeyboardInterrupt as error:
+            came_out = error
+        else:
+            raise AssertionError("no KeyboardInterrupt came out")
+        sys.settrace(None)  # a C call: no function starts before it
+        assert signal.getsignal(signal.SIGINT) is found  # the handler found is back
+    finally:
+        sys.settrace(None)
+        _put_back(previous)
+    return Interrupted(landed, came_out)
+
+
+def _raising_sigint() -> int | None:
+    """Makes SIGINT raise KeyboardInterrupt, as Python starts, unless a
+    handler of Python's is in place (a window's, wal/interrupts.py, which
+    this must neither replace nor put back later); what to put back
+    (SIG_DFL or SIG_IGN), or None."""
+    previous = signal.getsignal(signal.SIGINT)
+    if not isinstance(previous, int):
+        return None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return previous
+
+
+def _put_back(previous: int | None) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

@@ -15,8 +15,13 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from engine import gc_pause
-from engine.gc_pause import PAUSE_BOUND, PausedWhileRunning, collector_paused
-from tests.engine.interrupted import interrupted_taking, taken_elsewhere
+from engine.gc_pause import PAUSE_BOUND, CollectorPaused, PausedWhileRunning
+from tests.engine.interrupted import (
+    interrupted_taking,
+    interrupted_twice,
+    interrupted_twice_calling,
+    taken_elsewhere,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -105,11 +110,11 @@ def test_pauses_that_overlap_without_end_still_let_the_collector_run() -> None:
     first = Cycle()
     weakref.finalize(first, collected.append, 1)
     del first
-    held = collector_paused()
+    held = CollectorPaused()
     held.__enter__()
     rounds = 0
     while not collected and rounds < 40:
-        taking = collector_paused()
+        taking = CollectorPaused()
         taking.__enter__()  # the next pauser comes before the last leaves
         held.__exit__(None, None, None)
         held = taking
@@ -151,10 +156,11 @@ def test_a_ctrl_c_as_a_pause_takes_its_lock_leaves_the_lock_free(own_lock: threa
 def test_a_ctrl_c_as_a_release_takes_its_lock_leaves_the_lock_free(
     own_lock: threading.Lock,
 ) -> None:
-    part = gc_pause._Part()
-    gc_pause._pause(part)
-    assert part.counted
-    assert interrupted_taking(own_lock, gc_pause._release.__code__, lambda: gc_pause._release(part))
+    paused = CollectorPaused()
+    paused.__enter__()
+    assert paused.counted
+    release = CollectorPaused.__exit__
+    assert interrupted_taking(own_lock, release.__code__, lambda: release(paused, None, None, None))
     assert taken_elsewhere(own_lock)
     # The interrupt came after the release had counted itself out.
     assert gc_pause._pauses.count == 0
@@ -197,7 +203,7 @@ def one_step() -> None:
 
 
 def one_bulk_change() -> None:
-    with collector_paused():
+    with CollectorPaused():
         pass
 
 
@@ -225,3 +231,40 @@ def test_a_ctrl_c_as_the_pause_turns_the_collector_off_leaves_it_on(
     run_interrupted(pauser)
     assert gc_pause._pauses.count == 0
     assert gc.isenabled()
+
+
+def test_a_second_ctrl_c_as_a_steps_pause_ends_leaves_no_pause_counted(
+    own_lock: threading.Lock,
+) -> None:
+    """A Fetch's step (on an event loop on the main thread) interrupted,
+    and a second Ctrl-C as the first leaves the step: the step's release
+    is a finally's own code, with no function started before it gives
+    the pause back (wal/interrupts.py), so none can land there."""
+
+    async def step() -> None:
+        _thread.interrupt_main()
+
+    stepping = step()
+    awaiting = PausedWhileRunning(stepping).__await__()
+    try:
+        interrupted = interrupted_twice_calling(lambda: next(awaiting))
+    finally:
+        stepping.close()
+    assert gc_pause._pauses.count == 0
+    assert gc.isenabled()
+    assert interrupted.landed == []  # the release started no function
+
+
+def test_a_second_ctrl_c_as_a_bulk_pause_ends_leaves_no_pause_counted(
+    own_lock: threading.Lock,
+) -> None:
+    """Bulk admin work on the main thread (an embedded engine creating many
+    topics) interrupted, and a second Ctrl-C as the pause's release
+    starts: the release runs whole, then the interrupt is raised. With the
+    exception kept, as a REPL keeps it, the pause is over: a generator's
+    context manager, interrupted there, left its generator suspended and
+    the collector off until the traceback was dropped."""
+    interrupted = interrupted_twice(CollectorPaused())
+    assert gc_pause._pauses.count == 0
+    assert gc.isenabled()
+    assert interrupted.landed == ["CollectorPaused.__exit__"]

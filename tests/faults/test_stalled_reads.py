@@ -25,7 +25,14 @@ from engine.memory.state_at import TopicState
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import StreamStoreConfig
 from s3stream.fetcher import PendingReads
-from tests.faults.two_objects import RECORDS, TIMEOUT, TOPIC, two_objects, values
+from tests.faults.two_objects import (
+    RECORDS,
+    TIMEOUT,
+    TOPIC,
+    objects_per_partition,
+    two_objects,
+    values,
+)
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
 from tests.server.server_closes import server_closes
@@ -450,6 +457,50 @@ def test_an_async_poll_reads_its_partitions_at_once(tmp_path: Path) -> None:
     for partition in (0, 1):
         assert [r.value for r in records if r.partition == partition] == values(partition)
     assert store.stalls == 2
+
+
+def test_an_async_poll_waits_for_more_stalled_partitions_than_a_group_together(
+    tmp_path: Path,
+) -> None:
+    """An async poll of more partitions than were once fetched in a group
+    (16, each group waited for before the next started) has every stalled
+    partition's object read under way at once: the poll waits for the
+    slowest, not for one read per group. The reads stall until released
+    (the bound, ten minutes, never runs out here); records come in each
+    partition's order and max_records bounds each poll."""
+    partitions = 20
+    with objects_per_partition(
+        tmp_path, partitions, remote_fetch_max_wait_ms=600_000, read_workers=partitions
+    ) as (opened, store, keys):
+        store.stall_gets(os.path.commonpath(keys))
+        consumer = opened.consumer(auto_offset_reset="earliest")
+        consumer.assign([engine.TopicPartition(TOPIC, p) for p in range(partitions)])
+
+        async def poll_all() -> list[engine.ConsumerRecord]:
+            polled = asyncio.ensure_future(consumer.poll_async(TIMEOUT, max_records=7))
+            deadline = time.monotonic() + TIMEOUT
+            try:
+                while store.stalled_now < partitions:
+                    assert time.monotonic() < deadline, f"{store.stalled_now} reads under way"
+                    assert not polled.done()
+                    await asyncio.sleep(0.01)
+            finally:
+                store.release()
+            got = await asyncio.wait_for(polled, TIMEOUT)
+            assert len(got) == 7
+            while len(got) < partitions * RECORDS:
+                more = await consumer.poll_async(TIMEOUT, max_records=7)
+                assert 0 < len(more) <= 7
+                got += more
+            return got
+
+        try:
+            records = asyncio.run(poll_all())
+        finally:
+            consumer.close()
+    for partition in range(partitions):
+        assert [r.value for r in records if r.partition == partition] == values(partition)
+    assert store.stalls == partitions
 
 
 @pytest.mark.parametrize("moved", ["seek", "pause", "unassign"])

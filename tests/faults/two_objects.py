@@ -5,6 +5,7 @@ record's key is its value."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -25,13 +26,20 @@ def values(partition: int) -> list[bytes]:
     return [f"p{partition}-{i}".encode() for i in range(RECORDS)]
 
 
-@contextmanager
 def two_objects(
     tmp_path: Path, **store_settings: Any
-) -> Iterator[tuple[engine.Engine, FaultyStore, list[str]]]:
+) -> contextlib.AbstractContextManager[tuple[engine.Engine, FaultyStore, list[str]]]:
     """The engine, its store, and the key of the object holding each
     partition's records (by partition); ``store_settings`` on top of the
     store config. The store is healed before the engine closes."""
+    return objects_per_partition(tmp_path, 2, **store_settings)
+
+
+@contextmanager
+def objects_per_partition(
+    tmp_path: Path, partitions: int, **store_settings: Any
+) -> Iterator[tuple[engine.Engine, FaultyStore, list[str]]]:
+    """two_objects with ``partitions`` partitions, each in an object of its own."""
     store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
     # A read that outlasts the bound is answered empty: a slow read on a
     # loaded machine must not be taken for a fault's answer, or a healthy
@@ -49,9 +57,9 @@ def two_objects(
     )
     opened = engine.open(tmp_path / "node", store, config)
     try:
-        opened.create_topic(TOPIC, 2)
+        opened.create_topic(TOPIC, partitions)
         keys = []
-        for partition in range(2):
+        for partition in range(partitions):
             before = {info.key for info in store.inner.list("objects/")}
             with opened.producer(linger_ms=0) as producer:
                 for value in values(partition):

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import native
 from engine import Engine, EngineConfig
 from engine.errors import InvalidConfig, UnknownPartition, UnknownTopic
+from engine.memory.uploaded_lookup import lookup_uploaded
 from engine.topic_id import uuid_text
 from native.records import Compression, RecordSpec
 from s3stream import StreamStoreConfig
@@ -333,3 +334,71 @@ def test_tidelog_lookup_reads_committed_when_asked(tmp_path: Path) -> None:
         tmp_path, "t", "--header", HEADER, "--value", "a", "--isolation-level", "x"
     )
     assert refused.returncode == 2 and "isolation-level" in refused.stderr
+
+
+def test_a_read_committed_lookup_from_the_store_reads_the_last_checkpoint_not_the_history(
+    tmp_path: Path,
+) -> None:
+    """``tidelog lookup --isolation-level read_committed`` takes the
+    partition's transactions from its last uploaded checkpoint and replays
+    only the batches after it: it reads about what a read_uncommitted
+    lookup reads (the index and the matching batches), not every block of
+    the history. Transactions ended before the checkpoint and after it are
+    both told apart: aborted ones left out, one still open holds the
+    stable end."""
+    store = CountingStore(tmp_path / "bucket")
+    config = EngineConfig(
+        store=StreamStoreConfig(
+            upload_interval_s=3600,
+            upload_bytes=1 << 30,
+            compaction_interval_s=3600,
+            block_bytes=16 * 1024,
+            block_cache_bytes=0,
+        ),
+        checkpoint_interval_s=3600,
+        cleaner_interval_s=3600,
+    )
+    with Engine.open(tmp_path / "data", store, config=config) as e:
+        e.create_topic("t", 1, configs={"tidelog.index.headers": HEADER})
+        with e.producer(transactional_id="agent") as producer:
+            producer.init_transactions(timeout=30)
+
+            def transaction(value: bytes, commit: bool | None) -> None:
+                producer.begin_transaction()
+                producer.send("t", value, partition=0, headers=[(HEADER, b"a")]).result(30)
+                if commit is True:
+                    producer.commit_transaction(timeout=30)
+                elif commit is False:
+                    producer.abort_transaction(timeout=30)
+
+            transaction(b"aborted-before", False)
+            for _ in range(400):  # history no lookup needs
+                specs = [RecordSpec(0, None, bytes(200), ((HEADER, b"other"),))] * 10
+                e.produce("t", 0, native.encode_batch(specs))
+            transaction(b"committed-before", True)
+            assert e.flush(timeout=30)  # checkpoints, then uploads
+            # Uploaded with no checkpoint after them: replayed.
+            transaction(b"aborted-after", False)
+            transaction(b"committed-after", True)
+            transaction(b"open-after", None)
+            assert e.store.flush(30)
+            total = sum(info.size for info in store.list("objects/"))
+            gets, got = store.gets, store.got
+            everything = lookup_uploaded(store, ["t"], HEADER, b"a")
+            uncommitted = (store.gets - gets, store.got - got)
+            gets, got = store.gets, store.got
+            committed = lookup_uploaded(store, ["t"], HEADER, b"a", read_committed=True)
+            read_committed = (store.gets - gets, store.got - got)
+            producer.abort_transaction(timeout=30)
+    assert [r.value for r in everything] == [
+        b"aborted-before",
+        b"committed-before",
+        b"aborted-after",
+        b"committed-after",
+        b"open-after",
+    ]
+    assert [r.value for r in committed] == [b"committed-before", b"committed-after"]
+    # Beyond the read_uncommitted lookup's reads: the object's tail again,
+    # the block with the last checkpoint, and the blocks after it.
+    assert read_committed[0] - uncommitted[0] <= 4
+    assert read_committed[1] - uncommitted[1] < total // 10

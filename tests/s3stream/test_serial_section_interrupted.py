@@ -14,7 +14,7 @@ from s3stream.errors import Fenced
 from s3stream.manifest import Manifest
 from s3stream.manifest_writer import ManifestWriter, SerialSection
 from s3stream.store import LocalStore
-from tests.engine.interrupted import interrupted_taking, taken_elsewhere
+from tests.engine.interrupted import interrupted_taking, interrupted_twice, taken_elsewhere
 
 
 @pytest.fixture
@@ -56,3 +56,17 @@ def test_the_section_refuses_its_own_holder_and_stays_held(
             enter(writer)
         assert writer.serial._lock._is_owned()  # still the holder's
     assert taken_elsewhere(writer.serial._lock)
+
+
+@pytest.mark.parametrize("until", [False, True])
+def test_a_second_ctrl_c_as_the_section_is_released_leaves_it_free(
+    writer: ManifestWriter, until: bool
+) -> None:
+    """A first Ctrl-C inside the section, a second as its release starts
+    (wal/interrupts.py): the release runs whole, then the interrupt is
+    raised."""
+    section = writer.serial.until(monotonic() + 60) if until else writer.serial
+    interrupted = interrupted_twice(section)
+    assert taken_elsewhere(writer.serial._lock)
+    assert interrupted.landed[0].endswith("__exit__")
+    entered(writer)

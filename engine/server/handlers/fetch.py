@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
 from engine.errors import EngineError, error_code
-from engine.gc_pause import PausedWhileRunning, collector_paused
+from engine.gc_pause import CollectorPaused, PausedWhileRunning
 from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import Partition, PartitionFetch
 from engine.protocol.apis import ApiKey, response_schema
@@ -225,7 +225,7 @@ async def handle_fetch(context: RequestContext, request: FetchRequest) -> dict[s
     leader = None
     if context.version >= FIRST_NODE_ENDPOINTS_VERSION:
         leader = _Leader(context.broker, context.engine.leader_epoch)
-    with collector_paused():  # the answer's many objects: see PausedWhileRunning
+    with CollectorPaused():  # the answer's many objects: see PausedWhileRunning
         return _response(context.version, reads, committed, answer, leader)
 
 
