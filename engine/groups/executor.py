@@ -163,6 +163,11 @@ class GroupExecutor:
         finally:
             self._awaited = outer
 
+    def store_stopped(self) -> bool:
+        """Whether the coordinator closed or its store failed, was fenced
+        or closed: no write succeeds until the engine is opened again."""
+        return self.closed or self.state_log.store.fenced_or_failed()
+
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
         """Calls ``callback`` on the timer thread after ``delay_s`` (it takes
         the lock itself if it needs it)."""
