@@ -745,13 +745,13 @@ class GroupCoordinator:
         member makes its own id; in v0 a joining member without one is
         given one."""
         with self._locked():
+            if self._run.closed:  # before the request's checks, as Kafka's
+                closed = HeartbeatResult(KafkaCode.COORDINATOR_NOT_AVAILABLE, "it is closed")
+                return done(closed)
             try:
                 validate_heartbeat(request, self.config, member_id_required)
             except Refused as refused:
                 return done(HeartbeatResult(refused.code, refused.message))
-            if self._run.closed:
-                closed = HeartbeatResult(KafkaCode.COORDINATOR_NOT_AVAILABLE, "it is closed")
-                return done(closed)
             group_id = request.group_id
             group = self._consumer_groups.get(group_id)
             if group is None:
