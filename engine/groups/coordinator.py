@@ -817,7 +817,14 @@ class GroupCoordinator:
 
         self._classic_groups.set_aside(classic)
         group.undo_if_flush_fails = undo
-        answer = group.heartbeat(request, undo)
+        try:
+            answer = group.heartbeat(request, undo)
+        except BaseException:  # the classic group must not be lost with the request
+            if self._consumer_groups.get(group.group_id) is group:
+                self._consumer_groups.drop(group, write=False)
+            if self.group(classic.group_id) is None:
+                self._classic_groups.put_back(classic)
+            raise
         if kept:
             classic.unload(KafkaCode.REBALANCE_IN_PROGRESS)
             unloaded = True

@@ -23,6 +23,7 @@ from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import StorageError
 from engine.groups import LeaveResult
+from engine.groups.consumer_group import ConsumerGroup
 from engine.groups.consumer_heartbeat import Heartbeat
 from engine.groups.records import read_state
 from engine.protocol.consumer_protocol import (
@@ -562,3 +563,34 @@ def test_a_downgrade_whose_write_fails_keeps_the_consumer_group(
     assert epoch >= 0 and _consumer_group(first) == before
     assert first.groups.describe_groups(["g"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
     assert _consumer_group(node()) == before
+
+
+def test_a_takeover_whose_heartbeat_raises_leaves_the_classic_group(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The takeover's heartbeat raises (a defect, not an answer): the
+    classic group, set aside while the consumer group is built, is there
+    again, and no consumer group."""
+    first = node()
+    leader = _consumer_protocol_join(first, "m").result(TIMEOUT)
+    synced = first.groups.sync_group(
+        "m", leader.generation_id, leader.member_id, None, "consumer", "range",
+        {leader.member_id: b""},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+    before = _classic_group(first, "m")
+
+    def raising(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    with monkeypatch.context() as faults:
+        faults.setattr(ConsumerGroup, "heartbeat", raising)
+        with pytest.raises(RuntimeError):
+            first.groups.consumer_group_heartbeat(
+                Heartbeat(
+                    "m", "modern", 0, rebalance_timeout_ms=30_000,
+                    subscribed_topic_names=[TOPIC], owned_partitions={},
+                )
+            )  # fmt: skip
+    assert _classic_group(first, "m") == before
+    assert first.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
