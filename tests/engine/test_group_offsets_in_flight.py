@@ -71,17 +71,21 @@ class HeldAnswers:
         groups._run.write = self._holding  # type: ignore[method-assign]
 
     def _holding(
-        self, puts: dict[Any, Any], deletes: list[Any], then: Callable[[Any], None] | None = None
+        self,
+        puts: dict[Any, Any],
+        deletes: list[Any],
+        then: Callable[[Any], None] | None = None,
+        rebuilt: bool = True,
     ) -> None:
         if then is None:
-            self._write(puts, deletes, then)
+            self._write(puts, deletes, then, rebuilt)
             return
         self.made += 1
         answer = then
         if self.failing:
             self.held.append(partial(answer, KafkaCode.NOT_COORDINATOR))
             return
-        self._write(puts, deletes, lambda error: self.held.append(partial(answer, error)))
+        self._write(puts, deletes, lambda error: self.held.append(partial(answer, error)), rebuilt)
 
     def give(self) -> None:
         """Gives the oldest answer held, once its write is durable."""
