@@ -435,6 +435,18 @@ class CoordinatorClosed(NotCoordinator, EngineClosed):
         EngineError.__init__(self, f"the {coordinator} coordinator is closed")
 
 
+class GroupCoordinatorClosed(CoordinatorNotAvailable, EngineClosed):
+    """The group coordinator was asked after its engine began to close. On
+    the wire it is COORDINATOR_NOT_AVAILABLE, what Kafka 4's
+    GroupCoordinatorService answers every group API while it is not
+    active: clients look the coordinator up again and retry. To the
+    embedded API it is an EngineClosed too: this engine will not serve
+    again, so an embedded caller stops rather than retrying."""
+
+    def __init__(self) -> None:
+        EngineError.__init__(self, "the group coordinator is closed")
+
+
 # -- consumer groups
 
 

@@ -77,6 +77,12 @@ class GroupHost(Protocol):
         kept as ``then`` leaves it, not rebuilt from the state log (the
         write changed nothing in memory that ``then`` does not put back)."""
 
+    def store_again(self, group: ClassicGroup) -> None:
+        """A write of the group's record failed and the group is kept as
+        memory holds it: its record is written again while it is Empty or
+        Stable (a rebalance's own write stores it otherwise), until one is
+        durable or the store stops taking writes."""
+
 
 class ClassicGroup:
     def __init__(self, group_id: str, host: GroupHost) -> None:
@@ -101,6 +107,9 @@ class ClassicGroup:
         self._initial_delay_remaining_ms: int | None = None
         self._rebalance_timer: Timer | None = None
         self._sync_timer: Timer | None = None
+        self.store_again_timer: Timer | None = None
+        """A write of the group's record again, after one failed (GroupHost.store_again)."""
+        self.store_again_delay_s = 0.0
 
     # -- facts ---------------------------------------------------------------------
 
@@ -239,7 +248,11 @@ class ClassicGroup:
             self.subscribed_topics = None
             self._transition(GroupState.EMPTY)
             log.info("group %s: generation %d is empty", self.group_id, self.generation_id)
-            self.host.store_group(self, {})
+            # Kept Empty if the write fails, as Kafka's ClassicGroup (which
+            # its coordinator's revert never touches) is kept: the members
+            # removed are gone, and a rebalance begun meanwhile goes on.
+            # The host writes the record again (docs/design/0109).
+            self.host.store_group(self, {}, self._empty_stored, rebuilt=False)
             return
         self.protocol_name = self.select_protocol()
         self.subscribed_topics = group_subscription(
@@ -263,6 +276,13 @@ class ClassicGroup:
         self._sync_timer = self.host.schedule(
             self, self.rebalance_timeout_ms / 1000, self._sync_timed_out
         )
+
+    def _empty_stored(self, error: KafkaCode) -> None:
+        if error != KafkaCode.NONE:
+            # Kafka's coordinator only warns ("the previous generation
+            # written to the log will become active again"); here a
+            # restart must load the group memory holds.
+            self.host.store_again(self)
 
     def _elect_joined_leader(self) -> bool:
         leader = self.members.get(self.leader_id or "")
@@ -486,10 +506,29 @@ class ClassicGroup:
                 member.sync_waiter = None
             if member.session_timer is not None:
                 member.session_timer.cancel()
-        for timer in (self._rebalance_timer, self._sync_timer, *self.pending_members.values()):
+        timers = (self._rebalance_timer, self._sync_timer, self.store_again_timer)
+        for timer in (*timers, *self.pending_members.values()):
             if timer is not None:
                 timer.cancel()
         self.pending_members.clear()
+
+    def resume(self) -> None:
+        """After ``unload`` (its waiters answered, its timers stopped), the
+        group is served again as it was (a takeover of it failed to write):
+        every member's session starts again, and a rebalance in progress
+        has its timeout again, within which the members answered rejoin
+        (or sync); those that do not are removed as in any rebalance."""
+        for member in self.members.values():
+            self.watch_session(member)
+        if self.state == GroupState.PREPARING_REBALANCE:
+            self._initial_delay_remaining_ms = None
+            self._rebalance_timer = self.host.schedule(
+                self, self.rebalance_timeout_ms / 1000, self._rebalance_timed_out
+            )
+        elif self.state == GroupState.COMPLETING_REBALANCE:
+            self._sync_timer = self.host.schedule(
+                self, self.rebalance_timeout_ms / 1000, self._sync_timed_out
+            )
 
     # -- state ---------------------------------------------------------------------
 

@@ -23,6 +23,11 @@ from engine.protocol.kafka_code import KafkaCode
 
 log = logging.getLogger("tidelog.groups")
 
+STORE_AGAIN_FIRST_S = 0.5
+"""How long after a failed write a kept group's record is written again;
+the wait doubles while the writes fail, up to STORE_AGAIN_MAX_S."""
+STORE_AGAIN_MAX_S = 30.0
+
 
 class ClassicGroups:
     """``has_offsets(group_id)``: whether the group has committed or
@@ -73,6 +78,31 @@ class ClassicGroups:
 
         self._run.write({classic_group_key(group.group_id): value}, [], stored, rebuilt)
 
+    def store_again(self, group: ClassicGroup) -> None:
+        if group.store_again_timer is not None or self._run.store_stopped():
+            # One is due; or a failed, fenced or closed store, which takes
+            # no write until the engine is opened again (and a restart
+            # loads what the state log holds, as Kafka's does).
+            return
+        delay_s = min(max(group.store_again_delay_s * 2, STORE_AGAIN_FIRST_S), STORE_AGAIN_MAX_S)
+        group.store_again_delay_s = delay_s
+
+        def again() -> None:
+            group.store_again_timer = None
+            if group.state not in (GroupState.EMPTY, GroupState.STABLE):
+                return  # the rebalance in progress writes the group when it ends
+            assignment = {m.member_id: m.assignment for m in group.members.values()}
+
+            def stored(error: KafkaCode) -> None:
+                if error == KafkaCode.NONE:
+                    group.store_again_delay_s = 0.0
+                else:
+                    self.store_again(group)
+
+            self.store_group(group, assignment, stored, rebuilt=False)
+
+        group.store_again_timer = self.schedule(group, delay_s, again)
+
     # -- the groups ---------------------------------------------------------------------
 
     def get(self, group_id: str) -> ClassicGroup | None:
@@ -102,6 +132,15 @@ class ClassicGroups:
         del self._groups[group.group_id]
         group.unload(error)
         return [classic_group_key(group.group_id)]
+
+    def set_aside(self, group: ClassicGroup) -> None:
+        """Takes the group out of the coordinator's groups, as it is (a
+        takeover by a consumer group is being written); ``put_back``
+        brings it back if that write fails."""
+        del self._groups[group.group_id]
+
+    def put_back(self, group: ClassicGroup) -> None:
+        self._groups[group.group_id] = group
 
     def forget_if_unused(self, group: ClassicGroup) -> None:
         """A group that never formed and holds nothing is not kept (a

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 
 from engine.futures import running_future
 from engine.groups.classic import ClassicGroup
-from engine.groups.classic_member import JoinRequest, Member
+from engine.groups.classic_member import JoinRequest, Member, PendingRename
 from engine.groups.results import GroupState, JoinResult, SyncResult
 from engine.protocol.kafka_code import KafkaCode
 
@@ -181,15 +181,23 @@ def _replace_static_member(
     match group.state:
         case GroupState.STABLE if group.select_protocol() == group.protocol_name:
             assignment = {m.member_id: m.assignment for m in group.members.values()}
+            renaming = PendingRename(old_member_id)
+            member.pending_renames.append(renaming)
 
             def stored(error: KafkaCode) -> None:
-                if member.join_waiter is not future:
-                    return  # a rebalance answered it meanwhile
-                member.join_waiter = None
+                # Not answered yet unless a rebalance or another process's
+                # join answered it meanwhile.
+                answering = member.join_waiter is future
+                if answering:
+                    member.join_waiter = None
+                if error != KafkaCode.NONE:
+                    _undo_rename(group, member, renaming, member_id)
+                else:
+                    member.pending_renames.remove(renaming)
+                if not answering:
+                    return
                 if error != KafkaCode.NONE:
                     member.protocols = old_protocols
-                    if group.members.get(member_id) is member:
-                        _rename(group, member_id, old_member_id)
                     _answer(group, future, error, "")
                     return
                 # The previous leader id, so that this member, even if it
@@ -203,6 +211,22 @@ def _replace_static_member(
             group.maybe_prepare_rebalance(f"static member {request.group_instance_id} rejoins")
         case _:
             pass  # the rebalance in progress answers it
+
+
+def _undo_rename(
+    group: ClassicGroup, member: Member, renaming: PendingRename, member_id: str
+) -> None:
+    """The write naming the member ``member_id`` failed: it goes back to the
+    id the state log holds. Writes end in the order they were made, so a
+    later replacement still being written (another process with the same
+    instance id) goes back to that id in turn if it fails too; memory and
+    the state log never name different member ids."""
+    index = member.pending_renames.index(renaming)
+    del member.pending_renames[index]
+    if index < len(member.pending_renames):
+        member.pending_renames[index].back_to = renaming.back_to
+    elif group.members.get(member_id) is member:
+        _rename(group, member_id, renaming.back_to)
 
 
 def _rename(group: ClassicGroup, old_member_id: str, member_id: str) -> Member:

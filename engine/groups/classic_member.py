@@ -34,6 +34,16 @@ class JoinRequest(NamedTuple):
     reason: str | None
 
 
+class PendingRename:
+    """A static member's replacement whose write has no outcome yet: the
+    member id to go back to if it fails (classic_join.py)."""
+
+    __slots__ = ("back_to",)
+
+    def __init__(self, back_to: str) -> None:
+        self.back_to = back_to
+
+
 class Member:
     """A member of a group, and what it is waiting for."""
 
@@ -62,6 +72,9 @@ class Member:
         """Joined and not yet part of a generation."""
         self.session_deadline = 0.0
         self.session_timer: Timer | None = None
+        self.pending_renames: list[PendingRename] = []
+        """Its replacements by a static member's new process being
+        written, oldest first."""
 
     def metadata(self, protocol: str | None) -> bytes:
         for name, metadata in self.protocols:

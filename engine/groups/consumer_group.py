@@ -111,9 +111,11 @@ class ConsumerGroupHost(Protocol):
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
+        rebuilt: bool = True,
     ) -> None:
         """Appends to the state log; ``then(error_code)`` runs under the lock
-        once the records are durable (or failed)."""
+        once the records are durable (or failed). ``rebuilt`` False: a
+        failed write's groups are left as ``then`` leaves them."""
 
     def topics(self) -> Mapping[str, TopicInfo]:
         """Every topic that exists now, by name."""
@@ -167,6 +169,10 @@ class ConsumerGroup:
         self.deletes_to_flush: list[Hashable] = []
         """Keys the next flush deletes with the group's records: a classic
         group's, when this group takes its place (migration.py)."""
+        self.undo_if_flush_fails: Callable[[], None] | None = None
+        """Called, in place of the group's rebuild from the state log, if
+        the next flush's write fails: what the takeover of a classic group
+        replaced is put back (GroupCoordinator._take_over)."""
 
     # -- facts ---------------------------------------------------------------------
 
@@ -659,7 +665,12 @@ class ConsumerGroup:
                 puts[key] = member.to_stored(self.target.get(member_id, {})).to_value()
         self._group_changed = False
         self._changed_members.clear()
-        self.host.write_consumer(puts, deletes, then)
+        undo = self.undo_if_flush_fails
+        if undo is None:
+            self.host.write_consumer(puts, deletes, then)
+            return True
+        self.undo_if_flush_fails = None
+        self.host.write_consumer(puts, deletes, _undoing(undo, then), rebuilt=False)
         return True
 
     def hand_over(self, puts: dict[Hashable, Any], deletes: list[Hashable]) -> None:
@@ -723,3 +734,17 @@ class ConsumerGroup:
         if self._regex_timer is not None:
             self._regex_timer.cancel()
             self._regex_timer = None
+
+
+def _undoing(
+    undo: Callable[[], None], then: Callable[[KafkaCode], None] | None
+) -> Callable[[KafkaCode], None]:
+    """``then``, after ``undo`` if the write failed."""
+
+    def written(error: KafkaCode) -> None:
+        if error != KafkaCode.NONE:
+            undo()
+        if then is not None:
+            then(error)
+
+    return written

@@ -81,8 +81,9 @@ class ConsumerGroups:
         puts: dict[Hashable, Any],
         deletes: list[Hashable],
         then: Callable[[KafkaCode], None] | None = None,
+        rebuilt: bool = True,
     ) -> None:
-        self._run.write(puts, deletes, then)
+        self._run.write(puts, deletes, then, rebuilt)
 
     def topics(self) -> Mapping[str, TopicInfo]:
         return self._topics()

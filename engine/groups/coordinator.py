@@ -31,6 +31,7 @@ from typing import Any
 from engine.clock import SYSTEM, Clock
 from engine.config import ConfigEntry
 from engine.errors import (
+    GroupCoordinatorClosed,
     GroupIdNotFound,
     InvalidGroupId,
     NonEmptyGroup,
@@ -186,7 +187,7 @@ class GroupCoordinator:
 
     def _check_open(self) -> None:
         if self._run.closed:
-            raise NotCoordinator("the group coordinator is closed")
+            raise GroupCoordinatorClosed()
 
     # -- loading ------------------------------------------------------------------------
 
@@ -257,7 +258,7 @@ class GroupCoordinator:
         )
         with self._locked():
             if self._run.closed:
-                error = KafkaCode.NOT_COORDINATOR
+                error = KafkaCode.COORDINATOR_NOT_AVAILABLE
             consumer_group = (
                 self._consumer_groups.get(group_id) if error == KafkaCode.NONE else None
             )
@@ -348,11 +349,12 @@ class GroupCoordinator:
         """LeaveGroup for (member id, group instance id) pairs: a code per
         member, once what the leave changed is durable (the group emptied,
         a consumer group's member deleted), or NOT_COORDINATOR for the
-        request if that write failed: the group is then what the state log
-        holds, its members in it, as Kafka answers after the write (its
-        CoordinatorRuntime). A member id of "" with an instance id removes
-        whichever member holds that instance id. Raises InvalidGroupId,
-        NotCoordinator."""
+        request if that write failed, as Kafka answers after the write (its
+        CoordinatorRuntime): a consumer group is then what the state log
+        holds, its member in it; a classic group stays Empty, its members
+        gone, as Kafka's ClassicGroup stays (docs/design/0109). A member
+        id of "" with an instance id removes whichever member holds that
+        instance id. Raises InvalidGroupId, GroupCoordinatorClosed."""
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
@@ -384,7 +386,8 @@ class GroupCoordinator:
         if not group_id:
             return KafkaCode.INVALID_GROUP_ID
         if self._run.closed:
-            return KafkaCode.NOT_COORDINATOR
+            # Kafka 4's GroupCoordinatorService while not active.
+            return KafkaCode.COORDINATOR_NOT_AVAILABLE
         return KafkaCode.NONE
 
     # -- offsets ------------------------------------------------------------------------
@@ -414,7 +417,7 @@ class GroupCoordinator:
             raise InvalidGroupId(group_id)
         with self._locked():
             if self._run.closed:
-                return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
+                return done(dict.fromkeys(offsets, KafkaCode.COORDINATOR_NOT_AVAILABLE))
             error = self._member_error(
                 group_id,
                 generation_id,
@@ -452,17 +455,17 @@ class GroupCoordinator:
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
-            if self._group_error(group_id) == KafkaCode.NOT_COORDINATOR:
+            if self._group_error(group_id) == KafkaCode.COORDINATOR_NOT_AVAILABLE:
                 # Answered before the transaction is verified, as Kafka's
                 # group coordinator answers before it asks the other.
-                return done(dict.fromkeys(offsets, KafkaCode.NOT_COORDINATOR))
+                return done(dict.fromkeys(offsets, KafkaCode.COORDINATOR_NOT_AVAILABLE))
             expected = self._offsets.expect_transactional_commit(producer_id)
         try:
             if check is not None:
                 check()
             with self._locked():
                 if self._run.closed:
-                    return done({tp: KafkaCode.NOT_COORDINATOR for tp in offsets})
+                    return done(dict.fromkeys(offsets, KafkaCode.COORDINATOR_NOT_AVAILABLE))
                 error = self._member_error(
                     group_id, generation_id, member_id, group_instance_id, True
                 )
@@ -545,7 +548,7 @@ class GroupCoordinator:
         """OffsetDelete: removes committed offsets of an empty group, or of
         topics no member subscribes to (KafkaCode.GROUP_SUBSCRIBED_TO_TOPIC for the
         others). Raises GroupIdNotFound, NonEmptyGroup (a group that is not
-        a consumer group and has members), InvalidGroupId, NotCoordinator."""
+        a consumer group and has members), InvalidGroupId, GroupCoordinatorClosed."""
         if not group_id:
             raise InvalidGroupId(group_id)
         with self._locked():
@@ -756,12 +759,13 @@ class GroupCoordinator:
         member makes its own id; in v0 a joining member without one is
         given one."""
         with self._locked():
+            if self._run.closed:  # before the request's checks, as Kafka's
+                closed = HeartbeatResult(KafkaCode.COORDINATOR_NOT_AVAILABLE, "it is closed")
+                return done(closed)
             try:
                 validate_heartbeat(request, self.config, member_id_required)
             except Refused as refused:
                 return done(HeartbeatResult(refused.code, refused.message))
-            if self._run.closed:
-                return done(HeartbeatResult(KafkaCode.NOT_COORDINATOR, "the coordinator is closed"))
             group_id = request.group_id
             group = self._consumer_groups.get(group_id)
             if group is None:
@@ -806,18 +810,40 @@ class GroupCoordinator:
         ``classic``'s members. Refused (the group is full), it changes
         nothing: as Kafka, whose refused heartbeat writes no record, the
         classic group stays, served as it was, and the consumer group is
-        neither kept nor written."""
-        refused = False
+        neither kept nor written. If the write fails, the classic group
+        comes back as memory held it, a rebalance in progress included,
+        where Kafka's revert puts the same object back in its groups
+        (docs/design/0109); its waiters were answered REBALANCE_IN_PROGRESS
+        by the takeover, as Kafka's convertToConsumerGroup answers them,
+        and join (or sync) again."""
+        kept = True
+        unloaded = False
 
         def undo() -> None:
-            nonlocal refused
-            refused = True
-            self._consumer_groups.drop(group, write=False)
+            nonlocal kept
+            kept = False
+            if self._consumer_groups.get(group.group_id) is group:
+                self._consumer_groups.drop(group, write=False)
             group.hand_over({}, [])
+            if unloaded and self.group(classic.group_id) is None:
+                self._classic_groups.put_back(classic)
+                classic.resume()
 
-        answer = group.heartbeat(request, undo)
-        if not refused:
-            self._classic_groups.drop(classic, KafkaCode.REBALANCE_IN_PROGRESS)
+        self._classic_groups.set_aside(classic)
+        group.undo_if_flush_fails = undo
+        try:
+            answer = group.heartbeat(request, undo)
+        except BaseException:  # the classic group must not be lost with the request
+            if self._consumer_groups.get(group.group_id) is group:
+                self._consumer_groups.drop(group, write=False)
+            if self.group(classic.group_id) is None:
+                self._classic_groups.put_back(classic)
+            raise
+        if kept:
+            classic.unload(KafkaCode.REBALANCE_IN_PROGRESS)
+            unloaded = True
+        else:  # refused, or its write refused at once: nothing was answered
+            self._classic_groups.put_back(classic)
         return answer
 
     def _downgrade(self, group: ConsumerGroup, leaving: ConsumerMember | None) -> bool:
@@ -862,7 +888,7 @@ class GroupCoordinator:
     def describe_group_configs(self, group_id: str) -> list[ConfigEntry]:
         """DescribeConfigs of a GROUP resource: each group config, the
         group's own (source GROUP) or the broker's (DEFAULT). Raises
-        EmptyGroupName, NotCoordinator."""
+        EmptyGroupName, GroupCoordinatorClosed."""
         with self._locked():
             self._check_open()
             return self._consumer_groups.describe_configs(group_id)
@@ -873,7 +899,7 @@ class GroupCoordinator:
         """IncrementalAlterConfigs of a GROUP resource: sets (a value) or
         removes (None) the group's own configs, done once durable; a
         consumer group times its members by them from their next heartbeat.
-        Raises InvalidConfig, EmptyGroupName, NotCoordinator; the future
+        Raises InvalidConfig, EmptyGroupName, GroupCoordinatorClosed; the future
         fails with NotCoordinator if the write does."""
         with self._locked():
             self._check_open()

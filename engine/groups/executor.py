@@ -166,6 +166,11 @@ class GroupExecutor:
         finally:
             self._awaited = outer
 
+    def store_stopped(self) -> bool:
+        """Whether the coordinator closed or its store failed, was fenced
+        or closed: no write succeeds until the engine is opened again."""
+        return self.closed or self.state_log.store.fenced_or_failed()
+
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
         """Calls ``callback`` on the timer thread after ``delay_s`` (it takes
         the lock itself if it needs it)."""
@@ -182,10 +187,11 @@ class GroupExecutor:
         lock once the records are durable (NOT_COORDINATOR if they failed,
         as Kafka answers a write its log refused; ``on_failed_write`` then
         puts back what the write changed, and what ``then`` answered is
-        settled after that). ``rebuilt`` False: the write changed nothing
-        in memory that ``then`` does not put back (a classic group's
-        assignment, applied once durable), so its groups are not rebuilt;
-        its answers still wait for the failed writes before it."""
+        settled after that). ``rebuilt`` False: a failure leaves memory as
+        ``then`` leaves it (a classic group's assignment, applied once
+        durable; its Empty record; a takeover, whose ``then`` puts the
+        classic group back: docs/design/0102, 0109), so its groups are
+        not rebuilt; its answers still wait for the failed writes before it."""
         if self._awaited is not None:
             written: Future[KafkaCode] = running_future()
             self._awaited.append(written)

@@ -19,10 +19,12 @@ the coordinator again and rejoins, as after a coordinator moved. Offsets
 the write deleted (OffsetDelete, DeleteGroups, retention, a deleted
 topic) are the group's again; a commit is made visible only once durable
 (offset_manager.py), so a failed one has nothing to undo. Group configs
-go back to the stored ones. A classic group's assignment and a static
-member's replacement are not rebuilt (GroupExecutor.write's ``rebuilt``):
-their callbacks leave the group as Kafka's ClassicGroup, which its
-snapshots never revert, is left (docs/design/0102).
+go back to the stored ones. A classic group's own writes (its
+assignment, a static member's replacement, its Empty record) and a
+consumer group's takeover of a classic group are not rebuilt
+(GroupExecutor.write's ``rebuilt``): their callbacks leave the group as
+Kafka's ClassicGroup, which its snapshots never revert, is left, or put
+the taken-over classic group back (docs/design/0102, 0109).
 """
 
 from __future__ import annotations

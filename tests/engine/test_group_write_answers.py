@@ -236,18 +236,18 @@ def test_a_failed_assignment_write_keeps_the_classic_groups_rebalance(
         assert {r.generation_id for r in rejoined} == {leader.generation_id + 1}
 
 
-def test_a_join_into_a_group_whose_empty_record_failed_is_answered_at_the_rebuild(
+def test_a_join_into_a_group_whose_empty_record_failed_goes_on_with_its_rebalance(
     e: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The last member leaves and the Empty record is refused behind a
     write in flight; a new member joins the group, Empty in memory, and
-    waits in its rebalance. The group is rebuilt Stable with the member
-    that left (the leave is answered NOT_COORDINATOR, 0098), and the
-    waiting member is answered NOT_COORDINATOR then, which a client
-    recovers from by joining again, not left waiting for its rebalance
-    timeout (docs/design/0102: this rebalance cannot be kept)."""
+    waits in its rebalance. The group is kept as memory holds it, as
+    Kafka's ClassicGroup is: the leave is answered NOT_COORDINATOR, the
+    member that left stays gone, and the rebalance goes on to answer the
+    joining member with the generation after the Empty one (it was
+    answered NOT_COORDINATOR at a rebuild of the group from the state
+    log, which dropped the rebalance; docs/design/0109)."""
     member = _stable(e, "v")
-    before = _classic_group(e, "v")
     leaving: list[Future[Any]] = []
 
     def leave_then_join() -> Future[Any]:
@@ -257,9 +257,12 @@ def test_a_join_into_a_group_whose_empty_record_failed_is_answered_at_the_rebuil
         return joining
 
     joining = _behind_a_write_in_flight(e, monkeypatch, leave_then_join)
-    assert joining.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+    joined = joining.result(TIMEOUT)
+    assert joined.error == KafkaCode.NONE
+    assert joined.generation_id == member.generation_id + 2
     assert leaving[0].result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
-    assert _classic_group(e, "v") == before
+    (described,) = e.groups.describe_groups(["v"])
+    assert [m.member_id for m in described.members] == [joined.member_id]
 
 
 @pytest.mark.parametrize("failure", FAILURES)
@@ -311,3 +314,27 @@ def test_the_rebalance_kept_after_a_failed_assignment_is_what_a_restart_loads_on
     loaded = restarted.groups._classic_groups.get("r")
     assert loaded is not None and loaded.generation_id == generation
     assert loaded.leader_id == new_leader.member_id
+
+
+def test_two_processes_of_a_static_member_both_refused_leave_the_member_id_the_log_holds(
+    restartable: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two new processes with one instance id join a Stable group, one
+    after the other, before either write's outcome is taken: each renames
+    the member (the first process fenced by the second), and both writes
+    fail (the WAL's write fails: the first is accepted and fails after the
+    second is made). The member goes back to the id the state log holds,
+    the one before both: it went back to the first process's id, which no
+    record holds, so memory and a restart named different members."""
+    e = restartable()
+    old = _stable(e, "s", instance_id="i")
+    with monkeypatch.context() as faults:
+        with e.groups._locked():  # neither outcome is taken before both joins
+            FAILURES["WAL write fails"](faults, e)
+            first = _join(e, "s", instance_id="i")
+            second = _join(e, "s", instance_id="i")
+        assert first.result(TIMEOUT).error == KafkaCode.FENCED_INSTANCE_ID
+        assert second.result(TIMEOUT).error == KafkaCode.NOT_COORDINATOR
+    in_memory = _classic_group(e, "s")
+    assert [m for m, _ in in_memory[3]] == [old.member_id]
+    assert _classic_group(restartable(), "s") == in_memory

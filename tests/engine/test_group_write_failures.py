@@ -23,7 +23,9 @@ from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import StorageError
 from engine.groups import LeaveResult
+from engine.groups.consumer_group import ConsumerGroup
 from engine.groups.consumer_heartbeat import Heartbeat
+from engine.groups.records import read_state
 from engine.protocol.consumer_protocol import (
     Assignment,
     Subscription,
@@ -36,7 +38,7 @@ from s3stream import StoreFailed
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
 from tests.engine.test_group_migration import _taken_over
-from tests.engine.test_groups import wait_for
+from tests.engine.test_groups import advance_until, wait_for
 from wal.segment import SegmentWriter
 
 TIMEOUT = 30.0
@@ -180,34 +182,58 @@ def test_a_consumer_protocol_leave_whose_write_fails_is_answered_not_coordinator
     assert _consumer_group(first) == before
 
 
-@pytest.mark.parametrize("failure", FAILURES)
-def test_a_classic_group_emptied_by_a_write_that_fails_keeps_its_member(
-    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
-) -> None:
-    """The last member leaves: the group's Empty record fails to write, the
-    leave is answered NOT_COORDINATOR (not before the write: the member is
-    still in the group), and the group is the Stable one its stored
-    record holds."""
-    first = node()
-    protocols = [("range", b"m")]
-    joined = first.groups.join_group(
-        "c", "", None, "consumer", protocols, 10_000, 5_000, require_known_member_id=False
-    ).result(TIMEOUT)
+def _stable_classic_group(e: Engine, group_id: str) -> Any:
+    """A classic group Stable with one member; returns its JoinGroup answer."""
+    joined = e.groups.join_group(
+        group_id, "", None, "consumer", [("range", b"m")], 10_000, 5_000,
+        require_known_member_id=False,
+    ).result(TIMEOUT)  # fmt: skip
     assert joined.error == KafkaCode.NONE
-    synced = first.groups.sync_group(
-        "c", joined.generation_id, joined.member_id, None, "consumer", "range",
+    synced = e.groups.sync_group(
+        group_id, joined.generation_id, joined.member_id, None, "consumer", "range",
         {joined.member_id: b"assigned"},
     ).result(TIMEOUT)  # fmt: skip
     assert synced.error == KafkaCode.NONE
-    before = _classic_group(first, "c")
-    assert before[1] == "Stable"
+    return joined
+
+
+def _stored_classic_group(e: Engine, group_id: str) -> Any:
+    """The classic group's record in the state log: (generation, member ids)."""
+    stored = read_state(e.groups._run.state_log.items()).classic_groups[group_id]
+    return stored.generation_id, [m.member_id for m in stored.members]
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_classic_group_emptied_by_a_write_that_fails_stays_empty(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """The last member leaves: the group's Empty record fails to write, and
+    the leave is answered NOT_COORDINATOR once it has. The group stays
+    Empty, its member gone, as Kafka's ClassicGroup (which its
+    coordinator's revert never touches) stays. A store that writes again
+    is given the record again: a restart loads the Empty group memory
+    holds. A failed store takes no write until the engine is opened again:
+    its restart loads the generation before, as Kafka's does."""
+    first = node()
+    joined = _stable_classic_group(first, "c")
+    stable = _classic_group(first, "c")
+    assert stable[1] == "Stable"
     with monkeypatch.context() as faults:
         FAILURES[failure](faults, first)
         left = first.groups.leave_group("c", [(joined.member_id, None)]).result(TIMEOUT)
     assert left == LeaveResult(KafkaCode.NOT_COORDINATOR, [])
-    assert _classic_group(first, "c") == before
-    restarted = node()
-    assert _classic_group(restarted, "c") == before
+    empty = _classic_group(first, "c")
+    assert empty[1:] == ("Empty", "", [])
+    if failure == "WAL write fails":
+        assert _classic_group(node(), "c") == stable
+        return
+    clock = first.clock
+    assert isinstance(clock, ManualClock)
+    advance_until(
+        clock, lambda: _stored_classic_group(first, "c") == (joined.generation_id + 1, [])
+    )
+    assert _classic_group(first, "c") == empty
+    assert _classic_group(node(), "c") == empty
 
 
 @pytest.mark.parametrize("failure", FAILURES)
@@ -399,25 +425,17 @@ def test_a_refused_offset_delete_behind_a_commit_in_flight_keeps_the_stored_offs
     assert _offsets(node(), "w")[tp] == expected
 
 
-def test_a_refused_leave_behind_a_write_in_flight_is_answered_once_its_group_is_rebuilt(
+def test_a_refused_leave_behind_a_write_in_flight_is_answered_once_its_failure_is_taken(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A commit is durable but the coordinator has not taken its outcome
     (its timer thread is busy); the store fails; the last member's leave
-    is refused at once. Its NOT_COORDINATOR waits for the group to be
-    rebuilt from the state log (which waits for the commit's outcome), so
-    that whoever hears the answer finds the member still in the group, as
-    the state log holds it."""
+    is refused at once. Its NOT_COORDINATOR waits for the commit's
+    outcome (the failed writes' groups are settled only then), and the
+    group is Empty: the member is gone, as from Kafka's ClassicGroup. The
+    store failed: a restart loads the Stable group the state log holds."""
     first = node()
-    joined = first.groups.join_group(
-        "c", "", None, "consumer", [("range", b"m")], 10_000, 5_000,
-        require_known_member_id=False,
-    ).result(TIMEOUT)  # fmt: skip
-    synced = first.groups.sync_group(
-        "c", joined.generation_id, joined.member_id, None, "consumer", "range",
-        {joined.member_id: b"assigned"},
-    ).result(TIMEOUT)  # fmt: skip
-    assert synced.error == KafkaCode.NONE
+    joined = _stable_classic_group(first, "c")
     before = _classic_group(first, "c")
     busy, free = threading.Event(), threading.Event()
 
@@ -436,10 +454,143 @@ def test_a_refused_leave_behind_a_write_in_flight_is_answered_once_its_group_is_
             wait_for(lambda: state_log.store.end_offset(state_log.stream_id) > end)
             _fail_the_store(faults, first)
             leaving = first.groups.leave_group("c", [(joined.member_id, None)])
-            assert not leaving.done()  # the group is not rebuilt yet
+            assert not leaving.done()  # the commit's outcome is not taken yet
     finally:
         free.set()
     assert committing.result(TIMEOUT) == {tp: KafkaCode.NONE}
     assert leaving.result(TIMEOUT) == LeaveResult(KafkaCode.NOT_COORDINATOR, [])
-    assert _classic_group(first, "c") == before
+    assert _classic_group(first, "c")[1:] == ("Empty", "", [])
     assert _classic_group(node(), "c") == before
+
+
+def _consumer_protocol_join(e: Engine, group_id: str, member_id: str = "") -> Future[Any]:
+    metadata = encode_subscription(Subscription([TOPIC], None, []), 1)
+    return e.groups.join_group(
+        group_id, member_id, None, "consumer", [("range", metadata)], 10_000, 5_000,
+        require_known_member_id=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_takeover_whose_write_fails_keeps_the_classic_groups_rebalance(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A classic group is rebalancing (a second member joined, the first
+    not rejoined yet) when a consumer-protocol member takes it over, and
+    that write fails. The classic group is back as memory held it, both
+    members in its rebalance, as Kafka's revert puts the same ClassicGroup
+    back: the rebalance was dropped with the joined member, rebuilt
+    Stable from the state log. The rebalance then ends as any does, and
+    what it stores is what a restart loads."""
+    first = node()
+    leader = _consumer_protocol_join(first, "m").result(TIMEOUT)
+    everything = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(4)]))
+    synced = first.groups.sync_group(
+        "m", leader.generation_id, leader.member_id, None, "consumer", "range",
+        {leader.member_id: everything},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+    joining = _consumer_protocol_join(first, "m")
+    (described,) = first.groups.describe_groups(["m"])
+    assert described.state == "PreparingRebalance" and len(described.members) == 2
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        refused = first.groups.consumer_group_heartbeat(
+            Heartbeat(
+                "m",
+                "modern",
+                0,
+                rebalance_timeout_ms=30_000,
+                subscribed_topic_names=[TOPIC],
+                owned_partitions={},
+            )
+        ).result(TIMEOUT)
+    assert refused.error == KafkaCode.NOT_COORDINATOR
+    assert first.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
+    (described,) = first.groups.describe_groups(["m"])
+    assert described.state == "PreparingRebalance"
+    members = {m.member_id for m in described.members}
+    assert leader.member_id in members and len(members) == 2
+    if joining.done():  # answered by the takeover: it joins again with its id
+        answered = joining.result()
+        assert answered.error == KafkaCode.REBALANCE_IN_PROGRESS
+        joining = _consumer_protocol_join(first, "m", answered.member_id)
+    rejoined = _consumer_protocol_join(first, "m", leader.member_id).result(TIMEOUT)
+    joined = joining.result(TIMEOUT)
+    assert (rejoined.error, joined.error) == (KafkaCode.NONE, KafkaCode.NONE)
+    assert rejoined.generation_id == joined.generation_id == leader.generation_id + 1
+    assert {rejoined.member_id, joined.member_id} == members
+    if failure == "WAL write fails":  # the store takes no write: a restart loads generation 1
+        restarted = _classic_group(node(), "m")
+        assert restarted[1] == "Stable" and [m for m, _ in restarted[3]] == [leader.member_id]
+        return
+    new_leader, follower = (rejoined, joined) if rejoined.members else (joined, rejoined)
+    half = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(2)]))
+    syncs = [
+        first.groups.sync_group(
+            "m", follower.generation_id, follower.member_id, None, "consumer", "range", {}
+        ),
+        first.groups.sync_group(
+            "m", new_leader.generation_id, new_leader.member_id, None, "consumer", "range",
+            {new_leader.member_id: half, follower.member_id: half},
+        ),
+    ]  # fmt: skip
+    assert [s.result(TIMEOUT).error for s in syncs] == [KafkaCode.NONE, KafkaCode.NONE]
+    in_memory = _classic_group(first, "m")
+    assert in_memory[1] == "Stable" and {m for m, _ in in_memory[3]} == members
+    assert _classic_group(node(), "m") == in_memory
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_downgrade_whose_write_fails_keeps_the_consumer_group(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """The last consumer-protocol member of a group with a classic member
+    leaves: a classic group takes the group's place in memory and its
+    write fails. The group is the consumer group it was, with the member
+    that left (its leave answered NOT_COORDINATOR), in memory and after a
+    restart: as Kafka's revert puts its timeline back (the classic group
+    it made is dropped with it), what the state log holds."""
+    first = node()
+    classic, _ = _taken_over(first.groups)
+    before = _consumer_group(first)
+    (modern,) = [m for m, *_ in before[3] if m != classic]
+    epoch = next(e for m, e, *_ in before[3] if m == modern)
+    with monkeypatch.context() as faults:
+        FAILURES[failure](faults, first)
+        left = first.groups.consumer_group_heartbeat(Heartbeat("g", modern, -1)).result(TIMEOUT)
+    assert left.error == KafkaCode.NOT_COORDINATOR
+    assert epoch >= 0 and _consumer_group(first) == before
+    assert first.groups.describe_groups(["g"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
+    assert _consumer_group(node()) == before
+
+
+def test_a_takeover_whose_heartbeat_raises_leaves_the_classic_group(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The takeover's heartbeat raises (a defect, not an answer): the
+    classic group, set aside while the consumer group is built, is there
+    again, and no consumer group."""
+    first = node()
+    leader = _consumer_protocol_join(first, "m").result(TIMEOUT)
+    synced = first.groups.sync_group(
+        "m", leader.generation_id, leader.member_id, None, "consumer", "range",
+        {leader.member_id: b""},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+    before = _classic_group(first, "m")
+
+    def raising(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    with monkeypatch.context() as faults:
+        faults.setattr(ConsumerGroup, "heartbeat", raising)
+        with pytest.raises(RuntimeError):
+            first.groups.consumer_group_heartbeat(
+                Heartbeat(
+                    "m", "modern", 0, rebalance_timeout_ms=30_000,
+                    subscribed_topic_names=[TOPIC], owned_partitions={},
+                )
+            )  # fmt: skip
+    assert _classic_group(first, "m") == before
+    assert first.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND

@@ -21,7 +21,14 @@ from kio.serial import entity_writer
 
 import engine
 from engine.clock import SYSTEM, Clock, ManualClock
-from engine.errors import GroupIdNotFound, InvalidGroupId, NonEmptyGroup, NotCoordinator
+from engine.errors import (
+    EngineClosed,
+    GroupCoordinatorClosed,
+    GroupIdNotFound,
+    InvalidGroupId,
+    NonEmptyGroup,
+    NotCoordinator,
+)
 from engine.groups import GroupCoordinator, JoinResult, SyncResult
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
@@ -859,15 +866,24 @@ def test_a_fresh_machine_with_only_the_bucket_has_the_offsets(
     assert [m.member_id for m in described.members] == [member.member_id]
 
 
-def test_a_closed_coordinator_answers_not_coordinator(open_engine: Callable[..., Any]) -> None:
+def test_a_closed_coordinator_answers_coordinator_not_available(
+    open_engine: Callable[..., Any],
+) -> None:
     opened = open_engine()
     groups = opened.groups
     (member,), _ = stable_group(groups, 1)
     waiting = join(groups)  # a rebalance: the member's rejoin is awaited
     opened.close()
+    # Those waiting are answered as Kafka's coordinator answers at its
+    # unload; what is asked after, as its inactive GroupCoordinatorService.
     assert waiting.result(TIMEOUT).error == E["NOT_COORDINATOR"]
-    assert groups.heartbeat("g", 1, member.member_id, None) == E["NOT_COORDINATOR"]
-    assert commit(groups, {TP0: 1}) == {TP0: E["NOT_COORDINATOR"]}
+    assert groups.heartbeat("g", 1, member.member_id, None) == E["COORDINATOR_NOT_AVAILABLE"]
+    assert commit(groups, {TP0: 1}) == {TP0: E["COORDINATOR_NOT_AVAILABLE"]}
+    assert join(groups).result(TIMEOUT).error == E["COORDINATOR_NOT_AVAILABLE"]
+    with pytest.raises(GroupCoordinatorClosed) as raised:
+        groups.leave_group("g", [(member.member_id, None)])
+    assert isinstance(raised.value, EngineClosed)  # an embedded caller does not retry
+    assert raised.value.code == E["COORDINATOR_NOT_AVAILABLE"]
 
 
 def test_a_transactional_commit_written_while_its_transaction_ends_is_not_kept(
