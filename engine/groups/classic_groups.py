@@ -76,7 +76,7 @@ class ClassicGroups:
             if then is not None and self._groups.get(group.group_id) is group:
                 then(error)
 
-        self._run.write({classic_group_key(group.group_id): value}, [], stored, rebuilt)
+        self._run.write({classic_group_key(group.group_id): value}, [], stored, rebuilt=rebuilt)
 
     def store_again(self, group: ClassicGroup) -> None:
         if group.store_again_timer is not None or self._run.store_stopped():

@@ -83,7 +83,7 @@ class ConsumerGroups:
         then: Callable[[KafkaCode], None] | None = None,
         rebuilt: bool = True,
     ) -> None:
-        self._run.write(puts, deletes, then, rebuilt)
+        self._run.write(puts, deletes, then, rebuilt=rebuilt)
 
     def topics(self) -> Mapping[str, TopicInfo]:
         return self._topics()
