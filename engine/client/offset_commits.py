@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.client.membership import group_error
 from engine.client.poll_steps import RETRY_BACKOFF_S
-from engine.errors import EngineError, UnknownPartition, UnknownTopic
+from engine.errors import EngineError, GroupCoordinatorClosed, UnknownPartition, UnknownTopic
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -83,6 +83,11 @@ class OffsetCommits:
 
     def _commit_error(self, failed: Mapping[TopicPartition, KafkaCode]) -> EngineError:
         tp, code = next(iter(sorted(failed.items())))
+        if code == KafkaCode.COORDINATOR_NOT_AVAILABLE and self._host.closed:
+            # The engine closed after the commit found it open: the group
+            # coordinator answered what it answers a wire client, which
+            # retries elsewhere; an embedded caller stops (docs/design/0109).
+            return GroupCoordinatorClosed()
         if code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION:
             count = len(self._host.topic_partitions([tp.topic]))
             if count == 0:

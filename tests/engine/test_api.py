@@ -122,6 +122,34 @@ def test_a_closed_engine_raises_engine_closed(engine_factory: EngineFactory) -> 
         assert "closed" in str(caught.value)
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_commit_that_meets_the_engine_closing_raises_engine_closed(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+) -> None:
+    """The engine closes after a consumer's commit found it open and before
+    the group coordinator took the commit (its answer COORDINATOR_NOT_AVAILABLE
+    per partition, the wire's retriable code): the caller is told the engine
+    closed, as every other call is, not a GroupError it would retry."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    consumer = e.consumer(group_id="g", enable_auto_commit=False)
+    consumer.assign([TopicPartition("t", 0)])
+    commit_offsets = e.groups.commit_offsets
+
+    def closing_first(*args: Any, **kwargs: Any) -> Any:
+        e.close()
+        return commit_offsets(*args, **kwargs)
+
+    monkeypatch.setattr(e.groups, "commit_offsets", closing_first)
+    with pytest.raises(engine.EngineClosed) as caught:
+        if asynchronous:
+            consumer.commit({TopicPartition("t", 0): 1}, asynchronous=True).result(30)
+        else:
+            consumer.commit({TopicPartition("t", 0): 1})
+    assert caught.value.error_code == code("COORDINATOR_NOT_AVAILABLE")
+    assert "closed" in str(caught.value)
+
+
 # -- topics ----------------------------------------------------------------------
 
 
