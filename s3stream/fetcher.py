@@ -242,8 +242,14 @@ class Fetcher:
         fetch threads so the event loop never waits for object storage, and
         beside live traffic are answered after a rest (replay_pace.py)."""
         if self._hot(stream_id, offset):
-            self.pace.live()
-            return self.fetch(stream_id, offset, max_bytes)
+            hot = self.fetch(stream_id, offset, max_bytes)
+            if hot.batches:
+                # Only records the log cache answered are live traffic: a
+                # read at the end with nothing to answer is as likely a
+                # replay's, naming a partition it has read to its end, and
+                # records come there by appends, which count themselves.
+                self.pace.live()
+            return hot
         started = self.pace.now()
         read, shared = self._object_read(stream_id, offset, max_bytes)
         waits = self._waits

@@ -10,7 +10,7 @@ workers at nice 5 weigh more than twice the event loop at nice 0, and the
 loop, the WAL's writer and its sync thread (each a hop of every
 acknowledgement) wait behind them for a CPU.
 
-So while live traffic is present (ReplayPace.is_live: an append or a read
+So while live traffic is present (ReplayPace.is_live: an append or records
 the log cache answered, lately), at most ``limit`` loads run at once; the
 others wait until one of them ends. Alone, a replay loads with
 every worker, as fast as it can. The wait is bounded: a load that has not

@@ -5,7 +5,7 @@ answered; each answer costs the server's read threads CPU (file reads,
 CRC checks, parsing blocks) and the replaying client more (decoding every
 record). On a machine with fewer cores than that work wants, live produce
 and tail reads wait for a CPU behind it. So while live traffic is present
-(an append or a read the log cache answers, within ``LIVE_WINDOW_S``), an
+(an append or records the log cache answers, within ``LIVE_WINDOW_S``), an
 asynchronous read that went to object storage is answered only after a
 rest: ``rest_ratio`` times as long as the read took. A replay then goes
 at least 1 / (1 + rest_ratio) as fast as it would (the rest adds to the
@@ -42,7 +42,7 @@ class ReplayPace:
         return self._clock()
 
     def live(self) -> None:
-        """An append, or a read the log cache answered: live traffic now."""
+        """An append, or records the log cache answered: live traffic now."""
         self._live_at = self._clock()
 
     def is_live(self) -> bool:

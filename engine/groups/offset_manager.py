@@ -246,6 +246,9 @@ class OffsetManager:
                 # record must not load, at the next start, as pending offsets
                 # of a group that no longer exists.
                 self._delete_unclaimed(transaction.producer_id, gone)
+            # Refused, voided or deleted meanwhile, it may have left the
+            # group it made with nothing, which a restart would not find.
+            self._host.forget_if_unused(group_id)
             self._answer_once_void_is_durable(in_flight, future, results)
 
         self._host.write(puts, [], written)

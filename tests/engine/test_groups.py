@@ -560,6 +560,27 @@ def test_a_simple_group_whose_last_offsets_are_deleted_is_gone_as_after_a_restar
     assert [(g.group_id, g.state) for g in loaded.list_groups()] == served
 
 
+def test_a_group_made_only_by_a_transactional_commit_its_abort_voided_is_gone(
+    open_engine: Callable[..., Any],
+) -> None:
+    """A TxnOffsetCommit that made its group, voided by its transaction's
+    abort while it was written, leaves the group nothing: it is not
+    listed, as a restart (whose log holds no offsets of it) does not
+    list it."""
+    opened = open_engine()
+    groups = opened.groups
+    with groups._locked():  # the abort before the commit's write is durable
+        late = groups.commit_transactional_offsets(
+            "void", 7, 0, "", -1, None, {TP0: OffsetAndMetadata(10)}
+        )
+        aborted = groups.complete_transaction(7, committed=False)
+    aborted.result(TIMEOUT)
+    assert late.result(TIMEOUT) == {TP0: E["INVALID_TXN_STATE"]}
+    served = [g.group_id for g in groups.list_groups()]
+    opened.close()
+    assert [g.group_id for g in open_engine().groups.list_groups()] == served == []
+
+
 def test_a_commit_outside_any_generation_is_a_simple_consumers_while_the_group_is_empty(
     open_engine: Callable[..., Any],
 ) -> None:

@@ -151,3 +151,24 @@ def test_a_tail_read_is_answered_while_a_replay_read_rests(tmp_path: Path) -> No
         asyncio.run(both())
     assert pace.rests == [pytest.approx(0.05, abs=0.01)]
     assert answered == ["tail", "replay"]
+
+
+def test_a_read_at_the_end_with_nothing_to_answer_is_no_live_traffic(tmp_path: Path) -> None:
+    """A replay's Fetch names every partition it is assigned, those it has
+    read to their end too (or empty ones): answered with nothing, they are
+    its own, not live traffic; else a replay alone would rest and load one
+    span at a time. Records at the end come by appends, which count."""
+    pace = RecordingPace(1.0, took_s=0.05)
+    store, history, live = _store_with_history(tmp_path, pace)
+    pace._live_at = -float("inf")  # the live stream's creation was no traffic
+
+    async def replay() -> None:
+        caught_up = await store.fetch_async(live, 0, 4096)  # empty: at its end
+        assert not caught_up.batches
+        result = await store.fetch_async(history, 0, 4096)
+        assert result.batches
+
+    with store:
+        asyncio.run(replay())
+        assert not store.reader.gate.beside_live()
+    assert pace.rests == [0.0]
