@@ -19,6 +19,8 @@ from contextlib import AbstractContextManager
 from types import CodeType, FrameType
 from typing import NamedTuple, Protocol
 
+from wal.interrupts import _Deferring
+
 WAIT_S = 30.0
 
 
@@ -155,18 +157,19 @@ def interrupted_twice_calling(call: Callable[[], object]) -> Interrupted:
     return Interrupted(landed, came_out)
 
 
-def _raising_sigint() -> int | None:
-    """Makes SIGINT raise KeyboardInterrupt, as Python starts, unless a
-    handler of Python's is in place (a window's, wal/interrupts.py, which
-    this must neither replace nor put back later); what to put back
-    (SIG_DFL or SIG_IGN), or None."""
+def _raising_sigint() -> signal._HANDLER:
+    """Makes SIGINT raise KeyboardInterrupt, as Python starts, unless
+    Python's own handler or a window's (wal/interrupts.py, which this must
+    neither replace nor put back later) is in place; what to put back
+    (SIG_DFL, SIG_IGN, or a handler an earlier test of the process left
+    behind), or None."""
     previous = signal.getsignal(signal.SIGINT)
-    if not isinstance(previous, int):
+    if previous is signal.default_int_handler or isinstance(previous, _Deferring):
         return None
     signal.signal(signal.SIGINT, signal.default_int_handler)
     return previous
 
 
-def _put_back(previous: int | None) -> None:
+def _put_back(previous: signal._HANDLER) -> None:
     if previous is not None:
         signal.signal(signal.SIGINT, previous)
