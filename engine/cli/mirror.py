@@ -131,8 +131,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"tidelog mirror: {error}", file=sys.stderr)
         return CANNOT_RUN
     runner = MirrorRunner(settings, once=args.once)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: runner.stop.set())
+    # Put back when the run ends: a caller of main() in its own process
+    # (a test, an embedding script) keeps its own handlers after it.
+    previous = {
+        signum: signal.signal(signum, lambda *_: runner.stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         report = runner.run()
     except KafkaMissing as error:
@@ -141,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     except EngineError as error:
         print(f"tidelog mirror: {type(error).__name__}: {error}", file=sys.stderr)
         return FAILED
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print(
         f"mirrored {report.copied} records ({report.matched} found on the target already),"
         f" {report.syncs} offset syncs, {len(report.checkpoints)} groups checkpointed",

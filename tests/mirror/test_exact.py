@@ -8,6 +8,8 @@ of another writer stop the mirror."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -41,10 +43,13 @@ def test_once_copies_committed_records_and_translates_every_offset(
     assert stamped.flush(30) == 0
     create(source, "skipped", 4)
 
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     assert (
         main(["mirror", "--from", source, "--to", target, "--topics", "orders|stamped", "--once"])
         == 0
     )
+    # The run's own stop handlers are gone with it: its caller's are back.
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
 
     orders = assert_mirrored_exactly(source, target, "orders", 4)
     # 10 of 15 rounds committed per partition; the first 12 offsets of
