@@ -252,6 +252,49 @@ def test_a_commit_whose_record_passes_a_wal_record_is_unknown_server_error(
     _serves(node)
 
 
+def _init_txn(node: Node, transactional_id: str) -> Any:
+    return node.request(
+        InitProducerIdRequest(
+            transactional_id=TransactionalId(transactional_id),
+            transaction_timeout=timedelta(seconds=60),
+        )
+    )
+
+
+def _end_txn(node: Node, transactional_id: str, pid: int, epoch: int, *, committed: bool) -> int:
+    ended = node.request(
+        EndTxnRequest(
+            transactional_id=TransactionalId(transactional_id),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            committed=committed,
+        )
+    )
+    return int(ended.error_code)
+
+
+def _begin_offsets_txn(node: Node) -> tuple[int, int]:
+    """A transaction of "committer" that commits offsets of "txn-group":
+    its producer id and epoch."""
+    init = _init_txn(node, "committer")
+    pid, epoch = init.producer_id, init.producer_epoch
+    added = node.request(
+        AddOffsetsToTxnRequest(
+            transactional_id=TransactionalId("committer"),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            group_id=GroupId("txn-group"),
+        )
+    )
+    assert added.error_code == KafkaCode.NONE
+    return pid, epoch
+
+
+def _txn_group_offsets(node: Node) -> list[tuple[int, int, str]]:
+    found = node.engine.groups.fetch_offsets("txn-group", None)
+    return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
+
+
 def test_a_transaction_grown_past_a_wal_record_is_refused_and_can_end(node: Node) -> None:
     """Each AddPartitionsToTxn adds to the transaction's partition set, all
     of it in one record: the add that takes it past one WAL record is
@@ -259,11 +302,7 @@ def test_a_transaction_grown_past_a_wal_record_is_refused_and_can_end(node: Node
     keeps the partitions added before it, ends, and the next one begins."""
     partitions = 2 * SEGMENT // (len(LONG) + 8)
     node.engine.create_topic(LONG, partitions)
-    init = node.request(
-        InitProducerIdRequest(
-            transactional_id=TransactionalId("grower"), transaction_timeout=timedelta(seconds=60)
-        )
-    )
+    init = _init_txn(node, "grower")
     assert init.error_code == KafkaCode.NONE
     pid, epoch = init.producer_id, init.producer_epoch
 
@@ -292,15 +331,7 @@ def test_a_transaction_grown_past_a_wal_record_is_refused_and_can_end(node: Node
     assert codes(add(half, partitions)) == {KafkaCode.UNKNOWN_SERVER_ERROR}
     assert len(node.engine.transactions.describe("grower").partitions) == half
     _serves(node)
-    ended = node.request(
-        EndTxnRequest(
-            transactional_id=TransactionalId("grower"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            committed=False,
-        )
-    )
-    assert ended.error_code == KafkaCode.NONE
+    assert _end_txn(node, "grower", pid, epoch, committed=False) == KafkaCode.NONE
     node.reopen()
     assert codes(add(0, half)) == {KafkaCode.NONE}
     _serves(node)
@@ -366,46 +397,19 @@ def test_a_transaction_s_offsets_are_bounded_by_what_its_completion_writes(
     Kafka 4 answers a commit whose record is too large), so the
     transaction always completes and its partitions' offsets are committed."""
     node.engine.create_topic("c", 8)
-    init = node.request(
-        InitProducerIdRequest(
-            transactional_id=TransactionalId("committer"),
-            transaction_timeout=timedelta(seconds=60),
-        )
-    )
-    pid, epoch = init.producer_id, init.producer_epoch
-    added = node.request(
-        AddOffsetsToTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            group_id=GroupId("txn-group"),
-        )
-    )
-    assert added.error_code == KafkaCode.NONE
+    pid, epoch = _begin_offsets_txn(node)
     metadata = "m" * (SEGMENT // 5)
     assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
     assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
     assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
     assert _txn_commit(node, pid, epoch, range(4, 6), "small") == {KafkaCode.NONE}
-    ended = node.request(
-        EndTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            committed=True,
-        )
-    )
-    assert ended.error_code == KafkaCode.NONE
+    assert _end_txn(node, "committer", pid, epoch, committed=True) == KafkaCode.NONE
     expected = [(p, p + 1, metadata) for p in range(4)] + [(4, 5, "small"), (5, 6, "small")]
 
-    def committed() -> list[tuple[int, int, str]]:
-        found = node.engine.groups.fetch_offsets("txn-group", None)
-        return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
-
-    assert committed() == expected
+    assert _txn_group_offsets(node) == expected
     _serves(node)
     node.reopen()
-    assert committed() == expected
+    assert _txn_group_offsets(node) == expected
 
 
 def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> None:
@@ -415,43 +419,16 @@ def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> No
     would take the completion past one WAL record is refused and the
     transaction still completes."""
     node.engine.create_topic("c", 8)
-    init = node.request(
-        InitProducerIdRequest(
-            transactional_id=TransactionalId("committer"),
-            transaction_timeout=timedelta(seconds=60),
-        )
-    )
-    pid, epoch = init.producer_id, init.producer_epoch
-    added = node.request(
-        AddOffsetsToTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            group_id=GroupId("txn-group"),
-        )
-    )
-    assert added.error_code == KafkaCode.NONE
+    pid, epoch = _begin_offsets_txn(node)
     metadata = "m" * (SEGMENT // 5)
     assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
     assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
     node.reopen()
     assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
-    ended = node.request(
-        EndTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            committed=True,
-        )
-    )
-    assert ended.error_code == KafkaCode.NONE
+    assert _end_txn(node, "committer", pid, epoch, committed=True) == KafkaCode.NONE
     expected = [(p, p + 1, metadata) for p in range(4)]
 
-    def committed() -> list[tuple[int, int, str]]:
-        found = node.engine.groups.fetch_offsets("txn-group", None)
-        return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
-
-    assert committed() == expected
+    assert _txn_group_offsets(node) == expected
     _serves(node)
 
 
