@@ -37,6 +37,7 @@ from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StoreFailed
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
+from tests.engine.reopening import reopening
 from tests.engine.test_group_migration import _taken_over
 from tests.engine.test_groups import advance_until, wait_for
 from wal.segment import SegmentWriter
@@ -81,21 +82,8 @@ def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     one before), on a clock that stands: the classic members' sessions and
     rebalance timeouts run out only when a test moves it, not while a
     loaded machine restarts an engine."""
-    opened: list[Engine] = []
-    clock = ManualClock()
-
-    def open_node() -> Engine:
-        if opened:
-            opened[-1].close()
-        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
-        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config, clock=clock)
-        opened.append(e)
-        if TOPIC not in e.list_topics():
-            e.create_topic(TOPIC, 4)
-        return e
-
-    yield open_node
-    opened[-1].close()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
+    yield from reopening(tmp_path, config, TOPIC, 4, ManualClock())
 
 
 def _heartbeat(e: Engine, member_id: str, epoch: int, group_id: str = "g") -> Any:

@@ -28,6 +28,7 @@ from engine.transactions.metadata import MAX_EPOCH, TV_2, TransactionMetadata, T
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
+from tests.engine.reopening import reopening
 from tests.engine.test_transactions import control_batches
 from tests.engine.txn_state_faults import (
     RefusedStateWrites,
@@ -46,20 +47,8 @@ IDLE = engine.TransactionConfig(transactional_id_expiration_ms=0)
 def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     """Opens the engine on the same WAL and bucket each time (closing the
     one before)."""
-    opened: list[Engine] = []
-
-    def open_node() -> Engine:
-        if opened:
-            opened[-1].close()
-        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, transactions=IDLE)
-        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config)
-        opened.append(e)
-        if "t" not in e.list_topics():
-            e.create_topic("t", 2)
-        return e
-
-    yield open_node
-    opened[-1].close()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, transactions=IDLE)
+    yield from reopening(tmp_path, config, "t", 2)
 
 
 def states(e: Engine) -> list[TransactionMetadata]:
