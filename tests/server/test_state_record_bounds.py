@@ -59,7 +59,7 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from native.records import RecordSpec
 from tests.engine.conftest import FAST_STORE
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import ServedNode
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
@@ -75,32 +75,17 @@ LONG = "t" * 249
 carries it in the transaction's record."""
 
 
-class Node:
+class Node(ServedNode):
     """An engine with small WAL segments, served on loopback; reopened on
     the same storage by ``reopen``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.config = engine.EngineConfig(
+        config = engine.EngineConfig(
             store=replace(FAST_STORE, wal_segment_bytes=SEGMENT),
             cleaner_interval_s=3600,
             groups=GROUPS,
         )
-        self.open()
-
-    def open(self) -> None:
-        self.engine = engine.open(
-            self.root / "data", f"file://{self.root / 'objects'}", self.config
-        )
-        self.server = InProcessServer(self.engine)
-
-    def close(self) -> None:
-        self.server.stop()
-        self.engine.close()
-
-    def reopen(self) -> None:
-        self.close()
-        self.open()
+        super().__init__(root, config)
 
     def request(self, request: Any) -> Any:
         with Wire(self.server.bootstrap, timeout=TIMEOUT) as wire:
