@@ -417,6 +417,22 @@ def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> No
     _serves(node)
 
 
+def _produce_one(wire: Wire, topic: str, key: bytes | None, pid: int, sequence: int) -> Any:
+    """A batch of one record of idempotent producer ``pid`` at ``sequence``
+    to partition 0 of ``topic``: the partition's answer."""
+    records = native.encode_batch(
+        [RecordSpec(1_700_000_000_000, key, b"v", ())],
+        producer_id=pid,
+        producer_epoch=0,
+        base_sequence=sequence,
+    )
+    data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
+    produce = load_request_schema(ApiKey.PRODUCE, 9)
+    request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
+    (answer,) = wire.request(request).responses[0].partition_responses
+    return answer
+
+
 def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
     node: Node,
 ) -> None:
@@ -427,18 +443,9 @@ def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
     e: Engine = node.engine
     e.create_topic("crowded", 1)
     e.create_topic("calm", 1)
-    produce = load_request_schema(ApiKey.PRODUCE, 9)
 
     def send(wire: Wire, topic: str, pid: int) -> tuple[int, int]:
-        records = native.encode_batch(
-            [RecordSpec(1_700_000_000_000, None, b"v", ())],
-            producer_id=pid,
-            producer_epoch=0,
-            base_sequence=0,
-        )
-        data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
-        request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
-        (answer,) = wire.request(request).responses[0].partition_responses
+        answer = _produce_one(wire, topic, None, pid, 0)
         return answer.error_code, answer.base_offset
 
     pids: list[int] = []
@@ -473,19 +480,9 @@ def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_other
     e: Engine = node.engine
     e.create_topic("crowded", 1, configs={"cleanup.policy": "compact"})
     e.create_topic("calm", 1, configs={"cleanup.policy": "compact"})
-    produce = load_request_schema(ApiKey.PRODUCE, 9)
 
     def send(wire: Wire, topic: str, pid: int, sequence: int) -> int:
-        records = native.encode_batch(
-            [RecordSpec(1_700_000_000_000, b"k", b"v", ())],
-            producer_id=pid,
-            producer_epoch=0,
-            base_sequence=sequence,
-        )
-        data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
-        request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
-        (answer,) = wire.request(request).responses[0].partition_responses
-        return int(answer.error_code)
+        return int(_produce_one(wire, topic, b"k", pid, sequence).error_code)
 
     def idempotent(wire: Wire) -> int:
         init = wire.request(
