@@ -8,15 +8,13 @@ drawn into it, the catalog a restart loads is the one that was served."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
 import pytest
 from hypothesis import settings
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import precondition, rule
 
 import engine
 from engine import catalog as catalog_module
@@ -26,6 +24,7 @@ from engine.delegation_tokens import DelegationTokenConfig
 from engine.errors import EngineError
 from engine.quota_entities import CLIENT_ID, USER
 from tests.engine.conftest import FAST_STORE
+from tests.engine.restart_machine import RestartMachine
 from tests.long_runs import LONG, sized
 
 TOPICS = ["a", "b", "c"]
@@ -83,27 +82,18 @@ def _served(opened: engine.Engine) -> Any:
     return state, topics, opened.client_quotas.entities(), tokens
 
 
-class CatalogRestartMachine(RuleBasedStateMachine):
+class CatalogRestartMachine(RestartMachine):
+    directory_prefix = "catalog-restart-"
+
     def __init__(self) -> None:
         super().__init__()
-        self.directory = Path(tempfile.mkdtemp(prefix="catalog-restart-"))
-        self.clock = ManualClock()
-        self.engine = _open(self.directory / "node", self.clock)
         self.digests: list[bytes] = []
 
-    def teardown(self) -> None:
-        try:
-            self._check_restart()
-        finally:
-            self.engine.close()
-            shutil.rmtree(self.directory, ignore_errors=True)
+    def open_engine(self, directory: Path, clock: ManualClock) -> engine.Engine:
+        return _open(directory, clock)
 
-    def _check_restart(self) -> None:
-        served = _served(self.engine)
-        self.engine.close()
-        self.engine = _open(self.directory / "node", self.clock)
-        loaded = _served(self.engine)
-        assert loaded == served, f"served {served}\nloaded {loaded}"
+    def served(self, opened: engine.Engine) -> Any:
+        return _served(opened)
 
     @rule(name=st.sampled_from(TOPICS), partitions=st.integers(1, 3))
     def create_topic(self, name: str, partitions: int) -> None:

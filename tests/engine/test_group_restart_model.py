@@ -10,15 +10,13 @@ and its committed offsets."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
 import pytest
 from hypothesis import settings
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import precondition, rule
 
 import engine
 from engine.clock import ManualClock
@@ -33,6 +31,7 @@ from engine.protocol.consumer_protocol import (
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import FAST_STORE
+from tests.engine.restart_machine import RestartMachine
 from tests.long_runs import LONG, sized
 
 E = KafkaCode
@@ -96,12 +95,11 @@ def _served(opened: engine.Engine) -> Any:
     return listed, group, committed
 
 
-class GroupRestartMachine(RuleBasedStateMachine):
+class GroupRestartMachine(RestartMachine):
+    directory_prefix = "group-restart-"
+
     def __init__(self) -> None:
         super().__init__()
-        self.directory = Path(tempfile.mkdtemp(prefix="group-restart-"))
-        self.clock = ManualClock()
-        self.engine = _open(self.directory / "node", self.clock)
         self.engine.create_topic(TOPIC, PARTITIONS)
         # consumer members: index -> (member id, epoch, instance id, owned)
         self.consumers: dict[int, tuple[str, int, str | None, dict[bytes, list[int]]]] = {}
@@ -109,22 +107,17 @@ class GroupRestartMachine(RuleBasedStateMachine):
         """The classic member's id and generation, once it joined."""
         self.restarts = 0
 
-    def teardown(self) -> None:
-        try:
-            self._check_restart()
-        finally:
-            self.engine.close()
-            shutil.rmtree(self.directory, ignore_errors=True)
+    def open_engine(self, directory: Path, clock: ManualClock) -> engine.Engine:
+        return _open(directory, clock)
 
-    def _check_restart(self) -> None:
-        served = _served(self.engine)
-        self.engine.close()
-        self.engine = _open(self.directory / "node", self.clock)
-        loaded = _served(self.engine)
+    def served(self, opened: engine.Engine) -> Any:
+        return _served(opened)
+
+    def compared(self, served: Any, loaded: Any) -> tuple[Any, Any]:
         if served[1] == REBALANCING:
             served = ({(g, t) for g, t, _ in served[0]}, REBALANCING, served[2])
             loaded = ({(g, t) for g, t, _ in loaded[0]}, REBALANCING, loaded[2])
-        assert loaded == served, f"served {served}\nloaded {loaded}"
+        return served, loaded
 
     def _beat(self, request: Heartbeat) -> Any:
         return self.engine.groups.consumer_group_heartbeat(request).result(TIMEOUT)

@@ -24,6 +24,7 @@ from engine.groups.consumer_heartbeat import Heartbeat
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import FAST_STORE
+from tests.engine.reopening import reopening
 from tests.engine.test_group_write_failures import (
     FAILURES,
     GROUPS,
@@ -53,19 +54,8 @@ def e(tmp_path: Path) -> Iterator[Engine]:
 def restartable(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     """Opens the engine on the same WAL and bucket each time (closing the
     one before)."""
-    opened: list[Engine] = []
-
-    def open_again() -> Engine:
-        if opened:
-            opened[-1].close()
-        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
-        opened.append(engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config))
-        if TOPIC not in opened[-1].list_topics():
-            opened[-1].create_topic(TOPIC, 4)
-        return opened[-1]
-
-    yield open_again
-    opened[-1].close()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
+    yield from reopening(tmp_path, config, TOPIC, 4)
 
 
 def _join(e: Engine, group_id: str, member_id: str = "", instance_id: str | None = None) -> Any:

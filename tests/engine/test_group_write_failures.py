@@ -37,6 +37,7 @@ from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream import StoreFailed
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
+from tests.engine.reopening import reopening
 from tests.engine.test_group_migration import _taken_over
 from tests.engine.test_groups import advance_until, wait_for
 from wal.segment import SegmentWriter
@@ -81,27 +82,14 @@ def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     one before), on a clock that stands: the classic members' sessions and
     rebalance timeouts run out only when a test moves it, not while a
     loaded machine restarts an engine."""
-    opened: list[Engine] = []
-    clock = ManualClock()
-
-    def open_node() -> Engine:
-        if opened:
-            opened[-1].close()
-        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
-        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config, clock=clock)
-        opened.append(e)
-        if TOPIC not in e.list_topics():
-            e.create_topic(TOPIC, 4)
-        return e
-
-    yield open_node
-    opened[-1].close()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, groups=GROUPS)
+    yield from reopening(tmp_path, config, TOPIC, 4, ManualClock())
 
 
-def _heartbeat(e: Engine, member_id: str, epoch: int) -> Any:
+def _heartbeat(e: Engine, member_id: str, epoch: int, group_id: str = "g") -> Any:
     return e.groups.consumer_group_heartbeat(
         Heartbeat(
-            "g",
+            group_id,
             member_id,
             epoch,
             rebalance_timeout_ms=30_000,
@@ -336,6 +324,24 @@ def test_offsets_of_a_deleted_topic_are_not_put_back_when_their_deletion_fails(
     assert committed(node()) == {TopicPartition(TOPIC, 0): 1}
 
 
+def _consumer_protocol_join(e: Engine, group_id: str, member_id: str = "") -> Future[Any]:
+    metadata = encode_subscription(Subscription([TOPIC], None, []), 1)
+    return e.groups.join_group(
+        group_id, member_id, None, "consumer", [("range", metadata)], 10_000, 5_000,
+        require_known_member_id=False,
+    )  # fmt: skip
+
+
+def _sync_everything(e: Engine, group_id: str, leader: Any) -> None:
+    """The classic group's leader syncs, assigned every partition of TOPIC."""
+    everything = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(4)]))
+    synced = e.groups.sync_group(
+        group_id, leader.generation_id, leader.member_id, None, "consumer", "range",
+        {leader.member_id: everything},
+    ).result(TIMEOUT)  # fmt: skip
+    assert synced.error == KafkaCode.NONE
+
+
 @pytest.mark.parametrize("failure", FAILURES)
 def test_a_takeover_whose_write_fails_leaves_the_classic_group(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
@@ -344,30 +350,12 @@ def test_a_takeover_whose_write_fails_leaves_the_classic_group(
     (docs/design/0078) in one write: refused, the classic group is there
     with its member, in memory and after a restart, and no consumer group."""
     first = node()
-    metadata = encode_subscription(Subscription([TOPIC], None, []), 1)
-    joined = first.groups.join_group(
-        "m", "", None, "consumer", [("range", metadata)], 10_000, 5_000,
-        require_known_member_id=False,
-    ).result(TIMEOUT)  # fmt: skip
-    everything = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(4)]))
-    synced = first.groups.sync_group(
-        "m", joined.generation_id, joined.member_id, None, "consumer", "range",
-        {joined.member_id: everything},
-    ).result(TIMEOUT)  # fmt: skip
-    assert synced.error == KafkaCode.NONE
+    joined = _consumer_protocol_join(first, "m").result(TIMEOUT)
+    _sync_everything(first, "m", joined)
     before = _classic_group(first, "m")
     with monkeypatch.context() as faults:
         FAILURES[failure](faults, first)
-        refused = first.groups.consumer_group_heartbeat(
-            Heartbeat(
-                "m",
-                "modern",
-                0,
-                rebalance_timeout_ms=30_000,
-                subscribed_topic_names=[TOPIC],
-                owned_partitions={},
-            )
-        ).result(TIMEOUT)
+        refused = _heartbeat(first, "modern", 0, "m")
     assert refused.error == KafkaCode.NOT_COORDINATOR
     assert _classic_group(first, "m") == before
     assert first.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
@@ -463,14 +451,6 @@ def test_a_refused_leave_behind_a_write_in_flight_is_answered_once_its_failure_i
     assert _classic_group(node(), "c") == before
 
 
-def _consumer_protocol_join(e: Engine, group_id: str, member_id: str = "") -> Future[Any]:
-    metadata = encode_subscription(Subscription([TOPIC], None, []), 1)
-    return e.groups.join_group(
-        group_id, member_id, None, "consumer", [("range", metadata)], 10_000, 5_000,
-        require_known_member_id=False,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("failure", FAILURES)
 def test_a_takeover_whose_write_fails_keeps_the_classic_groups_rebalance(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch, failure: str
@@ -484,27 +464,13 @@ def test_a_takeover_whose_write_fails_keeps_the_classic_groups_rebalance(
     what it stores is what a restart loads."""
     first = node()
     leader = _consumer_protocol_join(first, "m").result(TIMEOUT)
-    everything = encode_assignment(Assignment([TopicPartition(TOPIC, p) for p in range(4)]))
-    synced = first.groups.sync_group(
-        "m", leader.generation_id, leader.member_id, None, "consumer", "range",
-        {leader.member_id: everything},
-    ).result(TIMEOUT)  # fmt: skip
-    assert synced.error == KafkaCode.NONE
+    _sync_everything(first, "m", leader)
     joining = _consumer_protocol_join(first, "m")
     (described,) = first.groups.describe_groups(["m"])
     assert described.state == "PreparingRebalance" and len(described.members) == 2
     with monkeypatch.context() as faults:
         FAILURES[failure](faults, first)
-        refused = first.groups.consumer_group_heartbeat(
-            Heartbeat(
-                "m",
-                "modern",
-                0,
-                rebalance_timeout_ms=30_000,
-                subscribed_topic_names=[TOPIC],
-                owned_partitions={},
-            )
-        ).result(TIMEOUT)
+        refused = _heartbeat(first, "modern", 0, "m")
     assert refused.error == KafkaCode.NOT_COORDINATOR
     assert first.groups.consumer_group_describe(["m"])[0].error == KafkaCode.GROUP_ID_NOT_FOUND
     (described,) = first.groups.describe_groups(["m"])

@@ -58,9 +58,7 @@ def test_the_state_read_back_is_the_state_written(program: list[tuple[str, Any]]
 
     try:
         store = open_store("node")
-        stream_id = store.create_stream()
-        store.open_stream(stream_id, 0)
-        log = StateLog.open(store, stream_id)
+        stream_id, log = _new_log(store)
         model: dict[Any, Any] = {}
         for kind, argument in program:
             if kind == "put":
@@ -88,13 +86,22 @@ def test_the_state_read_back_is_the_state_written(program: list[tuple[str, Any]]
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _open_store(tmp_path: Path) -> StreamStore:
+    return StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+
+
+def _new_log(store: StreamStore) -> tuple[int, StateLog]:
+    """A state log on a stream of its own: the stream's id and the log."""
+    stream_id = store.create_stream()
+    store.open_stream(stream_id, 0)
+    return stream_id, StateLog.open(store, stream_id)
+
+
 def test_compaction_trims_what_the_rewrite_repeats(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(state_log_module, "COMPACT_AFTER", 10)
-    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    store = _open_store(tmp_path)
     try:
-        stream_id = store.create_stream()
-        store.open_stream(stream_id, 0)
-        log = StateLog.open(store, stream_id)
+        stream_id, log = _new_log(store)
         for i in range(200):
             log.put(("offset", i % 3), i).result()
         # Whatever compaction the puts started in the background, compact()
@@ -111,7 +118,7 @@ def test_compact_waits_for_a_compaction_running_in_the_background(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(state_log_module, "COMPACT_AFTER", 10)
-    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    store = _open_store(tmp_path)
     trim = store.trim
     trimming, release = threading.Event(), threading.Event()
 
@@ -125,9 +132,7 @@ def test_compact_waits_for_a_compaction_running_in_the_background(
 
     monkeypatch.setattr(store, "trim", held_trim)
     try:
-        stream_id = store.create_stream()
-        store.open_stream(stream_id, 0)
-        log = StateLog.open(store, stream_id)
+        stream_id, log = _new_log(store)
         i = 0
         while not trimming.is_set():
             assert i < 1000, "no compaction started in the background"
@@ -160,11 +165,9 @@ def test_compact_waits_for_a_compaction_running_in_the_background(
 
 
 def test_a_value_msgpack_refuses_changes_nothing(tmp_path: Path) -> None:
-    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    store = _open_store(tmp_path)
     try:
-        stream_id = store.create_stream()
-        store.open_stream(stream_id, 0)
-        log = StateLog.open(store, stream_id)
+        stream_id, log = _new_log(store)
         log.put("kept", 1).result()
         with pytest.raises(OverflowError):
             log.update(puts={"kept": 2, "huge": 2**64})
@@ -179,11 +182,9 @@ def test_a_compaction_splits_what_one_record_cannot_hold(tmp_path: Path, monkeyp
     what one WAL record holds: the compaction's rewrite splits them, the
     store is not failed, and the state reads back."""
     monkeypatch.setattr(state_log_module, "COMPACT_AFTER", 10)
-    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    store = _open_store(tmp_path)
     try:
-        stream_id = store.create_stream()
-        store.open_stream(stream_id, 0)
-        log = StateLog.open(store, stream_id)
+        stream_id, log = _new_log(store)
         value = b"v" * (store.max_append_bytes // 3)
         for i in range(12):
             log.put(("group", i % 6), value + bytes([i])).result()
@@ -202,11 +203,9 @@ def test_an_update_a_record_of_which_is_too_large_changes_nothing(tmp_path: Path
     """An update's puts and deletes are two records: if the deletes' is
     larger than the store takes, the puts' is not written either, and the
     store serves on."""
-    store = StreamStore.open(tmp_path / "node", f"file://{tmp_path / 'bucket'}", FAST_STORE)
+    store = _open_store(tmp_path)
     try:
-        stream_id = store.create_stream()
-        store.open_stream(stream_id, 0)
-        log = StateLog.open(store, stream_id)
+        stream_id, log = _new_log(store)
         log.put("kept", 1).result()
         many = [f"key {i:08d}" for i in range(store.max_append_bytes // 10)]
         with pytest.raises(AppendTooLarge):
@@ -228,9 +227,7 @@ def test_a_record_as_large_as_the_store_takes_reads_back_from_the_wal_and_object
     bucket = f"file://{tmp_path / 'bucket'}"
     store = StreamStore.open(tmp_path / "node", bucket, FAST_STORE)
     try:
-        stream_id = store.create_stream()
-        store.open_stream(stream_id, 0)
-        log = StateLog.open(store, stream_id)
+        stream_id, log = _new_log(store)
         framing = len(msgpack.packb(["put", [["k", b""]]], use_bin_type=True))
         # bin 32 takes 3 bytes more than an empty bin 8 for its length
         value = b"v" * (store.max_append_bytes - framing - 3)

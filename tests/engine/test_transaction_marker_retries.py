@@ -22,6 +22,7 @@ from engine.transactions.metadata import TxnState
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
+from tests.engine.reopening import reopening
 from tests.engine.test_transactions import control_batches, values
 from tests.engine.txn_state_faults import RefusedMarkers, io_error, no_room, store_failed
 
@@ -32,20 +33,8 @@ TIMEOUT = 10.0
 def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     """Opens the engine on the same WAL and bucket each time (closing the
     one before); topic t has two partitions."""
-    opened: list[Engine] = []
-
-    def open_node() -> Engine:
-        if opened:
-            opened[-1].close()
-        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600)
-        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config)
-        opened.append(e)
-        if "t" not in e.list_topics():
-            e.create_topic("t", 2)
-        return e
-
-    yield open_node
-    opened[-1].close()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600)
+    yield from reopening(tmp_path, config, "t", 2)
 
 
 def _open(e: Engine, tps: list[TopicPartition]) -> tuple[int, int]:

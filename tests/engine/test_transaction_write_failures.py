@@ -28,6 +28,7 @@ from engine.transactions.metadata import MAX_EPOCH, TV_2, TransactionMetadata, T
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
+from tests.engine.reopening import reopening
 from tests.engine.test_transactions import control_batches
 from tests.engine.txn_state_faults import (
     RefusedStateWrites,
@@ -46,20 +47,8 @@ IDLE = engine.TransactionConfig(transactional_id_expiration_ms=0)
 def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     """Opens the engine on the same WAL and bucket each time (closing the
     one before)."""
-    opened: list[Engine] = []
-
-    def open_node() -> Engine:
-        if opened:
-            opened[-1].close()
-        config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, transactions=IDLE)
-        e = engine.open(tmp_path / "data", f"file://{tmp_path / 'objects'}", config)
-        opened.append(e)
-        if "t" not in e.list_topics():
-            e.create_topic("t", 2)
-        return e
-
-    yield open_node
-    opened[-1].close()
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, transactions=IDLE)
+    yield from reopening(tmp_path, config, "t", 2)
 
 
 def states(e: Engine) -> list[TransactionMetadata]:
@@ -363,15 +352,10 @@ def test_a_complete_record_the_wal_fails_is_completed_by_the_next_open(
     assert outcomes == {True}
 
 
-def test_a_rotating_end_whose_complete_record_is_refused_is_answered_once_written(
-    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A transactions v2 end at the last epoch hands the id over to a new
-    producer id with its Complete record. While the store refuses that
-    record the EndTxn waits (answered with the new id, a producer using
-    it would be refused as another's), and once the store takes it the
-    EndTxn is answered with the new id at epoch 0, which the coordinator
-    holds."""
+def _open_v2_at_the_last_epoch(node: Callable[[], Engine]) -> tuple[Engine, int, int]:
+    """Producer "x" one epoch short of the last, its state log rewritten to
+    say so and loaded by a reopen, with a transactions v2 transaction open
+    on TP: the engine, the producer id and its epoch."""
     e = node()
     producer_id, _ = _init(e)
     meta = e.transactions.describe("x")
@@ -381,6 +365,19 @@ def test_a_rotating_end_whose_complete_record_is_refused_is_answered_once_writte
     e = node()
     epoch = MAX_EPOCH - 1
     e.transactions.add_partitions("x", producer_id, epoch, [TP], TV_2).result(TIMEOUT)
+    return e, producer_id, epoch
+
+
+def test_a_rotating_end_whose_complete_record_is_refused_is_answered_once_written(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transactions v2 end at the last epoch hands the id over to a new
+    producer id with its Complete record. While the store refuses that
+    record the EndTxn waits (answered with the new id, a producer using
+    it would be refused as another's), and once the store takes it the
+    EndTxn is answered with the new id at epoch 0, which the coordinator
+    holds."""
+    e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
     with monkeypatch.context() as faults:
         refused = RefusedStateWrites(faults, e, {"CompleteCommit": 1_000_000}, no_room)
         ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
@@ -456,15 +453,7 @@ def test_a_rotating_end_whose_complete_record_is_refused_as_close_begins_is_answ
     answers every EndTxn still waiting, CoordinatorClosed (NOT_COORDINATOR
     on the wire), not the refusal's COORDINATOR_NOT_AVAILABLE, and the
     transaction is left Prepare* for the next open, which completes it."""
-    e = node()
-    producer_id, _ = _init(e)
-    meta = e.transactions.describe("x")
-    e.transactions._log.put("x", replace(meta, producer_epoch=MAX_EPOCH - 1).to_wire()).result(
-        TIMEOUT
-    )
-    e = node()
-    epoch = MAX_EPOCH - 1
-    e.transactions.add_partitions("x", producer_id, epoch, [TP], TV_2).result(TIMEOUT)
+    e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
     closing = e.transactions._completer._closing
     closer: list[threading.Thread] = []
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from kafka import KafkaProducer
 
 import engine
 from engine.transactions.metadata import TxnState
 from tests.engine.conftest import FAST_STORE
 from tests.engine.test_transactions import control_batches, values
 from tests.engine.txn_state_faults import RefusedStateWrites, no_room, store_failed
+from tests.faults.transactional_clients import kafka_python_commits
 from tests.server.in_process import InProcessServer
 from tests.server.test_kafkajs import Message, kafkajs
 
@@ -36,17 +36,7 @@ VALUES = [b"one", b"two"]
 
 
 def _kafka_python(bootstrap: str) -> None:
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, transactional_id="tx", max_block_ms=int(TIMEOUT * 1000)
-    )
-    try:
-        producer.init_transactions()
-        for value in VALUES:
-            producer.begin_transaction()
-            producer.send("out", value, partition=0).get(timeout=TIMEOUT)
-            producer.commit_transaction()
-    finally:
-        producer.close(timeout=10)
+    kafka_python_commits(bootstrap, "out", VALUES, (0,), TIMEOUT)
 
 
 def _aiokafka(bootstrap: str) -> None:

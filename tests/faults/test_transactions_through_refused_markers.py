@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from kafka import KafkaProducer
 
 import engine
 from engine.transactions.metadata import TxnState
 from tests.engine.conftest import FAST_STORE
 from tests.engine.test_transactions import control_batches
 from tests.engine.txn_state_faults import RefusedMarkers, io_error, no_room
+from tests.faults.transactional_clients import kafka_python_commits
 from tests.server.conftest import quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.test_transactions_confluent import read_values
@@ -43,18 +43,7 @@ def _librdkafka(bootstrap: str) -> None:
 
 
 def _kafka_python(bootstrap: str) -> None:
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, transactional_id="tx", max_block_ms=int(TIMEOUT * 1000)
-    )
-    try:
-        producer.init_transactions()
-        for value in VALUES:
-            producer.begin_transaction()
-            for partition in (0, 1):
-                producer.send("out", value, partition=partition).get(timeout=TIMEOUT)
-            producer.commit_transaction()
-    finally:
-        producer.close(timeout=10)
+    kafka_python_commits(bootstrap, "out", VALUES, (0, 1), TIMEOUT)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from engine.groups.records import classic_group_key, consumer_group_key, read_st
 from engine.protocol.consumer_protocol import Subscription, encode_subscription
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import StoreFailed
+from tests.engine.classic_members import stable_member
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
 from tests.server.conftest import quiet_librdkafka
@@ -174,16 +175,10 @@ def test_a_refused_takeover_keeps_the_rebalance_a_librdkafka_member_waits_in(
     group, as a restart loads it."""
     e, server = node()
     metadata = encode_subscription(Subscription([TOPIC], None, []), 1)
-    leader = e.groups.join_group(
-        "g", "", None, "consumer", [("range", metadata)], 30_000, 30_000,
-        require_known_member_id=False,
-    ).result(TIMEOUT)  # fmt: skip
-    assert leader.error == KafkaCode.NONE
-    synced = e.groups.sync_group(
-        "g", leader.generation_id, leader.member_id, None, "consumer", "range",
-        {leader.member_id: b""},
-    ).result(TIMEOUT)  # fmt: skip
-    assert synced.error == KafkaCode.NONE
+    leader = stable_member(
+        e, "g", metadata, b"", session_timeout_ms=30_000, rebalance_timeout_ms=30_000,
+        timeout=TIMEOUT,
+    )  # fmt: skip
     classic = _librdkafka(
         server.bootstrap,
         **{"partition.assignment.strategy": "range", "session.timeout.ms": 30_000},

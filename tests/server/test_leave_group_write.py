@@ -20,6 +20,7 @@ from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import StoreFailed
+from tests.engine.classic_members import stable_member
 from tests.engine.conftest import FAST_STORE
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire
@@ -45,16 +46,11 @@ def opened(tmp_path: Path) -> Iterator[tuple[Engine, InProcessServer]]:
 
 
 def _stable_member(e: Engine) -> str:
-    joined = e.groups.join_group(
-        "g", "", None, "consumer", [("range", b"m")], 10_000, 5_000, require_known_member_id=False
-    ).result(TIMEOUT)
-    assert joined.error == KafkaCode.NONE
-    synced = e.groups.sync_group(
-        "g", joined.generation_id, joined.member_id, None, "consumer", "range",
-        {joined.member_id: b"assigned"},
-    ).result(TIMEOUT)  # fmt: skip
-    assert synced.error == KafkaCode.NONE
-    return joined.member_id
+    joined = stable_member(
+        e, "g", b"m", b"assigned", session_timeout_ms=10_000, rebalance_timeout_ms=5_000,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    return str(joined.member_id)
 
 
 def _refuse_next_group_write(monkeypatch: pytest.MonkeyPatch, e: Engine) -> None:

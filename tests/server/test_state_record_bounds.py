@@ -59,7 +59,7 @@ from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from native.records import RecordSpec
 from tests.engine.conftest import FAST_STORE
-from tests.server.in_process import InProcessServer
+from tests.server.in_process import ServedNode
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
@@ -75,32 +75,17 @@ LONG = "t" * 249
 carries it in the transaction's record."""
 
 
-class Node:
+class Node(ServedNode):
     """An engine with small WAL segments, served on loopback; reopened on
     the same storage by ``reopen``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.config = engine.EngineConfig(
+        config = engine.EngineConfig(
             store=replace(FAST_STORE, wal_segment_bytes=SEGMENT),
             cleaner_interval_s=3600,
             groups=GROUPS,
         )
-        self.open()
-
-    def open(self) -> None:
-        self.engine = engine.open(
-            self.root / "data", f"file://{self.root / 'objects'}", self.config
-        )
-        self.server = InProcessServer(self.engine)
-
-    def close(self) -> None:
-        self.server.stop()
-        self.engine.close()
-
-    def reopen(self) -> None:
-        self.close()
-        self.open()
+        super().__init__(root, config)
 
     def request(self, request: Any) -> Any:
         with Wire(self.server.bootstrap, timeout=TIMEOUT) as wire:
@@ -252,6 +237,49 @@ def test_a_commit_whose_record_passes_a_wal_record_is_unknown_server_error(
     _serves(node)
 
 
+def _init_txn(node: Node, transactional_id: str) -> Any:
+    return node.request(
+        InitProducerIdRequest(
+            transactional_id=TransactionalId(transactional_id),
+            transaction_timeout=timedelta(seconds=60),
+        )
+    )
+
+
+def _end_txn(node: Node, transactional_id: str, pid: int, epoch: int, *, committed: bool) -> int:
+    ended = node.request(
+        EndTxnRequest(
+            transactional_id=TransactionalId(transactional_id),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            committed=committed,
+        )
+    )
+    return int(ended.error_code)
+
+
+def _begin_offsets_txn(node: Node) -> tuple[int, int]:
+    """A transaction of "committer" that commits offsets of "txn-group":
+    its producer id and epoch."""
+    init = _init_txn(node, "committer")
+    pid, epoch = init.producer_id, init.producer_epoch
+    added = node.request(
+        AddOffsetsToTxnRequest(
+            transactional_id=TransactionalId("committer"),
+            producer_id=ProducerId(pid),
+            producer_epoch=i16(epoch),
+            group_id=GroupId("txn-group"),
+        )
+    )
+    assert added.error_code == KafkaCode.NONE
+    return pid, epoch
+
+
+def _txn_group_offsets(node: Node) -> list[tuple[int, int, str]]:
+    found = node.engine.groups.fetch_offsets("txn-group", None)
+    return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
+
+
 def test_a_transaction_grown_past_a_wal_record_is_refused_and_can_end(node: Node) -> None:
     """Each AddPartitionsToTxn adds to the transaction's partition set, all
     of it in one record: the add that takes it past one WAL record is
@@ -259,11 +287,7 @@ def test_a_transaction_grown_past_a_wal_record_is_refused_and_can_end(node: Node
     keeps the partitions added before it, ends, and the next one begins."""
     partitions = 2 * SEGMENT // (len(LONG) + 8)
     node.engine.create_topic(LONG, partitions)
-    init = node.request(
-        InitProducerIdRequest(
-            transactional_id=TransactionalId("grower"), transaction_timeout=timedelta(seconds=60)
-        )
-    )
+    init = _init_txn(node, "grower")
     assert init.error_code == KafkaCode.NONE
     pid, epoch = init.producer_id, init.producer_epoch
 
@@ -292,15 +316,7 @@ def test_a_transaction_grown_past_a_wal_record_is_refused_and_can_end(node: Node
     assert codes(add(half, partitions)) == {KafkaCode.UNKNOWN_SERVER_ERROR}
     assert len(node.engine.transactions.describe("grower").partitions) == half
     _serves(node)
-    ended = node.request(
-        EndTxnRequest(
-            transactional_id=TransactionalId("grower"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            committed=False,
-        )
-    )
-    assert ended.error_code == KafkaCode.NONE
+    assert _end_txn(node, "grower", pid, epoch, committed=False) == KafkaCode.NONE
     node.reopen()
     assert codes(add(0, half)) == {KafkaCode.NONE}
     _serves(node)
@@ -366,46 +382,19 @@ def test_a_transaction_s_offsets_are_bounded_by_what_its_completion_writes(
     Kafka 4 answers a commit whose record is too large), so the
     transaction always completes and its partitions' offsets are committed."""
     node.engine.create_topic("c", 8)
-    init = node.request(
-        InitProducerIdRequest(
-            transactional_id=TransactionalId("committer"),
-            transaction_timeout=timedelta(seconds=60),
-        )
-    )
-    pid, epoch = init.producer_id, init.producer_epoch
-    added = node.request(
-        AddOffsetsToTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            group_id=GroupId("txn-group"),
-        )
-    )
-    assert added.error_code == KafkaCode.NONE
+    pid, epoch = _begin_offsets_txn(node)
     metadata = "m" * (SEGMENT // 5)
     assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
     assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
     assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
     assert _txn_commit(node, pid, epoch, range(4, 6), "small") == {KafkaCode.NONE}
-    ended = node.request(
-        EndTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            committed=True,
-        )
-    )
-    assert ended.error_code == KafkaCode.NONE
+    assert _end_txn(node, "committer", pid, epoch, committed=True) == KafkaCode.NONE
     expected = [(p, p + 1, metadata) for p in range(4)] + [(4, 5, "small"), (5, 6, "small")]
 
-    def committed() -> list[tuple[int, int, str]]:
-        found = node.engine.groups.fetch_offsets("txn-group", None)
-        return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
-
-    assert committed() == expected
+    assert _txn_group_offsets(node) == expected
     _serves(node)
     node.reopen()
-    assert committed() == expected
+    assert _txn_group_offsets(node) == expected
 
 
 def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> None:
@@ -415,44 +404,33 @@ def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> No
     would take the completion past one WAL record is refused and the
     transaction still completes."""
     node.engine.create_topic("c", 8)
-    init = node.request(
-        InitProducerIdRequest(
-            transactional_id=TransactionalId("committer"),
-            transaction_timeout=timedelta(seconds=60),
-        )
-    )
-    pid, epoch = init.producer_id, init.producer_epoch
-    added = node.request(
-        AddOffsetsToTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            group_id=GroupId("txn-group"),
-        )
-    )
-    assert added.error_code == KafkaCode.NONE
+    pid, epoch = _begin_offsets_txn(node)
     metadata = "m" * (SEGMENT // 5)
     assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
     assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
     node.reopen()
     assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
-    ended = node.request(
-        EndTxnRequest(
-            transactional_id=TransactionalId("committer"),
-            producer_id=ProducerId(pid),
-            producer_epoch=i16(epoch),
-            committed=True,
-        )
-    )
-    assert ended.error_code == KafkaCode.NONE
+    assert _end_txn(node, "committer", pid, epoch, committed=True) == KafkaCode.NONE
     expected = [(p, p + 1, metadata) for p in range(4)]
 
-    def committed() -> list[tuple[int, int, str]]:
-        found = node.engine.groups.fetch_offsets("txn-group", None)
-        return sorted((tp.partition, om.offset, om.metadata) for tp, (om, _) in found.items() if om)
-
-    assert committed() == expected
+    assert _txn_group_offsets(node) == expected
     _serves(node)
+
+
+def _produce_one(wire: Wire, topic: str, key: bytes | None, pid: int, sequence: int) -> Any:
+    """A batch of one record of idempotent producer ``pid`` at ``sequence``
+    to partition 0 of ``topic``: the partition's answer."""
+    records = native.encode_batch(
+        [RecordSpec(1_700_000_000_000, key, b"v", ())],
+        producer_id=pid,
+        producer_epoch=0,
+        base_sequence=sequence,
+    )
+    data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
+    produce = load_request_schema(ApiKey.PRODUCE, 9)
+    request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
+    (answer,) = wire.request(request).responses[0].partition_responses
+    return answer
 
 
 def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
@@ -465,18 +443,9 @@ def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
     e: Engine = node.engine
     e.create_topic("crowded", 1)
     e.create_topic("calm", 1)
-    produce = load_request_schema(ApiKey.PRODUCE, 9)
 
     def send(wire: Wire, topic: str, pid: int) -> tuple[int, int]:
-        records = native.encode_batch(
-            [RecordSpec(1_700_000_000_000, None, b"v", ())],
-            producer_id=pid,
-            producer_epoch=0,
-            base_sequence=0,
-        )
-        data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
-        request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
-        (answer,) = wire.request(request).responses[0].partition_responses
+        answer = _produce_one(wire, topic, None, pid, 0)
         return answer.error_code, answer.base_offset
 
     pids: list[int] = []
@@ -511,19 +480,9 @@ def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_other
     e: Engine = node.engine
     e.create_topic("crowded", 1, configs={"cleanup.policy": "compact"})
     e.create_topic("calm", 1, configs={"cleanup.policy": "compact"})
-    produce = load_request_schema(ApiKey.PRODUCE, 9)
 
     def send(wire: Wire, topic: str, pid: int, sequence: int) -> int:
-        records = native.encode_batch(
-            [RecordSpec(1_700_000_000_000, b"k", b"v", ())],
-            producer_id=pid,
-            producer_epoch=0,
-            base_sequence=sequence,
-        )
-        data = [{"name": topic, "partition_data": [{"index": 0, "records": bytes(records)}]}]
-        request = build(produce, acks=-1, timeout=timedelta(seconds=10), topic_data=data)
-        (answer,) = wire.request(request).responses[0].partition_responses
-        return int(answer.error_code)
+        return int(_produce_one(wire, topic, b"k", pid, sequence).error_code)
 
     def idempotent(wire: Wire) -> int:
         init = wire.request(
