@@ -124,8 +124,10 @@ class SerialSection(Releasing):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._lock.release()
-        self._close_window()
+        try:
+            self._lock.release()
+        finally:  # a release that raised (not the holder's) leaves no window open
+            self._close_window()
 
 
 class _SectionUntil(Releasing):
@@ -161,8 +163,10 @@ class _SectionUntil(Releasing):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._section._lock.release()
-        self._close_window()
+        try:
+            self._section._lock.release()
+        finally:  # a release that raised (not the holder's) leaves no window open
+            self._close_window()
         deadline = self._deadline
         if (
             isinstance(error, ObjectStoreError)
