@@ -510,6 +510,7 @@ class ClassicGroup:
         for timer in (*timers, *self.pending_members.values()):
             if timer is not None:
                 timer.cancel()
+        self.store_again_timer = None  # cancelled: a group put back may be stored again
         self.pending_members.clear()
 
     def resume(self) -> None:
