@@ -35,6 +35,7 @@ from s3stream import (
     S3StreamError,
     StoreFailed,
     StreamStore,
+    check_fits,
 )
 
 FORMAT_VERSION = 1
@@ -531,13 +532,10 @@ class Catalog:
         failed), the catalog writes nothing more until it is reopened: the
         store refuses too, as it failed or was fenced."""
         payloads = [msgpack.packb(record, use_bin_type=True) for record in records]
-        limit = self.store.max_append_bytes
-        for payload in payloads:
-            # Refused whole, before any is appended: a later record refused
-            # after the first was accepted would leave the write's outcome
-            # unknown and stop the catalog until it is reopened.
-            if len(payload) > limit:
-                raise AppendTooLarge(self.stream_id, len(payload), limit)
+        # Refused whole, before any is appended: a later record refused
+        # after the first was accepted would leave the write's outcome
+        # unknown and stop the catalog until it is reopened.
+        check_fits(self.stream_id, payloads, self.store.max_append_bytes)
         with self._lock:
             if self._failure is not None:
                 raise StoreFailed(self._failure)

@@ -30,7 +30,7 @@ import msgpack
 
 from engine import clock
 from engine.catalog import read_payloads
-from s3stream import UNPACED, AppendTooLarge, S3StreamError, StreamStore
+from s3stream import UNPACED, S3StreamError, StreamStore, check_fits
 
 log = logging.getLogger("tidelog.engine")
 
@@ -198,10 +198,7 @@ class StateLog:
         # does a record larger than the store takes (AppendTooLarge), the
         # deletes' as well as the puts': refused before either is appended.
         payloads = [_pack(record) for record in records]
-        limit = self.store.max_append_bytes
-        for payload in payloads:
-            if len(payload) > limit:
-                raise AppendTooLarge(self.stream_id, len(payload), limit)
+        check_fits(self.stream_id, payloads, self.store.max_append_bytes)
         with self._lock:
             self._settle_locked(everything=False)
             last: Future[int] | None = None

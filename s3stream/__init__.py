@@ -30,6 +30,7 @@ from s3stream.errors import (
     StoreFailed,
     StreamNotFound,
     StreamNotOpen,
+    check_fits,
 )
 from s3stream.objects import StoredBatch
 from s3stream.store import ObjectStore, ObjectStoreError, open_store
@@ -77,5 +78,6 @@ __all__ = [
     "StreamNotOpen",
     "StreamStore",
     "StreamStoreConfig",
+    "check_fits",
     "open_store",
 ]

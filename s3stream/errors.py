@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class S3StreamError(Exception):
     """Base class of every stream-store error."""
@@ -158,6 +160,16 @@ class AppendTooLarge(S3StreamError):
         self.stream_id = stream_id
         self.size = size
         self.limit = limit
+
+
+def check_fits(stream_id: int, payloads: Iterable[bytes], limit: int) -> None:
+    """Raises AppendTooLarge for the first of ``payloads`` past ``limit``
+    (the store's ``max_append_bytes``): a writer of several records checks
+    them all before appending the first, so none is refused after another
+    was taken."""
+    for payload in payloads:
+        if len(payload) > limit:
+            raise AppendTooLarge(stream_id, len(payload), limit)
 
 
 class StoreFailed(S3StreamError):
