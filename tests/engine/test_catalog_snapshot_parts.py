@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from engine import catalog as catalog_module
 from engine.catalog import PARTS_FORMAT_VERSION, SNAPSHOT_PART, Catalog, CatalogState
 from engine.state_parts import part_framing
-from s3stream import LOCAL, AppendOptions, NoRoom, StoreFailed
+from s3stream import LOCAL, AppendOptions, NoRoom, StoreFailed, check_fits
 
 
 class Crash(BaseException):
@@ -54,7 +54,7 @@ class PartsStream:
         options: AppendOptions = LOCAL,
     ) -> Future[int]:
         assert base_offset == last_offset == self.end
-        assert len(payload) <= self.max_append_bytes
+        check_fits(stream_id, [payload], self.max_append_bytes)
         self.records[self.end] = bytes(payload)
         self.end += 1
         done: Future[int] = Future()
@@ -233,5 +233,21 @@ def test_any_changes_with_snapshots_in_parts_and_restarts_load_what_was_applied(
                 catalog = Catalog(stream, 0, stream.read_back())  # type: ignore[arg-type]
             assert catalog.state.to_wire() == model.to_wire()
             assert stream.read_back().to_wire() == model.to_wire()
+        # The changes go on, the state's size kept and nothing failing: the
+        # next snapshot is written, in parts if it must be, and trimmed to.
+        stream.next_snapshot(None)
+        acls[10] = 250
+        for _ in range(64):
+            for kind in ("acls_add", "acls_remove"):
+                record = _record((kind, 10, 250), acls)
+                catalog.append(record)
+                model.apply(record)
+        assert stream.start > 0
+        opening = msgpack.unpackb(stream.payloads()[0], raw=False)
+        if len(msgpack.packb(["snapshot", model.to_wire()])) > max_append_bytes:
+            assert opening[:2] == ["catalog", PARTS_FORMAT_VERSION]
+        else:
+            assert opening[0] == "snapshot"
+        assert stream.read_back().to_wire() == model.to_wire()
     finally:
         catalog_module.SNAPSHOT_EVERY = saved
