@@ -175,6 +175,11 @@ class CatalogState:
                 self.governance = bounded(self.governance, live_ids)
                 self._counts.recount(self.governance, live_ids)
 
+    @property
+    def snapshots_in_parts(self) -> int:
+        """How many snapshots in parts this state took whole."""
+        return self._parts.joined
+
     def check_applicable(self, records: Sequence[list[Any]]) -> None:
         """Raises, as ``apply`` would, for a record that cannot apply after
         those before it: checked before a write, since a record applied only
@@ -524,7 +529,7 @@ class Catalog:
         # The first record's bytes (a snapshot's, with its parts if it has
         # them) and the rest's; a snapshot in parts counts as one record.
         catalog_bytes = [0, 0]
-        opening = True
+        opening, parted = True, False
         for payload in read_payloads(store, stream_id):
             record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
             if records == 0 and record[0] not in ("catalog", "snapshot"):
@@ -534,6 +539,15 @@ class Catalog:
             opening = records == 0 or opening_part
             catalog_bytes[not opening] += len(payload)
             records += not opening_part
+            if records == 1 and record[0] == "catalog" and record[1] == PARTS_FORMAT_VERSION:
+                parted = True
+        if parted and state.snapshots_in_parts == 0:
+            # Trimmed only once every part was durable: a stream that starts
+            # with parts it cannot join lost some, and has nothing else.
+            raise ValueError(
+                f"stream {stream_id}: the catalog starts with a snapshot in parts "
+                "that is not whole; the catalog is damaged"
+            )
         catalog = cls(store, stream_id, state)
         catalog._since_snapshot = records
         catalog._snapshot_bytes, catalog._bytes_since_snapshot = catalog_bytes

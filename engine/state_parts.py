@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from s3stream import check_fits
+from s3stream import AppendTooLarge, check_fits
 
 _LARGEST_COUNT = 2**32 - 1
 """Index and count are packed as msgpack uint32 at most: their framing is
@@ -32,9 +32,12 @@ def part_framing(kind: str) -> int:
 
 def part_records(stream_id: int, kind: str, body: bytes, limit: int) -> list[bytes]:
     """``body`` as parts of ``kind``, each a record of at most ``limit``
-    bytes (checked with check_fits: AppendTooLarge for a ``limit`` not
-    larger than a part's framing, before anything is appended)."""
-    piece = max(1, limit - part_framing(kind))
+    bytes (checked with check_fits); AppendTooLarge for a ``limit`` with
+    no room past a part's framing, before anything is appended."""
+    framing = part_framing(kind)
+    if limit <= framing:  # no room for one byte of the snapshot
+        raise AppendTooLarge(stream_id, framing + 1, limit)
+    piece = limit - framing
     count = max(1, -(-len(body) // piece))
     if count > _LARGEST_COUNT:
         raise ValueError(f"a {len(body)}-byte snapshot needs more than {_LARGEST_COUNT} parts")
@@ -61,6 +64,8 @@ class JoinedParts:
     def __init__(self) -> None:
         self._pieces: list[bytes] | None = None
         self._count = 0
+        self.joined = 0
+        """How many snapshots were taken whole."""
 
     def begin(self) -> None:
         self._pieces, self._count = [], 0
@@ -79,11 +84,13 @@ class JoinedParts:
         if not (isinstance(index, int) and isinstance(count, int) and isinstance(piece, bytes)):
             raise ValueError(f"a {record[0]} record is not [index, count, bytes]: {record!r:.200}")
         pieces = self._pieces
-        expected = len(pieces) if pieces is not None else None
-        if pieces is None or index != expected or (index > 0 and count != self._count):
-            self._pieces = None
-            return None
-        if count < 1 or index >= count:
+        in_turn = (
+            pieces is not None
+            and index == len(pieces)
+            and index < count
+            and (not pieces or count == self._count)
+        )
+        if pieces is None or not in_turn:
             self._pieces = None
             return None
         pieces.append(piece)
@@ -91,4 +98,5 @@ class JoinedParts:
         if index < count - 1:
             return None
         self._pieces = None
+        self.joined += 1
         return b"".join(pieces)

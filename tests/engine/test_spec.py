@@ -507,6 +507,27 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot_in_parts(
         assert [a.principal for a in e.catalog.state.acls] == ["User:" + "o" * 300]
 
 
+def test_a_catalog_that_starts_with_a_snapshot_in_parts_not_whole_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Trimmed only once every part is durable, a stream that starts with
+    an opening record and holds no whole snapshot lost parts."""
+    node = tmp_path / "node"
+    body = {
+        "topics": [],
+        "producer_ids_end": 7000,
+        "internal": {},
+        "masking_keys": {"a": b"k" * 500},
+    }
+    with StreamStore.open(node) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        parts = _doc_parts(body, 100)
+        _append_all(store, catalog, [parts[0], *parts[2:]])
+    with pytest.raises(ValueError, match="starts with a snapshot in parts that is not whole"):
+        engine.open(node)
+
+
 def test_a_governance_changes_reserved_trailing_fields_are_read_past(tmp_path: Path) -> None:
     """The document reserves the fields after a change's last for later
     versions: a catalog whose changes carry some (in a record and in a
