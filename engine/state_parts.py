@@ -18,8 +18,8 @@ import msgpack
 from s3stream import AppendTooLarge, check_fits
 
 _LARGEST_COUNT = 2**32 - 1
-"""Index and count are packed as msgpack uint32 at most: their framing is
-counted at that size, so a part's room never depends on how many there are."""
+"""Index and count are counted at msgpack's uint32 size, so a part's room
+never depends on how many there are (past it, check_fits refuses them)."""
 _BIN_HEADER_GROWTH = 5 - 2
 """An empty piece packs as bin8 (2 bytes of header), a large one as bin32 (5)."""
 
@@ -39,8 +39,6 @@ def part_records(stream_id: int, kind: str, body: bytes, limit: int) -> list[byt
         raise AppendTooLarge(stream_id, framing + 1, limit)
     piece = limit - framing
     count = max(1, -(-len(body) // piece))
-    if count > _LARGEST_COUNT:
-        raise ValueError(f"a {len(body)}-byte snapshot needs more than {_LARGEST_COUNT} parts")
     view = memoryview(body)
     records = [
         msgpack.packb(
