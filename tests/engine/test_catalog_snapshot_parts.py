@@ -21,6 +21,8 @@ from engine import catalog as catalog_module
 from engine.catalog import PARTS_FORMAT_VERSION, SNAPSHOT_PART, Catalog, CatalogState
 from engine.state_parts import part_framing
 from s3stream import LOCAL, AppendOptions, NoRoom, StoreFailed, check_fits
+from s3stream.fetcher import FetchResult
+from s3stream.objects import StoredBatch
 
 
 class Crash(BaseException):
@@ -28,10 +30,12 @@ class Crash(BaseException):
 
 
 class PartsStream:
-    """One stream's appends by offset, trimmed as a store trims, with a
-    fault for the n-th append of a snapshot (its opening record or a part):
-    refused (NoRoom, nothing written), failed (StoreFailed) or a crash
-    right after it is durable."""
+    """One stream's appends by offset, trimmed as a store trims and read
+    back as a store is (Catalog.open reads it), with a fault for the n-th
+    append of a snapshot (its opening record or a part): refused (NoRoom,
+    nothing written), failed (StoreFailed) or a crash right after it is
+    durable; or for the trim after the snapshot's last part, which fails
+    (StoreFailed, the start unmoved)."""
 
     def __init__(self, max_append_bytes: int) -> None:
         self.max_append_bytes = max_append_bytes
@@ -39,7 +43,7 @@ class PartsStream:
         self.start = self.end = 0
         self.fault: tuple[int, str] | None = None
         """(the index of the snapshot's append it hits, "refused",
-        "failed" or "crash")."""
+        "failed" or "crash"; or any index and "trim")."""
         self._snapshot_appends = 0
 
     def next_offset(self, stream_id: int) -> int:
@@ -73,6 +77,7 @@ class PartsStream:
         through submit)."""
         index, self._snapshot_appends = self._snapshot_appends, self._snapshot_appends + 1
         fault = self.fault if self.fault is not None and self.fault[0] == index else None
+        fault = None if fault is not None and fault[1] == "trim" else fault
         if fault is not None and fault[1] == "refused":
             raise NoRoom(stream_id, 1, 0)
         if fault is not None and fault[1] == "failed":
@@ -83,6 +88,8 @@ class PartsStream:
         return end
 
     def trim(self, stream_id: int, offset: int) -> None:
+        if self.fault is not None and self.fault[1] == "trim":
+            raise StoreFailed(OSError(errno.EIO, "the trim's write failed"))
         for gone in range(self.start, offset):
             del self.records[gone]
         self.start = offset
@@ -99,6 +106,28 @@ class PartsStream:
         for payload in self.payloads():
             state.apply(msgpack.unpackb(payload, raw=False, strict_map_key=False))
         return state
+
+    # What Catalog.open reads a store's catalog with.
+    def streams(self) -> list[int]:
+        return [0]
+
+    def open_stream(self, stream_id: int, epoch: int) -> None:
+        pass
+
+    def start_offset(self, stream_id: int) -> int:
+        return self.start
+
+    def end_offset(self, stream_id: int) -> int:
+        return self.end
+
+    def fetch(self, stream_id: int, offset: int, max_bytes: int) -> FetchResult:
+        batches = [StoredBatch(offset, offset + 1, self.records[offset])]
+        return FetchResult(batches, offset + 1, self.start, self.end)
+
+    def reopened(self) -> Catalog:
+        """The catalog a restart opens: refused were its stream damaged."""
+        self.fault = None
+        return Catalog.open(self)  # type: ignore[arg-type]
 
 
 def _acl(i: int, principal_bytes: int) -> list[Any]:
@@ -158,7 +187,7 @@ def test_a_snapshot_stopped_part_way_loses_nothing_and_the_next_completes(
     try:  # the fourth record: a snapshot is due, too large for one append
         catalog.append(["acls_add", [_acl(2, 400)]])
     except Crash:
-        catalog = Catalog(stream, 0, stream.read_back())  # type: ignore[arg-type]
+        catalog = stream.reopened()
     assert len(catalog.state.acls) == 3
     assert stream.start == 0
     assert stream.end == 4 + at + (outcome == "crash")
@@ -172,6 +201,32 @@ def test_a_snapshot_stopped_part_way_loses_nothing_and_the_next_completes(
     assert len(stream.read_back().acls) == 12
 
 
+def test_a_snapshot_whose_trim_fails_leaves_the_log_whole_and_the_next_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every part durable, then the trim to the opening record fails: the
+    stream keeps the log before the snapshot and the snapshot after it, a
+    restart opens it with the same state, and the next snapshot trims."""
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 4)
+    stream = PartsStream(max_append_bytes=512)
+    catalog = _started(stream)
+    for i in range(2):
+        catalog.append(["acls_add", [_acl(i, 400)]])
+    stream.next_snapshot((0, "trim"))
+    catalog.append(["acls_add", [_acl(2, 400)]])
+    kinds = [msgpack.unpackb(p, raw=False)[0] for p in stream.payloads()]
+    assert kinds[:4] == ["catalog", "acls_add", "acls_add", "acls_add"]
+    assert kinds[4] == "catalog" and set(kinds[5:]) == {SNAPSHOT_PART}
+    assert stream.start == 0
+    catalog = stream.reopened()
+    assert catalog.state.to_wire() == stream.read_back().to_wire()
+    assert len(catalog.state.acls) == 3
+    for i in range(3, 12):
+        catalog.append(["acls_add", [_acl(i, 400)]])
+    assert stream.start > 4
+    assert len(stream.reopened().state.acls) == 12
+
+
 CHANGES = st.one_of(
     st.tuples(st.just("acls_add"), st.integers(0, 9), st.integers(1, 250)),
     st.tuples(st.just("acls_remove"), st.integers(0, 9), st.just(0)),
@@ -180,7 +235,7 @@ CHANGES = st.one_of(
     st.tuples(st.just("delete_topic"), st.integers(0, 4), st.just(0)),
 )
 FAULTS = st.one_of(
-    st.none(), st.tuples(st.integers(0, 6), st.sampled_from(["refused", "failed", "crash"]))
+    st.none(), st.tuples(st.integers(0, 6), st.sampled_from(["refused", "failed", "crash", "trim"]))
 )
 
 
@@ -209,7 +264,8 @@ def test_any_changes_with_snapshots_in_parts_and_restarts_load_what_was_applied(
     """Changes applied one by one to a bare state are what the catalog
     serves and what a restart loads, after every step: with snapshots of
     any part size, stopped at any of their appends (refused, failed, or
-    the process dying after it), and restarts drawn anywhere."""
+    the process dying after it) or at their trim, and restarts drawn
+    anywhere, each opening the catalog from its stream."""
     saved = catalog_module.SNAPSHOT_EVERY
     catalog_module.SNAPSHOT_EVERY = every
     try:
@@ -230,7 +286,7 @@ def test_any_changes_with_snapshots_in_parts_and_restarts_load_what_was_applied(
             if change[0] == "acls_add":
                 acls[change[1]] = change[2]
             if restart or crashed:
-                catalog = Catalog(stream, 0, stream.read_back())  # type: ignore[arg-type]
+                catalog = stream.reopened()
             assert catalog.state.to_wire() == model.to_wire()
             assert stream.read_back().to_wire() == model.to_wire()
         # The changes go on, the state's size kept and nothing failing: a
