@@ -617,12 +617,17 @@ class Catalog:
         their writer, and the snapshot is tried again at the next write."""
         body = msgpack.packb(self.state.to_wire(), use_bin_type=True)
         # ["snapshot", body] without packing the state twice: a fixarray
-        # of two, the kind, then the state's own bytes.
-        payload = b"\x92" + _SNAPSHOT_KIND + body
+        # of two, the kind, then the state's own bytes; joined only when it
+        # is written so, as a copy of the state beside its parts would
+        # hold a third.
         limit = self.store.max_append_bytes
-        size = len(payload)
+        size = 1 + len(_SNAPSHOT_KIND) + len(body)
         try:
-            records = [payload] if size <= limit else self._snapshot_parts(body, limit)
+            records = (
+                [b"\x92" + _SNAPSHOT_KIND + body]
+                if size <= limit
+                else self._snapshot_parts(body, limit)
+            )
             size = sum(len(record) for record in records)
             first = offset = self.store.next_offset(self.stream_id)
             for record in records:

@@ -9,6 +9,7 @@ engine's own store, local and S3, in test_catalog_snapshot_parts_engine.py."""
 from __future__ import annotations
 
 import errno
+import tracemalloc
 from concurrent.futures import Future
 from typing import Any
 
@@ -308,3 +309,23 @@ def test_any_changes_with_snapshots_in_parts_and_restarts_load_what_was_applied(
         assert stream.read_back().to_wire() == model.to_wire()
     finally:
         catalog_module.SNAPSHOT_EVERY = saved
+
+
+def test_a_snapshot_in_parts_holds_the_state_packed_once_and_its_parts() -> None:
+    """Written in parts, a snapshot's memory is the packed state and its
+    parts (about twice the state's bytes): never a third copy as the one
+    record it is too large to be."""
+    stream = PartsStream(max_append_bytes=64 * 1024)
+    catalog = _started(stream)
+    for i in range(2000):
+        catalog.state.apply(["acls_add", [_acl(i, 1000)]])
+    packed = len(msgpack.packb(catalog.state.to_wire(), use_bin_type=True))
+    tracemalloc.start()
+    try:
+        with catalog._lock:
+            catalog._snapshot_locked()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stream.start == 1  # trimmed to the opening record: written in parts
+    assert peak < 2.5 * packed
