@@ -175,6 +175,12 @@ class CatalogState:
                 self.governance = bounded(self.governance, live_ids)
                 self._counts.recount(self.governance, live_ids)
 
+    def log_ended(self) -> None:
+        """The log was read to its end: a snapshot in parts not whole by
+        now is not taken, and the pieces read of it are let go, rather
+        than held until the next change ends it."""
+        self._parts.end()
+
     @property
     def snapshots_in_parts(self) -> int:
         """How many snapshots in parts this state took whole."""
@@ -541,6 +547,7 @@ class Catalog:
             records += not opening_part
             if records == 1 and record[0] == "catalog" and record[1] == PARTS_FORMAT_VERSION:
                 parted = True
+        state.log_ended()
         if parted and state.snapshots_in_parts == 0:
             # Trimmed only once every part was durable: a stream that starts
             # with parts it cannot join lost some, and has nothing else.

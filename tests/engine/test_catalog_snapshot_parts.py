@@ -329,3 +329,31 @@ def test_a_snapshot_in_parts_holds_the_state_packed_once_and_its_parts() -> None
         tracemalloc.stop()
     assert stream.start == 1  # trimmed to the opening record: written in parts
     assert peak < 2.5 * packed
+
+
+def test_a_catalog_opened_on_an_unfinished_snapshot_lets_its_parts_go() -> None:
+    """The stream's end ends a snapshot in parts unread: a catalog opened
+    on a log whose last snapshot stopped part way (a crash after a part)
+    holds its state, not the pieces of the snapshot beside it until the
+    next change is written."""
+    stream = PartsStream(max_append_bytes=64 * 1024)
+    catalog = _started(stream)
+    for i in range(2000):
+        catalog.append(["acls_add", [_acl(i, 1000)]])
+    packed = len(msgpack.packb(catalog.state.to_wire(), use_bin_type=True))
+    start = stream.start
+    stream.next_snapshot((20, "crash"))
+    with pytest.raises(Crash), catalog._lock:
+        catalog._snapshot_locked()
+    assert stream.start == start
+    del catalog
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        catalog = stream.reopened()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(catalog.state.acls) == 2000
+    unfinished = 20 * (64 * 1024 - part_framing(SNAPSHOT_PART))
+    assert held < 1.6 * packed < packed + unfinished, held
