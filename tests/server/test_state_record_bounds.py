@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import (
@@ -22,6 +23,7 @@ from kafka.admin import (
     ACLOperation,
     ACLPermissionType,
     ACLResourcePatternType,
+    NewTopic,
     ResourcePattern,
     ResourcePatternFilter,
 )
@@ -508,15 +510,25 @@ def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_other
     _serves(node)
 
 
-def test_a_catalog_grown_past_a_wal_record_keeps_its_log_and_loads(node: Node) -> None:
+def _catalog_opening(e: Engine) -> list[Any]:
+    """The catalog stream's first record, from where it was trimmed to."""
+    first = next(engine.catalog.read_payloads(e.store, e.catalog.stream_id))
+    opening: list[Any] = msgpack.unpackb(first, raw=False)
+    return opening
+
+
+def test_a_catalog_grown_past_a_wal_record_is_snapshotted_in_parts_and_loads(
+    node: Node,
+) -> None:
     """A CreateAcls whose record passes one WAL record is refused, nothing
-    changed. The catalog's snapshot is its whole state in one record: ACLs
-    created one request at a time grow it past one WAL record. The
-    snapshot is then not written (the records since the last stay the
-    catalog's log), every ACL is kept, and a restart loads them all."""
+    changed. ACLs created one request at a time, and topics, grow the
+    catalog past one WAL record: its snapshot is written in parts and the
+    catalog trimmed to it (docs/engine-format.md, "Snapshots in parts"),
+    every ACL and topic is kept, and a restart loads them all."""
     principal = "User:" + "p" * (SEGMENT // 64)
     count = engine.catalog.SNAPSHOT_EVERY + 8
     assert count * len(principal) > SEGMENT
+    topics = [f"{i:03d}" + "t" * 246 for i in range(8)]
     client = KafkaAdminClient(bootstrap_servers=node.server.bootstrap)
 
     def acl(i: int) -> ACL:
@@ -550,14 +562,21 @@ def test_a_catalog_grown_past_a_wal_record_keeps_its_log_and_loads(node: Node) -
         for i in range(count):
             created = client.create_acls([acl(i)])
             assert created["succeeded"] == [acl(i)] and not created["failed"]
+        for name in topics:
+            client.create_topics([NewTopic(name, 2, 1)], timeout_ms=int(TIMEOUT * 1000))
         assert found() == sorted(f"topic-{i}" for i in range(count))
+        assert node.engine.store.start_offset(node.engine.catalog.stream_id) > 0
+        opening = _catalog_opening(node.engine)
+        assert opening[:2] == ["catalog", engine.catalog.PARTS_FORMAT_VERSION]
         _serves(node)
     finally:
         client.close()
     node.reopen()
+    assert _catalog_opening(node.engine) == opening
     client = KafkaAdminClient(bootstrap_servers=node.server.bootstrap)
     try:
         assert found() == sorted(f"topic-{i}" for i in range(count))
+        assert set(topics) <= set(client.list_topics())
     finally:
         client.close()
     _serves(node)
