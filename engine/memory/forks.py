@@ -165,7 +165,8 @@ def fork_topic(
             )  # fmt: skip
             # Durable before the catalog records the fork, as its horizon is:
             # a fork is never named without them, and one refused is undone.
-            _end_what_it_inherits(registry.open_topic(meta))
+            opened = registry.open_topic(meta)
+            _end_what_it_inherits(opened)
         except BaseException:
             with store_writes():
                 admin.store.delete_streams([*data_ids, *state_ids])
@@ -197,9 +198,11 @@ def fork_topic(
                 f"forking {topic}: no room for its record in the catalog while the "
                 f"object store takes no uploads ({error})"
             ) from error
-        forked = registry.load_topic(admin.catalog.state.topics[name])
-        for partition in forked.partitions:
-            partition.recover()  # from the checkpoint the fork wrote
+        # The partitions that rebuilt the fork's state serve it: opened
+        # again, each would read back the checkpoint just written. Their
+        # meta is the catalog's, whose streams a CreatePartitions extends.
+        opened.meta = admin.catalog.state.topics[name]
+        forked = registry.add_topic(opened)
         log.info("forked topic %s from %s at %s", name, topic, points)
         return registry.describe(forked)
 

@@ -29,6 +29,7 @@ from engine.memory.forks import ForkPointUnavailable
 from engine.memory.stored_state import stored_state_at
 from engine.memory.uploaded_lookup import lookup_uploaded
 from engine.memory.vector import InvalidVector, OffsetVector, Position
+from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 from native.records import RecordSpec
@@ -353,3 +354,38 @@ def test_a_fork_never_takes_a_key_no_topic_holds(engine_factory: EngineFactory) 
     e.fork("t", name="eval")
     key = e.catalog.state.masking_keys["eval"]
     assert len(key) == 32 and key not in (orphan, e.catalog.state.masking_keys["t"])
+
+
+def test_a_fork_rebuilds_each_partitions_state_once(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each fork partition replays the shared batches' headers once, and
+    the partition that did serves the fork: none is opened again to read
+    back the checkpoint it just wrote. The fork then grows and restarts as
+    any topic (its meta is the catalog's)."""
+    e = engine_factory()
+    e.create_topic("t", 3)
+    for i in range(30):
+        plain(e, "t", i % 3, b"p%d" % i)
+    recovered: list[tuple[Partition, int]] = []
+    recover = Partition.recover
+
+    def counted(partition: Partition) -> int:
+        replayed = recover(partition)
+        recovered.append((partition, replayed))
+        return replayed
+
+    monkeypatch.setattr(Partition, "recover", counted)
+    e.fork("t", name="eval")
+    assert [replayed for _, replayed in recovered] == [10, 10, 10]
+    assert [id(partition) for partition, _ in recovered] == [
+        id(e.partition("eval", p)) for p in range(3)
+    ]
+    monkeypatch.undo()
+    plain(e, "eval", 0, b"own")
+    e.create_partitions("eval", 4)
+    plain(e, "eval", 3, b"new")
+    assert e.offsets("eval", 0) == (0, 11) and e.offsets("eval", 3) == (0, 1)
+    e.close()
+    e = engine_factory()
+    assert [e.offsets("eval", p) for p in range(4)] == [(0, 11), (0, 10), (0, 10), (0, 1)]
