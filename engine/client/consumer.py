@@ -68,15 +68,6 @@ log = logging.getLogger("tidelog.consumer")
 EARLIEST = -2
 LATEST = -1
 RebalanceCallback = Callable[["Consumer", list[TopicPartition]], object]
-FETCHES_AT_ONCE = 64
-"""The most fetches an async poll has under way at once, each waiting at
-most remote_fetch_max_wait_ms for its object read: partitions whose reads
-stall cost a poll one such wait together, up to this many. A bound on the
-waits, so a consumer of thousands of partitions does not queue thousands
-of reads at once; the reads themselves run on the store's fetch threads
-(read_workers), and the fetch_max_bytes budget bounds the fetches too:
-50 at Kafka's defaults (50 MiB, 1 MiB a partition)."""
-
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
 _ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
@@ -484,8 +475,8 @@ class Consumer:
 
     def _fill(self) -> Steps[None]:
         """Fetches the planned partitions within the fetch_max_bytes budget
-        (together on an event loop, FETCHES_AT_ONCE at most: poll_steps.py's
-        FetchPlanned); the answers are taken in plan order, so records stay
+        (together on an event loop, each asking for its share of the budget:
+        poll_steps.py's FetchPlanned); the answers are taken in plan order, so records stay
         in each partition's order and the budget holds as if they had been
         fetched in turn: only the first records taken may pass it, by one
         batch. Partitions the budget left unfetched while some of it was
@@ -500,7 +491,6 @@ class Consumer:
                 budget,
                 self.max_partition_fetch_bytes,
                 self.isolation_level,
-                FETCHES_AT_ONCE,
                 self._check_topic_id,
             )
             planned = planned[len(answers) :]

@@ -1,9 +1,9 @@
 """A poll's fetch_max_bytes: as a Kafka broker answers one Fetch
 (ReplicaManager.readFromLog), only the first partition that has records
 may go past what is left of the budget, by its first batch; every other
-partition's records come within it. The embedded consumer has up to
-FETCHES_AT_ONCE partitions' fetches under way, each asking for its share: a share
-answered with one batch larger than it is kept only where it is the
+partition's records come within it. The embedded async consumer has all
+its partitions' fetches under way together, each asking for its share: a
+share answered with one batch larger than it is kept only where it is the
 poll's first records, the others fetched again by a later poll."""
 
 from __future__ import annotations
