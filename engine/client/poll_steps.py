@@ -148,7 +148,11 @@ class FetchPlanned(NamedTuple):
     once per group. The reads themselves queue for the store's fetch
     threads (read_workers), its bound on reads of the object store; a
     partition at its end answers from the log cache at once, freeing its
-    share."""
+    share.
+
+    Either way the plan stops at a partition whose batch, as last seen
+    (``seen``), does not fit what is left, unless its fetch is the poll's
+    first: read, that batch would only be dropped."""
 
     host: ClientHost
     planned: Sequence[tuple[TopicPartition, int]]
@@ -156,6 +160,21 @@ class FetchPlanned(NamedTuple):
     max_partition_bytes: int
     isolation_level: str
     check: Callable[[TopicPartition], None]
+    seen: Mapping[TopicPartition, int]
+    """The size of each partition's batch as last seen at or before its
+    position: what its fetch will answer at least, however little it asks
+    (a fetch answers one whole batch)."""
+    may_pass: bool
+    """Whether the first fetch is for the poll's first records, which may
+    pass the budget by one batch; no other's batch is taken past it."""
+
+    def _fits(self, tp: TopicPartition, left: int, first: bool) -> bool:
+        """Whether ``tp``'s fetch is worth starting with ``left`` bytes of
+        the budget free: a batch that does not fit would be read only to be
+        dropped, as a broker leaves out a partition whose first batch does
+        not fit what is left of a Fetch (ReplicaManager.readFromLog's
+        minOneMessage, for the first partition only)."""
+        return left > 0 and ((first and self.may_pass) or self.seen.get(tp, 0) <= left)
 
     def _fetch(self, tp: TopicPartition, position: int, asked: int) -> Fetch:
         self.check(tp)
@@ -180,7 +199,7 @@ class FetchPlanned(NamedTuple):
         answers: list[Answered] = []
         left = self.budget
         for tp, position in self.planned:
-            if left <= 0:
+            if not self._fits(tp, left, not answers):
                 break
             fetch = self._fetch(tp, position, min(left, self.max_partition_bytes))
             try:
@@ -195,6 +214,8 @@ class FetchPlanned(NamedTuple):
     async def run_async(self) -> list[Answered]:
         if len(self.planned) == 1:  # a consumer of one partition: no task
             tp, position = self.planned[0]
+            if not self._fits(tp, self.budget, True):
+                return []
             fetch = self._fetch(tp, position, min(self.budget, self.max_partition_bytes))
             try:
                 return [(fetch, await fetch.run_async())]
@@ -207,11 +228,16 @@ class FetchPlanned(NamedTuple):
         shares: dict[asyncio.Task[Read], int] = {}
         try:
             while True:
-                while len(started) < len(self.planned) and left > 0:
+                while len(started) < len(self.planned) and self._fits(
+                    self.planned[len(started)][0], left, not started
+                ):
                     fetch = self._fetch(*self.planned[len(started)], min(left, share))
                     task = asyncio.ensure_future(fetch.run_async())
-                    left -= fetch.max_bytes
-                    shares[task] = fetch.max_bytes
+                    # Counted at its batch as last seen, if that is more
+                    # than it asks: what it will answer at least.
+                    counted = max(fetch.max_bytes, self.seen.get(fetch.tp, 0))
+                    left -= counted
+                    shares[task] = counted
                     started.append((fetch, task))
                     running.add(task)
                 if not running:
