@@ -440,6 +440,10 @@ class Producer:
             # A real wait bounded by the clock's remaining time: a clock that
             # jumps wakes it (_clock_moved) to read it again.
             self._changed.wait(min(remaining, 0.5))
+        if not self._accepting and not self._closed:
+            # A transaction aborted while this send waited: queued now, its
+            # record would be sent in the next one.
+            raise self._refusal()
         if self._closed:
             # Closed while waiting: queued now, the record could outlive the
             # sender thread and its future never settle. Kafka's BufferPool
@@ -672,6 +676,26 @@ class Producer:
         for loop, waiting in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle_async, waiting, outcome)
+
+    def _fail_queued(self, error: BaseException) -> int:
+        """Fails every batch still queued (none sent yet) with ``error``,
+        at once; returns how many records. Kafka's
+        RecordAccumulator.abortUndrainedBatches: what the sender has taken
+        is left to finish."""
+        with self._changed:
+            taken: list[tuple[TopicPartition, ProducerBatch]] = []
+            for tp, queue in self._queues.items():
+                for batch in queue:
+                    # Counted as the sender counts what it takes, so that
+                    # settling it is settling a batch in flight.
+                    self._queued_bytes -= batch.size
+                    self._in_flight += batch.records
+                    self._batches_in_flight[tp] = self._batches_in_flight.get(tp, 0) + 1
+                    taken.append((tp, batch))
+            self._queues.clear()
+        for tp, batch in taken:
+            self._settle_batch(tp, batch, error)
+        return sum(batch.records for _, batch in taken)
 
     # -- flushing and closing ------------------------------------------------------------
 
