@@ -27,6 +27,7 @@ from tests import docspec
 from tests.engine.test_transactions import values
 from tests.engine.test_transactions_v2 import at_epoch
 from tests.engine.transaction_faults import hold_markers
+from tests.engine.txn_state_faults import RefusedMarkers, io_error
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build, fetch_from_start
 
@@ -619,6 +620,48 @@ def test_end_txn_v5_of_the_producer_id_an_end_moved_from_is_fenced(tmp_path: Pat
             assert produce(server, new, 0, b"b") == KafkaCode.NONE  # the new id's transaction
             stale = end(server, last, False)
             assert (stale.error_code, stale.producer_id) == (KafkaCode.PRODUCER_FENCED, -1)
+            assert end(server, new, True).error_code == KafkaCode.NONE
+        finally:
+            server.stop()
+        assert values(opened, "in", "read_committed") == [b"a", b"b"]
+
+
+def test_end_txn_v5_at_the_last_epoch_is_answered_while_its_marker_keeps_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A v2 commit at the last epoch whose marker keeps failing for a cause
+    not the store's: its EndTxn v5 is answered with the new producer id at
+    epoch 0, as Kafka 4 answers it once Prepare* is durable, not left
+    waiting past the client's request timeout; until the transaction
+    completes the new id's Produce v12 is answered NOT_ENOUGH_REPLICAS and
+    its EndTxn CONCURRENT_TRANSACTIONS, both retried by clients (never
+    INVALID_PRODUCER_ID_MAPPING, which is fatal); then it commits."""
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            old, _ = init(server)
+        finally:
+            server.stop()
+        at_epoch(opened, "pipeline", MAX_EPOCH - 1)
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            last = (old, MAX_EPOCH - 1)
+            assert produce(server, last, 0, b"a") == KafkaCode.NONE
+            failing = RefusedMarkers(monkeypatch, opened, ("in", 0), 1_000_000, io_error)
+            moved = end(server, last, True)
+            assert moved.error_code == KafkaCode.NONE and moved.producer_id != old
+            new = (moved.producer_id, moved.producer_epoch)
+            assert new[1] == 0 and failing.refused >= 1
+            assert produce(server, new, 0, b"b") == KafkaCode.NOT_ENOUGH_REPLICAS
+            assert end(server, new, True).error_code == KafkaCode.CONCURRENT_TRANSACTIONS
+            failing.heal()
+            deadline = time.monotonic() + TIMEOUT
+            while opened.transactions.describe("pipeline").state is not TxnState.COMPLETE_COMMIT:
+                assert time.monotonic() < deadline, "the transaction never completed"
+                time.sleep(0.01)
+            assert produce(server, new, 0, b"b") == KafkaCode.NONE
             assert end(server, new, True).error_code == KafkaCode.NONE
         finally:
             server.stop()
