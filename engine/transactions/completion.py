@@ -26,11 +26,12 @@ transactions v2 end at the last epoch is answered so too, with the new
 producer id its Complete* record hands the id to (Kafka 4 answers the
 new id as it answers Prepare*); until that record is written the new
 id's requests are told to wait (CONCURRENT_TRANSACTIONS, ending.py's
-``handed_over``), so a marker retried for ever holds no caller. A store that can no longer be
-written (NOT_COORDINATOR: failed, fenced or closed), or the close of the
-coordinator, stops the completion and leaves Prepare*, as the state log
-holds it, for the next open, which writes the markers again (a Kafka
-coordinator that loads the log sends them again). Never a second
+``handed_over``), so a marker retried for ever holds no caller. A store
+that can no longer be written (NOT_COORDINATOR: failed, fenced or
+closed), or the close of the coordinator, stops the completion and
+leaves Prepare*, as the state log holds it, for the next open, which
+writes the markers again (a Kafka coordinator that loads the log sends
+them again). Never a second
 outcome: nothing ends a Prepare* transaction but its own completion.
 """
 

@@ -558,7 +558,8 @@ class TransactionCoordinator:
 
     def _mapped(self, transactional_id: str, producer_id: int) -> TransactionMetadata:
         """The id's state if ``producer_id`` is its producer; raises
-        InvalidProducerIdMapping if not. Under the lock."""
+        InvalidProducerIdMapping if not, ConcurrentTransactions if it is the
+        producer id a completing v2 end hands the id to. Under the lock."""
         meta = self._table.get(transactional_id)
         if meta is not None and handed_over(meta, producer_id):
             raise ConcurrentTransactions(
