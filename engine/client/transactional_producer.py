@@ -203,14 +203,24 @@ class TransactionalProducer(Producer):
 
     def commit_transaction(self, timeout: float | None = None) -> None:
         """Sends what is queued, waits for it, and commits; if any record
-        failed the transaction can only be aborted (TransactionError)."""
+        failed the transaction can only be aborted (TransactionError).
+        Sends are refused from here on, as Kafka's producer refuses them
+        once committing: a record queued after the flush would be left for
+        the next transaction."""
         self._check_in_transaction()
-        self.flush(timeout)
         with self._state_lock:
-            failure = self._failure
-        if failure is not None:
-            raise TransactionError("a record of the transaction failed: abort it") from failure
-        self._end(True, timeout)
+            self._accepting = False
+        try:
+            self.flush(timeout)
+            with self._state_lock:
+                failure = self._failure
+            if failure is not None:
+                raise TransactionError("a record of the transaction failed: abort it") from failure
+            self._end(True, timeout)
+        except BaseException:
+            with self._state_lock:
+                self._accepting = True  # still open: commit or abort it again
+            raise
 
     def abort_transaction(self, timeout: float | None = None) -> None:
         """Fails the records not sent yet at once (their futures raise

@@ -253,3 +253,64 @@ def test_an_abort_fails_the_unsent_records_at_once_and_awaits_those_written(
     producer.close()
     assert values(e, "u", "read_committed") == [b"next"]
     assert values(e, "t", "read_uncommitted") == [b"written"]
+
+
+class _PausedHeaders(list[tuple[str, bytes]]):
+    """Headers whose reading holds a send between its check that a
+    transaction is open and the queueing of its record, as a thread
+    preempted there would be."""
+
+    def __init__(self) -> None:
+        super().__init__([("h", b"v")])
+        self.reading = threading.Event()
+        self.go_on = threading.Event()
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        self.reading.set()
+        assert self.go_on.wait(TIMEOUT)
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("ending", ["abort", "commit"])
+def test_a_send_racing_the_end_of_its_transaction_is_never_written_in_the_next(
+    e: Engine, ending: str
+) -> None:
+    """A send that found the transaction open, and queues its record once
+    abort_transaction or commit_transaction has ended it, is refused: its
+    record is not left queued for the sender, which would add its
+    partition to a transaction the producer has not begun and commit it
+    with the next one (Kafka's producer refuses a send once the end has
+    begun, and sends a batch only to a partition of the open transaction)."""
+    producer = e.producer(transactional_id="app", linger_ms=60_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    first_sent = producer.send("t", b"first", partition=0)
+    producer.flush(TIMEOUT)
+    assert first_sent.result(TIMEOUT).offset == 0
+    headers = _PausedHeaders()
+    raced: dict[str, Any] = {}
+
+    def racing() -> None:
+        try:
+            raced["future"] = producer.send("t", b"raced", partition=0, headers=headers)
+        except Exception as error:
+            raced["refused"] = error
+
+    sending = threading.Thread(target=racing)
+    sending.start()
+    assert headers.reading.wait(TIMEOUT)
+    if ending == "abort":
+        producer.abort_transaction(TIMEOUT)
+    else:
+        producer.commit_transaction(TIMEOUT)
+    headers.go_on.set()
+    sending.join(TIMEOUT)
+    producer.begin_transaction()
+    producer.send("t", b"next", partition=0)
+    producer.commit_transaction(TIMEOUT)
+    producer.close()
+    if "future" in raced:
+        with pytest.raises(Exception):  # noqa: B017 - refused, however it says so
+            raced["future"].result(TIMEOUT)
+    first = [b"first"] if ending == "commit" else []
+    assert values(e, "t", "read_committed") == [*first, b"next"]
