@@ -187,3 +187,52 @@ def test_a_rotating_end_whose_marker_keeps_failing_is_answered_with_the_new_id(
     assert _outcomes(e, "t", 0) == [(producer_id, True)]
     assert values(e, "t", "read_committed") == [b"t-0"]
     e.transactions.add_partitions("x", new_producer_id, 0, [TP], TV_2).result(TIMEOUT)
+
+
+def test_a_rotating_end_answered_before_a_restart_completes_with_the_new_id(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new producer id a rotating end was answered with while its
+    marker kept failing survives a restart: the next open writes the
+    marker and the Complete record, which hands the id to that producer
+    id, whose next transaction then commits, and no other transactional
+    id is given it."""
+    e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
+    e.produce(
+        "t",
+        0,
+        batch(
+            [b"t-0"],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=0,
+            is_transactional=True,
+        ),
+    )
+    with monkeypatch.context() as faults:
+        RefusedMarkers(faults, e, ("t", 0), 1_000_000, io_error)
+        ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
+        new_producer_id, new_epoch = ended.result(TIMEOUT)
+        assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
+        e = node()
+    _wait_for_state(e, TxnState.COMPLETE_COMMIT)
+    meta = e.transactions.describe("x")
+    assert (meta.producer_id, meta.producer_epoch) == (new_producer_id, new_epoch)
+    assert _outcomes(e, "t", 0) == [(producer_id, True)]
+    other, _ = e.transactions.init_producer_id("y", 60_000).result(TIMEOUT)
+    assert other not in (producer_id, new_producer_id)
+    e.transactions.add_partitions("x", new_producer_id, new_epoch, [TP], TV_2).result(TIMEOUT)
+    e.produce(
+        "t",
+        0,
+        batch(
+            [b"next"],
+            producer_id=new_producer_id,
+            producer_epoch=new_epoch,
+            base_sequence=0,
+            is_transactional=True,
+        ),
+    )
+    e.transactions.end_transaction("x", new_producer_id, new_epoch, True, TV_2).result(TIMEOUT)
+    _wait_for_state(e, TxnState.COMPLETE_COMMIT)
+    assert values(e, "t", "read_committed") == [b"t-0", b"next"]

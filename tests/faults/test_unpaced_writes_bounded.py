@@ -241,3 +241,54 @@ def test_a_partitions_checkpoint_through_an_outage_never_waits_under_its_lock(
     finally:
         faulty.heal()
         e.close()
+
+
+def test_an_embedded_member_refused_past_the_headroom_polls_nothing_then_joins(
+    down: tuple[Engine, FaultyStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedded consumer whose group's writes the store refuses past
+    its headroom (a real outage, no refusal faked): its join or sync is
+    answered COORDINATOR_NOT_AVAILABLE, poll returns nothing and raises
+    nothing while the join is sent again after a backoff (a few times a
+    second, not in a loop), and once uploads resume the member joins and
+    reads; a close during the backoff returns at once."""
+    e, faulty = down
+    tp = TopicPartition("t", 0)
+    for offset in range(4 * HEADROOM // 4096):  # past the headroom
+        answer = e.groups.commit_offsets(
+            "g", -1, "", None, {tp: OffsetAndMetadata(offset, -1, "m" * 4096)}
+        ).result(TIMEOUT)
+        if answer[tp] is KafkaCode.COORDINATOR_NOT_AVAILABLE:
+            break
+    else:
+        pytest.fail("no commit was refused past the headroom")
+    joins = 0
+    join_group = e.groups.join_group
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal joins
+        joins += 1
+        return join_group(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(e.groups, "join_group", counted)
+    member = {"group_id": "c", "auto_offset_reset": "earliest", "enable_auto_commit": False}
+    closed_early = e.consumer("t", **member)
+    assert closed_early.poll(timeout=0.3) == []
+    started = time.monotonic()
+    closed_early.close()
+    assert time.monotonic() - started < 5.0  # not held by the backoff
+    consumer = e.consumer("t", **member)
+    try:
+        started, joins = time.monotonic(), 0
+        while time.monotonic() - started < 2.0:
+            assert consumer.poll(timeout=0.1) == []
+        assert consumer.assignment() == set()
+        # 100 ms doubling to 1 s: about four in two seconds, a handful at most.
+        assert 2 <= joins <= 8, f"{joins} joins in two seconds"
+        faulty.heal()
+        deadline = time.monotonic() + TIMEOUT
+        while not consumer.poll(timeout=0.1):
+            assert time.monotonic() < deadline, "the member never joined once the store healed"
+        assert consumer.assignment() == {tp}
+    finally:
+        consumer.close()
