@@ -420,7 +420,7 @@ class TransactionCoordinator:
             meta = self._table.get(transactional_id)
             if meta is not None and handed_over(meta, producer_id):
                 # Its batches speak for this id: the implicit add before
-                # their append answers them to wait (NOT_ENOUGH_REPLICAS).
+                # their append answers them to wait (CONCURRENT_TRANSACTIONS).
                 return
             self._mapped(transactional_id, producer_id)
 
