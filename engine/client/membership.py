@@ -33,7 +33,6 @@ def group_error(code: int, message: str) -> EngineError:
         # closed coordinator raises GroupCoordinatorClosed before this.
         return CoordinatorNotAvailable(f"{message} (COORDINATOR_NOT_AVAILABLE)")
     cls = error_class(known)
-    cls = error_class(known)
     # NotCoordinator is shared with the transaction coordinator, so it is
     # no GroupError, but a group's answer all the same.
     if cls is not None and issubclass(cls, GroupError | NotCoordinator):
