@@ -203,7 +203,9 @@ class TransactionalProducer(Producer):
 
     def commit_transaction(self, timeout: float | None = None) -> None:
         """Sends what is queued, waits for it, and commits; if any record
-        failed the transaction can only be aborted (TransactionError).
+        failed the transaction can only be aborted (TransactionError); if
+        they are not all written within ``timeout``, TimeoutError and
+        nothing committed (call it again).
         Sends are refused from here on, as Kafka's producer refuses them
         once committing: a record queued after the flush would be left for
         the next transaction."""
@@ -211,7 +213,15 @@ class TransactionalProducer(Producer):
         with self._state_lock:
             self._accepting = False
         try:
-            self.flush(timeout)
+            if not self.flush(timeout):
+                # Committed now, a record still being written would be
+                # refused once the transaction is over: a commit without
+                # it. Kafka's commitTransaction times out the same way and
+                # may be called again.
+                raise TimeoutError(
+                    f"{self.transactional_id!r}: the transaction's records were not written "
+                    f"within {timeout} s; commit again, or abort"
+                )
             with self._state_lock:
                 failure = self._failure
             if failure is not None:

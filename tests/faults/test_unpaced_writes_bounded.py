@@ -23,8 +23,10 @@ from engine.errors import ConcurrentTransactions, CoordinatorNotAvailable, Engin
 from engine.groups import LeaveResult
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
+from engine.transactions.metadata import TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream.store import LocalStore
+from tests.engine.test_transactions import values
 from tests.faults.outages import engine_through_an_outage, filled_past
 from tests.s3stream.faults import FaultyStore
 
@@ -292,3 +294,33 @@ def test_an_embedded_member_refused_past_the_headroom_polls_nothing_then_joins(
         assert consumer.assignment() == {tp}
     finally:
         consumer.close()
+
+
+def test_a_commit_whose_records_are_not_written_within_its_timeout_commits_nothing(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    """An embedded transactional producer's record waits for room through
+    the outage while the transaction's state records and markers, which
+    never wait, still fit in the headroom: commit_transaction with a
+    timeout the record outlasts raises TimeoutError and commits nothing
+    (as Kafka's producer times out its commitTransaction), not a
+    transaction without the record; called again once the store heals it
+    commits the record."""
+    e, faulty = down
+    producer = e.producer(transactional_id="app")
+    try:
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        sent = producer.send("many", b"late", partition=0)
+        with pytest.raises(TimeoutError):
+            producer.commit_transaction(0.5)
+        assert not sent.done()
+        assert e.transactions.describe("app").state is not TxnState.COMPLETE_COMMIT
+        faulty.heal()
+        producer.commit_transaction(TIMEOUT)
+        assert sent.result(TIMEOUT).offset == 0
+    finally:
+        faulty.heal()  # the sender waits for room: healed, it can close
+        producer.close()
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_COMMIT
+    assert values(e, "many", "read_committed") == [b"late"]
