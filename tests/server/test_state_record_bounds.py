@@ -686,3 +686,28 @@ def test_a_consumer_group_member_whose_subscription_passes_a_wal_record_is_refus
     node.reopen()
     assert len(node.engine.groups.consumer_group_describe(["kip848"])[0].members) == 1
     _serves(node)
+
+
+def test_a_refused_commit_of_a_partition_leaves_its_durable_offset_counted(
+    monkeypatch: pytest.MonkeyPatch, node: Node
+) -> None:
+    """A TxnOffsetCommit refused for room after one of the same partitions
+    was written: the written offsets are still pending, and the
+    completion still writes them, so they stay counted (the refusal
+    uncounts only its own) and a commit that fits only without them is
+    refused."""
+    node.engine.create_topic("c", 8)
+    pid, epoch = _begin_offsets_txn(node)
+    metadata = "m" * (SEGMENT // 5)
+    assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
+    refusals = _refuse_commits_of(monkeypatch, node, pid, 0)
+    refusals.append(NoRoom(node.engine.groups._run.state_log.stream_id, 1 << 30, 1 << 20))
+    assert _txn_commit(node, pid, epoch, range(0, 2), "m") == {KafkaCode.COORDINATOR_NOT_AVAILABLE}
+    assert not refusals
+    assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
+    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
+    assert _end_txn(node, "committer", pid, epoch, committed=True) == KafkaCode.NONE
+    expected = [(p, p + 1, metadata) for p in range(4)]
+
+    assert _txn_group_offsets(node) == expected
+    _serves(node)
