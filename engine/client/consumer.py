@@ -645,7 +645,9 @@ class Consumer:
         longer in the group's generation (the partitions were rebalanced:
         their new owner reads them from the last successful commit),
         RebalanceInProgress while a rebalance is completing (poll, then
-        commit again), FencedInstanceId, InvalidGroupId without a group_id,
+        commit again), CoordinatorNotAvailable while the store refuses the
+        group's writes for room (commit again once it has room),
+        FencedInstanceId, InvalidGroupId without a group_id,
         EngineClosed (GroupCoordinatorClosed if the engine closed while the
         commit was on its way).
         """
