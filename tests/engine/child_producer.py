@@ -85,7 +85,8 @@ def main() -> None:
         def killed(*args: object) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
-        Catalog.append = killed  # type: ignore[method-assign,assignment]
+        # Every catalog write, the first open's included, goes through append_all.
+        Catalog.append_all = killed  # type: ignore[method-assign,assignment]
     KillAfterPuts.limit = int(os.environ.get("KILL_AFTER_PUTS", "0"))
     if KillAfterPuts.limit:
         object_store = KillAfterPuts(os.path.join(data_dir, "objects"))

@@ -115,10 +115,11 @@ def test_a_creation_that_fails_leaves_no_topic_and_no_stream(
     with _open(tmp_path, store) as opened:
         streams = opened.store.streams()
 
-        def refuse(record: list[Any]) -> None:
+        def refuse(records: list[list[Any]]) -> None:
             raise StorageError("injected: the catalog cannot be written")
 
-        monkeypatch.setattr(opened.catalog, "append", refuse)
+        # Every catalog write goes through append_all.
+        monkeypatch.setattr(opened.catalog, "append_all", refuse)
         with pytest.raises(StorageError):
             opened.create_topics(_names("lost", 50))
         assert opened.list_topics() == []
