@@ -15,29 +15,40 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from confluent_kafka import Producer
+from kafka import KafkaConsumer
 
-from tests.server.conftest import ServerProcess
+from tests.server.conftest import ServerProcess, quiet_librdkafka
 
 TOPIC = "interrupted"
 
 
 def _produce_until_refused(bootstrap: str, acked: list[bytes], stop: threading.Event) -> None:
-    """Sends one record at a time (acks=all), keeping those acknowledged,
-    until the server stops answering."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=0, max_block_ms=5_000)
-    try:
-        for i in range(1_000_000):
-            if stop.is_set():
-                return
-            value = f"record-{i}".encode()
-            try:
-                producer.send(TOPIC, value).get(timeout=10)
-            except Exception:
-                return  # the server is going: nothing more is acknowledged
-            acked.append(value)
-    finally:
-        producer.close(timeout=5)
+    """Sends one record at a time (acks=all, no retries), keeping those
+    acknowledged, until the server stops answering."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": False,
+            "retries": 0,
+            "message.timeout.ms": 5_000,
+            **quiet_librdkafka(),
+        }
+    )
+    for i in range(1_000_000):
+        if stop.is_set():
+            break
+        value = f"record-{i}".encode()
+        delivered: list[bool] = []
+        producer.produce(
+            TOPIC, value, on_delivery=lambda error, _, d=delivered: d.append(not error)
+        )
+        producer.flush(10)
+        if delivered != [True]:
+            break  # the server is going: nothing more is acknowledged
+        acked.append(value)
+    producer.flush(10)
 
 
 def _read_all(bootstrap: str, count: int) -> list[bytes]:
