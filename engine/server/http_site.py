@@ -94,7 +94,7 @@ class _Gated(Releasing, asyncio.Protocol):
                 self._close_window()
                 self._site.refused += 1
         except BaseException:
-            self._give_back()
+            self._abandon()
             raise
         self._inner.connection_made(transport)
 
@@ -112,19 +112,29 @@ class _Gated(Releasing, asyncio.Protocol):
 
     @release
     def connection_lost(self, exc: Exception | None) -> None:
+        # The window is closed here, by the release itself, not by a release
+        # it calls: a Ctrl-C that landed in it is raised as it returns, even
+        # while another connection (a scraper's kept alive) holds a window.
         try:
-            self._inner.connection_lost(exc)
-        finally:
-            self._give_back()
-
-    @release
-    def _give_back(self) -> None:
-        try:
-            if self._address is not None:
-                address, self._address = self._address, None
-                self._site.admissions.release(address)
+            try:
+                self._inner.connection_lost(exc)
+            finally:
+                self._give_back()
         finally:
             self._close_window()
+
+    @release
+    def _abandon(self) -> None:
+        try:
+            self._give_back()
+        finally:
+            self._close_window()
+
+    def _give_back(self) -> None:
+        """(Inside a release.) The admission, given back once."""
+        if self._address is not None:
+            address, self._address = self._address, None
+            self._site.admissions.release(address)
 
 
 def _peer_address(transport: asyncio.BaseTransport) -> str:
