@@ -185,6 +185,9 @@ class Engine:
         """Whether close has begun: no new work is taken."""
         self._closing = Closing("Engine")
         self._closing_lock = threading.Lock()
+        self._close_flush = True
+        """False once a close said not to upload: the close finishing it
+        (the exit hook's plain ``close()`` too) does not upload either."""
         self._metrics: EngineMetrics | None = None
         self.close_report: CloseReport | None = None
         """What close left only in the WAL (None until closed)."""
@@ -1063,7 +1066,8 @@ class Engine:
         A close cut short (a KeyboardInterrupt, any exception) leaves the
         engine closed to new work, with what it had not closed yet still
         open: call close again to finish it (the steps done are not run
-        again) and release the data directory. Left so, the engine is
+        again) and release the data directory; it uploads only if every
+        close before it asked to (``flush``). Left so, the engine is
         finished at interpreter exit (engine/exit_close.py), and in any case
         the directory's lock goes with the process (docs/design/0113)."""
         with self._lock:
@@ -1072,6 +1076,7 @@ class Engine:
         with self._closing_lock:
             if self._closing.finished:
                 return
+            self._close_flush = flush = flush and self._close_flush
             self._close_steps(flush)
         exit_close.closed(self)
         assert self.close_report is not None  # set by the last step

@@ -774,8 +774,9 @@ class StreamStore:
         if closing.finished:
             return self.close_report or CloseReport()
         if not flush:
+            # Kept: the close finishing this one does not upload either.
             self._close_reason = "closed without uploading"
-        if flush and self._state.failure is None:
+        if not self._close_reason and self._state.failure is None:
             closing.step("upload", lambda: self._upload_at_close(timeout))
         closing.step("stop", self._stop_at_close, atomic=True)
         closing.step("appender", self._appender.close)

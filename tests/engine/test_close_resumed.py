@@ -225,3 +225,36 @@ def _close_order_cached() -> list[Step]:
     if not _ORDER:
         _ORDER.extend(_close_order())
     return _ORDER
+
+
+def test_a_close_without_upload_cut_short_and_finished_by_a_plain_close_uploads_nothing(
+    tmp_path: Path,
+) -> None:
+    """``close(flush=False)`` says the cache is not to be uploaded (the WAL
+    keeps it): the close that finishes it, the exit hook's plain ``close()``
+    among them, neither uploads nor checkpoints."""
+    opened = _open(tmp_path)
+    opened.create_topic("t", 1)
+    with opened.producer() as producer:
+        for value in EMBEDDED:
+            producer.send("t", value).result(TIMEOUT)
+    with (
+        _steps_seen(_interrupt_at(Step("Engine.groups", False), "before")),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        opened.close(flush=False)
+    with _steps_seen() as (second, _):
+        opened.close()
+    names = [s.name for s in second]
+    assert "StreamStore.upload" not in names
+    assert "Engine.checkpoint" not in names
+    report = opened.close_report
+    assert report is not None
+    assert not report.uploaded
+    assert report.reason == "closed without uploading"
+
+    reopened = _open(tmp_path)
+    try:
+        assert [r.value for r in read_partition(reopened, "t", 0)] == EMBEDDED
+    finally:
+        reopened.close()
