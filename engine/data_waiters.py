@@ -418,11 +418,18 @@ class DataWaiters:
         with self.data_arrived:
             self.data_arrived.notify_all()
         self._wake_every_wait()
-        with self._offset_waiters_lock:
-            pending = [c for waiting in self._offset_waiters.values() for _, c in waiting]
-            self._offset_waiters.clear()
-        for callback in pending:
+        # One at a time, each taken before it is called: a close cut short
+        # and called again answers those left, none twice.
+        while callback := self._next_offset_waiter():
             callback(EngineClosed())
+
+    def _next_offset_waiter(self) -> Callable[[BaseException | None], None] | None:
+        with self._offset_waiters_lock:
+            for key, waiting in list(self._offset_waiters.items()):
+                if waiting:
+                    return waiting.pop(0)[1]
+                del self._offset_waiters[key]
+        return None
 
 
 def _any_data(watched: Mapping[int, Watched], streams: Iterable[int]) -> bool:

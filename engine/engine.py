@@ -79,6 +79,7 @@ from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.types import NewTopic, TopicDescription, TopicPartition
 from s3stream import CloseReport, ObjectStore, S3StreamError, StreamStore, StreamStoreConfig
+from wal.closing import Closing
 
 if TYPE_CHECKING:
     # The embedded clients, agent memory and verification are imported where
@@ -181,6 +182,12 @@ class Engine:
         self.store = StreamStore.open(data_dir, object_store, config.store)
         self._lock = threading.RLock()
         self._closed = False
+        """Whether close has begun: no new work is taken."""
+        self._closing = Closing("Engine")
+        self._closing_lock = threading.Lock()
+        self._close_flush = True
+        """False once a close said not to upload: the close finishing it
+        (the exit hook's plain ``close()`` too) does not upload either."""
         self._metrics: EngineMetrics | None = None
         self.close_report: CloseReport | None = None
         """What close left only in the WAL (None until closed)."""
@@ -1054,21 +1061,25 @@ class Engine:
             return self.store.flush(timeout)
 
     def close(self, *, flush: bool = True) -> None:
-        """Stops, checkpoints, uploads (if ``flush``) and closes the store."""
+        """Stops, checkpoints, uploads (if ``flush``) and closes the store.
+
+        A close cut short (a KeyboardInterrupt, any exception) leaves the
+        engine closed to new work, with what it had not closed yet still
+        open: call close again to finish it (the steps done are not run
+        again) and release the data directory; it uploads only if every
+        close before it asked to (``flush``). Left so, the engine is
+        finished at interpreter exit (engine/exit_close.py), and in any case
+        the directory's lock goes with the process (docs/design/0113)."""
         with self._lock:
-            if self._closed:
-                return
             self._closed = True
+        # One close at a time: a second caller waits for the first's steps.
+        with self._closing_lock:
+            if self._closing.finished:
+                return
+            self._close_flush = flush = flush and self._close_flush
+            self._close_steps(flush)
         exit_close.closed(self)
-        self._tables.close()
-        self._maintenance.stop()
-        self.transactions.close()
-        self.groups.close()
-        self._waiters.close()
-        if flush and not self.store.fenced:
-            with contextlib.suppress(S3StreamError):
-                self.checkpoint()
-        self.close_report = self.store.close(flush=flush and not self.store.fenced)
+        assert self.close_report is not None  # set by the last step
         if self.close_report.uploaded:
             log.info("engine closed")
         else:
@@ -1078,6 +1089,25 @@ class Engine:
                 self.close_report.wal_only_bytes,
                 self.close_report.reason,
             )
+
+    def _close_steps(self, flush: bool) -> None:
+        closing = self._closing
+        closing.step("tables", self._tables.close)
+        closing.step("maintenance", self._maintenance.stop)
+        closing.step("transactions", self.transactions.close)
+        closing.step("groups", self.groups.close)
+        closing.step("waiters", self._waiters.close)
+        if flush and not self.store.fenced:
+            closing.step("checkpoint", self._checkpoint_at_close)
+        closing.step("store", lambda: self._close_store(flush))
+        closing.finish()
+
+    def _checkpoint_at_close(self) -> None:
+        with contextlib.suppress(S3StreamError):
+            self.checkpoint()
+
+    def _close_store(self, flush: bool) -> None:
+        self.close_report = self.store.close(flush=flush and not self.store.fenced)
 
     def __enter__(self) -> Engine:
         return self

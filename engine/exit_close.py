@@ -1,4 +1,5 @@
-"""Closing, when the interpreter exits, the engines a script left open."""
+"""Closing, when the interpreter exits, the engines a script left open, and
+finishing those whose close was cut short (docs/design/0113)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def opened(engine: Closable) -> None:
 
 
 def closed(engine: Closable) -> None:
+    """``engine``'s close finished (a close cut short leaves it here)."""
     _open_engines.discard(engine)
 
 

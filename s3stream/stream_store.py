@@ -69,6 +69,7 @@ from s3stream.store_state import Retention, StoreState, StoreStats, StreamState,
 from s3stream.uploader import ObjectIds, Uploader, now_ms
 from s3stream.wal_entries import encode_writer, load_identity
 from wal import Outcome, WriteAheadLog
+from wal.closing import Closing
 from wal.thread_priority import ThreadPriority, read_pool
 
 __all__ = [
@@ -145,6 +146,9 @@ class StreamStore:
         self.stats = StoreStats()
         self.close_report: CloseReport | None = None
         """Set by close: whether everything was uploaded."""
+        self._closing = Closing("StreamStore")
+        self._close_reason = ""
+        """Why close left appends only in the WAL, if they are not uploaded."""
         self._state = state = StoreState(config.log_cache_bytes)
         # Fixed from the opener's priority, whichever thread starts them.
         background = ThreadPriority.below_caller(config.background_nice)
@@ -763,33 +767,28 @@ class StreamStore:
         """Stops appends, uploads what is in the cache (unless ``flush`` is
         False or the store cannot be reached within ``timeout``; the WAL still
         holds it), and releases everything. Returns (and keeps in
-        ``close_report``) what is still only in the WAL, and why."""
-        if self._state.closed:
+        ``close_report``) what is still only in the WAL, and why. A close cut
+        short (an exception, a KeyboardInterrupt) is finished by the next
+        call: the steps done are not run again (wal/closing.py)."""
+        closing = self._closing
+        if closing.finished:
             return self.close_report or CloseReport()
-        reason = "" if flush else "closed without uploading"
-        if flush and self._state.failure is None:
-            try:
-                if not self.flush(timeout):
-                    reason = f"the object store did not take it within {timeout} s"
-                    if self.stats.last_error:
-                        reason += f" (last error: {self.stats.last_error})"
-            except (Fenced, StoreFailed):
-                pass  # described below, from the failure
-        with self._state.lock:
-            self._state.closed = True
-            self._state.stop.set()
-            self._state.changed.notify_all()
-            waiters = self._uploader.take_waiters_locked()
-        fail_all(waiters, StoreClosed())
-        self._appender.close()
-        self._compactor.wake()
-        self._uploader.join()
-        self._compactor.join()
-        self.manifest.join_cleanup(CLEANUP_JOIN_S)
-        self._read_pool.shutdown(wait=True)
-        self._fetcher.close()
-        self.wal.close()
-        self._close_store()
+        if not flush:
+            # Kept: the close finishing this one does not upload either.
+            self._close_reason = "closed without uploading"
+        if not self._close_reason and self._state.failure is None:
+            closing.step("upload", lambda: self._upload_at_close(timeout))
+        closing.step("stop", self._stop_at_close, atomic=True)
+        closing.step("appender", self._appender.close)
+        closing.step("compactor wake", self._compactor.wake)
+        closing.step("uploader", self._uploader.join)
+        closing.step("compactor", self._compactor.join)
+        closing.step("manifest cleanup", lambda: self.manifest.join_cleanup(CLEANUP_JOIN_S))
+        closing.step("read pool", lambda: self._read_pool.shutdown(wait=True))
+        closing.step("fetcher", self._fetcher.close)
+        closing.step("wal", self.wal.close)
+        closing.step("object store", self._close_store)
+        reason = self._close_reason
         if isinstance(self._state.failure, Fenced):
             reason = (
                 f"fenced: another writer owns the object store ({self._state.failure}); "
@@ -801,7 +800,27 @@ class StreamStore:
         self.close_report = CloseReport(
             self._state.cache.unuploaded_bytes if appends else 0, appends, reason if appends else ""
         )
+        closing.finish()
         return self.close_report
+
+    def _upload_at_close(self, timeout: float | None) -> None:
+        try:
+            if not self.flush(timeout):
+                reason = f"the object store did not take it within {timeout} s"
+                if self.stats.last_error:
+                    reason += f" (last error: {self.stats.last_error})"
+                self._close_reason = reason
+        except (Fenced, StoreFailed):
+            pass  # described by close, from the failure
+
+    def _stop_at_close(self) -> None:
+        """No appends from here on; whoever waits for an upload is answered."""
+        with self._state.lock:
+            self._state.closed = True
+            self._state.stop.set()
+            self._state.changed.notify_all()
+            waiters = self._uploader.take_waiters_locked()
+        fail_all(waiters, StoreClosed())
 
     def __enter__(self) -> StreamStore:
         return self

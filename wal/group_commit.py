@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from native import stamp_wal_records
+from wal.closing import Closing
 from wal.doorbell import Doorbell
 from wal.errors import DiskFull, LogClosed, LogDefect, LogFailed, LogIOError, WalError
 from wal.format import (
@@ -193,6 +194,8 @@ class GroupCommitter:
         self._doorbell = Doorbell(self._lock)
         """The writer sleeps on it; appenders, holds and the close ring it."""
         self._closing = False
+        self._closed = Closing("GroupCommitter")
+        self._sealed = False
         self._holds = 0
         self._held_since = 0.0
         self._failure: WalError | None = None
@@ -239,20 +242,34 @@ class GroupCommitter:
                 self._doorbell.ring()
 
     def close(self) -> None:
-        """Commits everything queued, syncs, and stops the writer thread."""
+        """Commits everything queued, syncs, and stops the writer thread; a
+        close cut short is finished by the next call (wal/closing.py)."""
+        if self._closed.finished:
+            return
         with self._lock:
             self._closing = True
             self._doorbell.ring()
-        self._thread.join()
+        self._closed.step("writer", self._thread.join)
         if self._syncer is not None:
-            self._syncer.stop()
+            self._closed.step("syncer", self._syncer.stop)
         try:
-            if self._failure is None:
-                # A seal (written after a sync) lets recovery prove that every
-                # record of this segment was synced, the last group's included.
-                self._segment.seal()
+            self._closed.step("seal", self._seal, atomic=True)
         finally:
-            self._segment.close()
+            self._closed.step("segment", self._close_segment)
+        self._closed.finish()
+
+    def _close_segment(self) -> None:
+        self._sealed = True  # a closed segment is sealed no more
+        self._segment.close()
+
+    def _seal(self) -> None:
+        # At most once: a seal cut short or failed leaves the segment as a
+        # crash does (recovery reads its tail record by record), never two.
+        if self._failure is None and not self._sealed:
+            self._sealed = True
+            # A seal (written after a sync) lets recovery prove that every
+            # record of this segment was synced, the last group's included.
+            self._segment.seal()
 
     def hold(self) -> None:
         """Keeps the writer from taking the queue until ``release``, for at most

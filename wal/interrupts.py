@@ -144,14 +144,19 @@ class Releasing:
         """Called last by a release: the window closes, and a signal that
         waited for it is handled now, unless another release is still
         running below this one (its own close handles it then)."""
-        if not self._window or _thread.get_ident() != _MAIN:
-            return  # none open, or the main thread's (a shared section's)
-        self._window = False
-        _windows.open = max(_windows.open - 1, 0)  # a window opened before a reset: none
+        if _thread.get_ident() != _MAIN:
+            return  # signals are the main thread's
         handler = _getsignal(SIGINT)
         found = handler.found if isinstance(handler, _Deferring) else handler
-        if not _windows.open and handler is not found:
-            _setsignal(SIGINT, found)
+        if self._window:
+            self._window = False
+            _windows.open = max(_windows.open - 1, 0)  # a window opened before a reset: none
+            if not _windows.open and handler is not found:
+                _setsignal(SIGINT, found)
+        # A release without a window of its own (its taker opened none, or
+        # closed it early: a refused connection's) still handles a signal
+        # that landed in it, when nothing below it is a release: another
+        # taker's window may stay open for long (a kept-alive connection's).
         # Frame 1 is the release calling this; 2 is what called that.
         if _windows.pending and (not _windows.open or not _in_release(sys._getframe(2))):
             _windows.pending = False

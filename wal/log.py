@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from native import crc32c, crc32c_combine, frame_wal_records
 from native.buffers import BytesLike
+from wal.closing import Closing
 from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
 from wal.format import (
     CRC_FIELD,
@@ -152,6 +153,7 @@ class WriteAheadLog:
         self._recycle_segments = recycle_segments
         self._segments_lock = threading.Lock()
         self._closed = False
+        self._closing = Closing("WriteAheadLog")
         self._spare_maker: threading.Thread | None = None
         self._spare_priority = spare_priority
         self._spares_made = 0
@@ -651,22 +653,38 @@ class WriteAheadLog:
     # -- lifecycle ------------------------------------------------------
 
     def close(self) -> None:
-        """Writes and syncs everything queued, then releases the directory."""
-        if self._closed:
+        """Writes and syncs everything queued, then releases the directory:
+        the lock is given back last, once nothing of the log runs. A close
+        cut short is finished by the next call (wal/closing.py)."""
+        if self._closing.finished:
             return
         with self._segments_lock:
             self._closed = True
+        self._closing.step("committer", self._committer.close)
+        self._closing.step("spare maker", self._join_spare_maker)
+        self._closing.step("prepared segment", self._keep_prepared_as_free, atomic=True)
+        self._closing.step("directory lock", self._unlock, atomic=True)
+        self._closing.finish()
+
+    def _join_spare_maker(self) -> None:
+        with self._segments_lock:
             spare_maker = self._spare_maker
-        try:
-            self._committer.close()
-            if spare_maker is not None:
-                spare_maker.join()
-            with self._segments_lock:
-                prepared, self._prepared = self._prepared, None
-                if prepared is not None:  # kept for the next open as a free file
-                    self._unprepare(prepared.path)
-        finally:
-            os.close(self._lock_fd)
+        if spare_maker is not None:
+            spare_maker.join()
+
+    def _keep_prepared_as_free(self) -> None:
+        """The segment made ahead is kept for the next open as a free file."""
+        with self._segments_lock:
+            prepared, self._prepared = self._prepared, None
+            if prepared is not None:
+                self._unprepare(prepared.path)
+
+    def _unlock(self) -> None:
+        # Taken before it is closed: run again, the step closes nothing (the
+        # number may be another file's by then).
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def __enter__(self) -> WriteAheadLog:
         return self

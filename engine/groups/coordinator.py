@@ -81,6 +81,7 @@ from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
 from engine.types import OffsetAndMetadata, TopicPartition
+from wal.closing import Closing
 
 log = logging.getLogger("tidelog.groups")
 
@@ -109,6 +110,7 @@ class GroupCoordinator:
         self.config = config or GroupConfig()
         check_assignors(self.config)
         self._run = GroupExecutor(state_log, clock)
+        self._closing = Closing("GroupCoordinator")
         self._offsets = OffsetManager(self, self.config, partition_count)
         self._classic_groups = ClassicGroups(self._run, self.config, self._offsets.has_offsets)
         self._consumer_groups = ConsumerGroups(
@@ -911,14 +913,20 @@ class GroupCoordinator:
         """Answers every waiting member NOT_COORDINATOR (clients look the
         coordinator up again) and stops the timers. Writes already made
         still settle their futures."""
+        if self._closing.finished:
+            return
         with self._locked():
-            if self._run.closed:
-                return
             self._run.closed = True
-            self._retention_timer.cancel()
-            self._classic_groups.unload()
-            self._consumer_groups.unload()
-        self._run.stop()
+            self._closing.step("unload", self._unload)
+        self._closing.step("timers", self._run.stop)
+        self._closing.finish()
+
+    def _unload(self) -> None:
+        """(Under the lock.) Run again after being cut short, it answers
+        the members still waiting and stops the timers still set."""
+        self._retention_timer.cancel()
+        self._classic_groups.unload()
+        self._consumer_groups.unload()
 
 
 def _after(writes: Sequence[Future[KafkaCode]], codes: list[KafkaCode]) -> Future[LeaveResult]:

@@ -42,6 +42,8 @@ class TimerThread:
     def __init__(self, name: str, clock: Clock = SYSTEM) -> None:
         self._clock = clock
         self._heap: list[tuple[float, int, Timer]] = []
+        self._left_soon: list[Timer] = []
+        """Work handed over with call_soon, found by stop: run once the thread ended."""
         self._counter = itertools.count()
         self._changed = threading.Condition(threading.Lock())
         self._stopped = False
@@ -87,13 +89,14 @@ class TimerThread:
         timers not yet due are dropped, work handed over with call_soon runs."""
         with self._changed:
             self._stopped = True
-            soon = [entry[2] for entry in self._heap if entry[0] == 0.0]
+            # Kept until each has run: a stop cut short runs the rest when called again.
+            self._left_soon.extend(entry[2] for entry in self._heap if entry[0] == 0.0)
             self._heap.clear()
             self._changed.notify()
         if not self.on_timer_thread:
             self._thread.join()
-        for timer in soon:
-            _run_quietly(timer)
+        while self._left_soon:
+            _run_quietly(self._left_soon.pop(0))
 
     def _run(self) -> None:
         while True:

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from engine.server.address_shares import AddressShares
 from engine.server.http_limits import ConnectionLimits, connections_per_address
+from wal.interrupts import Releasing, release
 
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -64,12 +65,18 @@ class _Refused(asyncio.Protocol):
         self._abort.cancel()
 
 
-class _Gated(asyncio.Protocol):
+class _Gated(Releasing, asyncio.Protocol):
     """One accepted connection: aiohttp's handler when the connection is
     admitted, else ``_Refused``; every event goes to that one. The decision
-    waits for ``connection_made``, where the peer's address is known."""
+    waits for ``connection_made``, where the peer's address is known.
+
+    An admission is a take of wal/interrupts.py: on an event loop run on
+    the main thread under Python's own SIGINT handler, a Ctrl-C landing in
+    ``connection_lost`` is raised once the admission is given back, so a
+    loop run again after it serves with its full count (docs/design/0113)."""
 
     def __init__(self, site: HttpSite, server: web.Server) -> None:
+        self._window = False
         self._site = site
         self._server = server
         self._inner: asyncio.Protocol = _Refused()
@@ -78,11 +85,17 @@ class _Gated(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         address = _peer_address(transport)
-        if self._site.admissions.admit(address) is None:
-            self._address = address
-            self._inner = self._server()
-        else:
-            self._site.refused += 1
+        try:
+            self._open_window()
+            if self._site.admissions.admit(address) is None:
+                self._address = address
+                self._inner = self._server()
+            else:
+                self._close_window()
+                self._site.refused += 1
+        except BaseException:
+            self._abandon()
+            raise
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -97,13 +110,31 @@ class _Gated(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
+    @release
     def connection_lost(self, exc: Exception | None) -> None:
+        # The window is closed here, by the release itself, not by a release
+        # it calls: a Ctrl-C that landed in it is raised as it returns, even
+        # while another connection (a scraper's kept alive) holds a window.
         try:
-            self._inner.connection_lost(exc)
+            try:
+                self._inner.connection_lost(exc)
+            finally:
+                self._give_back()
         finally:
-            if self._address is not None:
-                self._site.admissions.release(self._address)
-                self._address = None
+            self._close_window()
+
+    @release
+    def _abandon(self) -> None:
+        try:
+            self._give_back()
+        finally:
+            self._close_window()
+
+    def _give_back(self) -> None:
+        """(Inside a release.) The admission, given back once."""
+        if self._address is not None:
+            address, self._address = self._address, None
+            self._site.admissions.release(address)
 
 
 def _peer_address(transport: asyncio.BaseTransport) -> str:

@@ -33,6 +33,7 @@ from engine.server.sasl.password_checks import PasswordChecks
 from engine.server.tls import PrincipalMapper, distinguished_name, server_context
 from engine.server.tls_handshake import HandshakeFailures, TlsHandshake
 from engine.topic_id import uuid_text
+from wal.closing import Closing
 from wal.thread_priority import ThreadPriority
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Server:
         self._reporter: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._servers: dict[str, asyncio.Server] = {}
+        self._closing = Closing("Server")
         self._state: ServerState | None = None
         self._principals = PrincipalMapper(self.config.ssl_principal_mapping_rules)
         self.handshakes: set[asyncio.Task[None]] = set()
@@ -272,9 +274,32 @@ class Server:
     async def stop(self) -> None:
         """Stops accepting, lets requests in flight finish (up to the
         shutdown timeout), then closes every connection. The engine is the
-        caller's to close."""
-        if not self._servers:
+        caller's to close. A stop cut short (a cancellation, an exception)
+        is finished by the next call (wal/closing.py)."""
+        closing = self._closing
+        if not self._servers or closing.finished:
             return
+        closing.step("listeners", self._stop_accepting)
+        connections = list(self.connections)
+        closing.step("admin", lambda: self.state.admin.shutdown(wait=False, cancel_futures=True))
+        if connections:
+            log.info("finishing requests in flight on %d connections", len(connections))
+        await closing.step_async("drain", lambda: self._drain(connections))
+        closing.step("connections", lambda: _close_all(connections))
+        closing.step(
+            "record checks",
+            lambda: self.state.record_checks.shutdown(wait=False, cancel_futures=True),
+        )
+        closing.step("password checks", self.password_checks.shutdown)
+        await closing.step_async("listeners closed", self._wait_closed)
+        if self._token_keys is not None:
+            await closing.step_async("token keys", self._token_keys.stop)
+        closing.step("metrics", lambda: self.engine.metrics().remove_source(self))
+        self._servers.clear()
+        closing.finish()
+
+    def _stop_accepting(self) -> None:
+        """No new connections, handshakes or reads; coordinator waits give up."""
         for opened in self._servers.values():
             opened.close()
         for handshake in list(self.handshakes):
@@ -283,24 +308,16 @@ class Server:
             if task is not None:
                 task.cancel()
         self.loop_lag.stop()
-        connections = list(self.connections)
-        for connection in connections:
+        for connection in list(self.connections):
             connection.stop_reading()
         self.state.stopping.set()  # coordinator waits give up (see until_stopping)
-        self.state.admin.shutdown(wait=False, cancel_futures=True)
-        if connections:
-            log.info("finishing requests in flight on %d connections", len(connections))
-            await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))
-        for connection in connections:
-            connection.close()
-        self.state.record_checks.shutdown(wait=False, cancel_futures=True)
-        self.password_checks.shutdown()
+
+    async def _drain(self, connections: list[Connection]) -> None:
+        await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))
+
+    async def _wait_closed(self) -> None:
         for opened in self._servers.values():
             await opened.wait_closed()
-        self._servers.clear()
-        if self._token_keys is not None:
-            await self._token_keys.stop()
-        self.engine.metrics().remove_source(self)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -447,3 +464,8 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _close_all(connections: list[Connection]) -> None:
+    for connection in connections:
+        connection.close()

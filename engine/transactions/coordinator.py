@@ -69,6 +69,7 @@ from engine.transactions.table import TransactionTable, write_error
 from engine.transactions.timers import TransactionTimers
 from engine.types import TopicPartition
 from s3stream import S3StreamError
+from wal.closing import Closing
 
 log = logging.getLogger("tidelog.transactions")
 
@@ -88,6 +89,7 @@ class TransactionCoordinator:
         self._table = TransactionTable(state_log)
         self._completer = TransactionCompleter(host, self._table)
         self._timers = TransactionTimers(config, host.clock, self._table, self._completer)
+        self._closing = Closing("TransactionCoordinator")
 
     def start(self) -> None:
         """Completes the transactions a previous run left prepared and starts
@@ -615,13 +617,13 @@ class TransactionCoordinator:
             raise CoordinatorClosed("transaction")
 
     def close(self) -> None:
-        """Stops the timers and waits for completions in flight."""
+        """Stops the timers and waits for completions in flight; a close cut
+        short is finished by the next call (wal/closing.py)."""
         with self._table.lock:
-            if self._table.closed:
-                return
             self._table.closed = True
-        self._timers.stop()
-        self._completer.close()
+        self._closing.step("timers", self._timers.stop)
+        self._closing.step("completions", self._completer.close)
+        self._closing.finish()
 
 
 def _check_named(transactional_id: str) -> None:

@@ -55,13 +55,19 @@ class RetryTimer:
         the calls still waiting."""
         with self._changed:
             self._closed = True
-            waiting, self._due = self._due, []
             thread = self._thread
             self._changed.notify()
         if thread is not None:
             thread.join()
-        for _, _, _, cancel in sorted(waiting, key=lambda entry: entry[:2]):
+        # One at a time, each taken before it is called, in the order due: a
+        # close cut short (Ctrl-C in the join) and called again cancels those
+        # left, none twice (docs/design/0113).
+        while cancel := self._next_waiting():
             cancel()
+
+    def _next_waiting(self) -> Callable[[], None] | None:
+        with self._changed:
+            return heapq.heappop(self._due)[3] if self._due else None
 
     def _run(self) -> None:
         while True:

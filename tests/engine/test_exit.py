@@ -156,3 +156,72 @@ def test_exit_with_an_unreachable_object_store_is_bounded_and_keeps_acked_record
         found = {r.offset: r.value for r in read_partition(e, "exit", 0)}
     for offset, i in acked:
         assert found.get(offset) == str(i).encode(), f"record {i} at offset {offset}"
+
+
+CUT_SHORT_SCRIPT = """
+import atexit, json, os, sys
+from unittest import mock
+
+# Registered before engine is imported, so it runs after engine's own exit
+# hook (atexit runs last in, first out): what that hook left.
+atexit.register(lambda: print("report at exit:", e.close_report is not None, flush=True))
+
+import engine
+from s3stream import StreamStoreConfig
+from wal import closing
+
+config = engine.EngineConfig(
+    store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
+)
+e = engine.open(sys.argv[1], None, config)
+e.create_topic("exit", partitions=1)
+with e.producer(linger_ms=5) as producer:
+    futures = [producer.send("exit", str(i).encode()) for i in range({records})]
+    print(json.dumps([i for i, f in enumerate(futures) if f.result(30)]), flush=True)
+run = closing.run_step
+
+def interrupted(owner, name, *args):
+    if f"{{owner}}.{{name}}" == sys.argv[2]:
+        raise KeyboardInterrupt
+    run(owner, name, *args)
+
+with mock.patch.object(closing, "run_step", interrupted):
+    try:
+        e.close()
+    except KeyboardInterrupt:
+        print("close cut short", flush=True)
+if sys.argv[3] == "_exit":
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("ending", ["exit", "_exit"])
+@pytest.mark.parametrize("step", ["Engine.groups", "StreamStore.upload", "GroupCommitter.seal"])
+def test_a_close_cut_short_and_never_called_again_leaves_the_directory_to_the_next_open(
+    tmp_path: Path, step: str, ending: str
+) -> None:
+    """At a normal exit the close is finished (engine/exit_close.py); at
+    ``os._exit`` nothing runs, and the WAL directory's lock (an flock) goes
+    with the process: either way the next process opens the directory and
+    finds every acknowledged record."""
+    data = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, "-c", CUT_SHORT_SCRIPT.format(records=RECORDS), str(data), step, ending],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=EXIT_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    acked = json.loads(lines[0])
+    assert len(acked) == RECORDS
+    assert lines[1] == "close cut short"
+    if ending == "exit":
+        assert lines[2] == "report at exit: True", done.stdout
+    else:
+        assert len(lines) == 2, done.stdout
+    with engine.open(data) as reopened:
+        values = [r.value for r in read_partition(reopened, "exit", 0)]
+    assert values == [str(i).encode() for i in acked]

@@ -5,9 +5,15 @@ waiter answered), and the thread goes on with the others."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
+
+import pytest
 
 from engine.transactions.retry_timer import RetryTimer
+from tests.engine.interrupted import _put_back, _raising_sigint
 
 TIMEOUT = 10.0
 
@@ -60,3 +66,34 @@ def test_a_retry_that_fails_to_start_is_cancelled_and_the_thread_goes_on() -> No
         assert not wrongly_cancelled.is_set()
     finally:
         timer.close()
+
+
+def test_a_close_cut_short_in_its_join_cancels_the_waiting_retries_when_called_again() -> None:
+    """Ctrl-C as close waits for the call under way (a real SIGINT, under
+    Python's own handler): the retries still waiting are cancelled by the
+    close that finishes it (docs/design/0113), each once."""
+    previous = _raising_sigint()
+    try:
+        timer = RetryTimer()
+        running, go_on = threading.Event(), threading.Event()
+        cancelled: list[str] = []
+        timer.schedule(0.0, lambda: (running.set(), go_on.wait(TIMEOUT)), lambda: None)
+        assert running.wait(TIMEOUT)
+        timer.schedule(60.0, lambda: None, lambda: cancelled.append("waiting"))
+
+        def interrupt_the_join() -> None:
+            time.sleep(0.2)  # close is in the join by then
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            go_on.set()
+
+        threading.Thread(target=interrupt_the_join).start()
+        with pytest.raises(KeyboardInterrupt):
+            timer.close()
+        go_on.wait(TIMEOUT)
+        timer.close()
+        assert cancelled == ["waiting"]
+        timer.close()
+        assert cancelled == ["waiting"]
+    finally:
+        _put_back(previous)
