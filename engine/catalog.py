@@ -9,8 +9,9 @@ once ``SNAPSHOT_EVERY`` records, and at least as many bytes as the last
 snapshot took, were appended since it, a snapshot of the whole state is
 appended and the stream is trimmed to it: reading the catalog stays short,
 and writing snapshots costs in proportion to the changes, however many
-topics there are. The record formats are specified in
-docs/engine-format.md.
+topics there are. A snapshot larger than one append is written in parts
+(engine/state_parts.py), and the stream trimmed only once the last is
+durable. The record formats are specified in docs/engine-format.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from engine import clock
 from engine.acl_bindings import AclBinding
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
+from engine.state_parts import JoinedParts, part_records
 from s3stream import (
     LOCAL_LATER,
     UNPACED,
@@ -39,6 +41,13 @@ from s3stream import (
 )
 
 FORMAT_VERSION = 1
+"""The format a catalog is created with: every tidelog reads it."""
+PARTS_FORMAT_VERSION = 2
+"""The version of the ``catalog`` record that opens a snapshot in parts: a
+tidelog that knows only FORMAT_VERSION refuses it, clearly, rather than
+read a catalog whose snapshot it cannot (docs/engine-format.md)."""
+SNAPSHOT_PART = "snapshot_part"
+_SNAPSHOT_KIND = msgpack.packb("snapshot")
 SNAPSHOT_EVERY = 128
 PRODUCER_ID_BLOCK = 1000
 """Producer ids are reserved in blocks, so allocating one is rarely a write."""
@@ -125,9 +134,19 @@ class CatalogState:
     """The changes of topics' governance configs, in order, within the
     history's bounds (engine/governance_log.py)."""
     _counts: HistoryCounts = field(default_factory=HistoryCounts, repr=False, compare=False)
+    _parts: JoinedParts = field(default_factory=JoinedParts, repr=False, compare=False)
+    """The snapshot in parts being read, if any."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
+        if kind == SNAPSHOT_PART:
+            joined = self._parts.take(record)
+            if joined is not None:
+                self.apply(["snapshot", msgpack.unpackb(joined, raw=False, strict_map_key=False)])
+            return
+        # Any other record ends a snapshot in parts unread: its writer
+        # stopped part way, and the log before it is whole.
+        self._parts.end()
         if kind == "configs_many":
             for inner in _held(record):
                 self.apply(inner)
@@ -156,6 +175,17 @@ class CatalogState:
                 self.governance = bounded(self.governance, live_ids)
                 self._counts.recount(self.governance, live_ids)
 
+    def log_ended(self) -> None:
+        """The log was read to its end: a snapshot in parts not whole by
+        now is not taken, and the pieces read of it are let go, rather
+        than held until the next change ends it."""
+        self._parts.end()
+
+    @property
+    def snapshots_in_parts(self) -> int:
+        """How many snapshots in parts this state took whole."""
+        return self._parts.joined
+
     def check_applicable(self, records: Sequence[list[Any]]) -> None:
         """Raises, as ``apply`` would, for a record that cannot apply after
         those before it: checked before a write, since a record applied only
@@ -172,8 +202,10 @@ class CatalogState:
 
     def _apply(self, kind: str, record: list[Any]) -> None:
         if kind == "catalog":
-            if record[1] > FORMAT_VERSION:
+            if record[1] > PARTS_FORMAT_VERSION:
                 raise ValueError(f"catalog format {record[1]} is newer than this tidelog")
+            if record[1] == PARTS_FORMAT_VERSION:
+                self._parts.begin()
         elif kind == "snapshot":
             restored = CatalogState.from_wire(record[1])
             self.topics, self.producer_ids_end = restored.topics, restored.producer_ids_end
@@ -401,10 +433,11 @@ RECORD_KINDS = frozenset(
         "broker_configs", "acls_add", "acls_remove", "user_credentials",
         "user_credentials_many", "delegation_token", "delegation_tokens_remove",
         "client_quotas", "client_quotas_many", "masking_key", "schema", "subject_version",
-        "schema_config", "internal_stream", "producer_ids", "configs_many",
+        "schema_config", "internal_stream", "producer_ids", "configs_many", SNAPSHOT_PART,
     }
 )  # fmt: skip
-"""Every record kind ``CatalogState._apply`` knows (configs_many: ``apply``)."""
+"""Every record kind ``CatalogState._apply`` knows (configs_many and
+snapshot parts: ``apply``)."""
 
 
 class _TopicNames:
@@ -434,7 +467,7 @@ def _check_record(record: list[Any], topics: _TopicNames) -> None:
     kind = record[0]
     if kind not in RECORD_KINDS:
         raise ValueError(f"unknown catalog record {kind!r}")
-    if kind == "catalog" and record[1] > FORMAT_VERSION:
+    if kind == "catalog" and record[1] > PARTS_FORMAT_VERSION:
         raise ValueError(f"catalog format {record[1]} is newer than this tidelog")
     if kind == "snapshot":
         topics.replace(TopicMeta.from_wire(raw).name for raw in record[1]["topics"])
@@ -499,14 +532,29 @@ class Catalog:
         store.open_stream(stream_id, 0)
         state = CatalogState()
         records = 0
-        catalog_bytes = [0, 0]  # the first record's (a snapshot's) and the rest's
+        # The first record's bytes (a snapshot's, with its parts if it has
+        # them) and the rest's; a snapshot in parts counts as one record.
+        catalog_bytes = [0, 0]
+        opening, parted = True, False
         for payload in read_payloads(store, stream_id):
             record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
             if records == 0 and record[0] not in ("catalog", "snapshot"):
                 raise ValueError(f"stream {stream_id} is not a tidelog catalog")
             state.apply(record)
-            catalog_bytes[records > 0] += len(payload)
-            records += 1
+            opening_part = records > 0 and opening and record[0] == SNAPSHOT_PART
+            opening = records == 0 or opening_part
+            catalog_bytes[not opening] += len(payload)
+            records += not opening_part
+            if records == 1 and record[0] == "catalog" and record[1] == PARTS_FORMAT_VERSION:
+                parted = True
+        state.log_ended()
+        if parted and state.snapshots_in_parts == 0:
+            # Trimmed only once every part was durable: a stream that starts
+            # with parts it cannot join lost some, and has nothing else.
+            raise ValueError(
+                f"stream {stream_id}: the catalog starts with a snapshot in parts "
+                "that is not whole; the catalog is damaged"
+            )
         catalog = cls(store, stream_id, state)
         catalog._since_snapshot = records
         catalog._snapshot_bytes, catalog._bytes_since_snapshot = catalog_bytes
@@ -574,30 +622,58 @@ class Catalog:
         """Appends a snapshot and trims to it. The changes before it are
         durable and applied already: a failure here is logged, not raised to
         their writer, and the snapshot is tried again at the next write."""
-        payload = msgpack.packb(["snapshot", self.state.to_wire()], use_bin_type=True)
+        body = msgpack.packb(self.state.to_wire(), use_bin_type=True)
+        # ["snapshot", body] without packing the state twice: a fixarray
+        # of two, the kind, then the state's own bytes; joined only when it
+        # is written so, as a copy of the state beside its parts would
+        # hold a third.
+        limit = self.store.max_append_bytes
+        size = 1 + len(_SNAPSHOT_KIND) + len(body)
         try:
-            offset = self.store.next_offset(self.stream_id)
-            # Under the catalog's lock, as the writes before it: never waits
-            # for room, which an outage of the object store would hold (and
-            # every producer id taken on the event loop behind it). Refused
-            # (NoRoom) past the headroom, it is tried again at the next write.
-            self.store.append(self.stream_id, offset, offset, payload, UNPACED)
-            self.store.trim(self.stream_id, offset)
+            records = (
+                [b"\x92" + _SNAPSHOT_KIND + body]
+                if size <= limit
+                else self._snapshot_parts(body, limit)
+            )
+            size = sum(len(record) for record in records)
+            first = offset = self.store.next_offset(self.stream_id)
+            for record in records:
+                # Under the catalog's lock, as the writes before it: never
+                # waits for room, which an outage of the object store would
+                # hold (and every producer id taken on the event loop behind
+                # it). Refused (NoRoom) past the headroom, it is tried again
+                # at the next write; parts written before it are skipped by
+                # a reader, the log before them being whole.
+                offset = self.store.next_offset(self.stream_id)
+                self.store.append(self.stream_id, offset, offset, record, UNPACED)
+            if offset != first + len(records) - 1:
+                # Something else was written between the parts: a reader
+                # would not take the snapshot, so the log before it stays.
+                log.warning("the catalog's snapshot parts were not written in a row")
+                return
+            self.store.trim(self.stream_id, first)
         except AppendTooLarge:
-            # The state outgrew one record: the records since the last
-            # snapshot stay the catalog's log (a restart replays them).
-            # Tried again only once as many bytes more were written, not
-            # at every write: each try packs the whole state.
-            log.warning("the catalog's %d-byte snapshot is larger than one record", len(payload))
-            self._snapshot_bytes = len(payload)
+            # The state outgrew what parts can be cut to (a store whose
+            # appends hold no more than a part's framing). Tried again only
+            # once as many bytes more were written, not at every write: each
+            # try packs the whole state.
+            log.warning("the catalog's %d-byte snapshot could not be written", size)
+            self._snapshot_bytes = size
             self._bytes_since_snapshot = 0
             return
         except S3StreamError:
             log.warning("the catalog's snapshot was not written", exc_info=True)
             return
         self._since_snapshot = 1
-        self._snapshot_bytes = len(payload)
+        self._snapshot_bytes = size
         self._bytes_since_snapshot = 0
+
+    def _snapshot_parts(self, body: bytes, limit: int) -> list[bytes]:
+        """A snapshot too large for one append, as its opening record and
+        its parts, each checked to fit (docs/engine-format.md)."""
+        opening = msgpack.packb(["catalog", PARTS_FORMAT_VERSION, clock.time_ms()])
+        check_fits(self.stream_id, [opening], limit)
+        return [opening, *part_records(self.stream_id, SNAPSHOT_PART, body, limit)]
 
     def internal_stream(self, name: str) -> int:
         """The id of the engine's own stream ``name``, created on first use."""

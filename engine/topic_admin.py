@@ -156,13 +156,16 @@ class TopicAdmin:
                     )
                     for _, name, count, overrides in fresh
                 ]
-                for meta in metas:
-                    self.ensure_masking_key(meta.name, meta.configs)
+                keys = [
+                    key
+                    for meta in metas
+                    for key in self.masking_key_records(meta.name, meta.configs, new_topic=True)
+                ]
                 wire = [meta.to_wire() for meta in metas]
                 record: list[Any] = (
                     ["create_topic", wire[0]] if len(wire) == 1 else ["create_topics", wire]
                 )
-                self.append_catalog(record + self.created_history(metas, actor))
+                self.append_catalog_all([*keys, record + self.created_history(metas, actor)])
                 topics_now = self.catalog.state.topics
                 created = [(i, registry.load_topic(topics_now[name])) for i, name, _, _ in fresh]
         with CollectorPaused(len(created) >= _MANY_TOPICS):
@@ -349,8 +352,13 @@ class TopicAdmin:
                 else self._prepare_alteration(*alteration, actor)
                 for alteration in alterations
             ]
-            for alteration in prepared:
-                self.ensure_masking_key(alteration.topic.meta.name, alteration.changes)
+            keys = [
+                key
+                for alteration in prepared
+                for key in self.masking_key_records(
+                    alteration.topic.meta.name, alteration.changes, new_topic=False
+                )
+            ]
             # Appends to a topic whose governance changes wait while the
             # change is recorded, so the offsets it records are exactly where
             # the new configs begin: a stamp range
@@ -371,7 +379,7 @@ class TopicAdmin:
                     records.append(["alter_configs", name, alteration.changes, [change.to_wire()]])
                 records += broker_records
                 if records:
-                    self.append_catalog(many_configs_record(records))
+                    self.append_catalog_all([*keys, many_configs_record(records)])
                 for alteration in prepared:
                     self._configure(alteration.topic)
             for change in changes:
@@ -487,12 +495,22 @@ class TopicAdmin:
                 )
         return [history] if history else []
 
-    def ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None:
-        """The topic's key for hashing masked values, made before the config
-        that first asks for masking: a hash rule never meets a topic without
-        one, and the key outlives rule changes, so hashes stay stable."""
-        if configs.get(MASKING_RULES) and name not in self.catalog.state.masking_keys:
-            self.append_catalog(["masking_key", name, os.urandom(32)])
+    def masking_key_records(
+        self, name: str, configs: Mapping[str, str | None], *, new_topic: bool
+    ) -> list[list[Any]]:
+        """The record of the topic's key for hashing masked values, when its
+        configs first ask for masking: written in one catalog write with, and
+        before, the record that asks (:meth:`append_catalog_all`), so a hash
+        rule never meets a topic without one, and a refused record leaves no
+        key behind. The key outlives rule changes, so hashes stay stable. A
+        new topic always gets a new key: one already under its name belongs
+        to no topic (a creation whose record a crash lost after its key), and
+        must not hash the new topic's values."""
+        if not configs.get(MASKING_RULES):
+            return []
+        if not new_topic and name in self.catalog.state.masking_keys:
+            return []
+        return [["masking_key", name, os.urandom(32)]]
 
     def _create_streams(self, count: int, deadline: float | None = None) -> list[int]:
         with store_writes():
@@ -501,6 +519,12 @@ class TopicAdmin:
     def append_catalog(self, record: list[Any]) -> None:
         with store_errors():
             self.catalog.append(record)
+
+    def append_catalog_all(self, records: list[list[Any]]) -> None:
+        """Records written together: refused whole (too large for a record,
+        or no room) before any is, so none outlives another's refusal."""
+        with store_errors():
+            self.catalog.append_all(records)
 
 
 class PreparedAlteration(NamedTuple):

@@ -79,11 +79,15 @@ class TopicRegistry:
                 partition.configure(topic.config)
 
     def load_topic(self, meta: TopicMeta) -> Topic:
-        topic = self.open_topic(meta)
+        return self.add_topic(self.open_topic(meta))
+
+    def add_topic(self, topic: Topic) -> Topic:
+        """Lists a topic whose partitions are open (:meth:`open_topic`): a
+        fork's, whose state they rebuilt before the catalog recorded it."""
         for partition in topic.partitions:
             self.by_stream[partition.stream_id] = partition
-        self.topics[meta.name] = topic
-        self._add_collision_chars(meta.name)
+        self.topics[topic.name] = topic
+        self._add_collision_chars(topic.name)
         return topic
 
     def open_topic(self, meta: TopicMeta) -> Topic:

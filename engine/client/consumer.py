@@ -68,15 +68,6 @@ log = logging.getLogger("tidelog.consumer")
 EARLIEST = -2
 LATEST = -1
 RebalanceCallback = Callable[["Consumer", list[TopicPartition]], object]
-FETCHES_AT_ONCE = 64
-"""The most fetches an async poll has under way at once, each waiting at
-most remote_fetch_max_wait_ms for its object read: partitions whose reads
-stall cost a poll one such wait together, up to this many. A bound on the
-waits, so a consumer of thousands of partitions does not queue thousands
-of reads at once; the reads themselves run on the store's fetch threads
-(read_workers), and the fetch_max_bytes budget bounds the fetches too:
-50 at Kafka's defaults (50 MiB, 1 MiB a partition)."""
-
 _RESETS = {"earliest": EARLIEST, "latest": LATEST, "none": None}
 _ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
@@ -138,6 +129,10 @@ class Consumer:
         """The partition each assigned one's last fetch read: a wait for
         data watches it, so a topic deleted (and perhaps created again
         under its name) since the read ends the wait, as a Fetch's does."""
+        self._batch_bytes: dict[TopicPartition, int] = {}
+        """The size of each assigned partition's batch as last seen at or
+        before its position (FetchPlanned.seen): a poll starts no fetch
+        whose batch the budget left cannot take."""
         self._engine = engine
         self._access = Access(engine.authorizer, principal)
         """What the principal may read (docs/security.md)."""
@@ -266,6 +261,7 @@ class Consumer:
         self._authorize_reads(partitions)  # before anything changes
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
         self._read_from = {tp: p for tp, p in self._read_from.items() if tp in self._positions}
+        self._batch_bytes = {tp: n for tp, n in self._batch_bytes.items() if tp in self._positions}
         self._paused &= set(partitions)
         self._buffer = [
             r for r in self._buffer[self._next :] if (r.topic, r.partition) in self._positions
@@ -484,8 +480,8 @@ class Consumer:
 
     def _fill(self) -> Steps[None]:
         """Fetches the planned partitions within the fetch_max_bytes budget
-        (together on an event loop, FETCHES_AT_ONCE at most: poll_steps.py's
-        FetchPlanned); the answers are taken in plan order, so records stay
+        (together on an event loop, each asking for its share of the budget:
+        poll_steps.py's FetchPlanned); the answers are taken in plan order, so records stay
         in each partition's order and the budget holds as if they had been
         fetched in turn: only the first records taken may pass it, by one
         batch. Partitions the budget left unfetched while some of it was
@@ -500,9 +496,12 @@ class Consumer:
                 budget,
                 self.max_partition_fetch_bytes,
                 self.isolation_level,
-                FETCHES_AT_ONCE,
                 self._check_topic_id,
+                self._batch_bytes,
+                not taken,
             )
+            if not answers:  # the next partition's batch does not fit what is left
+                break
             planned = planned[len(answers) :]
             for fetch, answer in answers:
                 tp = fetch.tp
@@ -521,6 +520,11 @@ class Consumer:
                 self._check_topic_id(tp)
                 fetched = self._engine.masked_fetch(tp.topic, read, self.principal)
                 size = sum(len(r) for r in fetched.records)
+                if fetched.records:
+                    # Dropped below, the batch at its position; taken, the
+                    # last one read: the size its next fetch is counted at.
+                    dropped = size > budget and taken
+                    self._batch_bytes[tp] = len(fetched.records[0 if dropped else -1])
                 if size > budget and taken:
                     # A first batch larger than this partition's share, and
                     # not the poll's first records: Kafka's Fetch would not
@@ -641,7 +645,9 @@ class Consumer:
         longer in the group's generation (the partitions were rebalanced:
         their new owner reads them from the last successful commit),
         RebalanceInProgress while a rebalance is completing (poll, then
-        commit again), FencedInstanceId, InvalidGroupId without a group_id,
+        commit again), CoordinatorNotAvailable while the store refuses the
+        group's writes for room (commit again once it has room),
+        FencedInstanceId, InvalidGroupId without a group_id,
         EngineClosed (GroupCoordinatorClosed if the engine closed while the
         commit was on its way).
         """

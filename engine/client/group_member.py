@@ -71,6 +71,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidelog.consumer")
 
+JOIN_RETRY_BACKOFF_S = 0.1
+"""The first wait before a join the coordinator could not store is sent
+again (Kafka's retry.backoff.ms), doubled at each refusal up to
+``JOIN_RETRY_BACKOFF_MAX_S`` (retry.backoff.max.ms)."""
+JOIN_RETRY_BACKOFF_MAX_S = 1.0
+
 
 class GroupMember:
     """One consumer's membership; ``partition_counts(topics)`` gives the
@@ -136,6 +142,9 @@ class GroupMember:
         self._error: BaseException | None = None
         self._last_poll = clock.monotonic()
         self._next_heartbeat = 0.0
+        self._join_again_at: float | None = None
+        """When a join refused COORDINATOR_NOT_AVAILABLE is sent again."""
+        self._join_backoff = JOIN_RETRY_BACKOFF_S
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -383,6 +392,13 @@ class GroupMember:
 
     def _turn(self) -> float | None:
         """Does what is due; returns how long to wait for more (None: until woken)."""
+        if self._join_again_at is not None:
+            wait = self._join_again_at - self._clock.monotonic()
+            if wait > 0:
+                return wait
+            self._join_again_at = None
+            self._send_join("joining again after the coordinator was not available")
+            return 0.0
         if self._join is not None and self._join.done():
             self._joined(self._join.result())
             return 0.0
@@ -431,6 +447,8 @@ class GroupMember:
             self._lose(member_id=True, why="the coordinator does not know the member")
         elif code == KafkaCode.REBALANCE_IN_PROGRESS:
             self._retry("the join was superseded")
+        elif code == KafkaCode.COORDINATOR_NOT_AVAILABLE:
+            self._join_later("the coordinator could not store the join")
         else:
             self._fail(group_error(code, f"group {self.group_id}: joining failed"))
 
@@ -450,6 +468,7 @@ class GroupMember:
                 )
                 self._assignment = []
             self.state = MemberState.STABLE
+            self._join_backoff = JOIN_RETRY_BACKOFF_S
             self._next_heartbeat = self._clock.monotonic() + self.heartbeat_interval_ms / 1000
             log.info(
                 "group %s: %s is in generation %d with %d partitions",
@@ -465,6 +484,8 @@ class GroupMember:
             self._lose(member_id=False, why=f"generation {self.generation_id} is over")
         elif code == KafkaCode.UNKNOWN_MEMBER_ID:
             self._lose(member_id=True, why="the coordinator does not know the member")
+        elif code == KafkaCode.COORDINATOR_NOT_AVAILABLE:
+            self._join_later("the coordinator could not store the assignment")
         else:
             self._fail(group_error(code, f"group {self.group_id}: syncing failed"))
 
@@ -480,6 +501,10 @@ class GroupMember:
             self._lose(member_id=False, why=f"generation {self.generation_id} is over")
         elif code == KafkaCode.UNKNOWN_MEMBER_ID:
             self._lose(member_id=True, why="the coordinator does not know the member")
+        elif code == KafkaCode.COORDINATOR_NOT_AVAILABLE:
+            # Kafka's heartbeat thread sends the next one after the backoff
+            # and the member stays; here it is sent at the next interval.
+            log.info("group %s: heartbeat refused: the coordinator is not available", self.group_id)
         else:
             self._fail(group_error(code, f"group {self.group_id}: heartbeat failed"))
 
@@ -511,6 +536,7 @@ class GroupMember:
         self.leader_id = ""
         self.state = MemberState.UNJOINED
         self._join = None
+        self._join_again_at = None
         self._sync = None
         self._assignment = None
         self._snapshot = None
@@ -523,6 +549,21 @@ class GroupMember:
         self._sync = None
         self._request_rejoin(why)
         _resolve(self._done)
+
+    def _join_later(self, why: str) -> None:
+        """The coordinator could not store the group (COORDINATOR_NOT_AVAILABLE:
+        its store past the unuploaded headroom, which takes writes again once
+        uploads resume): the member sends its join again after a backoff,
+        still rebalancing (the consumer's poll waits, raising nothing), as
+        Kafka's consumer rejoins after a retriable error (retry.backoff.ms,
+        doubling up to retry.backoff.max.ms)."""
+        log.info("group %s: %s; joining again", self.group_id, why)
+        self.state = MemberState.JOINING
+        self._join = None
+        self._sync = None
+        self._assignment = None
+        self._join_again_at = self._clock.monotonic() + self._join_backoff
+        self._join_backoff = min(2 * self._join_backoff, JOIN_RETRY_BACKOFF_MAX_S)
 
     def _lose(self, *, member_id: bool, why: str) -> None:
         """The member is out of the generation: what it owns is lost."""

@@ -9,7 +9,13 @@ from concurrent.futures import Future
 from enum import Enum
 from typing import NamedTuple
 
-from engine.errors import EngineError, GroupError, NotCoordinator, error_class
+from engine.errors import (
+    CoordinatorNotAvailable,
+    EngineError,
+    GroupError,
+    NotCoordinator,
+    error_class,
+)
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 
@@ -20,6 +26,12 @@ CLIENT_HOST = "in-process"
 def group_error(code: int, message: str) -> EngineError:
     """The typed error of a group error code the coordinator answered."""
     known = KafkaCode.for_value(code)
+    if known == KafkaCode.COORDINATOR_NOT_AVAILABLE:
+        # The group's write refused for room (the store past its unuploaded
+        # headroom, docs/design/0099): retriable, and told apart from the
+        # group's own refusals, as the store's NoRoom is everywhere else. A
+        # closed coordinator raises GroupCoordinatorClosed before this.
+        return CoordinatorNotAvailable(f"{message} (COORDINATOR_NOT_AVAILABLE)")
     cls = error_class(known)
     # NotCoordinator is shared with the transaction coordinator, so it is
     # no GroupError, but a group's answer all the same.

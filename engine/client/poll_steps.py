@@ -16,6 +16,7 @@ from concurrent import futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
+from engine.errors import EngineError
 from engine.partition import PartitionFetch
 from engine.types import TopicPartition
 
@@ -127,39 +128,80 @@ Answered = tuple[Fetch, "Read | Exception"]
 
 class FetchPlanned(NamedTuple):
     """The fetches of ``planned`` (partitions with their positions, in plan
-    order) within ``budget`` bytes: each asks for what is left of the
-    budget, at most ``max_partition_bytes``, once the fetches under way are
-    counted at their most and those answered at their size. Answered in
-    plan order, for the part of the plan started before the budget ran
-    out; ``check`` is called on each partition before its fetch starts.
+    order) within ``budget`` bytes. Answered in plan order, for the part of
+    the plan started before the budget ran out; ``check`` is called on each
+    partition before its fetch starts.
 
-    On a thread they run in turn. On an event loop up to ``at_once`` run
-    together and the next starts as soon as one is answered, so partitions
-    whose object reads stall cost the poll the slowest of those waits
-    (each bounded by remote_fetch_max_wait_ms), not one per group of
-    partitions: a stalled read holds one place and its share of the
-    budget, never the fetches behind it."""
+    On a thread they run in turn, each asking for what is left of the
+    budget (at most ``max_partition_bytes``) once those before it are
+    counted at their size, as a Kafka broker reads one Fetch's partitions
+    (ReplicaManager.readFromLog).
+
+    On an event loop they run together, as Kafka's consumer sends one
+    Fetch per node naming all its partitions: each asks for an equal share
+    of the budget among the partitions with records to read (those behind
+    their high watermark; at most ``max_partition_bytes``), and starts
+    while the shares of the fetches under way (those answered counted at
+    their size) leave it room. Shares of the partitions behind fit in the
+    budget together, so when their object reads stall the poll waits for
+    the slowest of them (each bounded by remote_fetch_max_wait_ms), not
+    once per group. The reads themselves queue for the store's fetch
+    threads (read_workers), its bound on reads of the object store; a
+    partition at its end answers from the log cache at once, freeing its
+    share.
+
+    Either way the plan stops at a partition whose batch, as last seen
+    (``seen``), does not fit what is left, unless its fetch is the poll's
+    first: read, that batch would only be dropped."""
 
     host: ClientHost
     planned: Sequence[tuple[TopicPartition, int]]
     budget: int
     max_partition_bytes: int
     isolation_level: str
-    at_once: int
     check: Callable[[TopicPartition], None]
+    seen: Mapping[TopicPartition, int]
+    """The size of each partition's batch as last seen at or before its
+    position: what its fetch will answer at least, however little it asks
+    (a fetch answers one whole batch)."""
+    may_pass: bool
+    """Whether the first fetch is for the poll's first records, which may
+    pass the budget by one batch; no other's batch is taken past it."""
 
-    def _fetch(self, tp: TopicPartition, position: int, left: int) -> Fetch:
+    def _fits(self, tp: TopicPartition, left: int, first: bool) -> bool:
+        """Whether ``tp``'s fetch is worth starting with ``left`` bytes of
+        the budget free: a batch that does not fit would be read only to be
+        dropped, as a broker leaves out a partition whose first batch does
+        not fit what is left of a Fetch (ReplicaManager.readFromLog's
+        minOneMessage, for the first partition only)."""
+        return left > 0 and ((first and self.may_pass) or self.seen.get(tp, 0) <= left)
+
+    def _fetch(self, tp: TopicPartition, position: int, asked: int) -> Fetch:
         self.check(tp)
-        max_bytes = min(left, self.max_partition_bytes)
-        return Fetch(self.host, tp, position, max_bytes, self.isolation_level)
+        return Fetch(self.host, tp, position, asked, self.isolation_level)
+
+    def _share(self) -> int:
+        """Each async fetch's ask: the budget over the partitions behind
+        their high watermark (one whose leader is not found counts: its
+        fetch raises why), at least one byte (a fetch answers one whole
+        batch whatever it asks)."""
+        behind = 0
+        for tp, position in self.planned:
+            try:
+                leader = self.host.partition(tp.topic, tp.partition)
+            except EngineError:
+                behind += 1
+                continue
+            behind += position < leader.high_watermark
+        return min(self.max_partition_bytes, max(1, self.budget // max(1, behind)))
 
     def run(self) -> list[Answered]:
         answers: list[Answered] = []
         left = self.budget
         for tp, position in self.planned:
-            if left <= 0:
+            if not self._fits(tp, left, not answers):
                 break
-            fetch = self._fetch(tp, position, left)
+            fetch = self._fetch(tp, position, min(left, self.max_partition_bytes))
             try:
                 read = fetch.run()
             except Exception as failure:
@@ -171,22 +213,31 @@ class FetchPlanned(NamedTuple):
 
     async def run_async(self) -> list[Answered]:
         if len(self.planned) == 1:  # a consumer of one partition: no task
-            fetch = self._fetch(*self.planned[0], self.budget)
+            tp, position = self.planned[0]
+            if not self._fits(tp, self.budget, True):
+                return []
+            fetch = self._fetch(tp, position, min(self.budget, self.max_partition_bytes))
             try:
                 return [(fetch, await fetch.run_async())]
             except Exception as failure:
                 return [(fetch, failure)]
         left = self.budget
+        share = self._share()
         started: list[tuple[Fetch, asyncio.Task[Read]]] = []
         running: set[asyncio.Task[Read]] = set()
         shares: dict[asyncio.Task[Read], int] = {}
         try:
             while True:
-                while len(started) < len(self.planned) and left > 0 and len(running) < self.at_once:
-                    fetch = self._fetch(*self.planned[len(started)], left)
+                while len(started) < len(self.planned) and self._fits(
+                    self.planned[len(started)][0], left, not started
+                ):
+                    fetch = self._fetch(*self.planned[len(started)], min(left, share))
                     task = asyncio.ensure_future(fetch.run_async())
-                    left -= fetch.max_bytes
-                    shares[task] = fetch.max_bytes
+                    # Counted at its batch as last seen, if that is more
+                    # than it asks: what it will answer at least.
+                    counted = max(fetch.max_bytes, self.seen.get(fetch.tp, 0))
+                    left -= counted
+                    shares[task] = counted
                     started.append((fetch, task))
                     running.add(task)
                 if not running:

@@ -35,7 +35,7 @@ from engine.client.bulk import (
 from engine.client.delivery import DeliveryFuture, Waits
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
-from engine.errors import BufferExhausted, EngineClosed, EngineError
+from engine.errors import BufferExhausted, EngineClosed, EngineError, InvalidTxnState
 from engine.partition import AppendResult, Partition
 from engine.provenance import EMBEDDED_LISTENER, Provenance
 from engine.types import Header, RecordMetadata, SentBatch, TopicPartition
@@ -266,7 +266,7 @@ class Producer:
                 )
         except _QueueFull as full:
             return functools.partial(self._queue_parts, call, i, full.start, False)
-        except (BufferExhausted, EngineClosed) as error:
+        except (BufferExhausted, EngineClosed, InvalidTxnState) as error:
             if not delivery.batches:
                 raise  # nothing of the call was queued: refused as a send is
             with self._changed:
@@ -338,6 +338,7 @@ class Producer:
                     if on_loop:
                         raise _QueueFull(start)
                     self._wait_for_queue_space()
+                self._check_still_open()
                 queue = self._queues.get(tp)
                 if queue is None:
                     queue = self._queues[tp] = deque()
@@ -408,6 +409,7 @@ class Producer:
                 if on_loop:
                     raise _QueueFull(0)
                 self._wait_for_queue_space()
+            self._check_still_open()
             queue = self._queues.get(tp)
             if queue is None:
                 queue = self._queues[tp] = deque()
@@ -443,11 +445,19 @@ class Producer:
             # A real wait bounded by the clock's remaining time: a clock that
             # jumps wakes it (_clock_moved) to read it again.
             self._changed.wait(min(remaining, 0.5))
+
+    def _check_still_open(self) -> None:
+        """Under the condition's lock, just before a record is queued: the
+        send's first check may have been passed before a close or the end
+        of its transaction (a wait for queue space, or just a thread
+        preempted between the two). Closed, a record queued now could
+        outlive the sender thread and its future never settle (Kafka's
+        BufferPool refuses the same way: "Producer closed while allocating
+        memory"); its transaction ended, it would be sent in the next one."""
         if self._closed:
-            # Closed while waiting: queued now, the record could outlive the
-            # sender thread and its future never settle. Kafka's BufferPool
-            # refuses the same way ("Producer closed while allocating memory").
             raise EngineClosed()
+        if not self._accepting:
+            raise self._refusal()
 
     def _space_waiters(self) -> ThreadPoolExecutor:
         """The threads in which async sends wait for queue space: the
@@ -675,6 +685,26 @@ class Producer:
         for loop, waiting in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle_async, waiting, outcome)
+
+    def _fail_queued(self, error: BaseException) -> int:
+        """Fails every batch still queued (none sent yet) with ``error``,
+        at once; returns how many records. Kafka's
+        RecordAccumulator.abortUndrainedBatches: what the sender has taken
+        is left to finish."""
+        with self._changed:
+            taken: list[tuple[TopicPartition, ProducerBatch]] = []
+            for tp, queue in self._queues.items():
+                for batch in queue:
+                    # Counted as the sender counts what it takes, so that
+                    # settling it is settling a batch in flight.
+                    self._queued_bytes -= batch.size
+                    self._in_flight += batch.records
+                    self._batches_in_flight[tp] = self._batches_in_flight.get(tp, 0) + 1
+                    taken.append((tp, batch))
+            self._queues.clear()
+        for tp, batch in taken:
+            self._settle_batch(tp, batch, error)
+        return sum(batch.records for _, batch in taken)
 
     # -- flushing and closing ------------------------------------------------------------
 

@@ -67,6 +67,14 @@ class TransactionError(EngineError):
     code = KafkaCode.INVALID_TXN_STATE
 
 
+class TransactionAborted(EngineError):
+    """A record of a transaction aborted before it was sent: it was never
+    written (Kafka's TransactionAbortedException, which fails the batches
+    abortTransaction finds unsent)."""
+
+    code = KafkaCode.INVALID_TXN_STATE
+
+
 class TransactionalProducer(Producer):
     """A producer whose records are written in transactions."""
 
@@ -113,6 +121,9 @@ class TransactionalProducer(Producer):
         self._added: set[TopicPartition] = set()
         self._offsets_added: set[str] = set()
         self._failure: BaseException | None = None
+        self._aborting = threading.Event()
+        """Set while abort_transaction fails what is unsent: the sender's
+        add, sent again after a refusal, gives up at once."""
 
     def __enter__(self) -> TransactionalProducer:
         return self
@@ -192,21 +203,59 @@ class TransactionalProducer(Producer):
 
     def commit_transaction(self, timeout: float | None = None) -> None:
         """Sends what is queued, waits for it, and commits; if any record
-        failed the transaction can only be aborted (TransactionError)."""
+        failed the transaction can only be aborted (TransactionError); if
+        they are not all written within ``timeout``, TimeoutError and
+        nothing committed (call it again).
+        Sends are refused from here on, as Kafka's producer refuses them
+        once committing: a record queued after the flush would be left for
+        the next transaction."""
         self._check_in_transaction()
-        self.flush(timeout)
         with self._state_lock:
-            failure = self._failure
-        if failure is not None:
-            raise TransactionError("a record of the transaction failed: abort it") from failure
-        self._end(True, timeout)
+            self._accepting = False
+        try:
+            if not self.flush(timeout):
+                # Committed now, a record still being written would be
+                # refused once the transaction is over: a commit without
+                # it. Kafka's commitTransaction times out the same way and
+                # may be called again.
+                raise TimeoutError(
+                    f"{self.transactional_id!r}: the transaction's records were not written "
+                    f"within {timeout} s; commit again, or abort"
+                )
+            with self._state_lock:
+                failure = self._failure
+            if failure is not None:
+                raise TransactionError("a record of the transaction failed: abort it") from failure
+            self._end(True, timeout)
+        except BaseException:
+            with self._state_lock:
+                self._accepting = True  # still open: commit or abort it again
+            raise
 
     def abort_transaction(self, timeout: float | None = None) -> None:
-        """Waits for what is in flight and aborts: no record of the
-        transaction is ever read committed."""
+        """Fails the records not sent yet at once (their futures raise
+        TransactionAborted), waits for those being written, and aborts: no
+        record of the transaction is ever read committed. Kafka's producer
+        aborts its undrained batches the same way rather than send them
+        (RecordAccumulator.abortUndrainedBatches), so an add the
+        coordinator keeps refusing holds the abort no longer than one
+        request."""
         self._check_in_transaction()
-        self.flush(timeout)
-        self._end(False, timeout)
+        with self._state_lock:
+            self._accepting = False  # later sends are refused, not queued
+        self._aborting.set()
+        try:
+            self._fail_queued(
+                TransactionAborted(f"{self.transactional_id!r} aborted its transaction")
+            )
+            self.flush(timeout)  # what the sender took: written, or failed by its add
+            self._end(False, timeout)
+        except BaseException:
+            with self._state_lock:
+                self._accepting = True  # still open: abort it again
+            raise
+        finally:
+            self._aborting.clear()
 
     def _end(self, commit: bool, timeout: float | None) -> None:
         if self._added or self._offsets_added:  # else the coordinator never heard of it
@@ -245,6 +294,7 @@ class TransactionalProducer(Producer):
                 ),
                 None,
                 retry_until=since + self.delivery_timeout_s,
+                abortable=True,
             )
             self._added.add(tp)
 
@@ -259,6 +309,7 @@ class TransactionalProducer(Producer):
         timeout: float | None,
         *,
         retry_until: float | None = None,
+        abortable: bool = False,
     ) -> Any:
         """A coordinator request, sent again after a retriable answer
         (``RETRIED``) until ``timeout`` or, without one, ``max_block_ms``
@@ -266,7 +317,8 @@ class TransactionalProducer(Producer):
         max.block.ms), or until the clock reads ``retry_until`` when given
         (the sender's adds). The last answer is raised then. An answer is
         waited for as long as ``timeout`` says (for ever without one), as
-        before a retry."""
+        before a retry. ``abortable`` (the sender's adds): an abort of the
+        transaction ends the retries at once, with TransactionAborted."""
         bound = self.max_block_s if timeout is None else timeout
         wait_until = None if timeout is None else self._clock.monotonic() + bound
         if retry_until is None:
@@ -285,7 +337,13 @@ class TransactionalProducer(Producer):
                         pause, backoff = backoff, min(2 * backoff, RETRY_BACKOFF_MAX_S)
                     if self._clock.monotonic() + pause > retry_until:
                         raise
-                time.sleep(pause)
+                    if abortable and self._aborting.wait(pause):
+                        raise TransactionAborted(
+                            f"{self.transactional_id!r} aborted its transaction while "
+                            "adding the partition"
+                        ) from error
+                    if not abortable:
+                        time.sleep(pause)
 
 
 def _remaining(clock: Clock, deadline: float | None) -> float | None:

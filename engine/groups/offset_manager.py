@@ -114,10 +114,12 @@ class OffsetManager:
         self.store = OffsetStore()
         self._transactional_writes: dict[int, list[TransactionalWrite]] = {}
         """Each producer's TxnOffsetCommits being written (none kept once durable)."""
-        self._completion_bytes: dict[int, dict[OffsetKey, int]] = {}
-        """Per producer, the bytes each of its transaction's offsets adds to
-        the record that completes it (the commit's, which is the larger):
+        self._completion_bytes: dict[int, dict[OffsetKey, _Counted]] = {}
+        """Per producer, the bytes each of its transaction's offsets may add
+        to the record that completes it (the commit's, which is the larger):
         a TxnOffsetCommit that would take it past one record is refused."""
+        self._count_serial = 0
+        """The token of the last TxnOffsetCommit counted (_count_in_completion)."""
         self._void_unended: dict[int, set[OffsetKey]] = {}
         """Per producer, the keys of void TxnOffsetCommits whose completion
         failed to write the record that ends them: its retry ends them."""
@@ -146,8 +148,8 @@ class OffsetManager:
             # The transaction's completion will write it: counted as its
             # TxnOffsetCommit counted it, or a commit after the restart could
             # take the completion past one record and the transaction never end.
-            self._completion_bytes.setdefault(producer_id, {})[key] = _completion_entry_bytes(
-                producer_id, key, pending.offset
+            self._completion_bytes.setdefault(producer_id, {})[key] = _Counted.loaded(
+                _completion_entry_bytes(producer_id, key, pending.offset)
             )
         return dropped
 
@@ -192,7 +194,8 @@ class OffsetManager:
             )
             for tp, om in accepted.items()
         }
-        if transaction is not None and values and not self._completion_fits(transaction, values):
+        counted = self._count_in_completion(transaction, values)
+        if counted is None:
             # Kafka writes a transaction's offsets as they come and ends them
             # with a marker; here its completion writes them in one record,
             # which must stay one the store takes, or the transaction could
@@ -222,6 +225,8 @@ class OffsetManager:
 
         def written(error: KafkaCode) -> None:
             self.store.written(values)
+            if counted:
+                self._settle_count(counted, error)
             if in_flight is not None and self.settled(in_flight) and error == KafkaCode.NONE:
                 # Its transaction ended while this was written: as if
                 # Kafka's verification (KIP-890) had refused it. The
@@ -254,23 +259,50 @@ class OffsetManager:
         self._host.write(puts, [], written)
         return future
 
-    def _completion_fits(
-        self, transaction: Transaction, values: Mapping[OffsetKey, CommittedOffset]
-    ) -> bool:
-        """Whether the transaction's completion, with ``values`` among its
-        offsets, stays one record the store takes; if so they are counted
-        in it (a later commit of a partition replaces its count)."""
+    def _count_in_completion(
+        self, transaction: Transaction | None, values: Mapping[OffsetKey, CommittedOffset]
+    ) -> list[tuple[_Counted, int]] | None:
+        """Counts ``values`` in their transaction's completion if it stays
+        one record the store takes with them among its offsets: the counts
+        taken, each as its key's count and its token, for
+        ``_settle_count``; None (nothing counted) if it would not."""
+        if transaction is None or not values:
+            return []
         producer_id = transaction.producer_id
-        counted = self._completion_bytes.get(producer_id, {})
+        counted = self._completion_bytes.setdefault(producer_id, {})
         sizes = {
             key: _completion_entry_bytes(producer_id, key, value) for key, value in values.items()
         }
-        replaced = sum(counted.get(key, 0) for key in sizes)
-        total = sum(counted.values()) - replaced + sum(sizes.values()) + RECORD_FRAMING
+        grown = sum(
+            max(size - counted[key].bytes, 0) if key in counted else size
+            for key, size in sizes.items()
+        )
+        total = sum(count.bytes for count in counted.values()) + grown + RECORD_FRAMING
         if total > self._host.max_record_bytes:
-            return False
-        self._completion_bytes.setdefault(producer_id, {}).update(sizes)
-        return True
+            if not counted:
+                del self._completion_bytes[producer_id]
+            return None
+        self._count_serial += 1
+        taken = []
+        for key, size in sizes.items():
+            count = counted.setdefault(key, _Counted())
+            count.writes[self._count_serial] = size
+            taken.append((count, self._count_serial))
+        return taken
+
+    @staticmethod
+    def _settle_count(taken: list[tuple[_Counted, int]], error: KafkaCode) -> None:
+        """A TxnOffsetCommit's write ended: durable, its entries replace the
+        ones written before them (the completion writes each partition's
+        last); refused before the store took anything (no room, or too
+        large), they are uncounted. A write that failed after the store
+        took it (NOT_COORDINATOR) may still be read by a restart, which
+        makes it pending: it stays counted."""
+        for count, token in taken:
+            if error == KafkaCode.NONE:
+                count.written(token)
+            elif error in _NOT_WRITTEN:
+                count.writes.pop(token, None)
 
     def expect_transactional_commit(self, producer_id: int) -> TransactionalWrite:
         """Registers a TxnOffsetCommit of the producer before the transaction
@@ -603,6 +635,39 @@ class OffsetManager:
             self.store.remove_pending(producer_id, [key])
             keys.append(txn_key(producer_id, key.group_id, key.tp))
         return keys
+
+
+_NOT_WRITTEN = frozenset({KafkaCode.COORDINATOR_NOT_AVAILABLE, KafkaCode.UNKNOWN_SERVER_ERROR})
+"""The codes of a state write the store refused before taking anything
+(NoRoom, AppendTooLarge: groups/executor.py): known not to be written.
+NOT_COORDINATOR may be a write the WAL failed after its bytes reached the
+file, which a restart reads (docs/design/0103)."""
+
+
+class _Counted:
+    """What one pending offset may add to its transaction's completion:
+    the largest of its writes that could still be the pending one, by
+    token in the order they were begun (a durable one drops those begun
+    before it, which it replaces)."""
+
+    __slots__ = ("writes",)
+
+    def __init__(self) -> None:
+        self.writes: dict[int, int] = {}
+
+    @classmethod
+    def loaded(cls, size: int) -> _Counted:
+        count = cls()
+        count.writes[0] = size
+        return count
+
+    @property
+    def bytes(self) -> int:
+        return max(self.writes.values(), default=0)
+
+    def written(self, token: int) -> None:
+        for earlier in [t for t in self.writes if t < token]:
+            del self.writes[earlier]
 
 
 def _completion_entry_bytes(producer_id: int, key: OffsetKey, value: CommittedOffset) -> int:

@@ -465,10 +465,24 @@ class AgentMemory:
                 f"no action {of} among the actions of correlation {correlation_id!r} "
                 f"on {', '.join(self._action_topics())}"
             )
-        stored = self.read(of.ref if isinstance(of, StoredAction) else of)
-        if isinstance(of, StoredAction) and stored.action_id != of.action_id:
+        if isinstance(of, StoredAction):
+            return self._held_at_ref(of)
+        return self.read(of)
+
+    def _held_at_ref(self, claimed: StoredAction) -> StoredAction:
+        """The action at ``claimed.ref``, read back, if it is the action
+        ``claimed`` says it is (the same fields, its id and correlation
+        among them); RecordNotFound if another action is there (or none:
+        the read's own errors, InvalidAction for a record that is no
+        action). A StoredAction is only a value: built by hand, or read
+        before its topic was created again, it would otherwise name a
+        causation the log does not hold."""
+        stored = self.read(claimed.ref)
+        if stored.action != claimed.action:
             raise RecordNotFound(
-                f"no action {of.action_id} at {of.ref}: it holds {stored.action_id}"
+                f"no action {claimed.action_id} of correlation {claimed.correlation_id!r} "
+                f"as given at {claimed.ref}: it holds action {stored.action_id} of "
+                f"correlation {stored.correlation_id!r}"
             )
         return stored
 
@@ -479,7 +493,14 @@ class AgentMemory:
         if isinstance(causation, str):
             return causation, None
         if isinstance(causation, StoredAction):
-            return causation.action_id, causation.correlation_id
+            # Checked against the log, as a RecordRef is read: one read,
+            # unless this memory wrote the action at that ref (remembered
+            # with the id and correlation the new record names).
+            claimed = (causation.action_id, causation.correlation_id)
+            if self._causes.get(causation.ref) == claimed:
+                return claimed
+            stored = self._held_at_ref(causation)
+            return stored.action_id, stored.correlation_id
         known = self._causes.get(causation)
         if known is not None:
             return known

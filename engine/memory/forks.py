@@ -71,9 +71,11 @@ class ForkHost(Protocol):
 
     def check_new_topic(self, topic: NewTopic) -> tuple[int, dict[str, str]]: ...
 
-    def ensure_masking_key(self, name: str, configs: Mapping[str, str | None]) -> None: ...
+    def masking_key_records(
+        self, name: str, configs: Mapping[str, str | None], *, new_topic: bool
+    ) -> list[list[Any]]: ...
 
-    def append_catalog(self, record: list[Any]) -> None: ...
+    def append_catalog_all(self, records: list[list[Any]]) -> None: ...
 
     def created_history(
         self, metas: Sequence[TopicMeta], actor: Actor, starts: Sequence[list[int]] | None = None
@@ -163,7 +165,8 @@ def fork_topic(
             )  # fmt: skip
             # Durable before the catalog records the fork, as its horizon is:
             # a fork is never named without them, and one refused is undone.
-            _end_what_it_inherits(registry.open_topic(meta))
+            opened = registry.open_topic(meta)
+            _end_what_it_inherits(opened)
         except BaseException:
             with store_writes():
                 admin.store.delete_streams([*data_ids, *state_ids])
@@ -172,20 +175,21 @@ def fork_topic(
         # history; its records below the fork points are the parent's, so
         # its own configs (its stamping) hold from there.
         starts = [admin.store.next_offset(data_id) for data_id in data_ids]
+        record = ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
         try:
-            admin.ensure_masking_key(name, checked)
-            admin.append_catalog(
-                ["create_topic", meta.to_wire(), *admin.created_history([meta], OWNER, [starts])]
+            # The fork's own masking key (a masked parent's configs ask for
+            # one) in the same write: refused, neither is written.
+            admin.append_catalog_all(
+                [*admin.masking_key_records(name, checked, new_topic=True), record]
             )
         except (CoordinatorNotAvailable, RecordListTooLarge) as error:
             if isinstance(error, CoordinatorNotAvailable) and not isinstance(
                 error.__cause__, NoRoom
             ):
                 raise
-            # Refused whole, nothing written (docs/design/0099; too large for
-            # a record, 0107): undone as a refusal before it is. A masking
-            # key written before stays, the name's, as a CreateTopics
-            # refused the same way leaves it.
+            # Refused whole, nothing written, its masking key neither
+            # (docs/design/0099; too large for a record, 0107): undone as a
+            # refusal before it is.
             with store_writes():
                 admin.store.delete_streams([*data_ids, *state_ids])
             if isinstance(error, RecordListTooLarge):
@@ -194,9 +198,11 @@ def fork_topic(
                 f"forking {topic}: no room for its record in the catalog while the "
                 f"object store takes no uploads ({error})"
             ) from error
-        forked = registry.load_topic(admin.catalog.state.topics[name])
-        for partition in forked.partitions:
-            partition.recover()  # from the checkpoint the fork wrote
+        # The partitions that rebuilt the fork's state serve it: opened
+        # again, each would read back the checkpoint just written. Their
+        # meta is the catalog's, whose streams a CreatePartitions extends.
+        opened.meta = admin.catalog.state.topics[name]
+        forked = registry.add_topic(opened)
         log.info("forked topic %s from %s at %s", name, topic, points)
         return registry.describe(forked)
 

@@ -21,13 +21,17 @@ attempt in flight or waiting at a time (docs/design/0108).
 The EndTxn is answered once the markers are durable; at the first
 refusal it is answered done instead, as Kafka answers it once the
 Prepare* state is durable: the outcome is fixed, and read_committed
-readers see it on every partition once its marker is written. (A
-transactions v2 end at the last epoch waits for its Complete* record,
-which hands the id to a new producer id.) A store that can no longer be
-written (NOT_COORDINATOR: failed, fenced or closed), or the close of the
-coordinator, stops the completion and leaves Prepare*, as the state log
-holds it, for the next open, which writes the markers again (a Kafka
-coordinator that loads the log sends them again). Never a second
+readers see it on every partition once its marker is written. A
+transactions v2 end at the last epoch is answered so too, with the new
+producer id its Complete* record hands the id to (Kafka 4 answers the
+new id as it answers Prepare*); until that record is written the new
+id's requests are told to wait (CONCURRENT_TRANSACTIONS, ending.py's
+``handed_over``), so a marker retried for ever holds no caller. A store
+that can no longer be written (NOT_COORDINATOR: failed, fenced or
+closed), or the close of the coordinator, stops the completion and
+leaves Prepare*, as the state log holds it, for the next open, which
+writes the markers again (a Kafka coordinator that loads the log sends
+them again). Never a second
 outcome: nothing ends a Prepare* transaction but its own completion.
 """
 
@@ -43,7 +47,6 @@ from typing import TYPE_CHECKING
 from engine.errors import CoordinatorCannotWrite, CoordinatorClosed, EngineClosed, EngineError
 from engine.transactions.host import TransactionHost
 from engine.transactions.metadata import (
-    NO_PRODUCER_ID,
     PREPARED,
     TransactionMetadata,
     TxnState,
@@ -80,14 +83,6 @@ class Completion:
     warned: bool = False
     """Its first retry was logged: the next ones are not (one warning a
     completion, however long the store refuses)."""
-
-    @property
-    def answer_early(self) -> bool:
-        """Whether a refusal answers the EndTxn done: not for a rotation
-        (transactions v2 at the last epoch), whose producer told its new
-        id before the Complete* record hands it over would be refused as
-        another producer's meanwhile."""
-        return self.prepared.next_producer_id == NO_PRODUCER_ID
 
 
 class TransactionCompleter:
@@ -188,10 +183,10 @@ class TransactionCompleter:
         self._write_completed(completion)
 
     def _retry(self, completion: Completion, what: str, error: BaseException | None = None) -> None:
-        """Answers the EndTxn done if it may be, and tries the completion
-        again after its backoff, on the retry timer (no worker waits)."""
+        """Answers the EndTxn done, and tries the completion again after its
+        backoff, on the retry timer (no worker waits)."""
         result = completion.result
-        if completion.answer_early and result is not None and not result.done():
+        if result is not None and not result.done():
             result.set_result(None)  # decided and durable: Kafka has answered
         if not completion.warned:
             completion.warned = True
@@ -227,11 +222,10 @@ class TransactionCompleter:
         except BaseException as error:
             if retriable(error):
                 # Closing too: the retry timer then cancels it, which leaves
-                # it for the next open and answers a waiting EndTxn as close
-                # answers every one (CoordinatorClosed), not with the refusal.
+                # it for the next open (the EndTxn is answered done first).
                 self._retry(completion, "its Complete record", error)
                 return
-            if completion.answer_early and result is not None and not result.done():
+            if result is not None and not result.done():
                 result.set_result(None)  # decided and visible: Kafka has answered
             log.warning(
                 "completing the transaction of %r failed; the next open completes it: %s",
@@ -240,8 +234,6 @@ class TransactionCompleter:
             )
             with self._table.lock:
                 self._table.release(prepared.transactional_id)
-            if result is not None and not result.done():
-                result.set_exception(error)
             return
         if result is not None and not result.done():
             result.set_result(None)

@@ -47,7 +47,7 @@ from engine.errors import (
 from engine.linear_regex import LinearPattern
 from engine.state_log import StateLog
 from engine.transactions.completion import TransactionCompleter
-from engine.transactions.ending import EndStep, end_step
+from engine.transactions.ending import EndStep, end_step, handed_over
 from engine.transactions.host import TransactionHost
 from engine.transactions.metadata import (
     ENDABLE,
@@ -419,6 +419,11 @@ class TransactionCoordinator:
         transactional id its sender was authorized on, never for another's
         producer (Kafka's TransactionCoordinator verifies the same mapping)."""
         with self._table.lock:
+            meta = self._table.get(transactional_id)
+            if meta is not None and handed_over(meta, producer_id):
+                # Its batches speak for this id: the implicit add before
+                # their append answers them to wait (CONCURRENT_TRANSACTIONS).
+                return
             self._mapped(transactional_id, producer_id)
 
     def verify(self, topic: str, partition: int, producer_id: int, producer_epoch: int) -> None:
@@ -555,8 +560,14 @@ class TransactionCoordinator:
 
     def _mapped(self, transactional_id: str, producer_id: int) -> TransactionMetadata:
         """The id's state if ``producer_id`` is its producer; raises
-        InvalidProducerIdMapping if not. Under the lock."""
+        InvalidProducerIdMapping if not, ConcurrentTransactions if it is the
+        producer id a completing v2 end hands the id to. Under the lock."""
         meta = self._table.get(transactional_id)
+        if meta is not None and handed_over(meta, producer_id):
+            raise ConcurrentTransactions(
+                f"transactional id {transactional_id!r} is completing the transaction that "
+                f"hands it to producer id {producer_id}"
+            )
         if meta is None or meta.producer_id != producer_id:
             raise InvalidProducerIdMapping(
                 f"transactional id {transactional_id!r} does not have producer id {producer_id}"

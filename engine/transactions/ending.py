@@ -31,6 +31,7 @@ from engine.errors import (
 )
 from engine.transactions.metadata import (
     MAX_EPOCH,
+    NO_PRODUCER_ID,
     PREPARED,
     TV_2,
     TransactionMetadata,
@@ -101,6 +102,8 @@ def _v2_step(
     comes first (a move to a new producer id may be the write in flight)."""
     if writing:
         raise _busy(meta)
+    if handed_over(meta, producer_id):
+        raise _completing(meta)
     overflow_retry = retried_past_last_epoch(meta, producer_id, epoch)
     if meta.producer_id != producer_id and not overflow_retry:
         raise _not_mapped(meta, producer_id)
@@ -131,6 +134,16 @@ def _v2_step(
     if not commit and not retry and state in (TxnState.EMPTY, *_COMPLETE):
         return EndStep.PREPARE
     raise _invalid(meta, commit)
+
+
+def handed_over(meta: TransactionMetadata, producer_id: int) -> bool:
+    """Whether ``producer_id`` is the one a v2 end at the last epoch hands
+    the id to, while that end is still completing: its EndTxn may have
+    been answered with it already (at a refused step, as Kafka 4 answers
+    it once Prepare* is durable), and its producer's requests are told to
+    wait (CONCURRENT_TRANSACTIONS), as Kafka's pending check, made before
+    the producer id's, tells them, never that the id is another's."""
+    return meta.state in PREPARED and producer_id == meta.next_producer_id != NO_PRODUCER_ID
 
 
 def retried_bump(meta: TransactionMetadata, producer_id: int, epoch: int) -> bool:

@@ -1,19 +1,21 @@
 """A poll's fetch_max_bytes: as a Kafka broker answers one Fetch
 (ReplicaManager.readFromLog), only the first partition that has records
 may go past what is left of the budget, by its first batch; every other
-partition's records come within it. The embedded consumer has up to
-FETCHES_AT_ONCE partitions' fetches under way, each asking for its share: a share
-answered with one batch larger than it is kept only where it is the
+partition's records come within it. The embedded async consumer has all
+its partitions' fetches under way together, each asking for its share: a
+share answered with one batch larger than it is kept only where it is the
 poll's first records, the others fetched again by a later poll."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import engine
+from engine.partition import Partition, PartitionFetch
 from engine.types import TopicPartition
 from tests.engine.helpers_records import batch
 
@@ -49,3 +51,64 @@ def test_only_the_first_partition_with_records_goes_past_the_budget(
     # or handed out twice.
     assert [len(p) for p in polls] == [1] * PARTITIONS
     assert sorted(seen) == [(p, 0) for p in range(PARTITIONS)]
+
+
+BEHIND = 100
+BATCH = 1000
+"""Each of BEHIND partitions' batches: a tenth of BUDGET, larger than a
+partition's share of it (BUDGET / BEHIND)."""
+BUDGET = 10_000
+
+
+@pytest.mark.parametrize("polled", ["blocking", "async"])
+def test_a_poll_reads_no_batch_its_budget_cannot_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polled: str
+) -> None:
+    """A batch a poll's budget has no room left for is dropped once read,
+    to be fetched again: a poll that went on fetching the other partitions
+    (in turn, or all together, each for a share smaller than its batch)
+    would read every partition's batch to take a tenth of them. Once a
+    poll has seen the partitions' batches it starts only the fetches whose
+    batch fits what is left (the first poll cannot know them)."""
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", BEHIND)
+        for p in range(BEHIND):
+            for _ in range(3):
+                e.produce("t", p, batch([bytes(BATCH)]))
+        read: list[int] = []
+        fetch_from, fetch_from_async = e.fetch_from, e.fetch_from_async
+
+        def counted(fetched: PartitionFetch) -> PartitionFetch:
+            read.append(sum(len(b) for b in fetched.records))
+            return fetched
+
+        def blocking(leader: Partition, offset: int, max_bytes: int, level: str) -> Any:
+            return counted(fetch_from(leader, offset, max_bytes, level))
+
+        async def together(leader: Partition, offset: int, max_bytes: int, level: str) -> Any:
+            return counted(await fetch_from_async(leader, offset, max_bytes, level))
+
+        monkeypatch.setattr(e, "fetch_from", blocking)
+        monkeypatch.setattr(e, "fetch_from_async", together)
+        consumer = e.consumer(
+            auto_offset_reset="earliest",
+            fetch_max_bytes=BUDGET,
+            max_partition_fetch_bytes=BUDGET,
+            max_poll_records=10_000,
+        )
+        with consumer:
+            consumer.assign([TopicPartition("t", p) for p in range(BEHIND)])
+            taken: list[tuple[int, int]] = []
+            polls = 0
+            while len(taken) < 3 * BEHIND:
+                read.clear()
+                if polled == "async":
+                    got = asyncio.run(consumer.poll_async(5.0))
+                else:
+                    got = consumer.poll(5.0)
+                assert got
+                taken += [(r.partition, r.offset) for r in got]
+                if polls > 0:  # the batches seen: no more read than the budget takes, and one
+                    assert sum(read) <= BUDGET + max(read), (polls, len(read))
+                polls += 1
+    assert sorted(taken) == [(p, o) for p in range(BEHIND) for o in range(3)]

@@ -110,6 +110,12 @@ def test_the_class_of_a_code_comes_from_the_subclasses() -> None:
         (KafkaCode.STALE_MEMBER_EPOCH, engine.errors.StaleMemberEpoch, ""),
         # shared with the transaction coordinator, still what a group answers
         (KafkaCode.NOT_COORDINATOR, NotCoordinator, ""),
+        # a group write the store refused for room: retriable, no GroupError
+        (
+            KafkaCode.COORDINATOR_NOT_AVAILABLE,
+            engine.errors.CoordinatorNotAvailable,
+            "(COORDINATOR_NOT_AVAILABLE)",
+        ),
         (KafkaCode.COORDINATOR_LOAD_IN_PROGRESS, GroupError, "(COORDINATOR_LOAD_IN_PROGRESS)"),
         (9999, GroupError, "(9999)"),
     ],

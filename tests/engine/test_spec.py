@@ -348,7 +348,8 @@ def test_the_engine_reads_a_catalog_built_from_the_document(tmp_path: Path) -> N
         ]  # fmt: skip
         _append_all(store, catalog, records)
     built = {msgpack.unpackb(record)[0] for record in records}
-    assert built == set(CATALOG_RECORDS) - {"snapshot"}  # the next test starts with one
+    # The next tests start with a snapshot, one record or in parts
+    assert built == set(CATALOG_RECORDS) - {"snapshot", "snapshot_part"}
     with engine.open(node) as e:
         assert sorted(e.list_topics()) == ["one", "two"]
         assert (e.partition_count("one"), e.partition_count("two")) == (2, 2)
@@ -449,6 +450,82 @@ def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot(tmp_path: Path) 
         # A new schema's id is one past the greatest bound.
         e.schemas.set_mode("READWRITE", "pay-value")
         assert e.schemas.register("other", '"string"') == 8
+
+
+def _doc_parts(body: dict[str, Any], piece: int) -> list[bytes]:
+    """A snapshot in parts as the document makes one: the opening
+    ``catalog`` record of version 2, then the packed map cut into pieces."""
+    packed = msgpack.packb(body, use_bin_type=True)
+    pieces = [packed[i : i + piece] for i in range(0, len(packed), piece)]
+    return [
+        doc_record("catalog", CATALOG_RECORDS, version=2, created_ms=5),
+        *(
+            doc_record("snapshot_part", CATALOG_RECORDS, index=i, count=len(pieces), part=p)
+            for i, p in enumerate(pieces)
+        ),
+    ]
+
+
+def test_the_engine_reads_a_catalog_that_starts_with_a_snapshot_in_parts(
+    tmp_path: Path,
+) -> None:
+    """Snapshots in parts, as the document has them: one begun and ended
+    by another record before its last part is skipped and the record
+    applied; one whose parts all follow its opening record in order is
+    the state; one left unfinished at the stream's end is skipped."""
+    assert re.search(r"A `catalog` record of `version` 2 opens a snapshot in parts", TEXT)
+    node = tmp_path / "node"
+    with StreamStore.open(node) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        (data_one, state_one, data_two, state_two) = store.create_streams(4)
+        body = {
+            "topics": [doc_topic("kept", TOPIC_IDS[5], {"retention.ms": "5000"},
+                                 [[data_one, state_one]], 1)],
+            "producer_ids_end": 7000,
+            "internal": {},
+            "acls": [[4, "kafka-cluster", 3, "User:" + "o" * 300, "*", 7, 3]],
+        }  # fmt: skip
+        whole = _doc_parts(body, 64)
+        assert len(whole) > 4
+        unfinished = _doc_parts({**body, "producer_ids_end": 1}, 40)
+        records = [
+            *whole[:3],
+            doc_record("producer_ids", CATALOG_RECORDS, end=9000),
+            *whole[3:],  # out of turn: no opening record before them
+            *whole,
+            doc_record("create_topic", CATALOG_RECORDS, topic=doc_topic(
+                "added", TOPIC_IDS[4], {}, [[data_two, state_two]], 2)),
+            *unfinished[:-1],
+        ]  # fmt: skip
+        _append_all(store, catalog, records)
+    with engine.open(node) as e:
+        assert e.list_topics() == ["added", "kept"]
+        assert e.topic_config("kept").overrides == {"retention.ms": "5000"}
+        # the whole snapshot's, written after the producer_ids record
+        assert e.catalog.state.producer_ids_end == 7000
+        assert [a.principal for a in e.catalog.state.acls] == ["User:" + "o" * 300]
+
+
+def test_a_catalog_that_starts_with_a_snapshot_in_parts_not_whole_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Trimmed only once every part is durable, a stream that starts with
+    an opening record and holds no whole snapshot lost parts."""
+    node = tmp_path / "node"
+    body = {
+        "topics": [],
+        "producer_ids_end": 7000,
+        "internal": {},
+        "masking_keys": {"a": b"k" * 500},
+    }
+    with StreamStore.open(node) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        parts = _doc_parts(body, 100)
+        _append_all(store, catalog, [parts[0], *parts[2:]])
+    with pytest.raises(ValueError, match="starts with a snapshot in parts that is not whole"):
+        engine.open(node)
 
 
 def test_a_governance_changes_reserved_trailing_fields_are_read_past(tmp_path: Path) -> None:
@@ -834,7 +911,7 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
         model = DocCatalog()
         for record in records:
             model.apply(record)
-        assert {r[0] for r in records} >= set(CATALOG_RECORDS) - {"snapshot"}
+        assert {r[0] for r in records} >= set(CATALOG_RECORDS) - {"snapshot", "snapshot_part"}
         assert {
             name: (len(t["streams"]), t["configs"]) for name, t in model.topics.items()
         } == expected

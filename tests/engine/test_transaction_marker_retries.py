@@ -17,12 +17,13 @@ import pytest
 
 import engine
 from engine.engine import Engine
-from engine.errors import CoordinatorCannotWrite
-from engine.transactions.metadata import TxnState
+from engine.errors import ConcurrentTransactions, CoordinatorCannotWrite
+from engine.transactions.metadata import TV_2, TxnState
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import batch
 from tests.engine.reopening import reopening
+from tests.engine.test_transaction_write_failures import TP, _open_v2_at_the_last_epoch
 from tests.engine.test_transactions import control_batches, values
 from tests.engine.txn_state_faults import RefusedMarkers, io_error, no_room, store_failed
 
@@ -145,3 +146,93 @@ def test_a_marker_a_failed_store_refuses_ends_the_completion_for_the_next_open(
     e = node()
     _wait_for_state(e, TxnState.COMPLETE_COMMIT)
     assert sorted(values(e, "t", "read_committed", partitions=2)) == [b"t-0", b"t-1"]
+
+
+def test_a_rotating_end_whose_marker_keeps_failing_is_answered_with_the_new_id(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transactions v2 end at the last epoch whose marker keeps failing
+    for a cause not the store's is written again for as long as it fails
+    (Kafka's channel retries it), but its EndTxn is answered at the first
+    failure, with the new producer id at epoch 0, as Kafka 4 answers a v2
+    EndTxn once Prepare* is durable; the new id's requests are told to
+    wait (CONCURRENT_TRANSACTIONS) until the transaction completes, and
+    then it begins the next one."""
+    e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
+    e.produce(
+        "t",
+        0,
+        batch(
+            [b"t-0"],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=0,
+            is_transactional=True,
+        ),
+    )
+    with monkeypatch.context() as faults:
+        refused = RefusedMarkers(faults, e, ("t", 0), 1_000_000, io_error)
+        ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
+        new_producer_id, new_epoch = ended.result(TIMEOUT)
+        assert new_producer_id != producer_id and new_epoch == 0
+        deadline = time.monotonic() + TIMEOUT
+        while refused.refused < 3:  # still written again after the answer
+            assert time.monotonic() < deadline, f"written again {refused.refused - 1} times"
+            time.sleep(0.01)
+        with pytest.raises(ConcurrentTransactions):
+            e.transactions.add_partitions("x", new_producer_id, 0, [TP], TV_2).result(TIMEOUT)
+        assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
+        refused.heal()
+        _wait_for_state(e, TxnState.COMPLETE_COMMIT)
+    assert _outcomes(e, "t", 0) == [(producer_id, True)]
+    assert values(e, "t", "read_committed") == [b"t-0"]
+    e.transactions.add_partitions("x", new_producer_id, 0, [TP], TV_2).result(TIMEOUT)
+
+
+def test_a_rotating_end_answered_before_a_restart_completes_with_the_new_id(
+    node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new producer id a rotating end was answered with while its
+    marker kept failing survives a restart: the next open writes the
+    marker and the Complete record, which hands the id to that producer
+    id, whose next transaction then commits, and no other transactional
+    id is given it."""
+    e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
+    e.produce(
+        "t",
+        0,
+        batch(
+            [b"t-0"],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=0,
+            is_transactional=True,
+        ),
+    )
+    with monkeypatch.context() as faults:
+        RefusedMarkers(faults, e, ("t", 0), 1_000_000, io_error)
+        ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
+        new_producer_id, new_epoch = ended.result(TIMEOUT)
+        assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
+        e = node()
+    _wait_for_state(e, TxnState.COMPLETE_COMMIT)
+    meta = e.transactions.describe("x")
+    assert (meta.producer_id, meta.producer_epoch) == (new_producer_id, new_epoch)
+    assert _outcomes(e, "t", 0) == [(producer_id, True)]
+    other, _ = e.transactions.init_producer_id("y", 60_000).result(TIMEOUT)
+    assert other not in (producer_id, new_producer_id)
+    e.transactions.add_partitions("x", new_producer_id, new_epoch, [TP], TV_2).result(TIMEOUT)
+    e.produce(
+        "t",
+        0,
+        batch(
+            [b"next"],
+            producer_id=new_producer_id,
+            producer_epoch=new_epoch,
+            base_sequence=0,
+            is_transactional=True,
+        ),
+    )
+    e.transactions.end_transaction("x", new_producer_id, new_epoch, True, TV_2).result(TIMEOUT)
+    _wait_for_state(e, TxnState.COMPLETE_COMMIT)
+    assert values(e, "t", "read_committed") == [b"t-0", b"next"]

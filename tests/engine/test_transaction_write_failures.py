@@ -22,7 +22,7 @@ import pytest
 
 import engine
 from engine.engine import Engine
-from engine.errors import ConcurrentTransactions, CoordinatorClosed, error_code
+from engine.errors import ConcurrentTransactions, error_code
 from engine.protocol.kafka_code import KafkaCode
 from engine.transactions.metadata import MAX_EPOCH, TV_2, TransactionMetadata, TxnState
 from engine.types import TopicPartition
@@ -368,29 +368,37 @@ def _open_v2_at_the_last_epoch(node: Callable[[], Engine]) -> tuple[Engine, int,
     return e, producer_id, epoch
 
 
-def test_a_rotating_end_whose_complete_record_is_refused_is_answered_once_written(
+def test_a_rotating_end_whose_complete_record_is_refused_is_answered_with_the_new_id(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A transactions v2 end at the last epoch hands the id over to a new
-    producer id with its Complete record. While the store refuses that
-    record the EndTxn waits (answered with the new id, a producer using
-    it would be refused as another's), and once the store takes it the
-    EndTxn is answered with the new id at epoch 0, which the coordinator
-    holds."""
+    producer id with its Complete record. At the store's first refusal
+    of that record the EndTxn is answered with the new id at epoch 0, as
+    Kafka 4 answers it once Prepare* is durable; until the record is
+    written the new id's requests are told to wait
+    (CONCURRENT_TRANSACTIONS), never that it is another producer's; once
+    the store takes it the coordinator holds the new id, which begins the
+    next transaction."""
     e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
     with monkeypatch.context() as faults:
         refused = RefusedStateWrites(faults, e, {"CompleteCommit": 1_000_000}, no_room)
-        ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
-        deadline = time.monotonic() + TIMEOUT
-        while len(refused.refused) < 2:
-            assert time.monotonic() < deadline, "the Complete record was not written again"
-            time.sleep(0.01)
-        assert not ended.done()
+        new_producer_id, new_epoch = e.transactions.end_transaction(
+            "x", producer_id, epoch, True, TV_2
+        ).result(TIMEOUT)
+        assert new_producer_id != producer_id and new_epoch == 0
+        assert refused.refused
+        with pytest.raises(ConcurrentTransactions):
+            e.transactions.add_partitions("x", new_producer_id, 0, [TP], TV_2).result(TIMEOUT)
+        with pytest.raises(ConcurrentTransactions):
+            e.transactions.end_transaction("x", new_producer_id, 0, False, TV_2).result(TIMEOUT)
+        with pytest.raises(ConcurrentTransactions):
+            e.transactions.verify_partitions("x", new_producer_id, 0, [TP])
+        e.transactions.check_producer("x", new_producer_id)  # its batches wait for their add
+        assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
         refused.heal()
-        new_producer_id, new_epoch = ended.result(TIMEOUT)
-    assert (new_producer_id, new_epoch) != (producer_id, epoch) and new_epoch == 0
+        _wait_for_state(e, TxnState.COMPLETE_COMMIT)
     assert _producer(e) == (new_producer_id, 0)
-    assert e.transactions.describe("x").state is TxnState.COMPLETE_COMMIT
+    e.transactions.add_partitions("x", new_producer_id, 0, [TP], TV_2).result(TIMEOUT)
     assert states(node()) == states(e)
 
 
@@ -445,14 +453,13 @@ def test_complete_records_written_again_hold_no_completion_worker(
     ] * workers
 
 
-def test_a_rotating_end_whose_complete_record_is_refused_as_close_begins_is_answered_closed(
+def test_a_rotating_end_refused_as_close_begins_is_answered_and_completed_by_the_next_open(
     node: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Complete record of a v2 end at the last epoch refused for room
-    just as the coordinator closes: the EndTxn is answered as close
-    answers every EndTxn still waiting, CoordinatorClosed (NOT_COORDINATOR
-    on the wire), not the refusal's COORDINATOR_NOT_AVAILABLE, and the
-    transaction is left Prepare* for the next open, which completes it."""
+    just as the coordinator closes: the EndTxn is answered with the new
+    id (the outcome is durable), the transaction is left Prepare* for the
+    next open, which completes it and hands the id to that new id."""
     e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
     closing = e.transactions._completer._closing
     closer: list[threading.Thread] = []
@@ -468,12 +475,13 @@ def test_a_rotating_end_whose_complete_record_is_refused_as_close_begins_is_answ
     with monkeypatch.context() as faults:
         RefusedStateWrites(faults, e, {"CompleteCommit": 1}, refused_as_close_begins)
         ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
-        with pytest.raises(CoordinatorClosed):
-            ended.result(TIMEOUT)
+        new_producer_id, new_epoch = ended.result(TIMEOUT)
         closer[0].join(TIMEOUT)
+    assert new_producer_id != producer_id and new_epoch == 0
     assert e.transactions.describe("x").state is TxnState.PREPARE_COMMIT
     e = node()
     deadline = time.monotonic() + TIMEOUT
     while e.transactions.describe("x").state is not TxnState.COMPLETE_COMMIT:
         assert time.monotonic() < deadline, "the next open did not complete it"
         time.sleep(0.01)
+    assert _producer(e) == (new_producer_id, 0)

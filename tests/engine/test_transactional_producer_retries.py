@@ -8,6 +8,7 @@ again."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 import pytest
 
 import engine
-from engine.client.transactional_producer import TransactionError
+from engine.client.transactional_producer import TransactionAborted, TransactionError
 from engine.engine import Engine
 from engine.errors import CoordinatorCannotWrite, CoordinatorNotAvailable, NotCoordinator
+from engine.transactions.metadata import TxnState
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
 from tests.engine.test_transactions import values
@@ -206,3 +208,109 @@ def test_a_delivery_timeout_shorter_than_linger_is_refused(e: Engine) -> None:
     by_default = e.producer(transactional_id="app", linger_ms=300_000)
     assert by_default.delivery_timeout_s == 300.0
     by_default.close()
+
+
+def test_an_abort_fails_the_unsent_records_at_once_and_awaits_those_written(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """abort_transaction while the sender's AddPartitionsToTxn is refused
+    and sent again: as Kafka's producer aborts its undrained batches, the
+    records not sent fail at once (TransactionAborted) rather than wait
+    out delivery_timeout_ms, the record already written is aborted with
+    the transaction, a read_committed consumer sees none of them, and the
+    producer's next transaction commits."""
+    e.create_topic("u", 1)
+    delivery_timeout_s = 60.0
+    producer = e.producer(
+        transactional_id="app", delivery_timeout_ms=delivery_timeout_s * 1000, max_in_flight=1
+    )
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    assert producer.send("t", b"written", partition=0).result(TIMEOUT).offset == 0
+    refused = RefusedStateWrites(monkeypatch, e, {"Ongoing": 1_000_000}, no_room)
+    adding = producer.send("u", b"adding", partition=0)
+    deadline = time.monotonic() + TIMEOUT
+    while len(refused.refused) < 2:  # the add is being sent again
+        assert time.monotonic() < deadline, "the add was not sent again"
+        time.sleep(0.01)
+    queued = producer.send("u", b"queued", partition=0)  # behind the batch being added
+    aborting = threading.Thread(target=producer.abort_transaction, args=(TIMEOUT,))
+    aborting.start()
+    aborting.join(delivery_timeout_s / 10)
+    stuck = aborting.is_alive()
+    refused.heal()  # lets a stuck abort end, to be reported below
+    aborting.join(TIMEOUT)
+    assert not stuck, "the abort waited for the refused add"
+    for future in (adding, queued):
+        with pytest.raises(TransactionAborted):
+            future.result(0)
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+    assert values(e, "t", "read_committed") == []
+    assert values(e, "u", "read_committed") == []
+    producer.begin_transaction()
+    producer.send("u", b"next", partition=0)
+    producer.commit_transaction(TIMEOUT)
+    producer.close()
+    assert values(e, "u", "read_committed") == [b"next"]
+    assert values(e, "t", "read_uncommitted") == [b"written"]
+
+
+class _PausedHeaders(list[tuple[str, bytes]]):
+    """Headers whose reading holds a send between its check that a
+    transaction is open and the queueing of its record, as a thread
+    preempted there would be."""
+
+    def __init__(self) -> None:
+        super().__init__([("h", b"v")])
+        self.reading = threading.Event()
+        self.go_on = threading.Event()
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        self.reading.set()
+        assert self.go_on.wait(TIMEOUT)
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("ending", ["abort", "commit"])
+def test_a_send_racing_the_end_of_its_transaction_is_never_written_in_the_next(
+    e: Engine, ending: str
+) -> None:
+    """A send that found the transaction open, and queues its record once
+    abort_transaction or commit_transaction has ended it, is refused: its
+    record is not left queued for the sender, which would add its
+    partition to a transaction the producer has not begun and commit it
+    with the next one (Kafka's producer refuses a send once the end has
+    begun, and sends a batch only to a partition of the open transaction)."""
+    producer = e.producer(transactional_id="app", linger_ms=60_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    first_sent = producer.send("t", b"first", partition=0)
+    producer.flush(TIMEOUT)
+    assert first_sent.result(TIMEOUT).offset == 0
+    headers = _PausedHeaders()
+    raced: dict[str, Any] = {}
+
+    def racing() -> None:
+        try:
+            raced["future"] = producer.send("t", b"raced", partition=0, headers=headers)
+        except Exception as error:
+            raced["refused"] = error
+
+    sending = threading.Thread(target=racing)
+    sending.start()
+    assert headers.reading.wait(TIMEOUT)
+    if ending == "abort":
+        producer.abort_transaction(TIMEOUT)
+    else:
+        producer.commit_transaction(TIMEOUT)
+    headers.go_on.set()
+    sending.join(TIMEOUT)
+    producer.begin_transaction()
+    producer.send("t", b"next", partition=0)
+    producer.commit_transaction(TIMEOUT)
+    producer.close()
+    if "future" in raced:
+        with pytest.raises(Exception):  # noqa: B017 - refused, however it says so
+            raced["future"].result(TIMEOUT)
+    first = [b"first"] if ending == "commit" else []
+    assert values(e, "t", "read_committed") == [*first, b"next"]

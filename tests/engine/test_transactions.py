@@ -824,6 +824,7 @@ def test_the_embedded_transactional_producer_commits_aborts_and_is_fenced(
         assert [f.result(TIMEOUT).partition for f in sent] == [0, 1, 0, 1]
         producer.begin_transaction()
         producer.send("t", b"aborted", partition=0)
+        producer.flush(TIMEOUT)  # written, so the abort leaves it aborted (unsent, it would fail)
         producer.abort_transaction(TIMEOUT)
         producer.begin_transaction()
         producer.commit_transaction(TIMEOUT)  # nothing sent: nothing to end

@@ -23,8 +23,10 @@ from engine.errors import ConcurrentTransactions, CoordinatorNotAvailable, Engin
 from engine.groups import LeaveResult
 from engine.groups.records import read_state
 from engine.protocol.kafka_code import KafkaCode
+from engine.transactions.metadata import TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
 from s3stream.store import LocalStore
+from tests.engine.test_transactions import values
 from tests.faults.outages import engine_through_an_outage, filled_past
 from tests.s3stream.faults import FaultyStore
 
@@ -241,3 +243,84 @@ def test_a_partitions_checkpoint_through_an_outage_never_waits_under_its_lock(
     finally:
         faulty.heal()
         e.close()
+
+
+def test_an_embedded_member_refused_past_the_headroom_polls_nothing_then_joins(
+    down: tuple[Engine, FaultyStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedded consumer whose group's writes the store refuses past
+    its headroom (a real outage, no refusal faked): its join or sync is
+    answered COORDINATOR_NOT_AVAILABLE, poll returns nothing and raises
+    nothing while the join is sent again after a backoff (a few times a
+    second, not in a loop), and once uploads resume the member joins and
+    reads; a close during the backoff returns at once."""
+    e, faulty = down
+    tp = TopicPartition("t", 0)
+    for offset in range(4 * HEADROOM // 4096):  # past the headroom
+        answer = e.groups.commit_offsets(
+            "g", -1, "", None, {tp: OffsetAndMetadata(offset, -1, "m" * 4096)}
+        ).result(TIMEOUT)
+        if answer[tp] is KafkaCode.COORDINATOR_NOT_AVAILABLE:
+            break
+    else:
+        pytest.fail("no commit was refused past the headroom")
+    joins = 0
+    join_group = e.groups.join_group
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal joins
+        joins += 1
+        return join_group(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(e.groups, "join_group", counted)
+    member = {"group_id": "c", "auto_offset_reset": "earliest", "enable_auto_commit": False}
+    closed_early = e.consumer("t", **member)
+    assert closed_early.poll(timeout=0.3) == []
+    started = time.monotonic()
+    closed_early.close()
+    assert time.monotonic() - started < 5.0  # not held by the backoff
+    consumer = e.consumer("t", **member)
+    try:
+        started, joins = time.monotonic(), 0
+        while time.monotonic() - started < 2.0:
+            assert consumer.poll(timeout=0.1) == []
+        assert consumer.assignment() == set()
+        # 100 ms doubling to 1 s: about four in two seconds, a handful at most.
+        assert 2 <= joins <= 8, f"{joins} joins in two seconds"
+        faulty.heal()
+        deadline = time.monotonic() + TIMEOUT
+        while not consumer.poll(timeout=0.1):
+            assert time.monotonic() < deadline, "the member never joined once the store healed"
+        assert consumer.assignment() == {tp}
+    finally:
+        consumer.close()
+
+
+def test_a_commit_whose_records_are_not_written_within_its_timeout_commits_nothing(
+    down: tuple[Engine, FaultyStore],
+) -> None:
+    """An embedded transactional producer's record waits for room through
+    the outage while the transaction's state records and markers, which
+    never wait, still fit in the headroom: commit_transaction with a
+    timeout the record outlasts raises TimeoutError and commits nothing
+    (as Kafka's producer times out its commitTransaction), not a
+    transaction without the record; called again once the store heals it
+    commits the record."""
+    e, faulty = down
+    producer = e.producer(transactional_id="app")
+    try:
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        sent = producer.send("many", b"late", partition=0)
+        with pytest.raises(TimeoutError):
+            producer.commit_transaction(0.5)
+        assert not sent.done()
+        assert e.transactions.describe("app").state is not TxnState.COMPLETE_COMMIT
+        faulty.heal()
+        producer.commit_transaction(TIMEOUT)
+        assert sent.result(TIMEOUT).offset == 0
+    finally:
+        faulty.heal()  # the sender waits for room: healed, it can close
+        producer.close()
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_COMMIT
+    assert values(e, "many", "read_committed") == [b"late"]

@@ -241,6 +241,61 @@ def test_a_compensation_reads_what_it_compensates_as_its_writer(tmp_path: Path) 
         assert opened.offsets(ACTIONS, 0) == (0, 3)
 
 
+def test_a_causation_given_as_a_stored_action_is_checked_against_its_record(
+    memory_engine: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A StoredAction is a value a caller can make or change: given as a
+    causation it is read back at its ref (one read) and refused, nothing
+    written, unless that ref holds the very action it says; one the memory
+    wrote itself at that ref is known without a read."""
+    with (
+        AgentMemory(memory_engine, AGENT) as agent,
+        AgentMemory(memory_engine, Actor("human", "lead-sam")) as lead,
+    ):
+        call = agent.tool_call("email", correlation_id="c-1")
+        another = agent.tool_call("email", correlation_id="c-2")
+        stored = lead.read(call)
+        with memory_engine.producer() as producer:
+            plain = producer.send("emails", b"not an action", key="c-1").result(10)
+        claims = {
+            "another action's ref": stored._replace(ref=another),
+            "a ref past the log": stored._replace(ref=RecordRef(ACTIONS, 0, 99)),
+            "another correlation": stored._replace(
+                action={**stored.action, "correlation_id": "c-9"}
+            ),
+            "another action id": stored._replace(
+                action={**stored.action, "action_id": str(uuid.uuid4())}
+            ),
+        }
+        for claim in claims.values():
+            with pytest.raises(RecordNotFound):
+                lead.approval(causation=claim, reason="checked")
+            with pytest.raises(RecordNotFound):
+                lead.compensation(claim, reason="checked")
+        with pytest.raises(InvalidAction):  # another topic's record, no action
+            lead.approval(
+                causation=stored._replace(ref=RecordRef("emails", plain.partition, plain.offset)),
+                reason="checked",
+            )
+        assert memory_engine.offsets(ACTIONS, 0) == (0, 2)  # nothing written
+        reads: list[RecordRef] = []
+        read = transport.EmbeddedTransport.read
+
+        def counted(self: transport.EmbeddedTransport, ref: RecordRef, timeout: float) -> Any:
+            reads.append(ref)
+            return read(self, ref, timeout)
+
+        monkeypatch.setattr(transport.EmbeddedTransport, "read", counted)
+        approved = lead.read(lead.approval(causation=stored, reason="checked"))
+        assert reads == [call, approved.ref]  # the causation's one read, then ours
+        own = agent.read(call)
+        reads.clear()
+        agent.tool_result("email", causation=own)  # it wrote what is at that ref
+        assert reads == []
+    assert approved.action["causation_id"] == stored.action_id
+    assert approved.correlation_id == "c-1"
+
+
 def allowed(principal: str, operation: AclOperation) -> AclBinding:
     return AclBinding(
         ResourceType.TOPIC, ACTIONS, PatternType.LITERAL, principal, "*", operation,

@@ -7,6 +7,8 @@ Kafka client consumes it over the wire like any topic."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +18,25 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 import engine
 import native
-from engine.errors import AdminTimedOut, OffsetOutOfRange, TopicExists, UnknownTopic
+from engine.errors import (
+    AdminTimedOut,
+    OffsetOutOfRange,
+    RecordListTooLarge,
+    TopicExists,
+    UnknownTopic,
+)
 from engine.memory.forks import ForkPointUnavailable
 from engine.memory.stored_state import stored_state_at
 from engine.memory.uploaded_lookup import lookup_uploaded
 from engine.memory.vector import InvalidVector, OffsetVector, Position
+from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
 from native.records import RecordSpec
 from s3stream import NoRoom
 from s3stream.append_options import Pacing
 from s3stream.store.local import LocalStore
-from tests.engine.conftest import QUIET_STORE, EngineFactory
+from tests.engine.conftest import FAST_STORE, QUIET_STORE, EngineFactory
 from tests.engine.test_transactions import TxnClient, plain, values
 from tests.server.in_process import InProcessServer
 
@@ -301,3 +310,82 @@ def test_a_forks_own_state_refused_for_room_undoes_the_fork(
     e = engine_factory()  # and from what is durable
     assert e.partition("eval", 0).txns.ongoing == {}
     assert values(e, "eval", "read_committed") == [b"plain"]
+
+
+MASKED = json.dumps([{"path": "/card", "action": "hash"}])
+
+
+def test_a_fork_refused_as_too_large_leaves_no_masking_key_and_forks_again(
+    engine_factory: EngineFactory,
+) -> None:
+    """A masked topic's fork gets a hashing key of its own, in the catalog
+    write that records the fork: a record too large for the WAL (its
+    configs: many long rules) is refused whole, so the name keeps no key
+    for a later fork of it to find, and the same fork with configs that fit
+    is made, with a key of its own."""
+    e = engine_factory(store=replace(FAST_STORE, wal_segment_bytes=64 * 1024))
+    e.create_topic("t", 1, {"tidelog.masking.rules": MASKED})
+    plain(e, "t", 0, b'{"card": "4111"}')
+    long_rules = [{"path": f"/f{i}{'x' * 300}", "action": "hash"} for i in range(256)]
+    assert len(json.dumps(long_rules)) > e.store.max_append_bytes
+    first_new = e.store.manifest.state.next_stream_id
+    with pytest.raises(RecordListTooLarge):
+        e.fork("t", name="eval", configs={"tidelog.masking.rules": json.dumps(long_rules)})
+    assert "eval" not in e.catalog.state.topics
+    assert "eval" not in e.catalog.state.masking_keys
+    assert set(e.store.streams()) < set(range(first_new))  # the fork's streams deleted
+    e.fork("t", name="eval")
+    key = e.catalog.state.masking_keys["eval"]
+    assert len(key) == 32 and key != e.catalog.state.masking_keys["t"]
+    e.close()
+    e = engine_factory(store=replace(FAST_STORE, wal_segment_bytes=64 * 1024))
+    assert e.catalog.state.masking_keys["eval"] == key  # and from what is durable
+
+
+def test_a_fork_never_takes_a_key_no_topic_holds(engine_factory: EngineFactory) -> None:
+    """A key under a name no topic has (its creation's record lost after
+    the key, as a crash between the two records of one write can) is no
+    fork's: the fork of that name gets a new one, so its hashes are not
+    those of values hashed under the old."""
+    e = engine_factory()
+    e.create_topic("t", 1, {"tidelog.masking.rules": MASKED})
+    orphan = b"o" * 32
+    e.catalog.append(["masking_key", "eval", orphan])
+    e.fork("t", name="eval")
+    key = e.catalog.state.masking_keys["eval"]
+    assert len(key) == 32 and key not in (orphan, e.catalog.state.masking_keys["t"])
+
+
+def test_a_fork_rebuilds_each_partitions_state_once(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each fork partition replays the shared batches' headers once, and
+    the partition that did serves the fork: none is opened again to read
+    back the checkpoint it just wrote. The fork then grows and restarts as
+    any topic (its meta is the catalog's)."""
+    e = engine_factory()
+    e.create_topic("t", 3)
+    for i in range(30):
+        plain(e, "t", i % 3, b"p%d" % i)
+    recovered: list[tuple[Partition, int]] = []
+    recover = Partition.recover
+
+    def counted(partition: Partition) -> int:
+        replayed = recover(partition)
+        recovered.append((partition, replayed))
+        return replayed
+
+    monkeypatch.setattr(Partition, "recover", counted)
+    e.fork("t", name="eval")
+    assert [replayed for _, replayed in recovered] == [10, 10, 10]
+    assert [id(partition) for partition, _ in recovered] == [
+        id(e.partition("eval", p)) for p in range(3)
+    ]
+    monkeypatch.undo()
+    plain(e, "eval", 0, b"own")
+    e.create_partitions("eval", 4)
+    plain(e, "eval", 3, b"new")
+    assert e.offsets("eval", 0) == (0, 11) and e.offsets("eval", 3) == (0, 1)
+    e.close()
+    e = engine_factory()
+    assert [e.offsets("eval", p) for p in range(4)] == [(0, 11), (0, 10), (0, 10), (0, 1)]

@@ -278,6 +278,8 @@ def test_a_read_committed_lookup_leaves_out_aborted_and_open_transactions(
                 if commit:
                     producer.commit_transaction(timeout=30)
                 else:
+                    # written, so the abort leaves it aborted (unsent, it would fail)
+                    producer.flush(30)
                     producer.abort_transaction(timeout=30)
             assert e.flush(timeout=30)  # read back from objects, and from the log cache
             producer.begin_transaction()

@@ -172,6 +172,8 @@ def test_replay_leaves_out_aborted_records_and_markers(tmp_path: Path) -> None:
                 if commit:
                     producer.commit_transaction()
                 else:
+                    # written, so the abort leaves it aborted (unsent, it would fail)
+                    producer.flush()
                     producer.abort_transaction()
         until = e.snapshot(["t"])
         assert until[T0].offset == 6

@@ -282,6 +282,7 @@ def test_only_committed_records_count(tmp_path: Path) -> None:
             producer.begin_transaction()
             producer.send("state", b"aborted", b"k", timestamp=T0)
             producer.send("state", b"aborted", b"j", timestamp=T0)
+            producer.flush(30)  # written, so the abort leaves it aborted (unsent, it would fail)
             producer.abort_transaction(timeout=30)
             producer.begin_transaction()
             producer.send("state", b"open", b"k", timestamp=T0).result(timeout=30)

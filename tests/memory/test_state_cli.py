@@ -63,6 +63,7 @@ def test_the_cli_prints_the_engines_answer_beside_the_running_engine(
             producer.init_transactions(timeout=30)
             producer.begin_transaction()
             producer.send("orders", b"aborted", b"order-1", timestamp=T0 - 50)
+            producer.flush(30)  # written, so the abort leaves it aborted (unsent, it would fail)
             producer.abort_transaction(timeout=30)
             producer.begin_transaction()
             producer.send("orders", b"open", b"order-3", timestamp=T0 - 50).result(timeout=30)

@@ -251,6 +251,8 @@ def _fill(engine: Engine) -> None:
             if outcome == "commit":
                 txn.commit_transaction(30)
             else:
+                # written, so the abort leaves it aborted (unsent, it would fail)
+                txn.flush(30)
                 txn.abort_transaction(30)
         for partition in range(4):
             for _ in range(4):

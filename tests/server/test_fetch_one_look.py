@@ -42,6 +42,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Engine]:
             aborted.init_transactions()
             aborted.begin_transaction()
             aborted.send("t", b"gone", partition=3)
+            # written, so the abort leaves it aborted (unsent, it would fail)
+            aborted.flush(TIMEOUT)
             aborted.abort_transaction()
             opened_txn.init_transactions()
             opened_txn.begin_transaction()

@@ -9,11 +9,13 @@ batch larger than a segment."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import (
@@ -22,6 +24,7 @@ from kafka.admin import (
     ACLOperation,
     ACLPermissionType,
     ACLResourcePatternType,
+    NewTopic,
     ResourcePattern,
     ResourcePatternFilter,
 )
@@ -55,9 +58,12 @@ import engine
 import engine.catalog
 import native
 from engine.engine import Engine
+from engine.groups.records import txn_key
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
 from native.records import RecordSpec
+from s3stream import AppendTooLarge, NoRoom
 from tests.engine.conftest import FAST_STORE
 from tests.server.in_process import ServedNode
 from tests.server.wire import Wire, build
@@ -417,6 +423,92 @@ def test_a_transaction_s_offsets_stay_bounded_across_a_restart(node: Node) -> No
     _serves(node)
 
 
+def _refuse_commits_of(
+    monkeypatch: pytest.MonkeyPatch, node: Node, pid: int, partition: int
+) -> list[BaseException]:
+    """The groups state log refuses every TxnOffsetCommit of ``pid`` to
+    ``partition`` with what each entry of the returned list says, once,
+    in turn (nothing accepted); other writes go through."""
+    state_log = node.engine.groups._run.state_log
+    update = state_log.update
+    refusals: list[BaseException] = []
+    held = txn_key(pid, "txn-group", TopicPartition("c", partition))
+
+    def refusing(puts: Any = None, deletes: Any = None) -> Future[int]:
+        if refusals and puts and held in puts:
+            raise refusals.pop(0)
+        return update(puts=puts, deletes=deletes)
+
+    monkeypatch.setattr(state_log, "update", refusing)
+    return refusals
+
+
+@pytest.mark.parametrize("reopened", [False, True], ids=["running", "reopened"])
+def test_a_txn_offset_commit_the_store_refused_is_not_counted_in_the_completion(
+    monkeypatch: pytest.MonkeyPatch, node: Node, reopened: bool
+) -> None:
+    """A TxnOffsetCommit refused for room (COORDINATOR_NOT_AVAILABLE) or
+    as too large (UNKNOWN_SERVER_ERROR) wrote nothing: its offsets are not
+    among what the completion writes, so a commit that fits with the ones
+    written is taken, before and after a restart (which counts what the
+    state log holds), and the transaction commits exactly those."""
+    node.engine.create_topic("c", 8)
+    pid, epoch = _begin_offsets_txn(node)
+    metadata = "m" * (SEGMENT // 5)
+    assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
+    refusals = _refuse_commits_of(monkeypatch, node, pid, 2)
+    refusals += [
+        NoRoom(node.engine.groups._run.state_log.stream_id, 1 << 30, 1 << 20),
+        AppendTooLarge(node.engine.groups._run.state_log.stream_id, 1 << 20, 1 << 16),
+    ]
+    assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {
+        KafkaCode.COORDINATOR_NOT_AVAILABLE
+    }
+    assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
+    assert not refusals
+    if reopened:
+        monkeypatch.undo()
+        node.reopen()
+    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.NONE}
+    assert _txn_commit(node, pid, epoch, range(6, 8), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
+    assert _end_txn(node, "committer", pid, epoch, committed=True) == KafkaCode.NONE
+    expected = [(p, p + 1, metadata) for p in (0, 1, 4, 5)]
+
+    assert _txn_group_offsets(node) == expected
+    _serves(node)
+    node.reopen()
+    assert _txn_group_offsets(node) == expected
+
+
+def test_a_txn_offset_commit_whose_write_failed_after_the_store_took_it_stays_counted(
+    monkeypatch: pytest.MonkeyPatch, node: Node
+) -> None:
+    """A TxnOffsetCommit the WAL failed once the store had taken it
+    (NOT_COORDINATOR) has an unknown outcome: a restart may read it and
+    make it pending, so it stays in the completion's count and a commit
+    that fits only without it is refused."""
+    node.engine.create_topic("c", 8)
+    pid, epoch = _begin_offsets_txn(node)
+    metadata = "m" * (SEGMENT // 5)
+    assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
+    state_log = node.engine.groups._run.state_log
+    update = state_log.update
+    held = txn_key(pid, "txn-group", TopicPartition("c", 2))
+
+    def failing(puts: Any = None, deletes: Any = None) -> Future[int]:
+        written = update(puts=puts, deletes=deletes)
+        if not (puts and held in puts):
+            return written
+        written.result(TIMEOUT)  # taken and durable; its answer says it failed
+        lost: Future[int] = Future()
+        lost.set_exception(OSError(5, "Input/output error"))
+        return lost
+
+    monkeypatch.setattr(state_log, "update", failing)
+    assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NOT_COORDINATOR}
+    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
+
+
 def _produce_one(wire: Wire, topic: str, key: bytes | None, pid: int, sequence: int) -> Any:
     """A batch of one record of idempotent producer ``pid`` at ``sequence``
     to partition 0 of ``topic``: the partition's answer."""
@@ -508,15 +600,25 @@ def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_other
     _serves(node)
 
 
-def test_a_catalog_grown_past_a_wal_record_keeps_its_log_and_loads(node: Node) -> None:
+def _catalog_opening(e: Engine) -> list[Any]:
+    """The catalog stream's first record, from where it was trimmed to."""
+    first = next(engine.catalog.read_payloads(e.store, e.catalog.stream_id))
+    opening: list[Any] = msgpack.unpackb(first, raw=False)
+    return opening
+
+
+def test_a_catalog_grown_past_a_wal_record_is_snapshotted_in_parts_and_loads(
+    node: Node,
+) -> None:
     """A CreateAcls whose record passes one WAL record is refused, nothing
-    changed. The catalog's snapshot is its whole state in one record: ACLs
-    created one request at a time grow it past one WAL record. The
-    snapshot is then not written (the records since the last stay the
-    catalog's log), every ACL is kept, and a restart loads them all."""
+    changed. ACLs created one request at a time, and topics, grow the
+    catalog past one WAL record: its snapshot is written in parts and the
+    catalog trimmed to it (docs/engine-format.md, "Snapshots in parts"),
+    every ACL and topic is kept, and a restart loads them all."""
     principal = "User:" + "p" * (SEGMENT // 64)
     count = engine.catalog.SNAPSHOT_EVERY + 8
     assert count * len(principal) > SEGMENT
+    topics = [f"{i:03d}" + "t" * 246 for i in range(8)]
     client = KafkaAdminClient(bootstrap_servers=node.server.bootstrap)
 
     def acl(i: int) -> ACL:
@@ -550,14 +652,21 @@ def test_a_catalog_grown_past_a_wal_record_keeps_its_log_and_loads(node: Node) -
         for i in range(count):
             created = client.create_acls([acl(i)])
             assert created["succeeded"] == [acl(i)] and not created["failed"]
+        for name in topics:
+            client.create_topics([NewTopic(name, 2, 1)], timeout_ms=int(TIMEOUT * 1000))
         assert found() == sorted(f"topic-{i}" for i in range(count))
+        assert node.engine.store.start_offset(node.engine.catalog.stream_id) > 0
+        opening = _catalog_opening(node.engine)
+        assert opening[:2] == ["catalog", engine.catalog.PARTS_FORMAT_VERSION]
         _serves(node)
     finally:
         client.close()
     node.reopen()
+    assert _catalog_opening(node.engine) == opening
     client = KafkaAdminClient(bootstrap_servers=node.server.bootstrap)
     try:
         assert found() == sorted(f"topic-{i}" for i in range(count))
+        assert set(topics) <= set(client.list_topics())
     finally:
         client.close()
     _serves(node)
@@ -595,4 +704,29 @@ def test_a_consumer_group_member_whose_subscription_passes_a_wal_record_is_refus
     assert answered.error_code == KafkaCode.NONE
     node.reopen()
     assert len(node.engine.groups.consumer_group_describe(["kip848"])[0].members) == 1
+    _serves(node)
+
+
+def test_a_refused_commit_of_a_partition_leaves_its_durable_offset_counted(
+    monkeypatch: pytest.MonkeyPatch, node: Node
+) -> None:
+    """A TxnOffsetCommit refused for room after one of the same partitions
+    was written: the written offsets are still pending, and the
+    completion still writes them, so they stay counted (the refusal
+    uncounts only its own) and a commit that fits only without them is
+    refused."""
+    node.engine.create_topic("c", 8)
+    pid, epoch = _begin_offsets_txn(node)
+    metadata = "m" * (SEGMENT // 5)
+    assert _txn_commit(node, pid, epoch, range(0, 2), metadata) == {KafkaCode.NONE}
+    refusals = _refuse_commits_of(monkeypatch, node, pid, 0)
+    refusals.append(NoRoom(node.engine.groups._run.state_log.stream_id, 1 << 30, 1 << 20))
+    assert _txn_commit(node, pid, epoch, range(0, 2), "m") == {KafkaCode.COORDINATOR_NOT_AVAILABLE}
+    assert not refusals
+    assert _txn_commit(node, pid, epoch, range(2, 4), metadata) == {KafkaCode.NONE}
+    assert _txn_commit(node, pid, epoch, range(4, 6), metadata) == {KafkaCode.UNKNOWN_SERVER_ERROR}
+    assert _end_txn(node, "committer", pid, epoch, committed=True) == KafkaCode.NONE
+    expected = [(p, p + 1, metadata) for p in range(4)]
+
+    assert _txn_group_offsets(node) == expected
     _serves(node)

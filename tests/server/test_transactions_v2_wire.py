@@ -27,6 +27,7 @@ from tests import docspec
 from tests.engine.test_transactions import values
 from tests.engine.test_transactions_v2 import at_epoch
 from tests.engine.transaction_faults import hold_markers
+from tests.engine.txn_state_faults import RefusedMarkers, io_error
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build, fetch_from_start
 
@@ -372,10 +373,11 @@ def test_writes_meeting_a_transaction_being_completed_are_retried(
     node: tuple[engine.Engine, InProcessServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While an EndTxn v5's markers are written, the transaction's implicit
-    adds are refused as Kafka's verification converts the coordinator's
-    CONCURRENT_TRANSACTIONS: NOT_ENOUGH_REPLICAS to a Produce,
-    COORDINATOR_NOT_AVAILABLE to a TxnOffsetCommit, both retriable; once
-    complete, the bumped epoch writes."""
+    adds are refused as Kafka 4 answers the coordinator's
+    CONCURRENT_TRANSACTIONS: as it is to a Produce v12 (KAFKA-18662: a
+    transactions v2 client retries it), COORDINATOR_NOT_AVAILABLE to a
+    TxnOffsetCommit, both retriable; once complete, the bumped epoch
+    writes."""
     opened, server = node
     producer_id, epoch = init(server)
     assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
@@ -395,7 +397,7 @@ def test_writes_meeting_a_transaction_being_completed_are_retried(
             assert time.monotonic() < deadline, "the end was never prepared"
             time.sleep(0.01)
         bumped = (producer_id, epoch + 1)
-        assert produce(server, bumped, 0, b"b") == KafkaCode.NOT_ENOUGH_REPLICAS
+        assert produce(server, bumped, 0, b"b") == KafkaCode.CONCURRENT_TRANSACTIONS
         assert txn_offset_commit(server, bumped, 1) == KafkaCode.COORDINATOR_NOT_AVAILABLE
         released.set()
         answered, ended = ending.receive(response_schema(ApiKey.END_TXN, 5))
@@ -453,7 +455,7 @@ def test_pipelined_produces_stay_in_order_behind_an_implicit_add(
         first = wire.receive(schema)[1].responses[0].partition_responses
         second = wire.receive(schema)[1].responses[0].partition_responses[0].error_code
         assert [p.error_code for p in first] == [KafkaCode.NONE, KafkaCode.NONE]
-        assert second in (KafkaCode.NONE, KafkaCode.NOT_ENOUGH_REPLICAS)
+        assert second in (KafkaCode.NONE, KafkaCode.CONCURRENT_TRANSACTIONS)
         if second != KafkaCode.NONE:  # the client's retry
             wire.send(behind)
             retried = wire.receive(schema)[1].responses[0].partition_responses[0]
@@ -619,6 +621,48 @@ def test_end_txn_v5_of_the_producer_id_an_end_moved_from_is_fenced(tmp_path: Pat
             assert produce(server, new, 0, b"b") == KafkaCode.NONE  # the new id's transaction
             stale = end(server, last, False)
             assert (stale.error_code, stale.producer_id) == (KafkaCode.PRODUCER_FENCED, -1)
+            assert end(server, new, True).error_code == KafkaCode.NONE
+        finally:
+            server.stop()
+        assert values(opened, "in", "read_committed") == [b"a", b"b"]
+
+
+def test_end_txn_v5_at_the_last_epoch_is_answered_while_its_marker_keeps_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A v2 commit at the last epoch whose marker keeps failing for a cause
+    not the store's: its EndTxn v5 is answered with the new producer id at
+    epoch 0, as Kafka 4 answers it once Prepare* is durable, not left
+    waiting past the client's request timeout; until the transaction
+    completes the new id's Produce v12 and its EndTxn are answered
+    CONCURRENT_TRANSACTIONS, which clients retry (never
+    INVALID_PRODUCER_ID_MAPPING, which is fatal); then it commits."""
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            old, _ = init(server)
+        finally:
+            server.stop()
+        at_epoch(opened, "pipeline", MAX_EPOCH - 1)
+    with engine.open(tmp_path / "node") as opened:
+        server = InProcessServer(opened)
+        try:
+            last = (old, MAX_EPOCH - 1)
+            assert produce(server, last, 0, b"a") == KafkaCode.NONE
+            failing = RefusedMarkers(monkeypatch, opened, ("in", 0), 1_000_000, io_error)
+            moved = end(server, last, True)
+            assert moved.error_code == KafkaCode.NONE and moved.producer_id != old
+            new = (moved.producer_id, moved.producer_epoch)
+            assert new[1] == 0 and failing.refused >= 1
+            assert produce(server, new, 0, b"b") == KafkaCode.CONCURRENT_TRANSACTIONS
+            assert end(server, new, True).error_code == KafkaCode.CONCURRENT_TRANSACTIONS
+            failing.heal()
+            deadline = time.monotonic() + TIMEOUT
+            while opened.transactions.describe("pipeline").state is not TxnState.COMPLETE_COMMIT:
+                assert time.monotonic() < deadline, "the transaction never completed"
+                time.sleep(0.01)
+            assert produce(server, new, 0, b"b") == KafkaCode.NONE
             assert end(server, new, True).error_code == KafkaCode.NONE
         finally:
             server.stop()

@@ -50,6 +50,7 @@ def _produce_mixed(engine: Engine, topic: str, start: int) -> None:
     txn.begin_transaction()
     for i in range(5):
         txn.send(topic, f"aborted-{start}-{i}".encode(), partition=i % 2)
+        txn.flush()  # written, so the abort leaves it aborted (unsent, it would fail)
     txn.abort_transaction()
     txn.close()
 

@@ -109,14 +109,20 @@ def implicit_add_code(error: BaseException, produce: bool) -> int:
     Kafka's AddPartitionsToTxnManager and ReplicaManager convert the
     coordinator's answer for a write: a fenced producer is
     INVALID_PRODUCER_EPOCH, and a coordinator busy with the transaction
-    (or not there) asks for a retry: NOT_ENOUGH_REPLICAS to a producer,
-    COORDINATOR_NOT_AVAILABLE to an offset commit (as the group
-    coordinator normalizes NOT_ENOUGH_REPLICAS)."""
+    (or not there) asks for a retry: to a producer CONCURRENT_TRANSACTIONS
+    as it is (Kafka 4 keeps it for a transactions v2 Produce, KAFKA-18662:
+    its client retries it, and it is the answer while a transaction
+    completes) and the others NOT_ENOUGH_REPLICAS; to an offset commit
+    COORDINATOR_NOT_AVAILABLE (as the group coordinator normalizes
+    NOT_ENOUGH_REPLICAS)."""
     code = error_code(error)
     if code == KafkaCode.PRODUCER_FENCED:
         return KafkaCode.INVALID_PRODUCER_EPOCH
     if code in _RETRIED_ADD_CODES:
-        return KafkaCode.NOT_ENOUGH_REPLICAS if produce else KafkaCode.COORDINATOR_NOT_AVAILABLE
+        if not produce:
+            return KafkaCode.COORDINATOR_NOT_AVAILABLE
+        if code != KafkaCode.CONCURRENT_TRANSACTIONS:
+            return KafkaCode.NOT_ENOUGH_REPLICAS
     return code
 
 

@@ -114,7 +114,8 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
         " (KIP-890), where v10 answers INVALID_TXN_STATE",
         12: "transactions v2 (KIP-890 part 2): a transactional batch's partition is added"
         " to its transaction implicitly (implicit_add.py), a fenced producer"
-        " INVALID_PRODUCER_EPOCH, a transaction being completed NOT_ENOUGH_REPLICAS;"
+        " INVALID_PRODUCER_EPOCH, a transaction being completed CONCURRENT_TRANSACTIONS"
+        " (KAFKA-18662), a coordinator not available NOT_ENOUGH_REPLICAS;"
         " highest (v13 names topics by id)",
     },
 )
