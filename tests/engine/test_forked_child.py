@@ -7,9 +7,11 @@ leaves the directory and the reopened engine alone."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import select
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 import engine
 from tests.engine.conftest import EngineFactory
-from tests.engine.helpers_records import batch, read_partition
+from tests.engine.helpers_records import batch, child_command, child_env, read_partition
 from wal.directory_lock import lock_directory
 from wal.errors import LogLocked
 
@@ -101,3 +103,23 @@ def test_a_forked_child_never_holds_the_directory_its_parent_closed(
     finally:
         for fd in (report_read, report_write, go_read, go_write):
             os.close(fd)
+
+
+def test_a_forked_child_s_exit_closes_none_of_its_parent_s_engines(tmp_path: Path) -> None:
+    """A child that exits through the interpreter's exit (atexit and all)
+    closes no engine its parent opened: it has none of their threads, and
+    their files and store are the parent's."""
+    done = subprocess.run(
+        child_command("child_forks_and_exits.py", str(tmp_path / "node")),
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "child_exit": 0,
+        "values": ["before the fork", "after the fork", "after the child"],
+    }
+    assert "did not close within" not in done.stderr  # the child tried no close
