@@ -27,6 +27,7 @@ import msgpack
 
 from engine import clock
 from engine.acl_bindings import AclBinding
+from engine.errors import CatalogDamaged
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from engine.state_parts import JoinedParts, part_records
@@ -413,6 +414,26 @@ class CatalogState:
         return topics | set(self.internal.values())
 
 
+def start_damage(
+    stream_id: int, first: list[Any] | None, state: CatalogState
+) -> CatalogDamaged | None:
+    """Why the catalog stream ``stream_id``, whose first record is
+    ``first`` and which was read into ``state``, cannot be trusted, if it
+    cannot: it starts with a snapshot in parts and none was joined. The
+    stream is trimmed to an opening record only once every part is
+    durable, so such a stream lost parts, and the state read from it is
+    empty or holds only the changes after them."""
+    opens_in_parts = (
+        first is not None
+        and len(first) > 1
+        and first[0] == "catalog"
+        and first[1] == PARTS_FORMAT_VERSION
+    )
+    if opens_in_parts and state.snapshots_in_parts == 0:
+        return CatalogDamaged(stream_id)
+    return None
+
+
 def _held(record: list[Any]) -> list[list[Any]]:
     """The records a ``configs_many`` record holds, each one of the kinds
     it may hold (a hostile or damaged catalog: refused, clearly)."""
@@ -535,7 +556,8 @@ class Catalog:
         # The first record's bytes (a snapshot's, with its parts if it has
         # them) and the rest's; a snapshot in parts counts as one record.
         catalog_bytes = [0, 0]
-        opening, parted = True, False
+        opening = True
+        first: list[Any] | None = None
         for payload in read_payloads(store, stream_id):
             record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
             if records == 0 and record[0] not in ("catalog", "snapshot"):
@@ -545,16 +567,11 @@ class Catalog:
             opening = records == 0 or opening_part
             catalog_bytes[not opening] += len(payload)
             records += not opening_part
-            if records == 1 and record[0] == "catalog" and record[1] == PARTS_FORMAT_VERSION:
-                parted = True
+            first = record if first is None else first
         state.log_ended()
-        if parted and state.snapshots_in_parts == 0:
-            # Trimmed only once every part was durable: a stream that starts
-            # with parts it cannot join lost some, and has nothing else.
-            raise ValueError(
-                f"stream {stream_id}: the catalog starts with a snapshot in parts "
-                "that is not whole; the catalog is damaged"
-            )
+        damage = start_damage(stream_id, first, state)
+        if damage is not None:
+            raise damage
         catalog = cls(store, stream_id, state)
         catalog._since_snapshot = records
         catalog._snapshot_bytes, catalog._bytes_since_snapshot = catalog_bytes

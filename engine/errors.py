@@ -318,6 +318,24 @@ class StoreUnavailable(EngineError):
         self.transient = transient
 
 
+class CatalogDamaged(EngineError, ValueError):
+    """The catalog stream starts with a snapshot in parts that cannot be
+    joined. The stream is trimmed to a snapshot's opening record only once
+    every part is durable (docs/design/0110), so one that starts there and
+    joins none lost parts, and holds nothing else to read the topics from.
+    A ValueError too, as the open's other refusals of what it read are;
+    Kafka's CORRUPT_MESSAGE, as CorruptStoredData: no retry mends it."""
+
+    code = KafkaCode.CORRUPT_MESSAGE
+
+    def __init__(self, stream_id: int) -> None:
+        super().__init__(
+            f"stream {stream_id}: the catalog starts with a snapshot in parts "
+            "that is not whole; the catalog is damaged"
+        )
+        self.stream_id = stream_id
+
+
 class CorruptStoredData(EngineError):
     """Stored data of a partition fails its checks when read back (a damaged
     object in object storage): the records from ``offset`` cannot be served.

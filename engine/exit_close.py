@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import weakref
 from typing import Protocol
@@ -20,6 +21,13 @@ class Closable(Protocol):
 
 
 _open_engines: weakref.WeakSet[Closable] = weakref.WeakSet()
+
+# A child forked without exec (os.fork, multiprocessing's fork start
+# method) has copies of its parent's engines but none of their threads:
+# closing one at the child's exit would wait for threads that are not
+# there, and write to files and a store that are the parent's. The child
+# closes only the engines it opens itself.
+os.register_at_fork(after_in_child=_open_engines.clear)
 
 
 def opened(engine: Closable) -> None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import msgpack
 
-from engine.catalog import CatalogState
-from engine.errors import EngineError, UnknownPartition, UnknownTopic
+from engine.catalog import CatalogState, start_damage
+from engine.errors import CatalogDamaged, EngineError, UnknownPartition, UnknownTopic
 from engine.governance_log import stamped_ranges
 from engine.protocol.kafka_code import KafkaCode
 from s3stream import ObjectStore
@@ -158,13 +159,36 @@ def uploaded_catalog(
 ) -> CatalogState:
     """The catalog as far as it is in committed objects (the catalog is the
     engine's first stream; records still only in a WAL are not seen);
-    ``current`` as for stored_payloads."""
+    ``current`` as for stored_payloads. CatalogDamaged when its start is
+    damaged (start_damage): its topics cannot be known, and an empty state
+    would read as a store without any."""
+    catalog, damage = read_uploaded_catalog(store, state, current)
+    if damage is not None:
+        raise damage
+    return catalog
+
+
+def read_uploaded_catalog(
+    store: ObjectStore,
+    state: ManifestState,
+    current: Callable[[], ManifestState] | None = None,
+) -> tuple[CatalogState, CatalogDamaged | None]:
+    """uploaded_catalog, with why its start is damaged, if it is, beside
+    what could be read of it rather than raised: for tools that show what
+    a damaged store holds. A trimmed stream's committed start is an
+    opening record only with all its parts committed before it (the trim
+    is uploaded after them), so a damaged start here is damage, not
+    parts still in a WAL."""
     catalog = CatalogState()
     if not state.streams:
-        return catalog
-    for payload in stored_payloads(store, state, min(state.streams), current):
-        catalog.apply(msgpack.unpackb(payload, raw=False, strict_map_key=False))
-    return catalog
+        return catalog, None
+    stream_id = min(state.streams)
+    first: list[Any] | None = None
+    for payload in stored_payloads(store, state, stream_id, current):
+        record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        first = record if first is None else first
+        catalog.apply(record)
+    return catalog, start_damage(stream_id, first, catalog)
 
 
 def partitions_of(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
 import operator
 import os
@@ -20,7 +18,8 @@ from typing import NamedTuple
 from native import crc32c, crc32c_combine, frame_wal_records
 from native.buffers import BytesLike
 from wal.closing import Closing
-from wal.errors import LogClosed, LogIOError, LogLocked, PermissionDenied, RecordTooLarge
+from wal.directory_lock import lock_directory
+from wal.errors import LogClosed, PermissionDenied, RecordTooLarge
 from wal.format import (
     CRC_FIELD,
     MAX_RECORD_LENGTH,
@@ -162,7 +161,7 @@ class WriteAheadLog:
         self._claimed = 0
         """The highest sequence a create took: the spare maker names only
         the one after it, so a roll never makes a segment that is named."""
-        self._lock_fd = lock_directory(self.directory)
+        self._lock = lock_directory(self.directory)
         try:
             recovered = recover(self.directory, accept_data_loss=accept_data_loss)
             self.recovery: RecoveryReport = recovered.report
@@ -170,10 +169,10 @@ class WriteAheadLog:
             self._free_files = recovered.free_files
             first = self._create_segment(self._sequences[-1] + 1 if self._sequences else 1)
         except PermissionError as error:
-            os.close(self._lock_fd)
+            self._lock.release()
             raise PermissionDenied(error.filename or self.directory, str(error)) from error
         except BaseException:
-            os.close(self._lock_fd)
+            self._lock.release()
             raise
         # Room for the seal is reserved so a full segment can always be ended.
         limit = segment_bytes - RECORD_HEADER_SIZE
@@ -680,11 +679,9 @@ class WriteAheadLog:
                 self._unprepare(prepared.path)
 
     def _unlock(self) -> None:
-        # Taken before it is closed: run again, the step closes nothing (the
-        # number may be another file's by then).
-        fd, self._lock_fd = self._lock_fd, -1
-        if fd >= 0:
-            os.close(fd)
+        # Run again, or in a child forked from this process, it closes
+        # nothing (wal/directory_lock.py).
+        self._lock.release()
 
     def __enter__(self) -> WriteAheadLog:
         return self
@@ -696,23 +693,3 @@ class WriteAheadLog:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def lock_directory(directory: str) -> int:
-    """Takes the directory's exclusive lock; one writer per directory."""
-    lock_path = os.path.join(directory, "LOCK")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)  # record data: its owner's only
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except PermissionError as error:
-        raise PermissionDenied(error.filename or directory, str(error)) from error
-    except OSError as error:
-        raise LogIOError("opening", directory, error) from error
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        os.close(fd)
-        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise LogLocked(directory) from error
-        raise LogIOError("locking", lock_path, error) from error
-    return fd

@@ -21,12 +21,11 @@ from urllib.parse import urlparse
 
 import msgpack
 
-from engine.catalog import CatalogState
 from engine.cli import table
 from engine.cli.help_format import HelpFormatter
 from engine.cli.offline import add_data_options, data_dir, file_config, object_store_url
 from engine.server.config import ConfigFileError
-from engine.verify import uploaded_catalog
+from engine.verify import read_uploaded_catalog
 from s3stream import ObjectStore, ObjectStoreError, S3StreamError, open_store
 from s3stream.manifest import load_state
 from s3stream.manifest_state import ManifestState
@@ -162,7 +161,14 @@ def _names(store: ObjectStore, state: ManifestState, scans: list[Any]) -> dict[i
     if not known:
         return {}
     catalog_id = min(known)
-    catalog = uploaded_catalog(store, state) if state.streams else CatalogState()
+    catalog, damage = read_uploaded_catalog(store, state)
+    if damage is not None:
+        # Shown anyway: inspecting a damaged store is what inspect is for.
+        print(
+            f"tidelog inspect: {damage} at its start; streams are named from what "
+            "could be read of it",
+            file=sys.stderr,
+        )
     meta = state.streams.get(catalog_id)
     uploaded_end = meta.end_offset if meta is not None else 0
     for scan in scans:

@@ -18,7 +18,7 @@ from typing import Any
 from engine import refusal
 from engine.cli.help_format import HelpFormatter, examples
 from wal import Inspection, WriteAheadLog, inspect
-from wal.log import lock_directory
+from wal.directory_lock import lock_directory
 from wal.segment import END_OF_FILE, UNWRITTEN
 
 log = logging.getLogger("tidelog.recover")
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             found = inspect(directory)
         finally:
-            os.close(lock)
+            lock.release()
     except refusal.REFUSALS as error:
         print(f"tidelog recover: {refusal.describe(error, data_dir)}", file=sys.stderr)
         return CANNOT_RUN

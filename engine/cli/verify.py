@@ -4,7 +4,8 @@ Reads the committed manifest, the objects it names and the catalog as
 uploaded; writes nothing and takes no epoch, so it runs beside a serving
 engine without fencing it. Exit 0 if every chain verified (and, with
 ``--expect-head``, ends at that head and holds no rewritten range unless
-``--accept-rewrites``), 1 if not, 2 if it could not run. See
+``--accept-rewrites``), 1 if not or if the catalog naming the topics is
+damaged, 2 if it could not run. See
 docs/tamper-evidence.md and docs/cli.md.
 """
 
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from engine.cli.help_format import HelpFormatter, examples
 from engine.cli.offline import add_data_options, file_config, read_object_store
+from engine.errors import CatalogDamaged
 from engine.server.config import ConfigFileError
 from engine.verify import PartitionVerdict, VerifyReport, verify_partitions
 from s3stream import ObjectStore
@@ -37,8 +39,9 @@ def add_command(commands: Any) -> None:
             "Re-read every committed batch of the selected partitions from the object store "
             "and prove each partition's hash chain; print the range proven and the head link. "
             "Read-only: safe while the engine serves. Exit 1 if a batch was changed, removed "
-            "or reordered, or with --expect-head if the head is another or a range was "
-            "rewritten by the log cleaner (unless --accept-rewrites); 2 if it cannot run."
+            "or reordered, if the catalog that names the topics is damaged, or with "
+            "--expect-head if the head is another or a range was rewritten by the log cleaner "
+            "(unless --accept-rewrites); 2 if it cannot run."
         ),
         epilog=examples(
             "tidelog verify --data-dir ./data",
@@ -107,21 +110,29 @@ def run(args: argparse.Namespace) -> int:
         return CANNOT_RUN
     topic, partition = _selection(args.selection)
 
-    def verify(store: ObjectStore) -> VerifyReport:
+    def verify(store: ObjectStore) -> VerifyReport | CatalogDamaged:
         with _progress() as advance:
-            return verify_partitions(
-                store,
-                topic,
-                partition,
-                from_offset=args.from_offset,
-                on_progress=advance,
-                expect_head=expected,
-                accept_rewrites=args.accept_rewrites,
-            )
+            try:
+                return verify_partitions(
+                    store,
+                    topic,
+                    partition,
+                    from_offset=args.from_offset,
+                    on_progress=advance,
+                    expect_head=expected,
+                    accept_rewrites=args.accept_rewrites,
+                )
+            except CatalogDamaged as damage:
+                # Found, not a failure to run: the store was read, and what
+                # it holds is damaged (an empty catalog would verify nothing).
+                return damage
 
     report = read_object_store("verify", args, file, verify)
     if report is None:
         return CANNOT_RUN
+    if isinstance(report, CatalogDamaged):
+        print(f"catalog: DAMAGED: {report}; its topics cannot be read, so none was verified")
+        return BROKEN
     failed = False
     for verdict in report.partitions:
         failed |= not _print_verdict(verdict)

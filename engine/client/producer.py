@@ -119,7 +119,10 @@ class Producer:
         self._closed = False
         self._accepting = True
         """Sends are taken (a transactional producer's only in a transaction)."""
-        self._flushing = False
+        self._flushing = 0
+        """How many flush calls are waiting: while any is, partial batches
+        are sent at once. A count, not a flag, so that the first flush to
+        return does not leave the others' batches to wait out linger_ms."""
         self._sticky = StickyPartitioner(batch_size)
         self._partitions: dict[tuple[str, int], tuple[TopicPartition, Partition]] = {}
         """Each partition sent to, and its leader, whose config says at each
@@ -709,7 +712,7 @@ class Producer:
         """Sends everything queued and waits until it is durable (or failed)."""
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self._changed:
-            self._flushing = True
+            self._flushing += 1
             self._changed.notify_all()
             try:
                 while self._queues or self._in_flight:
@@ -719,7 +722,7 @@ class Producer:
                     self._changed.wait(remaining)
                 return True
             finally:
-                self._flushing = False
+                self._flushing -= 1
 
     async def flush_async(self, timeout: float | None = None) -> bool:
         return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)

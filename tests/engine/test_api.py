@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import engine
 from engine import ConfigSource, TopicPartition
 from engine.protocol.kafka_code import KafkaCode
-from tests.engine.conftest import EngineFactory
+from tests.engine.conftest import QUIET_STORE, EngineFactory
 from tests.engine.helpers_records import batch, read_partition
 
 T0 = 1_700_000_000_000
@@ -637,6 +638,33 @@ def test_flush_waits_until_every_queued_record_is_durable(engine_factory: Engine
     producer.close()
     with pytest.raises(engine.EngineClosed):
         producer.send("t", b"late")
+
+
+def test_a_flush_sends_at_once_until_it_returns_while_another_returns_first(
+    engine_factory: EngineFactory,
+) -> None:
+    # A remote-durability topic whose uploads wait an hour unless the engine
+    # is flushed holds the first flush's batch in flight: that flush keeps
+    # waiting while a second one gives up and returns.
+    e = engine_factory(store=replace(QUIET_STORE, remote_linger_s=3600))
+    e.create_topic("held", 1, {"tidelog.ack.durability": "remote"})
+    e.create_topic("t", 1)
+    producer = e.producer(linger_ms=60_000)
+    held = producer.send("held", b"held")
+    first: list[bool] = []
+    flushing = threading.Thread(target=lambda: first.append(producer.flush(timeout=60)))
+    flushing.start()
+    wait_until(lambda: e.partition("held", 0).log_end_offset == 1, "the held batch in flight")
+    assert not producer.flush(timeout=0)  # the second flush returns first
+    # Sent while the first flush still waits: sent at once, not after linger_ms.
+    sent = producer.send("t", b"during the first flush")
+    assert sent.result(timeout=30) == (0, 0)
+    assert not held.done() and flushing.is_alive()
+    e.flush()
+    flushing.join(60)
+    assert first == [True]
+    assert held.result(timeout=0) == (0, 0)
+    producer.close()
 
 
 def test_log_append_time_topics_get_the_engine_s_timestamps(

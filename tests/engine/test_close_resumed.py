@@ -26,8 +26,8 @@ import engine
 from tests.engine.helpers_records import read_partition
 from tests.server.in_process import InProcessServer
 from wal import closing
+from wal.directory_lock import lock_directory
 from wal.errors import LogLocked
-from wal.log import lock_directory
 
 TIMEOUT = 30.0
 EMBEDDED = [f"embedded-{i}".encode() for i in range(40)]

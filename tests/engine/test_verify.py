@@ -7,19 +7,29 @@ anchored head fails on a rewritten range unless rewrites are accepted."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
+import json
+import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 
 import native
 from engine import Engine, EngineConfig
+from engine.catalog import PARTS_FORMAT_VERSION, SNAPSHOT_PART, CatalogState
+from engine.cli.main import main
+from engine.errors import CatalogDamaged
+from engine.memory.uploaded_lookup import lookup_uploaded
+from engine.state_parts import part_records
 from engine.verify import AnchorNeedsOnePartition, verify_partitions
-from s3stream import open_store
+from s3stream import StreamStore, open_store
 from s3stream.chain import genesis
 from s3stream.chain_hash import ChainHash
 from s3stream.chain_verify import stored_payloads
@@ -120,6 +130,60 @@ def test_tidelog_verify_finds_an_edited_value_in_s3_with_its_offset(
     caught = _verify_cli(data_dir, s3_url, TOPIC)
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert f"{TOPIC}:0: BROKEN at offset 2 (range up to 3" in caught.stdout
+
+
+def _upload_damaged_catalog(data_dir: Path, url: str) -> int:
+    """Uploads a catalog stream that starts with the opening record of a
+    snapshot in parts and lacks its second part: as a stream trimmed to
+    the opening record whose part was then lost. Returns the stream's id."""
+    state = CatalogState()
+    state.masking_keys = {TOPIC: b"k" * 600}  # a snapshot of several parts
+    body = msgpack.packb(state.to_wire(), use_bin_type=True)
+    with StreamStore.open(data_dir, url, QUIET_STORE) as store:
+        catalog = store.create_stream()
+        store.open_stream(catalog, 0)
+        parts = part_records(catalog, SNAPSHOT_PART, body, 200)
+        assert len(parts) >= 3
+        opening = msgpack.packb(["catalog", PARTS_FORMAT_VERSION, 1])
+        for payload in [opening, parts[0], *parts[2:]]:
+            offset = store.next_offset(catalog)
+            store.append(catalog, offset, offset, payload)
+        assert store.flush(30)
+    return catalog
+
+
+def test_verify_reports_a_catalog_whose_start_is_damaged_and_inspect_still_reads_it(
+    tmp_path: Path, s3_url: str
+) -> None:
+    data_dir = tmp_path / "node"
+    catalog = _upload_damaged_catalog(data_dir, s3_url)
+    shutil.rmtree(data_dir)  # the bucket alone, as a fresh machine has it
+
+    found = _verify_cli(tmp_path / "elsewhere", s3_url)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert (
+        f"catalog: DAMAGED: stream {catalog}: the catalog starts with a snapshot in parts "
+        "that is not whole; the catalog is damaged; its topics cannot be read, so none was "
+        "verified"
+    ) in found.stdout
+    bucket = open_store(s3_url)
+    try:
+        with pytest.raises(CatalogDamaged):
+            verify_partitions(bucket)
+        with pytest.raises(CatalogDamaged):
+            lookup_uploaded(bucket, [TOPIC], "tidelog.context", b"run-1")
+    finally:
+        bucket.close()
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(
+            ["inspect", "manifest", "--data-dir", str(tmp_path / "elsewhere"),
+             "--object-store", s3_url, "--json"]
+        )  # fmt: skip
+    assert status == 0, err.getvalue()
+    assert "the catalog is damaged at its start" in err.getvalue()
+    assert [s["name"] for s in json.loads(out.getvalue())["streams"]] == ["catalog"]
 
 
 def _objects_url(data_dir: Path) -> str:
