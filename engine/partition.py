@@ -24,6 +24,7 @@ import native
 from engine import markers
 from engine.batch_refusals import batch_error
 from engine.catalog import read_records
+from engine.checkpoint_records import CHECKPOINT_VERSION, checkpoints, in_parts
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon, widen
 from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
@@ -36,6 +37,7 @@ from engine.errors import (
     OffsetOutOfRange,
     RecordTooLarge,
 )
+from engine.futures import all_done
 from engine.header_index import header_indexer
 from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch, epoch_for_offset
 from engine.partition_txns import AbortedTxn, PartitionTransactions
@@ -62,9 +64,10 @@ from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
 
-CHECKPOINT_VERSION = 4
-"""2 adds the partition's transactions and producers' coordinator epochs, 3
-producers' last timestamps (their last batch's or transaction marker's)."""
+EXPIRY_CHECK_INTERVAL_MS = 600_000
+"""How often an idle partition looks for expired producers (Kafka's
+producer.id.expiration.check.interval.ms); one written to expires them as
+it is checkpointed."""
 
 TransactionVerifier = Callable[[str, int, int, int], None]
 """(topic, partition, producer id, epoch): raises unless that producer has an
@@ -163,6 +166,8 @@ class Partition:
         self._dirty = False
         """State that only a checkpoint records changed (the cleaned offset)."""
         self._checkpoints_since_full = 0
+        self._next_expiry_check_ms = 0
+        """When an idle partition next looks for expired producers."""
         self.txns = PartitionTransactions()
         self.verify_transaction: TransactionVerifier | None = None
         """The transaction coordinator's check for transactional batches."""
@@ -756,10 +761,13 @@ class Partition:
                 # and a checkpoint per new partition would cost thousands of
                 # appends after a large CreateTopics, and again at each start.
                 return None
-            if end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty:
+            now = self._clock.time_ms()
+            unchanged = (
+                end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty
+            )
+            if unchanged and not self._idle_producers_expired(now, expiration_ms):
                 return None
             self._dirty = False
-            now = self._clock.time_ms()
             if expiration_ms is not None:
                 self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
             self.time_index.drop_before(self.log_start_offset)
@@ -785,12 +793,19 @@ class Partition:
             offset = self.store.next_offset(self.state_stream_id)
             # Never waits, as a marker: under the lock Fetch takes.
             try:
-                future = self.store.submit(self.state_stream_id, offset, offset, payload, UNPACED)
+                try:
+                    future = self.store.submit(
+                        self.state_stream_id, offset, offset, payload, UNPACED
+                    )
+                except AppendTooLarge:
+                    # Refused before anything changed: past one record (a
+                    # producer table without end), it goes in parts.
+                    future = self._submit_parts(offset, end, payload)
             except (NoRoom, AppendTooLarge):
-                # Refused, nothing written: what it would record is still to
-                # write. A checkpoint past one record (producers without
-                # end) stays due; a restart replays the batches since the
-                # last one instead.
+                # Refused: what it would record is still to write, and the
+                # checkpoint before stays in force (parts appended before a
+                # refused one are a run never completed, which no reader
+                # takes); a restart replays the batches since that one.
                 self._dirty = True
                 raise
             self.time_index.mark_saved()
@@ -806,16 +821,33 @@ class Partition:
             self.store.trim(self.state_stream_id, offset)
         return checkpointed
 
+    def _submit_parts(self, offset: int, end: int, payload: bytes) -> Future[int]:
+        """Appends a checkpoint too large for one record in parts from
+        ``offset`` (docs/engine-format.md, "Checkpoints in parts"); the
+        future resolves once every part is durable."""
+        parts = in_parts(self.state_stream_id, payload, end, self.store.max_append_bytes)
+        return all_done(
+            [
+                self.store.submit(self.state_stream_id, at, at, part, UNPACED)
+                for at, part in enumerate(parts, offset)
+            ]
+        )
+
+    def _idle_producers_expired(self, now: int, expiration_ms: int | None) -> bool:
+        """Whether a partition nothing changed has producers to expire, looked
+        at every EXPIRY_CHECK_INTERVAL_MS: Kafka expires them on a timer,
+        not on appends, so a partition left alone forgets them too."""
+        if expiration_ms is None or now < self._next_expiry_check_ms:
+            return False
+        self._next_expiry_check_ms = now + EXPIRY_CHECK_INTERVAL_MS
+        return self.producers.expire(now, expiration_ms, keep=self.txns.ongoing) > 0
+
     def recover(self) -> int:
         """Rebuilds the leader's state from the state stream and the batches
         after the last checkpoint; returns how many batches were replayed."""
         end = self.high_watermark
         replay_from = self.log_start_offset
-        for record in read_records(self.store, self.state_stream_id):
-            if record["v"] > CHECKPOINT_VERSION:
-                raise ValueError(
-                    f"{self}: checkpoint format {record['v']} is newer than this tidelog"
-                )
+        for record in checkpoints(read_records(self.store, self.state_stream_id), self):
             if record["end"] > end:
                 break  # cannot happen for a prefix of the WAL; never trust it anyway
             self.time_index.load(record["index"], record["full"])

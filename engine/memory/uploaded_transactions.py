@@ -17,14 +17,14 @@ its log start.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import msgpack
 
 import native
 from engine import markers
-from engine.partition import CHECKPOINT_VERSION
+from engine.checkpoint_records import CHECKPOINT_VERSION, PART_VERSION, checkpoints, last_part
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from s3stream import ObjectStore
 from s3stream.lookup import Candidates, committed_batches
@@ -93,6 +93,20 @@ def _last_checkpoint(
     while offset > meta.start_offset:
         offset -= 1
         record = _checkpoint_at(store, state, state_stream_id, offset, current)
+        count = last_part(record)
+        if 0 < count <= offset + 1 - meta.start_offset:
+            # The last part of a checkpoint in parts: read the run from its
+            # first part, as recovery does (none if it is not whole).
+            first = offset + 1 - count
+            run = [
+                _checkpoint_at(store, state, state_stream_id, o, current)
+                for o in range(first, offset)
+            ]
+            record = next(_complete([*run, record]), None)
+            if record is None:
+                continue
+        elif record is not None and record["v"] == PART_VERSION:
+            continue  # a part of a run never completed, or not its last
         if record is None or record["v"] > CHECKPOINT_VERSION:
             break  # a format this reader does not know: replay from the log start
         if record["end"] > end:
@@ -118,3 +132,13 @@ def _checkpoint_at(
             record = msgpack.unpackb(stored.payload, raw=False, strict_map_key=False)
             return record if isinstance(record, dict) else None
     return None
+
+
+def _complete(records: list[dict[str, Any] | None]) -> Iterator[dict[str, Any]]:
+    """The checkpoint the run of ``records`` (oldest first) makes, if whole."""
+    if any(record is None for record in records):
+        return iter(())
+    try:
+        return iter(list(checkpoints(records, "a checkpoint in parts"))[-1:])
+    except ValueError:
+        return iter(())
