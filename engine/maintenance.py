@@ -90,8 +90,10 @@ class Maintenance:
                 future.result()
 
     def _checkpoint(self, partition: Partition) -> Future[int] | None:
-        """One partition's checkpoint: one too large for a record is that
-        partition's to miss (logged), not the checkpoints after it."""
+        """One partition's checkpoint: one the store refuses as too large
+        (past one record it is written in parts, so only when not even a
+        part's framing fits) is that partition's to miss (logged), not the
+        checkpoints after it."""
         try:
             return partition.checkpoint(self.producer_id_expiration_ms)
         except AppendTooLarge as error:
@@ -108,8 +110,8 @@ class Maintenance:
 
     def _clean(self, partition: Partition) -> bool:
         """One partition's cleaning: one whose checkpoint (written before
-        its rewrite) is too large for a record is left uncleaned (logged),
-        not the partitions after it."""
+        its rewrite) the store refuses as too large is left uncleaned
+        (logged), not the partitions after it."""
         try:
             return self.cleaner.clean(partition)
         except AppendTooLarge as error:

@@ -17,7 +17,7 @@ its log start.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import msgpack
@@ -102,7 +102,7 @@ def _last_checkpoint(
                 _checkpoint_at(store, state, state_stream_id, o, current)
                 for o in range(first, offset)
             ]
-            record = next(_complete([*run, record]), None)
+            record = _whole([*run, record])
             if record is None:
                 continue
         elif record is not None and record["v"] == PART_VERSION:
@@ -134,11 +134,13 @@ def _checkpoint_at(
     return None
 
 
-def _complete(records: list[dict[str, Any] | None]) -> Iterator[dict[str, Any]]:
-    """The checkpoint the run of ``records`` (oldest first) makes, if whole."""
+def _whole(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The checkpoint the parts ``records`` (oldest first) make, if they are
+    one run whole and of a format this reader knows."""
     if any(record is None for record in records):
-        return iter(())
+        return None
     try:
-        return iter(list(checkpoints(records, "a checkpoint in parts"))[-1:])
+        read = list(checkpoints(records, "a checkpoint in parts"))
     except ValueError:
-        return iter(())
+        return None
+    return read[-1] if read else None
