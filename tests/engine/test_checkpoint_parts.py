@@ -21,7 +21,7 @@ from engine.checkpoint_records import CHECKPOINT_VERSION, PART_VERSION, checkpoi
 from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import OutOfOrderSequence
-from engine.partition import EXPIRY_CHECK_INTERVAL_MS, Partition
+from engine.partition import EXPIRY_CHECK_INTERVAL_MS, FULL_CHECKPOINT_EVERY, Partition
 from engine.producer_state import BatchMeta, ProducerEntry, ProducerStateTable
 from engine.state_parts import framing_bytes
 from native import RecordSpec
@@ -175,6 +175,32 @@ def test_a_part_refused_leaves_the_checkpoint_before_in_force(
     assert written is not None and written.result(30) == partition.high_watermark
     e = restarts.crash()
     assert restarts.replayed[-1] == 0
+
+
+def test_a_full_checkpoint_in_parts_trims_the_state_stream_to_its_first_part(
+    restarts: Restarts,
+) -> None:
+    """Every FULL_CHECKPOINT_EVERY + 1st checkpoint is full: in parts, the
+    state stream is trimmed to its part 0 once all are durable, and the
+    incremental ones after it, in parts too, load after a restart."""
+    e = restarts.engine
+    pids = _crowd(e, PRODUCERS)
+    partition = e.partition("t", 0)
+    state = partition.state_stream_id
+    first_parts: list[int] = []
+    for _ in range(FULL_CHECKPOINT_EVERY + 3):
+        e.produce("t", 0, native.encode_batch([RecordSpec(TS, None, b"w")]))
+        offset = e.store.next_offset(state)
+        written = partition.checkpoint()
+        assert written is not None and written.result(30) == partition.high_watermark
+        first_parts.append(offset)
+    full = first_parts[FULL_CHECKPOINT_EVERY]
+    assert e.store.start_offset(state) == full
+    records = _state_records(e)
+    assert records[0]["v"] == PART_VERSION and records[0]["part"] == 0
+    e = restarts.crash()
+    assert restarts.replayed[-1] == 0
+    _kept(e, pids)
 
 
 def test_delete_records_past_the_last_checkpoint_keeps_a_large_producer_table(
