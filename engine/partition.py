@@ -64,11 +64,6 @@ from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
 
-EXPIRY_CHECK_INTERVAL_MS = 600_000
-"""How often an idle partition looks for expired producers (Kafka's
-producer.id.expiration.check.interval.ms); one written to expires them as
-it is checkpointed."""
-
 TransactionVerifier = Callable[[str, int, int, int], None]
 """(topic, partition, producer id, epoch): raises unless that producer has an
 open transaction that includes the partition."""
@@ -166,8 +161,6 @@ class Partition:
         self._dirty = False
         """State that only a checkpoint records changed (the cleaned offset)."""
         self._checkpoints_since_full = 0
-        self._next_expiry_check_ms = 0
-        """When an idle partition next looks for expired producers."""
         self.txns = PartitionTransactions()
         self.verify_transaction: TransactionVerifier | None = None
         """The transaction coordinator's check for transactional batches."""
@@ -761,13 +754,10 @@ class Partition:
                 # and a checkpoint per new partition would cost thousands of
                 # appends after a large CreateTopics, and again at each start.
                 return None
-            now = self._clock.time_ms()
-            unchanged = (
-                end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty
-            )
-            if unchanged and not self._idle_producers_expired(now, expiration_ms):
+            if end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty:
                 return None
             self._dirty = False
+            now = self._clock.time_ms()
             if expiration_ms is not None:
                 self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
             self.time_index.drop_before(self.log_start_offset)
@@ -832,15 +822,6 @@ class Partition:
                 for at, part in enumerate(parts, offset)
             ]
         )
-
-    def _idle_producers_expired(self, now: int, expiration_ms: int | None) -> bool:
-        """Whether a partition nothing changed has producers to expire, looked
-        at every EXPIRY_CHECK_INTERVAL_MS: Kafka expires them on a timer,
-        not on appends, so a partition left alone forgets them too."""
-        if expiration_ms is None or now < self._next_expiry_check_ms:
-            return False
-        self._next_expiry_check_ms = now + EXPIRY_CHECK_INTERVAL_MS
-        return self.producers.expire(now, expiration_ms, keep=self.txns.ongoing) > 0
 
     def recover(self) -> int:
         """Rebuilds the leader's state from the state stream and the batches
@@ -922,6 +903,19 @@ class Partition:
             checkpointed.set_result(end)
         else:
             checkpointed.set_exception(error)
+
+    def expire_producers(self, expiration_ms: int) -> int:
+        """Forgets producers idle longer than ``expiration_ms`` (but those with
+        an open transaction), as a checkpoint does before it is taken, on a
+        partition nothing is written to as well (Kafka expires them on a
+        timer, not on appends); the next checkpoint records it. Returns how
+        many."""
+        with self.lock:
+            now = self._clock.time_ms()
+            expired = self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
+            if expired:
+                self._dirty = True
+        return expired
 
     def note_cleaned(self, end_offset: int) -> None:
         """The log cleaner compacted everything below ``end_offset``."""

@@ -21,7 +21,8 @@ from engine.checkpoint_records import CHECKPOINT_VERSION, PART_VERSION, checkpoi
 from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import OutOfOrderSequence
-from engine.partition import EXPIRY_CHECK_INTERVAL_MS, FULL_CHECKPOINT_EVERY, Partition
+from engine.maintenance import EXPIRY_CHECK_INTERVAL_MS
+from engine.partition import FULL_CHECKPOINT_EVERY, Partition
 from engine.producer_state import BatchMeta, ProducerEntry, ProducerStateTable
 from engine.state_parts import framing_bytes
 from native import RecordSpec
