@@ -30,7 +30,7 @@ from engine.acl_bindings import AclBinding
 from engine.errors import CatalogDamaged
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
-from engine.state_parts import JoinedParts, part_records
+from engine.state_parts import Join, cut
 from s3stream import (
     LOCAL_LATER,
     UNPACED,
@@ -52,6 +52,14 @@ _SNAPSHOT_KIND = msgpack.packb("snapshot")
 SNAPSHOT_EVERY = 128
 PRODUCER_ID_BLOCK = 1000
 """Producer ids are reserved in blocks, so allocating one is rarely a write."""
+
+
+def snapshot_part(index: int, count: int, piece: bytes | memoryview) -> bytes:
+    """The record of a snapshot's part ``index`` of ``count``
+    (docs/engine-format.md, "Snapshots in parts")."""
+    packed: bytes = msgpack.packb([SNAPSHOT_PART, index, count, piece], use_bin_type=True)
+    return packed
+
 
 log = logging.getLogger("tidelog.engine")
 
@@ -135,13 +143,15 @@ class CatalogState:
     """The changes of topics' governance configs, in order, within the
     history's bounds (engine/governance_log.py)."""
     _counts: HistoryCounts = field(default_factory=HistoryCounts, repr=False, compare=False)
-    _parts: JoinedParts = field(default_factory=JoinedParts, repr=False, compare=False)
+    _parts: Join = field(default_factory=Join, repr=False, compare=False)
     """The snapshot in parts being read, if any."""
 
     def apply(self, record: list[Any]) -> None:
         kind = record[0]
         if kind == SNAPSHOT_PART:
-            joined = self._parts.take(record)
+            if len(record) != 4:
+                raise ValueError(f"a {kind} record holds {len(record) - 1} fields, not 3")
+            joined = self._parts.take(*record[1:])
             if joined is not None:
                 self.apply(["snapshot", msgpack.unpackb(joined, raw=False, strict_map_key=False)])
             return
@@ -690,7 +700,7 @@ class Catalog:
         its parts, each checked to fit (docs/engine-format.md)."""
         opening = msgpack.packb(["catalog", PARTS_FORMAT_VERSION, clock.time_ms()])
         check_fits(self.stream_id, [opening], limit)
-        return [opening, *part_records(self.stream_id, SNAPSHOT_PART, body, limit)]
+        return [opening, *cut(self.stream_id, body, limit, snapshot_part)]
 
     def internal_stream(self, name: str) -> int:
         """The id of the engine's own stream ``name``, created on first use."""

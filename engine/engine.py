@@ -297,6 +297,7 @@ class Engine:
             producer_id_expiration_ms=config.producer_id_expiration_ms,
             token_sweep=self.delegation_tokens.sweep,
             token_sweep_interval_s=config.delegation_tokens.expiry_check_interval_ms / 1000,
+            engine_clock=self.clock,
         )
         self._maintenance.start()
         self._tables = TableService(

@@ -6,6 +6,8 @@ the others waiting on it), and settled once, whatever settles them first."""
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
@@ -39,3 +41,26 @@ def settle(future: Future[Any], value: Any) -> None:
             future.set_exception(value)
         else:
             future.set_result(value)
+
+
+def all_done(futures: Sequence[Future[T]]) -> Future[T]:
+    """Resolves to the last of ``futures``' results once every one resolved,
+    or to the first exception among them as soon as it comes."""
+    joined: Future[T] = running_future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(future: Future[T]) -> None:
+        error = future.exception()
+        if error is not None:
+            settle(joined, error)
+            return
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            settle(joined, futures[-1].result())
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    return joined

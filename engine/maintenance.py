@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from engine import clock
+from engine.clock import SYSTEM, Clock
 from engine.errors import EngineError
 from engine.log_cleaner import LogCleaner
 from engine.partition import Partition
@@ -18,6 +19,11 @@ from engine.topics import TopicRegistry
 from s3stream import AppendTooLarge, S3StreamError, StreamStore
 
 log = logging.getLogger("tidelog.engine")
+
+EXPIRY_CHECK_INTERVAL_MS = 600_000
+"""How often every partition is looked at for expired producers (Kafka's
+producer.id.expiration.check.interval.ms); a checkpoint written expires
+them too, but one of a partition nothing changed is not written."""
 
 
 class Maintenance:
@@ -33,6 +39,7 @@ class Maintenance:
         producer_id_expiration_ms: int,
         token_sweep: Callable[[], object] = lambda: None,
         token_sweep_interval_s: float = 3600.0,
+        engine_clock: Clock = SYSTEM,
     ) -> None:
         self.registry = registry
         self.lock = lock
@@ -41,6 +48,9 @@ class Maintenance:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.cleaner_interval_s = cleaner_interval_s
         self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._engine_clock = engine_clock
+        """The partitions' clock, which producers' idle times are counted by."""
+        self._next_expiry_check_ms = 0
         self.token_sweep = token_sweep
         self.token_sweep_interval_s = token_sweep_interval_s
         self._stop = threading.Event()
@@ -81,17 +91,25 @@ class Maintenance:
                 log.exception("background work failed, will retry")
 
     def checkpoint(self) -> None:
-        """Checkpoints every partition that changed (producer state, time index)."""
+        """Checkpoints every partition that changed (producer state, time
+        index), after forgetting expired producers if a look is due."""
         with self.lock:
             partitions = list(self.registry.by_stream.values())
+        now = self._engine_clock.time_ms()
+        if now >= self._next_expiry_check_ms:
+            self._next_expiry_check_ms = now + EXPIRY_CHECK_INTERVAL_MS
+            for partition in partitions:
+                partition.expire_producers(self.producer_id_expiration_ms)
         pending = [self._checkpoint(p) for p in partitions]
         for future in pending:
             if future is not None:
                 future.result()
 
     def _checkpoint(self, partition: Partition) -> Future[int] | None:
-        """One partition's checkpoint: one too large for a record is that
-        partition's to miss (logged), not the checkpoints after it."""
+        """One partition's checkpoint: one the store refuses as too large
+        (past one record it is written in parts, so only when not even a
+        part's framing fits) is that partition's to miss (logged), not the
+        checkpoints after it."""
         try:
             return partition.checkpoint(self.producer_id_expiration_ms)
         except AppendTooLarge as error:
@@ -108,8 +126,8 @@ class Maintenance:
 
     def _clean(self, partition: Partition) -> bool:
         """One partition's cleaning: one whose checkpoint (written before
-        its rewrite) is too large for a record is left uncleaned (logged),
-        not the partitions after it."""
+        its rewrite) the store refuses as too large is left uncleaned
+        (logged), not the partitions after it."""
         try:
             return self.cleaner.clean(partition)
         except AppendTooLarge as error:

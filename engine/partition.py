@@ -24,6 +24,7 @@ import native
 from engine import markers
 from engine.batch_refusals import batch_error
 from engine.catalog import read_records
+from engine.checkpoint_records import CHECKPOINT_VERSION, checkpoints, in_parts
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon, widen
 from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
@@ -36,6 +37,7 @@ from engine.errors import (
     OffsetOutOfRange,
     RecordTooLarge,
 )
+from engine.futures import all_done
 from engine.header_index import header_indexer
 from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch, epoch_for_offset
 from engine.partition_txns import AbortedTxn, PartitionTransactions
@@ -61,10 +63,6 @@ from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 
 FULL_CHECKPOINT_EVERY = 32
 """Incremental checkpoints between two full ones (which trim the state stream)."""
-
-CHECKPOINT_VERSION = 4
-"""2 adds the partition's transactions and producers' coordinator epochs, 3
-producers' last timestamps (their last batch's or transaction marker's)."""
 
 TransactionVerifier = Callable[[str, int, int, int], None]
 """(topic, partition, producer id, epoch): raises unless that producer has an
@@ -785,12 +783,19 @@ class Partition:
             offset = self.store.next_offset(self.state_stream_id)
             # Never waits, as a marker: under the lock Fetch takes.
             try:
-                future = self.store.submit(self.state_stream_id, offset, offset, payload, UNPACED)
+                try:
+                    future = self.store.submit(
+                        self.state_stream_id, offset, offset, payload, UNPACED
+                    )
+                except AppendTooLarge:
+                    # Refused before anything changed: past one record (a
+                    # producer table without end), it goes in parts.
+                    future = self._submit_parts(offset, end, payload)
             except (NoRoom, AppendTooLarge):
-                # Refused, nothing written: what it would record is still to
-                # write. A checkpoint past one record (producers without
-                # end) stays due; a restart replays the batches since the
-                # last one instead.
+                # Refused: what it would record is still to write, and the
+                # checkpoint before stays in force (parts appended before a
+                # refused one are a run never completed, which no reader
+                # takes); a restart replays the batches since that one.
                 self._dirty = True
                 raise
             self.time_index.mark_saved()
@@ -806,16 +811,24 @@ class Partition:
             self.store.trim(self.state_stream_id, offset)
         return checkpointed
 
+    def _submit_parts(self, offset: int, end: int, payload: bytes) -> Future[int]:
+        """Appends a checkpoint too large for one record in parts from
+        ``offset`` (docs/engine-format.md, "Checkpoints in parts"); the
+        future resolves once every part is durable."""
+        parts = in_parts(self.state_stream_id, payload, end, self.store.max_append_bytes)
+        return all_done(
+            [
+                self.store.submit(self.state_stream_id, at, at, part, UNPACED)
+                for at, part in enumerate(parts, offset)
+            ]
+        )
+
     def recover(self) -> int:
         """Rebuilds the leader's state from the state stream and the batches
         after the last checkpoint; returns how many batches were replayed."""
         end = self.high_watermark
         replay_from = self.log_start_offset
-        for record in read_records(self.store, self.state_stream_id):
-            if record["v"] > CHECKPOINT_VERSION:
-                raise ValueError(
-                    f"{self}: checkpoint format {record['v']} is newer than this tidelog"
-                )
+        for record in checkpoints(read_records(self.store, self.state_stream_id), self):
             if record["end"] > end:
                 break  # cannot happen for a prefix of the WAL; never trust it anyway
             self.time_index.load(record["index"], record["full"])
@@ -890,6 +903,19 @@ class Partition:
             checkpointed.set_result(end)
         else:
             checkpointed.set_exception(error)
+
+    def expire_producers(self, expiration_ms: int) -> int:
+        """Forgets producers idle longer than ``expiration_ms`` (but those with
+        an open transaction), as a checkpoint does before it is taken, on a
+        partition nothing is written to as well (Kafka expires them on a
+        timer, not on appends); the next checkpoint records it. Returns how
+        many."""
+        with self.lock:
+            now = self._clock.time_ms()
+            expired = self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
+            if expired:
+                self._dirty = True
+        return expired
 
     def note_cleaned(self, end_offset: int) -> None:
         """The log cleaner compacted everything below ``end_offset``."""

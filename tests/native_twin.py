@@ -92,6 +92,10 @@ PURE_PASS: tuple[str, ...] = (
 ONE_PASS_ONLY: dict[str, str] = {
     "tests/server/test_state_record_bounds.py": "builds idempotent batches with native/; what "
     "it tests is how records of the server's state past one WAL record are answered",
+    "tests/engine/test_checkpoint_parts.py": "builds idempotent batches with native/; what "
+    "it tests is how a partition's checkpoint past one WAL record is written and read",
+    "tests/server/test_checkpoint_parts.py": "builds idempotent batches with native/; what "
+    "it tests is how a checkpoint in parts is answered over the wire and loaded",
     "tests/server/test_produce_wal_failure.py": "decodes what was kept with native/; what it "
     "tests is how a failed WAL sync is answered to a client",
     "tests/engine/test_submit_async.py": "builds its batches with native/; what it tests is "

@@ -24,7 +24,7 @@ import msgpack
 
 import native
 from engine import markers
-from engine.partition import CHECKPOINT_VERSION
+from engine.checkpoint_records import CHECKPOINT_VERSION, PART_VERSION, checkpoints, last_part
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from s3stream import ObjectStore
 from s3stream.lookup import Candidates, committed_batches
@@ -93,6 +93,20 @@ def _last_checkpoint(
     while offset > meta.start_offset:
         offset -= 1
         record = _checkpoint_at(store, state, state_stream_id, offset, current)
+        count = last_part(record)
+        if 0 < count <= offset + 1 - meta.start_offset:
+            # The last part of a checkpoint in parts: read the run from its
+            # first part, as recovery does (none if it is not whole).
+            first = offset + 1 - count
+            run = [
+                _checkpoint_at(store, state, state_stream_id, o, current)
+                for o in range(first, offset)
+            ]
+            record = _whole([*run, record])
+            if record is None:
+                continue
+        elif record is not None and record["v"] == PART_VERSION:
+            continue  # a part of a run never completed, or not its last
         if record is None or record["v"] > CHECKPOINT_VERSION:
             break  # a format this reader does not know: replay from the log start
         if record["end"] > end:
@@ -118,3 +132,15 @@ def _checkpoint_at(
             record = msgpack.unpackb(stored.payload, raw=False, strict_map_key=False)
             return record if isinstance(record, dict) else None
     return None
+
+
+def _whole(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The checkpoint the parts ``records`` (oldest first) make, if they are
+    one run whole and of a format this reader knows."""
+    if any(record is None for record in records):
+        return None
+    try:
+        read = list(checkpoints(records, "a checkpoint in parts"))
+    except ValueError:
+        return None
+    return read[-1] if read else None

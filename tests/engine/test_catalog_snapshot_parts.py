@@ -19,8 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import catalog as catalog_module
-from engine.catalog import PARTS_FORMAT_VERSION, SNAPSHOT_PART, Catalog, CatalogState
-from engine.state_parts import part_framing
+from engine.catalog import (
+    PARTS_FORMAT_VERSION,
+    SNAPSHOT_PART,
+    Catalog,
+    CatalogState,
+    snapshot_part,
+)
+from engine.state_parts import framing
 from s3stream import LOCAL, AppendOptions, NoRoom, StoreFailed, check_fits
 from s3stream.fetcher import FetchResult
 from s3stream.objects import StoredBatch
@@ -165,7 +171,7 @@ def test_a_catalog_past_one_append_is_snapshotted_in_parts_and_trimmed(
         catalog.append(["acls_remove", [_acl(i % 40, 200)]])
         catalog.append(["acls_add", [_acl(i % 40, 200)]])
         held = sum(len(p) for p in stream.payloads())
-        assert held <= 2 * state_bytes + 8 * 300 + count * part_framing(SNAPSHOT_PART) + 64
+        assert held <= 2 * state_bytes + 8 * 300 + count * framing(snapshot_part) + 64
     assert stream.start > 700
     assert stream.read_back().to_wire() == catalog.state.to_wire()
 
@@ -355,5 +361,5 @@ def test_a_catalog_opened_on_an_unfinished_snapshot_lets_its_parts_go() -> None:
     finally:
         tracemalloc.stop()
     assert len(catalog.state.acls) == 2000
-    unfinished = 20 * (64 * 1024 - part_framing(SNAPSHOT_PART))
+    unfinished = 20 * (64 * 1024 - framing(snapshot_part))
     assert held < 1.6 * packed < packed + unfinished, held

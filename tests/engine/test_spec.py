@@ -28,6 +28,7 @@ import native
 from engine import NewTopic
 from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, RECORD_KINDS, SNAPSHOT_EVERY
+from engine.checkpoint_records import PART_VERSION
 from engine.credentials import new_credential, password_matches
 from engine.delegation_tokens import DelegationTokenConfig
 from engine.governance_log import KEPT_OF_DELETED, KEPT_PER_TOPIC
@@ -57,6 +58,9 @@ def _record_table(first: str) -> dict[str, list[str]]:
 CATALOG_RECORDS = _record_table("catalog")
 STATE_RECORDS = _record_table("put")
 CHECKPOINT = {row["key"].strip("`"): row["value"] for row in docspec.table(DOC, "key", "value")}
+CHECKPOINT_PART = {
+    row["part key"].strip("`"): row["value"] for row in docspec.table(DOC, "part key", "value")
+}
 
 
 def _stated(pattern: str) -> int:
@@ -1110,7 +1114,7 @@ def test_a_checkpoint_newer_than_the_documented_version_is_refused(tmp_path: Pat
         data, state = e.catalog.state.topics["t"].streams[0]
     with StreamStore.open(node) as store:
         store.open_stream(state, 0)
-        newer = {"v": CHECKPOINT_VERSION + 1, "end": store.end_offset(data)}
+        newer = {"v": PART_VERSION + 1, "end": store.end_offset(data)}
         _append_all(store, state, [msgpack.packb(newer)])
     with pytest.raises(ValueError, match="newer than this tidelog"), engine.open(node) as e:
         e.partition("t", 0)
@@ -1172,3 +1176,57 @@ def test_the_engine_recovers_a_checkpoint_built_from_the_document(
         )
         assert [tuple(a) for a in partition.txns.aborted] == ([(4242, 0, 1)] if version > 1 else [])
         assert partition.time_index.start_for(1001) == 1
+
+
+def _documented_parts(checkpoint: dict[str, Any], count: int) -> list[bytes]:
+    """``checkpoint`` cut into ``count`` parts as the parts' table has them."""
+    packed = msgpack.packb(checkpoint, use_bin_type=True)
+    size = -(-len(packed) // count)
+    shapes = {
+        "v": lambda _: PART_VERSION,
+        "end": lambda _: checkpoint["end"],
+        "part": lambda place: place,
+        "parts": lambda _: count,
+        "chunk": lambda place: packed[place * size : (place + 1) * size],
+    }
+    return [
+        msgpack.packb({k: shapes[k](place) for k in CHECKPOINT_PART}, use_bin_type=True)
+        for place in range(count)
+    ]
+
+
+def _small_checkpoint(end: int, producer_id: int) -> dict[str, Any]:
+    return {
+        "v": CHECKPOINT_VERSION, "end": end, "full": True, "index": [],
+        "ti": dict(zip(TI_KEYS, [1002, 0], strict=True)),
+        "producers": [[producer_id, 0, 99, [[0, 0, 0, 0, 1000]], -1, 1000]],
+        "epochs": [[0, 0]], "cleaned": 0, "horizon": None, "txns": {"ongoing": [], "aborted": []},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("completed", [True, False])
+def test_the_engine_recovers_a_checkpoint_in_parts_built_from_the_document(
+    tmp_path: Path, completed: bool
+) -> None:
+    """Parts as the table has them: a run completed is the checkpoint in
+    force; a run never completed (cut by a crash) is passed over, and so is
+    one a later part 0 cut short."""
+    assert int(CHECKPOINT_PART["v"]) == PART_VERSION > CHECKPOINT_VERSION
+    node = tmp_path / "node"
+    with engine.open(node) as e:
+        e.create_topic("t", 1)
+        for _ in range(3):
+            e.produce("t", 0, native.encode_batch([RecordSpec(1000, None, b"v")]))
+        data, state = e.catalog.state.topics["t"].streams[0]
+    with StreamStore.open(node) as store:
+        store.open_stream(state, 0)
+        end = store.end_offset(data)
+        before = msgpack.packb(_small_checkpoint(end, 1), use_bin_type=True)
+        cut_short = _documented_parts(_small_checkpoint(end, 2), 4)[:2]
+        run = _documented_parts(_small_checkpoint(end, 3), 3)
+        _append_all(store, state, [before, *cut_short, *(run if completed else run[:-1])])
+    with engine.open(node) as e:
+        partition = e.partition("t", 0)
+        assert set(partition.producers.producers) == {3 if completed else 1}
+        # Every batch is below the checkpoint in force: none was replayed.
+        assert partition.durable_checkpoint_end == partition.high_watermark == 3

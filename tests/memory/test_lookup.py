@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,9 +22,11 @@ import native
 from engine import Engine, EngineConfig
 from engine.errors import InvalidConfig, UnknownPartition, UnknownTopic
 from engine.memory.uploaded_lookup import lookup_uploaded
+from engine.memory.uploaded_transactions import _last_checkpoint
 from engine.topic_id import uuid_text
 from native.records import Compression, RecordSpec
-from s3stream import StreamStoreConfig
+from s3stream import NoRoom, StreamStoreConfig
+from s3stream.manifest import load_state
 from s3stream.store.base import ObjectData
 from s3stream.store.local import LocalStore
 from tests.engine.helpers_records import child_env
@@ -404,3 +407,62 @@ def test_a_read_committed_lookup_from_the_store_reads_the_last_checkpoint_not_th
     # the block with the last checkpoint, and the blocks after it.
     assert read_committed[0] - uncommitted[0] <= 4
     assert read_committed[1] - uncommitted[1] < total // 10
+
+
+def test_a_read_committed_lookup_from_the_store_reads_a_checkpoint_in_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition whose producers outgrew one WAL record checkpoints in
+    parts (docs/engine-format.md, "Checkpoints in parts"): the lookup reads
+    the last run whole from its last part back, and passes over a run a
+    refused part cut short after it."""
+    store = LocalStore(tmp_path / "bucket")
+    config = EngineConfig(
+        store=StreamStoreConfig(
+            upload_interval_s=3600, compaction_interval_s=3600, wal_segment_bytes=32 * 1024
+        ),
+        checkpoint_interval_s=3600,
+        cleaner_interval_s=3600,
+    )
+    with Engine.open(tmp_path / "data", store, config=config) as e:
+        e.create_topic("t", 1, configs={"tidelog.index.headers": HEADER})
+        with e.producer(transactional_id="agent") as producer:
+            producer.init_transactions(timeout=30)
+            producer.begin_transaction()
+            producer.send("t", b"aborted", partition=0, headers=[(HEADER, b"a")]).result(30)
+            producer.abort_transaction(timeout=30)
+        for _ in range(1500):
+            pid, epoch = e.init_producer_id()
+            spec = RecordSpec(0, None, b"v", ((HEADER, b"a"),))
+            batch = native.encode_batch(
+                [spec], producer_id=pid, producer_epoch=epoch, base_sequence=0
+            )
+            e.produce("t", 0, batch)
+        partition = e.partition("t", 0)
+        assert e.flush(timeout=30)  # the checkpoint, in parts, then uploads
+        end = partition.durable_checkpoint_end
+        assert end == partition.high_watermark
+        e.produce("t", 0, native.encode_batch([RecordSpec(0, None, b"after")]))
+        submit = e.store.submit
+        parts: list[int] = []
+
+        def refusing_the_second(stream_id: int, *args: Any) -> Any:
+            if stream_id == partition.state_stream_id:
+                parts.append(stream_id)
+                if len(parts) == 3:  # the one-record try, part 0, then part 1
+                    raise NoRoom(stream_id, 0, 0)
+            return submit(stream_id, *args)
+
+        monkeypatch.setattr(e.store, "submit", refusing_the_second)
+        with pytest.raises(NoRoom):
+            partition.checkpoint()
+        monkeypatch.setattr(e.store, "submit", submit)
+        assert e.store.flush(30)
+        state = load_state(store)
+        meta = state.streams[partition.state_stream_id]
+        assert meta.end_offset - meta.start_offset >= 3  # two parts and one cut short
+        txns, described = _last_checkpoint(store, state, partition.state_stream_id, end + 1, None)
+        assert described == end
+        assert [(a.first_offset, a.last_offset) for a in txns.aborted] == [(0, 1)]
+        committed = lookup_uploaded(store, ["t"], HEADER, b"a", read_committed=True)
+        assert len(committed) == 1500 and b"aborted" not in {r.value for r in committed}

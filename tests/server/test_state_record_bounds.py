@@ -525,13 +525,13 @@ def _produce_one(wire: Wire, topic: str, key: bytes | None, pid: int, sequence: 
     return answer
 
 
-def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
+def test_a_partition_checkpoint_past_a_wal_record_is_written_in_parts(
     node: Node,
 ) -> None:
     """A partition's checkpoint holds every producer that wrote to it: a
     client that makes producers without end grows it past one record. It
-    is then not written (a restart replays the batches since the last one)
-    and the checkpoints of the other partitions still are."""
+    is then written in parts (docs/design/0112), beside the other
+    partitions' checkpoints."""
     e: Engine = node.engine
     e.create_topic("crowded", 1)
     e.create_topic("calm", 1)
@@ -552,23 +552,23 @@ def test_a_partition_checkpoint_past_a_wal_record_is_that_partition_s_to_miss(
     e.flush()
     assert not e.store.fenced_or_failed()
     crowded, calm = e.partition("crowded", 0), e.partition("calm", 0)
-    assert crowded.durable_checkpoint_end < crowded.high_watermark
+    assert crowded.durable_checkpoint_end == crowded.high_watermark == len(pids)
     assert calm.durable_checkpoint_end == calm.high_watermark == 1
     _serves(node)
     node.reopen()
-    # The crowded partition's producers came back by replay: a retry of
-    # one's batch is answered with its offset, not appended again.
+    # The crowded partition's producers came back from the checkpoint: a
+    # retry of one's batch is answered with its offset, not appended again.
     with Wire(node.server.bootstrap, timeout=TIMEOUT) as wire:
         assert send(wire, "crowded", pids[5]) == (KafkaCode.NONE, 5)
     _serves(node)
 
 
-def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_others_cleaned(
+def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_is_cleaned(
     node: Node,
 ) -> None:
     """Cleaning a compacted partition checkpoints its widened compaction
-    horizon first: one whose producers outgrew a checkpoint cannot be
-    cleaned, and the partitions after it in the pass still are."""
+    horizon first: one whose producers outgrew one record checkpoints it
+    in parts and is cleaned, as the partitions after it in the pass are."""
     e: Engine = node.engine
     e.create_topic("crowded", 1, configs={"cleanup.policy": "compact"})
     e.create_topic("calm", 1, configs={"cleanup.policy": "compact"})
@@ -593,9 +593,10 @@ def test_a_compacted_partition_whose_checkpoint_passes_a_wal_record_leaves_other
         for _ in range(SEGMENT // 40):
             assert send(wire, "crowded", idempotent(wire), 0) == KafkaCode.NONE
     e.flush()
-    assert crowded.durable_checkpoint_end == 2
-    assert e.clean() == 1
+    assert crowded.durable_checkpoint_end == crowded.high_watermark
+    assert e.clean() == 2
     assert calm.cleaned_offset == 2
+    assert crowded.cleaned_offset == crowded.high_watermark
     assert not e.store.fenced_or_failed()
     _serves(node)
 
