@@ -23,7 +23,7 @@ import msgpack
 import native
 from engine import markers
 from engine.batch_refusals import batch_error
-from engine.catalog import read_records
+from engine.catalog import read_payloads
 from engine.checkpoint_records import CHECKPOINT_VERSION, checkpoints, in_parts
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon, widen
@@ -828,7 +828,14 @@ class Partition:
         after the last checkpoint; returns how many batches were replayed."""
         end = self.high_watermark
         replay_from = self.log_start_offset
-        for record in checkpoints(read_records(self.store, self.state_stream_id), self):
+        # One record decoded at a time: every checkpoint since the full one
+        # holds the whole producer table, so the stream may be many times
+        # one checkpoint (and one in parts many times one record).
+        records = (
+            msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            for payload in read_payloads(self.store, self.state_stream_id)
+        )
+        for record in checkpoints(records, self):
             if record["end"] > end:
                 break  # cannot happen for a prefix of the WAL; never trust it anyway
             self.time_index.load(record["index"], record["full"])

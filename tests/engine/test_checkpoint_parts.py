@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import native
+from engine import catalog
+from engine import partition as partition_module
 from engine.catalog import read_records
 from engine.checkpoint_records import CHECKPOINT_VERSION, PART_VERSION, checkpoints, in_parts
 from engine.clock import ManualClock
@@ -310,3 +312,46 @@ def test_a_crash_between_parts_leaves_the_checkpoint_before_in_force(
     assert len(read) == (2 if whole else 1)
     loaded = ProducerStateTable.from_wire(read[-1]["producers"])
     assert loaded.to_wire() == _table(after if whole else before).to_wire()
+
+
+def test_recovery_holds_one_checkpoint_at_a_time_not_the_state_stream(
+    restarts: Restarts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkpoint since the full one is in the state stream, each the
+    whole producer table (in parts here): recovery loads each as soon as
+    its records are read, so it never holds the stream's records all at
+    once, only about one checkpoint's."""
+    e = restarts.engine
+    _crowd(e, PRODUCERS)
+    partition = e.partition("t", 0)
+    for _ in range(24):
+        e.produce("t", 0, native.encode_batch([RecordSpec(TS, None, b"w")]))
+        written = partition.checkpoint()
+        assert written is not None and written.result(30) == partition.high_watermark
+    records = _state_records(e)
+    per_checkpoint = records[0]["parts"]
+    assert len(records) == 24 * per_checkpoint
+    e = restarts.crash()
+    partition = e.partition("t", 0)
+    read: list[int] = []
+    read_ahead: list[int] = []
+    payloads = catalog.read_payloads
+
+    def counted(store: Any, stream_id: int) -> Iterator[Any]:
+        for payload in payloads(store, stream_id):
+            read.append(len(payload))
+            yield payload
+
+    loaded = ProducerStateTable.from_wire
+
+    def noted(raw: list[Any]) -> ProducerStateTable:
+        read_ahead.append(len(read))
+        return loaded(raw)
+
+    monkeypatch.setattr(catalog, "read_payloads", counted)
+    monkeypatch.setattr(partition_module, "read_payloads", counted, raising=False)
+    monkeypatch.setattr(ProducerStateTable, "from_wire", noted)
+    assert partition.recover() == 0
+    assert len(partition.producers.producers) == PRODUCERS
+    # Each checkpoint is loaded once its own parts are read, not after all.
+    assert read_ahead == [per_checkpoint * (n + 1) for n in range(24)]
