@@ -6,6 +6,7 @@ idle partition's producers expire too."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -355,3 +356,39 @@ def test_recovery_holds_one_checkpoint_at_a_time_not_the_state_stream(
     assert len(partition.producers.producers) == PRODUCERS
     # Each checkpoint is loaded once its own parts are read, not after all.
     assert read_ahead == [per_checkpoint * (n + 1) for n in range(24)]
+
+
+def test_a_checkpoint_copies_a_large_producer_table_without_collections(
+    restarts: Restarts,
+) -> None:
+    """A checkpoint copies and packs the producer table with the partition's
+    lock held (appends and Fetch wait for it): the collector is held off
+    meanwhile, so the copy's objects set off no collection (a full one
+    walks the whole heap; gc_pause.py)."""
+    e = restarts.engine
+    _crowd(e, PRODUCERS)
+    partition = e.partition("t", 0)
+    to_wire = ProducerStateTable.to_wire
+    during: list[int] = []
+    copying = [False]
+
+    def counting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and copying[0]:
+            during.append(info["generation"])
+
+    def copied(table: ProducerStateTable) -> list[Any]:
+        copying[0] = True
+        try:
+            return to_wire(table)
+        finally:
+            copying[0] = False
+
+    gc.callbacks.append(counting)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ProducerStateTable, "to_wire", copied)
+            written = partition.checkpoint()
+    finally:
+        gc.callbacks.remove(counting)
+    assert written is not None and written.result(30) == partition.high_watermark
+    assert during == []
