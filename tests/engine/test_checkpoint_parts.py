@@ -7,8 +7,10 @@ idle partition's producers expire too."""
 from __future__ import annotations
 
 import gc
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -87,6 +89,13 @@ class Restarts:
 
     def crash(self) -> Engine:
         self.engine.close(flush=False)
+        self.engine = self._open()
+        return self.engine
+
+    def fresh_machine(self, data_dir: Path) -> Engine:
+        """A crash that lost the WAL too: reopened from the bucket alone."""
+        self.engine.close(flush=False)
+        shutil.rmtree(data_dir / "wal")
         self.engine = self._open()
         return self.engine
 
@@ -392,3 +401,37 @@ def test_a_checkpoint_copies_a_large_producer_table_without_collections(
         gc.callbacks.remove(counting)
     assert written is not None and written.result(30) == partition.high_watermark
     assert during == []
+
+
+def test_a_run_cut_short_in_the_bucket_leaves_the_checkpoint_before_in_force_without_the_wal(
+    restarts: Restarts, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Uploaded, a run a refused part cut short is in the bucket as in the
+    WAL: a machine that lost the WAL loads the checkpoint before it from
+    the objects alone and replays the batches since."""
+    e = restarts.engine
+    first = _crowd(e, PRODUCERS)
+    partition = e.partition("t", 0)
+    assert partition.checkpoint() is not None
+    assert e.flush(30)
+    more = _crowd(e, 100)
+    state = partition.state_stream_id
+    submit = e.store.submit
+
+    def refusing(stream_id: int, base: int, last: int, payload: Any, *args: Any) -> Any:
+        if stream_id == state:
+            record = msgpack.unpackb(payload, strict_map_key=False)
+            if record["v"] == PART_VERSION and record["part"] == 1:
+                raise NoRoom(stream_id, 0, 0)
+        return submit(stream_id, base, last, payload, *args)
+
+    monkeypatch.setattr(e.store, "submit", refusing)
+    with pytest.raises(NoRoom):
+        partition.checkpoint()
+    monkeypatch.setattr(e.store, "submit", submit)
+    assert e.store.flush(30)  # everything uploaded, the cut-short part 0 too
+    records = _state_records(e)
+    assert records[-1]["v"] == PART_VERSION and records[-1]["part"] == 0
+    e = restarts.fresh_machine(tmp_path / "node")
+    assert restarts.replayed[-1] == len(more)
+    _kept(e, first + more)
