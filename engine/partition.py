@@ -23,7 +23,7 @@ import msgpack
 import native
 from engine import markers
 from engine.batch_refusals import batch_error
-from engine.catalog import read_records
+from engine.catalog import read_payloads
 from engine.checkpoint_records import CHECKPOINT_VERSION, checkpoints, in_parts
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon, widen
@@ -38,6 +38,7 @@ from engine.errors import (
     RecordTooLarge,
 )
 from engine.futures import all_done
+from engine.gc_pause import CollectorPaused
 from engine.header_index import header_indexer
 from engine.leader_epochs import as_a_leader_holds_it, end_offset_for_epoch, epoch_for_offset
 from engine.partition_txns import AbortedTxn, PartitionTransactions
@@ -763,23 +764,30 @@ class Partition:
             self.time_index.drop_before(self.log_start_offset)
             self.txns.drop_before(self.log_start_offset)
             full = self._checkpoints_since_full >= FULL_CHECKPOINT_EVERY
-            record = {
-                "v": CHECKPOINT_VERSION,
-                "end": end,
-                "full": full,
-                "index": self.time_index.all_entries()
-                if full
-                else self.time_index.unsaved_entries(),
-                "ti": self.time_index.state(),
-                "producers": self.producers.to_wire(),
-                "epochs": [list(e) for e in self.leader_epochs],
-                "cleaned": self.cleaned_offset,
-                "horizon": None
-                if self.compaction_horizon is None
-                else self.compaction_horizon.to_wire(),
-                "txns": self.txns.to_wire(),
-            }
-            payload = msgpack.packb(record, use_bin_type=True)
+            # The producer table's copy and its packing make some six objects
+            # per producer, with the lock held that appends and Fetch take on
+            # the event loop: collections set off meanwhile would walk the
+            # whole heap several times over (gc_pause.py). The copy goes
+            # before the collector resumes (reference counting frees it).
+            with CollectorPaused():
+                record = {
+                    "v": CHECKPOINT_VERSION,
+                    "end": end,
+                    "full": full,
+                    "index": self.time_index.all_entries()
+                    if full
+                    else self.time_index.unsaved_entries(),
+                    "ti": self.time_index.state(),
+                    "producers": self.producers.to_wire(),
+                    "epochs": [list(e) for e in self.leader_epochs],
+                    "cleaned": self.cleaned_offset,
+                    "horizon": None
+                    if self.compaction_horizon is None
+                    else self.compaction_horizon.to_wire(),
+                    "txns": self.txns.to_wire(),
+                }
+                payload = msgpack.packb(record, use_bin_type=True)
+                del record
             offset = self.store.next_offset(self.state_stream_id)
             # Never waits, as a marker: under the lock Fetch takes.
             try:
@@ -828,7 +836,14 @@ class Partition:
         after the last checkpoint; returns how many batches were replayed."""
         end = self.high_watermark
         replay_from = self.log_start_offset
-        for record in checkpoints(read_records(self.store, self.state_stream_id), self):
+        # One record decoded at a time: every checkpoint since the full one
+        # holds the whole producer table, so the stream may be many times
+        # one checkpoint (and one in parts many times one record).
+        records = (
+            msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            for payload in read_payloads(self.store, self.state_stream_id)
+        )
+        for record in checkpoints(records, self):
             if record["end"] > end:
                 break  # cannot happen for a prefix of the WAL; never trust it anyway
             self.time_index.load(record["index"], record["full"])

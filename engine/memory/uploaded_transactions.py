@@ -105,6 +105,11 @@ def _last_checkpoint(
             record = _whole([*run, record])
             if record is None:
                 continue
+            if record["end"] > end:
+                # Its parts were just read: the next to look at is the
+                # append before its part 0, not its parts again one by one.
+                offset = first
+                continue
         elif record is not None and record["v"] == PART_VERSION:
             continue  # a part of a run never completed, or not its last
         if record is None or record["v"] > CHECKPOINT_VERSION:

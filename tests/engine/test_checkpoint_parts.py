@@ -6,8 +6,11 @@ idle partition's producers expire too."""
 
 from __future__ import annotations
 
+import gc
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -16,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import native
+from engine import catalog
+from engine import partition as partition_module
 from engine.catalog import read_records
 from engine.checkpoint_records import (
     CHECKPOINT_VERSION,
@@ -90,6 +95,13 @@ class Restarts:
 
     def crash(self) -> Engine:
         self.engine.close(flush=False)
+        self.engine = self._open()
+        return self.engine
+
+    def fresh_machine(self, data_dir: Path) -> Engine:
+        """A crash that lost the WAL too: reopened from the bucket alone."""
+        self.engine.close(flush=False)
+        shutil.rmtree(data_dir / "wal")
         self.engine = self._open()
         return self.engine
 
@@ -315,3 +327,116 @@ def test_a_crash_between_parts_leaves_the_checkpoint_before_in_force(
     assert len(read) == (2 if whole else 1)
     loaded = ProducerStateTable.from_wire(read[-1]["producers"])
     assert loaded.to_wire() == _table(after if whole else before).to_wire()
+
+
+def test_recovery_holds_one_checkpoint_at_a_time_not_the_state_stream(
+    restarts: Restarts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkpoint since the full one is in the state stream, each the
+    whole producer table (in parts here): recovery loads each as soon as
+    its records are read, so it never holds the stream's records all at
+    once, only about one checkpoint's."""
+    e = restarts.engine
+    _crowd(e, PRODUCERS)
+    partition = e.partition("t", 0)
+    for _ in range(24):
+        e.produce("t", 0, native.encode_batch([RecordSpec(TS, None, b"w")]))
+        written = partition.checkpoint()
+        assert written is not None and written.result(30) == partition.high_watermark
+    records = _state_records(e)
+    per_checkpoint = records[0]["parts"]
+    assert len(records) == 24 * per_checkpoint
+    e = restarts.crash()
+    partition = e.partition("t", 0)
+    read: list[int] = []
+    read_ahead: list[int] = []
+    payloads = catalog.read_payloads
+
+    def counted(store: Any, stream_id: int) -> Iterator[Any]:
+        for payload in payloads(store, stream_id):
+            read.append(len(payload))
+            yield payload
+
+    loaded = ProducerStateTable.from_wire
+
+    def noted(raw: list[Any]) -> ProducerStateTable:
+        read_ahead.append(len(read))
+        return loaded(raw)
+
+    monkeypatch.setattr(catalog, "read_payloads", counted)
+    monkeypatch.setattr(partition_module, "read_payloads", counted, raising=False)
+    monkeypatch.setattr(ProducerStateTable, "from_wire", noted)
+    assert partition.recover() == 0
+    assert len(partition.producers.producers) == PRODUCERS
+    # Each checkpoint is loaded once its own parts are read, not after all.
+    assert read_ahead == [per_checkpoint * (n + 1) for n in range(24)]
+
+
+def test_a_checkpoint_copies_a_large_producer_table_without_collections(
+    restarts: Restarts,
+) -> None:
+    """A checkpoint copies and packs the producer table with the partition's
+    lock held (appends and Fetch wait for it): the collector is held off
+    meanwhile, so the copy's objects set off no collection (a full one
+    walks the whole heap; gc_pause.py)."""
+    e = restarts.engine
+    _crowd(e, PRODUCERS)
+    partition = e.partition("t", 0)
+    to_wire = ProducerStateTable.to_wire
+    during: list[int] = []
+    copying = [False]
+
+    def counting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and copying[0]:
+            during.append(info["generation"])
+
+    def copied(table: ProducerStateTable) -> list[Any]:
+        copying[0] = True
+        try:
+            return to_wire(table)
+        finally:
+            copying[0] = False
+
+    gc.callbacks.append(counting)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ProducerStateTable, "to_wire", copied)
+            written = partition.checkpoint()
+    finally:
+        gc.callbacks.remove(counting)
+    assert written is not None and written.result(30) == partition.high_watermark
+    assert during == []
+
+
+def test_a_run_cut_short_in_the_bucket_leaves_the_checkpoint_before_in_force_without_the_wal(
+    restarts: Restarts, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Uploaded, a run a refused part cut short is in the bucket as in the
+    WAL: a machine that lost the WAL loads the checkpoint before it from
+    the objects alone and replays the batches since."""
+    e = restarts.engine
+    first = _crowd(e, PRODUCERS)
+    partition = e.partition("t", 0)
+    assert partition.checkpoint() is not None
+    assert e.flush(30)
+    more = _crowd(e, 100)
+    state = partition.state_stream_id
+    submit = e.store.submit
+
+    def refusing(stream_id: int, base: int, last: int, payload: Any, *args: Any) -> Any:
+        if stream_id == state:
+            record = msgpack.unpackb(payload, strict_map_key=False)
+            if record["v"] == PART_VERSION and record["part"] == 1:
+                raise NoRoom(stream_id, 0, 0)
+        return submit(stream_id, base, last, payload, *args)
+
+    monkeypatch.setattr(e.store, "submit", refusing)
+    with pytest.raises(NoRoom):
+        partition.checkpoint()
+    monkeypatch.setattr(e.store, "submit", submit)
+    assert e.store.flush(30)  # everything uploaded, the cut-short part 0 too
+    records = _state_records(e)
+    assert records[-1]["v"] == PART_VERSION and records[-1]["part"] == 0
+    e = restarts.fresh_machine(tmp_path / "node")
+    assert restarts.replayed[-1] == len(more)
+    _kept(e, first + more)

@@ -466,3 +466,51 @@ def test_a_read_committed_lookup_from_the_store_reads_a_checkpoint_in_parts(
         assert [(a.first_offset, a.last_offset) for a in txns.aborted] == [(0, 1)]
         committed = lookup_uploaded(store, ["t"], HEADER, b"a", read_committed=True)
         assert len(committed) == 1500 and b"aborted" not in {r.value for r in committed}
+
+
+def test_a_read_committed_lookup_reads_a_run_of_parts_it_passes_over_once(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint in parts newer than the end asked for (it describes
+    batches not committed yet) is passed over: its parts are read once, to
+    join and date it, not again one by one on the way to the one before."""
+    store = CountingStore(tmp_path / "bucket")
+    config = EngineConfig(
+        store=StreamStoreConfig(
+            upload_interval_s=3600,
+            upload_bytes=1 << 30,
+            compaction_interval_s=3600,
+            block_bytes=16 * 1024,
+            block_cache_bytes=0,
+            wal_segment_bytes=32 * 1024,
+        ),
+        checkpoint_interval_s=3600,
+        cleaner_interval_s=3600,
+    )
+    with Engine.open(tmp_path / "data", store, config=config) as e:
+        e.create_topic("t", 1)
+        for _ in range(4000):
+            pid, epoch = e.init_producer_id()
+            batch = native.encode_batch(
+                [RecordSpec(0, None, b"v")], producer_id=pid, producer_epoch=epoch, base_sequence=0
+            )
+            e.produce("t", 0, batch)
+        partition = e.partition("t", 0)
+        older = partition.checkpoint()
+        assert older is not None
+        end = older.result(30)
+        e.produce("t", 0, native.encode_batch([RecordSpec(0, None, b"after")]))
+        newer = partition.checkpoint()
+        assert newer is not None and newer.result(30) == end + 1
+        assert e.store.flush(30)
+        state = load_state(store)
+        meta = state.streams[partition.state_stream_id]
+        parts = meta.end_offset - meta.start_offset
+        assert parts >= 6  # two runs of three parts or more
+        gets = store.gets
+        _, described = _last_checkpoint(store, state, partition.state_stream_id, end, None)
+        read = store.gets - gets
+    assert described == end
+    # One read of each part's block or two (a part spans blocks), and the
+    # object's index: reading the newer run twice would be a third more.
+    assert read <= 2 * parts + 2, (read, parts)
