@@ -164,9 +164,9 @@ def test_produce_is_listed_from_v0_but_served_from_v3() -> None:
     assert all(is_served(ApiKey.PRODUCE, version) for version in range(3, 13))
 
 
-def test_only_catalog_changes_and_log_dirs_run_off_the_event_loop() -> None:
+def test_only_durable_writes_waited_for_and_log_dirs_run_off_the_event_loop() -> None:
     """The ACL, credential, token and config APIs' changes are catalog
-    writes, as topics' are."""
+    writes, as topics' are; DeleteRecords waits for checkpoints and trims."""
     off = {r.key for r in registrations() if r.off_loop}
     assert off == {
         ApiKey.CREATE_ACLS,
@@ -187,6 +187,8 @@ def test_only_catalog_changes_and_log_dirs_run_off_the_event_loop() -> None:
         # a durable write per resource
         ApiKey.ALTER_CONFIGS,
         ApiKey.INCREMENTAL_ALTER_CONFIGS,
+        # a durable checkpoint and trim per partition
+        ApiKey.DELETE_RECORDS,
     }
 
 

@@ -22,7 +22,7 @@ from engine.server.handlers.common import (
     isolation_level,
     leader_or_error,
 )
-from engine.server.handlers.registry import handles
+from engine.server.handlers.registry import handles, handles_off_loop
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -232,7 +232,10 @@ def handle_offset_for_leader_epoch(
     return {"throttle_time": 0, "topics": topics}
 
 
-@handles(
+# On the admin thread: each partition's new log start is made durable by a
+# checkpoint (its whole producer table, in parts when large: docs/design/0112)
+# and a trim, each waited for; the event loop serves the other connections.
+@handles_off_loop(
     ApiKey.DELETE_RECORDS,
     0,
     2,
