@@ -113,7 +113,15 @@ class TestBroker:
 
     def _stop_server(self) -> None:
         if not self._server_stopped and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(self._timeout)
+            stopping = asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop)
+            try:
+                stopping.result(self._timeout)
+            except BaseException:
+                # Cut short on the loop too (a stop resumes after a
+                # cancellation): the next close finishes it, rather than
+                # running a second stop beside one still going.
+                stopping.cancel()
+                raise
         self._server_stopped = True
 
     def __enter__(self) -> TestBroker:

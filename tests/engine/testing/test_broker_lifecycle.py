@@ -190,3 +190,35 @@ def test_a_server_stop_cut_short_is_finished_by_the_next() -> None:
     assert not listening(running.port)
     assert not os.path.exists(running.data_dir)
     assert set(threading.enumerate()) - before == set()
+
+
+def test_a_server_stop_that_timed_out_is_cancelled_and_finished_by_the_next() -> None:
+    """A stop still running on the loop when the close gave up on it is
+    cancelled, so the next close resumes the stop rather than running a
+    second one beside it."""
+    running = start()
+    stop = running._server.stop
+    first_cancelled = threading.Event()
+    calls = 0
+
+    async def hangs_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                first_cancelled.set()
+                raise
+        await stop()
+
+    running._server.stop = hangs_once  # type: ignore[method-assign]
+    running._timeout = 0.2  # the wait given up on at once, the loop left running
+    with pytest.raises(TimeoutError):
+        running.close()
+    assert first_cancelled.wait(10)
+    running._timeout = 30.0
+    running.close()
+    assert calls == 2
+    assert not listening(running.port)
+    assert not os.path.exists(running.data_dir)
