@@ -233,6 +233,21 @@ class EngineClosed(EngineError):
         super().__init__("the engine is closed")
 
 
+class FlushInCallback(EngineError):
+    """A producer's flush called from a delivery callback. Callbacks run on
+    the thread that settles records (the WAL's group commit, shared by
+    every producer of the engine): a flush there waits for records only
+    that thread settles, and would hold every producer's writes until it
+    timed out, or for ever. Kafka's KafkaProducer.flush refuses the same
+    from its I/O thread, with the same words."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Producer.flush() invocation inside a callback is not permitted "
+            "because it may lead to deadlock"
+        )
+
+
 class BufferExhausted(EngineError, TimeoutError):
     """An embedded producer's queue stayed full for ``max_block_ms``: the
     engine takes no more appends (its object store unreachable, say, with

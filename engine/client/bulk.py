@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import struct
 from collections.abc import Callable, Sequence
 
 import native
-from engine.client.delivery import DeliveryFuture
+from engine.client.delivery import DeliveryFuture, run_callbacks
 from engine.client.partitioner import KeyPartitioner
 from engine.types import SentBatch
 
@@ -140,8 +141,6 @@ class BulkDelivery:
         # here; its callbacks run once the caller released it.
         callbacks = resolver.settle(None if error is not None else outcome, error) or []
 
-        def run_callbacks() -> None:
-            for callback in callbacks:
-                callback(resolver)
-
-        return run_callbacks
+        return functools.partial(
+            run_callbacks, [functools.partial(callback, resolver) for callback in callbacks]
+        )

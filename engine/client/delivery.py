@@ -12,7 +12,7 @@ returns the outcome directly.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, NamedTuple, TypeVar
 
 from engine.clock import Clock
@@ -20,6 +20,27 @@ from engine.clock import Clock
 T = TypeVar("T")
 
 _PENDING = object()
+
+_running = threading.local()
+"""How deep this thread is in delivery callbacks run by run_callbacks."""
+
+
+def run_callbacks(callbacks: Iterable[Callable[[], object]]) -> None:
+    """Runs settled futures' callbacks, marked as such on this thread for
+    ``in_callback`` (the thread is often the WAL's, which a callback must
+    not wait on)."""
+    _running.depth = getattr(_running, "depth", 0) + 1
+    try:
+        for callback in callbacks:
+            callback()
+    finally:
+        _running.depth -= 1
+
+
+def in_callback() -> bool:
+    """Whether this thread is running a delivery callback (any producer's:
+    they share the threads that settle records)."""
+    return getattr(_running, "depth", 0) > 0
 
 
 class Waits(NamedTuple):

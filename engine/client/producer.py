@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,10 +33,16 @@ from engine.client.bulk import (
     group_by_key,
     set_producer_fields,
 )
-from engine.client.delivery import DeliveryFuture, Waits
+from engine.client.delivery import DeliveryFuture, Waits, in_callback, run_callbacks
 from engine.client.partitioner import DEFAULT_PARTITIONER, StickyPartitioner, key_partitioner
 from engine.client.producer_batch import ProducerBatch, Resolver
-from engine.errors import BufferExhausted, EngineClosed, EngineError, InvalidTxnState
+from engine.errors import (
+    BufferExhausted,
+    EngineClosed,
+    EngineError,
+    FlushInCallback,
+    InvalidTxnState,
+)
 from engine.partition import AppendResult, Partition
 from engine.provenance import EMBEDDED_LISTENER, Provenance
 from engine.types import Header, RecordMetadata, SentBatch, TopicPartition
@@ -43,6 +50,8 @@ from native import Compression, RecordSpec
 
 if TYPE_CHECKING:
     from engine.client.host import ClientHost
+
+log = logging.getLogger("tidelog.producer")
 
 BATCH_OVERHEAD = 61 + 21
 """A batch header plus a record's worst-case framing, for size estimates."""
@@ -680,8 +689,8 @@ class Producer:
             self._in_flight -= len(resolvers)
             self._batches_in_flight[tp] -= 1
             self._changed.notify_all()
-        for callback, future in callbacks:
-            callback(future)
+        if callbacks:
+            run_callbacks([functools.partial(callback, future) for callback, future in callbacks])
         for loop, waiting in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle_async, waiting, outcome)
@@ -709,7 +718,14 @@ class Producer:
     # -- flushing and closing ------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Sends everything queued and waits until it is durable (or failed)."""
+        """Sends everything queued and waits until it is durable (or failed).
+        FlushInCallback from a delivery callback, which runs on the thread
+        that would settle what the flush waits for."""
+        if in_callback():
+            raise FlushInCallback
+        return self._flush(timeout)
+
+    def _flush(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self._changed:
             self._flushing += 1
@@ -728,8 +744,13 @@ class Producer:
         return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Sends what is queued, waits for it, and stops the sender."""
-        self.flush(timeout)
+        """Sends what is queued, waits for it, and stops the sender. From a
+        delivery callback it does not wait (Kafka's close(0) there): the
+        callback's thread is the one that would settle what it waits for."""
+        if in_callback():
+            log.warning("Producer.close() from a delivery callback: closing without waiting")
+            timeout = 0
+        self._flush(timeout)
         with self._changed:
             self._closed = True
             self._changed.notify_all()

@@ -640,6 +640,55 @@ def test_flush_waits_until_every_queued_record_is_durable(engine_factory: Engine
         producer.send("t", b"late")
 
 
+def test_a_flush_from_a_delivery_callback_is_refused_at_once(engine_factory: EngineFactory) -> None:
+    """A delivery callback runs on the thread that settles records (the
+    WAL's group commit): a flush there would wait for records only that
+    thread settles, stalling every producer until its timeout. Refused,
+    as Kafka's KafkaProducer.flush refuses one from its I/O thread; a
+    close there closes without waiting, as Kafka's close(0)."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    # Nothing is sent before a flush: each callback is added before its
+    # record is settled, so it runs on the thread that settles it.
+    producer = e.producer(linger_ms=60_000)
+    refused: list[BaseException] = []
+    flushed: list[bool] = []
+
+    def flush_in_callback(_: object) -> None:
+        try:
+            flushed.append(producer.flush(timeout=60))
+        except engine.FlushInCallback as error:
+            refused.append(error)
+
+    first = producer.send("t", b"first")
+    first.add_done_callback(flush_in_callback)
+    second = producer.send("t", b"second")
+    assert producer.flush(timeout=60)
+    assert flushed == []
+    assert len(refused) == 1 and "deadlock" in str(refused[0])
+    assert (first.result(0), second.result(0)) == ((0, 0), (0, 1))
+    many = producer.send_many("t", [b"m0", b"m1"])
+    many.add_done_callback(flush_in_callback)
+    assert producer.flush(timeout=60)
+    assert flushed == [] and len(refused) == 2  # send_many's callbacks alike
+
+    closed = threading.Event()
+
+    def close_in_callback(_: object) -> None:
+        producer.close(timeout=60)
+        closed.set()
+
+    third = producer.send("t", b"third")
+    third.add_done_callback(close_in_callback)
+    fourth = producer.send("t", b"fourth")
+    assert producer.flush(timeout=60)
+    assert closed.wait(30)
+    assert fourth.result(timeout=30) == (0, 5)
+    with pytest.raises(engine.EngineClosed):
+        producer.send("t", b"after the close")
+    assert producer.flush(timeout=0)  # from outside a callback, allowed as ever
+
+
 def test_a_flush_sends_at_once_until_it_returns_while_another_returns_first(
     engine_factory: EngineFactory,
 ) -> None:

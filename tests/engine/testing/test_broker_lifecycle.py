@@ -7,8 +7,11 @@ and data; an empty data directory on the small profile holds a few KiB
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 import engine
 from engine.engine import EngineConfig
 from engine.testing import async_broker, broker, start
+from tests.engine.helpers_records import child_env
 
 SMALL_DIRECTORY_BYTES = 64 * 1024
 """An empty data directory on the small profile holds less than this."""
@@ -129,3 +133,92 @@ def test_start_without_a_block_is_closed_by_its_caller() -> None:
         running.close()
     running.close()  # a second close does nothing
     assert "closed" in repr(running)
+
+
+def test_a_close_cut_short_is_finished_by_the_next() -> None:
+    """A close cut short in the engine's close (docs/design/0113) leaves
+    the data directory to the engine still open in it; the next close
+    finishes the engine's close, then removes the directory, and the
+    exit hook finds nothing left to close."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("child_broker_closes_twice.py"))],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    closes = json.loads(done.stdout)
+    assert closes["first"] == {
+        "raised": "the close was cut short",
+        "directory": True,
+        "engine_closed": False,
+        "left_to_the_exit_hook": True,
+    }
+    assert closes["second"] == {
+        "directory": False,
+        "engine_closed": True,
+        "left_to_the_exit_hook": False,
+    }
+    assert "WARNING" not in done.stderr
+
+
+def test_a_server_stop_cut_short_is_finished_by_the_next() -> None:
+    """The server's stop failing leaves its loop running, and the next
+    close stops the server on it: no listening port, no thread, no
+    directory."""
+    before = set(threading.enumerate())
+    running = start()
+    stop = running._server.stop
+    calls = 0
+
+    async def cut_short_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the stop was cut short")
+        await stop()
+
+    running._server.stop = cut_short_once  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="cut short"):
+        running.close()
+    assert running.closed
+    assert os.path.isdir(running.data_dir)  # the engine closed, the broker not yet
+    running.close()
+    assert calls == 2
+    assert not listening(running.port)
+    assert not os.path.exists(running.data_dir)
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_a_server_stop_that_timed_out_is_cancelled_and_finished_by_the_next() -> None:
+    """A stop still running on the loop when the close gave up on it is
+    cancelled, so the next close resumes the stop rather than running a
+    second one beside it."""
+    running = start()
+    stop = running._server.stop
+    first_cancelled = threading.Event()
+    calls = 0
+
+    async def hangs_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                first_cancelled.set()
+                raise
+        await stop()
+
+    running._server.stop = hangs_once  # type: ignore[method-assign]
+    running._timeout = 0.2  # the wait given up on at once, the loop left running
+    with pytest.raises(TimeoutError):
+        running.close()
+    assert first_cancelled.wait(10)
+    running._timeout = 30.0
+    running.close()
+    assert calls == 2
+    assert not listening(running.port)
+    assert not os.path.exists(running.data_dir)
