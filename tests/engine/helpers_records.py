@@ -64,6 +64,24 @@ def batch(
     return native.encode_batch(specs, **options)  # type: ignore[arg-type]
 
 
+def produce_in_transaction(
+    e: Engine, topic: str, partition: int, value: bytes, producer_id: int, epoch: int
+) -> None:
+    """Writes ``value`` to ``topic``-``partition`` as the producer's first
+    batch there (sequence 0) in its open transaction."""
+    e.produce(
+        topic,
+        partition,
+        batch(
+            [value],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=0,
+            is_transactional=True,
+        ),
+    )
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child process that imports tidelog from this tree."""
     env = dict(os.environ, **extra)
