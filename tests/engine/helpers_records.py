@@ -7,6 +7,7 @@ the embedded consumer, so a test of the log does not depend on the consumer.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,3 +94,13 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def child_command(script: str, *args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).with_name(script)), *args]
+
+
+def run_child(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Runs ``command`` as a child that imports tidelog from this tree, its
+    output captured as text; fails the test unless it exits 0."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=child_env(), timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done
