@@ -6,6 +6,7 @@ frame."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -116,3 +117,17 @@ def _total(dump: Path) -> int:
         if line.startswith(("summary:", "totals:")):
             total = max(total, int(line.split()[1]))
     return total
+
+
+def report(figures: dict[str, dict[str, float]], heading: str, *, as_json: bool) -> None:
+    """Prints each figure by tree (``figures[kind][tree]``): as JSON, or as
+    a table with a column a tree (the last 28 characters of its path), the
+    trees of one run side by side."""
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    trees = list(next(iter(figures.values()), {}))
+    width = max(len(name) for name in [heading, *figures]) + 2
+    print(f"{heading:<{width}}" + "".join(f"{tree[-28:]:>30}" for tree in trees))
+    for kind, by_tree in figures.items():
+        print(f"{kind:<{width}}" + "".join(f"{by_tree[tree]:>30.0f}" for tree in trees))

@@ -24,7 +24,6 @@ trees are compared in one run, side by side.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import _callgrind_costs
@@ -94,12 +93,7 @@ def main() -> None:
                 figures["produce_checkpoint" + scope][str(tree)]
                 - figures["produce" + scope][str(tree)]
             )
-    if args.json:
-        print(json.dumps(figures, indent=2))
-        return
-    print(f"{'instructions per round':<34}" + "".join(f"{str(t)[-28:]:>30}" for t in trees))
-    for kind, by_tree in figures.items():
-        print(f"{kind:<34}" + "".join(f"{by_tree[str(t)]:>30.0f}" for t in trees))
+    _callgrind_costs.report(figures, "instructions per round", as_json=args.json)
 
 
 if __name__ == "__main__":

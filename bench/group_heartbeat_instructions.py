@@ -19,7 +19,6 @@ run, each kind's figures side by side.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import _callgrind_costs
@@ -77,12 +76,7 @@ def main() -> None:
             base = _instructions(tree, kind, 0)
             loaded = _instructions(tree, kind, args.calls)
             figures.setdefault(kind, {})[str(tree)] = (loaded - base) / args.calls
-    if args.json:
-        print(json.dumps(figures, indent=2))
-        return
-    print(f"{'instructions per call':<22}" + "".join(f"{str(t)[-28:]:>30}" for t in trees))
-    for kind, by_tree in figures.items():
-        print(f"{kind:<22}" + "".join(f"{by_tree[str(t)]:>30.0f}" for t in trees))
+    _callgrind_costs.report(figures, "instructions per call", as_json=args.json)
 
 
 if __name__ == "__main__":
