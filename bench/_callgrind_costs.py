@@ -6,8 +6,14 @@ frame."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 _NAMED = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
@@ -73,3 +79,55 @@ def calls(path: Path, name: str) -> bool:
     """Whether the dump's thread ran a function whose name starts so."""
     pattern = re.compile(rf"^c?fn=\(\d+\) {re.escape(name)}", re.MULTILINE)
     return pattern.search(path.read_text(errors="replace")) is not None
+
+
+def thread_instructions(tree: Path, argv: Sequence[str]) -> list[int]:
+    """Each thread's instructions when ``python *argv`` runs under callgrind
+    from a source tree (its code imported first), in the order the threads
+    started: the main thread's first. Hash seeds are fixed, so that two runs
+    of one tree differ only by where objects land in memory."""
+    with tempfile.TemporaryDirectory() as out:
+        env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={os.path.join(out, 'callgrind.out')}",
+                sys.executable,
+                *argv,
+            ],
+            cwd=tree,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        # One dump a thread, named by the thread's number: callgrind.out-01 ...
+        dumps = sorted(Path(out).glob("callgrind.out-*"), key=lambda d: int(d.name.rsplit("-")[-1]))
+        if not dumps:
+            raise RuntimeError(f"callgrind wrote no dump for {tree}")
+        return [_total(dump) for dump in dumps]
+
+
+def _total(dump: Path) -> int:
+    """A dump's instructions: its summary line, or its totals line where
+    a valgrind release writes that instead."""
+    total = 0
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            total = max(total, int(line.split()[1]))
+    return total
+
+
+def report(figures: dict[str, dict[str, float]], heading: str, *, as_json: bool) -> None:
+    """Prints each figure by tree (``figures[kind][tree]``): as JSON, or as
+    a table with a column a tree (the last 28 characters of its path), the
+    trees of one run side by side."""
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    trees = list(next(iter(figures.values()), {}))
+    width = max(len(name) for name in [heading, *figures]) + 2
+    print(f"{heading:<{width}}" + "".join(f"{tree[-28:]:>30}" for tree in trees))
+    for kind, by_tree in figures.items():
+        print(f"{kind:<{width}}" + "".join(f"{by_tree[tree]:>30.0f}" for tree in trees))

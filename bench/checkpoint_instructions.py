@@ -24,12 +24,9 @@ trees are compared in one run, side by side.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
+
+import _callgrind_costs
 
 KINDS = ("produce", "produce_checkpoint", "idle_checkpoint")
 
@@ -70,36 +67,8 @@ e.close()
 
 def _instructions(tree: Path, kind: str, calls: int) -> tuple[int, int]:
     """Every thread's instructions and the main thread's."""
-    with tempfile.TemporaryDirectory() as out:
-        pattern = os.path.join(out, "callgrind.%p")
-        env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={pattern}",
-                sys.executable,
-                "-c",
-                CHILD,
-                kind,
-                str(calls),
-            ],
-            cwd=tree,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        total = main = 0
-        for dump in Path(out).iterdir():
-            count = 0
-            for line in dump.read_text(errors="replace").splitlines():
-                if line.startswith(("summary:", "totals:")):
-                    count = max(count, int(line.split()[1]))
-            total += count
-            if dump.name.endswith("-01"):
-                main = count
-        return total, main
+    threads = _callgrind_costs.thread_instructions(tree, ["-c", CHILD, kind, str(calls)])
+    return sum(threads), threads[0]
 
 
 def main() -> None:
@@ -124,12 +93,7 @@ def main() -> None:
                 figures["produce_checkpoint" + scope][str(tree)]
                 - figures["produce" + scope][str(tree)]
             )
-    if args.json:
-        print(json.dumps(figures, indent=2))
-        return
-    print(f"{'instructions per round':<34}" + "".join(f"{str(t)[-28:]:>30}" for t in trees))
-    for kind, by_tree in figures.items():
-        print(f"{kind:<34}" + "".join(f"{by_tree[str(t)]:>30.0f}" for t in trees))
+    _callgrind_costs.report(figures, "instructions per round", as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,9 @@ run, each kind's figures side by side.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
+
+import _callgrind_costs
 
 KINDS = ("classic_heartbeat", "consumer_heartbeat", "durable_commit")
 
@@ -62,31 +59,8 @@ e.close()
 
 
 def _instructions(tree: Path, kind: str, calls: int) -> int:
-    with tempfile.TemporaryDirectory() as out:
-        pattern = os.path.join(out, "callgrind.%p")
-        env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={pattern}",
-                sys.executable,
-                "-c",
-                CHILD,
-                kind,
-                str(calls),
-            ],
-            cwd=tree,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        total = 0
-        for dump in Path(out).iterdir():
-            for line in dump.read_text(errors="replace").splitlines():
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    total = max(total, int(line.split()[1]))
-        return total
+    """Every thread's instructions (the WAL's included for the commit)."""
+    return sum(_callgrind_costs.thread_instructions(tree, ["-c", CHILD, kind, str(calls)]))
 
 
 def main() -> None:
@@ -102,12 +76,7 @@ def main() -> None:
             base = _instructions(tree, kind, 0)
             loaded = _instructions(tree, kind, args.calls)
             figures.setdefault(kind, {})[str(tree)] = (loaded - base) / args.calls
-    if args.json:
-        print(json.dumps(figures, indent=2))
-        return
-    print(f"{'instructions per call':<22}" + "".join(f"{str(t)[-28:]:>30}" for t in trees))
-    for kind, by_tree in figures.items():
-        print(f"{kind:<22}" + "".join(f"{by_tree[str(t)]:>30.0f}" for t in trees))
+    _callgrind_costs.report(figures, "instructions per call", as_json=args.json)
 
 
 if __name__ == "__main__":

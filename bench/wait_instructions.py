@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
+
+import _callgrind_costs
 
 HERE = Path(__file__).resolve().parents[1]
 KINDS = ("woken", "cancelled", "growth")
@@ -81,32 +78,7 @@ with engine.open(Path(tempfile.mkdtemp()) / "data", config=engine.EngineConfig.s
 
 def count(tree: Path, waits: int, kind: str) -> int:
     """The loop's thread's instructions for a run of ``waits``."""
-    with tempfile.TemporaryDirectory() as scratch:
-        script = Path(scratch) / "cycle.py"
-        script.write_text(CYCLE)
-        out = Path(scratch) / "callgrind.out"
-        env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                str(script),
-                str(waits),
-                kind,
-            ],
-            cwd=tree,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        text = Path(f"{out}-01").read_text(errors="replace")
-    found = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
-    if found is None:
-        raise RuntimeError(f"no total in the loop thread's callgrind output for {tree}")
-    return int(found.group(1))
+    return _callgrind_costs.thread_instructions(tree, ["-c", CYCLE, str(waits), kind])[0]
 
 
 def main() -> None:

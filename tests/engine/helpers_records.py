@@ -7,6 +7,7 @@ the embedded consumer, so a test of the log does not depend on the consumer.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def batch(
     return native.encode_batch(specs, **options)  # type: ignore[arg-type]
 
 
+def produce_in_transaction(
+    e: Engine, topic: str, partition: int, value: bytes, producer_id: int, epoch: int
+) -> None:
+    """Writes ``value`` to ``topic``-``partition`` as the producer's first
+    batch there (sequence 0) in its open transaction."""
+    e.produce(
+        topic,
+        partition,
+        batch(
+            [value],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=0,
+            is_transactional=True,
+        ),
+    )
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child process that imports tidelog from this tree."""
     env = dict(os.environ, **extra)
@@ -75,3 +94,13 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def child_command(script: str, *args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).with_name(script)), *args]
+
+
+def run_child(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Runs ``command`` as a child that imports tidelog from this tree, its
+    output captured as text; fails the test unless it exits 0."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=child_env(), timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done

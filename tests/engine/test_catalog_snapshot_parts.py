@@ -30,6 +30,7 @@ from engine.state_parts import framing
 from s3stream import LOCAL, AppendOptions, NoRoom, StoreFailed, check_fits
 from s3stream.fetcher import FetchResult
 from s3stream.objects import StoredBatch
+from tests.engine.catalog_streams import loaded_state, started_catalog
 
 
 class Crash(BaseException):
@@ -109,10 +110,7 @@ class PartsStream:
 
     def read_back(self) -> CatalogState:
         """What a restart loads: every durable record, from the start."""
-        state = CatalogState()
-        for payload in self.payloads():
-            state.apply(msgpack.unpackb(payload, raw=False, strict_map_key=False))
-        return state
+        return loaded_state(self.payloads())
 
     # What Catalog.open reads a store's catalog with.
     def streams(self) -> list[int]:
@@ -141,12 +139,6 @@ def _acl(i: int, principal_bytes: int) -> list[Any]:
     return [2, f"topic-{i}", 3, "User:" + "p" * principal_bytes, "*", 3, 3]
 
 
-def _started(stream: PartsStream) -> Catalog:
-    catalog = Catalog(stream, 0, CatalogState())  # type: ignore[arg-type]
-    catalog.append(["catalog", 1, 0])
-    return catalog
-
-
 def test_a_catalog_past_one_append_is_snapshotted_in_parts_and_trimmed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -156,7 +148,7 @@ def test_a_catalog_past_one_append_is_snapshotted_in_parts_and_trimmed(
     come."""
     monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 8)
     stream = PartsStream(max_append_bytes=1024)
-    catalog = _started(stream)
+    catalog = started_catalog(stream)
     for i in range(40):
         catalog.append(["acls_add", [_acl(i, 200)]])
     state_bytes = len(msgpack.packb(catalog.state.to_wire(), use_bin_type=True))
@@ -187,7 +179,7 @@ def test_a_snapshot_stopped_part_way_loses_nothing_and_the_next_completes(
     opens) supersedes the parts left."""
     monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 4)
     stream = PartsStream(max_append_bytes=512)
-    catalog = _started(stream)
+    catalog = started_catalog(stream)
     for i in range(2):
         catalog.append(["acls_add", [_acl(i, 400)]])
     stream.next_snapshot((at, outcome))
@@ -216,7 +208,7 @@ def test_a_snapshot_whose_trim_fails_leaves_the_log_whole_and_the_next_completes
     restart opens it with the same state, and the next snapshot trims."""
     monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 4)
     stream = PartsStream(max_append_bytes=512)
-    catalog = _started(stream)
+    catalog = started_catalog(stream)
     for i in range(2):
         catalog.append(["acls_add", [_acl(i, 400)]])
     stream.next_snapshot((0, "trim"))
@@ -277,7 +269,7 @@ def test_any_changes_with_snapshots_in_parts_and_restarts_load_what_was_applied(
     catalog_module.SNAPSHOT_EVERY = every
     try:
         stream = PartsStream(max_append_bytes)
-        catalog = _started(stream)
+        catalog = started_catalog(stream)
         model = CatalogState()
         model.apply(["catalog", 1, 0])
         acls: dict[int, int] = {}
@@ -322,7 +314,7 @@ def test_a_snapshot_in_parts_holds_the_state_packed_once_and_its_parts() -> None
     parts (about twice the state's bytes): never a third copy as the one
     record it is too large to be."""
     stream = PartsStream(max_append_bytes=64 * 1024)
-    catalog = _started(stream)
+    catalog = started_catalog(stream)
     for i in range(2000):
         catalog.state.apply(["acls_add", [_acl(i, 1000)]])
     packed = len(msgpack.packb(catalog.state.to_wire(), use_bin_type=True))
@@ -343,7 +335,7 @@ def test_a_catalog_opened_on_an_unfinished_snapshot_lets_its_parts_go() -> None:
     holds its state, not the pieces of the snapshot beside it until the
     next change is written."""
     stream = PartsStream(max_append_bytes=64 * 1024)
-    catalog = _started(stream)
+    catalog = started_catalog(stream)
     for i in range(2000):
         catalog.append(["acls_add", [_acl(i, 1000)]])
     packed = len(msgpack.packb(catalog.state.to_wire(), use_bin_type=True))

@@ -24,6 +24,7 @@ from engine.catalog import Catalog, CatalogState
 from engine.engine import Engine
 from engine.errors import EngineError
 from s3stream import LOCAL, AppendOptions, S3StreamError, StoreFailed
+from tests.engine.catalog_streams import loaded_state, started_catalog
 from tests.server.catalog_faults import fail_next_catalog_write
 from wal.segment import SegmentWriter
 
@@ -137,17 +138,12 @@ class MemoryStream:
         self.durable = self.durable[offset:]
 
     def read_back(self) -> CatalogState:
-        state = CatalogState()
-        for payload in self.durable:
-            state.apply(msgpack.unpackb(payload, raw=False, strict_map_key=False))
-        return state
+        return loaded_state(self.durable)
 
 
 def memory_catalog() -> tuple[Catalog, MemoryStream]:
     stream = MemoryStream()
-    catalog = Catalog(stream, 0, CatalogState())  # type: ignore[arg-type]
-    catalog.append(["catalog", 1, 0])
-    return catalog, stream
+    return started_catalog(stream), stream
 
 
 def topic_record(name: str) -> list[Any]:

@@ -33,12 +33,13 @@ from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import OutOfOrderSequence
 from engine.maintenance import EXPIRY_CHECK_INTERVAL_MS
-from engine.partition import FULL_CHECKPOINT_EVERY, Partition
+from engine.partition import FULL_CHECKPOINT_EVERY
 from engine.producer_state import BatchMeta, ProducerEntry, ProducerStateTable
 from engine.state_parts import framing
 from native import RecordSpec
 from s3stream import NoRoom
 from tests.engine.conftest import FAST_STORE, EngineFactory
+from tests.engine.replays import count_replays
 
 SEGMENT = 32 * 1024
 """The WAL's segment: a checkpoint past about this much is written in parts."""
@@ -73,16 +74,7 @@ class Restarts:
     ) -> None:
         self.factory = factory
         self.object_store = object_store
-        self.replayed: list[int] = []
-        recover = Partition.recover
-
-        def counted(partition: Partition) -> int:
-            replayed = recover(partition)
-            if (partition.topic, partition.index) == ("t", 0):
-                self.replayed.append(replayed)
-            return replayed
-
-        monkeypatch.setattr(Partition, "recover", counted)
+        self.replayed = count_replays(monkeypatch, "t", 0)
         self.engine = self._open()
 
     def _open(self) -> Engine:

@@ -11,7 +11,6 @@ import json
 import multiprocessing
 import os
 import select
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 import engine
 from tests.engine.conftest import EngineFactory
-from tests.engine.helpers_records import batch, child_command, child_env, read_partition
+from tests.engine.helpers_records import batch, child_command, read_partition, run_child
 from wal.directory_lock import lock_directory
 from wal.errors import LogLocked
 
@@ -109,15 +108,7 @@ def test_a_forked_child_s_exit_closes_none_of_its_parent_s_engines(tmp_path: Pat
     """A child that exits through the interpreter's exit (atexit and all)
     closes no engine its parent opened: it has none of their threads, and
     their files and store are the parent's."""
-    done = subprocess.run(
-        child_command("child_forks_and_exits.py", str(tmp_path / "node")),
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_child(child_command("child_forks_and_exits.py", str(tmp_path / "node")))
     assert json.loads(done.stdout) == {
         "child_exit": 0,
         "values": ["before the fork", "after the fork", "after the child"],

@@ -21,7 +21,7 @@ from engine.errors import ConcurrentTransactions, CoordinatorCannotWrite
 from engine.transactions.metadata import TV_2, TxnState
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.engine.helpers_records import batch
+from tests.engine.helpers_records import produce_in_transaction
 from tests.engine.reopening import reopening
 from tests.engine.test_transaction_write_failures import TP, _open_v2_at_the_last_epoch
 from tests.engine.test_transactions import control_batches, values
@@ -43,16 +43,8 @@ def _open(e: Engine, tps: list[TopicPartition]) -> tuple[int, int]:
     producer_id, epoch = e.transactions.init_producer_id("x", 60_000).result(TIMEOUT)
     e.transactions.add_partitions("x", producer_id, epoch, tps).result(TIMEOUT)
     for tp in tps:
-        e.produce(
-            tp.topic,
-            tp.partition,
-            batch(
-                [f"{tp.topic}-{tp.partition}".encode()],
-                producer_id=producer_id,
-                producer_epoch=epoch,
-                base_sequence=0,
-                is_transactional=True,
-            ),
+        produce_in_transaction(
+            e, tp.topic, tp.partition, f"{tp.topic}-{tp.partition}".encode(), producer_id, epoch
         )
     return producer_id, epoch
 
@@ -159,17 +151,7 @@ def test_a_rotating_end_whose_marker_keeps_failing_is_answered_with_the_new_id(
     wait (CONCURRENT_TRANSACTIONS) until the transaction completes, and
     then it begins the next one."""
     e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
-    e.produce(
-        "t",
-        0,
-        batch(
-            [b"t-0"],
-            producer_id=producer_id,
-            producer_epoch=epoch,
-            base_sequence=0,
-            is_transactional=True,
-        ),
-    )
+    produce_in_transaction(e, "t", 0, b"t-0", producer_id, epoch)
     with monkeypatch.context() as faults:
         refused = RefusedMarkers(faults, e, ("t", 0), 1_000_000, io_error)
         ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
@@ -198,17 +180,7 @@ def test_a_rotating_end_answered_before_a_restart_completes_with_the_new_id(
     id, whose next transaction then commits, and no other transactional
     id is given it."""
     e, producer_id, epoch = _open_v2_at_the_last_epoch(node)
-    e.produce(
-        "t",
-        0,
-        batch(
-            [b"t-0"],
-            producer_id=producer_id,
-            producer_epoch=epoch,
-            base_sequence=0,
-            is_transactional=True,
-        ),
-    )
+    produce_in_transaction(e, "t", 0, b"t-0", producer_id, epoch)
     with monkeypatch.context() as faults:
         RefusedMarkers(faults, e, ("t", 0), 1_000_000, io_error)
         ended = e.transactions.end_transaction("x", producer_id, epoch, True, TV_2)
@@ -222,17 +194,7 @@ def test_a_rotating_end_answered_before_a_restart_completes_with_the_new_id(
     other, _ = e.transactions.init_producer_id("y", 60_000).result(TIMEOUT)
     assert other not in (producer_id, new_producer_id)
     e.transactions.add_partitions("x", new_producer_id, new_epoch, [TP], TV_2).result(TIMEOUT)
-    e.produce(
-        "t",
-        0,
-        batch(
-            [b"next"],
-            producer_id=new_producer_id,
-            producer_epoch=new_epoch,
-            base_sequence=0,
-            is_transactional=True,
-        ),
-    )
+    produce_in_transaction(e, "t", 0, b"next", new_producer_id, new_epoch)
     e.transactions.end_transaction("x", new_producer_id, new_epoch, True, TV_2).result(TIMEOUT)
     _wait_for_state(e, TxnState.COMPLETE_COMMIT)
     assert values(e, "t", "read_committed") == [b"t-0", b"next"]

@@ -27,7 +27,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.transactions.metadata import MAX_EPOCH, TV_2, TransactionMetadata, TxnState
 from engine.types import TopicPartition
 from tests.engine.conftest import FAST_STORE
-from tests.engine.helpers_records import batch
+from tests.engine.helpers_records import produce_in_transaction
 from tests.engine.reopening import reopening
 from tests.engine.test_transactions import control_batches
 from tests.engine.txn_state_faults import (
@@ -269,17 +269,7 @@ def test_a_complete_record_refused_for_room_is_written_again_not_its_markers(
     takes it the transaction completes as the commit it is."""
     e = node()
     producer_id, epoch = _open(e, timeout_ms=1)
-    e.produce(
-        "t",
-        0,
-        batch(
-            [b"v"],
-            producer_id=producer_id,
-            producer_epoch=epoch,
-            base_sequence=0,
-            is_transactional=True,
-        ),
-    )
+    produce_in_transaction(e, "t", 0, b"v", producer_id, epoch)
     with monkeypatch.context() as faults:
         refused = RefusedStateWrites(faults, e, {"CompleteCommit": 1_000_000}, no_room)
         assert _answer(lambda: e.transactions.end_transaction("x", producer_id, epoch, True)) == (
@@ -314,17 +304,7 @@ def test_a_complete_record_the_wal_fails_is_completed_by_the_next_open(
     coordinator loading the log sends them again), never as an abort."""
     e = node()
     producer_id, epoch = _open(e)
-    e.produce(
-        "t",
-        0,
-        batch(
-            [b"v"],
-            producer_id=producer_id,
-            producer_epoch=epoch,
-            base_sequence=0,
-            is_transactional=True,
-        ),
-    )
+    produce_in_transaction(e, "t", 0, b"v", producer_id, epoch)
     state_log = e.transactions._log
     submit = state_log.store.submit
     with monkeypatch.context() as faults:

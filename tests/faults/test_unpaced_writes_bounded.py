@@ -54,6 +54,20 @@ def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
         yield down
 
 
+def _commit_past_the_headroom(e: Engine) -> None:
+    """Group "g" commits offsets of 4 KiB of metadata, through an outage,
+    until the group log refuses one (COORDINATOR_NOT_AVAILABLE): the log's
+    headroom is then used up."""
+    tp = TopicPartition("t", 0)
+    for offset in range(4 * HEADROOM // 4096):
+        answer = e.groups.commit_offsets(
+            "g", -1, "", None, {tp: OffsetAndMetadata(offset, -1, "m" * 4096)}
+        ).result(TIMEOUT)
+        if answer[tp] is KafkaCode.COORDINATOR_NOT_AVAILABLE:
+            return
+    pytest.fail("no commit was refused past the headroom")
+
+
 def test_offset_commits_in_a_loop_through_an_outage_stop_at_the_headroom(
     down: tuple[Engine, FaultyStore],
 ) -> None:
@@ -152,15 +166,7 @@ def test_a_leave_refused_past_the_headroom_is_answered_coordinator_not_available
         {joined.member_id: b"assigned"},
     ).result(TIMEOUT)  # fmt: skip
     assert synced.error is KafkaCode.NONE
-    tp = TopicPartition("t", 0)
-    for offset in range(4 * HEADROOM // 4096):  # past the headroom
-        answer = e.groups.commit_offsets(
-            "g", -1, "", None, {tp: OffsetAndMetadata(offset, -1, "m" * 4096)}
-        ).result(TIMEOUT)
-        if answer[tp] is KafkaCode.COORDINATOR_NOT_AVAILABLE:
-            break
-    else:
-        pytest.fail("no commit was refused past the headroom")
+    _commit_past_the_headroom(e)
 
     left = e.groups.leave_group("c", [(joined.member_id, None)]).result(TIMEOUT)
     assert left == LeaveResult(KafkaCode.COORDINATOR_NOT_AVAILABLE, [])
@@ -255,15 +261,7 @@ def test_an_embedded_member_refused_past_the_headroom_polls_nothing_then_joins(
     second, not in a loop), and once uploads resume the member joins and
     reads; a close during the backoff returns at once."""
     e, faulty = down
-    tp = TopicPartition("t", 0)
-    for offset in range(4 * HEADROOM // 4096):  # past the headroom
-        answer = e.groups.commit_offsets(
-            "g", -1, "", None, {tp: OffsetAndMetadata(offset, -1, "m" * 4096)}
-        ).result(TIMEOUT)
-        if answer[tp] is KafkaCode.COORDINATOR_NOT_AVAILABLE:
-            break
-    else:
-        pytest.fail("no commit was refused past the headroom")
+    _commit_past_the_headroom(e)
     joins = 0
     join_group = e.groups.join_group
 
@@ -291,7 +289,7 @@ def test_an_embedded_member_refused_past_the_headroom_polls_nothing_then_joins(
         deadline = time.monotonic() + TIMEOUT
         while not consumer.poll(timeout=0.1):
             assert time.monotonic() < deadline, "the member never joined once the store healed"
-        assert consumer.assignment() == {tp}
+        assert consumer.assignment() == {TopicPartition("t", 0)}
     finally:
         consumer.close()
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,17 +161,27 @@ class CountingStore(FaultyStore):
         return super().put(key, data)
 
 
+def _counted_reads(**store: int) -> EngineConfig:
+    """Uploads, merges and checkpoints only when the test asks, in blocks
+    of 16 KiB read from the bucket each time (no block cache): what a
+    lookup reads is what a CountingStore counts."""
+    quiet = StreamStoreConfig(
+        upload_interval_s=3600,
+        upload_bytes=1 << 30,
+        compaction_interval_s=3600,
+        block_bytes=16 * 1024,
+        block_cache_bytes=0,
+    )
+    return EngineConfig(
+        store=replace(quiet, **store),
+        checkpoint_interval_s=3600,
+        cleaner_interval_s=3600,
+    )
+
+
 def test_an_indexed_lookup_reads_the_index_and_the_matching_batches(tmp_path: Path) -> None:
     store = CountingStore(tmp_path / "bucket")
-    config = EngineConfig(
-        store=StreamStoreConfig(
-            upload_interval_s=3600,
-            upload_bytes=1 << 30,
-            compaction_interval_s=3600,
-            block_bytes=16 * 1024,
-            block_cache_bytes=0,
-        )
-    )
+    config = _counted_reads()
     with Engine.open(tmp_path / "data", store, config=config) as engine:
         engine.create_topic("t", 1, configs={"tidelog.index.headers": HEADER})
         for batch in range(400):
@@ -352,17 +363,7 @@ def test_a_read_committed_lookup_from_the_store_reads_the_last_checkpoint_not_th
     both told apart: aborted ones left out, one still open holds the
     stable end."""
     store = CountingStore(tmp_path / "bucket")
-    config = EngineConfig(
-        store=StreamStoreConfig(
-            upload_interval_s=3600,
-            upload_bytes=1 << 30,
-            compaction_interval_s=3600,
-            block_bytes=16 * 1024,
-            block_cache_bytes=0,
-        ),
-        checkpoint_interval_s=3600,
-        cleaner_interval_s=3600,
-    )
+    config = _counted_reads()
     with Engine.open(tmp_path / "data", store, config=config) as e:
         e.create_topic("t", 1, configs={"tidelog.index.headers": HEADER})
         with e.producer(transactional_id="agent") as producer:
@@ -475,18 +476,7 @@ def test_a_read_committed_lookup_reads_a_run_of_parts_it_passes_over_once(
     batches not committed yet) is passed over: its parts are read once, to
     join and date it, not again one by one on the way to the one before."""
     store = CountingStore(tmp_path / "bucket")
-    config = EngineConfig(
-        store=StreamStoreConfig(
-            upload_interval_s=3600,
-            upload_bytes=1 << 30,
-            compaction_interval_s=3600,
-            block_bytes=16 * 1024,
-            block_cache_bytes=0,
-            wal_segment_bytes=32 * 1024,
-        ),
-        checkpoint_interval_s=3600,
-        cleaner_interval_s=3600,
-    )
+    config = _counted_reads(wal_segment_bytes=32 * 1024)
     with Engine.open(tmp_path / "data", store, config=config) as e:
         e.create_topic("t", 1)
         for _ in range(4000):

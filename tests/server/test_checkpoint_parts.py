@@ -20,11 +20,11 @@ from kio.schema.init_producer_id.v2.request import InitProducerIdRequest
 
 import engine
 import native
-from engine.partition import Partition
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from native.records import RecordSpec
 from tests.engine.conftest import FAST_STORE
+from tests.engine.replays import count_replays
 from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
@@ -43,16 +43,7 @@ class Node:
 
     def __init__(self, root: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
         self.root, self.bucket = root, bucket
-        self.replayed: list[int] = []
-        recover = Partition.recover
-
-        def counted(partition: Partition) -> int:
-            replayed = recover(partition)
-            if (partition.topic, partition.index) == ("t", 0):
-                self.replayed.append(replayed)
-            return replayed
-
-        monkeypatch.setattr(Partition, "recover", counted)
+        self.replayed = count_replays(monkeypatch, "t", 0)
         self.open()
 
     def open(self) -> None:

@@ -30,6 +30,34 @@ async def _ok(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+def _ctrl_c_in_connection_lost(
+    loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter, wait_s: float, missing: str
+) -> list[str]:
+    """Closes ``writer`` and runs ``loop`` for up to ``wait_s`` with a
+    Ctrl-C made pending as the listener's ``connection_lost`` starts (its
+    own look handles it); fails with ``missing`` unless a KeyboardInterrupt
+    comes out of the loop. Returns where the Ctrl-C landed."""
+    landed: list[str] = []
+
+    def at_connection_lost(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is _Gated.connection_lost.__code__:
+            sys.settrace(None)
+            landed.append(frame.f_code.co_qualname)
+            _thread.interrupt_main()
+
+    writer.close()
+    sys.settrace(at_connection_lost)
+    try:
+        loop.run_until_complete(asyncio.sleep(wait_s))
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError(missing)
+    finally:
+        sys.settrace(None)
+    return landed
+
+
 def test_a_ctrl_c_landing_in_connection_lost_still_gives_the_admission_back() -> None:
     previous = _raising_sigint()
     loop = asyncio.new_event_loop()
@@ -46,25 +74,9 @@ def test_a_ctrl_c_landing_in_connection_lost_still_gives_the_admission_back() ->
             return writer
 
         writer = loop.run_until_complete(connect())
-        landed: list[str] = []
-
-        def at_connection_lost(frame: FrameType, event: str, arg: object) -> None:
-            # Pending as connection_lost starts: its own look handles it.
-            if event == "call" and frame.f_code is _Gated.connection_lost.__code__:
-                sys.settrace(None)
-                landed.append(frame.f_code.co_qualname)
-                _thread.interrupt_main()
-
-        writer.close()
-        sys.settrace(at_connection_lost)
-        try:
-            loop.run_until_complete(asyncio.sleep(10))
-        except KeyboardInterrupt:
-            pass
-        else:
-            raise AssertionError("no KeyboardInterrupt came out of the loop")
-        finally:
-            sys.settrace(None)
+        landed = _ctrl_c_in_connection_lost(
+            loop, writer, 10, "no KeyboardInterrupt came out of the loop"
+        )
         assert landed == ["_Gated.connection_lost"]
         assert site.admissions.admitted == 0
         assert site.admissions.by_address == {}
@@ -105,24 +117,9 @@ def _interrupt_in_second_connection_lost(limits: Limits, *, admitted: int) -> No
         kept = loop.run_until_complete(connect(1))
         closing = loop.run_until_complete(connect(2))
         assert site.admissions.admitted == admitted
-        landed: list[str] = []
-
-        def at_connection_lost(frame: FrameType, event: str, arg: object) -> None:
-            if event == "call" and frame.f_code is _Gated.connection_lost.__code__:
-                sys.settrace(None)
-                landed.append(frame.f_code.co_qualname)
-                _thread.interrupt_main()
-
-        closing.close()
-        sys.settrace(at_connection_lost)
-        try:
-            loop.run_until_complete(asyncio.sleep(2))
-        except KeyboardInterrupt:
-            pass
-        else:
-            raise AssertionError("the Ctrl-C waits for the kept connection to close")
-        finally:
-            sys.settrace(None)
+        landed = _ctrl_c_in_connection_lost(
+            loop, closing, 2, "the Ctrl-C waits for the kept connection to close"
+        )
         assert landed == ["_Gated.connection_lost"]
         assert site.admissions.admitted == 1
         kept.close()

@@ -591,19 +591,27 @@ def partition_results_v3(answer: Any) -> list[Any]:
     return [p for topic in answer.results_by_topic_v3_and_below for p in topic.results_by_partition]
 
 
+def at_the_last_epoch(tmp_path: Path) -> int:
+    """A node whose topic ``in`` is made and whose transactional id
+    "pipeline" is at the epoch before the last, left closed; returns its
+    producer id."""
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            producer_id, _ = init(server)
+        finally:
+            server.stop()
+        at_epoch(opened, "pipeline", MAX_EPOCH - 1)
+    return producer_id
+
+
 def test_end_txn_v5_of_the_producer_id_an_end_moved_from_is_fenced(tmp_path: Path) -> None:
     """A v2 commit at the last epoch moves the id to a new producer id; the
     old id's EndTxn v5 while the new one's transaction is open is answered
     PRODUCER_FENCED, as Kafka's retryOnOverflow check answers it
     (docs/design/0090), and a retry of the commit the new id and epoch."""
-    with engine.open(tmp_path / "node") as opened:
-        opened.create_topic("in", 1)
-        server = InProcessServer(opened)
-        try:
-            old, _ = init(server)
-        finally:
-            server.stop()
-        at_epoch(opened, "pipeline", MAX_EPOCH - 1)
+    old = at_the_last_epoch(tmp_path)
     with engine.open(tmp_path / "node") as opened:
         server = InProcessServer(opened)
         try:
@@ -637,14 +645,7 @@ def test_end_txn_v5_at_the_last_epoch_is_answered_while_its_marker_keeps_failing
     completes the new id's Produce v12 and its EndTxn are answered
     CONCURRENT_TRANSACTIONS, which clients retry (never
     INVALID_PRODUCER_ID_MAPPING, which is fatal); then it commits."""
-    with engine.open(tmp_path / "node") as opened:
-        opened.create_topic("in", 1)
-        server = InProcessServer(opened)
-        try:
-            old, _ = init(server)
-        finally:
-            server.stop()
-        at_epoch(opened, "pipeline", MAX_EPOCH - 1)
+    old = at_the_last_epoch(tmp_path)
     with engine.open(tmp_path / "node") as opened:
         server = InProcessServer(opened)
         try:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 import engine
 from engine.engine import EngineConfig
 from engine.testing import async_broker, broker, start
-from tests.engine.helpers_records import child_env
+from tests.engine.helpers_records import run_child
 
 SMALL_DIRECTORY_BYTES = 64 * 1024
 """An empty data directory on the small profile holds less than this."""
@@ -140,15 +139,9 @@ def test_a_close_cut_short_is_finished_by_the_next() -> None:
     the data directory to the engine still open in it; the next close
     finishes the engine's close, then removes the directory, and the
     exit hook finds nothing left to close."""
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("child_broker_closes_twice.py"))],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=120,
-        check=False,
+    done = run_child(
+        [sys.executable, str(Path(__file__).with_name("child_broker_closes_twice.py"))]
     )
-    assert done.returncode == 0, done.stderr
     closes = json.loads(done.stdout)
     assert closes["first"] == {
         "raised": "the close was cut short",
