@@ -23,11 +23,11 @@ import pytest
 
 import native
 from engine import Engine, EngineConfig
-from engine.catalog import PARTS_FORMAT_VERSION, SNAPSHOT_PART, CatalogState
+from engine.catalog import PARTS_FORMAT_VERSION, CatalogState, snapshot_part
 from engine.cli.main import main
 from engine.errors import CatalogDamaged
 from engine.memory.uploaded_lookup import lookup_uploaded
-from engine.state_parts import part_records
+from engine.state_parts import cut
 from engine.verify import AnchorNeedsOnePartition, verify_partitions
 from s3stream import StreamStore, open_store
 from s3stream.chain import genesis
@@ -142,7 +142,7 @@ def _upload_damaged_catalog(data_dir: Path, url: str) -> int:
     with StreamStore.open(data_dir, url, QUIET_STORE) as store:
         catalog = store.create_stream()
         store.open_stream(catalog, 0)
-        parts = part_records(catalog, SNAPSHOT_PART, body, 200)
+        parts = cut(catalog, body, 200, snapshot_part)
         assert len(parts) >= 3
         opening = msgpack.packb(["catalog", PARTS_FORMAT_VERSION, 1])
         for payload in [opening, parts[0], *parts[2:]]:

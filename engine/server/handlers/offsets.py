@@ -240,7 +240,8 @@ def handle_offset_for_leader_epoch(
     0,
     2,
     notes={
-        0: "moves the log start offset",
+        0: "moves the log start offset, answered on the admin thread (each partition "
+        "waits for a durable checkpoint and trim)",
         2: "flexible encoding",
     },
 )
