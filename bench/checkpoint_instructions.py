@@ -35,7 +35,7 @@ IDLE_ROUNDS = 10
 figure must stand above what two runs' set-ups differ by."""
 
 CHILD = r"""
-import sys, tempfile
+import sys, shutil, tempfile
 from pathlib import Path
 import engine, native
 from native import RecordSpec
@@ -62,6 +62,7 @@ for i in range(1, calls + 1):
         if written is not None:
             written.result(30)
 e.close()
+shutil.rmtree(root)
 """
 
 

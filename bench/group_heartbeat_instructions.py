@@ -26,7 +26,7 @@ import _callgrind_costs
 KINDS = ("classic_heartbeat", "consumer_heartbeat", "durable_commit")
 
 CHILD = r"""
-import sys, tempfile
+import sys, shutil, tempfile
 from pathlib import Path
 import engine
 from engine.groups.consumer_heartbeat import Heartbeat
@@ -55,6 +55,7 @@ for i in range(calls):
         g.commit_offsets("c", joined.generation_id, joined.member_id, None,
                          {tp: OffsetAndMetadata(i)}).result(30)
 e.close()
+shutil.rmtree(root)
 """
 
 

@@ -41,7 +41,9 @@ import engine
 from engine.types import TopicPartition
 
 count, kind = int(sys.argv[1]), sys.argv[2]
-with engine.open(Path(tempfile.mkdtemp()) / "data", config=engine.EngineConfig.small()) as opened:
+with tempfile.TemporaryDirectory() as scratch, engine.open(
+    Path(scratch) / "data", config=engine.EngineConfig.small()
+) as opened:
     opened.create_topic("t", 1)
     leader = opened.partition("t", 0)
     stream = leader.stream_id
