@@ -141,6 +141,4 @@ class BulkDelivery:
         # here; its callbacks run once the caller released it.
         callbacks = resolver.settle(None if error is not None else outcome, error) or []
 
-        return functools.partial(
-            run_callbacks, [functools.partial(callback, resolver) for callback in callbacks]
-        )
+        return functools.partial(run_callbacks, [(callback, resolver) for callback in callbacks])

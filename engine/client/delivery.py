@@ -18,6 +18,7 @@ from typing import Generic, NamedTuple, TypeVar
 from engine.clock import Clock
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 _PENDING = object()
 
@@ -25,14 +26,14 @@ _running = threading.local()
 """How deep this thread is in delivery callbacks run by run_callbacks."""
 
 
-def run_callbacks(callbacks: Iterable[Callable[[], object]]) -> None:
-    """Runs settled futures' callbacks, marked as such on this thread for
-    ``in_callback`` (the thread is often the WAL's, which a callback must
-    not wait on)."""
+def run_callbacks(callbacks: Iterable[tuple[Callable[[A], object], A]]) -> None:
+    """Runs settled futures' callbacks, each with its future, marked as such
+    on this thread for ``in_callback`` (the thread is often the WAL's, which
+    a callback must not wait on)."""
     _running.depth = getattr(_running, "depth", 0) + 1
     try:
-        for callback in callbacks:
-            callback()
+        for callback, future in callbacks:
+            callback(future)
     finally:
         _running.depth -= 1
 

@@ -690,7 +690,7 @@ class Producer:
             self._batches_in_flight[tp] -= 1
             self._changed.notify_all()
         if callbacks:
-            run_callbacks([functools.partial(callback, future) for callback, future in callbacks])
+            run_callbacks(callbacks)
         for loop, waiting in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle_async, waiting, outcome)
