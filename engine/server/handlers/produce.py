@@ -248,11 +248,13 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         or records_checked(engine, name, partition.partition)
     ):
         return None
+    one = _OneAppend(context.header, name, partition.partition)
     try:
-        durable = engine.submit_async(
+        engine.submit_then(
             name,
             partition.partition,
             records,
+            one.durable,
             remote=None,
             provenance=context.identity.provenance(context.header.client_id),
             one_batch=True,  # see _produce
@@ -262,8 +264,68 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         return _response(
             context.version, [(name, [_refused_append(name, partition.partition, records, error)])]
         )
-    results: Results = [(name, [(partition.partition, durable, None)])]
-    return _answer_when_durable(context.header, results, durable, request.timeout_ms)
+    return one.answer_within(request.timeout_ms)
+
+
+class _OneAppend:
+    """The answer to a request of one append (_produce_one): a future
+    settled by the append's own call (Engine.submit_then) or by the
+    request's timeout, as _when_durable answers; no future of the append's
+    between the store and the answer, and no task."""
+
+    __slots__ = ("_answer", "_header", "_index", "_name", "_timed_out", "_timer")
+
+    def __init__(self, header: RequestHeader, name: str, index: int) -> None:
+        self._header = header
+        self._name = name
+        self._index = index
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
+
+    def answer_within(self, timeout_ms: int) -> asyncio.Future[Body | Encoded]:
+        """The answer, once the append is durable or ``timeout_ms`` passed.
+        Made after the append was accepted: its call never comes before."""
+        loop = asyncio.get_running_loop()
+        self._answer: asyncio.Future[Body | Encoded] = loop.create_future()
+        if timeout_ms > 0:
+            self._timer = loop.call_later(timeout_ms / 1000, self._time_out)
+        return self._answer
+
+    def _time_out(self) -> None:
+        if not self._answer.done():  # else its connection closed
+            self._timed_out = True
+            timed_out = (self._index, KafkaCode.REQUEST_TIMED_OUT, _TIMED_OUT)
+            results: Results = [(self._name, [timed_out])]
+            self._answer.set_result(_response(self._header.api_version, results))
+
+    def durable(self, appended: AppendResult, error: BaseException | None) -> None:
+        answer = self._answer
+        if answer.done():  # answered at the timeout, or its connection closed
+            if error is not None and self._timed_out:  # the append finished on its own
+                log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", error)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        if error is None:
+            encoded = accepted_answer(
+                self._header,
+                self._name,
+                self._index,
+                appended.base_offset,
+                appended.log_append_time,
+                appended.log_start_offset,
+            )
+            if encoded is not None:
+                answer.set_result(encoded)
+                return
+        # Answered as _when_durable answers an append's future.
+        outcome: asyncio.Future[AppendResult] = answer.get_loop().create_future()
+        if error is None:
+            outcome.set_result(appended)
+        else:
+            outcome.set_exception(error)
+        results: Results = [(self._name, [(self._index, outcome, None)])]
+        answer.set_result(_response(self._header.api_version, results))
 
 
 async def _after_the_add(
@@ -614,19 +676,20 @@ def _response(version: int, results: Results) -> Body:
     }
 
 
+_TIMED_OUT = (
+    "not durable within the request's timeout_ms (the object store may be slow "
+    "or unreachable); the append is kept: an idempotent producer's retry is "
+    "answered once it is durable"
+)
+
+
 def _partition(version: int, index: int, result: Outcome, message: str | None) -> Any:
     if isinstance(result, int):
         return _failed(index, result, message)
     if isinstance(result, EngineError):
         return _failed(index, _code(version, result), error_message(result), _record_errors(result))
     if not result.done():
-        return _failed(
-            index,
-            KafkaCode.REQUEST_TIMED_OUT,
-            "not durable within the request's timeout_ms (the object store may be slow "
-            "or unreachable); the append is kept: an idempotent producer's retry is "
-            "answered once it is durable",
-        )
+        return _failed(index, KafkaCode.REQUEST_TIMED_OUT, _TIMED_OUT)
     error = result.exception()
     if error is not None:
         return _failed(index, _code(version, error), error_message(error), _record_errors(error))
