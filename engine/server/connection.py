@@ -614,7 +614,9 @@ class Connection(asyncio.BufferedProtocol):
             log.exception("%s: API key %d failed", self.peer, header.api_key)
             self.abort(error)
             return
-        if inspect.isawaitable(result):
+        if type(result) is asyncio.Future:
+            pass  # a handler's own future (a Produce's answer): queued as it is
+        elif inspect.isawaitable(result):
             until = result.until if isinstance(result, OffLoop) else None
             off_loop = isinstance(result, OffLoop)
             result = asyncio.ensure_future(result)
