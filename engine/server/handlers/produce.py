@@ -40,7 +40,7 @@ from engine.protocol.codec import Encoded, body_offset
 from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
-from engine.protocol.produce import ProduceRequest, decode_produce
+from engine.protocol.produce import FIRST_FLEXIBLE_VERSION, ProduceRequest, decode_produce
 from engine.protocol.produce_single import decode_single_partition
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
@@ -85,9 +85,13 @@ Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
 def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     """Decoded by hand, so that record data stays a slice of the frame; the
     common one-partition request in a few struct reads (produce_single.py)."""
-    offset = body_offset(header, frame)
-    single = decode_single_partition(frame, offset, header.api_version)
-    return single or decode_produce(frame, offset, header.api_version)
+    version, offset = header.api_version, header.body_offset
+    if version < FIRST_FLEXIBLE_VERSION or offset >= len(frame) or frame[offset]:
+        offset = body_offset(header, frame)
+    else:
+        offset += 1  # the header's tagged fields: none, as every client sends them
+    single = decode_single_partition(frame, offset, version)
+    return single or decode_produce(frame, offset, version)
 
 
 # Advertised from v0 although v0-v2 are not served (a request at those
