@@ -856,10 +856,14 @@ class Connection(asyncio.BufferedProtocol):
         self.inflight_bytes -= pending.size
         server.inflight_bytes -= pending.size
         self.answer_bytes -= pending.answer
-        limit = server.config.max_connection_inflight_bytes
-        if not self._pending or self._budget_used <= limit // 2:
+        # Both asked only when paused: a call each per answer otherwise.
+        if "inflight" in self._pauses and (
+            not self._pending
+            or self._budget_used <= server.config.max_connection_inflight_bytes // 2
+        ):
             self._resume("inflight")
-        server.maybe_resume()
+        if server.paused:
+            server.maybe_resume()
         if server.finishing is None and self in server.stalled and self.finishes_request:
             server.finish_past_budget(self)  # its answers are out: its request's turn
 
