@@ -624,10 +624,10 @@ async def _when_durable(
 def _answer_when_durable(
     header: RequestHeader, results: Results, task: asyncio.Future[AppendResult], timeout_ms: int
 ) -> asyncio.Future[Body | Encoded]:
-    """_when_durable for a request of one append (librdkafka's every
-    request to a topic of thousands of partitions): a future settled by
-    the append's callback or the timeout's, not a coroutine of its own (a
-    task) awaiting asyncio.wait."""
+    """_when_durable for a request of one append that _produce_one left to
+    the general path (an older version, a transactional batch, a topic
+    auto-created): a future settled by the append's callback or the
+    timeout's, not a coroutine of its own (a task) awaiting asyncio.wait."""
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[Body | Encoded] = loop.create_future()
     timer: asyncio.TimerHandle | None = None
