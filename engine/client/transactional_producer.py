@@ -120,6 +120,12 @@ class TransactionalProducer(Producer):
         self._accepting = False  # until begin_transaction
         self._added: set[TopicPartition] = set()
         self._offsets_added: set[str] = set()
+        self._maybe_added: set[TopicPartition] = set()
+        self._offsets_maybe_added: set[str] = set()
+        """Partitions and groups whose add was answered NOT_COORDINATOR: the
+        state write's outcome is unknown (one that reached the WAL before
+        the store failed is read by a restart), so the abort adds them
+        again before its EndTxn, and ends them with the rest."""
         self._failure: BaseException | None = None
         self._aborting = threading.Event()
         """Set while abort_transaction fails what is unsent: the sender's
@@ -155,6 +161,8 @@ class TransactionalProducer(Producer):
             self._accepting = True
             self._added = set()
             self._offsets_added = set()
+            self._maybe_added = set()
+            self._offsets_maybe_added = set()
             self._failure = None
 
     def send_offsets_to_transaction(
@@ -172,13 +180,7 @@ class TransactionalProducer(Producer):
             self._access.topic(AclOperation.READ, topic)
         groups = self._engine.groups
         if group_id not in self._offsets_added:
-            self._request(
-                lambda: self._coordinator.add_offsets(
-                    self.transactional_id, self.producer_id, self.producer_epoch, group_id
-                ),
-                timeout,
-            )
-            self._offsets_added.add(group_id)
+            self._add_offsets(group_id, timeout)
         wanted = {
             TopicPartition(*tp): value
             if isinstance(value, OffsetAndMetadata)
@@ -249,6 +251,7 @@ class TransactionalProducer(Producer):
                 TransactionAborted(f"{self.transactional_id!r} aborted its transaction")
             )
             self.flush(timeout)  # what the sender took: written, or failed by its add
+            self._add_again(timeout)
             self._end(False, timeout)
         except BaseException:
             with self._state_lock:
@@ -256,6 +259,51 @@ class TransactionalProducer(Producer):
             raise
         finally:
             self._aborting.clear()
+
+    def _add_again(self, timeout: float | None) -> None:
+        """Adds again what an add answered NOT_COORDINATOR may have added,
+        so that the abort's EndTxn ends it. Kafka's producer sends such an
+        add again (looking the coordinator up) ahead of its EndTxn, and the
+        coordinator then aborts every partition its log says the
+        transaction has; here the coordinator's memory is what was answered
+        (0103), so without the add again a restart that reads the unknown
+        one would find the transaction open, and hold it until its timeout.
+        A store that still cannot write raises: abort again once it can
+        (after a restart, init_transactions aborts what is open)."""
+        for tp in sorted(self._maybe_added - self._added):
+            self._add_partition(tp, timeout)
+        for group_id in sorted(self._offsets_maybe_added - self._offsets_added):
+            self._add_offsets(group_id, timeout)
+
+    def _add_partition(
+        self, tp: TopicPartition, timeout: float | None, retry_until: float | None = None
+    ) -> None:
+        try:
+            self._request(
+                lambda: self._coordinator.add_partitions(
+                    self.transactional_id, self.producer_id, self.producer_epoch, [tp]
+                ),
+                timeout,
+                retry_until=retry_until,
+                abortable=retry_until is not None,
+            )
+        except NotCoordinator:
+            self._maybe_added.add(tp)
+            raise
+        self._added.add(tp)
+
+    def _add_offsets(self, group_id: str, timeout: float | None) -> None:
+        try:
+            self._request(
+                lambda: self._coordinator.add_offsets(
+                    self.transactional_id, self.producer_id, self.producer_epoch, group_id
+                ),
+                timeout,
+            )
+        except NotCoordinator:
+            self._offsets_maybe_added.add(group_id)
+            raise
+        self._offsets_added.add(group_id)
 
     def _end(self, commit: bool, timeout: float | None) -> None:
         if self._added or self._offsets_added:  # else the coordinator never heard of it
@@ -288,15 +336,7 @@ class TransactionalProducer(Producer):
             # expire delivery.timeout.ms after they were opened (the
             # accumulator's expiredBatches), and the transaction can then
             # only be aborted. max.block.ms bounds no add.
-            self._request(
-                lambda: self._coordinator.add_partitions(
-                    self.transactional_id, self.producer_id, self.producer_epoch, [tp]
-                ),
-                None,
-                retry_until=since + self.delivery_timeout_s,
-                abortable=True,
-            )
-            self._added.add(tp)
+            self._add_partition(tp, None, retry_until=since + self.delivery_timeout_s)
 
     def _send_failed(self, error: BaseException) -> None:
         with self._state_lock:

@@ -26,8 +26,10 @@ from tests.engine.conftest import FAST_STORE
 from tests.engine.test_transactions import values
 from tests.engine.txn_state_faults import (
     RefusedStateWrites,
+    WrittenButFailed,
     fail_wal_writes,
     no_room,
+    store_failed,
 )
 
 TIMEOUT = 30.0
@@ -253,6 +255,42 @@ def test_an_abort_fails_the_unsent_records_at_once_and_awaits_those_written(
     producer.close()
     assert values(e, "u", "read_committed") == [b"next"]
     assert values(e, "t", "read_uncommitted") == [b"written"]
+
+
+def test_an_abort_ends_what_an_add_answered_not_coordinator_may_have_added(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction's only AddPartitionsToTxn is written but answered
+    NOT_COORDINATOR, its outcome unknown to the producer (and to the
+    coordinator's memory, which is what was answered): the abort adds the
+    partition again and ends the transaction, so a restart that reads the
+    add finds the transaction aborted, not open until its timeout, and
+    the next transaction commits with nothing of the aborted one read."""
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600)
+    objects = f"file://{tmp_path / 'objects'}"
+    with engine.open(tmp_path / "data", objects, config) as e:
+        e.create_topic("t", 1)
+        producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        unknown = WrittenButFailed(monkeypatch, e, "Ongoing", 1, store_failed)
+        lost = producer.send("t", b"lost", partition=0)
+        with pytest.raises(NotCoordinator):
+            lost.result(TIMEOUT)
+        assert unknown.failed == 1
+        producer.abort_transaction(TIMEOUT)
+        assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+        producer.close()
+    monkeypatch.undo()
+    with engine.open(tmp_path / "data", objects, config) as e:
+        assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+        producer = e.producer(transactional_id="app")
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        producer.send("t", b"next", partition=0)
+        producer.commit_transaction(TIMEOUT)
+        producer.close()
+        assert values(e, "t", "read_committed") == [b"next"]
 
 
 class _PausedHeaders(list[tuple[str, bytes]]):
