@@ -122,10 +122,11 @@ class TransactionalProducer(Producer):
         self._offsets_added: set[str] = set()
         self._maybe_added: set[TopicPartition] = set()
         self._offsets_maybe_added: set[str] = set()
-        """Partitions and groups whose add was answered NOT_COORDINATOR: the
-        state write's outcome is unknown (one that reached the WAL before
-        the store failed is read by a restart), so the abort adds them
-        again before its EndTxn, and ends them with the rest."""
+        """Partitions and groups whose add was answered NOT_COORDINATOR, or
+        not waited for to its end (TimeoutError): the state write's outcome
+        is unknown (one that reached the WAL before the store failed is read
+        by a restart; one still in flight is written after), so the abort
+        adds them again before its EndTxn, and ends them with the rest."""
         self._failure: BaseException | None = None
         self._aborting = threading.Event()
         """Set while abort_transaction fails what is unsent: the sender's
@@ -261,8 +262,10 @@ class TransactionalProducer(Producer):
             self._aborting.clear()
 
     def _add_again(self, timeout: float | None) -> None:
-        """Adds again what an add answered NOT_COORDINATOR may have added,
-        so that the abort's EndTxn ends it. Kafka's producer sends such an
+        """Adds again what an add answered NOT_COORDINATOR (or not waited
+        for to its end) may have added, so that the abort's EndTxn ends it
+        (one still in flight is answered CONCURRENT_TRANSACTIONS, and asked
+        again, until it is written). Kafka's producer sends such an
         add again (looking the coordinator up) ahead of its EndTxn, and the
         coordinator then aborts every partition its log says the
         transaction has; here the coordinator's memory is what was answered
@@ -287,7 +290,7 @@ class TransactionalProducer(Producer):
                 retry_until=retry_until,
                 abortable=retry_until is not None,
             )
-        except NotCoordinator:
+        except (NotCoordinator, TimeoutError):  # see _maybe_added
             self._maybe_added.add(tp)
             raise
         self._added.add(tp)
@@ -300,7 +303,7 @@ class TransactionalProducer(Producer):
                 ),
                 timeout,
             )
-        except NotCoordinator:
+        except (NotCoordinator, TimeoutError):  # see _maybe_added
             self._offsets_maybe_added.add(group_id)
             raise
         self._offsets_added.add(group_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,65 @@ def test_a_send_racing_the_end_of_its_transaction_is_never_written_in_the_next(
             raced["future"].result(TIMEOUT)
     first = [b"first"] if ending == "commit" else []
     assert values(e, "t", "read_committed") == [*first, b"next"]
+
+
+def test_an_abort_ends_an_offsets_add_whose_answer_was_not_awaited(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction's only add (its offsets' group) is written after
+    send_offsets_to_transaction gave up waiting (TimeoutError): its outcome
+    is unknown to the producer, and the coordinator has it. The abort adds
+    the group again and ends the transaction, rather than leave it open
+    until its timeout (which would then fence the producer)."""
+    producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    held = HeldStateWrites(monkeypatch, e, "Ongoing")
+    with pytest.raises(TimeoutError):
+        producer.send_offsets_to_transaction({TopicPartition("t", 0): 1}, "readers", 0.2)
+    held.release()
+    deadline = time.monotonic() + TIMEOUT
+    while e.transactions.describe("app").state is not TxnState.ONGOING:
+        assert time.monotonic() < deadline, "the held add was never written"
+        time.sleep(0.01)
+    producer.abort_transaction(TIMEOUT)
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+    producer.close()
+
+
+class HeldStateWrites:
+    """Holds the transactions state log's appends whose record names
+    ``state`` until ``release``: they are written then, after their caller
+    may have stopped waiting."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, e: Engine, state: str) -> None:
+        self._released = threading.Event()
+        state_log = e.transactions._log
+        submit = state_log.store.submit
+
+        def holding(stream_id: int, *args: Any, **kwargs: Any) -> Any:
+            if stream_id != state_log.stream_id or state.encode() not in bytes(args[2]):
+                return submit(stream_id, *args, **kwargs)
+            answered: Future[int] = Future()
+            answered.set_running_or_notify_cancel()
+
+            def later() -> None:
+                self._released.wait(TIMEOUT)
+                written = submit(stream_id, *args, **kwargs)
+                written.add_done_callback(lambda done: _settle_as(answered, done))
+
+            threading.Thread(target=later, daemon=True).start()
+            return answered
+
+        monkeypatch.setattr(state_log.store, "submit", holding)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+def _settle_as(answered: Future[int], done: Future[int]) -> None:
+    error = done.exception()
+    if error is None:
+        answered.set_result(done.result())
+    else:
+        answered.set_exception(error)
