@@ -242,7 +242,8 @@ class TransactionalProducer(Producer):
         aborts its undrained batches the same way rather than send them
         (RecordAccumulator.abortUndrainedBatches), so an add the
         coordinator keeps refusing holds the abort no longer than one
-        request."""
+        request. If those being written are not done within ``timeout``,
+        TimeoutError and nothing ended (call it again)."""
         self._check_in_transaction()
         with self._state_lock:
             self._accepting = False  # later sends are refused, not queued
@@ -251,7 +252,16 @@ class TransactionalProducer(Producer):
             self._fail_queued(
                 TransactionAborted(f"{self.transactional_id!r} aborted its transaction")
             )
-            self.flush(timeout)  # what the sender took: written, or failed by its add
+            if not self.flush(timeout):  # what the sender took: written, or failed by its add
+                # A record whose add is still being written would be added,
+                # and written, after an abort that found nothing to end: a
+                # transaction left open until its timeout. Kafka's
+                # abortTransaction times out the same way and may be called
+                # again.
+                raise TimeoutError(
+                    f"{self.transactional_id!r}: the transaction's records being sent were "
+                    f"not done within {timeout} s; abort again"
+                )
             self._add_again(timeout)
             self._end(False, timeout)
         except BaseException:

@@ -386,6 +386,8 @@ class HeldStateWrites:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, e: Engine, state: str) -> None:
         self._released = threading.Event()
+        self.holding = threading.Event()
+        """Set once a write is held."""
         state_log = e.transactions._log
         submit = state_log.store.submit
 
@@ -401,6 +403,7 @@ class HeldStateWrites:
                 written.add_done_callback(lambda done: _settle_as(answered, done))
 
             threading.Thread(target=later, daemon=True).start()
+            self.holding.set()
             return answered
 
         monkeypatch.setattr(state_log.store, "submit", holding)
@@ -415,3 +418,31 @@ def _settle_as(answered: Future[int], done: Future[int]) -> None:
         answered.set_result(done.result())
     else:
         answered.set_exception(error)
+
+
+def test_an_abort_whose_records_are_still_being_added_times_out_and_aborts_again(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's add of the transaction's only partition is still being
+    written when the abort's ``timeout`` ends: the abort raises
+    TimeoutError, rather than return with the transaction left open (the
+    add then written, and the record after it, holding the partition's
+    last stable offset until the transaction's timeout). Aborted again
+    once the add is written, the transaction ends and nothing of it is
+    read committed."""
+    producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    held = HeldStateWrites(monkeypatch, e, "Ongoing")
+    sent = producer.send("t", b"aborted", partition=0)
+    assert held.holding.wait(TIMEOUT)  # the sender took the record: it is being added
+    with pytest.raises(TimeoutError):
+        producer.abort_transaction(0.2)
+    held.release()
+    producer.abort_transaction(TIMEOUT)
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+    assert sent.done()
+    with e.producer() as plain:
+        plain.send("t", b"after", partition=0).result(TIMEOUT)
+    assert values(e, "t", "read_committed") == [b"after"]
+    producer.close()
