@@ -229,6 +229,9 @@ class TransactionalProducer(Producer):
                 failure = self._failure
             if failure is not None:
                 raise TransactionError("a record of the transaction failed: abort it") from failure
+            # Only an offsets' add can be left unknown here (a record's fails
+            # the transaction): ended with the rest, not left open.
+            self._add_again(timeout)
             self._end(True, timeout)
         except BaseException:
             with self._state_lock:
@@ -273,9 +276,10 @@ class TransactionalProducer(Producer):
 
     def _add_again(self, timeout: float | None) -> None:
         """Adds again what an add answered NOT_COORDINATOR (or not waited
-        for to its end) may have added, so that the abort's EndTxn ends it
-        (one still in flight is answered CONCURRENT_TRANSACTIONS, and asked
-        again, until it is written). Kafka's producer sends such an
+        for to its end) may have added, so that the abort's EndTxn (or a
+        commit's, for an offsets' add) ends it (one still in flight is
+        answered CONCURRENT_TRANSACTIONS, and asked again, until it is
+        written). Kafka's producer sends such an
         add again (looking the coordinator up) ahead of its EndTxn, and the
         coordinator then aborts every partition its log says the
         transaction has; here the coordinator's memory is what was answered

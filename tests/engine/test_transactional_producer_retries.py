@@ -446,3 +446,27 @@ def test_an_abort_whose_records_are_still_being_added_times_out_and_aborts_again
         plain.send("t", b"after", partition=0).result(TIMEOUT)
     assert values(e, "t", "read_committed") == [b"after"]
     producer.close()
+
+
+def test_a_commit_ends_an_offsets_add_whose_answer_was_not_awaited(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for the abort: the offsets' add, written after
+    send_offsets_to_transaction gave up waiting, is the transaction's only
+    one; the commit adds the group again and ends the transaction, rather
+    than return with it left open until its timeout (whose abort would
+    then fence the producer)."""
+    producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    held = HeldStateWrites(monkeypatch, e, "Ongoing")
+    with pytest.raises(TimeoutError):
+        producer.send_offsets_to_transaction({TopicPartition("t", 0): 1}, "readers", 0.2)
+    held.release()
+    producer.commit_transaction(TIMEOUT)
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_COMMIT
+    producer.begin_transaction()
+    producer.send("t", b"next", partition=0)
+    producer.commit_transaction(TIMEOUT)
+    producer.close()
+    assert values(e, "t", "read_committed") == [b"next"]
