@@ -1098,6 +1098,7 @@ class Engine:
         closing.step("transactions", self.transactions.close)
         closing.step("groups", self.groups.close)
         closing.step("waiters", self._waiters.close)
+        closing.step("catalog", self.catalog.close)
         if flush and not self.store.fenced:
             closing.step("checkpoint", self._checkpoint_at_close)
         closing.step("store", lambda: self._close_store(flush))
