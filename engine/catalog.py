@@ -10,8 +10,10 @@ snapshot took, were appended since it, a snapshot of the whole state is
 appended and the stream is trimmed to it: reading the catalog stays short,
 and writing snapshots costs in proportion to the changes, however many
 topics there are. A snapshot larger than one append is written in parts
-(engine/state_parts.py), and the stream trimmed only once the last is
-durable. The record formats are specified in docs/engine-format.md.
+(engine/state_parts.py), sent together (engine/catalog_snapshot.py), and
+the stream trimmed only once every part is durable; a snapshot is never
+written on a thread that runs an event loop. The record formats are
+specified in docs/engine-format.md.
 """
 
 from __future__ import annotations
