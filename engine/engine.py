@@ -272,6 +272,8 @@ class Engine:
         except BaseException:
             if hasattr(self, "groups"):
                 self.groups.close()
+            if hasattr(self, "catalog"):
+                self.catalog.close()  # its worker writes to the store: done first
             self.store.close(flush=False)
             raise
         self.broker_configs.subscribe(self._broker_configs_changed)
@@ -282,6 +284,7 @@ class Engine:
         except BaseException:  # a refused open leaves nothing running
             self.transactions.close()
             self.groups.close()
+            self.catalog.close()
             self.store.close(flush=False)
             raise
         self.store.add_listener(self._waiters.on_durable)

@@ -6,7 +6,9 @@ parts, is packed and written (docs/design/0110)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import errno
 import select
 import threading
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authorizer import AclOperation, ResourceType
 from engine.state_parts import cut
+from engine.transactions.coordinator import TransactionCoordinator
 from native import RecordSpec
 from s3stream import StreamStore, StreamStoreConfig
 from tests.server.in_process import InProcessServer
@@ -139,3 +142,51 @@ def test_a_snapshot_due_after_a_producer_id_block_is_written_off_the_event_loop(
         reread.apply(record)
     assert reread.snapshots_in_parts == 1
     assert reread.to_wire() == catalog.state.to_wire()
+
+
+def test_an_open_refused_on_an_event_loop_waits_for_its_snapshot_before_the_store_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine opened on an event loop (an embedded async caller) whose
+    catalog writes made a snapshot due hands it to the catalog's worker; an
+    open refused after that (here the transaction coordinator's start) closes
+    the store only once the worker is done, as a close does: nothing is
+    written to a store being closed, and no worker is left behind."""
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)  # the first records make it due
+    sent_on: list[str] = []
+    send = catalog_module.send
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        sent_on.append(threading.current_thread().name)
+        return send(*args, **kwargs)
+
+    workers_at_close: list[list[str]] = []
+    close = StreamStore.close
+
+    def closing(store: StreamStore, *args: Any, **kwargs: Any) -> Any:
+        workers_at_close.append(_snapshot_workers())
+        return close(store, *args, **kwargs)
+
+    def refused(coordinator: TransactionCoordinator) -> None:
+        raise OSError(errno.EIO, "the transactions' state could not be read")
+
+    monkeypatch.setattr(catalog_module, "send", recorded)
+    monkeypatch.setattr(StreamStore, "close", closing)
+    monkeypatch.setattr(TransactionCoordinator, "start", refused)
+
+    async def open_on_the_loop() -> None:
+        engine.open(tmp_path / "node")
+
+    with pytest.raises(OSError, match="could not be read"):
+        asyncio.run(open_on_the_loop())
+    assert sent_on and sent_on[0].startswith("tidelog-catalog-snapshot")
+    assert workers_at_close == [[]], "the store closed with the catalog's worker still running"
+    assert _snapshot_workers() == []
+
+
+def _snapshot_workers() -> list[str]:
+    return [
+        thread.name
+        for thread in threading.enumerate()
+        if thread.name.startswith("tidelog-catalog-snapshot")
+    ]
