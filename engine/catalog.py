@@ -604,6 +604,14 @@ class Catalog:
         self.append_all([record])
 
     def append_all(self, records: list[list[Any]]) -> None:
+        """Makes changes durable together, then applies them in order
+        (``_write``); a snapshot they make due is written before this
+        returns, or, on a thread that runs an event loop, on the catalog's
+        own worker (``_start_snapshot``)."""
+        if self._write(records):
+            self._start_snapshot(on_worker=on_event_loop())
+
+    def _write(self, records: list[list[Any]]) -> bool:
         """Makes changes durable together, then applies them in order: queued
         at once, they share the WAL's syncs rather than waiting for one each
         (a fresh catalog's first records, when an engine first opens).
@@ -615,7 +623,9 @@ class Catalog:
         writer's own lock keeps what it read of the state true until its
         change is applied. Once a write's outcome is unknown (accepted, then
         failed), the catalog writes nothing more until it is reopened: the
-        store refuses too, as it failed or was fenced."""
+        store refuses too, as it failed or was fenced.
+
+        True if they made a snapshot due, claimed for the caller to start."""
         payloads = [msgpack.packb(record, use_bin_type=True) for record in records]
         # Refused whole, before any is appended: a later record refused
         # after the first was accepted would leave the write's outcome
@@ -649,9 +659,7 @@ class Catalog:
                 self.state.apply(record)
                 self._since_snapshot += 1
                 self._bytes_since_snapshot += len(payload)
-            due = self._claim_snapshot_locked()
-        if due:
-            self._start_snapshot()
+            return self._claim_snapshot_locked()
 
     def _claim_snapshot_locked(self) -> bool:
         """Whether a snapshot is due and none is being written: if so, it
@@ -666,12 +674,12 @@ class Catalog:
         self._snapshotting = True
         return True
 
-    def _start_snapshot(self) -> None:
-        """Writes the snapshot claimed, here or, on a thread that runs an
-        event loop, on the catalog's own worker (engine/catalog_snapshot.py):
-        the change that made it due is durable and applied already, and
-        its writer is answered without waiting for it."""
-        if not on_event_loop():
+    def _start_snapshot(self, *, on_worker: bool) -> None:
+        """Writes the snapshot claimed, here or ``on_worker``, the catalog's
+        own (engine/catalog_snapshot.py): the change that made it due is
+        durable and applied already, and its writer is answered without
+        waiting for it."""
+        if not on_worker:
             self._snapshot()
             return
         try:
@@ -799,13 +807,19 @@ class Catalog:
         rose only costs a record more. Not under the lock that orders the
         writes: a snapshot being packed holds it, and this is called on the
         event loop (InitProducerId), which would wait for it at every id,
-        not only at a new block's."""
+        not only at a new block's.
+
+        A snapshot the block's record makes due is always left to the
+        catalog's worker, on the loop or off it: an id is taken there or
+        under the transaction coordinator's lock, which the loop takes for
+        every transactional request (an embedded transactional producer
+        takes its id on its own thread, under that lock)."""
         with self._producer_ids_lock:
             producer_id = self._next_producer_id
             self._next_producer_id += 1
         covered = producer_id < self.state.producer_ids_end
-        if not covered:
-            self.append(["producer_ids", producer_id + PRODUCER_ID_BLOCK])
+        if not covered and self._write([["producer_ids", producer_id + PRODUCER_ID_BLOCK]]):
+            self._start_snapshot(on_worker=True)
         return producer_id
 
 

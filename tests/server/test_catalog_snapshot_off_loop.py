@@ -144,6 +144,44 @@ def test_a_snapshot_due_after_a_producer_id_block_is_written_off_the_event_loop(
     assert reread.to_wire() == catalog.state.to_wire()
 
 
+def test_a_snapshot_due_after_a_block_taken_off_the_loop_under_the_coordinators_lock(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedded transactional producer takes its producer id on its own
+    thread, under the transaction coordinator's lock, which the event loop
+    takes for every transactional request: a snapshot its id's block makes
+    due is written on the catalog's worker too, and the loop is not held
+    behind that lock for it."""
+    opened = server.server.engine
+    stream = opened.catalog.stream_id
+    start = opened.store.start_offset(stream)
+    held = HeldSnapshot(opened.store, stream)
+    monkeypatch.setattr(opened.store, "trim", held.trim)
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)  # the block's record makes it due
+    embedded: list[tuple[int, int]] = []
+
+    def init_embedded() -> None:  # as TransactionalProducer.init_transactions
+        embedded.append(opened.transactions.init_producer_id("embedded", 60_000).result(WAIT_S))
+
+    init = build(request_schema(ApiKey.INIT_PRODUCER_ID, 4), transactional_id="other",
+                 transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1,
+                 producer_epoch=-1)  # fmt: skip
+    taker = threading.Thread(target=init_embedded, name="embedded-producer")
+    taker.start()
+    try:
+        assert held.entered.wait(WAIT_S), "no snapshot was made due"
+        with Wire(server.bootstrap) as wire:
+            answer = _answered_within(wire, init, ANSWER_S)
+        assert (answer.error_code, answer.producer_id) == (KafkaCode.NONE, 1)
+    finally:
+        held.released.set()
+        taker.join(WAIT_S)
+    assert embedded == [(0, 0)]
+    server.until_on_loop(lambda: opened.store.start_offset(stream) > start)
+    assert len(held.trimmed_on) == 1
+    assert held.trimmed_on[0].startswith("tidelog-catalog-snapshot")
+
+
 def test_an_open_refused_on_an_event_loop_waits_for_its_snapshot_before_the_store_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
