@@ -684,8 +684,13 @@ class Catalog:
             return
         try:
             self._snapshots.submit(self._snapshot_logged)
-        except RuntimeError:  # closed: tried again at the next open's writes
+        except BaseException as error:
+            # Not handed over (the worker closed, or a Ctrl-C): unclaimed,
+            # or no snapshot would ever be started again; the next write
+            # (the next open's, once closed) tries again.
             self._snapshotting = False
+            if not isinstance(error, RuntimeError):
+                raise
 
     def _snapshot_logged(self) -> None:
         try:

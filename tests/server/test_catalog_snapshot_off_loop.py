@@ -228,3 +228,41 @@ def _snapshot_workers() -> list[str]:
         for thread in threading.enumerate()
         if thread.name.startswith("tidelog-catalog-snapshot")
     ]
+
+
+def test_a_snapshot_whose_hand_over_is_interrupted_is_made_again_at_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C while a snapshot claimed on the event loop is handed to the
+    catalog's worker: the write's change is kept, and the snapshot is not
+    left claimed by no one, which would stop every later one; the next
+    write makes it."""
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 2)
+    interrupted: list[bool] = []
+
+    async def writes(opened: engine.Engine) -> None:
+        catalog = opened.catalog
+        submit = catalog._snapshots.submit
+
+        def interrupting(*args: Any, **kwargs: Any) -> Any:
+            if not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            return submit(*args, **kwargs)
+
+        monkeypatch.setattr(catalog._snapshots, "submit", interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            for i in range(4):
+                catalog.add_acls(_acls(i, 1))
+        catalog.add_acls(_acls(100, 1))
+
+    with engine.open(tmp_path / "node") as opened:
+        stream = opened.catalog.stream_id
+        start = opened.store.start_offset(stream)
+        asyncio.run(writes(opened))
+        opened.catalog.close()  # the worker's snapshot done
+        assert interrupted
+        assert opened.store.start_offset(stream) > start, "no snapshot after the interrupted one"
+        kept = opened.catalog.state.to_wire()
+    with engine.open(tmp_path / "node") as again:
+        assert again.catalog.state.to_wire() == kept
