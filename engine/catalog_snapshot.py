@@ -13,7 +13,9 @@ A snapshot is never written on a thread that runs an event loop: a write
 made there (a producer id's block, from InitProducerId) hands it to the
 catalog's own worker, as the packing and the parts of a large catalog
 would hold the loop, and every connection's requests behind it, for the
-whole snapshot.
+whole snapshot. Nor is one written by a producer id's block on any
+thread: a transactional producer's id is taken under the transaction
+coordinator's lock, which the loop takes too (Catalog.allocate_producer_id).
 """
 
 from __future__ import annotations
