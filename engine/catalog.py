@@ -10,8 +10,10 @@ snapshot took, were appended since it, a snapshot of the whole state is
 appended and the stream is trimmed to it: reading the catalog stays short,
 and writing snapshots costs in proportion to the changes, however many
 topics there are. A snapshot larger than one append is written in parts
-(engine/state_parts.py), and the stream trimmed only once the last is
-durable. The record formats are specified in docs/engine-format.md.
+(engine/state_parts.py), sent together (engine/catalog_snapshot.py), and
+the stream trimmed only once every part is durable; a snapshot is never
+written on a thread that runs an event loop. The record formats are
+specified in docs/engine-format.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ import msgpack
 
 from engine import clock
 from engine.acl_bindings import AclBinding
+from engine.catalog_snapshot import Sent, SnapshotAbandoned, on_event_loop, send
 from engine.errors import CatalogDamaged
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
@@ -537,6 +540,13 @@ class Catalog:
         self._bytes_since_snapshot = 0
         self._snapshot_bytes = 0
         self._next_producer_id = state.producer_ids_end
+        self._producer_ids_lock = threading.Lock()
+        self._snapshotting = False
+        """A snapshot is being written: no other is started (set and
+        cleared under the lock, or by the one writing it)."""
+        self._snapshots = ThreadPoolExecutor(1, thread_name_prefix="tidelog-catalog-snapshot")
+        """Where a snapshot due after a write made on an event loop is
+        written (engine/catalog_snapshot.py); its thread starts on first use."""
 
     @classmethod
     def open(cls, store: StreamStore, internal: Sequence[str] = ()) -> Catalog:
@@ -594,6 +604,14 @@ class Catalog:
         self.append_all([record])
 
     def append_all(self, records: list[list[Any]]) -> None:
+        """Makes changes durable together, then applies them in order
+        (``_write``); a snapshot they make due is written before this
+        returns, or, on a thread that runs an event loop, on the catalog's
+        own worker (``_start_snapshot``)."""
+        if self._write(records):
+            self._start_snapshot(on_worker=on_event_loop())
+
+    def _write(self, records: list[list[Any]]) -> bool:
         """Makes changes durable together, then applies them in order: queued
         at once, they share the WAL's syncs rather than waiting for one each
         (a fresh catalog's first records, when an engine first opens).
@@ -605,7 +623,9 @@ class Catalog:
         writer's own lock keeps what it read of the state true until its
         change is applied. Once a write's outcome is unknown (accepted, then
         failed), the catalog writes nothing more until it is reopened: the
-        store refuses too, as it failed or was fenced."""
+        store refuses too, as it failed or was fenced.
+
+        True if they made a snapshot due, claimed for the caller to start."""
         payloads = [msgpack.packb(record, use_bin_type=True) for record in records]
         # Refused whole, before any is appended: a later record refused
         # after the first was accepted would leave the write's outcome
@@ -639,16 +659,85 @@ class Catalog:
                 self.state.apply(record)
                 self._since_snapshot += 1
                 self._bytes_since_snapshot += len(payload)
-            if (
-                self._since_snapshot >= SNAPSHOT_EVERY
-                and self._bytes_since_snapshot >= self._snapshot_bytes
-            ):
-                self._snapshot_locked()
+            return self._claim_snapshot_locked()
 
-    def _snapshot_locked(self) -> None:
+    def _claim_snapshot_locked(self) -> bool:
+        """Whether a snapshot is due and none is being written: if so, it
+        is this writer's to start (a snapshot already running is never
+        started twice; the writes during it count toward the next)."""
+        if (
+            self._snapshotting
+            or self._since_snapshot < SNAPSHOT_EVERY
+            or self._bytes_since_snapshot < self._snapshot_bytes
+        ):
+            return False
+        self._snapshotting = True
+        return True
+
+    def _start_snapshot(self, *, on_worker: bool) -> None:
+        """Writes the snapshot claimed, here or ``on_worker``, the catalog's
+        own (engine/catalog_snapshot.py): the change that made it due is
+        durable and applied already, and its writer is answered without
+        waiting for it."""
+        if not on_worker:
+            self._snapshot()
+            return
+        try:
+            self._snapshots.submit(self._snapshot_logged)
+        except BaseException as error:
+            # Not handed over (the worker closed, or a Ctrl-C): unclaimed,
+            # or no snapshot would ever be started again; the next write
+            # (the next open's, once closed) tries again.
+            self._snapshotting = False
+            if not isinstance(error, RuntimeError):
+                raise
+
+    def _snapshot_logged(self) -> None:
+        try:
+            self._snapshot()
+        except Exception:
+            log.exception("the catalog's snapshot failed")
+
+    def _snapshot(self) -> None:
         """Appends a snapshot and trims to it. The changes before it are
         durable and applied already: a failure here is logged, not raised to
-        their writer, and the snapshot is tried again at the next write."""
+        their writer, and the snapshot is tried again at the next write.
+
+        Packed and submitted under the lock that orders the catalog's
+        writes, so no change record comes between its records; waited for
+        with the lock released (the last WAL group of them), so the writes
+        after it are not held for its syncs. They count toward the next."""
+        try:
+            with self._lock:
+                if self._failure is not None:
+                    return
+                counted = self._since_snapshot, self._bytes_since_snapshot
+                sent = self._send_snapshot_locked()
+            if sent is None:
+                return
+            end = sent.wait()
+            if end != sent.first + sent.count:
+                # Something else was written between the parts: a reader
+                # would not take the snapshot, so the log before it stays.
+                log.warning("the catalog's snapshot parts were not written in a row")
+                return
+            self.store.trim(self.stream_id, sent.first)
+            with self._lock:
+                self._since_snapshot -= counted[0] - 1
+                self._bytes_since_snapshot -= counted[1]
+                self._snapshot_bytes = sent.size
+        except SnapshotAbandoned as abandoned:
+            # Parts before it may be durable: a reader skips them, as the
+            # next change record (or the stream's end) ends their run.
+            log.warning("%s; tried again at the next write", abandoned)
+        except S3StreamError:
+            log.warning("the catalog's snapshot was not written", exc_info=True)
+        finally:
+            self._snapshotting = False
+
+    def _send_snapshot_locked(self) -> Sent | None:
+        """The snapshot's records, packed and submitted; None if the state
+        outgrew what parts can be cut to."""
         body = msgpack.packb(self.state.to_wire(), use_bin_type=True)
         # ["snapshot", body] without packing the state twice: a fixarray
         # of two, the kind, then the state's own bytes; joined only when it
@@ -662,23 +751,6 @@ class Catalog:
                 if size <= limit
                 else self._snapshot_parts(body, limit)
             )
-            size = sum(len(record) for record in records)
-            first = offset = self.store.next_offset(self.stream_id)
-            for record in records:
-                # Under the catalog's lock, as the writes before it: never
-                # waits for room, which an outage of the object store would
-                # hold (and every producer id taken on the event loop behind
-                # it). Refused (NoRoom) past the headroom, it is tried again
-                # at the next write; parts written before it are skipped by
-                # a reader, the log before them being whole.
-                offset = self.store.next_offset(self.stream_id)
-                self.store.append(self.stream_id, offset, offset, record, UNPACED)
-            if offset != first + len(records) - 1:
-                # Something else was written between the parts: a reader
-                # would not take the snapshot, so the log before it stays.
-                log.warning("the catalog's snapshot parts were not written in a row")
-                return
-            self.store.trim(self.stream_id, first)
         except AppendTooLarge:
             # The state outgrew what parts can be cut to (a store whose
             # appends hold no more than a part's framing). Tried again only
@@ -687,13 +759,13 @@ class Catalog:
             log.warning("the catalog's %d-byte snapshot could not be written", size)
             self._snapshot_bytes = size
             self._bytes_since_snapshot = 0
-            return
-        except S3StreamError:
-            log.warning("the catalog's snapshot was not written", exc_info=True)
-            return
-        self._since_snapshot = 1
-        self._snapshot_bytes = size
-        self._bytes_since_snapshot = 0
+            return None
+        del body
+        # Never waits for room, as the writes before it: under the
+        # catalog's lock, which an outage of the object store would hold
+        # (and every producer id's block behind it). Refused (NoRoom) past
+        # the headroom, it is abandoned and tried again at the next write.
+        return send(self.store, self.stream_id, records)
 
     def _snapshot_parts(self, body: bytes, limit: int) -> list[bytes]:
         """A snapshot too large for one append, as its opening record and
@@ -701,6 +773,11 @@ class Catalog:
         opening = msgpack.packb(["catalog", PARTS_FORMAT_VERSION, clock.time_ms()])
         check_fits(self.stream_id, [opening], limit)
         return [opening, *cut(self.stream_id, body, limit, snapshot_part)]
+
+    def close(self) -> None:
+        """Waits for a snapshot being written on the catalog's worker, before
+        the store it writes to is closed; none is started after."""
+        self._snapshots.shutdown(wait=True)
 
     def internal_stream(self, name: str) -> int:
         """The id of the engine's own stream ``name``, created on first use."""
@@ -731,15 +808,23 @@ class Catalog:
         """A new producer id, handed out only once a durable ``producer_ids``
         record covers it, so no crash can hand it out twice. The state's end
         rises only once its block is durable (append_all applies after the
-        write), so an id below it is covered; it is read under the lock
-        append_all holds from a write to its apply all the same, so an id
-        and the end it is checked against come from one moment."""
-        with self._lock:
+        write), so an id below it is covered, and an end read before it
+        rose only costs a record more. Not under the lock that orders the
+        writes: a snapshot being packed holds it, and this is called on the
+        event loop (InitProducerId), which would wait for it at every id,
+        not only at a new block's.
+
+        A snapshot the block's record makes due is always left to the
+        catalog's worker, on the loop or off it: an id is taken there or
+        under the transaction coordinator's lock, which the loop takes for
+        every transactional request (an embedded transactional producer
+        takes its id on its own thread, under that lock)."""
+        with self._producer_ids_lock:
             producer_id = self._next_producer_id
             self._next_producer_id += 1
-            covered = producer_id < self.state.producer_ids_end
-        if not covered:
-            self.append(["producer_ids", producer_id + PRODUCER_ID_BLOCK])
+        covered = producer_id < self.state.producer_ids_end
+        if not covered and self._write([["producer_ids", producer_id + PRODUCER_ID_BLOCK]]):
+            self._start_snapshot(on_worker=True)
         return producer_id
 
 

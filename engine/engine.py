@@ -272,6 +272,8 @@ class Engine:
         except BaseException:
             if hasattr(self, "groups"):
                 self.groups.close()
+            if hasattr(self, "catalog"):
+                self.catalog.close()  # its worker writes to the store: done first
             self.store.close(flush=False)
             raise
         self.broker_configs.subscribe(self._broker_configs_changed)
@@ -282,6 +284,7 @@ class Engine:
         except BaseException:  # a refused open leaves nothing running
             self.transactions.close()
             self.groups.close()
+            self.catalog.close()
             self.store.close(flush=False)
             raise
         self.store.add_listener(self._waiters.on_durable)
@@ -1117,6 +1120,7 @@ class Engine:
         closing.step("transactions", self.transactions.close)
         closing.step("groups", self.groups.close)
         closing.step("waiters", self._waiters.close)
+        closing.step("catalog", self.catalog.close)
         if flush and not self.store.fenced:
             closing.step("checkpoint", self._checkpoint_at_close)
         closing.step("store", lambda: self._close_store(flush))

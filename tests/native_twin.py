@@ -172,6 +172,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests/tables/test_table_topic.py, which the pure pass runs",
     "tests/server/test_answer_bounds.py": "builds its batches with native/; what it tests "
     "is how much the server holds for answers, not how batches are read",
+    "tests/server/test_catalog_snapshot_off_loop.py": "builds one batch with native/; what it "
+    "tests is where the catalog's snapshot is written and what the event loop serves meanwhile",
     "tests/server/test_plain_flood.py": "builds one batch with native/; what it tests is "
     "where PLAIN passwords are checked and what a connection reads meanwhile",
     "tests/server/test_schema_regex_bombs.py": "builds its batches with native/; the schema "

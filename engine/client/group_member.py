@@ -23,6 +23,14 @@ polling): another member may own them already. A static member
 (group.instance.id) does not leave the group when it closes, so a restart
 with the same instance id within the session timeout gets its partitions
 back without a rebalance (KIP-345).
+
+A join or sync answered COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR (the
+group's write refused for room, or failed) is sent again after a backoff,
+the member keeping its member id and generation, as Kafka's consumer
+marks its coordinator unknown, finds it again and rejoins: the group
+rebuilt after the failed write (engine/groups/failed_writes.py) still
+has the member if it had it stored, and answers UNKNOWN_MEMBER_ID if
+not. A heartbeat answered so keeps the member.
 """
 
 from __future__ import annotations
@@ -72,8 +80,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidelog.consumer")
 
 JOIN_RETRY_BACKOFF_S = 0.1
-"""The first wait before a join the coordinator could not store is sent
-again (Kafka's retry.backoff.ms), doubled at each refusal up to
+"""The first wait before a join the coordinator could not store (or
+whose store failed) is sent again (Kafka's retry.backoff.ms), doubled at each refusal up to
 ``JOIN_RETRY_BACKOFF_MAX_S`` (retry.backoff.max.ms)."""
 JOIN_RETRY_BACKOFF_MAX_S = 1.0
 
@@ -143,7 +151,8 @@ class GroupMember:
         self._last_poll = clock.monotonic()
         self._next_heartbeat = 0.0
         self._join_again_at: float | None = None
-        """When a join refused COORDINATOR_NOT_AVAILABLE is sent again."""
+        """When a join refused COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR is
+        sent again."""
         self._join_backoff = JOIN_RETRY_BACKOFF_S
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -397,7 +406,10 @@ class GroupMember:
             if wait > 0:
                 return wait
             self._join_again_at = None
-            self._send_join("joining again after the coordinator was not available")
+            try:
+                self._send_join("joining again after the coordinator was not available")
+            except EngineError as error:  # a closed engine's: this member is over
+                self._fail(error)
             return 0.0
         if self._join is not None and self._join.done():
             self._joined(self._join.result())
@@ -447,8 +459,8 @@ class GroupMember:
             self._lose(member_id=True, why="the coordinator does not know the member")
         elif code == KafkaCode.REBALANCE_IN_PROGRESS:
             self._retry("the join was superseded")
-        elif code == KafkaCode.COORDINATOR_NOT_AVAILABLE:
-            self._join_later("the coordinator could not store the join")
+        elif code in _COORDINATOR_UNKNOWN:
+            self._join_later(f"the coordinator could not store the join ({code.name})")
         else:
             self._fail(group_error(code, f"group {self.group_id}: joining failed"))
 
@@ -484,8 +496,8 @@ class GroupMember:
             self._lose(member_id=False, why=f"generation {self.generation_id} is over")
         elif code == KafkaCode.UNKNOWN_MEMBER_ID:
             self._lose(member_id=True, why="the coordinator does not know the member")
-        elif code == KafkaCode.COORDINATOR_NOT_AVAILABLE:
-            self._join_later("the coordinator could not store the assignment")
+        elif code in _COORDINATOR_UNKNOWN:
+            self._join_later(f"the coordinator could not store the assignment ({code.name})")
         else:
             self._fail(group_error(code, f"group {self.group_id}: syncing failed"))
 
@@ -501,10 +513,13 @@ class GroupMember:
             self._lose(member_id=False, why=f"generation {self.generation_id} is over")
         elif code == KafkaCode.UNKNOWN_MEMBER_ID:
             self._lose(member_id=True, why="the coordinator does not know the member")
-        elif code == KafkaCode.COORDINATOR_NOT_AVAILABLE:
-            # Kafka's heartbeat thread sends the next one after the backoff
-            # and the member stays; here it is sent at the next interval.
-            log.info("group %s: heartbeat refused: the coordinator is not available", self.group_id)
+        elif code in _COORDINATOR_UNKNOWN:
+            # Kafka's heartbeat thread (marking the coordinator unknown on
+            # NOT_COORDINATOR, then finding it again) sends the next one
+            # after the backoff and the member stays; here it is sent at the
+            # next interval, and a group that lost the member in its failed
+            # write answers it UNKNOWN_MEMBER_ID.
+            log.info("group %s: heartbeat refused: %s", self.group_id, code.name)
         else:
             self._fail(group_error(code, f"group {self.group_id}: heartbeat failed"))
 
@@ -553,10 +568,13 @@ class GroupMember:
     def _join_later(self, why: str) -> None:
         """The coordinator could not store the group (COORDINATOR_NOT_AVAILABLE:
         its store past the unuploaded headroom, which takes writes again once
-        uploads resume): the member sends its join again after a backoff,
+        uploads resume; NOT_COORDINATOR: the write failed): the member sends
+        its join again after a backoff, with its member id and generation,
         still rebalancing (the consumer's poll waits, raising nothing), as
         Kafka's consumer rejoins after a retriable error (retry.backoff.ms,
-        doubling up to retry.backoff.max.ms)."""
+        doubling up to retry.backoff.max.ms; AbstractCoordinator's
+        joinGroupIfNeeded, after marking the coordinator unknown on
+        NOT_COORDINATOR)."""
         log.info("group %s: %s; joining again", self.group_id, why)
         self.state = MemberState.JOINING
         self._join = None
@@ -577,6 +595,11 @@ class GroupMember:
     def _fail(self, error: BaseException) -> None:
         self._error = error
         self._reset(member_id=False)
+
+
+_COORDINATOR_UNKNOWN = frozenset({KafkaCode.COORDINATOR_NOT_AVAILABLE, KafkaCode.NOT_COORDINATOR})
+"""The answers Kafka's consumer takes as its coordinator gone for now: it
+finds the coordinator again and sends the request again."""
 
 
 def _resolved_future() -> Future[None]:

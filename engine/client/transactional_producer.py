@@ -120,6 +120,13 @@ class TransactionalProducer(Producer):
         self._accepting = False  # until begin_transaction
         self._added: set[TopicPartition] = set()
         self._offsets_added: set[str] = set()
+        self._maybe_added: set[TopicPartition] = set()
+        self._offsets_maybe_added: set[str] = set()
+        """Partitions and groups whose add was answered NOT_COORDINATOR, or
+        not waited for to its end (TimeoutError): the state write's outcome
+        is unknown (one that reached the WAL before the store failed is read
+        by a restart; one still in flight is written after), so the abort
+        adds them again before its EndTxn, and ends them with the rest."""
         self._failure: BaseException | None = None
         self._aborting = threading.Event()
         """Set while abort_transaction fails what is unsent: the sender's
@@ -155,6 +162,8 @@ class TransactionalProducer(Producer):
             self._accepting = True
             self._added = set()
             self._offsets_added = set()
+            self._maybe_added = set()
+            self._offsets_maybe_added = set()
             self._failure = None
 
     def send_offsets_to_transaction(
@@ -172,13 +181,7 @@ class TransactionalProducer(Producer):
             self._access.topic(AclOperation.READ, topic)
         groups = self._engine.groups
         if group_id not in self._offsets_added:
-            self._request(
-                lambda: self._coordinator.add_offsets(
-                    self.transactional_id, self.producer_id, self.producer_epoch, group_id
-                ),
-                timeout,
-            )
-            self._offsets_added.add(group_id)
+            self._add_offsets(group_id, timeout)
         wanted = {
             TopicPartition(*tp): value
             if isinstance(value, OffsetAndMetadata)
@@ -226,6 +229,9 @@ class TransactionalProducer(Producer):
                 failure = self._failure
             if failure is not None:
                 raise TransactionError("a record of the transaction failed: abort it") from failure
+            # Only an offsets' add can be left unknown here (a record's fails
+            # the transaction): ended with the rest, not left open.
+            self._add_again(timeout)
             self._end(True, timeout)
         except BaseException:
             with self._state_lock:
@@ -239,7 +245,8 @@ class TransactionalProducer(Producer):
         aborts its undrained batches the same way rather than send them
         (RecordAccumulator.abortUndrainedBatches), so an add the
         coordinator keeps refusing holds the abort no longer than one
-        request."""
+        request. If those being written are not done within ``timeout``,
+        TimeoutError and nothing ended (call it again)."""
         self._check_in_transaction()
         with self._state_lock:
             self._accepting = False  # later sends are refused, not queued
@@ -248,7 +255,17 @@ class TransactionalProducer(Producer):
             self._fail_queued(
                 TransactionAborted(f"{self.transactional_id!r} aborted its transaction")
             )
-            self.flush(timeout)  # what the sender took: written, or failed by its add
+            if not self.flush(timeout):  # what the sender took: written, or failed by its add
+                # A record whose add is still being written would be added,
+                # and written, after an abort that found nothing to end: a
+                # transaction left open until its timeout. Kafka's
+                # abortTransaction times out the same way and may be called
+                # again.
+                raise TimeoutError(
+                    f"{self.transactional_id!r}: the transaction's records being sent were "
+                    f"not done within {timeout} s; abort again"
+                )
+            self._add_again(timeout)
             self._end(False, timeout)
         except BaseException:
             with self._state_lock:
@@ -256,6 +273,54 @@ class TransactionalProducer(Producer):
             raise
         finally:
             self._aborting.clear()
+
+    def _add_again(self, timeout: float | None) -> None:
+        """Adds again what an add answered NOT_COORDINATOR (or not waited
+        for to its end) may have added, so that the abort's EndTxn (or a
+        commit's, for an offsets' add) ends it (one still in flight is
+        answered CONCURRENT_TRANSACTIONS, and asked again, until it is
+        written). Kafka's producer sends such an
+        add again (looking the coordinator up) ahead of its EndTxn, and the
+        coordinator then aborts every partition its log says the
+        transaction has; here the coordinator's memory is what was answered
+        (0103), so without the add again a restart that reads the unknown
+        one would find the transaction open, and hold it until its timeout.
+        A store that still cannot write raises: abort again once it can
+        (after a restart, init_transactions aborts what is open)."""
+        for tp in sorted(self._maybe_added - self._added):
+            self._add_partition(tp, timeout)
+        for group_id in sorted(self._offsets_maybe_added - self._offsets_added):
+            self._add_offsets(group_id, timeout)
+
+    def _add_partition(
+        self, tp: TopicPartition, timeout: float | None, retry_until: float | None = None
+    ) -> None:
+        try:
+            self._request(
+                lambda: self._coordinator.add_partitions(
+                    self.transactional_id, self.producer_id, self.producer_epoch, [tp]
+                ),
+                timeout,
+                retry_until=retry_until,
+                abortable=retry_until is not None,
+            )
+        except (NotCoordinator, TimeoutError):  # see _maybe_added
+            self._maybe_added.add(tp)
+            raise
+        self._added.add(tp)
+
+    def _add_offsets(self, group_id: str, timeout: float | None) -> None:
+        try:
+            self._request(
+                lambda: self._coordinator.add_offsets(
+                    self.transactional_id, self.producer_id, self.producer_epoch, group_id
+                ),
+                timeout,
+            )
+        except (NotCoordinator, TimeoutError):  # see _maybe_added
+            self._offsets_maybe_added.add(group_id)
+            raise
+        self._offsets_added.add(group_id)
 
     def _end(self, commit: bool, timeout: float | None) -> None:
         if self._added or self._offsets_added:  # else the coordinator never heard of it
@@ -288,15 +353,7 @@ class TransactionalProducer(Producer):
             # expire delivery.timeout.ms after they were opened (the
             # accumulator's expiredBatches), and the transaction can then
             # only be aborted. max.block.ms bounds no add.
-            self._request(
-                lambda: self._coordinator.add_partitions(
-                    self.transactional_id, self.producer_id, self.producer_epoch, [tp]
-                ),
-                None,
-                retry_until=since + self.delivery_timeout_s,
-                abortable=True,
-            )
-            self._added.add(tp)
+            self._add_partition(tp, None, retry_until=since + self.delivery_timeout_s)
 
     def _send_failed(self, error: BaseException) -> None:
         with self._state_lock:

@@ -34,12 +34,14 @@ AT_LEAST_ONE = (
     "transaction_abort_timed_out_transaction_cleanup_interval_ms",
     "transaction_remove_expired_transaction_cleanup_interval_ms",
     "producer_id_expiration_ms",
+    "add_partitions_to_txn_retry_backoff_ms",
 )
 AT_LEAST_ZERO = (
     "group_min_session_timeout_ms",
     "group_max_session_timeout_ms",
     "group_initial_rebalance_delay_ms",
     "offset_metadata_max_bytes",
+    "add_partitions_to_txn_retry_backoff_max_ms",
 )
 LEAST: dict[str, float] = {
     **dict.fromkeys(AT_LEAST_ONE, 1),

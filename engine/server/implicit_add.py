@@ -18,13 +18,25 @@ with nothing added. With auto-creation on, the Produce handler would
 create an unknown topic and then append to it: the topic is created here
 first, so that its partitions are added like any other (else the append
 would find a partition outside the transaction, TRANSACTION_ABORTABLE).
+
+An add refused CONCURRENT_TRANSACTIONS (the producer's previous
+transaction still being completed, which a transactions v2 client meets
+at its next transaction's first Produce) is asked again, as Kafka 4's
+ReplicaManager does (KAFKA-18654: the client's produce back-off and a
+whole Produce sent again cost more than a short wait here): every
+``add_partitions_to_txn_retry_backoff_ms`` until
+``add_partitions_to_txn_retry_backoff_max_ms`` have passed since the
+first ask, then the last refusal is the answer. The waits are the event
+loop's timers, so everyone else is served meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future
 
-from engine.errors import EngineError
+from engine import clock
+from engine.errors import ConcurrentTransactions, EngineError
 from engine.internal_topics import is_internal_topic
 from engine.protocol.produce import ProduceRequest
 from engine.server import authorize
@@ -76,6 +88,42 @@ def implicit_add(
         added = Future()
         added.set_exception(error)
     return added, partitions
+
+
+async def added_within_window(
+    context: RequestContext,
+    request: ProduceRequest,
+    transactional_id: str,
+    added: Future[None],
+    partitions: list[TopicPartition],
+) -> tuple[EngineError | None, list[TopicPartition]]:
+    """Waits for the add ``implicit_add`` started; while the coordinator
+    refuses it CONCURRENT_TRANSACTIONS and the window is open, pauses and
+    asks again. Returns the refusal (None once added, or when asking again
+    finds nothing to add) and the partitions the last ask named."""
+    config = context.engine.config.transactions
+    window_s = config.add_partitions_to_txn_retry_backoff_max_ms / 1000
+    pause_s = config.add_partitions_to_txn_retry_backoff_ms / 1000
+    started = clock.monotonic()
+    while True:
+        try:
+            await asyncio.wrap_future(added)
+            return None, partitions
+        except ConcurrentTransactions as error:
+            # Kafka's ReplicaManager (maybeRetryOnConcurrentTransactions)
+            # answers what it has once the window has passed at an answer.
+            if clock.monotonic() - started >= window_s:
+                return error, partitions
+        except EngineError as error:
+            return error, partitions
+        await asyncio.sleep(pause_s)
+        try:
+            again = implicit_add(context, request, transactional_id)
+        except EngineError as error:  # the engine closed meanwhile: answered as refused
+            return error, partitions
+        if again is None:  # added meanwhile, or refused before any add
+            return None, partitions
+        added, partitions = again
 
 
 _VALID_ACKS = (-1, 0, 1)

@@ -16,3 +16,10 @@ class TransactionConfig:
     """How often open transactions are checked against their timeout."""
     transaction_remove_expired_transaction_cleanup_interval_ms: int = 3_600_000
     """How often expired transactional ids are removed."""
+    add_partitions_to_txn_retry_backoff_max_ms: int = 100
+    """How long a Produce v12 (transactions v2) whose implicit add meets
+    CONCURRENT_TRANSACTIONS asks again before it answers that (Kafka's
+    ``add.partitions.to.txn.retry.backoff.max.ms``, KAFKA-18654); 0 answers
+    the first refusal."""
+    add_partitions_to_txn_retry_backoff_ms: int = 20
+    """The pause between those asks (``add.partitions.to.txn.retry.backoff.ms``)."""

@@ -70,8 +70,7 @@ def test_configs_the_store_refused_are_not_in_a_later_snapshot(
         )
     assert opened.catalog.state.topics["first"].configs == {}
     assert opened.catalog.state.topics["second"].configs == {}
-    with opened.catalog._lock:
-        opened.catalog._snapshot_locked()
+    opened.catalog._snapshot()
     opened.close()
     reopened = engine.open(tmp_path / "node")
     try:

@@ -8,8 +8,10 @@ engine's own store, local and S3, in test_catalog_snapshot_parts_engine.py."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import tracemalloc
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -53,6 +55,8 @@ class PartsStream:
         """(the index of the snapshot's append it hits, "refused",
         "failed" or "crash"; or any index and "trim")."""
         self._snapshot_appends = 0
+        self._gathered = False
+        self._failed = False
 
     def next_offset(self, stream_id: int) -> int:
         return self.end
@@ -65,35 +69,38 @@ class PartsStream:
         payload: bytes,
         options: AppendOptions = LOCAL,
     ) -> Future[int]:
+        """The catalog sends a snapshot's records gathered (one WAL group),
+        its change records not: the fault hits the n-th of a snapshot's."""
         assert base_offset == last_offset == self.end
         check_fits(stream_id, [payload], self.max_append_bytes)
-        self.records[self.end] = bytes(payload)
-        self.end += 1
         done: Future[int] = Future()
-        done.set_result(self.end)
-        return done
-
-    def append(
-        self,
-        stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes,
-        options: AppendOptions = LOCAL,
-    ) -> int:
-        """The catalog appends its snapshots one by one (its change records
-        through submit)."""
-        index, self._snapshot_appends = self._snapshot_appends, self._snapshot_appends + 1
-        fault = self.fault if self.fault is not None and self.fault[0] == index else None
-        fault = None if fault is not None and fault[1] == "trim" else fault
+        fault = None
+        if self._gathered:
+            index, self._snapshot_appends = self._snapshot_appends, self._snapshot_appends + 1
+            if self._failed:  # a failed log refuses what follows
+                raise StoreFailed(OSError(errno.EIO, "the log failed before"))
+            fault = self.fault if self.fault is not None and self.fault[0] == index else None
+            fault = None if fault is not None and fault[1] == "trim" else fault
         if fault is not None and fault[1] == "refused":
             raise NoRoom(stream_id, 1, 0)
         if fault is not None and fault[1] == "failed":
-            raise StoreFailed(OSError(errno.EIO, "the part's write failed"))
-        end = self.submit(stream_id, base_offset, last_offset, payload, options).result()
+            self._failed = True
+            done.set_exception(StoreFailed(OSError(errno.EIO, "the part's write failed")))
+            return done
+        self.records[self.end] = bytes(payload)
+        self.end += 1
         if fault is not None:
             raise Crash
-        return end
+        done.set_result(self.end)
+        return done
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[None]:
+        self._gathered = True
+        try:
+            yield
+        finally:
+            self._gathered = False
 
     def trim(self, stream_id: int, offset: int) -> None:
         if self.fault is not None and self.fault[1] == "trim":
@@ -103,7 +110,7 @@ class PartsStream:
         self.start = offset
 
     def next_snapshot(self, fault: tuple[int, str] | None) -> None:
-        self.fault, self._snapshot_appends = fault, 0
+        self.fault, self._snapshot_appends, self._failed = fault, 0, False
 
     def payloads(self) -> list[bytes]:
         return [self.records[offset] for offset in range(self.start, self.end)]
@@ -320,8 +327,7 @@ def test_a_snapshot_in_parts_holds_the_state_packed_once_and_its_parts() -> None
     packed = len(msgpack.packb(catalog.state.to_wire(), use_bin_type=True))
     tracemalloc.start()
     try:
-        with catalog._lock:
-            catalog._snapshot_locked()
+        catalog._snapshot()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -341,8 +347,8 @@ def test_a_catalog_opened_on_an_unfinished_snapshot_lets_its_parts_go() -> None:
     packed = len(msgpack.packb(catalog.state.to_wire(), use_bin_type=True))
     start = stream.start
     stream.next_snapshot((20, "crash"))
-    with pytest.raises(Crash), catalog._lock:
-        catalog._snapshot_locked()
+    with pytest.raises(Crash):
+        catalog._snapshot()
     assert stream.start == start
     del catalog
     tracemalloc.start()

@@ -7,8 +7,9 @@ record."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,8 @@ class MemoryStream:
     def __init__(self) -> None:
         self.durable: list[bytes] = []
         self.refuse = self.lose = self.refuse_snapshot = False
+        self._gathered = False
+        """Appends are a snapshot's: the catalog sends those gathered."""
 
     def next_offset(self, stream_id: int) -> int:
         return len(self.durable)
@@ -112,7 +115,7 @@ class MemoryStream:
         payload: bytes,
         options: AppendOptions = LOCAL,
     ) -> Future[int]:
-        if self.refuse:
+        if self.refuse or (self.refuse_snapshot and self._gathered):
             raise StoreFailed(OSError(errno.EIO, "refused"))
         done: Future[int] = Future()
         if self.lose:
@@ -122,17 +125,13 @@ class MemoryStream:
             done.set_result(len(self.durable))
         return done
 
-    def append(
-        self,
-        stream_id: int,
-        base_offset: int,
-        last_offset: int,
-        payload: bytes,
-        options: AppendOptions = LOCAL,
-    ) -> int:
-        if self.refuse_snapshot:
-            raise StoreFailed(OSError(errno.EIO, "refused"))
-        return self.submit(stream_id, base_offset, last_offset, payload, options).result()
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[None]:
+        self._gathered = True
+        try:
+            yield
+        finally:
+            self._gathered = False
 
     def trim(self, stream_id: int, offset: int) -> None:
         self.durable = self.durable[offset:]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -39,10 +39,17 @@ MEMBER: dict[str, Any] = {
 
 
 class RefusedGroupWrites:
-    """The groups state log refuses every write for room (NoRoom, nothing
-    accepted) whose keys ``refuses`` picks, until ``heal``."""
+    """The groups state log refuses every write whose keys are of ``kind``
+    (nothing accepted), until ``heal``: for room (NoRoom) unless
+    ``refusal`` makes another error of the stream id."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, e: engine.Engine, kind: str) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        e: engine.Engine,
+        kind: str,
+        refusal: Callable[[int], BaseException] | None = None,
+    ) -> None:
         state_log = e.groups._run.state_log
         update = state_log.update
         self._refusing = True
@@ -54,6 +61,8 @@ class RefusedGroupWrites:
             with self._lock:
                 if self._refusing and any(_kind(key) == kind for key in keys):
                     self.refused += 1
+                    if refusal is not None:
+                        raise refusal(state_log.stream_id)
                     raise NoRoom(state_log.stream_id, 1 << 30, 1 << 20)
             return update(puts=puts, deletes=deletes)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ from tests.engine.conftest import FAST_STORE
 from tests.engine.test_transactions import values
 from tests.engine.txn_state_faults import (
     RefusedStateWrites,
+    WrittenButFailed,
     fail_wal_writes,
     no_room,
+    store_failed,
 )
 
 TIMEOUT = 30.0
@@ -255,6 +258,42 @@ def test_an_abort_fails_the_unsent_records_at_once_and_awaits_those_written(
     assert values(e, "t", "read_uncommitted") == [b"written"]
 
 
+def test_an_abort_ends_what_an_add_answered_not_coordinator_may_have_added(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction's only AddPartitionsToTxn is written but answered
+    NOT_COORDINATOR, its outcome unknown to the producer (and to the
+    coordinator's memory, which is what was answered): the abort adds the
+    partition again and ends the transaction, so a restart that reads the
+    add finds the transaction aborted, not open until its timeout, and
+    the next transaction commits with nothing of the aborted one read."""
+    config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600)
+    objects = f"file://{tmp_path / 'objects'}"
+    with engine.open(tmp_path / "data", objects, config) as e:
+        e.create_topic("t", 1)
+        producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        unknown = WrittenButFailed(monkeypatch, e, "Ongoing", 1, store_failed)
+        lost = producer.send("t", b"lost", partition=0)
+        with pytest.raises(NotCoordinator):
+            lost.result(TIMEOUT)
+        assert unknown.failed == 1
+        producer.abort_transaction(TIMEOUT)
+        assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+        producer.close()
+    monkeypatch.undo()
+    with engine.open(tmp_path / "data", objects, config) as e:
+        assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+        producer = e.producer(transactional_id="app")
+        producer.init_transactions(TIMEOUT)
+        producer.begin_transaction()
+        producer.send("t", b"next", partition=0)
+        producer.commit_transaction(TIMEOUT)
+        producer.close()
+        assert values(e, "t", "read_committed") == [b"next"]
+
+
 class _PausedHeaders(list[tuple[str, bytes]]):
     """Headers whose reading holds a send between its check that a
     transaction is open and the queueing of its record, as a thread
@@ -314,3 +353,120 @@ def test_a_send_racing_the_end_of_its_transaction_is_never_written_in_the_next(
             raced["future"].result(TIMEOUT)
     first = [b"first"] if ending == "commit" else []
     assert values(e, "t", "read_committed") == [*first, b"next"]
+
+
+def test_an_abort_ends_an_offsets_add_whose_answer_was_not_awaited(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction's only add (its offsets' group) is written after
+    send_offsets_to_transaction gave up waiting (TimeoutError): its outcome
+    is unknown to the producer, and the coordinator has it. The abort adds
+    the group again and ends the transaction, rather than leave it open
+    until its timeout (which would then fence the producer)."""
+    producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    held = HeldStateWrites(monkeypatch, e, "Ongoing")
+    with pytest.raises(TimeoutError):
+        producer.send_offsets_to_transaction({TopicPartition("t", 0): 1}, "readers", 0.2)
+    held.release()
+    deadline = time.monotonic() + TIMEOUT
+    while e.transactions.describe("app").state is not TxnState.ONGOING:
+        assert time.monotonic() < deadline, "the held add was never written"
+        time.sleep(0.01)
+    producer.abort_transaction(TIMEOUT)
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+    producer.close()
+
+
+class HeldStateWrites:
+    """Holds the transactions state log's appends whose record names
+    ``state`` until ``release``: they are written then, after their caller
+    may have stopped waiting."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, e: Engine, state: str) -> None:
+        self._released = threading.Event()
+        self.holding = threading.Event()
+        """Set once a write is held."""
+        state_log = e.transactions._log
+        submit = state_log.store.submit
+
+        def holding(stream_id: int, *args: Any, **kwargs: Any) -> Any:
+            if stream_id != state_log.stream_id or state.encode() not in bytes(args[2]):
+                return submit(stream_id, *args, **kwargs)
+            answered: Future[int] = Future()
+            answered.set_running_or_notify_cancel()
+
+            def later() -> None:
+                self._released.wait(TIMEOUT)
+                written = submit(stream_id, *args, **kwargs)
+                written.add_done_callback(lambda done: _settle_as(answered, done))
+
+            threading.Thread(target=later, daemon=True).start()
+            self.holding.set()
+            return answered
+
+        monkeypatch.setattr(state_log.store, "submit", holding)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+def _settle_as(answered: Future[int], done: Future[int]) -> None:
+    error = done.exception()
+    if error is None:
+        answered.set_result(done.result())
+    else:
+        answered.set_exception(error)
+
+
+def test_an_abort_whose_records_are_still_being_added_times_out_and_aborts_again(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's add of the transaction's only partition is still being
+    written when the abort's ``timeout`` ends: the abort raises
+    TimeoutError, rather than return with the transaction left open (the
+    add then written, and the record after it, holding the partition's
+    last stable offset until the transaction's timeout). Aborted again
+    once the add is written, the transaction ends and nothing of it is
+    read committed."""
+    producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    held = HeldStateWrites(monkeypatch, e, "Ongoing")
+    sent = producer.send("t", b"aborted", partition=0)
+    assert held.holding.wait(TIMEOUT)  # the sender took the record: it is being added
+    with pytest.raises(TimeoutError):
+        producer.abort_transaction(0.2)
+    held.release()
+    producer.abort_transaction(TIMEOUT)
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_ABORT
+    assert sent.done()
+    with e.producer() as plain:
+        plain.send("t", b"after", partition=0).result(TIMEOUT)
+    assert values(e, "t", "read_committed") == [b"after"]
+    producer.close()
+
+
+def test_a_commit_ends_an_offsets_add_whose_answer_was_not_awaited(
+    e: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for the abort: the offsets' add, written after
+    send_offsets_to_transaction gave up waiting, is the transaction's only
+    one; the commit adds the group again and ends the transaction, rather
+    than return with it left open until its timeout (whose abort would
+    then fence the producer)."""
+    producer = e.producer(transactional_id="app", transaction_timeout_ms=900_000)
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    held = HeldStateWrites(monkeypatch, e, "Ongoing")
+    with pytest.raises(TimeoutError):
+        producer.send_offsets_to_transaction({TopicPartition("t", 0): 1}, "readers", 0.2)
+    held.release()
+    producer.commit_transaction(TIMEOUT)
+    assert e.transactions.describe("app").state is TxnState.COMPLETE_COMMIT
+    producer.begin_transaction()
+    producer.send("t", b"next", partition=0)
+    producer.commit_transaction(TIMEOUT)
+    producer.close()
+    assert values(e, "t", "read_committed") == [b"next"]

@@ -56,6 +56,47 @@ class RefusedStateWrites:
             self._left.clear()
 
 
+class WrittenButFailed:
+    """The transactions state log's next ``times`` appends whose record
+    names ``state`` are written (durable, so a restart reads them) but
+    answered with ``make(stream_id)``: a write whose outcome the caller
+    cannot know, as one that reached the WAL before the store failed."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        e: Engine,
+        state: str,
+        times: int,
+        make: Callable[[int], BaseException],
+    ) -> None:
+        self._lock = threading.Lock()
+        self._left = times
+        self.failed = 0
+        state_log = e.transactions._log
+        submit = state_log.store.submit
+
+        def failing(stream_id: int, *args: Any, **kwargs: Any) -> Future[int]:
+            written = submit(stream_id, *args, **kwargs)
+            if stream_id != state_log.stream_id or not _names(bytes(args[2]), state):
+                return written
+            with self._lock:
+                if self._left <= 0:
+                    return written
+                self._left -= 1
+                self.failed += 1
+            answered: Future[int] = Future()
+
+            def fail(done: Future[int]) -> None:
+                done.exception()  # waited for: the record is durable (or failed) first
+                answered.set_exception(make(stream_id))
+
+            written.add_done_callback(fail)
+            return answered
+
+        monkeypatch.setattr(state_log.store, "submit", failing)
+
+
 class RefusedMarkers:
     """Refuses the first ``times`` markers (control batches) written to the
     partition ``tp`` with ``make(stream_id)``, nothing accepted; every

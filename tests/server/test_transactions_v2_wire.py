@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ import pytest
 
 import engine
 import native
+from engine.errors import ConcurrentTransactions
 from engine.protocol.apis import ApiKey, request_schema, response_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.config import ServerConfig
+from engine.transactions.config import TransactionConfig
+from engine.transactions.coordinator import TransactionCoordinator
 from engine.transactions.metadata import MAX_EPOCH, TxnState
 from tests import docspec
 from tests.engine.test_transactions import values
@@ -407,6 +411,150 @@ def test_writes_meeting_a_transaction_being_completed_are_retried(
     assert end(server, bumped, True).error_code == KafkaCode.NONE
     assert values(opened, "in", "read_committed") == [b"a", b"b"]
     assert committed_offset(server) == 1
+
+
+def test_a_produce_meeting_the_transaction_before_completing_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit immediately followed by the next transaction's first
+    Produce v12 while the commit's markers are written: the Produce's add,
+    refused CONCURRENT_TRANSACTIONS, is asked again on the server (Kafka 4,
+    KAFKA-18654) while the event loop serves other requests, and once the
+    commit completes within the window the Produce is answered NONE, with
+    no CONCURRENT_TRANSACTIONS for the client to back off and retry. (The
+    window is widened so that a slow machine cannot close it first.)"""
+    config = engine.EngineConfig(
+        transactions=TransactionConfig(add_partitions_to_txn_retry_backoff_max_ms=60_000)
+    )
+    with engine.open(tmp_path / "node", config=config) as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            producer_id, epoch = init(server)
+            assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+            released = hold_markers(monkeypatch, TIMEOUT)
+            asks = count_adds(monkeypatch)
+            with (
+                Wire(server.bootstrap, timeout=TIMEOUT) as ending,
+                Wire(server.bootstrap, timeout=TIMEOUT) as producing,
+            ):
+                ending.send(end_request((producer_id, epoch), commit=True))
+                wait_for(lambda: state(opened) is TxnState.PREPARE_COMMIT, "the end was prepared")
+                sent = producing.send(produce_request((producer_id, epoch + 1), 0, b"b"))
+                wait_for(lambda: asks.count >= 2, "the refused add was asked again")
+                # The wait holds no thread of the loop's: another client is served.
+                answer = ask(server, ApiKey.API_VERSIONS, 3, client_software_name="t")
+                assert answer.error_code == KafkaCode.NONE
+                released.set()
+                ended = ending.receive(response_schema(ApiKey.END_TXN, 5))[1]
+                assert (ended.error_code, ended.producer_epoch) == (KafkaCode.NONE, epoch + 1)
+                answered, produced = producing.receive(response_schema(ApiKey.PRODUCE, 12))
+            assert answered == sent
+            assert produced.responses[0].partition_responses[0].error_code == KafkaCode.NONE
+            assert asks.refused >= 1
+            assert end(server, (producer_id, epoch + 1), True).error_code == KafkaCode.NONE
+        finally:
+            server.stop()
+        assert values(opened, "in", "read_committed") == [b"a", b"b"]
+
+
+def test_a_produce_whose_window_ends_before_the_completion_is_answered_concurrent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With markers held past the window, the Produce v12 is answered what
+    Kafka answers when its window ends, CONCURRENT_TRANSACTIONS, after
+    asking the coordinator more than once. (A window of a second, so that
+    a loaded machine's stall cannot close it at the first answer.)"""
+    config = engine.EngineConfig(
+        transactions=TransactionConfig(add_partitions_to_txn_retry_backoff_max_ms=1000)
+    )
+    with engine.open(tmp_path / "node", config=config) as opened:
+        opened.create_topic("in", 1)
+        server = InProcessServer(opened)
+        try:
+            producer_id, epoch = init(server)
+            assert produce(server, (producer_id, epoch), 0, b"a") == KafkaCode.NONE
+            released = hold_markers(monkeypatch, TIMEOUT)
+            asks = count_adds(monkeypatch)
+            with Wire(server.bootstrap, timeout=TIMEOUT) as ending:
+                ending.send(end_request((producer_id, epoch), commit=True))
+                wait_for(lambda: state(opened) is TxnState.PREPARE_COMMIT, "the end was prepared")
+                bumped = (producer_id, epoch + 1)
+                assert produce(server, bumped, 0, b"b") == KafkaCode.CONCURRENT_TRANSACTIONS
+                assert asks.refused >= 2
+                released.set()
+                ended = ending.receive(response_schema(ApiKey.END_TXN, 5))[1]
+                assert ended.error_code == KafkaCode.NONE
+            assert produce(server, bumped, 0, b"b") == KafkaCode.NONE
+        finally:
+            server.stop()
+
+
+@dataclasses.dataclass
+class AddCount:
+    count: int = 0
+    refused: int = 0
+
+
+def count_adds(monkeypatch: pytest.MonkeyPatch) -> AddCount:
+    """Counts the coordinator's adds, and those refused CONCURRENT_TRANSACTIONS."""
+    counted = AddCount()
+    add_partitions = TransactionCoordinator.add_partitions
+
+    def counting(self: TransactionCoordinator, *args: Any) -> Future[None]:
+        counted.count += 1
+        try:
+            added = add_partitions(self, *args)
+        except ConcurrentTransactions:
+            counted.refused += 1
+            raise
+        added.add_done_callback(refused_later)
+        return added
+
+    def refused_later(done: Future[None]) -> None:
+        if isinstance(done.exception(), ConcurrentTransactions):
+            counted.refused += 1
+
+    monkeypatch.setattr(TransactionCoordinator, "add_partitions", counting)
+    return counted
+
+
+def state(opened: engine.Engine) -> TxnState:
+    return opened.transactions.describe("pipeline").state
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
+def end_request(producer: tuple[int, int], commit: bool) -> Any:
+    return build(
+        request_schema(ApiKey.END_TXN, 5),
+        transactional_id="pipeline",
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        committed=commit,
+    )
+
+
+def produce_request(producer: tuple[int, int], sequence: int, value: bytes) -> Any:
+    batch = native.encode_batch(
+        [native.RecordSpec(0, None, value, ())],
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        base_sequence=sequence,
+        is_transactional=True,
+    )
+    return build(
+        request_schema(ApiKey.PRODUCE, 12),
+        transactional_id="pipeline",
+        acks=-1,
+        timeout_ms=int(TIMEOUT * 1000),
+        topic_data=[{"name": "in", "partition_data": [{"index": 0, "records": batch}]}],
+    )
 
 
 def test_pipelined_produces_stay_in_order_behind_an_implicit_add(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,11 @@ from engine.server.handlers.common import (
 )
 from engine.server.handlers.registry import handles
 from engine.server.handlers.transactions import init_transactional_producer
-from engine.server.implicit_add import FIRST_TV2_PRODUCE_VERSION, implicit_add
+from engine.server.implicit_add import (
+    FIRST_TV2_PRODUCE_VERSION,
+    added_within_window,
+    implicit_add,
+)
 from engine.server.produce_entries import accepted_answer, accepted_entry
 from engine.server.transactional_produce import (
     has_transactional_records,
@@ -118,7 +122,8 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
         " (KIP-890), where v10 answers INVALID_TXN_STATE",
         12: "transactions v2 (KIP-890 part 2): a transactional batch's partition is added"
         " to its transaction implicitly (implicit_add.py), a fenced producer"
-        " INVALID_PRODUCER_EPOCH, a transaction being completed CONCURRENT_TRANSACTIONS"
+        " INVALID_PRODUCER_EPOCH, a transaction being completed asked again for up to"
+        " add_partitions_to_txn_retry_backoff_max_ms (KAFKA-18654), then CONCURRENT_TRANSACTIONS"
         " (KAFKA-18662), a coordinator not available NOT_ENOUGH_REPLICAS;"
         " highest (v13 names topics by id)",
     },
@@ -349,18 +354,22 @@ async def _after_the_add(
     context: RequestContext,
     request: ProduceRequest,
     added: Future[None],
-    partitions: Collection[TopicPartition],
+    partitions: list[TopicPartition],
     auto_created: Mapping[str, KafkaCode] | None = None,
     submitted: asyncio.Future[None] | None = None,
 ) -> Body | Encoded | None:
-    """The request's appends once the implicit add is durable; if the
-    coordinator refused it, its partitions are answered Kafka's code for
-    that (see implicit_add_code) and the others as usual."""
+    """The request's appends once the implicit add is durable (asked again
+    for a short while if the transaction before is still completing, see
+    implicit_add.added_within_window); if the coordinator refused it, its
+    partitions are answered Kafka's code for that (see implicit_add_code)
+    and the others as usual."""
     preset: dict[TopicPartition, int] = {}
     try:
-        try:
-            await asyncio.wrap_future(added)
-        except EngineError as error:
+        assert request.transactional_id is not None  # implicit_add asked for one
+        error, partitions = await added_within_window(
+            context, request, request.transactional_id, added, partitions
+        )
+        if error is not None:
             preset = dict.fromkeys(partitions, implicit_add_code(error, produce=True))
         answer = _produce_now(context, request, preset, auto_created)
     finally:
