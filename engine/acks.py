@@ -6,7 +6,9 @@ to a producer's retry of a batch already appended."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import cast
 
 from engine.data_waiters import DataWaiters
@@ -64,6 +66,31 @@ class Acks:
         settle.result = result
         return done
 
+    def submit_then(
+        self,
+        leader: Partition,
+        records: bytes | bytearray | memoryview,
+        then: AppendCall,
+        remote: bool | None,
+        provenance: Provenance | None = None,
+        one_batch: bool = False,
+    ) -> None:
+        """submit_async for a caller that wants a call, not a future:
+        ``then(result, None)`` on the loop once the append is durable,
+        ``then(result, error)`` (the engine's error for a store's) if it
+        failed, and never before this returns; a retry of a batch already
+        appended is called once the original is durable. Validation errors
+        raise here. The Produce handler's one-partition path: its answer is
+        made in this call, with no future between the store and it."""
+        settle = _SettleThen(then)
+        with store_errors():
+            result = leader.submit_then(records, settle, remote, provenance, one_batch)
+        if result.duplicate:  # a retry: answered once the original is durable
+            retried = asyncio.wrap_future(self._retry_durable(leader, result, remote))
+            retried.add_done_callback(partial(_call_retried, then, result))
+            return
+        settle.result = result
+
     def _retry_durable(
         self, leader: Partition, result: AppendResult, remote: bool | None
     ) -> Future[AppendResult]:
@@ -112,6 +139,36 @@ class _SettleAsync:
             self._done.set_exception(engine_error)
         else:
             self._done.set_exception(error)
+
+
+AppendCall = Callable[[AppendResult, BaseException | None], None]
+"""Called once an append is durable (``None``) or failed (its error)."""
+
+
+class _SettleThen:
+    """_SettleAsync for Acks.submit_then: the caller's call in place of a
+    future, with the same errors."""
+
+    __slots__ = ("_then", "result")
+
+    def __init__(self, then: AppendCall) -> None:
+        self._then = then
+        self.result: AppendResult | None = None
+        """Set once the append is accepted, before the store can call."""
+
+    def __call__(self, error: BaseException | None) -> None:
+        if isinstance(error, S3StreamError):
+            engine_error = translate(error)
+            engine_error.__cause__ = error
+            error = engine_error
+        self._then(cast(AppendResult, self.result), error)
+
+
+def _call_retried(
+    then: AppendCall, result: AppendResult, retried: asyncio.Future[AppendResult]
+) -> None:
+    # Never cancelled: nothing else holds the wrapped future.
+    then(result, retried.exception())
 
 
 def _settle(done: Future[AppendResult], result: AppendResult, error: BaseException | None) -> None:

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
 from engine import clock, exit_close, offset_lookup
-from engine.acks import Acks
+from engine.acks import Acks, AppendCall
 from engine.acl_authorizer import engine_authorizer
 from engine.authorization import AuthorizationConfig
 from engine.broker_config import BrokerAlteration, BrokerConfigs, engine_static
@@ -688,6 +688,25 @@ class Engine:
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
         return self._acks.submit_async(leader, records, remote, provenance, one_batch)
+
+    def submit_then(
+        self,
+        topic: str,
+        partition: int,
+        records: bytes | bytearray | memoryview,
+        then: AppendCall,
+        *,
+        remote: bool | None = None,
+        provenance: Provenance | None = None,
+        one_batch: bool = False,
+        may_create: CreateCheck | None = None,
+    ) -> None:
+        """Like submit_async, with a call in place of the future:
+        ``then(result, None)`` on the loop once the append is durable,
+        ``then(result, error)`` if it failed (Acks.submit_then)."""
+        self._check_open()
+        leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
+        self._acks.submit_then(leader, records, then, remote, provenance, one_batch)
 
     def appends_gathered(self) -> contextlib.AbstractContextManager[None]:
         """Appends made inside the block (one request's partitions) share one

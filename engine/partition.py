@@ -58,6 +58,7 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
+from native.records import CONTROL_BIT, LENGTH_PREFIX, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT
 from s3stream import AppendTooLarge, FetchResult, NoRoom, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
@@ -76,6 +77,10 @@ _CODECS = {
     "lz4": Compression.LZ4,
     "zstd": Compression.ZSTD,
 }
+
+_REFUSABLE_ATTRIBUTES = CONTROL_BIT | TRANSACTIONAL_BIT | TIMESTAMP_TYPE_BIT
+"""A batch's attributes _validate may refuse it for, read one by one only
+when one of them is set."""
 
 T = TypeVar("T")
 
@@ -403,10 +408,11 @@ class Partition:
         one in the error's record_errors."""
         config = self.config
         min_timestamp, max_timestamp = self._timestamp_bounds()
+        max_inflated = inflation_limit(config)
         try:
             headers = native.validate_batches(
                 data,
-                max_inflated=self.max_inflated,
+                max_inflated=max_inflated,
                 min_timestamp=min_timestamp,
                 max_timestamp=max_timestamp,
                 require_keys=config.compact,
@@ -425,22 +431,27 @@ class Partition:
             # UnifiedLog.trimInvalidBytes drops them, and so no offset, WAL
             # record or stored byte is ever made of them here either.
             data = memoryview(data)[: headers[0].size]
+        max_message_bytes = config.max_message_bytes
         for header in headers:
-            if header.size > config.max_message_bytes:
-                raise RecordTooLarge(header.size, config.max_message_bytes)
-            if header.is_control:
-                raise InvalidRecord("clients may not append control batches")
-            if header.is_transactional and header.producer_id < 0:
-                raise InvalidRecord("a transactional batch needs a producer id")
-            if config.log_append_time and header.timestamp_type == TimestampType.LOG_APPEND_TIME:
-                batch = memoryview(data)[header.position : header.position + header.size]
-                raise log_append_time_refused(batch, self.max_inflated)
+            if LENGTH_PREFIX + header.batch_length > max_message_bytes:
+                raise RecordTooLarge(header.size, max_message_bytes)
+            if header.attributes & _REFUSABLE_ATTRIBUTES:  # else none of these applies
+                if header.is_control:
+                    raise InvalidRecord("clients may not append control batches")
+                if header.is_transactional and header.producer_id < 0:
+                    raise InvalidRecord("a transactional batch needs a producer id")
+                if (
+                    config.log_append_time
+                    and header.timestamp_type == TimestampType.LOG_APPEND_TIME
+                ):
+                    batch = memoryview(data)[header.position : header.position + header.size]
+                    raise log_append_time_refused(batch, max_inflated)
         if record_check is not None:  # governance: between validation and append
-            record_check.check(data, headers, self.schema_source, self.max_inflated)
-        codec = self._recompress_to(headers)
+            record_check.check(data, headers, self.schema_source, max_inflated)
+        codec = self._recompress_to(headers) if config.compression_type in _CODECS else None
         if codec is not None:
             buffer = self._recompress(data, headers, codec)
-            return buffer, native.validate_batches(buffer, max_inflated=self.max_inflated)
+            return buffer, native.validate_batches(buffer, max_inflated=max_inflated)
         if isinstance(data, bytes):
             return bytearray(data), headers  # batches are rewritten in place
         if isinstance(data, memoryview) and data.readonly:

@@ -614,7 +614,9 @@ class Connection(asyncio.BufferedProtocol):
             log.exception("%s: API key %d failed", self.peer, header.api_key)
             self.abort(error)
             return
-        if inspect.isawaitable(result):
+        if type(result) is asyncio.Future:
+            pass  # a handler's own future (a Produce's answer): queued as it is
+        elif inspect.isawaitable(result):
             until = result.until if isinstance(result, OffLoop) else None
             off_loop = isinstance(result, OffLoop)
             result = asyncio.ensure_future(result)
@@ -854,10 +856,14 @@ class Connection(asyncio.BufferedProtocol):
         self.inflight_bytes -= pending.size
         server.inflight_bytes -= pending.size
         self.answer_bytes -= pending.answer
-        limit = server.config.max_connection_inflight_bytes
-        if not self._pending or self._budget_used <= limit // 2:
+        # Both asked only when paused: a call each per answer otherwise.
+        if "inflight" in self._pauses and (
+            not self._pending
+            or self._budget_used <= server.config.max_connection_inflight_bytes // 2
+        ):
             self._resume("inflight")
-        server.maybe_resume()
+        if server.paused:
+            server.maybe_resume()
         if server.finishing is None and self in server.stalled and self.finishes_request:
             server.finish_past_budget(self)  # its answers are out: its request's turn
 

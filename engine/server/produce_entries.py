@@ -114,19 +114,16 @@ def accepted_answer(
         return None
     whole, before, after, throttle_from_end = made
     size = whole.size - SIZE_PREFIX  # the size counts what follows it
-    fields = [
-        size,
-        header.correlation_id,
-        before,
-        index,
-        KafkaCode.NONE,
-        base_offset,
-        log_append_time,
-    ]
+    correlation_id = header.correlation_id
     if header.api_version >= FIRST_LOG_START_VERSION:
-        fields.append(log_start_offset)
-    fields.append(after)
-    frame = whole.pack(*fields)
+        frame = whole.pack(
+            size, correlation_id, before, index, KafkaCode.NONE, base_offset, log_append_time,
+            log_start_offset, after,
+        )  # fmt: skip
+    else:
+        frame = whole.pack(
+            size, correlation_id, before, index, KafkaCode.NONE, base_offset, log_append_time, after
+        )
     return Encoded([frame], whole.size - throttle_from_end)
 
 

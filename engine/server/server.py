@@ -355,10 +355,9 @@ class Server:
 
     # -- connections --------------------------------------------------------------------
 
-    @staticmethod
-    def now() -> float:
-        """The clock of the connection timeouts (seconds, monotonic)."""
-        return clock.monotonic()
+    now = staticmethod(clock.monotonic)
+    """The clock of the connection timeouts and request metrics (seconds,
+    monotonic): clock.monotonic itself, read several times a request."""
 
     def admit(self, connection: Connection) -> str | None:
         """Why a new connection may not stay (max.connections,

@@ -1,6 +1,7 @@
 """Engine.submit_async: appends from an event loop, answered through an
 asyncio future the store's call settles (no task or coroutine per append),
-give the answers the thread-side submit gives, in flight or not."""
+give the answers the thread-side submit gives, in flight or not; and so
+does Engine.submit_then, which answers through the caller's call."""
 
 from __future__ import annotations
 
@@ -121,6 +122,47 @@ def _through_submit_async(
     return asyncio.run(main())
 
 
+def _through_submit_then(opened: Engine, batches: list[tuple[int, bytes]]) -> list[Answer]:
+    """Every step sent before any is answered; a call that came before
+    submit_then returned, or off the loop's thread, is answered "early"."""
+
+    async def main() -> list[Answer]:
+        loop = asyncio.get_running_loop()
+        answers: list[Answer | asyncio.Future[Answer]] = []
+        for partition, data in batches:
+            answered: asyncio.Future[Answer] = loop.create_future()
+            returned = [False]
+
+            def then(
+                result: AppendResult,
+                error: BaseException | None,
+                answered: asyncio.Future[Answer] = answered,
+                returned: list[bool] = returned,
+            ) -> None:
+                if not returned[0] or asyncio.get_running_loop() is not loop:
+                    answered.set_result(("early", result))
+                elif error is None:
+                    answered.set_result(("appended", result))
+                else:
+                    answered.set_result(("failed", type(error).__name__))
+
+            try:
+                opened.submit_then("t", partition, data, then)
+            except engine.EngineError as error:
+                answers.append(("raised", type(error).__name__))
+                continue
+            returned[0] = True
+            answers.append(answered)
+        return [
+            await asyncio.wait_for(answer, TIMEOUT)
+            if isinstance(answer, asyncio.Future)
+            else answer
+            for answer in answers
+        ]
+
+    return asyncio.run(main())
+
+
 async def _answer(future: asyncio.Future[AppendResult]) -> Answer:
     try:
         return ("appended", await asyncio.wait_for(future, TIMEOUT))
@@ -151,6 +193,15 @@ def test_submit_async_answers_as_submit_does(run: list[Step], in_flight: bool) -
             run,
             lambda opened, batches: _through_submit_async(opened, batches, in_flight),
         )
+    assert found == expected
+
+
+@settings(max_examples=20, deadline=None)
+@given(run=steps)
+def test_submit_then_answers_as_submit_does(run: list[Step]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        expected = _run(Path(scratch) / "threads", run, _through_submit)
+        found = _run(Path(scratch) / "loop", run, _through_submit_then)
     assert found == expected
 
 

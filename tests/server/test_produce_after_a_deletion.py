@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AclOperation, ResourceType
 
 import engine
+from engine.partition import Partition
 from engine.protocol.kafka_code import KafkaCode
 from tests.server.test_acls import Cluster, _allow, _create
 from tests.server.test_bad_input import batch, produce
@@ -46,18 +48,29 @@ def _deleted_once_looked_up(
     monkeypatch: pytest.MonkeyPatch, opened: engine.Engine, names: set[str]
 ) -> None:
     """Each of ``names`` deleted right after the handler first finds it
-    exists: the race with a DeleteTopics no client can time."""
-    has_topic = opened.has_topic
+    exists (asking whether it does, or for a partition of it): the race
+    with a DeleteTopics no client can time."""
+    has_topic, partition = opened.has_topic, opened.partition
     pending = set(names)
+
+    def deleted_if_pending(name: str) -> None:
+        if name in pending:
+            pending.discard(name)
+            opened.delete_topic(name)
 
     def found_then_deleted(name: str) -> bool:
         found = has_topic(name)
-        if found and name in pending:
-            pending.discard(name)
-            opened.delete_topic(name)
+        if found:
+            deleted_if_pending(name)
+        return found
+
+    def partition_then_deleted(name: str, index: int, **options: Any) -> Partition:
+        found = partition(name, index, **options)
+        deleted_if_pending(name)
         return found
 
     monkeypatch.setattr(opened, "has_topic", found_then_deleted)
+    monkeypatch.setattr(opened, "partition", partition_then_deleted)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,12 @@ TOPICS: dict[str, dict[str, str]] = {
     "recent-only": {"message.timestamp.before.max.ms": "60000"},
     "small-records": {"max.message.bytes": "80"},
 }
+CODEC_TOPICS: dict[str, dict[str, str]] = {
+    # a topic naming a codec rewrites a batch in another (``uncompressed`` too)
+    "gzip-topic": {"compression.type": "gzip"},
+    "uncompressed-topic": {"compression.type": "uncompressed"},
+    "append-time-gzip": {"message.timestamp.type": "LogAppendTime", "compression.type": "gzip"},
+}
 DENY, ALLOW = 2, 3
 ACLS = (
     AclBinding(
@@ -110,7 +116,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerSt
             config=engine.EngineConfig(auto_create_topics=True),
             clock=ManualClock(),
         )
-        for topic, configs in TOPICS.items():
+        for topic, configs in (TOPICS | CODEC_TOPICS).items():
             opened.create_topic(topic, 3, configs)
         state = ServerState(opened, ServerConfig(), "cluster", Broker(0, "127.0.0.1", 9092))
         state.authorizer = authorizer
@@ -208,6 +214,49 @@ def test_the_one_partition_path_answers_as_the_general_path(
 
     one, other = asyncio.run(both())
     assert one == other
+
+
+ATTRIBUTE_RECORDS = {
+    "control batch": _batch(
+        producer_id=9, producer_epoch=0, is_transactional=True, is_control=True
+    ),
+    "transactional without a producer": _batch(is_transactional=True),
+    "stamped by the producer": _batch(timestamp_type=1),
+    "stamped gzip": _batch(timestamp_type=1, compression=1),
+    "gzip batch": _batch(compression=1),
+    "zstd batch": _batch(compression=4),
+    "plain batch": _GOOD,
+}
+
+
+def test_each_attribute_is_answered_as_the_general_path_answers_it(
+    servers: tuple[ServerState, ServerState],
+) -> None:
+    """The rules a batch's attributes and its topic's codec and timestamp
+    type make (validation reads them only when a bit is set): each
+    combination answered alike by both paths, and the stored batch alike."""
+    fast, general = servers
+    differ = []
+
+    async def sweep() -> None:
+        for version, topic, records, acks in itertools.product(
+            (7, 9, 11), (*CODEC_TOPICS, "append-time", "plain"), ATTRIBUTE_RECORDS, (-1, 1)
+        ):
+            header = RequestHeader(ApiKey.PRODUCE, version, 17, "client", 0)
+            data = ATTRIBUTE_RECORDS[records]
+            one = await _answer(handle_produce, fast, header, _request(topic, 2, data, acks))
+            other = await _general(general, header, _request(topic, 2, data, acks))
+            if one != other:
+                differ.append((version, topic, records, acks, one, other))
+
+    asyncio.run(sweep())
+    assert differ == []
+    for topic in (*CODEC_TOPICS, "append-time", "plain"):
+        stored = [
+            [bytes(b) for b in state.engine.fetch(topic, 2, 0, 1 << 20).records]
+            for state in (fast, general)
+        ]
+        assert stored[0] == stored[1]
 
 
 def test_the_common_request_takes_the_one_partition_path(

@@ -5,8 +5,10 @@ which the general decoder refuses with its own message."""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from engine.protocol.errors import MalformedRequest
 from engine.protocol.frames import parse_header
 from engine.protocol.produce import ProduceRequest, decode_produce
 from engine.protocol.produce_single import decode_single_partition
+from engine.server.handlers.produce import _decode_produce
 from tests.server.wire import build, encode_request
 
 VERSIONS = range(3, 12)
@@ -143,3 +146,40 @@ def test_a_damaged_request_is_decoded_alike_or_left_to_the_general_decoder(
     if single is not None:
         assert not isinstance(general, MalformedRequest)
         assert _plain(single) == _plain(general)
+
+
+def _uv(value: int, wide: bool) -> bytes:
+    """A varint, in two bytes (a continuation byte then zero) if ``wide``:
+    a valid encoding no client sends, which the inline one-byte reads must
+    leave to _uvarint or to the general decoder."""
+    return bytes([value | 0x80, 0]) if wide else bytes([value])
+
+
+def _flexible_frame(wide: set[str], header_tags: bool, version: int) -> bytearray:
+    records = b"r" * 40
+    header = struct.pack(">hhih", ApiKey.PRODUCE, version, 7, 1) + b"c"
+    header += b"\x01\x05\x02ab" if header_tags else b"\x00"  # one tagged field, or none
+    body = _uv(4, "transactional_id" in wide) + b"tid"
+    body += struct.pack(">hi", -1, 1234)
+    body += _uv(2, "topics" in wide) + _uv(2, "name" in wide) + b"t"
+    body += _uv(2, "partitions" in wide) + struct.pack(">i", 3)
+    body += _uv(len(records) + 1, "records" in wide) + records
+    return bytearray(header + body + b"\0\0\0")
+
+
+@pytest.mark.parametrize("version", [9, 12])
+@pytest.mark.parametrize("header_tags", [False, True])
+@pytest.mark.parametrize(
+    "wide", [set(), {"transactional_id"}, {"topics"}, {"name"}, {"partitions"}, {"records"}]
+)
+def test_a_wide_varint_or_a_header_tag_is_decoded_as_the_general_decoder_does(
+    version: int, header_tags: bool, wide: set[str]
+) -> None:
+    """Through the handler's own decoder (which passes a header without
+    tagged fields by one look at its zero byte)."""
+    frame = _flexible_frame(wide, header_tags, version)
+    view = memoryview(frame)
+    header = parse_header(view)
+    general = decode_produce(view, body_offset(header, view), version)
+    assert _plain(_decode_produce(header, view)) == _plain(general)
+    assert _plain(general) == ("tid", -1, 1234, [("t", [(3, b"r" * 40)])])

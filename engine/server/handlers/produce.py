@@ -40,7 +40,7 @@ from engine.protocol.codec import Encoded, body_offset
 from engine.protocol.errors import ProtocolError
 from engine.protocol.frames import RequestHeader
 from engine.protocol.kafka_code import KafkaCode
-from engine.protocol.produce import ProduceRequest, decode_produce
+from engine.protocol.produce import FIRST_FLEXIBLE_VERSION, ProduceRequest, decode_produce
 from engine.protocol.produce_single import decode_single_partition
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
@@ -89,9 +89,13 @@ Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
 def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     """Decoded by hand, so that record data stays a slice of the frame; the
     common one-partition request in a few struct reads (produce_single.py)."""
-    offset = body_offset(header, frame)
-    single = decode_single_partition(frame, offset, header.api_version)
-    return single or decode_produce(frame, offset, header.api_version)
+    version, offset = header.api_version, header.body_offset
+    if version < FIRST_FLEXIBLE_VERSION or offset >= len(frame) or frame[offset]:
+        offset = body_offset(header, frame)
+    else:
+        offset += 1  # the header's tagged fields: none, as every client sends them
+    single = decode_single_partition(frame, offset, version)
+    return single or decode_produce(frame, offset, version)
 
 
 # Advertised from v0 although v0-v2 are not served (a request at those
@@ -125,6 +129,14 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
+    topics = request.topics
+    if request.transactional_id is None and len(topics) == 1 and len(topics[0].partitions) == 1:
+        # librdkafka's every request to a topic of thousands of partitions:
+        # straight to its append when _produce_one takes it (an existing
+        # topic: nothing to create, no transaction to add to).
+        answer = _produce_one(context, request)
+        if answer is not None:
+            return answer
     creating = _topics_to_create(context, request)
     if creating:
         submitted = asyncio.get_running_loop().create_future()
@@ -241,23 +253,30 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
     ((topic,), acks) = request.topics, request.acks
     ((partition,),) = (topic.partitions,)
     records, name = partition.records, topic.name
-    engine = context.engine
+    engine = context.server.engine
     if (
         records is None
         or acks not in _ACKS_ANSWERED
-        or context.version < FIRST_ZSTD_VERSION
+        or context.header.api_version < FIRST_ZSTD_VERSION
         or transactional_producer(records) is not None
-        or not engine.has_topic(name)
         or is_internal_topic(name)
         or authorize.refused_topics(context, AclOperation.WRITE, (name,))
-        or records_checked(engine, name, partition.partition)
     ):
         return None
     try:
-        durable = engine.submit_async(
+        # One look at the partition for what the general path asks of it:
+        # that its topic exists, and checks no records.
+        if engine.partition(name, partition.partition).record_check is not None:
+            return None
+    except EngineError:  # no such topic or partition: the general path answers it
+        return None
+    one = _OneAppend(context.header, name, partition.partition)
+    try:
+        engine.submit_then(
             name,
             partition.partition,
             records,
+            one.durable,
             remote=None,
             provenance=context.identity.provenance(context.header.client_id),
             one_batch=True,  # see _produce
@@ -267,8 +286,68 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         return _response(
             context.version, [(name, [_refused_append(name, partition.partition, records, error)])]
         )
-    results: Results = [(name, [(partition.partition, durable, None)])]
-    return _answer_when_durable(context.header, results, durable, request.timeout_ms)
+    return one.answer_within(request.timeout_ms)
+
+
+class _OneAppend:
+    """The answer to a request of one append (_produce_one): a future
+    settled by the append's own call (Engine.submit_then) or by the
+    request's timeout, as _when_durable answers; no future of the append's
+    between the store and the answer, and no task."""
+
+    __slots__ = ("_answer", "_header", "_index", "_name", "_timed_out", "_timer")
+
+    def __init__(self, header: RequestHeader, name: str, index: int) -> None:
+        self._header = header
+        self._name = name
+        self._index = index
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
+
+    def answer_within(self, timeout_ms: int) -> asyncio.Future[Body | Encoded]:
+        """The answer, once the append is durable or ``timeout_ms`` passed.
+        Made after the append was accepted: its call never comes before."""
+        loop = asyncio.get_running_loop()
+        self._answer: asyncio.Future[Body | Encoded] = loop.create_future()
+        if timeout_ms > 0:
+            self._timer = loop.call_later(timeout_ms / 1000, self._time_out)
+        return self._answer
+
+    def _time_out(self) -> None:
+        if not self._answer.done():  # else its connection closed
+            self._timed_out = True
+            timed_out = (self._index, KafkaCode.REQUEST_TIMED_OUT, _TIMED_OUT)
+            results: Results = [(self._name, [timed_out])]
+            self._answer.set_result(_response(self._header.api_version, results))
+
+    def durable(self, appended: AppendResult, error: BaseException | None) -> None:
+        answer = self._answer
+        if answer.done():  # answered at the timeout, or its connection closed
+            if error is not None and self._timed_out:  # the append finished on its own
+                log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", error)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        if error is None:
+            encoded = accepted_answer(
+                self._header,
+                self._name,
+                self._index,
+                appended.base_offset,
+                appended.log_append_time,
+                appended.log_start_offset,
+            )
+            if encoded is not None:
+                answer.set_result(encoded)
+                return
+        # Answered as _when_durable answers an append's future.
+        outcome: asyncio.Future[AppendResult] = answer.get_loop().create_future()
+        if error is None:
+            outcome.set_result(appended)
+        else:
+            outcome.set_exception(error)
+        results: Results = [(self._name, [(self._index, outcome, None)])]
+        answer.set_result(_response(self._header.api_version, results))
 
 
 async def _after_the_add(
@@ -554,10 +633,10 @@ async def _when_durable(
 def _answer_when_durable(
     header: RequestHeader, results: Results, task: asyncio.Future[AppendResult], timeout_ms: int
 ) -> asyncio.Future[Body | Encoded]:
-    """_when_durable for a request of one append (librdkafka's every
-    request to a topic of thousands of partitions): a future settled by
-    the append's callback or the timeout's, not a coroutine of its own (a
-    task) awaiting asyncio.wait."""
+    """_when_durable for a request of one append that _produce_one left to
+    the general path (an older version, a transactional batch, a topic
+    auto-created): a future settled by the append's callback or the
+    timeout's, not a coroutine of its own (a task) awaiting asyncio.wait."""
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[Body | Encoded] = loop.create_future()
     timer: asyncio.TimerHandle | None = None
@@ -623,19 +702,20 @@ def _response(version: int, results: Results) -> Body:
     }
 
 
+_TIMED_OUT = (
+    "not durable within the request's timeout_ms (the object store may be slow "
+    "or unreachable); the append is kept: an idempotent producer's retry is "
+    "answered once it is durable"
+)
+
+
 def _partition(version: int, index: int, result: Outcome, message: str | None) -> Any:
     if isinstance(result, int):
         return _failed(index, result, message)
     if isinstance(result, EngineError):
         return _failed(index, _code(version, result), error_message(result), _record_errors(result))
     if not result.done():
-        return _failed(
-            index,
-            KafkaCode.REQUEST_TIMED_OUT,
-            "not durable within the request's timeout_ms (the object store may be slow "
-            "or unreachable); the append is kept: an idempotent producer's retry is "
-            "answered once it is durable",
-        )
+        return _failed(index, KafkaCode.REQUEST_TIMED_OUT, _TIMED_OUT)
     error = result.exception()
     if error is not None:
         return _failed(index, _code(version, error), error_message(error), _record_errors(error))

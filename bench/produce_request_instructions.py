@@ -1,0 +1,141 @@
+"""Instructions the server spends per Produce request, counted by callgrind,
+for the two shapes whose rate the server's CPU per request bounds.
+
+    python bench/produce_request_instructions.py [--tree DIR]... [--shape small|large]
+        [--partitions N] [--warm N] [--requests N] [--rounds N] [--profile] [--json]
+
+For each source tree (a checkout of any revision, its C extension built;
+this checkout when none is named), ``python -m engine serve`` runs under
+``valgrind --tool=callgrind`` with its counters off (tail_instructions'
+server). A raw socket sends prepared Produce v9 requests (acks=all, one
+partition's batch each), 32 in flight, as fast as they are answered, and
+checks every answer. ``--shape small`` is a topic of ``--partitions``
+partitions written round robin with one 100-byte record a request, as
+librdkafka writes a topic of thousands of partitions; ``--shape large``
+is one partition written with batches of 64 records of 1 KiB, as
+kafka_bench's flat-out produce writes it. After ``--warm`` requests (at
+least two per partition, so every partition's first append is past) the
+counters are zeroed and switched on, ``--requests`` are sent and
+answered, and the counters are dumped.
+
+The figures are instructions per request: the event loop's thread, the
+WAL's (the busiest thread calling fdatasync) and the rest. Instructions,
+unlike CPU time, do not move with the machine's load; the loop's count is
+the steadiest (the WAL's per request moves with how appends fall into
+groups under valgrind's slowness). Trees are run in turns, ``--rounds``
+times. ``--profile`` runs cProfile on the loop's thread over the same
+window instead, and names its dump, for the Python calls per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic
+from small_produce_bench import _produce_v9, _send_pipelined
+from tail_instructions import HERE, HOST, _callgrind_threads, _Server
+
+import native
+from native import RecordSpec
+
+TOPIC = "requests"
+SHAPES = {
+    # shape: (records a batch, record bytes)
+    "small": (1, 100),
+    "large": (64, 1024),
+}
+
+
+def _frames(shape: str, partitions: int) -> list[bytes]:
+    records, size = SHAPES[shape]
+    specs = [
+        RecordSpec(1_700_000_000_000 + i, None, bytes([i % 251]) * size, ()) for i in range(records)
+    ]
+    batch = bytes(native.encode_batch(specs))
+    return [_produce_v9(i, TOPIC, i % partitions, batch) for i in range(max(partitions, 64))]
+
+
+def run_one(
+    tree: Path,
+    shape: str,
+    partitions: int,
+    warm: int,
+    requests: int,
+    mode: str,
+    keep: Path | None = None,
+) -> dict[str, Any]:
+    scratch = Path(tempfile.mkdtemp(prefix="produce-request-instructions-"))
+    server = _Server(tree, scratch, mode)
+    try:
+        address = f"{HOST}:{server.port}"
+        admin = AdminClient({"bootstrap.servers": address})
+        for future in admin.create_topics([NewTopic(TOPIC, partitions, 1)]).values():
+            future.result(300)
+        frames = _frames(shape, partitions)
+        _send_pipelined(address, frames, max(warm, 2 * partitions))
+        server.counting(True)
+        started = time.perf_counter()
+        _send_pipelined(address, frames, requests)
+        server.counting(False)
+        elapsed = time.perf_counter() - started
+        time.sleep(1.0 if mode == "callgrind" else 0.3)
+    finally:
+        server.stop()
+    result: dict[str, Any] = {"requests": requests, "seconds": round(elapsed, 1)}
+    if mode == "callgrind":
+        result["threads"] = _callgrind_threads(scratch, server.process.pid)
+        if keep is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            shutil.copytree(scratch, keep / f"{tree.name}-{time.monotonic_ns()}")
+    else:
+        result["profile"] = str(scratch / "profile.out")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tree", action="append", type=Path, default=[])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
+    parser.add_argument("--partitions", type=int, default=None, help="1000 small, 1 large")
+    parser.add_argument("--warm", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="cProfile instead of callgrind")
+    parser.add_argument("--keep", type=Path, help="copy each run's dumps under this directory")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    partitions = args.partitions or (1000 if args.shape == "small" else 1)
+    if not args.profile and shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed")
+    trees = args.tree or [HERE]
+    mode = "profile" if args.profile else "callgrind"
+    results: dict[str, list[dict[str, Any]]] = {str(t): [] for t in trees}
+    for _ in range(args.rounds):
+        for tree in trees:
+            one = run_one(tree, args.shape, partitions, args.warm, args.requests, mode, args.keep)
+            results[str(tree)].append(one)
+            if not args.json:
+                if mode == "callgrind":
+                    per = {k: v / one["requests"] for k, v in one["threads"].items()}
+                    print(
+                        f"{tree}: {one['requests']} requests"
+                        f" ({args.shape}, {partitions} partitions);"
+                        f" per request loop {per['loop']:,.0f} wal {per['wal']:,.0f}"
+                        f" other {per['other']:,.0f}",
+                        flush=True,
+                    )
+                else:
+                    print(f"{tree}: {one['profile']}", flush=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
