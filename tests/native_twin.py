@@ -49,6 +49,8 @@ PURE_PASS: tuple[str, ...] = (
     # Stamped ranges: which records the broker stamped, C and pure alike.
     "tests/engine/test_stamped_ranges.py",
     "tests/engine/test_record_validation.py",
+    # Which batch attributes validation refuses, keeps or rewrites, C and pure alike.
+    "tests/engine/test_batch_attributes.py",
     # send_many encodes its batches with native/'s encode_records.
     "tests/engine/test_send_many.py",
     "tests/engine/test_protobuf_checks.py",
