@@ -273,3 +273,19 @@ def test_the_common_request_takes_the_one_partition_path(
         return await answer
 
     asyncio.run(produce())
+
+
+@pytest.mark.parametrize(
+    ("topic", "acks"), [("plain", 0), ("denied", -1), ("governed", 1), ("missing", -1)]
+)
+def test_a_request_the_one_partition_path_declines_is_offered_to_it_once(
+    servers: tuple[ServerState, ServerState], topic: str, acks: int
+) -> None:
+    """acks=0, a refused WRITE, a topic that checks records, a topic that
+    does not exist: declined by _produce_one in handle_produce, and
+    answered by the general path without a second look."""
+    fast, _ = servers
+    header = RequestHeader(ApiKey.PRODUCE, 9, 1, "client", 0)
+    with mock.patch.object(produce, "_produce_one", wraps=_produce_one) as offered:
+        asyncio.run(_answer(handle_produce, fast, header, _request(topic, 1, _GOOD, acks)))
+    assert offered.call_count == 1

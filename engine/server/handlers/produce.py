@@ -234,6 +234,10 @@ def _produce_now(
     if preset or auto_created is not None:
         return _produce(context, request, preset, auto_created)
     if len(topics) == 1 and len(topics[0].partitions) == 1:
+        # handle_produce already offered a request without a transactional
+        # id to _produce_one: one it declined is not looked at twice.
+        if request.transactional_id is None:
+            return _produce(context, request)
         return _produce_one(context, request) or _produce(context, request)
     if sum(len(topic.partitions) for topic in topics) < 2:
         return _produce(context, request)
