@@ -326,8 +326,7 @@ def _forget_sequences(partition: Partition) -> None:
     neither a duplicate (its record would be dropped as already written) nor
     out of order in the fork. Epochs stay, so fencing still holds."""
     with partition.lock:
-        for entry in partition.producers.producers.values():
-            entry.batches.clear()
+        partition.forget_sequences()
     written = partition.checkpoint()
     if written is not None:
         written.result(_MARKER_TIMEOUT_S)
