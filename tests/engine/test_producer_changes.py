@@ -147,6 +147,7 @@ _steps = st.lists(
         st.tuples(st.just("write"), st.integers(0, 2**32), st.integers(1, 60)),
         st.tuples(st.just("checkpoint"), st.booleans(), st.just(0)),
         st.tuples(st.just("expire"), st.integers(0, 2**32), st.integers(1, 40)),
+        st.tuples(st.just("delete"), st.just(0), st.just(0)),
     ),
     min_size=1,
     max_size=12,
@@ -160,7 +161,8 @@ def test_a_crash_anywhere_keeps_every_producers_last_sequence(
 ) -> None:
     """Producers write, checkpoints come (some not waited for, so a crash
     may lose them), some producers fall idle past their expiration and a
-    checkpoint drops them; a crash at a drawn step, then a restart: every
+    checkpoint drops them, DeleteRecords moves the log start past every
+    batch; a crash at a drawn step, then a restart: every
     producer not expired answers its last batch again as a duplicate at
     its first offset and refuses a sequence past a gap; an expired one
     may start anywhere."""
@@ -191,6 +193,9 @@ def test_a_crash_anywhere_keeps_every_producers_last_sequence(
                     result = e.produce("t", 0, _batch(pid, sent, 1 + pid % 3))
                     assert not result.duplicate
                     last[pid] = (sent, 1 + pid % 3, result.base_offset)
+            elif kind == "delete":
+                # The batches go; their producers' state stays (KIP-360).
+                assert e.delete_records("t", 0, -1) == partition.high_watermark
             elif kind == "checkpoint":
                 written = partition.checkpoint()
                 if seed and written is not None:
