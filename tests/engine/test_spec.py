@@ -1220,6 +1220,41 @@ def test_the_engine_applies_producer_changes_built_from_the_document(tmp_path: P
         assert [tuple(b) for b in producers[7].batches] == [(0, 4, 0, 0, 1001)]
 
 
+def test_producer_changes_follow_an_older_tidelogs_checkpoints(tmp_path: Path) -> None:
+    """A state stream an older tidelog wrote (a full checkpoint of format 4,
+    then an incremental one holding the whole table, as they all did): it
+    loads, the next checkpoint records the producers changed since, and a
+    restart applies them on top."""
+    node = tmp_path / "node"
+    with engine.open(node) as e:
+        e.create_topic("t", 1)
+        e.produce("t", 0, native.encode_batch([RecordSpec(1000, None, b"v")]))
+        data, state = e.catalog.state.topics["t"].streams[0]
+    with StreamStore.open(node) as store:
+        store.open_stream(state, 0)
+        end = store.end_offset(data)
+        # The incremental one's table no longer holds producer 7: forgotten.
+        older = [_small_checkpoint(end, 7), {**_small_checkpoint(end, 8), "full": False}]
+        _append_all(store, state, [msgpack.packb(c, use_bin_type=True) for c in older])
+    e = engine.open(node)
+    try:
+        partition = e.partition("t", 0)
+        assert list(partition.producers.producers) == [8]
+        batch = native.encode_batch(
+            [RecordSpec(1001, None, b"w")], producer_id=8, producer_epoch=0, base_sequence=1
+        )
+        first = e.produce("t", 0, batch).base_offset
+        written = partition.checkpoint()
+        assert written is not None and written.result(30) == partition.high_watermark
+        assert read_stream(e.store, state)[-1]["v"] == CHANGES_VERSION
+    finally:
+        e.close(flush=False)
+    with engine.open(node) as e:
+        retried = e.produce("t", 0, batch)
+        assert retried.duplicate and retried.base_offset == first
+        assert list(e.partition("t", 0).producers.producers) == [8]
+
+
 def _documented_parts(checkpoint: dict[str, Any], count: int) -> list[bytes]:
     """``checkpoint`` cut into ``count`` parts as the parts' table has them."""
     packed = msgpack.packb(checkpoint, use_bin_type=True)
