@@ -112,7 +112,10 @@ class ProducerStateTable:
         entry = self.producers.get(producer_id)
         if entry is None or header.producer_epoch != entry.epoch:
             entry = self.producers[producer_id] = ProducerEntry(producer_id, header.producer_epoch)
-        self._note_changed(producer_id)
+        # Inline, not _note_changed: this runs for every idempotent batch.
+        self.changed.add(producer_id)
+        if self.gone:
+            self.gone.discard(producer_id)
         timestamp = header.max_timestamp if max_timestamp is None else max_timestamp
         if header.base_sequence >= 0:
             entry.batches.append(
