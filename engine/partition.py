@@ -761,11 +761,16 @@ class Partition:
 
     # -- checkpoints and recovery ------------------------------------------------
 
-    def checkpoint(self, expiration_ms: int | None = None) -> Future[int] | None:
+    def checkpoint(
+        self, expiration_ms: int | None = None, wait_s: float | None = None
+    ) -> Future[int] | None:
         """Appends the producer table, new time-index entries and leader epochs
         as of the log end to the state stream, if anything changed; returns
         the store's future (None if there was nothing to write). Producers
-        idle longer than ``expiration_ms`` (if given) are forgotten first."""
+        idle longer than ``expiration_ms`` (if given) are forgotten first.
+        A full checkpoint is waited for before the stream is trimmed to it:
+        ``wait_s`` at most if given (TimeoutError past it, the stream then
+        left as it is), for a caller whose own wait is bounded."""
         with self.lock:
             end = self.store.next_offset(self.stream_id)
             if end == 0:
@@ -852,7 +857,7 @@ class Partition:
         if full:
             # Older checkpoints go once the full one is durable (trim needs it
             # below the stream's durable end); not under the lock: it waits.
-            checkpointed.result()
+            checkpointed.result(wait_s)
             self.store.trim(self.state_stream_id, offset)
         return checkpointed
 

@@ -327,7 +327,9 @@ def _forget_sequences(partition: Partition) -> None:
     out of order in the fork. Epochs stay, so fencing still holds."""
     with partition.lock:
         partition.forget_sequences()
-    written = partition.checkpoint()
+    # Full (it holds the table the forgotten sequences left): its wait for
+    # durability before the trim is the fork's, bounded as the markers' is.
+    written = partition.checkpoint(wait_s=_MARKER_TIMEOUT_S)
     if written is not None:
         written.result(_MARKER_TIMEOUT_S)
 
