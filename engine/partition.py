@@ -844,9 +844,6 @@ class Partition:
             # the next one, as a refused table did.
             self.producers.take_changes()
             self.checkpointed_end = end
-            checkpointed: Future[int] = Future()
-            checkpointed.set_running_or_notify_cancel()
-            future.add_done_callback(lambda done: self._checkpoint_durable(done, end, checkpointed))
             if full:
                 self._table_due = False
                 self._checkpoints_since_full = self._bytes_since_full = 0
@@ -854,6 +851,11 @@ class Partition:
             else:
                 self._checkpoints_since_full += 1
                 self._bytes_since_full += len(payload)
+            checkpointed: Future[int] = Future()
+            checkpointed.set_running_or_notify_cancel()
+            # After the counts above: an append already failed runs this at
+            # once, and its call for the table must not be undone by them.
+            future.add_done_callback(lambda done: self._checkpoint_durable(done, end, checkpointed))
         if full:
             # Older checkpoints go once the full one is durable (trim needs it
             # below the stream's durable end); not under the lock: it waits.
