@@ -13,13 +13,24 @@ import msgpack
 from engine import state_parts
 
 CHECKPOINT_VERSION = 4
-"""2 adds the partition's transactions and producers' coordinator epochs, 3
-producers' last timestamps (their last batch's or transaction marker's), 4
-the compaction horizon."""
+"""A checkpoint holding the producer table. 2 adds the partition's
+transactions and producers' coordinator epochs, 3 producers' last
+timestamps (their last batch's or transaction marker's), 4 the compaction
+horizon."""
 
 PART_VERSION = 5
 """Marks a part of a checkpoint: a tidelog that predates parts refuses it
 as a format newer than its own instead of reading it as a checkpoint."""
+
+CHANGES_VERSION = 6
+"""A checkpoint holding the producers changed since the checkpoint before
+instead of the table (docs/design/0117): a tidelog that predates it
+refuses it rather than read a partition with no producers."""
+
+NEWEST_VERSION = CHANGES_VERSION
+
+CHANGED = "changed"
+GONE = "gone"
 
 
 PART = "part"
@@ -67,7 +78,7 @@ def checkpoints(records: Iterable[Any], where: object) -> Iterator[dict[str, Any
                 )
         else:
             run.end()
-        if whole["v"] > CHECKPOINT_VERSION:
+        if whole["v"] > NEWEST_VERSION or whole["v"] == PART_VERSION:
             raise ValueError(f"{where}: checkpoint format {whole['v']} is newer than this tidelog")
         yield whole
 

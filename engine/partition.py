@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from functools import partial
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 
@@ -24,7 +24,14 @@ import native
 from engine import markers
 from engine.batch_refusals import batch_error
 from engine.catalog import read_payloads
-from engine.checkpoint_records import CHECKPOINT_VERSION, checkpoints, in_parts
+from engine.checkpoint_records import (
+    CHANGED,
+    CHANGES_VERSION,
+    CHECKPOINT_VERSION,
+    GONE,
+    checkpoints,
+    in_parts,
+)
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon, widen
 from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
@@ -64,7 +71,9 @@ from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 
 FULL_CHECKPOINT_EVERY = 32
-"""Incremental checkpoints between two full ones (which trim the state stream)."""
+"""Incremental checkpoints at least between two full ones (which hold the
+producer table and trim the state stream); the incremental ones since a
+full one also reach its size in bytes first (docs/design/0117)."""
 
 TransactionVerifier = Callable[[str, int, int, int], None]
 """(topic, partition, producer id, epoch): raises unless that producer has an
@@ -167,6 +176,15 @@ class Partition:
         self._dirty = False
         """State that only a checkpoint records changed (the cleaned offset)."""
         self._checkpoints_since_full = 0
+        self._bytes_since_full = 0
+        """Bytes of the checkpoints appended since the last full one, which
+        recovery reads on top of it."""
+        self._full_bytes = 0
+        """Bytes of the last full checkpoint: the producer table, mostly."""
+        self._table_due = False
+        """The next checkpoint must hold the whole producer table: the
+        changes taken since the last one do not describe it (a leader's
+        sequences forgotten, or a checkpoint's append failed)."""
         self.txns = PartitionTransactions()
         self.verify_transaction: TransactionVerifier | None = None
         """The transaction coordinator's check for transactional batches."""
@@ -754,11 +772,16 @@ class Partition:
 
     # -- checkpoints and recovery ------------------------------------------------
 
-    def checkpoint(self, expiration_ms: int | None = None) -> Future[int] | None:
+    def checkpoint(
+        self, expiration_ms: int | None = None, wait_s: float | None = None
+    ) -> Future[int] | None:
         """Appends the producer table, new time-index entries and leader epochs
         as of the log end to the state stream, if anything changed; returns
         the store's future (None if there was nothing to write). Producers
-        idle longer than ``expiration_ms`` (if given) are forgotten first."""
+        idle longer than ``expiration_ms`` (if given) are forgotten first.
+        A full checkpoint is waited for before the stream is trimmed to it:
+        ``wait_s`` at most if given (TimeoutError past it, the stream then
+        left as it is), for a caller whose own wait is bounded."""
         with self.lock:
             end = self.store.next_offset(self.stream_id)
             if end == 0:
@@ -774,7 +797,10 @@ class Partition:
                 self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
             self.time_index.drop_before(self.log_start_offset)
             self.txns.drop_before(self.log_start_offset)
-            full = self._checkpoints_since_full >= FULL_CHECKPOINT_EVERY
+            full = self._table_due or (
+                self._checkpoints_since_full >= FULL_CHECKPOINT_EVERY
+                and self._bytes_since_full >= self._full_bytes
+            )
             # The producer table's copy and its packing make some six objects
             # per producer, with the lock held that appends and Fetch take on
             # the event loop: collections set off meanwhile would walk the
@@ -782,14 +808,13 @@ class Partition:
             # before the collector resumes (reference counting frees it).
             with CollectorPaused():
                 record = {
-                    "v": CHECKPOINT_VERSION,
+                    "v": CHECKPOINT_VERSION if full else CHANGES_VERSION,
                     "end": end,
                     "full": full,
                     "index": self.time_index.all_entries()
                     if full
                     else self.time_index.unsaved_entries(),
                     "ti": self.time_index.state(),
-                    "producers": self.producers.to_wire(),
                     "epochs": [list(e) for e in self.leader_epochs],
                     "cleaned": self.cleaned_offset,
                     "horizon": None
@@ -797,6 +822,14 @@ class Partition:
                     else self.compaction_horizon.to_wire(),
                     "txns": self.txns.to_wire(),
                 }
+                if full:
+                    record["producers"] = self.producers.to_wire()
+                else:
+                    # Only the producers changed since the checkpoint before:
+                    # recovery applies every one since the full one in turn,
+                    # so the bytes written follow the batches appended, not
+                    # the table (docs/design/0117).
+                    record[CHANGED], record[GONE] = self.producers.changes_to_wire()
                 payload = msgpack.packb(record, use_bin_type=True)
                 del record
             offset = self.store.next_offset(self.state_stream_id)
@@ -818,15 +851,26 @@ class Partition:
                 self._dirty = True
                 raise
             self.time_index.mark_saved()
+            # Taken only once appended: a refused checkpoint's changes go in
+            # the next one, as a refused table did.
+            self.producers.take_changes()
             self.checkpointed_end = end
+            if full:
+                self._table_due = False
+                self._checkpoints_since_full = self._bytes_since_full = 0
+                self._full_bytes = len(payload)
+            else:
+                self._checkpoints_since_full += 1
+                self._bytes_since_full += len(payload)
             checkpointed: Future[int] = Future()
             checkpointed.set_running_or_notify_cancel()
+            # After the counts above: an append already failed runs this at
+            # once, and its call for the table must not be undone by them.
             future.add_done_callback(lambda done: self._checkpoint_durable(done, end, checkpointed))
-            self._checkpoints_since_full = 0 if full else self._checkpoints_since_full + 1
         if full:
             # Older checkpoints go once the full one is durable (trim needs it
             # below the stream's durable end); not under the lock: it waits.
-            checkpointed.result()
+            checkpointed.result(wait_s)
             self.store.trim(self.state_stream_id, offset)
         return checkpointed
 
@@ -847,19 +891,35 @@ class Partition:
         after the last checkpoint; returns how many batches were replayed."""
         end = self.high_watermark
         replay_from = self.log_start_offset
-        # One record decoded at a time: every checkpoint since the full one
-        # holds the whole producer table, so the stream may be many times
-        # one checkpoint (and one in parts many times one record).
-        records = (
-            msgpack.unpackb(payload, raw=False, strict_map_key=False)
-            for payload in read_payloads(self.store, self.state_stream_id)
-        )
+        # Bytes of the state stream read so far: the sizes of the full
+        # checkpoint and of those after it decide when the next full one is
+        # due, as they would have had the leader gone on.
+        read = 0
+
+        def unpacked(payload: bytes | memoryview) -> Any:
+            nonlocal read
+            read += len(payload)
+            return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+
+        # One record decoded at a time: a checkpoint of format 4 holds the
+        # whole producer table, so the stream may be many times one
+        # checkpoint (and one in parts many times one record).
+        records = (unpacked(payload) for payload in read_payloads(self.store, self.state_stream_id))
+        taken = 0
         for record in checkpoints(records, self):
             if record["end"] > end:
                 break  # cannot happen for a prefix of the WAL; never trust it anyway
             self.time_index.load(record["index"], record["full"])
             self.time_index.restore(record["ti"])
-            self.producers = ProducerStateTable.from_wire(record["producers"])
+            if record["v"] == CHANGES_VERSION:
+                self.producers.apply_changes(record[CHANGED], record[GONE])
+                self._checkpoints_since_full += 1
+                self._bytes_since_full += read - taken
+            else:
+                self.producers = ProducerStateTable.from_wire(record["producers"])
+                self._checkpoints_since_full = self._bytes_since_full = 0
+                self._full_bytes = read - taken
+            taken = read
             self.leader_epochs = [(e, o) for e, o in record["epochs"]]
             self.cleaned_offset = record["cleaned"]
             self.compaction_horizon = horizon_from_checkpoint(record)
@@ -876,8 +936,7 @@ class Partition:
             # last sequences are unknown, so their next batches may start
             # anywhere (Kafka's rule for a producer it has no entry for);
             # epochs still hold.
-            for entry in self.producers.producers.values():
-                entry.batches.clear()
+            self.forget_sequences()
         replayed = 0
         offset = replay_from
         now = self._clock.time_ms()
@@ -928,7 +987,17 @@ class Partition:
             self.durable_checkpoint_end = max(self.durable_checkpoint_end, end)
             checkpointed.set_result(end)
         else:
+            # The changes it took may be missing from the stream: the table
+            # the next one holds does not depend on them.
+            self._table_due = True
             checkpointed.set_exception(error)
+
+    def forget_sequences(self) -> None:
+        """Forgets every producer's batches (their epochs stay): its next
+        batch may start at any sequence; the next checkpoint holds the table."""
+        for entry in self.producers.producers.values():
+            entry.batches.clear()
+        self._table_due = True
 
     def expire_producers(self, expiration_ms: int) -> int:
         """Forgets producers idle longer than ``expiration_ms`` (but those with

@@ -65,6 +65,11 @@ class ProducerStateTable:
 
     def __init__(self) -> None:
         self.producers: dict[int, ProducerEntry] = {}
+        self.changed: set[int] = set()
+        """Producers written or made since the last checkpoint took the
+        changes (``take_changes``); disjoint from ``gone``."""
+        self.gone: set[int] = set()
+        """Producers forgotten since then (expired)."""
 
     def check(self, header: BatchHeader) -> BatchMeta | None:
         """Checks one batch before it is written: returns the original's
@@ -107,6 +112,10 @@ class ProducerStateTable:
         entry = self.producers.get(producer_id)
         if entry is None or header.producer_epoch != entry.epoch:
             entry = self.producers[producer_id] = ProducerEntry(producer_id, header.producer_epoch)
+        # Inline, not _note_changed: this runs for every idempotent batch.
+        self.changed.add(producer_id)
+        if self.gone:
+            self.gone.discard(producer_id)
         timestamp = header.max_timestamp if max_timestamp is None else max_timestamp
         if header.base_sequence >= 0:
             entry.batches.append(
@@ -131,6 +140,7 @@ class ProducerStateTable:
         entry = self.producers.get(producer_id)
         if entry is None or epoch > entry.epoch:
             entry = self.producers[producer_id] = ProducerEntry(producer_id, epoch)
+        self._note_changed(producer_id)
         entry.last_append_ms = now_ms
         entry.last_timestamp = timestamp
         entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
@@ -145,35 +155,71 @@ class ProducerStateTable:
         ]
         for pid in idle:
             del self.producers[pid]
+            self.changed.discard(pid)
+            self.gone.add(pid)
         return len(idle)
 
+    def _note_changed(self, producer_id: int) -> None:
+        self.changed.add(producer_id)
+        self.gone.discard(producer_id)
+
     def to_wire(self) -> list[Any]:
-        return [
-            [
-                entry.producer_id,
-                entry.epoch,
-                entry.last_append_ms,
-                [list(b) for b in entry.batches],
-                entry.coordinator_epoch,
-                entry.last_timestamp,
-            ]
-            for entry in self.producers.values()
-        ]
+        return [_entry_to_wire(entry) for entry in self.producers.values()]
+
+    def changes_to_wire(self) -> tuple[list[Any], list[int]]:
+        """The entries of the producers changed since the changes were last
+        taken, in ``to_wire``'s form, and the ids of those forgotten since:
+        what a checkpoint without the table records (docs/engine-format.md,
+        "Producer changes"). Costs what changed, not the table."""
+        producers = self.producers
+        return [_entry_to_wire(producers[pid]) for pid in self.changed], list(self.gone)
+
+    def take_changes(self) -> None:
+        """A checkpoint recorded the table or its changes: start again."""
+        self.changed.clear()
+        self.gone.clear()
+
+    def apply_changes(self, changed: list[Any], gone: list[int]) -> None:
+        """Applies what ``changes_to_wire`` recorded: entries replaced whole,
+        forgotten ids dropped."""
+        for raw in changed:
+            entry = _entry_from_wire(raw)
+            self.producers[entry.producer_id] = entry
+        for producer_id in gone:
+            self.producers.pop(producer_id, None)
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> ProducerStateTable:
-        """Reads ``to_wire``'s form; entries of format 1 checkpoints lack the
-        coordinator epoch, those of formats 1 and 2 the last timestamp (their
-        last batch's is taken: a marker's was not kept)."""
+        """Reads ``to_wire``'s form."""
         table = cls()
-        for producer_id, epoch, last_append_ms, batches, *rest in raw:
-            entry = ProducerEntry(producer_id, epoch, last_append_ms=last_append_ms)
-            entry.batches.extend(BatchMeta(*b) for b in batches)
-            if rest:
-                entry.coordinator_epoch = rest[0]
-            if len(rest) > 1:
-                entry.last_timestamp = rest[1]
-            elif entry.batches:
-                entry.last_timestamp = entry.batches[-1].timestamp
-            table.producers[producer_id] = entry
+        for fields in raw:
+            entry = _entry_from_wire(fields)
+            table.producers[entry.producer_id] = entry
         return table
+
+
+def _entry_to_wire(entry: ProducerEntry) -> list[Any]:
+    return [
+        entry.producer_id,
+        entry.epoch,
+        entry.last_append_ms,
+        [list(b) for b in entry.batches],
+        entry.coordinator_epoch,
+        entry.last_timestamp,
+    ]
+
+
+def _entry_from_wire(fields: list[Any]) -> ProducerEntry:
+    """Reads ``_entry_to_wire``'s form; entries of format 1 checkpoints lack
+    the coordinator epoch, those of formats 1 and 2 the last timestamp (their
+    last batch's is taken: a marker's was not kept)."""
+    producer_id, epoch, last_append_ms, batches, *rest = fields
+    entry = ProducerEntry(producer_id, epoch, last_append_ms=last_append_ms)
+    entry.batches.extend(BatchMeta(*b) for b in batches)
+    if rest:
+        entry.coordinator_epoch = rest[0]
+    if len(rest) > 1:
+        entry.last_timestamp = rest[1]
+    elif entry.batches:
+        entry.last_timestamp = entry.batches[-1].timestamp
+    return entry

@@ -96,6 +96,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "it tests is how records of the server's state past one WAL record are answered",
     "tests/engine/test_checkpoint_parts.py": "builds idempotent batches with native/; what "
     "it tests is how a partition's checkpoint past one WAL record is written and read",
+    "tests/engine/test_producer_changes.py": "builds idempotent batches with native/; what "
+    "it tests is which producers a partition's checkpoints record and a restart loads",
     "tests/server/test_checkpoint_parts.py": "builds idempotent batches with native/; what "
     "it tests is how a checkpoint in parts is answered over the wire and loaded",
     "tests/server/test_produce_wal_failure.py": "decodes what was kept with native/; what it "

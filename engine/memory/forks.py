@@ -326,9 +326,10 @@ def _forget_sequences(partition: Partition) -> None:
     neither a duplicate (its record would be dropped as already written) nor
     out of order in the fork. Epochs stay, so fencing still holds."""
     with partition.lock:
-        for entry in partition.producers.producers.values():
-            entry.batches.clear()
-    written = partition.checkpoint()
+        partition.forget_sequences()
+    # Full (it holds the table the forgotten sequences left): its wait for
+    # durability before the trim is the fork's, bounded as the markers' is.
+    written = partition.checkpoint(wait_s=_MARKER_TIMEOUT_S)
     if written is not None:
         written.result(_MARKER_TIMEOUT_S)
 

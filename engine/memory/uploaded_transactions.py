@@ -24,7 +24,7 @@ import msgpack
 
 import native
 from engine import markers
-from engine.checkpoint_records import CHECKPOINT_VERSION, PART_VERSION, checkpoints, last_part
+from engine.checkpoint_records import NEWEST_VERSION, PART_VERSION, checkpoints, last_part
 from engine.partition_txns import AbortedTxn, PartitionTransactions
 from s3stream import ObjectStore
 from s3stream.lookup import Candidates, committed_batches
@@ -112,7 +112,7 @@ def _last_checkpoint(
                 continue
         elif record is not None and record["v"] == PART_VERSION:
             continue  # a part of a run never completed, or not its last
-        if record is None or record["v"] > CHECKPOINT_VERSION:
+        if record is None or record["v"] > NEWEST_VERSION:
             break  # a format this reader does not know: replay from the log start
         if record["end"] > end:
             continue

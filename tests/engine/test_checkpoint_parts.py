@@ -154,7 +154,8 @@ def test_a_part_refused_leaves_the_checkpoint_before_in_force(
     e.flush()
     before = partition.durable_checkpoint_end
     assert before == 2 * PRODUCERS
-    more = _crowd(e, 100)
+    # As many new producers again: the changes alone go in parts.
+    more = _crowd(e, PRODUCERS)
     state = partition.state_stream_id
     submit = e.store.submit
     parts: list[int] = []
@@ -191,9 +192,10 @@ def test_a_part_refused_leaves_the_checkpoint_before_in_force(
 def test_a_full_checkpoint_in_parts_trims_the_state_stream_to_its_first_part(
     restarts: Restarts,
 ) -> None:
-    """Every FULL_CHECKPOINT_EVERY + 1st checkpoint is full: in parts, the
-    state stream is trimmed to its part 0 once all are durable, and the
-    incremental ones after it, in parts too, load after a restart."""
+    """A partition's first full checkpoint follows FULL_CHECKPOINT_EVERY
+    incremental ones: in parts, the state stream is trimmed to its part 0
+    once all are durable, and the incremental ones after it load after a
+    restart."""
     e = restarts.engine
     pids = _crowd(e, PRODUCERS)
     partition = e.partition("t", 0)
@@ -324,20 +326,20 @@ def test_a_crash_between_parts_leaves_the_checkpoint_before_in_force(
 def test_recovery_holds_one_checkpoint_at_a_time_not_the_state_stream(
     restarts: Restarts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every checkpoint since the full one is in the state stream, each the
-    whole producer table (in parts here): recovery loads each as soon as
-    its records are read, so it never holds the stream's records all at
-    once, only about one checkpoint's."""
+    """Every checkpoint since the full one is in the state stream, each
+    the producers changed since the one before (thousands, in parts here):
+    recovery applies each as soon as its records are read, so it never
+    holds the stream's records all at once, only about one checkpoint's."""
     e = restarts.engine
-    _crowd(e, PRODUCERS)
     partition = e.partition("t", 0)
-    for _ in range(24):
-        e.produce("t", 0, native.encode_batch([RecordSpec(TS, None, b"w")]))
+    checkpoints_written = 3
+    for _ in range(checkpoints_written):
+        _crowd(e, PRODUCERS)
         written = partition.checkpoint()
         assert written is not None and written.result(30) == partition.high_watermark
     records = _state_records(e)
     per_checkpoint = records[0]["parts"]
-    assert len(records) == 24 * per_checkpoint
+    assert len(records) == checkpoints_written * per_checkpoint
     e = restarts.crash()
     partition = e.partition("t", 0)
     read: list[int] = []
@@ -349,19 +351,19 @@ def test_recovery_holds_one_checkpoint_at_a_time_not_the_state_stream(
             read.append(len(payload))
             yield payload
 
-    loaded = ProducerStateTable.from_wire
+    applied = ProducerStateTable.apply_changes
 
-    def noted(raw: list[Any]) -> ProducerStateTable:
+    def noted(table: ProducerStateTable, changed: list[Any], gone: list[int]) -> None:
         read_ahead.append(len(read))
-        return loaded(raw)
+        applied(table, changed, gone)
 
     monkeypatch.setattr(catalog, "read_payloads", counted)
     monkeypatch.setattr(partition_module, "read_payloads", counted, raising=False)
-    monkeypatch.setattr(ProducerStateTable, "from_wire", noted)
+    monkeypatch.setattr(ProducerStateTable, "apply_changes", noted)
     assert partition.recover() == 0
-    assert len(partition.producers.producers) == PRODUCERS
-    # Each checkpoint is loaded once its own parts are read, not after all.
-    assert read_ahead == [per_checkpoint * (n + 1) for n in range(24)]
+    assert len(partition.producers.producers) == checkpoints_written * PRODUCERS
+    # Each checkpoint is applied once its own parts are read, not after all.
+    assert read_ahead == [per_checkpoint * (n + 1) for n in range(checkpoints_written)]
 
 
 def test_a_checkpoint_copies_a_large_producer_table_without_collections(
@@ -374,26 +376,30 @@ def test_a_checkpoint_copies_a_large_producer_table_without_collections(
     e = restarts.engine
     _crowd(e, PRODUCERS)
     partition = e.partition("t", 0)
+    # A leader that forgot its producers' sequences writes the whole table next.
+    with partition.lock:
+        partition.forget_sequences()
     to_wire = ProducerStateTable.to_wire
     during: list[int] = []
-    copying = [False]
+    copying = [0]
 
     def counting(phase: str, info: dict[str, int]) -> None:
         if phase == "start" and copying[0]:
             during.append(info["generation"])
 
     def copied(table: ProducerStateTable) -> list[Any]:
-        copying[0] = True
+        copying[0] += 1
         try:
             return to_wire(table)
         finally:
-            copying[0] = False
+            copying[0] -= 1
 
     gc.callbacks.append(counting)
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(ProducerStateTable, "to_wire", copied)
             written = partition.checkpoint()
+            assert copying == [0] and _state_records(e)[-1]["v"] == PART_VERSION
     finally:
         gc.callbacks.remove(counting)
     assert written is not None and written.result(30) == partition.high_watermark
@@ -411,7 +417,7 @@ def test_a_run_cut_short_in_the_bucket_leaves_the_checkpoint_before_in_force_wit
     partition = e.partition("t", 0)
     assert partition.checkpoint() is not None
     assert e.flush(30)
-    more = _crowd(e, 100)
+    more = _crowd(e, PRODUCERS)
     state = partition.state_stream_id
     submit = e.store.submit
 

@@ -28,7 +28,7 @@ import native
 from engine import NewTopic
 from engine.acl_bindings import AclBinding
 from engine.catalog import PRODUCER_ID_BLOCK, RECORD_KINDS, SNAPSHOT_EVERY
-from engine.checkpoint_records import PART_VERSION
+from engine.checkpoint_records import CHANGES_VERSION, NEWEST_VERSION, PART_VERSION
 from engine.credentials import new_credential, password_matches
 from engine.delegation_tokens import DelegationTokenConfig
 from engine.governance_log import KEPT_OF_DELETED, KEPT_PER_TOPIC
@@ -58,6 +58,10 @@ def _record_table(first: str) -> dict[str, list[str]]:
 CATALOG_RECORDS = _record_table("catalog")
 STATE_RECORDS = _record_table("put")
 CHECKPOINT = {row["key"].strip("`"): row["value"] for row in docspec.table(DOC, "key", "value")}
+CHECKPOINT_CHANGES = {
+    row["changes key"].strip("`"): row["value"]
+    for row in docspec.table(DOC, "changes key", "value")
+}
 CHECKPOINT_PART = {
     row["part key"].strip("`"): row["value"] for row in docspec.table(DOC, "part key", "value")
 }
@@ -187,7 +191,7 @@ def test_the_numbers_in_the_text_are_the_engines() -> None:
     assert _stated(r"reserved (\d+) at a time") == PRODUCER_ID_BLOCK
     assert _stated(r"number at least\s+(\d+) and twice the live keys") == COMPACT_AFTER
     assert _stated(r"records of at most (\d+) keys") == COMPACT_CHUNK
-    assert _stated(r"Every (\d+)rd is\s+`full`") == FULL_CHECKPOINT_EVERY + 1
+    assert _stated(r"at\s+least\s+every\s+(\d+)rd\s+is\s+`full`") == FULL_CHECKPOINT_EVERY + 1
     assert _stated(r"`index.interval.bytes` \((\d+)\)") == TimeIndex().interval_bytes
     assert int(CHECKPOINT["v"].split()[0]) == CHECKPOINT_VERSION
     assert _stated(r'`\["catalog", version, created_ms\]`[^|]*\|[^|]*`version` is (\d+)') == 1
@@ -979,7 +983,7 @@ def test_what_the_engine_writes_parses_and_applies_by_the_document(tmp_path: Pat
     assert checkpoints[("a", 0)][-1]["epochs"] == [[leader_epoch, 0]]
     aborted = [c["txns"]["aborted"] for c in checkpoints[("b", 2)]]
     assert aborted[-1] and all(len(a) == len(ABORTED) for a in aborted[-1])
-    producers = checkpoints[("b", 2)][-1]["producers"]
+    producers = [p for c in checkpoints[("b", 2)] for p in c.get("changed", c.get("producers"))]
     assert any(p[PRODUCER.index("coordinator_epoch")] >= 0 for p in producers)
 
 
@@ -1002,12 +1006,19 @@ def _tuple(key: Any) -> Hashable:
 
 
 def _check_checkpoint(checkpoint: dict[str, Any]) -> None:
-    assert set(checkpoint) == set(CHECKPOINT)
-    assert checkpoint["v"] == CHECKPOINT_VERSION
+    if checkpoint["v"] == CHANGES_VERSION:
+        assert set(checkpoint) == set(CHECKPOINT) - {"producers"} | set(CHECKPOINT_CHANGES)
+        assert not checkpoint["full"]
+        assert not set(checkpoint["gone"]) & {p[0] for p in checkpoint["changed"]}
+        entries = checkpoint["changed"]
+    else:
+        assert set(checkpoint) == set(CHECKPOINT)
+        assert checkpoint["v"] == CHECKPOINT_VERSION
+        entries = checkpoint["producers"]
     assert isinstance(checkpoint["full"], bool)
     assert len(checkpoint["index"]) % 2 == 0
     assert list(checkpoint["ti"]) == TI_KEYS
-    for producer in checkpoint["producers"]:
+    for producer in entries:
         assert len(producer) == len(PRODUCER)
         batches = producer[3]  # the array of batches, between last_append_ms and coordinator_epoch
         assert len(batches) <= 5 and all(len(b) == len(PRODUCER_BATCH) for b in batches)
@@ -1114,7 +1125,7 @@ def test_a_checkpoint_newer_than_the_documented_version_is_refused(tmp_path: Pat
         data, state = e.catalog.state.topics["t"].streams[0]
     with StreamStore.open(node) as store:
         store.open_stream(state, 0)
-        newer = {"v": PART_VERSION + 1, "end": store.end_offset(data)}
+        newer = {"v": NEWEST_VERSION + 1, "end": store.end_offset(data)}
         _append_all(store, state, [msgpack.packb(newer)])
     with pytest.raises(ValueError, match="newer than this tidelog"), engine.open(node) as e:
         e.partition("t", 0)
@@ -1176,6 +1187,72 @@ def test_the_engine_recovers_a_checkpoint_built_from_the_document(
         )
         assert [tuple(a) for a in partition.txns.aborted] == ([(4242, 0, 1)] if version > 1 else [])
         assert partition.time_index.start_for(1001) == 1
+
+
+def test_the_engine_applies_producer_changes_built_from_the_document(tmp_path: Path) -> None:
+    """A full checkpoint, then producer changes as their table has them:
+    recovery replaces the changed producer's entry and drops the gone one."""
+    assert int(CHECKPOINT_CHANGES["v"]) == CHANGES_VERSION
+    node = tmp_path / "node"
+    with engine.open(node) as e:
+        e.create_topic("t", 1)
+        e.produce("t", 0, native.encode_batch([RecordSpec(1000, None, b"v")]))
+        data, state = e.catalog.state.topics["t"].streams[0]
+    with StreamStore.open(node) as store:
+        store.open_stream(state, 0)
+        end = store.end_offset(data)
+        full = _small_checkpoint(end, 7)
+        full["producers"].append([8, 0, 99, [[0, 0, 0, 0, 1000]], -1, 1000])
+        values = {
+            **full,
+            "full": False,
+            "v": CHANGES_VERSION,
+            "changed": [[7, 1, 123, [[0, 4, 0, 0, 1001]], -1, 1001]],
+            "gone": [8],
+        }
+        keys = [k for k in CHECKPOINT if k != "producers"] + list(CHECKPOINT_CHANGES)
+        changes = {k: values[k] for k in keys}
+        _append_all(store, state, [msgpack.packb(c, use_bin_type=True) for c in (full, changes)])
+    with engine.open(node) as e:
+        producers = e.partition("t", 0).producers.producers
+        assert list(producers) == [7]
+        assert producers[7].epoch == 1 and producers[7].last_append_ms == 123
+        assert [tuple(b) for b in producers[7].batches] == [(0, 4, 0, 0, 1001)]
+
+
+def test_producer_changes_follow_an_older_tidelogs_checkpoints(tmp_path: Path) -> None:
+    """A state stream an older tidelog wrote (a full checkpoint of format 4,
+    then an incremental one holding the whole table, as they all did): it
+    loads, the next checkpoint records the producers changed since, and a
+    restart applies them on top."""
+    node = tmp_path / "node"
+    with engine.open(node) as e:
+        e.create_topic("t", 1)
+        e.produce("t", 0, native.encode_batch([RecordSpec(1000, None, b"v")]))
+        data, state = e.catalog.state.topics["t"].streams[0]
+    with StreamStore.open(node) as store:
+        store.open_stream(state, 0)
+        end = store.end_offset(data)
+        # The incremental one's table no longer holds producer 7: forgotten.
+        older = [_small_checkpoint(end, 7), {**_small_checkpoint(end, 8), "full": False}]
+        _append_all(store, state, [msgpack.packb(c, use_bin_type=True) for c in older])
+    e = engine.open(node)
+    try:
+        partition = e.partition("t", 0)
+        assert list(partition.producers.producers) == [8]
+        batch = native.encode_batch(
+            [RecordSpec(1001, None, b"w")], producer_id=8, producer_epoch=0, base_sequence=1
+        )
+        first = e.produce("t", 0, batch).base_offset
+        written = partition.checkpoint()
+        assert written is not None and written.result(30) == partition.high_watermark
+        assert read_stream(e.store, state)[-1]["v"] == CHANGES_VERSION
+    finally:
+        e.close(flush=False)
+    with engine.open(node) as e:
+        retried = e.produce("t", 0, batch)
+        assert retried.duplicate and retried.base_offset == first
+        assert list(e.partition("t", 0).producers.producers) == [8]
 
 
 def _documented_parts(checkpoint: dict[str, Any], count: int) -> list[bytes]:

@@ -8,6 +8,8 @@ Kafka client consumes it over the wire like any topic."""
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from engine.errors import (
     TopicExists,
     UnknownTopic,
 )
+from engine.memory import forks
 from engine.memory.forks import ForkPointUnavailable
 from engine.memory.stored_state import stored_state_at
 from engine.memory.uploaded_lookup import lookup_uploaded
@@ -389,3 +392,56 @@ def test_a_fork_rebuilds_each_partitions_state_once(
     e.close()
     e = engine_factory()
     assert [e.offsets("eval", p) for p in range(4)] == [(0, 11), (0, 10), (0, 10), (0, 1)]
+
+
+def test_a_forks_first_checkpoint_not_durable_in_time_undoes_the_fork(
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork's first checkpoint holds its producer table (its producers'
+    sequences forgotten): one that is not durable within the fork's wait
+    (the WAL's sync stalled; injected here as an append whose future never
+    resolves) undoes the fork with a retriable error when that wait ends,
+    rather than holding the engine's lock until the sync returns."""
+    e = engine_factory()
+    e.create_topic("t", 1)
+    plain(e, "t", 0, b"plain")
+    state = e.store.manifest.state.next_stream_id + 1  # the fork's state stream
+    submit = e.store.submit
+    stalled: list[Future[int]] = []
+
+    def stalling(stream_id: int, *args: Any, **kwargs: Any) -> Any:
+        if stream_id != state:
+            return submit(stream_id, *args, **kwargs)
+        submit(stream_id, *args, **kwargs)  # appended; its sync never answers
+        never: Future[int] = Future()
+        never.set_running_or_notify_cancel()
+        stalled.append(never)
+        return never
+
+    monkeypatch.setattr(e.store, "submit", stalling)
+    monkeypatch.setattr(forks, "_MARKER_TIMEOUT_S", 0.5)
+    outcome: list[BaseException | None] = []
+
+    def fork() -> None:
+        try:
+            e.fork("t", name="eval")
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    forking = threading.Thread(target=fork, daemon=True)
+    forking.start()
+    forking.join(20)
+    try:
+        assert outcome, "the fork still waits for its first checkpoint"
+        assert isinstance(outcome[0], AdminTimedOut), outcome
+        assert outcome[0].error_code.retriable
+        assert "eval" not in e.list_topics()
+    finally:
+        for never in stalled:  # let a fork still waiting end
+            if not never.done():
+                never.set_exception(TimeoutError("stalled"))
+        forking.join(20)
+    monkeypatch.undo()
+    e.fork("t", name="eval")
+    assert values(e, "eval", "read_uncommitted") == [b"plain"]

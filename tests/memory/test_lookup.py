@@ -443,7 +443,15 @@ def test_a_read_committed_lookup_from_the_store_reads_a_checkpoint_in_parts(
         assert e.flush(timeout=30)  # the checkpoint, in parts, then uploads
         end = partition.durable_checkpoint_end
         assert end == partition.high_watermark
-        e.produce("t", 0, native.encode_batch([RecordSpec(0, None, b"after")]))
+        # As many producers again, without the header: the next checkpoint
+        # holds the producers changed since this one, in parts too.
+        for _ in range(1500):
+            pid, epoch = e.init_producer_id()
+            after = RecordSpec(0, None, b"after")
+            batch = native.encode_batch(
+                [after], producer_id=pid, producer_epoch=epoch, base_sequence=0
+            )
+            e.produce("t", 0, batch)
         submit = e.store.submit
         parts: list[int] = []
 
@@ -489,9 +497,16 @@ def test_a_read_committed_lookup_reads_a_run_of_parts_it_passes_over_once(
         older = partition.checkpoint()
         assert older is not None
         end = older.result(30)
-        e.produce("t", 0, native.encode_batch([RecordSpec(0, None, b"after")]))
+        # As many producers again: the newer checkpoint holds the producers
+        # changed since the older one, in parts too.
+        for _ in range(4000):
+            pid, epoch = e.init_producer_id()
+            batch = native.encode_batch(
+                [RecordSpec(0, None, b"v")], producer_id=pid, producer_epoch=epoch, base_sequence=0
+            )
+            e.produce("t", 0, batch)
         newer = partition.checkpoint()
-        assert newer is not None and newer.result(30) == end + 1
+        assert newer is not None and newer.result(30) == end + 4000
         assert e.store.flush(30)
         state = load_state(store)
         meta = state.streams[partition.state_stream_id]
