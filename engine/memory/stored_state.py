@@ -26,6 +26,7 @@ import msgpack
 import native
 from engine import markers
 from engine.catalog import CatalogState
+from engine.checkpoint_records import checkpoints
 from engine.compaction_horizon import CompactionHorizon
 from engine.compaction_horizon import from_checkpoint as horizon_from_checkpoint
 from engine.config import TopicConfig
@@ -94,10 +95,15 @@ class StoredPartition:
         return stored_payloads(self._store, self._state, stream_id, self._current)
 
     def _last_horizon(self) -> CompactionHorizon | None:
+        """The last complete checkpoint's horizon: a checkpoint in parts is
+        read whole (its parts hold no horizon of their own)."""
         horizon = None
-        for payload in self._stream(self._checkpoints):
-            record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-            horizon = horizon_from_checkpoint(record)
+        records = (
+            msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            for payload in self._stream(self._checkpoints)
+        )
+        for checkpoint in checkpoints(records, f"state stream {self._checkpoints}"):
+            horizon = horizon_from_checkpoint(checkpoint)
         return horizon
 
     def _transactions(self) -> tuple[list[AbortedTxn], int]:

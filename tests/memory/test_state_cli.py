@@ -8,16 +8,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import engine
 import native
+from engine.catalog import read_records
+from engine.checkpoint_records import PART_VERSION
 from engine.cli.main import main
 from engine.memory.stored_state import stored_state_at
 from native import RecordSpec
 from s3stream import open_store
+from tests.engine.conftest import FAST_STORE
 from tests.engine.helpers_records import child_env
 
 T0 = 1_700_000_000_000
@@ -130,3 +134,40 @@ def test_a_time_without_a_zone_and_an_unknown_topic_are_refused(
     )
     code, _, err = _state_here(capsys, tmp_path, "missing", "--at", "0")
     assert code == 2 and "missing" in err
+
+
+def test_the_horizon_of_a_checkpoint_in_parts_is_read_from_the_bucket(tmp_path: Path) -> None:
+    """A checkpoint past one WAL record is written in parts (0112); the
+    horizon the bucket's reader takes is the whole checkpoint's, not the
+    last part's (which holds none): read as none, an answer at a time the
+    cleaner took records from would be called exact."""
+    config = engine.EngineConfig(
+        store=replace(FAST_STORE, wal_segment_bytes=32 * 1024),
+        checkpoint_interval_s=3600,
+        cleaner_interval_s=3600,
+    )
+    with engine.open(tmp_path, config=config) as e:
+        e.create_topic("orders", 1, {"cleanup.policy": "compact", "delete.retention.ms": 0})
+        _put(e, b"order-1", b"placed", T0 - 300)
+        _put(e, b"order-1", b"paid", T0 - 200)
+        assert e.flush(timeout=30)
+        assert e.cleaner.clean(e.partition("orders", 0), force=True)
+        for pid in [e.init_producer_id()[0] for _ in range(2000)]:
+            # 2,000 producers changed: the next checkpoint (some 90 KiB) goes in parts
+            batch = native.encode_batch(
+                [RecordSpec(T0 - 100, b"order-%d" % pid, b"placed", ())],
+                producer_id=pid,
+                producer_epoch=0,
+                base_sequence=0,
+            )
+            e.produce("orders", 0, batch)
+        assert e.flush(timeout=30)
+        state = read_records(e.store, e.partition("orders", 0).state_stream_id)
+        assert state[-1]["v"] == PART_VERSION, "the last checkpoint was not written in parts"
+        store = open_store(e.storage_url)
+        try:
+            online = e.state_at("orders", T0 - 300)
+            assert not online.exact  # the cleaner took order-1's first value
+            assert stored_state_at(store, "orders", T0 - 300) == online
+        finally:
+            store.close()
