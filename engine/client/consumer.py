@@ -484,8 +484,11 @@ class Consumer:
         poll_steps.py's FetchPlanned); the answers are taken in plan order, so records stay
         in each partition's order and the budget holds as if they had been
         fetched in turn: only the first records taken may pass it, by one
-        batch. Partitions the budget left unfetched while some of it was
-        counted for records not taken are fetched next, in the same poll."""
+        batch. A partition whose batch does not fit what is left is passed
+        over, the later ones fetched (it keeps its position: a later poll
+        reads it, at the latest when it is the plan's first). Partitions
+        the budget left unfetched while some of it was counted for records
+        not taken are fetched next, in the same poll."""
         budget = self.fetch_max_bytes
         taken = False  # whether some partition's records were taken yet
         planned = self._plan()
@@ -500,9 +503,10 @@ class Consumer:
                 self._batch_bytes,
                 not taken,
             )
-            if not answers:  # the next partition's batch does not fit what is left
+            if not answers:  # no batch left to read fits what is left
                 break
-            planned = planned[len(answers) :]
+            fetched_now = {fetch.tp for fetch, _ in answers}
+            planned = [(tp, at) for tp, at in planned if tp not in fetched_now]
             for fetch, answer in answers:
                 tp = fetch.tp
                 if self._moved(tp, fetch.position):
