@@ -201,6 +201,17 @@ class FetchPlanned(NamedTuple):
         size = self._batch(tp, learned)
         return size is None or size <= left
 
+    def _at_end(self, tp: TopicPartition, position: int) -> bool:
+        """Whether ``tp`` has nothing to read at ``position``. Past a
+        partition passed over, such a fetch is not started: it would
+        answer nothing (a plan that stopped there never read it either),
+        and a later poll reads it while the budget holds or it heads the
+        plan. One whose leader is not found is read: its fetch raises why."""
+        try:
+            return position >= self.host.partition(tp.topic, tp.partition).high_watermark
+        except EngineError:
+            return False
+
     def _fetch(self, tp: TopicPartition, position: int, asked: int) -> Fetch:
         self.check(tp)
         return Fetch(self.host, tp, position, asked, self.isolation_level)
@@ -227,11 +238,15 @@ class FetchPlanned(NamedTuple):
         answers: list[Answered] = []
         left = self.budget
         learned = self._learned()
+        passed = False
         for tp, position in self.planned:
             if left <= 0:
                 break
             if not self._fits(tp, left, not answers, learned):
-                continue  # left at its position for a later poll
+                passed = True  # left at its position for a later poll
+                continue
+            if passed and self._at_end(tp, position):
+                continue
             fetch = self._fetch(tp, position, min(left, self.max_partition_bytes))
             try:
                 read = fetch.run()
@@ -268,6 +283,8 @@ class FetchPlanned(NamedTuple):
                     tp, position = self.planned[at]
                     if not self._fits(tp, left, not started, learned):
                         passed_over.append(at)
+                        continue
+                    if passed_over and self._at_end(tp, position):
                         continue
                     # Counted at its batch as far as known, if that is more
                     # than it asks: what it will answer at least. Known not
