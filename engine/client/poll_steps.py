@@ -175,8 +175,9 @@ class FetchPlanned(NamedTuple):
         """What ``tp``'s fetch will answer at least, as far as is known: its
         batch as last seen; not seen yet (a first poll, a seek), the largest
         batch appended to it since the engine opened, else ``learned``
-        (the largest batch this consumer has seen of any partition); None
-        if nothing is known, as in a first poll after a restart."""
+        (the largest of the batches last seen of the consumer's other
+        partitions and of those this poll read); None if nothing is known,
+        as in a first poll after the engine reopened."""
         size = self.seen.get(tp)
         if size is not None:
             return size
@@ -217,6 +218,7 @@ class FetchPlanned(NamedTuple):
         return Fetch(self.host, tp, position, asked, self.isolation_level)
 
     def _learned(self) -> int:
+        """The guess for a batch of a partition nothing is known of."""
         return max(self.seen.values(), default=0)
 
     def _share(self) -> int:
