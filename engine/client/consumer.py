@@ -133,6 +133,9 @@ class Consumer:
         """The size of each assigned partition's batch as last seen at or
         before its position (FetchPlanned.seen): a poll starts no fetch
         whose batch the budget left cannot take."""
+        self._batch_most = 0
+        """The largest of the batches seen (FetchPlanned.guess): what a
+        batch not seen yet is taken for when nothing else tells."""
         self._engine = engine
         self._access = Access(engine.authorizer, principal)
         """What the principal may read (docs/security.md)."""
@@ -501,6 +504,7 @@ class Consumer:
                 self.isolation_level,
                 self._check_topic_id,
                 self._batch_bytes,
+                self._batch_most,
                 not taken,
             )
             if not answers:  # no batch left to read fits what is left
@@ -529,6 +533,7 @@ class Consumer:
                     # last one read: the size its next fetch is counted at.
                     dropped = size > budget and taken
                     self._batch_bytes[tp] = len(fetched.records[0 if dropped else -1])
+                    self._batch_most = max(self._batch_most, self._batch_bytes[tp])
                 if size > budget and taken:
                     # A first batch larger than this partition's share, and
                     # not the poll's first records: Kafka's Fetch would not

@@ -167,6 +167,9 @@ class FetchPlanned(NamedTuple):
     """The size of each partition's batch as last seen at or before its
     position: what its fetch will answer at least, however little it asks
     (a fetch answers one whole batch)."""
+    guess: int
+    """The largest batch the consumer has seen of its partitions (0: none):
+    a guess at a batch nothing else tells of."""
     may_pass: bool
     """Whether the first fetch is for the poll's first records, which may
     pass the budget by one batch; no other's batch is taken past it."""
@@ -175,9 +178,9 @@ class FetchPlanned(NamedTuple):
         """What ``tp``'s fetch will answer at least, as far as is known: its
         batch as last seen; not seen yet (a first poll, a seek), the largest
         batch appended to it since the engine opened, else ``learned``
-        (the largest of the batches last seen of the consumer's other
-        partitions and of those this poll read); None if nothing is known,
-        as in a first poll after the engine reopened."""
+        (the largest batch the consumer has seen, this poll's answers
+        included); None if nothing is known, as in a first poll after the
+        engine reopened."""
         size = self.seen.get(tp)
         if size is not None:
             return size
@@ -217,10 +220,6 @@ class FetchPlanned(NamedTuple):
         self.check(tp)
         return Fetch(self.host, tp, position, asked, self.isolation_level)
 
-    def _learned(self) -> int:
-        """The guess for a batch of a partition nothing is known of."""
-        return max(self.seen.values(), default=0)
-
     def _share(self) -> int:
         """Each async fetch's ask: the budget over the partitions behind
         their high watermark (one whose leader is not found counts: its
@@ -239,7 +238,7 @@ class FetchPlanned(NamedTuple):
     def run(self) -> list[Answered]:
         answers: list[Answered] = []
         left = self.budget
-        learned = self._learned()
+        learned = self.guess
         passed = False
         for tp, position in self.planned:
             if left <= 0:
@@ -272,7 +271,7 @@ class FetchPlanned(NamedTuple):
                 return [(fetch, failure)]
         left = self.budget
         share = self._share()
-        learned = self._learned()
+        learned = self.guess
         waiting = list(range(len(self.planned)))
         """Plan indices not started yet, in plan order."""
         started: dict[int, tuple[Fetch, asyncio.Task[Read]]] = {}
