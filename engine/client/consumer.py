@@ -504,13 +504,17 @@ class Consumer:
                 self.isolation_level,
                 self._check_topic_id,
                 self._batch_bytes,
+                self._read_from,
                 self._batch_most,
                 not taken,
             )
             if not answers:  # no batch left to read fits what is left
                 break
-            fetched_now = {fetch.tp for fetch, _ in answers}
-            planned = [(tp, at) for tp, at in planned if tp not in fetched_now]
+            if len(answers) == len(planned):
+                planned = []
+            else:
+                fetched_now = {fetch.tp for fetch, _ in answers}
+                planned = [(tp, at) for tp, at in planned if tp not in fetched_now]
             for fetch, answer in answers:
                 tp = fetch.tp
                 if self._moved(tp, fetch.position):

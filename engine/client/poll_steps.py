@@ -167,6 +167,8 @@ class FetchPlanned(NamedTuple):
     """The size of each partition's batch as last seen at or before its
     position: what its fetch will answer at least, however little it asks
     (a fetch answers one whole batch)."""
+    read_from: Mapping[TopicPartition, Partition]
+    """The leader each partition's last fetch read (a guess needs no lookup)."""
     guess: int
     """The largest batch the consumer has seen of its partitions (0: none):
     a guess at a batch nothing else tells of."""
@@ -184,11 +186,13 @@ class FetchPlanned(NamedTuple):
         size = self.seen.get(tp)
         if size is not None:
             return size
-        try:
-            appended = self.host.partition(tp.topic, tp.partition).largest_batch_appended
-        except EngineError:
-            appended = 0  # its fetch raises why
-        return appended or learned or None
+        leader = self.read_from.get(tp)
+        if leader is None:
+            try:
+                leader = self.host.partition(tp.topic, tp.partition)
+            except EngineError:
+                return learned or None  # its fetch raises why
+        return leader.largest_batch_appended or learned or None
 
     def _fits(self, tp: TopicPartition, left: int, first: bool, learned: int) -> bool:
         """Whether ``tp``'s fetch is worth starting with ``left`` bytes of
@@ -331,7 +335,8 @@ def _size(read: Read) -> int:
 
 
 def _largest(read: Read) -> int:
-    return max(map(len, read[1].records), default=0)
+    records = read[1].records
+    return max(map(len, records)) if records else 0
 
 
 class AwaitCommit(NamedTuple):
