@@ -151,8 +151,9 @@ class FetchPlanned(NamedTuple):
     share.
 
     Either way a partition whose batch (``seen``, else a guess: see
-    ``_batch``) does not fit what is left is passed over, unless its fetch
-    is the poll's first: read, that batch would only be dropped. The
+    ``_batch``) does not fit what is left is passed over, unless no read
+    before it held records (its are the poll's first): read, that batch
+    would only be dropped. The
     partitions after it are still fetched, as a broker goes on to a
     Fetch's later partitions; on an event loop a partition passed over
     starts once answers leave it room."""
@@ -173,8 +174,9 @@ class FetchPlanned(NamedTuple):
     """The largest batch the consumer has seen of its partitions (0: none):
     a guess at a batch nothing else tells of."""
     may_pass: bool
-    """Whether the first fetch is for the poll's first records, which may
-    pass the budget by one batch; no other's batch is taken past it."""
+    """Whether no records were taken yet this poll: the first read that
+    holds records may pass the budget by one batch; no other's is taken
+    past it."""
 
     def _batch(self, tp: TopicPartition, learned: int) -> int | None:
         """What ``tp``'s fetch will answer at least, as far as is known: its
@@ -194,17 +196,20 @@ class FetchPlanned(NamedTuple):
                 return learned or None  # its fetch raises why
         return leader.largest_batch_appended or learned or None
 
-    def _fits(self, tp: TopicPartition, left: int, first: bool, learned: int) -> bool:
+    def _fits(self, tp: TopicPartition, left: int, learned: int) -> bool:
         """Whether ``tp``'s fetch is worth starting with ``left`` bytes of
         the budget free: a batch that does not fit would be read only to be
         dropped, as a broker leaves out a partition whose first batch does
         not fit what is left of a Fetch (ReplicaManager.readFromLog's
-        minOneMessage, for the first partition only). A batch of unknown
+        minOneMessage, until a partition answers records). A batch of unknown
         size is read: on a thread the fetch asks for what is left, and the
         reads stop once they reach the budget."""
         if left <= 0:
             return False
-        if first and self.may_pass:
+        if self.may_pass and left >= self.budget:
+            # Nothing read yet holds records: this fetch's are the poll's
+            # first, taken whatever their size (minOneMessage holds until a
+            # partition answers records). A caught-up poll asks no more.
             return True
         size = self._batch(tp, learned)
         return size is None or size <= left
@@ -247,7 +252,7 @@ class FetchPlanned(NamedTuple):
         for tp, position in self.planned:
             if left <= 0:
                 break
-            if not self._fits(tp, left, not answers, learned):
+            if not self._fits(tp, left, learned):
                 passed = True  # left at its position for a later poll
                 continue
             if passed and self._at_end(tp, position):
@@ -266,7 +271,7 @@ class FetchPlanned(NamedTuple):
     async def run_async(self) -> list[Answered]:
         if len(self.planned) == 1:  # a consumer of one partition: no task
             tp, position = self.planned[0]
-            if not self._fits(tp, self.budget, True, 0):
+            if not self._fits(tp, self.budget, 0):
                 return []
             fetch = self._fetch(tp, position, min(self.budget, self.max_partition_bytes))
             try:
@@ -286,7 +291,7 @@ class FetchPlanned(NamedTuple):
                 passed_over: list[int] = []
                 for at in waiting:
                     tp, position = self.planned[at]
-                    if not self._fits(tp, left, not started, learned):
+                    if not self._fits(tp, left, learned):
                         passed_over.append(at)
                         continue
                     if passed_over and self._at_end(tp, position):
