@@ -281,6 +281,7 @@ class FetchPlanned(NamedTuple):
         left = self.budget
         share = self._share()
         learned = self.guess
+        answered = False  # whether some fetch of this plan has answered
         waiting = list(range(len(self.planned)))
         """Plan indices not started yet, in plan order."""
         started: dict[int, tuple[Fetch, asyncio.Task[Read]]] = {}
@@ -298,12 +299,18 @@ class FetchPlanned(NamedTuple):
                         continue
                     # Counted at its batch as far as known, if that is more
                     # than it asks: what it will answer at least. Known not
-                    # at all, it is counted at what is left, so it runs
-                    # alone and its answer tells what the others may hold.
+                    # at all before any fetch answered, it is counted at
+                    # what is left, so it runs alone and its answer tells
+                    # what the others may hold; once one answered (with no
+                    # records, its store read still going on, say) the
+                    # others are counted at their ask and run together, so
+                    # a stalled store costs two waits, not one a partition.
                     size = self._batch(tp, learned)
+                    if size is None:
+                        size = 0 if answered else left
                     fetch = self._fetch(tp, position, min(left, share))
                     task = asyncio.ensure_future(fetch.run_async())
-                    counted = max(fetch.max_bytes, left if size is None else size)
+                    counted = max(fetch.max_bytes, size)
                     left -= counted
                     shares[task] = counted
                     started[at] = (fetch, task)
@@ -312,6 +319,7 @@ class FetchPlanned(NamedTuple):
                 if not running:
                     break
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                answered = True
                 for task in done:
                     left += shares.pop(task)
                     if not task.cancelled() and task.exception() is None:

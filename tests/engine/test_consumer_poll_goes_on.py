@@ -9,11 +9,14 @@ its budget too (reads counted, never timed)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import engine
+from engine.partition import Partition
 from engine.types import TopicPartition
 from tests.engine.counted_polls import counted_reads, poll
 from tests.engine.helpers_records import batch
@@ -156,3 +159,48 @@ def test_a_first_poll_reads_within_its_budget(
     # batch past it at most; one read a batch.
     assert sum(read) <= FIRST_BUDGET + size, (len(read), sum(read))
     assert len(read) <= FIRST_BUDGET // size + 1
+
+
+STALLED = 8
+
+
+def test_a_first_async_poll_whose_store_stalls_waits_for_one_read_alone_not_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a reopen nothing tells a batch's size: the first fetch runs
+    alone and sizes the others. If it answers none (its object read
+    outlasted the fetch's wait) the others still start together: a stalled
+    store costs the poll two waits, not one a partition."""
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", STALLED)
+        for p in range(STALLED):
+            e.produce("t", p, batch([bytes(BATCH)]))
+    with engine.open(tmp_path / "node") as e:
+        in_flight = [0]
+        most = [0]
+        fetches = [0]
+        fetch_from_async = e.fetch_from_async
+
+        async def stalled(leader: Partition, offset: int, max_bytes: int, level: str) -> Any:
+            # The store's read outlasts the fetch's wait: no records, read_pending.
+            fetches[0] += 1
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            try:
+                fetched = await fetch_from_async(leader, offset, max_bytes, level)
+                await asyncio.sleep(0.01)
+                return fetched._replace(records=[], read_pending=True)
+            finally:
+                in_flight[0] -= 1
+
+        monkeypatch.setattr(e, "fetch_from_async", stalled)
+        consumer = e.consumer(
+            auto_offset_reset="earliest",
+            fetch_max_bytes=FIRST_BUDGET,
+            max_partition_fetch_bytes=FIRST_BUDGET,
+        )
+        with consumer:
+            consumer.assign([TopicPartition("t", p) for p in range(STALLED)])
+            assert asyncio.run(consumer.poll_async(0)) == []
+    assert fetches[0] == STALLED
+    assert most[0] == STALLED - 1, "after the first, the fetches ran one at a time"
