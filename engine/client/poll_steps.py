@@ -271,7 +271,7 @@ class FetchPlanned(NamedTuple):
     async def run_async(self) -> list[Answered]:
         if len(self.planned) == 1:  # a consumer of one partition: no task
             tp, position = self.planned[0]
-            if not self._fits(tp, self.budget, 0):
+            if not self._fits(tp, self.budget, self.guess):
                 return []
             fetch = self._fetch(tp, position, min(self.budget, self.max_partition_bytes))
             try:

@@ -204,3 +204,33 @@ def test_a_first_async_poll_whose_store_stalls_waits_for_one_read_alone_not_each
             assert asyncio.run(consumer.poll_async(0)) == []
     assert fetches[0] == STALLED
     assert most[0] == STALLED - 1, "after the first, the fetches ran one at a time"
+
+
+@pytest.mark.parametrize("polled", POLLS)
+def test_a_partition_left_alone_in_a_poll_is_guessed_from_the_batches_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polled: str
+) -> None:
+    """After a reopen, a batch not seen is guessed from the largest the
+    consumer has seen; the last partition a poll has left to fetch is
+    guessed so too, not read to have its batch dropped."""
+    values = {0: 1000, 1: 1000, 2: 1200}  # in plan order
+    sizes = {p: len(batch([bytes(n)])) for p, n in values.items()}
+    budget = sizes[0] + sizes[1] + sizes[2] // 2
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", len(values))
+        for p, n in values.items():
+            for _ in range(3):
+                e.produce("t", p, batch([bytes(n)]))
+    with engine.open(tmp_path / "node") as e:
+        consumer = e.consumer(
+            auto_offset_reset="earliest",
+            fetch_max_bytes=budget,
+            max_partition_fetch_bytes=sizes[1],
+            max_poll_records=10_000,
+        )
+        with consumer, counted_reads(e, monkeypatch) as read:
+            consumer.assign([TopicPartition("t", p) for p in values])
+            got = poll(consumer, polled)
+    assert sorted({r.partition for r in got}) == [0, 1]
+    # Every byte read was handed out: none read to be dropped.
+    assert sum(read) == sum(sizes[r.partition] for r in got), (read, len(got))
