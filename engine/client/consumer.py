@@ -131,8 +131,9 @@ class Consumer:
         under its name) since the read ends the wait, as a Fetch's does."""
         self._batch_bytes: dict[TopicPartition, int] = {}
         """The size of each assigned partition's batch as last seen at or
-        before its position (FetchPlanned.seen): a poll starts no fetch
-        whose batch the budget left cannot take."""
+        before its position (FetchPlanned.seen; dropped when the position
+        moves elsewhere): a poll starts no fetch whose batch the budget
+        left cannot take."""
         self._batch_most = 0
         """The largest of the batches seen (FetchPlanned.guess): what a
         batch not seen yet is taken for when nothing else tells."""
@@ -276,6 +277,8 @@ class Consumer:
     def seek(self, partition: TopicPartition | tuple[str, int], offset: int) -> None:
         tp = self._assigned(partition)
         self._positions[tp] = offset
+        # The batch seen was at the old position: the new one's is guessed.
+        self._batch_bytes.pop(tp, None)
         self._drop_buffered(tp)
 
     def seek_to_beginning(self, *partitions: TopicPartition | tuple[str, int]) -> None:
@@ -576,6 +579,7 @@ class Consumer:
         # The end last seen may be another log's (a topic created again under
         # its name): waiting past it could outlast every poll.
         self._seen_end.pop(tp, None)
+        self._batch_bytes.pop(tp, None)
         reset = _RESETS[self.auto_offset_reset]
         start, end = self._engine.offsets(*tp)
         if reset is None:

@@ -234,3 +234,39 @@ def test_a_partition_left_alone_in_a_poll_is_guessed_from_the_batches_seen(
     assert sorted({r.partition for r in got}) == [0, 1]
     # Every byte read was handed out: none read to be dropped.
     assert sum(read) == sum(sizes[r.partition] for r in got), (read, len(got))
+
+
+@pytest.mark.parametrize("polled", POLLS)
+def test_a_partition_sought_has_its_batch_guessed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polled: str
+) -> None:
+    """A seek leaves the batch seen at the old position behind: the one at
+    the new position is guessed again (the largest appended), not taken for
+    the old one's size and read to be dropped when it does not fit."""
+    big, small = len(batch([bytes(2000)])), len(batch([bytes(100)]))
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", 2)
+        for value in [2000] * 3 + [100] * 3:
+            e.produce("t", 0, batch([bytes(value)]))
+        for _ in range(60):
+            e.produce("t", 1, batch([bytes(100)]))
+        consumer = e.consumer(
+            auto_offset_reset="earliest",
+            fetch_max_bytes=big + small,
+            max_partition_fetch_bytes=4 * small,
+            max_poll_records=10_000,
+        )
+        p0, p1 = TopicPartition("t", 0), TopicPartition("t", 1)
+        with consumer:
+            consumer.assign([p0, p1])
+            consumer.seek(p0, 3)
+            while consumer.position(p0) < 6:  # p0's small batches seen
+                poll(consumer, polled)
+            consumer.seek(p0, 0)
+            with counted_reads(e, monkeypatch) as read:
+                handed = 0
+                for _ in range(6):
+                    got = poll(consumer, polled)
+                    handed += sum(big if r.partition == 0 and r.offset < 3 else small for r in got)
+    # Every byte read was handed out: none read to be dropped.
+    assert sum(read) == handed, read
