@@ -417,6 +417,9 @@ class Consumer:
             rebalance = yield from self._rebalance()
             if self._next >= len(self._buffer):
                 yield from self._fill()
+                # Closed while the fetches waited (by another task): what they
+                # read is past the positions the close committed.
+                self._check_open()
             if self._next < len(self._buffer):
                 return self._take(limit)
             if self._until and self.at_end():
