@@ -1,18 +1,40 @@
 """A consumer's offsets in its group: committing them (as a member of the
 group's generation when subscribed, else from outside the group) and
-reading the committed ones back."""
+reading the committed ones back.
+
+A commit waited for (``commit_steps``: the sync commit and the asyncio
+one) is sent again after a coordinator answer Kafka's consumer retries,
+NOT_COORDINATOR (the group's write failed) or COORDINATOR_NOT_AVAILABLE
+(refused for room), until its timeout, as Kafka's commitSync does
+(ConsumerCoordinator.commitOffsetsSync: the coordinator marked unknown,
+retry.backoff.ms, found again, the same offsets sent again). A commit
+not waited for reports the error at once, as commitAsync reports it to
+its callback."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from concurrent import futures
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine.client.group_member import JOIN_RETRY_BACKOFF_MAX_S, JOIN_RETRY_BACKOFF_S
 from engine.client.membership import group_error
-from engine.client.poll_steps import RETRY_BACKOFF_S
-from engine.errors import EngineError, GroupCoordinatorClosed, UnknownPartition, UnknownTopic
+from engine.client.poll_steps import RETRY_BACKOFF_S, Steps
+from engine.errors import (
+    CoordinatorCannotWrite,
+    CoordinatorNotAvailable,
+    EngineClosed,
+    EngineError,
+    GroupCoordinatorClosed,
+    NotCoordinator,
+    UnknownPartition,
+    UnknownTopic,
+)
+from engine.futures import running_future
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -41,6 +63,47 @@ class OffsetCommits:
         self.last_committed: dict[TopicPartition, int] = {}
         """What this consumer last committed per partition (auto-commit skips
         a position that has not moved)."""
+        self._closing: Future[None] = running_future()
+        """Resolved when the consumer closes: a commit backing off stops."""
+
+    def close(self) -> None:
+        """Stops the commits backing off before they are sent again."""
+        if not self._closing.done():
+            self._closing.set_result(None)
+
+    def commit_steps(
+        self, offsets: Offsets, timeout: float
+    ) -> Steps[dict[TopicPartition, OffsetAndMetadata]]:
+        """Commits ``offsets``, sent again after NOT_COORDINATOR or
+        COORDINATOR_NOT_AVAILABLE (backing off 100 ms doubling to 1 s, the
+        member's join backoff) until ``timeout`` seconds have passed; then,
+        or once the consumer closes, raises the error last answered. The
+        same offsets each time, never a position polled meanwhile. An
+        answer not given within what is left of ``timeout`` raises
+        TimeoutError, as any wait of the embedded API."""
+        clock = self._host.clock
+        deadline = clock.monotonic() + timeout
+        backoff = JOIN_RETRY_BACKOFF_S
+        while True:
+            answer = self.commit(offsets)
+            try:
+                done: dict[TopicPartition, OffsetAndMetadata] = yield _Answer(
+                    answer, max(0.0, deadline - clock.monotonic())
+                )
+                return done
+            except (NotCoordinator, CoordinatorNotAvailable) as error:
+                # Kafka's own answers to a coordinator that cannot write
+                # again, or a closed engine, end the commit at once.
+                if isinstance(error, CoordinatorCannotWrite | EngineClosed):
+                    raise
+                remaining = deadline - clock.monotonic()
+                if remaining <= 0 or self._closing.done():
+                    raise
+                log.info("group %s: commit refused (%s); sending it again", self.group_id, error)
+                yield _Backoff(self._closing, min(backoff, remaining))
+                if self._closing.done() or clock.monotonic() >= deadline:
+                    raise
+                backoff = min(2 * backoff, JOIN_RETRY_BACKOFF_MAX_S)
 
     def commit(self, offsets: Offsets) -> Future[dict[TopicPartition, OffsetAndMetadata]]:
         """Commits as a member of the group's generation when subscribed,
@@ -152,3 +215,36 @@ class OffsetCommits:
         if code != KafkaCode.NONE:
             raise group_error(code, f"{tp.topic}-{tp.partition}: reading the committed offset")
         return None if found is None else found.offset
+
+
+class _Answer(NamedTuple):
+    """A commit's answer, waited for at most ``timeout`` seconds."""
+
+    answer: Future[dict[TopicPartition, OffsetAndMetadata]]
+    timeout: float
+
+    def run(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        return self.answer.result(self.timeout)
+
+    async def run_async(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        waited = asyncio.wrap_future(self.answer)
+        done, _ = await asyncio.wait([waited], timeout=self.timeout)
+        if not done:
+            waited.cancel()  # the commit's future runs on: nobody can cancel it
+            raise TimeoutError(f"no commit answer within {self.timeout} s")
+        return waited.result()
+
+
+class _Backoff(NamedTuple):
+    """The wait before a commit is sent again, ended at once by ``closing``."""
+
+    closing: Future[None]
+    seconds: float
+
+    def run(self) -> None:
+        futures.wait([self.closing], self.seconds)
+
+    async def run_async(self) -> None:
+        waited = asyncio.wrap_future(self.closing)
+        await asyncio.wait([waited], timeout=self.seconds)
+        waited.cancel()

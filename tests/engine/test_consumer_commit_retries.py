@@ -1,0 +1,158 @@
+"""An embedded consumer's commit whose write the store fails: the
+coordinator answers NOT_COORDINATOR, which Kafka's commitSync retries
+until its timeout (ConsumerCoordinator.commitOffsetsSync). The sync and
+asyncio commits send the same offsets again after a backoff, return once
+the store heals, raise the error last answered once their timeout ends,
+and stop at once when the consumer closes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import engine
+from engine.client.consumer import Consumer
+from engine.errors import NotCoordinator
+from engine.types import OffsetAndMetadata, TopicPartition
+from tests.engine.conftest import EngineFactory
+from tests.engine.test_group_member_no_room import FAST_GROUPS, MEMBER, RefusedGroupWrites, _read
+from tests.engine.test_group_member_not_coordinator import TIMEOUT, store_failed
+
+TP = TopicPartition("t", 0)
+ASKED = {TP: 2}
+"""Below the position after the records read (3): a retry that took the
+position instead would commit 3."""
+
+
+@pytest.fixture
+def e(engine_factory: EngineFactory) -> engine.Engine:
+    opened = engine_factory(groups=FAST_GROUPS)
+    opened.create_topic("t", 1)
+    with opened.producer() as producer:
+        for value in (b"a", b"b", b"c"):
+            producer.send("t", value, partition=0).result(TIMEOUT)
+    return opened
+
+
+@pytest.fixture
+def consumer(e: engine.Engine) -> Iterator[Consumer]:
+    made = e.consumer("t", **MEMBER)
+    assert _read(made, 3) == [b"a", b"b", b"c"]
+    yield made
+    made.close()
+
+
+def _wait_for(failing: RefusedGroupWrites, refusals: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while failing.refused < refusals:
+        assert time.monotonic() < deadline, f"refused {failing.refused} times"
+        time.sleep(0.01)
+
+
+def _heal_after(failing: RefusedGroupWrites, refusals: int) -> threading.Thread:
+    def heal() -> None:
+        _wait_for(failing, refusals)
+        failing.heal()
+
+    healer = threading.Thread(target=heal, daemon=True)
+    healer.start()
+    return healer
+
+
+def test_a_commit_whose_write_fails_returns_once_the_store_heals(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused twice, sent again after each backoff: the commit returns the
+    offsets asked once the store takes writes, and those are committed."""
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    healer = _heal_after(failing, 2)
+    assert consumer.commit(ASKED) == {TP: OffsetAndMetadata(2)}
+    healer.join(TIMEOUT)
+    assert failing.refused >= 2
+    assert consumer.committed([TP])[TP].offset == 2  # type: ignore[union-attr]
+
+
+def test_a_commit_whose_timeout_ends_first_raises_not_coordinator(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent again within its timeout, then the last answer is raised: the
+    typed, retriable error, and nothing committed."""
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    with pytest.raises(NotCoordinator) as raised:
+        consumer.commit(ASKED, timeout=0.35)
+    assert not isinstance(raised.value, engine.EngineClosed)
+    assert raised.value.code.retriable
+    assert failing.refused >= 2
+    assert consumer.committed([TP])[TP] is None
+
+
+def test_close_during_a_commits_backoff_ends_it_at_once(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit retrying on another thread stops when the consumer closes,
+    long before its timeout, raising the error last answered."""
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    outcome: list[BaseException | None] = []
+
+    def commit() -> None:
+        try:
+            consumer.commit(ASKED, timeout=TIMEOUT)
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    committing = threading.Thread(target=commit, daemon=True)
+    committing.start()
+    _wait_for(failing, 3)  # backing off for 400 ms, then 800 ms
+    started = time.monotonic()
+    consumer.close()
+    committing.join(TIMEOUT / 2)
+    assert time.monotonic() - started < 2.0  # not out to its timeout
+    assert len(outcome) == 1 and isinstance(outcome[0], NotCoordinator)
+
+
+def test_an_async_commit_whose_write_fails_returns_once_the_store_heals(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    healer = _heal_after(failing, 2)
+    done = asyncio.run(asyncio.wait_for(consumer.commit_async(ASKED), TIMEOUT))
+    assert done == {TP: OffsetAndMetadata(2)}
+    healer.join(TIMEOUT)
+    assert consumer.committed([TP])[TP].offset == 2  # type: ignore[union-attr]
+
+
+def test_an_async_commit_whose_timeout_ends_first_raises_not_coordinator(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    with pytest.raises(NotCoordinator):
+        asyncio.run(asyncio.wait_for(consumer.commit_async(ASKED, timeout=0.35), TIMEOUT))
+    assert failing.refused >= 2
+    assert consumer.committed([TP])[TP] is None
+
+
+def test_close_during_an_async_commits_backoff_ends_it_at_once(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+
+    async def commit_then_close() -> BaseException | None:
+        committing = asyncio.ensure_future(consumer.commit_async(ASKED, timeout=TIMEOUT))
+        while failing.refused < 3:
+            assert not committing.done()
+            await asyncio.sleep(0.01)
+        consumer.close()
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(committing, TIMEOUT / 2)
+        except NotCoordinator as error:
+            assert time.monotonic() - started < 2.0
+            return error
+        return None
+
+    assert isinstance(asyncio.run(asyncio.wait_for(commit_then_close(), TIMEOUT)), NotCoordinator)
