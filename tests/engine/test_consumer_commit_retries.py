@@ -83,7 +83,7 @@ def test_a_commit_whose_timeout_ends_first_raises_not_coordinator(
     typed, retriable error, and nothing committed."""
     failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
     with pytest.raises(NotCoordinator) as raised:
-        consumer.commit(ASKED, timeout=0.35)
+        consumer.commit(ASKED, timeout=1.0)
     assert not isinstance(raised.value, engine.EngineClosed)
     assert raised.value.code.retriable
     assert failing.refused >= 2
@@ -108,10 +108,8 @@ def test_close_during_a_commits_backoff_ends_it_at_once(
     committing = threading.Thread(target=commit, daemon=True)
     committing.start()
     _wait_for(failing, 3)  # backing off for 400 ms, then 800 ms
-    started = time.monotonic()
     consumer.close()
-    committing.join(TIMEOUT / 2)
-    assert time.monotonic() - started < 2.0  # not out to its timeout
+    committing.join(TIMEOUT / 2)  # half its timeout: only a close can end it by then
     assert len(outcome) == 1 and isinstance(outcome[0], NotCoordinator)
 
 
@@ -131,7 +129,7 @@ def test_an_async_commit_whose_timeout_ends_first_raises_not_coordinator(
 ) -> None:
     failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
     with pytest.raises(NotCoordinator):
-        asyncio.run(asyncio.wait_for(consumer.commit_async(ASKED, timeout=0.35), TIMEOUT))
+        asyncio.run(asyncio.wait_for(consumer.commit_async(ASKED, timeout=1.0), TIMEOUT))
     assert failing.refused >= 2
     assert consumer.committed([TP])[TP] is None
 
@@ -147,11 +145,10 @@ def test_close_during_an_async_commits_backoff_ends_it_at_once(
             assert not committing.done()
             await asyncio.sleep(0.01)
         consumer.close()
-        started = time.monotonic()
         try:
+            # Half its timeout: only a close can end it by then.
             await asyncio.wait_for(committing, TIMEOUT / 2)
         except NotCoordinator as error:
-            assert time.monotonic() - started < 2.0
             return error
         return None
 
