@@ -84,8 +84,16 @@ class OffsetCommits:
         clock = self._host.clock
         deadline = clock.monotonic() + timeout
         backoff = JOIN_RETRY_BACKOFF_S
+        # Taken once, as Kafka's commitSync copies the offsets: a caller's
+        # mapping moved on meanwhile is not a later position sent. The
+        # generation too: Kafka's commitSync runs on the thread that polls,
+        # so its retries never straddle a rebalance; here poll may rejoin
+        # on another thread meanwhile, and a retry under the new generation
+        # would commit a partition that may be another member's by then.
+        wanted = _normalized(offsets)
+        identity = self._identity() if wanted else None
         while True:
-            answer = self.commit(offsets)
+            answer = self._send(wanted, identity)
             try:
                 done: dict[TopicPartition, OffsetAndMetadata] = yield _Answer(
                     answer, max(0.0, deadline - clock.monotonic())
@@ -108,20 +116,30 @@ class OffsetCommits:
     def commit(self, offsets: Offsets) -> Future[dict[TopicPartition, OffsetAndMetadata]]:
         """Commits as a member of the group's generation when subscribed,
         else from outside the group (accepted while it has no members)."""
-        wanted = {
-            TopicPartition(*tp): om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(om)
-            for tp, om in offsets.items()
-        }
-        result: Future[dict[TopicPartition, OffsetAndMetadata]] = Future()
-        result.set_running_or_notify_cancel()
-        if not wanted:
-            result.set_result({})
-            return result
+        wanted = _normalized(offsets)
+        return self._send(wanted, self._identity() if wanted else None)
+
+    def _identity(self) -> tuple[int, str, str | None]:
+        """The generation, member id and instance id a commit is made with
+        now: the member's when subscribed, else none (from outside)."""
         member = self._member
         if member is not None and member.subscribed:
-            generation, member_id, instance_id = member.commit_identity()
-        else:
-            generation, member_id, instance_id = -1, "", None
+            return member.commit_identity()
+        return -1, "", None
+
+    def _send(
+        self,
+        wanted: dict[TopicPartition, OffsetAndMetadata],
+        identity: tuple[int, str, str | None] | None,
+    ) -> Future[dict[TopicPartition, OffsetAndMetadata]]:
+        """Sends ``wanted`` with ``identity`` (None only when ``wanted`` is
+        empty: nothing to send)."""
+        result: Future[dict[TopicPartition, OffsetAndMetadata]] = Future()
+        result.set_running_or_notify_cancel()
+        if not wanted or identity is None:
+            result.set_result({})
+            return result
+        generation, member_id, instance_id = identity
         answer = self._host.groups.commit_offsets(
             self.group_id, generation, member_id, instance_id, wanted
         )
@@ -215,6 +233,14 @@ class OffsetCommits:
         if code != KafkaCode.NONE:
             raise group_error(code, f"{tp.topic}-{tp.partition}: reading the committed offset")
         return None if found is None else found.offset
+
+
+def _normalized(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
+    """A copy of ``offsets``, each an OffsetAndMetadata."""
+    return {
+        TopicPartition(*tp): om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(om)
+        for tp, om in offsets.items()
+    }
 
 
 class _Answer(NamedTuple):

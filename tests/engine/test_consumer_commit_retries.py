@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 import engine
+from engine.client import offset_commits
 from engine.client.consumer import Consumer
-from engine.errors import NotCoordinator
+from engine.errors import IllegalGeneration, NotCoordinator, RebalanceInProgress
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
 from tests.engine.test_group_member_no_room import FAST_GROUPS, MEMBER, RefusedGroupWrites, _read
@@ -153,3 +154,69 @@ def test_close_during_an_async_commits_backoff_ends_it_at_once(
         return None
 
     assert isinstance(asyncio.run(asyncio.wait_for(commit_then_close(), TIMEOUT)), NotCoordinator)
+
+
+def test_a_retry_sends_the_offsets_asked_though_the_callers_mapping_changed(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offsets are taken when the commit is called (Kafka's commitSync
+    copies them): a caller moving its own mapping on while the commit backs
+    off does not make the retry commit a later position than asked."""
+    asked = dict(ASKED)
+
+    def refused_then_moved_on(stream_id: int) -> BaseException:
+        asked[TP] = 3  # the caller's mapping moves on while the commit backs off
+        return store_failed(stream_id)
+
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", refused_then_moved_on)
+    healer = _heal_after(failing, 1)
+    assert consumer.commit(asked, timeout=TIMEOUT) == {TP: OffsetAndMetadata(2)}
+    healer.join(TIMEOUT)
+    assert consumer.committed([TP])[TP].offset == 2  # type: ignore[union-attr]
+
+
+def test_a_retry_after_a_rebalance_is_refused_not_committed_under_the_new_generation(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit backing off while the member rejoins (poll on another thread)
+    is sent again with the generation it began in: the coordinator refuses
+    it (the partition may be another member's now), as a commit of Kafka's
+    commitSync never straddles a rebalance; it is never committed under the
+    member's new generation."""
+    # A backoff the rebalance fits in: the retry comes after it.
+    monkeypatch.setattr(offset_commits, "JOIN_RETRY_BACKOFF_S", 3.0)
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    outcome: list[object] = []
+
+    def commit() -> None:
+        try:
+            outcome.append(consumer.commit(ASKED, timeout=TIMEOUT))
+        except BaseException as error:
+            outcome.append(error)
+
+    committing = threading.Thread(target=commit, daemon=True)
+    committing.start()
+    _wait_for(failing, 1)
+    assert consumer._member is not None
+    began = consumer._member.generation_id
+    other = e.consumer("t", **MEMBER)
+    try:
+        assert other._member is not None
+        deadline = time.monotonic() + TIMEOUT
+        # Both in the generation the second member's join made (whichever
+        # of them has t-0 now).
+        while (
+            consumer._member.generation_id == began
+            or other._member.generation_id != consumer._member.generation_id
+        ):
+            assert time.monotonic() < deadline, "no rebalance"
+            consumer.poll(timeout=0.05)
+            other.poll(timeout=0.05)
+        assert consumer._member.generation_id != began
+        failing.heal()
+        committing.join(TIMEOUT)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], IllegalGeneration | RebalanceInProgress), outcome
+        assert consumer.committed([TP])[TP] is None
+    finally:
+        other.close()
