@@ -665,7 +665,8 @@ class Consumer:
         commitSync retries; then, or when the consumer is closed meanwhile,
         NotCoordinator or CoordinatorNotAvailable is raised (retriable:
         commit again later). A commit not answered within ``timeout``
-        raises TimeoutError. ``asynchronous=True`` commits once, its future
+        raises TimeoutError, a ``timeout`` that is negative, NaN or infinite
+        ValueError before anything is sent. ``asynchronous=True`` commits once, its future
         failing with any of these, as Kafka's commitAsync reports them to
         its callback.
         """

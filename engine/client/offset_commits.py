@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from concurrent import futures
@@ -81,6 +82,7 @@ class OffsetCommits:
         same offsets each time, never a position polled meanwhile. An
         answer not given within what is left of ``timeout`` raises
         TimeoutError, as any wait of the embedded API."""
+        _check_timeout(timeout)
         clock = self._host.clock
         deadline = clock.monotonic() + timeout
         backoff = JOIN_RETRY_BACKOFF_S
@@ -233,6 +235,15 @@ class OffsetCommits:
         if code != KafkaCode.NONE:
             raise group_error(code, f"{tp.topic}-{tp.partition}: reading the committed offset")
         return None if found is None else found.offset
+
+
+def _check_timeout(timeout: float) -> None:
+    """ValueError, before anything is sent, unless ``timeout`` is a finite
+    number of seconds, 0 or more: Kafka's Timer refuses a negative one, NaN
+    would never run out, infinity is no bound (and no wait takes it)."""
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if not (number and math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be a finite number of seconds, 0 or more, not {timeout!r}")
 
 
 def _normalized(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -220,3 +220,29 @@ def test_a_retry_after_a_rebalance_is_refused_not_committed_under_the_new_genera
         assert consumer.committed([TP])[TP] is None
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan"), float("inf")])
+def test_a_commit_with_a_timeout_that_is_no_bound_is_refused_before_it_is_sent(
+    consumer: Consumer, timeout: float
+) -> None:
+    """A negative timeout (Kafka's Timer refuses one, IllegalArgumentException),
+    NaN (never runs out) or infinity (no bound) raise ValueError, sync and
+    asyncio, and nothing is committed."""
+    with pytest.raises(ValueError, match="timeout"):
+        consumer.commit(ASKED, timeout=timeout)
+    with pytest.raises(ValueError, match="timeout"):
+        asyncio.run(asyncio.wait_for(consumer.commit_async(ASKED, timeout=timeout), TIMEOUT))
+    time.sleep(0.2)  # a commit sent regardless would be durable by now
+    assert consumer.committed([TP])[TP] is None
+
+
+def test_a_commit_with_a_timeout_of_zero_is_sent_once(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No time to back off: one try, its refusal raised, nothing committed."""
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    with pytest.raises((NotCoordinator, TimeoutError)):
+        consumer.commit(ASKED, timeout=0)
+    assert failing.refused <= 1
+    assert consumer.committed([TP])[TP] is None
