@@ -14,11 +14,12 @@ its callback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import threading
 import time
-from collections.abc import Iterable, Mapping
-from concurrent import futures
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -35,7 +36,6 @@ from engine.errors import (
     UnknownPartition,
     UnknownTopic,
 )
-from engine.futures import running_future
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import OffsetAndMetadata, TopicPartition
 
@@ -64,13 +64,12 @@ class OffsetCommits:
         self.last_committed: dict[TopicPartition, int] = {}
         """What this consumer last committed per partition (auto-commit skips
         a position that has not moved)."""
-        self._closing: Future[None] = running_future()
-        """Resolved when the consumer closes: a commit backing off stops."""
+        self._closing = _Closing()
+        """Set when the consumer closes: a commit backing off stops."""
 
     def close(self) -> None:
         """Stops the commits backing off before they are sent again."""
-        if not self._closing.done():
-            self._closing.set_result(None)
+        self._closing.set()
 
     def commit_steps(
         self, offsets: Offsets, timeout: float
@@ -107,11 +106,11 @@ class OffsetCommits:
                 if isinstance(error, CoordinatorCannotWrite | EngineClosed):
                     raise
                 remaining = deadline - clock.monotonic()
-                if remaining <= 0 or self._closing.done():
+                if remaining <= 0 or self._closing.is_set():
                     raise
                 log.info("group %s: commit refused (%s); sending it again", self.group_id, error)
                 yield _Backoff(self._closing, min(backoff, remaining))
-                if self._closing.done() or clock.monotonic() >= deadline:
+                if self._closing.is_set() or clock.monotonic() >= deadline:
                     raise
                 backoff = min(2 * backoff, JOIN_RETRY_BACKOFF_MAX_S)
 
@@ -272,16 +271,62 @@ class _Answer(NamedTuple):
         return waited.result()
 
 
+class _Closing:
+    """The consumer's close, as commits backing off wait for it: a thread
+    waits on the event; a task registers a waker for the while it waits
+    and takes it away after (a callback left on a future for each backoff
+    would keep a waiter, and its event loop, per backoff until the close)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._wakers: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> None:
+        self._event.wait(seconds)
+
+    async def wait_async(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            def resolve() -> None:
+                if not woken.done():
+                    woken.set_result(None)
+
+            # The loop may have closed since: nothing waits on it then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(resolve)
+
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._wakers.add(wake)
+        try:
+            await asyncio.wait([woken], timeout=seconds)
+        finally:
+            with self._lock:
+                self._wakers.discard(wake)
+
+
 class _Backoff(NamedTuple):
     """The wait before a commit is sent again, ended at once by ``closing``."""
 
-    closing: Future[None]
+    closing: _Closing
     seconds: float
 
     def run(self) -> None:
-        futures.wait([self.closing], self.seconds)
+        self.closing.wait(self.seconds)
 
     async def run_async(self) -> None:
-        waited = asyncio.wrap_future(self.closing)
-        await asyncio.wait([waited], timeout=self.seconds)
-        waited.cancel()
+        await self.closing.wait_async(self.seconds)

@@ -8,8 +8,10 @@ and stop at once when the consumer closes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -246,3 +248,27 @@ def test_a_commit_with_a_timeout_of_zero_is_sent_once(
         consumer.commit(ASKED, timeout=0)
     assert failing.refused <= 1
     assert consumer.committed([TP])[TP] is None
+
+
+def test_an_async_commits_backoffs_leave_nothing_on_the_consumer(
+    e: engine.Engine, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each backoff waits for the consumer's close; once the commit is over
+    nothing of it stays registered there: the event loop it ran on is freed
+    (a consumer committing through a long outage does not keep a waiter
+    per backoff, and each loop, until it closes)."""
+    failing = RefusedGroupWrites(monkeypatch, e, "offset", store_failed)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def commit() -> bool:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        try:
+            await consumer.commit_async(ASKED, timeout=1.0)
+        except NotCoordinator:
+            return True
+        return False
+
+    assert asyncio.run(commit())
+    assert failing.refused >= 2
+    gc.collect()
+    assert loops[0]() is None
