@@ -19,7 +19,6 @@ time, so records fetched but not yet handed out stay for the next poll.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import itertools
 import logging
@@ -639,21 +638,31 @@ class Consumer:
 
     @overload
     def commit(
-        self, offsets: Offsets | None = None, asynchronous: Literal[False] = False
+        self,
+        offsets: Offsets | None = None,
+        asynchronous: Literal[False] = False,
+        timeout: float = API_TIMEOUT_S,
     ) -> dict[TopicPartition, OffsetAndMetadata]: ...
 
     @overload
     def commit(
-        self, offsets: Offsets | None, asynchronous: Literal[True]
+        self, offsets: Offsets | None, asynchronous: Literal[True], timeout: float = API_TIMEOUT_S
     ) -> Future[dict[TopicPartition, OffsetAndMetadata]]: ...
 
     @overload
     def commit(
-        self, offsets: Offsets | None = None, *, asynchronous: Literal[True]
+        self,
+        offsets: Offsets | None = None,
+        *,
+        asynchronous: Literal[True],
+        timeout: float = API_TIMEOUT_S,
     ) -> Future[dict[TopicPartition, OffsetAndMetadata]]: ...
 
     def commit(
-        self, offsets: Offsets | None = None, asynchronous: bool = False
+        self,
+        offsets: Offsets | None = None,
+        asynchronous: bool = False,
+        timeout: float = API_TIMEOUT_S,
     ) -> dict[TopicPartition, OffsetAndMetadata] | Future[dict[TopicPartition, OffsetAndMetadata]]:
         """Commits ``offsets`` (per partition, the offset to resume from: the
         one after the last record processed), by default the position of
@@ -665,32 +674,44 @@ class Consumer:
         longer in the group's generation (the partitions were rebalanced:
         their new owner reads them from the last successful commit),
         RebalanceInProgress while a rebalance is completing (poll, then
-        commit again), CoordinatorNotAvailable while the store refuses the
-        group's writes for room (commit again once it has room),
-        FencedInstanceId, InvalidGroupId without a group_id,
+        commit again), FencedInstanceId, InvalidGroupId without a group_id,
         EngineClosed (GroupCoordinatorClosed if the engine closed while the
         commit was on its way).
+
+        A commit the coordinator answers NOT_COORDINATOR (the group's write
+        failed) or COORDINATOR_NOT_AVAILABLE (the store refused it for
+        room) is sent again, with the same offsets, after a backoff (100 ms
+        doubling to 1 s) until ``timeout`` seconds have passed, as Kafka's
+        commitSync retries; then, or when the consumer is closed meanwhile,
+        NotCoordinator or CoordinatorNotAvailable is raised (retriable:
+        commit again later). A commit not answered within ``timeout``
+        raises TimeoutError, a ``timeout`` that is negative, NaN or infinite
+        ValueError before anything is sent. ``asynchronous=True`` commits once, its future
+        failing with any of these, as Kafka's commitAsync reports them to
+        its callback.
         """
         commits = self._group()
         self._check_open()
         wanted = self._consumed() if offsets is None else offsets
+        if not asynchronous:
+            return run(commits.commit_steps(wanted, timeout))
         try:
-            future = commits.commit(wanted)
+            return commits.commit(wanted)
         except EngineError as error:
-            if not asynchronous:
-                raise
-            future = Future()
+            future: Future[dict[TopicPartition, OffsetAndMetadata]] = Future()
             future.set_running_or_notify_cancel()
             future.set_exception(error)
-        if asynchronous:
             return future
-        return future.result(API_TIMEOUT_S)
 
     async def commit_async(
-        self, offsets: Offsets | None = None
+        self, offsets: Offsets | None = None, timeout: float = API_TIMEOUT_S
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Like commit, for asyncio: awaits durability without blocking the loop."""
-        return await asyncio.wrap_future(self.commit(offsets, asynchronous=True))
+        """Like commit, for asyncio: awaits durability without blocking the
+        loop, sending the commit again as commit does."""
+        commits = self._group()
+        self._check_open()
+        wanted = self._consumed() if offsets is None else offsets
+        return await run_async(commits.commit_steps(wanted, timeout))
 
     def committed(
         self, partitions: Iterable[TopicPartition | tuple[str, int]], timeout: float = API_TIMEOUT_S
@@ -856,6 +877,8 @@ class Consumer:
         partitions (on_revoke) and leaves the group."""
         if self._closed:
             return
+        if self._commits is not None:
+            self._commits.close()  # a commit backing off on another thread or task stops
         try:
             if self._member is not None and self._member.subscribed:
                 self._leave_group("the consumer is being closed")

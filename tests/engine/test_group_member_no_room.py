@@ -3,8 +3,9 @@ room (past its unuploaded headroom, docs/design/0099): the coordinator
 answers COORDINATOR_NOT_AVAILABLE, which the member raises as the typed,
 retriable `CoordinatorNotAvailable` (no `GroupError`): a join or sync
 refused so is sent again after a backoff, as Kafka's consumer rejoins
-after a retriable error, and poll goes on; a commit refused so raises it,
-and the same commit goes through once the store has room."""
+after a retriable error, and poll goes on; a commit refused so is sent
+again until its timeout, then raises it, and the same commit goes through
+once the store has room."""
 
 from __future__ import annotations
 
@@ -124,7 +125,8 @@ def test_a_commit_refused_for_room_raises_the_typed_retriable_error(
     assert _read(consumer, 3) == [b"a", b"b", b"c"]
     refused = RefusedGroupWrites(monkeypatch, e, "offset")
     with pytest.raises(CoordinatorNotAvailable) as raised:
-        consumer.commit()
+        consumer.commit(timeout=1.0)  # sent again until its timeout
+    assert refused.refused >= 2
     assert not isinstance(raised.value, GroupError | engine.EngineClosed)
     assert raised.value.code.retriable
     assert consumer.poll(timeout=0.05) == []  # still a member
