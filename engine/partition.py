@@ -65,7 +65,13 @@ from native import (
     TimestampType,
 )
 from native.buffers import BytesLike
-from native.records import CONTROL_BIT, LENGTH_PREFIX, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT
+from native.records import (
+    CONTROL_BIT,
+    LENGTH_PREFIX,
+    NO_TIMESTAMP,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+)
 from s3stream import AppendTooLarge, FetchResult, NoRoom, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
@@ -355,7 +361,17 @@ class Partition:
             offset = base
             max_timestamp = -1
             for header in headers:
-                native.rewrite_batch(buffer, header.position, offset, self.leader_epoch, stamp)
+                # A CreateTime topic stores a producer's LogAppendTime batch
+                # marked CreateTime, as a recompressed one is (Kafka's
+                # LogValidator sets the topic's type on every path).
+                native.rewrite_batch(
+                    buffer,
+                    header.position,
+                    offset,
+                    self.leader_epoch,
+                    stamp,
+                    create_time=stamp is None,
+                )
                 offset += header.last_offset_delta + 1
                 max_timestamp = max(max_timestamp, header.max_timestamp)
             last = offset - 1
@@ -458,9 +474,13 @@ class Partition:
                     raise InvalidRecord("clients may not append control batches")
                 if header.is_transactional and header.producer_id < 0:
                     raise InvalidRecord("a transactional batch needs a producer id")
-                if (
-                    config.log_append_time
-                    and header.timestamp_type == TimestampType.LOG_APPEND_TIME
+                # Kafka's LogValidator.validateTimestamp: a LogAppendTime
+                # topic refuses a batch marked LogAppendTime, and so does a
+                # CreateTime topic when its records read no time (each reads
+                # the batch's maxTimestamp, -1 here); else it is kept and
+                # marked CreateTime (rewrite_batch's create_time).
+                if header.timestamp_type == TimestampType.LOG_APPEND_TIME and (
+                    config.log_append_time or header.max_timestamp == NO_TIMESTAMP
                 ):
                     batch = memoryview(data)[header.position : header.position + header.size]
                     raise log_append_time_refused(batch, max_inflated)

@@ -39,9 +39,10 @@ def records_rejected(errors: tuple[RecordError, ...], total: int) -> InvalidReco
 
 
 def log_append_time_refused(batch: bytes | memoryview, max_inflated: int) -> InvalidTimestamp:
-    """A producer's batch marked LogAppendTime, on a LogAppendTime topic:
-    Kafka refuses each of its records (LogValidator.validateTimestamp); the
-    broker, not the producer, stamps the time."""
+    """A producer's batch marked LogAppendTime, on a LogAppendTime topic or
+    with no time (maxTimestamp -1) on a CreateTime one: Kafka refuses each
+    of its records (LogValidator.validateTimestamp); the broker, not the
+    producer, stamps the time."""
     records = native.decode_records(batch, max_inflated=max_inflated)
     errors: tuple[RecordError, ...] = tuple(
         (
