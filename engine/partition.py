@@ -370,7 +370,7 @@ class Partition:
                     offset,
                     self.leader_epoch,
                     stamp,
-                    create_time=stamp is None,
+                    stamp is None,  # create_time, by position: no keyword parsing per batch
                 )
                 offset += header.last_offset_delta + 1
                 max_timestamp = max(max_timestamp, header.max_timestamp)

@@ -483,7 +483,7 @@ static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwar
     Py_ssize_t position;
     long long base_offset;
     int create_time = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnL|OO$p:rewrite_batch", kwlist, &obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnL|OOp:rewrite_batch", kwlist, &obj,
                                      &position, &base_offset, &epoch_obj, &time_obj, &create_time))
         return NULL;
     if (create_time && time_obj != Py_None) {
