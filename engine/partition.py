@@ -201,6 +201,10 @@ class Partition:
         """Appended, counted per append from the batch headers (engine/metrics.py)."""
         self.bytes_out = 0
         """Stored batch bytes fetched (engine/metrics.py)."""
+        self.largest_batch_appended = 0
+        """The largest record batch appended since this leader opened (bytes;
+        0: none yet): a consumer's guess at the batches it will read before
+        it has seen one (engine/client/poll_steps.py, FetchPlanned)."""
         self.deleted = False
         """Its topic was deleted (TopicRegistry.remove): a client that kept
         this leader looks the partition up again, and finds the topic gone
@@ -397,6 +401,10 @@ class Partition:
                 base, max_timestamp if stamp is None else stamp, len(buffer)
             )
             self.bytes_in += len(buffer)
+            largest = headers[0].size if len(headers) == 1 else max(h.size for h in headers)
+            # One compare an append, not a max() call: the produce path's cost.
+            if largest > self.largest_batch_appended:  # noqa: PLR1730
+                self.largest_batch_appended = largest
             self.records_in += offset - base
         return AppendResult(base, last, log_append_time, log_start), handle
 

@@ -131,8 +131,12 @@ class Consumer:
         under its name) since the read ends the wait, as a Fetch's does."""
         self._batch_bytes: dict[TopicPartition, int] = {}
         """The size of each assigned partition's batch as last seen at or
-        before its position (FetchPlanned.seen): a poll starts no fetch
-        whose batch the budget left cannot take."""
+        before its position (FetchPlanned.seen; dropped when the position
+        moves elsewhere): a poll starts no fetch whose batch the budget
+        left cannot take."""
+        self._batch_most = 0
+        """The largest of the batches seen (FetchPlanned.guess): what a
+        batch not seen yet is taken for when nothing else tells."""
         self._engine = engine
         self._access = Access(engine.authorizer, principal)
         """What the principal may read (docs/security.md)."""
@@ -273,6 +277,8 @@ class Consumer:
     def seek(self, partition: TopicPartition | tuple[str, int], offset: int) -> None:
         tp = self._assigned(partition)
         self._positions[tp] = offset
+        # The batch seen was at the old position: the new one's is guessed.
+        self._batch_bytes.pop(tp, None)
         self._drop_buffered(tp)
 
     def seek_to_beginning(self, *partitions: TopicPartition | tuple[str, int]) -> None:
@@ -411,6 +417,9 @@ class Consumer:
             rebalance = yield from self._rebalance()
             if self._next >= len(self._buffer):
                 yield from self._fill()
+                # Closed while the fetches waited (by another task): what they
+                # read is past the positions the close committed.
+                self._check_open()
             if self._next < len(self._buffer):
                 return self._take(limit)
             if self._until and self.at_end():
@@ -484,8 +493,11 @@ class Consumer:
         poll_steps.py's FetchPlanned); the answers are taken in plan order, so records stay
         in each partition's order and the budget holds as if they had been
         fetched in turn: only the first records taken may pass it, by one
-        batch. Partitions the budget left unfetched while some of it was
-        counted for records not taken are fetched next, in the same poll."""
+        batch. A partition whose batch does not fit what is left is passed
+        over, the later ones fetched (it keeps its position: a later poll
+        reads it, at the latest when it is the plan's first). Partitions
+        the budget left unfetched while some of it was counted for records
+        not taken are fetched next, in the same poll."""
         budget = self.fetch_max_bytes
         taken = False  # whether some partition's records were taken yet
         planned = self._plan()
@@ -498,11 +510,17 @@ class Consumer:
                 self.isolation_level,
                 self._check_topic_id,
                 self._batch_bytes,
+                self._read_from,
+                self._batch_most,
                 not taken,
             )
-            if not answers:  # the next partition's batch does not fit what is left
+            if not answers:  # no batch left to read fits what is left
                 break
-            planned = planned[len(answers) :]
+            if len(answers) == len(planned):
+                planned = []
+            else:
+                fetched_now = {fetch.tp for fetch, _ in answers}
+                planned = [(tp, at) for tp, at in planned if tp not in fetched_now]
             for fetch, answer in answers:
                 tp = fetch.tp
                 if self._moved(tp, fetch.position):
@@ -525,6 +543,7 @@ class Consumer:
                     # last one read: the size its next fetch is counted at.
                     dropped = size > budget and taken
                     self._batch_bytes[tp] = len(fetched.records[0 if dropped else -1])
+                    self._batch_most = max(self._batch_most, self._batch_bytes[tp])
                 if size > budget and taken:
                     # A first batch larger than this partition's share, and
                     # not the poll's first records: Kafka's Fetch would not
@@ -563,6 +582,7 @@ class Consumer:
         # The end last seen may be another log's (a topic created again under
         # its name): waiting past it could outlast every poll.
         self._seen_end.pop(tp, None)
+        self._batch_bytes.pop(tp, None)
         reset = _RESETS[self.auto_offset_reset]
         start, end = self._engine.offsets(*tp)
         if reset is None:

@@ -128,9 +128,9 @@ Answered = tuple[Fetch, "Read | Exception"]
 
 class FetchPlanned(NamedTuple):
     """The fetches of ``planned`` (partitions with their positions, in plan
-    order) within ``budget`` bytes. Answered in plan order, for the part of
-    the plan started before the budget ran out; ``check`` is called on each
-    partition before its fetch starts.
+    order) within ``budget`` bytes, answered in plan order for the
+    partitions whose fetch started; ``check`` is called on each partition
+    before its fetch starts.
 
     On a thread they run in turn, each asking for what is left of the
     budget (at most ``max_partition_bytes``) once those before it are
@@ -150,9 +150,13 @@ class FetchPlanned(NamedTuple):
     partition at its end answers from the log cache at once, freeing its
     share.
 
-    Either way the plan stops at a partition whose batch, as last seen
-    (``seen``), does not fit what is left, unless its fetch is the poll's
-    first: read, that batch would only be dropped."""
+    Either way a partition whose batch (``seen``, else a guess: see
+    ``_batch``) does not fit what is left is passed over, unless no read
+    before it held records (its are the poll's first): read, that batch
+    would only be dropped. The
+    partitions after it are still fetched, as a broker goes on to a
+    Fetch's later partitions; on an event loop a partition passed over
+    starts once answers leave it room."""
 
     host: ClientHost
     planned: Sequence[tuple[TopicPartition, int]]
@@ -164,17 +168,62 @@ class FetchPlanned(NamedTuple):
     """The size of each partition's batch as last seen at or before its
     position: what its fetch will answer at least, however little it asks
     (a fetch answers one whole batch)."""
+    read_from: Mapping[TopicPartition, Partition]
+    """The leader each partition's last fetch read (a guess needs no lookup)."""
+    guess: int
+    """The largest batch the consumer has seen of its partitions (0: none):
+    a guess at a batch nothing else tells of."""
     may_pass: bool
-    """Whether the first fetch is for the poll's first records, which may
-    pass the budget by one batch; no other's batch is taken past it."""
+    """Whether no records were taken yet this poll: the first read that
+    holds records may pass the budget by one batch; no other's is taken
+    past it."""
 
-    def _fits(self, tp: TopicPartition, left: int, first: bool) -> bool:
+    def _batch(self, tp: TopicPartition, learned: int) -> int | None:
+        """What ``tp``'s fetch will answer at least, as far as is known: its
+        batch as last seen; not seen yet (a first poll, a seek), the largest
+        batch appended to it since the engine opened, else ``learned``
+        (the largest batch the consumer has seen, this poll's answers
+        included); None if nothing is known, as in a first poll after the
+        engine reopened."""
+        size = self.seen.get(tp)
+        if size is not None:
+            return size
+        leader = self.read_from.get(tp)
+        if leader is None:
+            try:
+                leader = self.host.partition(tp.topic, tp.partition)
+            except EngineError:
+                return learned or None  # its fetch raises why
+        return leader.largest_batch_appended or learned or None
+
+    def _fits(self, tp: TopicPartition, left: int, learned: int) -> bool:
         """Whether ``tp``'s fetch is worth starting with ``left`` bytes of
         the budget free: a batch that does not fit would be read only to be
         dropped, as a broker leaves out a partition whose first batch does
         not fit what is left of a Fetch (ReplicaManager.readFromLog's
-        minOneMessage, for the first partition only)."""
-        return left > 0 and ((first and self.may_pass) or self.seen.get(tp, 0) <= left)
+        minOneMessage, until a partition answers records). A batch of unknown
+        size is read: on a thread the fetch asks for what is left, and the
+        reads stop once they reach the budget."""
+        if left <= 0:
+            return False
+        if self.may_pass and left >= self.budget:
+            # Nothing read yet holds records: this fetch's are the poll's
+            # first, taken whatever their size (minOneMessage holds until a
+            # partition answers records). A caught-up poll asks no more.
+            return True
+        size = self._batch(tp, learned)
+        return size is None or size <= left
+
+    def _at_end(self, tp: TopicPartition, position: int) -> bool:
+        """Whether ``tp`` has nothing to read at ``position``. Past a
+        partition passed over, such a fetch is not started: it would
+        answer nothing (a plan that stopped there never read it either),
+        and a later poll reads it while the budget holds or it heads the
+        plan. One whose leader is not found is read: its fetch raises why."""
+        try:
+            return position >= self.host.partition(tp.topic, tp.partition).high_watermark
+        except EngineError:
+            return False
 
     def _fetch(self, tp: TopicPartition, position: int, asked: int) -> Fetch:
         self.check(tp)
@@ -198,9 +247,16 @@ class FetchPlanned(NamedTuple):
     def run(self) -> list[Answered]:
         answers: list[Answered] = []
         left = self.budget
+        learned = self.guess
+        passed = False
         for tp, position in self.planned:
-            if not self._fits(tp, left, not answers):
+            if left <= 0:
                 break
+            if not self._fits(tp, left, learned):
+                passed = True  # left at its position for a later poll
+                continue
+            if passed and self._at_end(tp, position):
+                continue
             fetch = self._fetch(tp, position, min(left, self.max_partition_bytes))
             try:
                 read = fetch.run()
@@ -208,13 +264,14 @@ class FetchPlanned(NamedTuple):
                 answers.append((fetch, failure))
                 continue
             left -= _size(read)
+            learned = max(learned, _largest(read))
             answers.append((fetch, read))
         return answers
 
     async def run_async(self) -> list[Answered]:
         if len(self.planned) == 1:  # a consumer of one partition: no task
             tp, position = self.planned[0]
-            if not self._fits(tp, self.budget, True):
+            if not self._fits(tp, self.budget, self.guess):
                 return []
             fetch = self._fetch(tp, position, min(self.budget, self.max_partition_bytes))
             try:
@@ -223,40 +280,62 @@ class FetchPlanned(NamedTuple):
                 return [(fetch, failure)]
         left = self.budget
         share = self._share()
-        started: list[tuple[Fetch, asyncio.Task[Read]]] = []
+        learned = self.guess
+        answered = False  # whether some fetch of this plan has answered
+        waiting = list(range(len(self.planned)))
+        """Plan indices not started yet, in plan order."""
+        started: dict[int, tuple[Fetch, asyncio.Task[Read]]] = {}
         running: set[asyncio.Task[Read]] = set()
         shares: dict[asyncio.Task[Read], int] = {}
         try:
             while True:
-                while len(started) < len(self.planned) and self._fits(
-                    self.planned[len(started)][0], left, not started
-                ):
-                    fetch = self._fetch(*self.planned[len(started)], min(left, share))
+                passed_over: list[int] = []
+                for at in waiting:
+                    tp, position = self.planned[at]
+                    if not self._fits(tp, left, learned):
+                        passed_over.append(at)
+                        continue
+                    if passed_over and self._at_end(tp, position):
+                        continue
+                    # Counted at its batch as far as known, if that is more
+                    # than it asks: what it will answer at least. Known not
+                    # at all before any fetch answered, it is counted at
+                    # what is left, so it runs alone and its answer tells
+                    # what the others may hold; once one answered (with no
+                    # records, its store read still going on, say) the
+                    # others are counted at their ask and run together, so
+                    # a stalled store costs two waits, not one a partition.
+                    size = self._batch(tp, learned)
+                    if size is None:
+                        size = 0 if answered else left
+                    fetch = self._fetch(tp, position, min(left, share))
                     task = asyncio.ensure_future(fetch.run_async())
-                    # Counted at its batch as last seen, if that is more
-                    # than it asks: what it will answer at least.
-                    counted = max(fetch.max_bytes, self.seen.get(fetch.tp, 0))
+                    counted = max(fetch.max_bytes, size)
                     left -= counted
                     shares[task] = counted
-                    started.append((fetch, task))
+                    started[at] = (fetch, task)
                     running.add(task)
+                waiting = passed_over
                 if not running:
                     break
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                answered = True
                 for task in done:
                     left += shares.pop(task)
                     if not task.cancelled() and task.exception() is None:
                         left -= _size(task.result())
+                        learned = max(learned, _largest(task.result()))
         finally:
             # Cancelled, or a check raised: no fetch outlives the poll, and
             # none left unanswered warns of an error nobody read.
             for task in running:
                 task.cancel()
-            for _, task in started:
+            for _, task in started.values():
                 if task.done() and not task.cancelled():
                     task.exception()
         answers: list[Answered] = []
-        for fetch, task in started:
+        for at in sorted(started):
+            fetch, task = started[at]
             try:
                 answers.append((fetch, task.result()))  # a cancelled fetch's error goes on up
             except Exception as failure:
@@ -266,6 +345,11 @@ class FetchPlanned(NamedTuple):
 
 def _size(read: Read) -> int:
     return sum(len(batch) for batch in read[1].records)
+
+
+def _largest(read: Read) -> int:
+    records = read[1].records
+    return max(map(len, records)) if records else 0
 
 
 class AwaitCommit(NamedTuple):

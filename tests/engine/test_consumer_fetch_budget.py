@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import engine
-from engine.partition import Partition, PartitionFetch
 from engine.types import TopicPartition
+from tests.engine.counted_polls import counted_reads, poll
 from tests.engine.helpers_records import batch
 
 PARTITIONS = 3
@@ -67,48 +66,29 @@ def test_a_poll_reads_no_batch_its_budget_cannot_take(
     """A batch a poll's budget has no room left for is dropped once read,
     to be fetched again: a poll that went on fetching the other partitions
     (in turn, or all together, each for a share smaller than its batch)
-    would read every partition's batch to take a tenth of them. Once a
-    poll has seen the partitions' batches it starts only the fetches whose
-    batch fits what is left (the first poll cannot know them)."""
+    would read every partition's batch to take a tenth of them. A poll
+    starts only the fetches whose batch fits what is left: as last seen,
+    or, not seen yet, as the largest appended since the engine opened
+    (tests/engine/test_consumer_poll_goes_on.py reads after a reopen)."""
     with engine.open(tmp_path / "node") as e:
         e.create_topic("t", BEHIND)
         for p in range(BEHIND):
             for _ in range(3):
                 e.produce("t", p, batch([bytes(BATCH)]))
-        read: list[int] = []
-        fetch_from, fetch_from_async = e.fetch_from, e.fetch_from_async
-
-        def counted(fetched: PartitionFetch) -> PartitionFetch:
-            read.append(sum(len(b) for b in fetched.records))
-            return fetched
-
-        def blocking(leader: Partition, offset: int, max_bytes: int, level: str) -> Any:
-            return counted(fetch_from(leader, offset, max_bytes, level))
-
-        async def together(leader: Partition, offset: int, max_bytes: int, level: str) -> Any:
-            return counted(await fetch_from_async(leader, offset, max_bytes, level))
-
-        monkeypatch.setattr(e, "fetch_from", blocking)
-        monkeypatch.setattr(e, "fetch_from_async", together)
         consumer = e.consumer(
             auto_offset_reset="earliest",
             fetch_max_bytes=BUDGET,
             max_partition_fetch_bytes=BUDGET,
             max_poll_records=10_000,
         )
-        with consumer:
+        with consumer, counted_reads(e, monkeypatch) as read:
             consumer.assign([TopicPartition("t", p) for p in range(BEHIND)])
             taken: list[tuple[int, int]] = []
-            polls = 0
             while len(taken) < 3 * BEHIND:
                 read.clear()
-                if polled == "async":
-                    got = asyncio.run(consumer.poll_async(5.0))
-                else:
-                    got = consumer.poll(5.0)
+                got = poll(consumer, polled)
                 assert got
                 taken += [(r.partition, r.offset) for r in got]
-                if polls > 0:  # the batches seen: no more read than the budget takes, and one
-                    assert sum(read) <= BUDGET + max(read), (polls, len(read))
-                polls += 1
+                # No more read than the budget takes, and one batch.
+                assert sum(read) <= BUDGET + max(read), len(read)
     assert sorted(taken) == [(p, o) for p in range(BEHIND) for o in range(3)]

@@ -77,3 +77,38 @@ def test_a_poll_of_many_slow_partitions_waits_for_all_their_reads_together(
     assert waited_out == 0
     for p in range(PARTITIONS):
         assert [r.value for r in records if r.partition == p] == [b"%d-0" % p, b"%d-1" % p]
+
+
+def test_a_poll_under_way_when_the_consumer_closes_hands_out_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() from another task while an async poll's fetches wait: the
+    poll raises EngineClosed, as one begun after the close does. Records it
+    handed out would be past the positions the close committed, read again
+    by the partitions' next owner."""
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", 3)
+        for p in range(3):
+            e.produce("t", p, batch([b"%d" % p]))
+        fetch_from_async = e.fetch_from_async
+        closed, under_way = asyncio.Event(), asyncio.Event()
+
+        async def held(leader: Partition, offset: int, max_bytes: int, level: str) -> Any:
+            under_way.set()
+            await closed.wait()  # the store answers once the consumer closed
+            read: PartitionFetch = await fetch_from_async(leader, offset, max_bytes, level)
+            return read
+
+        monkeypatch.setattr(e, "fetch_from_async", held)
+        consumer = e.consumer(auto_offset_reset="earliest")
+        consumer.assign([TopicPartition("t", p) for p in range(3)])
+
+        async def close_while_polling() -> None:
+            polling = asyncio.ensure_future(consumer.poll_async(5.0))
+            await under_way.wait()
+            consumer.close()
+            closed.set()
+            with pytest.raises(engine.EngineClosed):
+                await polling
+
+        asyncio.run(close_while_polling())
