@@ -701,9 +701,13 @@ def rewrite_batch(
     (a CreateTime topic), keeping its maxTimestamp, which each of its
     records read: Kafka's LogValidator calls setMaxTimestamp with the
     topic's type. Either way the CRC is rewritten when the header changed."""
+    # In the C's order: its parser reads position, base_offset and
+    # create_time's truth before both timestamp types are refused.
+    _check_int(position, 64, "position")
+    _check_int(base_offset, 64, "base_offset")
+    create_time = bool(create_time)
     if create_time and log_append_time is not None:
         raise ValueError("a batch is stamped LogAppendTime or marked CreateTime")
-    _check_int(base_offset, 64, "base_offset")
     if partition_leader_epoch is not None:
         _check_int(partition_leader_epoch, 32, "partition_leader_epoch")
     if log_append_time is not None:

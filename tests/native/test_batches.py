@@ -598,6 +598,37 @@ def test_out_of_range_rewrites_raise_the_same_error_class_in_both(
             module.rewrite_batch(_one_batch(), 0, base_offset, epoch, append_time)
 
 
+class _Unjudgeable:
+    """An object whose truth cannot be read."""
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth value")
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ((0, 2**63, None, 1, True), OverflowError),
+        (("0", 5, None, 1, True), TypeError),
+        ((0, 5, None, 1, _Unjudgeable()), RuntimeError),
+        ((0, 5, 2**31, 1, True), ValueError),
+    ],
+    ids=["base_offset", "position", "create_time", "epoch"],
+)
+def test_bad_arguments_beside_both_timestamp_types_raise_the_same_error_in_both(
+    arguments: tuple[object, ...], error: type[Exception]
+) -> None:
+    # The C parses position, base_offset and create_time before it asks
+    # whether both timestamp types were given; the twin answers as it does.
+    for module in (_pure, c_impl()):
+        batch = _one_batch()
+        before = bytes(batch)
+        with pytest.raises(error):
+            module.rewrite_batch(batch, *arguments)
+        assert bytes(batch) == before
+
+
 def test_timestamps_far_apart_wrap_like_java(impl: ModuleType) -> None:
     specs = [RecordSpec(-1, None, None), RecordSpec(2**63 - 1, None, None)]
     batch = impl.encode_batch(specs)
