@@ -126,3 +126,47 @@ def test_each_attribute_is_refused_or_rewritten_as_kafka_does(
         assert stored.timestamp_type == TimestampType.CREATE_TIME
         assert stored.max_timestamp == timestamp
     assert stored.is_transactional == transactional
+
+
+@pytest.mark.parametrize("timestamp_type", TIMESTAMP_TYPES)
+def test_a_compacted_topic_refuses_a_refused_log_append_time_batch_record_by_record(
+    engine_factory: EngineFactory, timestamp_type: str
+) -> None:
+    # Kafka's LogValidator.validateRecord: a keyless record's error is its
+    # key's, each other record's is its timestamp type's, and one
+    # INVALID_TIMESTAMP among them makes the answer INVALID_TIMESTAMP.
+    opened = engine_factory()
+    name = f"compacted-{timestamp_type}"
+    opened.create_topic(
+        name, 1, {"cleanup.policy": "compact", "message.timestamp.type": timestamp_type}
+    )
+    specs = [RecordSpec(-1, None, b"v", ()), RecordSpec(-1, b"k", b"v", ())]
+    batch = native.encode_batch(specs, timestamp_type=TimestampType.LOG_APPEND_TIME)
+    with pytest.raises(InvalidTimestamp) as refused:
+        opened.produce(name, 0, batch)
+    errors = refused.value.record_errors
+    assert [index for index, _ in errors] == [0, 1]
+    assert (
+        errors[0][1]
+        == f"Compacted topic cannot accept message without key in topic partition {name}-0"
+    )
+    assert errors[1][1].endswith("Producer should not set timestamp type to LogAppendTime.")
+    assert opened.offsets(name, 0) == (0, 0)
+
+
+@pytest.mark.parametrize("timestamp_type", TIMESTAMP_TYPES)
+def test_a_compacted_topic_refuses_a_keyless_log_append_time_batch_for_its_keys(
+    engine_factory: EngineFactory, timestamp_type: str
+) -> None:
+    # Every record's error is its key's: no INVALID_TIMESTAMP among them.
+    opened = engine_factory()
+    name = f"keyless-{timestamp_type}"
+    opened.create_topic(
+        name, 1, {"cleanup.policy": "compact", "message.timestamp.type": timestamp_type}
+    )
+    specs = [RecordSpec(-1, None, b"v", ()), RecordSpec(-1, None, b"w", ())]
+    batch = native.encode_batch(specs, timestamp_type=TimestampType.LOG_APPEND_TIME)
+    with pytest.raises(InvalidRecord) as refused:
+        opened.produce(name, 0, batch)
+    assert not isinstance(refused.value, InvalidTimestamp)
+    assert [index for index, _ in refused.value.record_errors] == [0, 1]
