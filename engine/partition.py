@@ -39,6 +39,7 @@ from engine.config import LONG_MAX, TopicConfig
 from engine.errors import (
     CorruptRecord,
     InvalidRecord,
+    InvalidTimestamp,
     InvalidTxnState,
     NotInTransaction,
     OffsetOutOfRange,
@@ -62,10 +63,17 @@ from native import (
     Compression,
     NonZeroBaseOffset,
     RecordSpec,
+    RejectedRecords,
     TimestampType,
 )
 from native.buffers import BytesLike
-from native.records import CONTROL_BIT, LENGTH_PREFIX, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT
+from native.records import (
+    CONTROL_BIT,
+    LENGTH_PREFIX,
+    NO_TIMESTAMP,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+)
 from s3stream import AppendTooLarge, FetchResult, NoRoom, ReadPending, Retention, StreamStore
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
@@ -359,7 +367,17 @@ class Partition:
             offset = base
             max_timestamp = -1
             for header in headers:
-                native.rewrite_batch(buffer, header.position, offset, self.leader_epoch, stamp)
+                # A CreateTime topic stores a producer's LogAppendTime batch
+                # marked CreateTime, as a recompressed one is (Kafka's
+                # LogValidator sets the topic's type on every path).
+                native.rewrite_batch(
+                    buffer,
+                    header.position,
+                    offset,
+                    self.leader_epoch,
+                    stamp,
+                    stamp is None,  # create_time, by position: no keyword parsing per batch
+                )
                 offset += header.last_offset_delta + 1
                 max_timestamp = max(max_timestamp, header.max_timestamp)
             last = offset - 1
@@ -449,6 +467,12 @@ class Partition:
                 too_large = _past_max_message_bytes(data, config.max_message_bytes)
                 if too_large is not None:
                     raise too_large from error
+            if isinstance(error, RejectedRecords) and config.compact:
+                # Keyless records of a batch refused for its timestamp type
+                # too: the others' errors are that type's.
+                type_refused = self._type_refused_up_to(data, error.position, max_inflated)
+                if type_refused is not None:
+                    raise type_refused from error
             raise batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
@@ -466,12 +490,16 @@ class Partition:
                     raise InvalidRecord("clients may not append control batches")
                 if header.is_transactional and header.producer_id < 0:
                     raise InvalidRecord("a transactional batch needs a producer id")
-                if (
-                    config.log_append_time
-                    and header.timestamp_type == TimestampType.LOG_APPEND_TIME
-                ):
+                # Kafka's LogValidator.validateTimestamp: a LogAppendTime
+                # topic refuses a batch marked LogAppendTime, and so does a
+                # CreateTime topic when its records read no time (each reads
+                # the batch's maxTimestamp, -1 here); else it is kept and
+                # marked CreateTime (rewrite_batch's create_time).
+                if self._type_refused(header):
                     batch = memoryview(data)[header.position : header.position + header.size]
-                    raise log_append_time_refused(batch, max_inflated)
+                    refused = log_append_time_refused(batch, max_inflated)
+                    assert refused is not None  # no record's error is its key's here
+                    raise refused
         if record_check is not None:  # governance: between validation and append
             record_check.check(data, headers, self.schema_source, max_inflated)
         codec = self._recompress_to(headers) if config.compression_type in _CODECS else None
@@ -483,6 +511,33 @@ class Partition:
         if isinstance(data, memoryview) and data.readonly:
             return bytearray(data), headers
         return data, headers
+
+    def _type_refused(self, header: BatchHeader) -> bool:
+        """Kafka's LogValidator.validateTimestamp refuses a batch marked
+        LogAppendTime on a LogAppendTime topic, and on a CreateTime one when
+        its records read no time (each reads the batch's maxTimestamp, -1
+        here); else it is kept and marked CreateTime (rewrite_batch's
+        create_time)."""
+        return header.timestamp_type == TimestampType.LOG_APPEND_TIME and (
+            self.config.log_append_time or header.max_timestamp == NO_TIMESTAMP
+        )
+
+    def _type_refused_up_to(
+        self, data: BytesLike, position: int, max_inflated: int
+    ) -> InvalidTimestamp | None:
+        """The refusal, record by record (keyless ones for their key), of
+        the first batch up to the one at ``position`` that its timestamp
+        type refuses, as Kafka validates batch after batch; None if none is
+        or every record of it is keyless."""
+        view = memoryview(data).cast("B")
+        # Up to the end of the batch at position: those before it were
+        # framed and checked already, those after it not.
+        end = position + LENGTH_PREFIX + int.from_bytes(view[position + 8 : position + 12], "big")
+        for header in native.scan_batches(view[:end]):
+            if self._type_refused(header):
+                batch = view[header.position : header.position + header.size]
+                return log_append_time_refused(batch, max_inflated, f"{self.topic}-{self.index}")
+        return None
 
     def _timestamp_bounds(self) -> tuple[int | None, int | None]:
         """The record timestamps the topic accepts now (None: no bound);

@@ -38,19 +38,34 @@ def records_rejected(errors: tuple[RecordError, ...], total: int) -> InvalidReco
     )
 
 
-def log_append_time_refused(batch: bytes | memoryview, max_inflated: int) -> InvalidTimestamp:
-    """A producer's batch marked LogAppendTime, on a LogAppendTime topic:
-    Kafka refuses each of its records (LogValidator.validateTimestamp); the
-    broker, not the producer, stamps the time."""
+def log_append_time_refused(
+    batch: bytes | memoryview, max_inflated: int, compacted_in: str | None = None
+) -> InvalidTimestamp | None:
+    """A producer's batch marked LogAppendTime, on a LogAppendTime topic or
+    with no time (maxTimestamp -1) on a CreateTime one: Kafka refuses each
+    of its records (LogValidator.validateTimestamp); the broker, not the
+    producer, stamps the time.
+
+    On a compacted topic (``compacted_in``, its topic partition) a keyless
+    record's error is its key's, as LogValidator.validateRecord checks the
+    key first; None when every record's is, the refusal then being
+    INVALID_RECORD's (records_rejected)."""
     records = native.decode_records(batch, max_inflated=max_inflated)
-    errors: tuple[RecordError, ...] = tuple(
-        (
-            i,
-            f"Invalid timestamp type in message DefaultRecord(offset={r.offset}, "
-            f"timestamp={r.timestamp}, key={len(r.key or b'')} bytes, "
-            f"value={len(r.value or b'')} bytes). Producer should not set timestamp "
-            "type to LogAppendTime.",
-        )
-        for i, r in enumerate(records[:MAX_RECORD_ERRORS])
-    )
-    return InvalidTimestamp(INVALID_TIMESTAMP_MESSAGE, errors)
+    errors: list[RecordError] = []
+    any_timestamp = False
+    for i, r in enumerate(records):
+        if compacted_in is not None and r.key is None:
+            message = f"{NO_KEY_MESSAGE} in topic partition {compacted_in}"
+        else:
+            any_timestamp = True
+            message = (
+                f"Invalid timestamp type in message DefaultRecord(offset={r.offset}, "
+                f"timestamp={r.timestamp}, key={len(r.key or b'')} bytes, "
+                f"value={len(r.value or b'')} bytes). Producer should not set timestamp "
+                "type to LogAppendTime."
+            )
+        if i < MAX_RECORD_ERRORS:
+            errors.append((i, message))
+    if not any_timestamp:
+        return None
+    return InvalidTimestamp(INVALID_TIMESTAMP_MESSAGE, tuple(errors))

@@ -30,6 +30,7 @@ def rewrite_batch(
     base_offset: int,
     partition_leader_epoch: int | None = None,
     log_append_time: int | None = None,
+    create_time: bool = False,
 ) -> None: ...
 def decode_records(
     data: BytesLike,

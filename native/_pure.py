@@ -692,9 +692,22 @@ def rewrite_batch(
     base_offset: int,
     partition_leader_epoch: int | None = None,
     log_append_time: int | None = None,
+    create_time: bool = False,
 ) -> None:
-    """Set the broker-owned header fields of the batch at ``position`` in place."""
+    """Set the broker-owned header fields of the batch at ``position`` in place.
+
+    ``log_append_time`` stamps the batch LogAppendTime (a LogAppendTime
+    topic); ``create_time`` marks a batch marked LogAppendTime CreateTime
+    (a CreateTime topic), keeping its maxTimestamp, which each of its
+    records read: Kafka's LogValidator calls setMaxTimestamp with the
+    topic's type. Either way the CRC is rewritten when the header changed."""
+    # In the C's order: its parser reads position, base_offset and
+    # create_time's truth before both timestamp types are refused.
+    _check_int(position, 64, "position")
     _check_int(base_offset, 64, "base_offset")
+    create_time = bool(create_time)
+    if create_time and log_append_time is not None:
+        raise ValueError("a batch is stamped LogAppendTime or marked CreateTime")
     if partition_leader_epoch is not None:
         _check_int(partition_leader_epoch, 32, "partition_leader_epoch")
     if log_append_time is not None:
@@ -712,6 +725,10 @@ def rewrite_batch(
     if log_append_time is not None:
         struct.pack_into(">h", buf, position + 21, header.attributes | TIMESTAMP_TYPE_BIT)
         struct.pack_into(">q", buf, position + 35, log_append_time)
+        crc = crc32c(buf[position + CRC_START : position + header.size])
+        struct.pack_into(">I", buf, position + 17, crc)
+    elif create_time and header.attributes & TIMESTAMP_TYPE_BIT:
+        struct.pack_into(">h", buf, position + 21, header.attributes & ~TIMESTAMP_TYPE_BIT)
         crc = crc32c(buf[position + CRC_START : position + header.size])
         struct.pack_into(">I", buf, position + 17, crc)
 

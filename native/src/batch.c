@@ -332,6 +332,18 @@ void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const i
     }
 }
 
+void tl_mark_create_time(uint8_t *batch, const tl_header *h) {
+    /* Kafka's setMaxTimestamp(CREATE_TIME, max): every record of a batch
+     * marked LogAppendTime reads maxTimestamp, so that max is kept; only
+     * the attributes change, and the CRC covers them. */
+    if (!(h->attributes & TL_TIMESTAMP_TYPE_BIT)) return;
+    uint16_t attributes = (uint16_t)h->attributes & (uint16_t)~TL_TIMESTAMP_TYPE_BIT;
+    batch[21] = (uint8_t)(attributes >> 8);
+    batch[22] = (uint8_t)attributes;
+    uint32_t crc = tl_crc32c(0, batch + TL_CRC_START, (size_t)(tl_batch_size(h) - TL_CRC_START));
+    tl_put_i32(batch + 17, (int32_t)crc);
+}
+
 /* ---- record walk (compressed batches from clients, topic rules) ------- */
 
 /* Strict UTF-8 as Python's decoder reads it: no overlongs, no surrogates,

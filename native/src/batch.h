@@ -169,5 +169,8 @@ void tl_record_errors_free(tl_record_errors *errors);
 /* Sets baseOffset, and optionally partitionLeaderEpoch and LogAppendTime. */
 void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,
                 const int64_t *log_append_time);
+/* Marks a batch marked LogAppendTime CreateTime (a CreateTime topic's
+ * answer to a producer's LogAppendTime), its CRC rewritten; else nothing. */
+void tl_mark_create_time(uint8_t *batch, const tl_header *h);
 
 #endif

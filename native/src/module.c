@@ -478,13 +478,18 @@ static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_s
 
 static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"data", "position", "base_offset", "partition_leader_epoch",
-                             "log_append_time", NULL};
+                             "log_append_time", "create_time", NULL};
     PyObject *obj, *epoch_obj = Py_None, *time_obj = Py_None;
     Py_ssize_t position;
     long long base_offset;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnL|OO:rewrite_batch", kwlist, &obj, &position,
-                                     &base_offset, &epoch_obj, &time_obj))
+    int create_time = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnL|OOp:rewrite_batch", kwlist, &obj,
+                                     &position, &base_offset, &epoch_obj, &time_obj, &create_time))
         return NULL;
+    if (create_time && time_obj != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "a batch is stamped LogAppendTime or marked CreateTime");
+        return NULL;
+    }
     int32_t epoch = 0;
     int64_t append_time = 0;
     if (epoch_obj != Py_None) {
@@ -520,6 +525,7 @@ static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwar
     }
     tl_rewrite((uint8_t *)view.buf + position, &h, base_offset,
                epoch_obj != Py_None ? &epoch : NULL, time_obj != Py_None ? &append_time : NULL);
+    if (create_time) tl_mark_create_time((uint8_t *)view.buf + position, &h);
     PyBuffer_Release(&view);
     Py_RETURN_NONE;
 }

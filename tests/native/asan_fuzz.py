@@ -419,6 +419,10 @@ def main() -> int:
             c.rewrite_batch(bytearray(data), rng.randrange(len(data) + 2), 7, 3, 1)
         except EXPECTED:
             errors += 1
+        try:  # a CreateTime topic's rewrite: the LogAppendTime mark cleared
+            c.rewrite_batch(bytearray(data), rng.randrange(len(data) + 2), 7, 3, None, True)
+        except EXPECTED:
+            errors += 1
         try:
             records_hostile(rng)
         except EXPECTED:

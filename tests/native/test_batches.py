@@ -433,6 +433,57 @@ def test_rewrite_to_log_append_time_recomputes_the_crc(impl: ModuleType) -> None
     assert {r.timestamp for r in records} == {1_800_000_000_000}
 
 
+def test_rewrite_to_create_time_unmarks_log_append_time_and_recomputes_the_crc(
+    impl: ModuleType,
+) -> None:
+    # A CreateTime topic's answer to a producer's LogAppendTime batch
+    # (Kafka's setMaxTimestamp(CREATE_TIME, ...)): the attributes change and
+    # the CRC with them; maxTimestamp, which each record read, is kept.
+    batch = bytearray(_pure.encode_batch(SPECS, timestamp_type=1))
+    (sent,) = impl.validate_batches(bytes(batch))
+    impl.rewrite_batch(batch, 0, 5, 3, create_time=True)
+    (header,) = impl.validate_batches(bytes(batch))  # the CRC is right
+    assert header.timestamp_type == 0
+    assert header.attributes == sent.attributes & ~0x08
+    assert (header.max_timestamp, header.base_timestamp) == (
+        sent.max_timestamp,
+        sent.base_timestamp,
+    )
+    assert header.crc != sent.crc
+    assert [r.timestamp for r in impl.decode_records(bytes(batch))] == [s.timestamp for s in SPECS]
+
+
+def test_rewrite_to_create_time_leaves_a_create_time_batch_and_its_crc(impl: ModuleType) -> None:
+    batch = _one_batch()
+    before = bytes(batch[17:])
+    impl.rewrite_batch(batch, 0, 5, create_time=True)
+    assert bytes(batch[17:]) == before
+
+
+def test_rewrite_is_stamped_or_marked_create_time_not_both(impl: ModuleType) -> None:
+    batch = _one_batch()
+    before = bytes(batch)
+    with pytest.raises(ValueError, match="LogAppendTime or marked CreateTime"):
+        impl.rewrite_batch(batch, 0, 5, log_append_time=1, create_time=True)
+    assert bytes(batch) == before
+
+
+@differential
+@given(record_lists, codecs, st.booleans(), st.booleans())
+def test_both_implementations_rewrite_timestamp_types_to_the_same_bytes(
+    specs: list[RecordSpec], codec: Compression, marked: bool, create_time: bool
+) -> None:
+    encoded = _pure.encode_batch(specs, compression=codec, timestamp_type=int(marked))
+    pure = bytearray(encoded)
+    _pure.rewrite_batch(pure, 0, 9, 2, create_time=create_time)
+    (header,) = _pure.validate_batches(bytes(pure), from_client=False)
+    assert header.timestamp_type == (0 if create_time else int(marked))
+    if c_impl_available():
+        c = bytearray(encoded)
+        c_impl().rewrite_batch(c, 0, 9, 2, create_time=create_time)
+        assert c == pure
+
+
 def test_rewrite_works_on_a_batch_inside_a_larger_buffer(impl: ModuleType) -> None:
     first = _one_batch()
     buffer = bytearray(first + _one_batch())
@@ -545,6 +596,37 @@ def test_out_of_range_rewrites_raise_the_same_error_class_in_both(
     for module in (_pure, c_impl()):
         with pytest.raises(OverflowError):
             module.rewrite_batch(_one_batch(), 0, base_offset, epoch, append_time)
+
+
+class _Unjudgeable:
+    """An object whose truth cannot be read."""
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth value")
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ((0, 2**63, None, 1, True), OverflowError),
+        (("0", 5, None, 1, True), TypeError),
+        ((0, 5, None, 1, _Unjudgeable()), RuntimeError),
+        ((0, 5, 2**31, 1, True), ValueError),
+    ],
+    ids=["base_offset", "position", "create_time", "epoch"],
+)
+def test_bad_arguments_beside_both_timestamp_types_raise_the_same_error_in_both(
+    arguments: tuple[object, ...], error: type[Exception]
+) -> None:
+    # The C parses position, base_offset and create_time before it asks
+    # whether both timestamp types were given; the twin answers as it does.
+    for module in (_pure, c_impl()):
+        batch = _one_batch()
+        before = bytes(batch)
+        with pytest.raises(error):
+            module.rewrite_batch(batch, *arguments)
+        assert bytes(batch) == before
 
 
 def test_timestamps_far_apart_wrap_like_java(impl: ModuleType) -> None:
