@@ -23,7 +23,12 @@ from engine.client.consumer import Consumer
 from engine.errors import IllegalGeneration, NotCoordinator, RebalanceInProgress
 from engine.types import OffsetAndMetadata, TopicPartition
 from tests.engine.conftest import EngineFactory
-from tests.engine.test_group_member_no_room import FAST_GROUPS, MEMBER, RefusedGroupWrites, _read
+from tests.engine.test_group_member_no_room import (
+    MEMBER,
+    RefusedGroupWrites,
+    _read,
+    three_records,
+)
 from tests.engine.test_group_member_not_coordinator import TIMEOUT, store_failed
 
 TP = TopicPartition("t", 0)
@@ -34,12 +39,7 @@ position instead would commit 3."""
 
 @pytest.fixture
 def e(engine_factory: EngineFactory) -> engine.Engine:
-    opened = engine_factory(groups=FAST_GROUPS)
-    opened.create_topic("t", 1)
-    with opened.producer() as producer:
-        for value in (b"a", b"b", b"c"):
-            producer.send("t", value, partition=0).result(TIMEOUT)
-    return opened
+    return three_records(engine_factory)
 
 
 @pytest.fixture

@@ -79,14 +79,21 @@ def _kind(key: Hashable) -> str:
     return "offset" if isinstance(key, tuple) and key and key[0] == OFFSET else "group"
 
 
-@pytest.fixture
-def e(engine_factory: EngineFactory) -> engine.Engine:
+def three_records(engine_factory: EngineFactory) -> engine.Engine:
+    """An engine with fast group timings and topic t's one partition
+    holding a, b and c: what the modules on a member's refused writes
+    start from."""
     opened = engine_factory(groups=FAST_GROUPS)
     opened.create_topic("t", 1)
     with opened.producer() as producer:
         for value in (b"a", b"b", b"c"):
             producer.send("t", value, partition=0).result(TIMEOUT)
     return opened
+
+
+@pytest.fixture
+def e(engine_factory: EngineFactory) -> engine.Engine:
+    return three_records(engine_factory)
 
 
 @pytest.fixture

@@ -17,7 +17,12 @@ from engine.client.consumer import Consumer
 from engine.types import TopicPartition
 from s3stream import StoreFailed
 from tests.engine.conftest import EngineFactory
-from tests.engine.test_group_member_no_room import FAST_GROUPS, MEMBER, RefusedGroupWrites, _read
+from tests.engine.test_group_member_no_room import (
+    MEMBER,
+    RefusedGroupWrites,
+    _read,
+    three_records,
+)
 
 TIMEOUT = 20.0
 
@@ -28,12 +33,7 @@ def store_failed(stream_id: int) -> BaseException:
 
 @pytest.fixture
 def e(engine_factory: EngineFactory) -> engine.Engine:
-    opened = engine_factory(groups=FAST_GROUPS)
-    opened.create_topic("t", 1)
-    with opened.producer() as producer:
-        for value in (b"a", b"b", b"c"):
-            producer.send("t", value, partition=0).result(TIMEOUT)
-    return opened
+    return three_records(engine_factory)
 
 
 @pytest.fixture
