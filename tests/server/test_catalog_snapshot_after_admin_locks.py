@@ -1,0 +1,115 @@
+"""A catalog snapshot made due by an admin write (CreateTopics, on the
+server's admin thread) is waited for by that write only once it has
+released the engine's lock: the event loop's transactional requests,
+which take that lock (Engine.topic_partitions), are answered while the
+snapshot is written, and the CreateTopics only once it ended
+(docs/design/0122)."""
+
+from __future__ import annotations
+
+import datetime
+import select
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from engine import catalog as catalog_module
+from engine.protocol.apis import ApiKey, request_schema
+from engine.protocol.kafka_code import KafkaCode
+from engine.types import TopicPartition
+from tests.server.in_process import InProcessServer
+from tests.server.test_catalog_snapshot_off_loop import (
+    ANSWER_S,
+    WAIT_S,
+    HeldSnapshot,
+    _acls,
+    _answered_within,
+    server,
+)
+from tests.server.wire import Wire, build, response_schema_for
+
+__all__ = ["server"]  # the fixture, shared
+
+HELD_S = 1.0
+"""How long the CreateTopics is watched for an answer it must not get yet."""
+
+
+def _init(wire: Wire) -> Any:
+    init = build(request_schema(ApiKey.INIT_PRODUCER_ID, 4), transactional_id="pipeline",
+                 transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1,
+                 producer_epoch=-1)  # fmt: skip
+    answer = wire.request(init)
+    assert answer.error_code == KafkaCode.NONE
+    return answer
+
+
+def test_transactional_requests_are_answered_while_a_create_topics_waits_for_its_snapshot(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = server.server.engine
+    catalog = opened.catalog
+    opened.create_topic("in", 1)
+    for start in range(0, 3200, 800):  # each record under a WAL record: the state past one
+        catalog.add_acls(_acls(start, 800))
+    stream = catalog.stream_id
+    start = opened.store.start_offset(stream)
+    with Wire(server.bootstrap) as producer:
+        started = _init(producer)
+    held = HeldSnapshot(opened.store, stream)
+    monkeypatch.setattr(opened.store, "trim", held.trim)
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)  # the next write makes it due
+    create = build(request_schema(ApiKey.CREATE_TOPICS, 7),
+                   topics=[{"name": "out", "num_partitions": 1, "replication_factor": 1}],
+                   timeout_ms=int(WAIT_S * 1000), validate_only=False)  # fmt: skip
+    add = build(request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, 3),
+                v3_and_below_transactional_id="pipeline",
+                v3_and_below_producer_id=started.producer_id,
+                v3_and_below_producer_epoch=started.producer_epoch,
+                v3_and_below_topics=[{"name": "in", "partitions": [0]}])  # fmt: skip
+    try:
+        with Wire(server.bootstrap) as admin, Wire(server.bootstrap) as other:
+            admin.send(create)
+            assert held.entered.wait(WAIT_S), "no snapshot was made due"
+            # The loop takes the engine's lock for the partitions added:
+            # not held by the CreateTopics while its snapshot is written.
+            added = _answered_within(other, add, ANSWER_S)
+            (topic,) = added.results_by_topic_v3_and_below
+            assert topic.results_by_partition[0].partition_error_code == KafkaCode.NONE
+            # The CreateTopics is answered only once its snapshot ended.
+            readable, _, _ = select.select([admin.sock], [], [], HELD_S)
+            assert not readable, "CreateTopics answered before its snapshot ended"
+            held.released.set()
+            created = admin.receive(response_schema_for(create))[1]
+            assert [(t.name, t.error_code) for t in created.topics] == [("out", KafkaCode.NONE)]
+            assert opened.store.start_offset(stream) > start  # trimmed to the snapshot
+    finally:
+        held.released.set()
+    assert len(held.trimmed_on) == 1
+    assert held.trimmed_on[0].startswith("tidelog-catalog-snapshot")
+
+
+def test_an_embedded_create_topic_waits_for_its_snapshot_without_the_engines_lock(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded API pays for its snapshot as before (written by the
+    time create_topic returns), the engine's lock released before it waits."""
+    opened = server.server.engine
+    opened.create_topic("in", 1)
+    stream = opened.catalog.stream_id
+    start = opened.store.start_offset(stream)
+    held = HeldSnapshot(opened.store, stream)
+    monkeypatch.setattr(opened.store, "trim", held.trim)
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)
+    with ThreadPoolExecutor(1) as creator:
+        try:
+            created = creator.submit(opened.create_topic, "embedded", 1)
+            assert held.entered.wait(WAIT_S), "no snapshot was made due"
+            with ThreadPoolExecutor(1) as reader:
+                partitions = reader.submit(opened.topic_partitions, ["in"])
+                assert partitions.result(ANSWER_S) == [TopicPartition("in", 0)]
+            assert not created.done(), "create_topic returned before its snapshot ended"
+        finally:
+            held.released.set()
+        created.result(WAIT_S)
+    assert opened.store.start_offset(stream) > start
