@@ -35,6 +35,7 @@ from engine.acl_authorizer import engine_authorizer
 from engine.authorization import AuthorizationConfig
 from engine.broker_config import BrokerAlteration, BrokerConfigs, engine_static
 from engine.catalog import Catalog
+from engine.catalog_snapshot import waited_after
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials, user_credentials_record
@@ -589,7 +590,9 @@ class Engine:
             if auto_create and may_create is not None and self.broker_configs.auto_create_topics:
                 # Outside the lock: the authorizer has its own.
                 may_create(topic)
-            with self._lock:
+            # A snapshot the creation made due is waited for once the lock
+            # is released (catalog_snapshot.waited_after).
+            with waited_after(), self._lock:
                 if topic not in self._registry.topics:
                     if auto_create and is_internal_topic(topic):
                         raise InvalidTopic(append_refusal(topic))

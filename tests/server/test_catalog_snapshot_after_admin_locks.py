@@ -9,27 +9,43 @@ from __future__ import annotations
 
 import datetime
 import select
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import engine
 from engine import catalog as catalog_module
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.types import TopicPartition
+from s3stream import StreamStoreConfig
 from tests.server.in_process import InProcessServer
 from tests.server.test_catalog_snapshot_off_loop import (
     ANSWER_S,
+    SEGMENT,
     WAIT_S,
     HeldSnapshot,
     _acls,
     _answered_within,
-    server,
 )
 from tests.server.wire import Wire, build, response_schema_for
 
-__all__ = ["server"]  # the fixture, shared
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[InProcessServer]:
+    store = StreamStoreConfig(wal_segment_bytes=SEGMENT)
+    config = engine.EngineConfig(store=store, auto_create_topics=True)
+    with engine.open(tmp_path / "node", config=config) as opened:
+        running = InProcessServer(opened)
+        try:
+            yield running
+        finally:
+            running.stop()
+
 
 HELD_S = 1.0
 """How long the CreateTopics is watched for an answer it must not get yet."""
@@ -89,12 +105,19 @@ def test_transactional_requests_are_answered_while_a_create_topics_waits_for_its
     assert held.trimmed_on[0].startswith("tidelog-catalog-snapshot")
 
 
-def test_an_embedded_create_topic_waits_for_its_snapshot_without_the_engines_lock(
-    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("how", ["create_topic", "auto_create"])
+def test_an_embedded_creation_waits_for_its_snapshot_without_the_engines_lock(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     """The embedded API pays for its snapshot as before (written by the
-    time create_topic returns), the engine's lock released before it waits."""
+    time create_topic, or a partition's lookup that creates its topic,
+    returns), the engine's lock released before it waits."""
     opened = server.server.engine
+    create: Callable[[], object] = (
+        partial(opened.create_topic, "embedded", 1)
+        if how == "create_topic"
+        else partial(opened.partition, "embedded", 0, auto_create=True)
+    )
     opened.create_topic("in", 1)
     stream = opened.catalog.stream_id
     start = opened.store.start_offset(stream)
@@ -103,7 +126,7 @@ def test_an_embedded_create_topic_waits_for_its_snapshot_without_the_engines_loc
     monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)
     with ThreadPoolExecutor(1) as creator:
         try:
-            created = creator.submit(opened.create_topic, "embedded", 1)
+            created = creator.submit(create)
             assert held.entered.wait(WAIT_S), "no snapshot was made due"
             with ThreadPoolExecutor(1) as reader:
                 partitions = reader.submit(opened.topic_partitions, ["in"])
