@@ -500,12 +500,16 @@ class Engine:
         force or none is. Raises, writing nothing, if any is refused."""
         actor = self.actor(principal)
         if brokers:
-            self.broker_configs.alter_many(
-                brokers,
-                lambda changes: self._admin.alter_configs_many(
-                    topics, actor, [["broker_configs", *change] for change in changes]
-                ),
-            )
+            # Opened before the broker configs' lock: the snapshot the
+            # record made due is waited for once the change is in force and
+            # that lock released (catalog_snapshot.waited_after).
+            with waited_after():
+                self.broker_configs.alter_many(
+                    brokers,
+                    lambda changes: self._admin.alter_configs_many(
+                        topics, actor, [["broker_configs", *change] for change in changes]
+                    ),
+                )
         else:
             self._admin.alter_configs_many(topics, actor)
         self._tables.notice()

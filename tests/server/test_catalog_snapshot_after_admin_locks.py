@@ -136,3 +136,36 @@ def test_an_embedded_creation_waits_for_its_snapshot_without_the_engines_lock(
             held.released.set()
         created.result(WAIT_S)
     assert opened.store.start_offset(stream) > start
+
+
+def test_an_embedded_broker_config_change_is_in_force_while_it_waits_for_its_snapshot(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker config altered through the embedded API is written under
+    the broker configs' lock and put in force as that lock is released:
+    its snapshot is waited for after, so the change is in force, and
+    another alteration of the broker's configs goes ahead, meanwhile."""
+    opened = server.server.engine
+    stream = opened.catalog.stream_id
+    held = HeldSnapshot(opened.store, stream)
+    monkeypatch.setattr(opened.store, "trim", held.trim)
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)
+    with ThreadPoolExecutor(1) as altering:
+        try:
+            altered = altering.submit(
+                opened.alter_configs_many, [], [("", {"num.partitions": "3"}, True)]
+            )
+            assert held.entered.wait(WAIT_S), "no snapshot was made due"
+            assert opened.broker_configs.num_partitions == 3
+            with ThreadPoolExecutor(1) as other:
+                also = other.submit(
+                    partial(opened.broker_configs.alter, "", {"max.connections": "100"}),
+                    incremental=True,
+                    validate_only=False,
+                )
+                also.result(ANSWER_S)  # behind no snapshot: the worker's is held
+            assert not altered.done(), "the alteration returned before its snapshot ended"
+        finally:
+            held.released.set()
+        altered.result(WAIT_S)
+    assert opened.broker_configs.max_connections == 100
