@@ -552,8 +552,9 @@ class Catalog:
         """A snapshot is being written: no other is started (set and
         cleared under the lock, or by the one writing it)."""
         self._snapshots = ThreadPoolExecutor(1, thread_name_prefix="tidelog-catalog-snapshot")
-        """Where a snapshot due after a write made on an event loop is
-        written (engine/catalog_snapshot.py); its thread starts on first use."""
+        """Where a snapshot due after a write made on an event loop, or
+        inside ``catalog_snapshot.waited_after``, is written
+        (engine/catalog_snapshot.py); its thread starts on first use."""
 
     @classmethod
     def open(cls, store: StreamStore, internal: Sequence[str] = ()) -> Catalog:
