@@ -8,7 +8,9 @@ snapshot is written, and the CreateTopics only once it ended
 from __future__ import annotations
 
 import datetime
+import json
 import select
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -21,6 +23,8 @@ import engine
 from engine import catalog as catalog_module
 from engine.protocol.apis import ApiKey, request_schema
 from engine.protocol.kafka_code import KafkaCode
+from engine.server.registry_config import RegistryConfig
+from engine.server.schema_registry import SchemaRegistryServer
 from engine.types import TopicPartition
 from s3stream import StreamStoreConfig
 from tests.server.in_process import InProcessServer
@@ -32,6 +36,7 @@ from tests.server.test_catalog_snapshot_off_loop import (
     _acls,
     _answered_within,
 )
+from tests.server.test_http_listener_limits import running
 from tests.server.wire import Wire, build, response_schema_for
 
 
@@ -169,3 +174,44 @@ def test_an_embedded_broker_config_change_is_in_force_while_it_waits_for_its_sna
             held.released.set()
         altered.result(WAIT_S)
     assert opened.broker_configs.max_connections == 100
+
+
+def _register(port: int, subject: str) -> Any:
+    schema = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/subjects/{subject}/versions",
+        data=json.dumps({"schema": json.dumps(schema)}).encode(),
+        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=WAIT_S) as answer:
+        return json.loads(answer.read())
+
+
+def test_a_schema_registration_waits_for_its_snapshot_without_the_registrys_lock(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema registered over the registry's HTTP API is answered only
+    once the snapshot it made due ended, the registry's lock (which the
+    event loop takes to validate a produce against a schema) released
+    meanwhile."""
+    opened = server.server.engine
+    stream = opened.catalog.stream_id
+    held = HeldSnapshot(opened.store, stream)
+    monkeypatch.setattr(opened.store, "trim", held.trim)
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)
+    config = RegistryConfig(listen=("127.0.0.1", 0))
+    with (
+        running(SchemaRegistryServer(opened, config, authenticate=False)) as port,
+        ThreadPoolExecutor(1) as client,
+    ):
+        try:
+            registered = client.submit(_register, port, "orders-value")
+            assert held.entered.wait(WAIT_S), "no snapshot was made due"
+            with ThreadPoolExecutor(1) as reader:
+                subjects = reader.submit(opened.schemas.subjects)
+                assert subjects.result(ANSWER_S) == ["orders-value"]
+            assert not registered.done(), "answered before its snapshot ended"
+        finally:
+            held.released.set()
+        assert registered.result(WAIT_S)["id"] >= 1
