@@ -29,7 +29,14 @@ import msgpack
 
 from engine import clock
 from engine.acl_bindings import AclBinding
-from engine.catalog_snapshot import Sent, SnapshotAbandoned, on_event_loop, send
+from engine.catalog_snapshot import (
+    Sent,
+    SnapshotAbandoned,
+    deferring,
+    on_event_loop,
+    owe,
+    send,
+)
 from engine.errors import CatalogDamaged
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
@@ -545,8 +552,9 @@ class Catalog:
         """A snapshot is being written: no other is started (set and
         cleared under the lock, or by the one writing it)."""
         self._snapshots = ThreadPoolExecutor(1, thread_name_prefix="tidelog-catalog-snapshot")
-        """Where a snapshot due after a write made on an event loop is
-        written (engine/catalog_snapshot.py); its thread starts on first use."""
+        """Where a snapshot due after a write made on an event loop, or
+        inside ``catalog_snapshot.waited_after``, is written
+        (engine/catalog_snapshot.py); its thread starts on first use."""
 
     @classmethod
     def open(cls, store: StreamStore, internal: Sequence[str] = ()) -> Catalog:
@@ -606,10 +614,20 @@ class Catalog:
     def append_all(self, records: list[list[Any]]) -> None:
         """Makes changes durable together, then applies them in order
         (``_write``); a snapshot they make due is written before this
-        returns, or, on a thread that runs an event loop, on the catalog's
-        own worker (``_start_snapshot``)."""
-        if self._write(records):
-            self._start_snapshot(on_worker=on_event_loop())
+        returns, or on the catalog's own worker (``_start_snapshot``): on a
+        thread that runs an event loop, unwaited for; inside
+        ``catalog_snapshot.waited_after``, waited for as it ends, once the
+        locks taken inside it are released."""
+        if not self._write(records):
+            return
+        if on_event_loop():
+            self._start_snapshot(on_worker=True)
+        elif deferring():
+            started = self._start_snapshot(on_worker=True)
+            if started is not None:
+                owe(started)
+        else:
+            self._start_snapshot(on_worker=False)
 
     def _write(self, records: list[list[Any]]) -> bool:
         """Makes changes durable together, then applies them in order: queued
@@ -674,16 +692,16 @@ class Catalog:
         self._snapshotting = True
         return True
 
-    def _start_snapshot(self, *, on_worker: bool) -> None:
+    def _start_snapshot(self, *, on_worker: bool) -> Future[None] | None:
         """Writes the snapshot claimed, here or ``on_worker``, the catalog's
         own (engine/catalog_snapshot.py): the change that made it due is
-        durable and applied already, and its writer is answered without
-        waiting for it."""
+        durable and applied already. On the worker: its future (None if it
+        was not handed over), which its writer may wait for or not."""
         if not on_worker:
             self._snapshot()
-            return
+            return None
         try:
-            self._snapshots.submit(self._snapshot_logged)
+            return self._snapshots.submit(self._snapshot_logged)
         except BaseException as error:
             # Not handed over (the worker closed, or a Ctrl-C): unclaimed,
             # or no snapshot would ever be started again; the next write
@@ -691,6 +709,7 @@ class Catalog:
             self._snapshotting = False
             if not isinstance(error, RuntimeError):
                 raise
+            return None
 
     def _snapshot_logged(self) -> None:
         try:

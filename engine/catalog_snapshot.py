@@ -16,13 +16,22 @@ would hold the loop, and every connection's requests behind it, for the
 whole snapshot. Nor is one written by a producer id's block on any
 thread: a transactional producer's id is taken under the transaction
 coordinator's lock, which the loop takes too (Catalog.allocate_producer_id).
+
+A write made off the loop pays for the snapshot it made due, but never
+under a lock the loop takes: within ``waited_after`` (opened by the admin
+thread's request, and by topic administration before it takes the
+engine's lock) the snapshot goes to the worker too, and is waited for
+when the outermost ``waited_after`` ends, every lock taken inside it
+released (docs/design/0122).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from s3stream import UNPACED, S3StreamError
@@ -60,6 +69,47 @@ def on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+class _Owed(threading.local):
+    """This thread's ``waited_after`` scopes open, and the snapshots its
+    writes made due inside them, not yet waited for."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.snapshots: list[Future[None]] = []
+
+
+_owed = _Owed()
+
+
+@contextmanager
+def waited_after() -> Iterator[None]:
+    """A snapshot made due by a catalog write inside this block is written
+    on the catalog's worker and waited for as the outermost such block
+    ends: open it before taking any lock the event loop takes, so the loop
+    never waits for the snapshot, while the writer still pays for it."""
+    _owed.depth += 1
+    try:
+        yield
+    finally:
+        _owed.depth -= 1
+        if _owed.depth == 0:
+            owed, _owed.snapshots = _owed.snapshots, []
+            for snapshot in owed:
+                # Never raises: the worker logs a snapshot's failure, and
+                # the snapshot is tried again at the next write.
+                snapshot.result()
+
+
+def deferring() -> bool:
+    """Whether this thread is inside ``waited_after``."""
+    return _owed.depth > 0
+
+
+def owe(snapshot: Future[None]) -> None:
+    """Waits for ``snapshot`` as this thread's outermost ``waited_after`` ends."""
+    _owed.snapshots.append(snapshot)
 
 
 class Sent:

@@ -35,6 +35,7 @@ from engine.acl_authorizer import engine_authorizer
 from engine.authorization import AuthorizationConfig
 from engine.broker_config import BrokerAlteration, BrokerConfigs, engine_static
 from engine.catalog import Catalog
+from engine.catalog_snapshot import waited_after
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
 from engine.credentials import Credentials, user_credentials_record
@@ -499,12 +500,16 @@ class Engine:
         force or none is. Raises, writing nothing, if any is refused."""
         actor = self.actor(principal)
         if brokers:
-            self.broker_configs.alter_many(
-                brokers,
-                lambda changes: self._admin.alter_configs_many(
-                    topics, actor, [["broker_configs", *change] for change in changes]
-                ),
-            )
+            # Opened before the broker configs' lock: the snapshot the
+            # record made due is waited for once the change is in force and
+            # that lock released (catalog_snapshot.waited_after).
+            with waited_after():
+                self.broker_configs.alter_many(
+                    brokers,
+                    lambda changes: self._admin.alter_configs_many(
+                        topics, actor, [["broker_configs", *change] for change in changes]
+                    ),
+                )
         else:
             self._admin.alter_configs_many(topics, actor)
         self._tables.notice()
@@ -589,7 +594,9 @@ class Engine:
             if auto_create and may_create is not None and self.broker_configs.auto_create_topics:
                 # Outside the lock: the authorizer has its own.
                 may_create(topic)
-            with self._lock:
+            # A snapshot the creation made due is waited for once the lock
+            # is released (catalog_snapshot.waited_after).
+            with waited_after(), self._lock:
                 if topic not in self._registry.topics:
                     if auto_create and is_internal_topic(topic):
                         raise InvalidTopic(append_refusal(topic))

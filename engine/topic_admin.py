@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from typing import Any, NamedTuple
 
 from engine.catalog import Catalog, TopicMeta
+from engine.catalog_snapshot import waited_after
 from engine.clock import Clock
 from engine.config import (
     PROVENANCE,
@@ -120,7 +121,7 @@ class TopicAdmin:
             except EngineError as error:
                 results[i] = error
         created: list[tuple[int, Topic]] = []
-        with self.lock, CollectorPaused(len(checked) >= _MANY_TOPICS):
+        with waited_after(), self.lock, CollectorPaused(len(checked) >= _MANY_TOPICS):
             self.check_open()
             fresh: list[tuple[int, str, int, dict[str, str]]] = []
             taken: set[str] = set()
@@ -212,7 +213,7 @@ class TopicAdmin:
         govern: a delete and re-create would drop it). A store failure raises."""
         results: list[EngineError | None] = []
         deleted: list[Topic] = []
-        with self.lock:
+        with waited_after(), self.lock:
             self.check_open()
             recreated = effective(self.registry.topic_config({}))
             for name in names:
@@ -280,7 +281,7 @@ class TopicAdmin:
         topic, or a topic given twice). A store failure raises."""
         results: list[EngineError | None] = []
         growing: list[tuple[Topic, int]] = []
-        with self.lock, CollectorPaused(len(totals) >= _MANY_TOPICS):
+        with waited_after(), self.lock, CollectorPaused(len(totals) >= _MANY_TOPICS):
             self.check_open()
             for name, total in totals:
                 topic = self.registry.topics.get(name)
@@ -327,7 +328,7 @@ class TopicAdmin:
         A change of a governance config needs an ``actor`` that may govern
         (GovernanceChangeRefused, also when only validating), and goes into
         the governance history in the same catalog record."""
-        with self.lock:
+        with waited_after(), self.lock:
             prepared = self._prepare_alteration(name, configs, incremental, actor)
             if not validate_only:
                 self.alter_configs_many([prepared], actor)
@@ -345,7 +346,7 @@ class TopicAdmin:
         _check_named_once(
             a.topic.meta.name if isinstance(a, PreparedAlteration) else a[0] for a in alterations
         )
-        with self.lock:
+        with waited_after(), self.lock:
             prepared = [
                 alteration
                 if isinstance(alteration, PreparedAlteration)
@@ -418,7 +419,7 @@ class TopicAdmin:
         the history existed): its range begins here, since what came before
         cannot be proven the broker's. No append runs yet, so the
         partitions' next offsets are where the configs in force begin."""
-        with self.lock:
+        with waited_after(), self.lock:
             last = {change.topic_id: change for change in self.catalog.state.governance}
             for topic in list(self.registry.topics.values()):
                 previous = last.get(topic.meta.topic_id)

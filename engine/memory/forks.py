@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.catalog import Catalog, TopicMeta
+from engine.catalog_snapshot import waited_after
 from engine.clock import Clock
 from engine.errors import (
     AdminTimedOut,
@@ -134,7 +135,7 @@ def fork_topic(
         raise AdminTimedOut(
             f"forking {topic}: its records were not uploaded within {_UPLOAD_TIMEOUT_S:g} s"
         )
-    with admin.lock:
+    with waited_after(), admin.lock:
         admin.check_open()
         source = registry.topics.get(topic)
         if source is None:

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from engine.catalog_snapshot import waited_after
 from engine.engine import Engine
 from engine.gc_pause import CollectorPaused
 from engine.protocol.codec import Encoded, encode_response
@@ -157,7 +158,10 @@ def off_loop(context: RequestContext, work: Callable[[], Body]) -> OffLoop:
     def run() -> Encoded:
         # Requests here are bounded (Kafka's bound of records per request)
         # but may make and encode a great many objects (gc_pause.py).
-        with CollectorPaused():
+        # A catalog snapshot the work made due is waited for once the work
+        # released the locks it took (the engine's, which the loop takes
+        # too): the request is answered only once it ended.
+        with CollectorPaused(), waited_after():
             # One buffer: the loop then hands the socket one large write
             # instead of iterating over thousands of small parts.
             return Encoded([b"".join(encode_response(header, work()))])

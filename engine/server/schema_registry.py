@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from engine.catalog_snapshot import waited_after
 from engine.credentials import PLAIN, ScramCredential
 from engine.engine import Engine
 from engine.errors import EngineError
@@ -321,7 +322,13 @@ class SchemaRegistryServer:
             )
 
     async def _off_loop(self, call: Callable[[], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(None, call)
+        def paid() -> _T:
+            # A catalog snapshot the call made due is waited for after the
+            # store's lock is released, before the answer (catalog_snapshot.py).
+            with waited_after():
+                return call()
+
+        return await asyncio.get_running_loop().run_in_executor(None, paid)
 
     def _too_large(self) -> str:
         return f"the request body is larger than {self.config.max_request_bytes} bytes"
