@@ -63,6 +63,9 @@ def _next_sequence(sequence: int) -> int:
 class ProducerStateTable:
     """The partition's producers, keyed by producer id."""
 
+    # One per partition, idle ones included: no dict of its own.
+    __slots__ = ("changed", "gone", "producers")
+
     def __init__(self) -> None:
         self.producers: dict[int, ProducerEntry] = {}
         self.changed: set[int] = set()
