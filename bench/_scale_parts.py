@@ -118,6 +118,10 @@ class Server:
         gets = samples.get('tidelog_object_store_requests_total{operation="get"}', 0)
         return int(gets), int(samples.get("tidelog_log_cache_misses_total", 0))
 
+    def block_cache_misses(self) -> int:
+        """Blocks the block cache has loaded from the store so far."""
+        return int(self.metrics().get("tidelog_block_cache_misses_total", 0))
+
 
 MOST_PER_REQUEST = 5000
 """Partitions one CreateTopics or CreatePartitions request may add: Kafka's
@@ -156,7 +160,8 @@ def create_topics(address: str, topics: dict[str, int]) -> None:
 class ClientProcess:
     """A child running bench/_scale_clients.py: waited on until ready, then
     until it prints its JSON line. ``nice``: the child runs this many nice
-    values below the bench (librdkafka's threads inherit it)."""
+    values below the bench (librdkafka's threads inherit it). A replay
+    reader starts reading at ``go``."""
 
     def __init__(self, *args: str, nice: int = 0) -> None:
         script = Path(__file__).resolve().parent / "_scale_clients.py"
@@ -164,7 +169,7 @@ class ClientProcess:
         lowered = ["nice", "-n", str(nice)] if nice else []
         self.process = subprocess.Popen(
             [*lowered, sys.executable, str(script), *args],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -189,6 +194,12 @@ class ClientProcess:
     def wait_ready(self, timeout: float = 180.0) -> None:
         while self._line(timeout) != "ready":
             pass
+
+    def go(self) -> None:
+        """Lets a ready replay reader start reading."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
 
     def result(self, timeout: float = clients.RUN_TIMEOUT + 120) -> dict[str, Any]:
         try:
