@@ -118,10 +118,6 @@ class Server:
         gets = samples.get('tidelog_object_store_requests_total{operation="get"}', 0)
         return int(gets), int(samples.get("tidelog_log_cache_misses_total", 0))
 
-    def block_cache_misses(self) -> int:
-        """Blocks the block cache has loaded from the store so far."""
-        return int(self.metrics().get("tidelog_block_cache_misses_total", 0))
-
 
 MOST_PER_REQUEST = 5000
 """Partitions one CreateTopics or CreatePartitions request may add: Kafka's

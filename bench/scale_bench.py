@@ -354,6 +354,8 @@ class _Phase:
     seconds: float = 0.0
     run_queue: dict[str, float] = field(default_factory=dict)
     """ms per second, summed weighted by seconds, divided at the end."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each took in the phase's windows (_Usage)."""
 
     def add(self, start: float, end: float, waited: dict[str, float]) -> None:
         self.windows.append((start, end))
@@ -363,6 +365,43 @@ class _Phase:
 
     def run_queue_per_s(self) -> dict[str, float]:
         return {key: round(ms / self.seconds, 1) for key, ms in self.run_queue.items()}
+
+    def add_cpu(self, used: dict[str, float]) -> None:
+        for key, seconds in used.items():
+            self.cpu[key] = self.cpu.get(key, 0.0) + seconds
+
+    def cores(self) -> dict[str, float]:
+        """The cores each took over the phase's windows, and the machine's
+        other processes the rest."""
+        cores = {key: round(used / self.seconds, 2) for key, used in self.cpu.items()}
+        taken = cores["server"] + cores["live_clients"] + cores["replay_client"]
+        cores["others"] = round(max(0.0, cores["machine"] - taken), 2)
+        return cores
+
+
+class _Usage:
+    """CPU seconds taken from now on by the whole machine, the server and
+    the live clients."""
+
+    def __init__(self, server: Server, children: list[ClientProcess]) -> None:
+        self.server, self.children = server, children
+        self.machine = _stalls.MachineCpu()
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {
+            "server": self.server.cpu_seconds(),
+            "live_clients": _live_client_cpu(self.children),
+        }
+
+    def used(self, replay_client: float) -> dict[str, float]:
+        """Beside the replaying client's CPU seconds meanwhile (its own
+        count once it has exited: its /proc entry is gone then)."""
+        now = self._now()
+        used = {key: now[key] - self.start[key] for key in now}
+        used["machine"] = self.machine.busy_seconds()
+        used["replay_client"] = replay_client
+        return used
 
 
 def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
@@ -383,8 +422,7 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     watch = str(scratch / "loop-stalls") if sizes.watch_loop else None
     phases = {"before": _Phase(), "during": _Phase()}
     replays: list[dict[str, Any]] = []
-    misses: list[int] = []
-    cpu = {"machine": 0.0, "server": 0.0, "live_clients": 0.0}
+    loads: list[int] = []
     with Server(scratch, data, store, watch_loop=watch) as server:
         children = tailing(server.address, "live", BURST_CONSUMERS, "burst")
         producer = LiveProducer(server.address, "live", rate)
@@ -404,20 +442,19 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
             replayer.wait_ready()
             time.sleep(max(BURST_SETTLE_S, started + WARM_UP_S - time.time()))
             queue, began = _stalls.RunQueue(server.process.pid), time.time()
+            usage, idle = _Usage(server, children), replayer.cpu_seconds()
             time.sleep(sizes.burst_before_s)
             phases["before"].add(began, time.time(), queue.waited(time.time() - began))
-            missed = server.block_cache_misses()
+            phases["before"].add_cpu(usage.used(replayer.cpu_seconds() - idle))
+            gets = server.reads()[0]
             queue, began = _stalls.RunQueue(server.process.pid), time.time()
-            machine, live_cpu = _stalls.MachineCpu(), _live_client_cpu(children)
-            server_cpu = server.cpu_seconds()
+            usage = _Usage(server, children)
             replayer.go()
             during = replayer.result()
             seconds = time.time() - began
             waited = queue.waited(seconds)
-            cpu["machine"] += machine.busy_cores(seconds) * seconds
-            cpu["server"] += server.cpu_seconds() - server_cpu
-            cpu["live_clients"] += _live_client_cpu(children) - live_cpu
-            misses.append(server.block_cache_misses() - missed)
+            phases["during"].add_cpu(usage.used(during["cpu_seconds"]))
+            loads.append(server.reads()[0] - gets)
             if not during["complete"]:
                 raise RuntimeError("the replay beside live traffic did not reach the end")
             phases["during"].add(during["started"], during["ended"], waited)
@@ -452,9 +489,11 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     results["replay_mb_s"] = round(replayed / MiB / replay_seconds, 1)
     results["replay_mb_s_runs"] = [round(r["bytes"] / MiB / r["seconds"], 1) for r in replays]
     results["replay_vs_solo"] = round(results["replay_mb_s"] / results["solo_replay_mb_s"], 2)
-    # Every round's replay reads the history from the store again: the
-    # block cache is smaller than the history, and a scan evicts its start.
-    results["replay_block_misses_runs"] = misses
+    # Every round's replay reads the history from the store again, as many
+    # GETs as the first round's on a fresh block cache: the cache is
+    # smaller than the history, and a scan evicts its start.
+    results["replay_gets_runs"] = loads
+    results["solo_replay_gets_runs"] = [r["gets"] for r in (alone, again)]
     # The replaying client's cores beside live traffic and alone: a replay
     # paced by the server leaves the CPUs to live traffic on both sides.
     results["replay_client_cores"] = round(
@@ -462,8 +501,7 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     )
     results["solo_replay_client_cores"] = round(alone["cpu_seconds"] / alone["seconds"], 2)
     usable = _harness.cpus()["cpus_usable"] or 1
-    during_s = phases["during"].seconds
-    cores = {key: round(used / during_s, 2) for key, used in cpu.items()}
+    cores = phases["during"].cores()
     results.update(
         _cores_during(
             cores, results["replay_client_cores"], phases["during"].run_queue_per_s(), usable
@@ -488,6 +526,9 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         results[f"produced_{name}"] = sum(produced.values())
         results[f"records_{name}"] = sum(tail.values())
         results[f"seconds_{name}"] = round(phase.seconds, 2)
+        # The cores the machine's other processes took: a phase that saw
+        # more of them than the other is no like for like.
+        results[f"other_cores_{name}"] = phase.cores()["others"]
         # How long the server's threads waited for a CPU (its event loop's
         # alone too), and how often its loop ran late: contention with the
         # machine told apart from the server's own work.
@@ -595,9 +636,10 @@ def solo_replay(
         time.sleep(settle_s)
         reader = ClientProcess("replay", server.address, "history", nice=nice)
         reader.wait_ready()
-        cpu = server.cpu_seconds()
+        cpu, gets = server.cpu_seconds(), server.reads()[0]
         reader.go()
         alone = reader.result()
+        alone["gets"] = server.reads()[0] - gets
         # Every thread's: the read threads' GETs and checks, the loop's
         # answers (docs/design/0064 splits it by thread).
         alone["server_cpu_seconds"] = server.cpu_seconds() - cpu

@@ -124,6 +124,17 @@ def test_a_bursts_phase_is_taken_over_every_rounds_window() -> None:
     assert phase.seconds == pytest.approx(0.42)
     # Each window's schedstat figure counts by its length: (12 + 4.8) / 0.42.
     assert phase.run_queue_per_s() == {"waited_ms_per_s": 40.0}
+    # The machine's other processes: what the server and the clients left
+    # of its busy time.
+    phase.add_cpu({"machine": 0.3, "server": 0.05, "live_clients": 0.02, "replay_client": 0.0})
+    phase.add_cpu({"machine": 0.12, "server": 0.034, "live_clients": 0.022, "replay_client": 0.1})
+    assert phase.cores() == {
+        "machine": 1.0,
+        "server": 0.2,
+        "live_clients": 0.1,
+        "replay_client": 0.24,
+        "others": 0.46,
+    }
 
 
 @pytest.fixture(scope="module")
