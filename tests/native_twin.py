@@ -95,6 +95,8 @@ PURE_PASS: tuple[str, ...] = (
 )
 
 ONE_PASS_ONLY: dict[str, str] = {
+    "tests/server/test_produce_deadlines.py": "builds its batches with native/; what it tests "
+    "is when a request waiting past its timeout is answered, seconds of waits a pass",
     "tests/server/test_state_record_bounds.py": "builds idempotent batches with native/; what "
     "it tests is how records of the server's state past one WAL record are answered",
     "tests/engine/test_checkpoint_parts.py": "builds idempotent batches with native/; what "

@@ -22,6 +22,7 @@ from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
+from engine.server.request_deadlines import RequestDeadlines
 from engine.server.shared_reads import SharedReads
 
 if TYPE_CHECKING:
@@ -108,6 +109,9 @@ class ServerState:
     """The client byte-rate quotas' rates (quotas.py), when served."""
     mutations: MutationQuotas | None = None
     """The controller mutation quota's buckets (mutation_quotas.py), when served."""
+    deadlines: RequestDeadlines = field(default_factory=RequestDeadlines)
+    """The timeouts of requests waiting to be answered (a Produce's acks),
+    kept by one timer (request_deadlines.py)."""
 
 
 def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:
