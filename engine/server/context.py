@@ -59,10 +59,30 @@ class Identity:
     token_authenticated: bool = False
     """Whether it logged in with a delegation token (KIP-48)."""
 
+    _provenance: Provenance | None = field(default=None, init=False, repr=False, compare=False)
+    """The last value ``provenance`` made (see there)."""
+
     def provenance(self, client_id: str | None) -> Provenance:
         """Who this connection's produce requests come from, for a
-        ``tidelog.provenance = stamp`` topic (engine/provenance.py)."""
-        return Provenance(self.principal, self.listener, client_id, self.address)
+        ``tidelog.provenance = stamp`` topic (engine/provenance.py).
+
+        One value (it is immutable) for every request while the client id
+        and this identity stay as they are, made again when either moves:
+        Kafka's request header carries the client id with each request,
+        and an identity replaced (a SASL re-authentication) or changed in
+        place by a principal builder is compared field by field."""
+        made = self._provenance
+        if (
+            made is None
+            or made.client_id != client_id
+            or made.principal is not self.principal
+            or made.listener is not self.listener
+            or made.address is not self.address
+        ):
+            made = self._provenance = Provenance(
+                self.principal, self.listener, client_id, self.address
+            )
+        return made
 
 
 NOBODY = Identity()
