@@ -106,9 +106,14 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     if partitions != 2:  # one partition
         return None
     at += _BYTE_INT32.size
+    # The batch's length: two bytes for a batch of 127 to 16,383 bytes
+    # (one small record's is about 170), read inline too.
     size = frame[at]
     if size < 0x80:
         at += 1
+    elif frame[at + 1] < 0x80:
+        size = (size & 0x7F) | frame[at + 1] << 7
+        at += 2
     else:
         size, at = _uvarint(frame, at)
     if size < 1 or at + size - 1 > end:
