@@ -30,6 +30,7 @@ _ACKS_TIMEOUT_BYTE = struct.Struct(">hiB")
 _BYTE_INT32 = struct.Struct(">Bi")
 _COUNT_INDEX_SIZE = struct.Struct(">iii")
 _MAX_VARINT_BYTES = 5
+_new = tuple.__new__
 
 
 def decode_single_partition(frame: memoryview, offset: int, version: int) -> ProduceRequest | None:
@@ -68,9 +69,9 @@ def _legacy(frame: memoryview, at: int) -> ProduceRequest | None:
     if partitions != 1 or size < 0 or at + size > end:
         return None
     records = frame[at : at + size]
-    return ProduceRequest(
-        transactional_id, acks, timeout_ms, [TopicData(name, [PartitionData(index, records)])]
-    )
+    # tuple.__new__ itself: each NamedTuple's own __new__ is a Python call.
+    topic = _new(TopicData, (name, [_new(PartitionData, (index, records))]))
+    return _new(ProduceRequest, (transactional_id, acks, timeout_ms, [topic]))
 
 
 def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
@@ -123,9 +124,9 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     # No tagged fields on the partition, the topic or the request.
     if bytes(frame[at : at + 3]) != b"\0\0\0":
         return None
-    return ProduceRequest(
-        transactional_id, acks, timeout_ms, [TopicData(name, [PartitionData(index, records)])]
-    )
+    # tuple.__new__ itself: each NamedTuple's own __new__ is a Python call.
+    topic = _new(TopicData, (name, [_new(PartitionData, (index, records))]))
+    return _new(ProduceRequest, (transactional_id, acks, timeout_ms, [topic]))
 
 
 class _NotDecodedHere(Exception):
