@@ -124,3 +124,26 @@ def test_a_request_answered_in_time_leaves_nothing_waiting(tmp_path: Path) -> No
                 assert _code(wire, request, wire.send(request)) == KafkaCode.NONE
             state = server.server.state
             assert server.on_loop(lambda: state.deadlines.waiting) == 0
+
+
+@pytest.mark.parametrize("version", [9, 5], ids=["one-partition path", "general path"])
+def test_a_request_whose_connection_closed_leaves_nothing_waiting_once_appended(
+    stuck: tuple[InProcessServer, FaultyStore, engine.Engine], version: int
+) -> None:
+    """A request waiting with Kafka's longest timeout (an int32 of ms, 24
+    days) whose connection closes is taken off the server's deadlines when
+    its append finishes, not held until that deadline."""
+    server, faulty, opened = stuck
+    state = server.server.state
+    with Wire(server.bootstrap) as wire:
+        wire.send(_produce("remote", 2**31 - 1, version))
+        deadline = time.monotonic() + 10
+        while server.on_loop(lambda: state.deadlines.waiting) != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    faulty.heal()
+    assert opened.flush(30)
+    deadline = time.monotonic() + 10
+    while server.on_loop(lambda: state.deadlines.waiting) != 0:
+        assert time.monotonic() < deadline, "left waiting for its deadline"
+        time.sleep(0.01)

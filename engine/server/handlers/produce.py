@@ -329,12 +329,15 @@ class _OneAppend:
 
     def durable(self, appended: AppendResult, error: BaseException | None) -> None:
         answer = self._answer
+        # Off the deadlines first: a request whose connection closed is
+        # answered (cancelled) without its timeout, and would be held until
+        # its deadline (an int32 of ms, 24 days) if taken off only here below.
+        if self._waiting is not None:
+            self._waiting.pop(self, None)
         if answer.done():  # answered at the timeout, or its connection closed
             if error is not None and self._timed_out:  # the append finished on its own
                 log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", error)
             return
-        if self._waiting is not None:
-            self._waiting.pop(self, None)
         if error is None:
             encoded = accepted_answer(
                 self._header,
@@ -678,10 +681,12 @@ class _DurableAnswer:
         self._settle()
 
     def _settle(self, _: object = None) -> None:
-        if self.answer.done():  # answered at the timeout, or its connection closed
-            return
+        # Off the deadlines first, as _OneAppend.durable: a connection
+        # closed answers without them.
         if self._waiting is not None:
             self._waiting.pop(self, None)
+        if self.answer.done():  # answered at the timeout, or its connection closed
+            return
         if not self._task.done():  # answered REQUEST_TIMED_OUT; the append finishes on its own
             self._task.add_done_callback(_log_late_failure)
         self.answer.set_result(_answer(self._header, self._results))
