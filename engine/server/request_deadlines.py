@@ -14,22 +14,33 @@ never before, and late only by as much as the loop is.
 
 The waiting are grouped by their timeout: requests of one timeout come in
 the order of their deadlines (the loop's clock is monotonic), so each
-group is a dict in insertion order and a sweep reads only each group's
-first entries. A group is dropped once empty at a sweep, or when a new
-timeout's group is made while more than ``_GROUPS_KEPT`` are kept (a
-client may send a new timeout_ms with every request), so that empty groups
-are bounded. An entry is held only while its request waits: what is kept
-is bounded by the requests in flight, as their answers are.
+group is a dict in insertion order and a sweep reads only a group's first
+entries. Each group has one entry in a heap of when it is next due (its
+first request's deadline, or earlier: a group emptied and filled again is
+looked at early, once), so a sweep reads only the groups due, not every
+timeout waiting: a client chooses each request's timeout_ms, and one
+pipelining a new timeout with every request would otherwise make each
+sweep, one a deadline, cost a step per timeout waiting.
+
+A group found empty at a sweep is dropped; empty groups kept otherwise are
+dropped, and the heap made again from the groups left, once the groups
+number twice those left at the last drop (and at least ``_GROUPS_KEPT``):
+at most one pass over them per as many new timeouts, so empty groups stay
+bounded by the most timeouts that have waited at once. An entry is held
+only while its request waits: what is kept is bounded by the requests in
+flight, as their answers are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from heapq import heapify, heappop, heappush
 from typing import Protocol
 
 _GROUPS_KEPT = 16
-"""Groups kept while empty (one per timeout_ms: clients send one)."""
+"""Groups kept, empty or not, before empty ones are dropped (one per
+timeout_ms: clients send one)."""
 _DUE = 1e-6
 """How far past the loop's clock a deadline still counts as reached: a
 deadline and the clock are sums of floats, and the timer armed for it
@@ -51,10 +62,15 @@ time), in the order they came: the order of their deadlines."""
 class RequestDeadlines:
     """The server's requests waiting with a timeout (see the module)."""
 
-    __slots__ = ("_armed_at", "_groups", "_loop", "_timer")
+    __slots__ = ("_armed_at", "_due", "_groups", "_loop", "_timer", "_until_drop")
 
     def __init__(self) -> None:
         self._groups: dict[int, Waiting] = {}
+        self._due: list[tuple[float, int]] = []
+        """A heap: each group's timeout once, with when it is next due (no
+        later than its first entry's deadline)."""
+        self._until_drop = _GROUPS_KEPT
+        """How many groups may be kept before the empty ones are dropped."""
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = math.inf
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -64,26 +80,35 @@ class RequestDeadlines:
         removed from the group returned first (``del group[entry]``, or
         ``pop`` where the sweep may have removed it): the caller removes
         it when its request is answered. Called on the event loop."""
-        group = self._groups.get(timeout_ms)
-        if group is None:
-            group = self._new_group(timeout_ms)
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
+        group = self._groups.get(timeout_ms)
+        if group is None:
+            group = self._new_group(timeout_ms, deadline)
         group[entry] = deadline
         if deadline < self._armed_at:
             self._arm(loop, deadline)
         return group
 
-    def _new_group(self, timeout_ms: int) -> Waiting:
-        if len(self._groups) >= _GROUPS_KEPT:
-            for timeout, kept in list(self._groups.items()):
-                if not kept:
-                    del self._groups[timeout]
+    def _new_group(self, timeout_ms: int, deadline: float) -> Waiting:
+        if len(self._groups) >= self._until_drop:
+            self._drop_empty()
         group: Waiting = {}
         self._groups[timeout_ms] = group
+        heappush(self._due, (deadline, timeout_ms))
         return group
+
+    def _drop_empty(self) -> None:
+        """Drops the empty groups and makes the heap again from those left
+        (each due at its first entry's deadline): the groups then may
+        double before the next pass, so a pass is paid for by as many new
+        timeouts as it reads."""
+        self._groups = {timeout: group for timeout, group in self._groups.items() if group}
+        self._due = [(next(iter(group.values())), t) for t, group in self._groups.items()]
+        heapify(self._due)
+        self._until_drop = max(_GROUPS_KEPT, 2 * len(self._groups))
 
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         if self._timer is not None:
@@ -92,29 +117,33 @@ class RequestDeadlines:
         self._timer = loop.call_at(deadline, self._sweep)
 
     def _sweep(self) -> None:
-        """Answers every request past its deadline, drops the empty groups
-        and arms the timer for the earliest deadline left."""
+        """Answers every request past its deadline, drops the groups found
+        empty and arms the timer for the earliest deadline left."""
         loop = self._loop
         assert loop is not None
         self._timer = None
         self._armed_at = math.inf
         due = loop.time() + _DUE
+        groups = self._groups
+        heap = self._due
         expired: list[Expiring] = []
-        earliest = math.inf
-        for timeout, group in list(self._groups.items()):
+        while heap and heap[0][0] <= due:
+            _, timeout = heappop(heap)
+            group = groups[timeout]
             past: list[Expiring] = []
             for entry, deadline in group.items():
                 if deadline > due:
-                    earliest = min(earliest, deadline)
                     break
                 past.append(entry)
             for entry in past:
                 del group[entry]
-            if not group:
-                del self._groups[timeout]
+            if group:
+                heappush(heap, (next(iter(group.values())), timeout))
+            else:
+                del groups[timeout]
             expired += past
-        if earliest < math.inf:
-            self._arm(loop, earliest)
+        if heap:
+            self._arm(loop, heap[0][0])
         for entry in expired:
             entry.time_out()
 
