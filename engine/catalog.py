@@ -39,6 +39,7 @@ from engine.catalog_snapshot import (
 )
 from engine.errors import CatalogDamaged
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
+from engine.packing import pack_yielding
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from engine.state_parts import Join, cut
 from s3stream import (
@@ -820,7 +821,9 @@ class Catalog:
         # Read before the state is: blocks taken during the packing may
         # raise it (under _tail_lock, not this lock), never lower it.
         producer_ids_end = self.state.producer_ids_end
-        body = msgpack.packb(self.state.to_wire(), use_bin_type=True)
+        # In pieces, the GIL let go between them: a block taken meanwhile
+        # (on the event loop) runs beside the packing (engine/packing.py).
+        body = pack_yielding(self.state.to_wire())
         # ["snapshot", body] without packing the state twice: a fixarray
         # of two, the kind, then the state's own bytes; joined only when it
         # is written so, as a copy of the state beside its parts would
@@ -859,7 +862,7 @@ class Catalog:
             records = [*records, msgpack.packb(block, use_bin_type=True)]
         return send(self.store, self.stream_id, records)
 
-    def _snapshot_parts(self, body: bytes, limit: int) -> list[bytes]:
+    def _snapshot_parts(self, body: bytes | bytearray, limit: int) -> list[bytes]:
         """A snapshot too large for one append, as its opening record and
         its parts, each checked to fit (docs/engine-format.md)."""
         opening = msgpack.packb(["catalog", PARTS_FORMAT_VERSION, clock.time_ms()])
