@@ -3,7 +3,8 @@ is held by the write that makes a snapshot due, and how many WAL syncs
 the snapshot takes, for catalogs of ``--sizes`` MiB of ACLs.
 
     python bench/catalog_snapshot_bench.py [--sizes 16,64] [--segment-kib 65536]
-                                           [--rounds 3] [--quick] [--json]
+                                           [--rounds 3] [--block-at wire|packed]
+                                           [--quick] [--json]
 
 Each size gets an engine of its own (``--segment-kib`` WAL segments, so
 appends of a little less), its catalog filled by applying ACL records of
@@ -25,7 +26,10 @@ that times itself), so the figures are the revision's own:
   for as the packing of a snapshot begins, the snapshot made due by an
   ACL written on another thread; ``block_wait_max_s`` the longest, and
   ``pack_s`` the median time from the packing's start to the end of that
-  write (its snapshot written and trimmed to), for scale.
+  write (its snapshot written and trimmed to), for scale. With
+  ``--block-at packed`` the id is asked for once the state's wire form is
+  made, as msgpack begins to pack it (a C call that holds the GIL unless
+  it is packed in pieces).
 
 Run it on two revisions in turns (bench/compare.py, or each tree's copy
 with its own PYTHONPATH) for ratios.
@@ -137,7 +141,9 @@ def _write_acl(catalog: Catalog, i: int, ended: list[float]) -> None:
     ended.append(time.perf_counter())
 
 
-def measure_block_wait(size: int, segment: int, rounds: int, scratch: Any) -> dict[str, float]:
+def measure_block_wait(
+    size: int, segment: int, rounds: int, scratch: Any, at_packed: bool = False
+) -> dict[str, float]:
     """How long a new block of producer ids waits for a snapshot being
     packed (see the module's docstring); only what both this revision's
     catalog and earlier ones have is used, so one copy of this script
@@ -157,8 +163,11 @@ def measure_block_wait(size: int, segment: int, rounds: int, scratch: Any) -> di
                 # The next id past the state's end: the block it starts is
                 # written while the state is being packed.
                 catalog._next_producer_id = state.producer_ids_end
+                if not at_packed:
+                    started.set()
+                wire = to_wire()
                 started.set()
-                return to_wire()
+                return wire
 
             state.to_wire = packed  # type: ignore[method-assign]
             catalog._since_snapshot = catalog_module.SNAPSHOT_EVERY
@@ -187,6 +196,7 @@ def main() -> None:
     parser.add_argument("--segment-kib", type=int, default=64 * KIB)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scratch", default=None)
+    parser.add_argument("--block-at", choices=["wire", "packed"], default="wire")
     args = parser.parse_args()
     sizes = [4] if args.quick else [int(s) for s in args.sizes.split(",")]
     rounds = 1 if args.quick else args.rounds
@@ -194,7 +204,10 @@ def main() -> None:
     with _harness.scratch(args.scratch, "catalog-snapshot-bench-") as scratch:
         for size in sizes:
             row = measure(size * MIB, args.segment_kib * KIB, rounds, scratch)
-            row.update(measure_block_wait(size * MIB, args.segment_kib * KIB, rounds, scratch))
+            at_packed = args.block_at == "packed"
+            segment = args.segment_kib * KIB
+            waits = measure_block_wait(size * MIB, segment, rounds, scratch, at_packed)
+            row.update(waits)
             results[f"{size}MiB"] = row
 
     def table(found: dict[str, Any]) -> None:
