@@ -568,8 +568,8 @@ class Catalog:
         ``_tail_lock``), durable or not: a snapshot submitted after one
         carries it (``_send_snapshot``)."""
         self._snapshotting = False
-        """A snapshot is being written: no other is started (set and
-        cleared under the lock, or by the one writing it)."""
+        """A snapshot is being written: no other is started (set under
+        ``_tail_lock``, cleared by the one writing it)."""
         self._snapshots = ThreadPoolExecutor(1, thread_name_prefix="tidelog-catalog-snapshot")
         """Where a snapshot due after a write made on an event loop, or
         inside ``catalog_snapshot.waited_after``, is written
@@ -732,9 +732,10 @@ class Catalog:
             return self._claim_snapshot_locked()
 
     def _claim_snapshot_locked(self) -> bool:
-        """Under ``_tail_lock``: whether a snapshot is due and none is being written: if so, it
-        is this writer's to start (a snapshot already running is never
-        started twice; the writes during it count toward the next)."""
+        """Under ``_tail_lock``: whether a snapshot is due and none is being
+        written: if so, it is this writer's to start (a snapshot already
+        running is never started twice; the writes during it count toward
+        the next)."""
         if (
             self._snapshotting
             or self._since_snapshot < SNAPSHOT_EVERY
