@@ -210,8 +210,10 @@ def header_key_entry(version: int) -> struct.Struct:
 
 class EncodedObject(NamedTuple):
     parts: list[BytesLike]
-    """The object's bytes in order: stored batches by reference, between the
-    headers, index and footer written for them. Stores write the parts as
+    """The object's bytes in order: stored batches of 4 KiB or more by
+    reference, between the entry headers (and the smaller batches, copied:
+    one part for each stretch between two large ones), index and footer
+    written for them. Stores write the parts as
     they are (a local store with writev), so no one copies a whole object
     into one buffer while holding the GIL."""
     size: int
@@ -244,8 +246,9 @@ def encode_object(
     # The object is gathered as a list of parts, never joined here: growing
     # one buffer would copy every payload again on each reallocation, and
     # even one join of tens of MiB holds the GIL for tens of milliseconds.
-    # The entries and blocks are laid out in C (native.encode_entries: the
-    # payloads by reference, their CRCs with the GIL released).
+    # The entries and blocks are laid out in C (native.encode_entries: large
+    # payloads by reference, small ones copied beside their entry headers,
+    # the copies and CRCs with the GIL released).
     runs = sorted(((s, b) for s, b in streams if b), key=lambda r: (r[0], r[1][0].base_offset))
     previous: tuple[int, int] | None = None
     for stream_id, batches in runs:
