@@ -11,7 +11,6 @@ reading it back means replaying the same operations (docs/object-format.md).
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -102,6 +101,14 @@ class StreamMeta:
     end_offset: int = 0
     """The end of the stream's data in committed objects: its remote watermark."""
     created_ms: int = 0
+
+    def copy(self) -> StreamMeta:
+        """A copy to change (every field named: a commit copies each stream
+        it touches, a thousand a block, where ``dataclasses.replace`` took
+        three times as long)."""
+        return StreamMeta(
+            self.stream_id, self.epoch, self.start_offset, self.end_offset, self.created_ms
+        )
 
 
 @dataclass
@@ -416,7 +423,7 @@ class ManifestState:
         stream = self.streams[stream_id]
         if self._owned is None or stream_id in self._owned:
             return stream
-        stream = dataclasses.replace(stream)
+        stream = stream.copy()
         ranges = self.ranges[stream_id]
         self.streams[stream_id] = stream
         self.ranges[stream_id] = StreamRanges(list(ranges.starts), list(ranges.entries))
