@@ -9,13 +9,13 @@
  * smaller than that, are copied side by side into one bytes object, so that
  * a block of a thousand streams' small batches is a few parts, not two
  * Python objects (and a store's view and iovec each) per batch
- * (docs/design/0124-small-entries-are-one-part.md). The walk is in three
- * steps: the runs are checked, each entry header written and the parts
- * planned (their joined runs allocated, not yet filled) while holding the
- * GIL; the copies and the CRCs, the only passes over the payload bytes, run
- * with the GIL released (the payloads' buffers are held, so none can
- * change size, and the joined runs are ours alone); then the Python
- * results are built.
+ * (docs/design/0124-an-uploads-instructions-per-partition-counted-and-cut.md).
+ * The walk is in three steps: the runs are checked, each entry header
+ * written and the parts planned (their joined runs allocated, not yet
+ * filled) while holding the GIL; the copies and the CRCs, the only passes
+ * over the payload bytes, run with the GIL released (the payloads' buffers
+ * are held, so none can change size, and the joined runs are ours alone);
+ * then the Python results are built.
  * A batch that brings its payload's CRC32C (a fourth item: the produce
  * path has it from the checked batches' own CRCs) is not read at all: its
  * CRC is combined into its block's. native/_pure.py's encode_entries gives
