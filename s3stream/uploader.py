@@ -57,7 +57,15 @@ from s3stream.header_index import Indexer, StreamKeys, encode_region, stream_key
 from s3stream.log_cache import CacheBlock
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
 from s3stream.manifest_writer import ManifestWriter
-from s3stream.objects import ChainLinks, EncodedObject, ObjectKind, StoredBatch, encode_object
+from s3stream.objects import (
+    EMPTY_HEADER_INDEX,
+    ChainLinks,
+    EncodedObject,
+    Locate,
+    ObjectKind,
+    StoredBatch,
+    encode_object,
+)
 from s3stream.store import ObjectStore, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
 from wal import Position, WalError
@@ -175,6 +183,8 @@ IndexRun = Callable[[int, Run], StreamKeys | None]
 
 def indexed_by(indexers: Mapping[int, Indexer]) -> IndexRun:
     """Runs indexed by their stream's indexer, if it has one."""
+    if not indexers:
+        return _no_index
 
     def index(stream_id: int, run: Run) -> StreamKeys | None:
         indexer = indexers.get(stream_id)
@@ -243,7 +253,7 @@ def prepare_object(
     ordered = sorted(runs, key=lambda r: (r[0], r[1].start_offset))
     indexed: dict[int, StreamKeys] = {}
     unindexed: set[int] = set()
-    for stream_id, run in ordered:
+    for stream_id, run in () if index is _no_index else ordered:
         keys = index(stream_id, run)
         held = indexed.get(stream_id)
         if keys is None:
@@ -256,6 +266,11 @@ def prepare_object(
             names = tuple(n for n in held.names if n in keys.names)
             indexed[stream_id] = StreamKeys(stream_id, names, [*held.keys, *keys.keys])
     listed = [k for sid, k in indexed.items() if sid not in unindexed]
+    # With nothing listed the region is its trailer alone, and the entries'
+    # spans (a tuple and a dict entry each batch) are not made for it.
+    region: bytes | Callable[[Locate], bytes] = (
+        (lambda locate: encode_region(listed, locate)) if listed else EMPTY_HEADER_INDEX
+    )
     encoded: EncodedObject = encode_object(
         kind,
         [(stream_id, part) for stream_id, run in ordered for part in runs_of(run.batches)],
@@ -273,7 +288,7 @@ def prepare_object(
             for stream_id, run in ordered
             if run.links is not None
         ],
-        lambda locate: encode_region(listed, locate),
+        region,
     )
     # encode_object reports each stretch of consecutive batches; a run with
     # gaps is several of them, in the same (stream, offset) order.
