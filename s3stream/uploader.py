@@ -51,6 +51,7 @@ from typing import NamedTuple
 from s3stream import chain
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import CURRENT
+from s3stream.chain_hash import extend as extend_chain
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
 from s3stream.header_index import Indexer, StreamKeys, encode_region, stream_keys
@@ -124,6 +125,8 @@ class Run(NamedTuple):
 
 def runs_of(batches: Sequence[StoredBatch]) -> list[list[StoredBatch]]:
     """Splits batches in offset order into runs of consecutive offsets."""
+    if len(batches) == 1:  # most streams' share of a block of many streams
+        return [[batches[0]]]
     runs: list[list[StoredBatch]] = []
     for batch in batches:
         if runs and runs[-1][-1].end_offset == batch.base_offset:
@@ -145,7 +148,7 @@ def linked_runs(state: ManifestState, stream_id: int, batches: Sequence[StoredBa
             before = head[1]
         else:
             before = chain.genesis(stream_id, start)
-        after = chain.extend(CURRENT, before, part)
+        after = extend_chain(CURRENT, before, part)
         runs.append(Run(start, part[-1].end_offset, part, RangeLinks(CURRENT, before, after)))
         head = (part[-1].end_offset, after)
     return runs
