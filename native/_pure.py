@@ -1195,7 +1195,7 @@ EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike] | tuple[int, int, Byte
 
 
 def encode_entries(
-    runs: Sequence[EntryRun], block_bytes: int, *, with_spans: bool = False
+    runs: Sequence[EntryRun], block_bytes: int, *, with_spans: bool = False, copy_small: bool = True
 ) -> tuple[
     list[BytesLike],
     int,
@@ -1213,7 +1213,10 @@ def encode_entries(
     between such payloads joined into one bytes object each), the
     region's size, each block's (stream, start, end, position, size, CRC32C),
     each run's (stream, start, end, size) and, ``with_spans``, each entry's
-    (position, header, payload) by (stream, base offset).
+    (position, header, payload) by (stream, base offset). Without
+    ``copy_small`` no payload is copied (each entry header a part, each
+    payload the caller's object): for a caller whose payloads are views of
+    bytes it holds anyway, and whose memory is bounded by those bytes.
 
     A batch may bring its payload's CRC32C as a fourth item (None: not
     known); that payload is then not read, its CRC is combined into its
@@ -1222,6 +1225,7 @@ def encode_entries(
     if not isinstance(runs, list):
         raise TypeError("runs must be a list")
     _check_int(block_bytes, 64, "block_bytes")
+    copy_below = _ENTRY_COPY_BELOW if copy_small else 0
     parts: list[BytesLike] = []
     joined: list[BytesLike] = []  # the headers and small payloads since the last large one
     size = 0
@@ -1279,7 +1283,7 @@ def encode_entries(
             if spans is not None:
                 spans[(stream_id, base)] = (size, header, payload)
             joined.append(header)
-            if length < _ENTRY_COPY_BELOW:
+            if length < copy_below:
                 joined.append(payload)
             else:
                 parts.append(b"".join(joined))

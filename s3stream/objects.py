@@ -232,6 +232,8 @@ def encode_object(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chain: Sequence[ChainLinks] = (),
     header_index: bytes | Callable[[Locate], bytes] = EMPTY_HEADER_INDEX,
+    *,
+    copy_small: bool = True,
 ) -> EncodedObject:
     """Lays out runs of batches as one object, ordered by (stream, offset).
 
@@ -241,7 +243,9 @@ def encode_object(
     that batch gets a block of its own. ``chain`` is the chain region: the
     links of the object's ranges; ``header_index`` the header index region
     (s3stream/header_index.py), before it, or a function that encodes it
-    from where the object's entries lie.
+    from where the object's entries lie. Without ``copy_small`` no batch
+    is copied, small ones neither (native.encode_entries): for batches
+    that are views of bytes the caller holds anyway.
     """
     # The object is gathered as a list of parts, never joined here: growing
     # one buffer would copy every payload again on each reallocation, and
@@ -260,7 +264,7 @@ def encode_object(
     # Only a region that lists batches needs their spans: one small tuple
     # per batch; CRCs are taken for listed ones only (in locate).
     parts, size, block_rows, range_rows, spans = encode_entries(
-        runs, block_bytes, with_spans=callable(header_index)
+        runs, block_bytes, with_spans=callable(header_index), copy_small=copy_small
     )
     blocks = [BlockInfo(*row) for row in block_rows]
     ranges = [StreamRangeInfo(*row) for row in range_rows]

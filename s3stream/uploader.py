@@ -209,9 +209,11 @@ def prepare_runs(
     block_bytes: int,
     stream_object_bytes: int,
     index: IndexRun = _no_index,
+    copy_small: bool = True,
 ) -> list[PreparedObject]:
     """Lays out runs (non-empty, not overlapping) as one stream-set object
-    plus a stream object for each run of at least ``stream_object_bytes``."""
+    plus a stream object for each run of at least ``stream_object_bytes``
+    (``copy_small``: as encode_object takes it)."""
     shared: list[tuple[int, Run]] = []
     objects: list[PreparedObject] = []
     for stream_id, runs in streams:
@@ -225,17 +227,23 @@ def prepare_runs(
                 continue
             if alone and alone[-1][1].end_offset != run.start_offset:
                 objects.append(
-                    prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index)
+                    prepare_object(
+                        ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index, copy_small
+                    )
                 )
                 alone = []
             alone.append((stream_id, run))
         if alone:
             objects.append(
-                prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index)
+                prepare_object(
+                    ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index, copy_small
+                )
             )
     if shared:
         objects.append(
-            prepare_object(ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes, index)
+            prepare_object(
+                ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes, index, copy_small
+            )
         )
     return objects
 
@@ -248,11 +256,13 @@ def prepare_object(
     now_ms: int,
     block_bytes: int,
     index: IndexRun = _no_index,
+    copy_small: bool = True,
 ) -> PreparedObject:
     """One object holding ``runs``; each becomes one range of the object's
     metadata, spanning the run's offsets whatever gaps its batches leave.
     ``index`` gives each run's header index entries (computed here, on the
-    store's thread, never on the produce path)."""
+    store's thread, never on the produce path); ``copy_small``: as
+    encode_object takes it."""
     ordered = sorted(runs, key=lambda r: (r[0], r[1].start_offset))
     indexed: dict[int, StreamKeys] = {}
     unindexed: set[int] = set()
@@ -292,6 +302,7 @@ def prepare_object(
             if run.links is not None
         ],
         region,
+        copy_small=copy_small,
     )
     # encode_object reports each stretch of consecutive batches; a run with
     # gaps is several of them, in the same (stream, offset) order.

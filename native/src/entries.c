@@ -10,6 +10,9 @@
  * a block of a thousand streams' small batches is a few parts, not two
  * Python objects (and a store's view and iovec each) per batch
  * (docs/design/0124-an-uploads-instructions-per-partition-counted-and-cut.md).
+ * Without copy_small no payload is copied (a compaction pass's payloads are
+ * views of the objects it read, which it holds anyway: a copy would hold
+ * its small batches twice).
  * The walk is in three steps: the runs are checked, each entry header
  * written and the parts planned (their joined runs allocated, not yet
  * filled) while holding the GIL; the copies and the CRCs, the only passes
@@ -59,6 +62,7 @@ typedef struct {
     PyObject *parts;       /* planned: joined runs (not yet filled) and payloads */
     char **joined;         /* each joined run's buffer, in order */
     Py_ssize_t joined_count;
+    Py_ssize_t copy_below; /* ENTRY_COPY_BELOW, or 0: no payload copied */
 } tl_layout;
 
 static void put_le64(uint8_t *p, uint64_t v) {
@@ -249,7 +253,7 @@ static int lay_out(PyObject *runs, int64_t block_bytes, tl_layout *l, int64_t *t
     return 0;
 }
 
-static int copied(const tl_layout *l, Py_ssize_t e) { return l->views[e].len < ENTRY_COPY_BELOW; }
+static int copied(const tl_layout *l, Py_ssize_t e) { return l->views[e].len < l->copy_below; }
 
 /* Step 1 still, with the GIL: the parts list, each run of entry headers
  * and small payloads as one bytes object of its size (filled in step 2),
@@ -378,14 +382,15 @@ done:
 }
 
 PyObject *tl_py_encode_entries(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"runs", "block_bytes", "with_spans", NULL};
+    static char *kwlist[] = {"runs", "block_bytes", "with_spans", "copy_small", NULL};
     PyObject *runs;
     long long block_bytes;
-    int with_spans = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!L|$p:encode_entries", kwlist, &PyList_Type,
-                                     &runs, &block_bytes, &with_spans))
+    int with_spans = 0, copy_small = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!L|$pp:encode_entries", kwlist, &PyList_Type,
+                                     &runs, &block_bytes, &with_spans, &copy_small))
         return NULL;
     tl_layout layout = {0};
+    layout.copy_below = copy_small ? ENTRY_COPY_BELOW : 0;
     int64_t total = 0;
     PyObject *result = NULL;
     if (lay_out(runs, block_bytes, &layout, &total) == 0 && plan_parts(&layout) == 0) {

@@ -109,6 +109,7 @@ def entries_hostile(rng: random.Random) -> None:
         runs,
         rng.choice([-1, 0, 1, 16, 100, 2**63 - 1]),
         with_spans=rng.random() < 0.5,
+        copy_small=rng.random() < 0.8,
     )
     c.join_parts(parts if rng.random() < 0.9 else [*parts, 1])
 

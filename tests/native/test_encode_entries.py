@@ -66,22 +66,25 @@ def comparable(result: tuple[object, ...]) -> tuple[object, ...]:
 
 @needs_c
 @settings(max_examples=300, deadline=None)
-@given(runs(), st.integers(1, 3000), st.booleans())
+@given(runs(), st.integers(1, 3000), st.booleans(), st.booleans())
 def test_c_and_pure_lay_out_the_same_entries(
-    layout: list[tuple[int, list[StoredBatch]]], block_bytes: int, with_spans: bool
+    layout: list[tuple[int, list[StoredBatch]]], block_bytes: int, with_spans: bool, copy: bool
 ) -> None:
-    c_result = c_impl().encode_entries(layout, block_bytes, with_spans=with_spans)
-    pure_result = _pure.encode_entries(layout, block_bytes, with_spans=with_spans)
+    c_result = c_impl().encode_entries(layout, block_bytes, with_spans=with_spans, copy_small=copy)
+    pure_result = _pure.encode_entries(layout, block_bytes, with_spans=with_spans, copy_small=copy)
     assert comparable(c_result) == comparable(pure_result)
     for parts in (c_result[0], pure_result[0]):
-        assert_parts_as_laid_out(parts, [b for _, bs in layout for b in bs])
+        assert_parts_as_laid_out(parts, [b for _, bs in layout for b in bs], copy)
 
 
-def assert_parts_as_laid_out(parts: list[object], batches: list[StoredBatch]) -> None:
-    """A large payload is the caller's object, never a copy, and a part of
-    its own; everything between two of them (entry headers, small
-    payloads) is one bytes part."""
-    large = [b.payload for b in batches if len(b.payload) >= COPY_BELOW]
+def assert_parts_as_laid_out(
+    parts: list[object], batches: list[StoredBatch], copy_small: bool = True
+) -> None:
+    """A large payload (without ``copy_small``, every payload) is the
+    caller's object, never a copy, and a part of its own; everything
+    between two of them (entry headers, small payloads) is one bytes part."""
+    below = COPY_BELOW if copy_small else 0
+    large = [b.payload for b in batches if len(b.payload) >= below]
     assert [p for p in parts if any(p is payload for payload in large)] == large
     joined = [p for p in parts if not any(p is payload for payload in large)]
     assert all(type(p) is bytes for p in joined)
@@ -90,7 +93,7 @@ def assert_parts_as_laid_out(parts: list[object], batches: list[StoredBatch]) ->
     assert all(not (a == b == "joined") for a, b in itertools.pairwise(kinds))
     # One stretch from the first batch, and one after each large batch but the last.
     assert len(joined) == min(len(batches), 1) + sum(
-        1 for b, _ in itertools.pairwise(batches) if len(b.payload) >= COPY_BELOW
+        1 for b, _ in itertools.pairwise(batches) if len(b.payload) >= below
     )
 
 
