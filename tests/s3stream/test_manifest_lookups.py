@@ -55,13 +55,51 @@ def test_a_stream_copy_has_every_field() -> None:
     assert dataclasses.asdict(copied) == values
 
 
+def _walked(ranges: tuple[RangeMeta, ...], stream_id: int, start: int) -> RangeMeta | None:
+    return next((x for x in ranges if (x.stream_id, x.start_offset) == (stream_id, start)), None)
+
+
 def test_an_objects_ranges_are_found_by_stream_and_start_as_a_walk_finds_them() -> None:
-    # A second range at one (stream, start) last: the walk finds the first.
-    ranges = (*(RangeMeta(s, 7 * s, 7 * s + 3, 100) for s in range(1000)), RangeMeta(5, 35, 99, 1))
+    # Two ranges at one (stream, start): the walk finds the first.
+    ranges = (
+        *(RangeMeta(s, 7 * s, 7 * s + 3, 100) for s in range(5)),
+        RangeMeta(5, 35, 38, 100),
+        RangeMeta(5, 35, 99, 1),
+        *(RangeMeta(s, 7 * s, 7 * s + 3, 100) for s in range(6, 1000)),
+    )
     meta = ObjectMeta(1, "objects/1", ObjectKind.STREAM_SET, 0, 0, ranges)
     for r in ranges:
-        walked = next(
-            x for x in ranges if (x.stream_id, x.start_offset) == (r.stream_id, r.start_offset)
+        assert meta.range_at(r.stream_id, r.start_offset) is _walked(
+            ranges, r.stream_id, r.start_offset
         )
-        assert meta.range_at[(r.stream_id, r.start_offset)] is walked
-    assert (5, 36) not in meta.range_at
+    assert meta.range_at(5, 36) is None
+    assert meta.range_at(1000, 7000) is None
+    assert meta.range_at(-1, 0) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=20),
+    st.booleans(),
+    st.tuples(st.integers(-1, 7), st.integers(-1, 7)),
+)
+def test_a_range_is_found_as_a_walk_finds_it_in_any_order(
+    keys: list[tuple[int, int]], in_order: bool, asked: tuple[int, int]
+) -> None:
+    # Objects written here are in order; one that is not (an older writer's)
+    # is still answered as the walk answers, only by the walk.
+    if in_order:
+        keys.sort()
+    ranges = tuple(RangeMeta(s, o, o + 1, i) for i, (s, o) in enumerate(keys))
+    meta = ObjectMeta(1, "objects/1", ObjectKind.STREAM_SET, 0, 0, ranges)
+    for stream_id, start in [*keys, asked]:
+        assert meta.range_at(stream_id, start) is _walked(ranges, stream_id, start)
+
+
+def test_finding_a_range_keeps_nothing_per_range() -> None:
+    ranges = tuple(RangeMeta(s, 0, 1, 1) for s in range(1000))
+    meta = ObjectMeta(1, "objects/1", ObjectKind.STREAM_SET, 0, 0, ranges)
+    for r in ranges:
+        meta.range_at(r.stream_id, 0)
+    # One flag (whether the ranges are in order), not an index of them.
+    assert all(not isinstance(v, (dict, list, tuple)) or v is ranges for v in vars(meta).values())
