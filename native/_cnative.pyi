@@ -88,6 +88,7 @@ def encode_entries(
     block_bytes: int,
     *,
     with_spans: bool = False,
+    copy_small: bool = True,
 ) -> tuple[
     list[BytesLike],
     int,

@@ -1184,6 +1184,10 @@ def _field(data: BytesLike | str | None) -> BytesLike | None:
 
 
 _ENTRY_HEADER = struct.Struct("<qII")  # base offset, offset count, payload length
+_ENTRY_COPY_BELOW = 4096
+"""A payload shorter than this is copied into its object's parts beside
+the entry headers around it; a longer one is the caller's object, never
+copied (native/src/entries.c: the same number)."""
 _U32_MAX = (1 << 32) - 1
 
 EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike] | tuple[int, int, BytesLike, int | None]]]
@@ -1191,7 +1195,7 @@ EntryRun = tuple[int, Sequence[tuple[int, int, BytesLike] | tuple[int, int, Byte
 
 
 def encode_entries(
-    runs: Sequence[EntryRun], block_bytes: int, *, with_spans: bool = False
+    runs: Sequence[EntryRun], block_bytes: int, *, with_spans: bool = False, copy_small: bool = True
 ) -> tuple[
     list[BytesLike],
     int,
@@ -1202,12 +1206,17 @@ def encode_entries(
     """The data region of an s3stream object (docs/object-format.md).
 
     Each run's batches (consecutive offsets) become entries: a 16-byte entry
-    header, then the payload, never copied. A block holds consecutive
-    entries of one run, at most ``block_bytes`` unless one entry alone is
-    larger. Returns the parts (headers between the caller's payloads), the
+    header, then the payload. A block holds consecutive entries of one
+    run, at most ``block_bytes`` unless one entry alone is larger. Returns
+    the parts (a payload of ``_ENTRY_COPY_BELOW`` bytes or more as the
+    caller's object, never copied; the entry headers and smaller payloads
+    between such payloads joined into one bytes object each), the
     region's size, each block's (stream, start, end, position, size, CRC32C),
     each run's (stream, start, end, size) and, ``with_spans``, each entry's
-    (position, header, payload) by (stream, base offset).
+    (position, header, payload) by (stream, base offset). Without
+    ``copy_small`` no payload is copied (each entry header a part, each
+    payload the caller's object): for a caller whose payloads are views of
+    bytes it holds anyway, and whose memory is bounded by those bytes.
 
     A batch may bring its payload's CRC32C as a fourth item (None: not
     known); that payload is then not read, its CRC is combined into its
@@ -1216,7 +1225,9 @@ def encode_entries(
     if not isinstance(runs, list):
         raise TypeError("runs must be a list")
     _check_int(block_bytes, 64, "block_bytes")
+    copy_below = _ENTRY_COPY_BELOW if copy_small else 0
     parts: list[BytesLike] = []
+    joined: list[BytesLike] = []  # the headers and small payloads since the last large one
     size = 0
     blocks: list[tuple[int, int, int, int, int, int]] = []
     ranges: list[tuple[int, int, int, int]] = []
@@ -1271,14 +1282,21 @@ def encode_entries(
                 block_crc = crc32c_combine(block_crc, payload_crc, length)
             if spans is not None:
                 spans[(stream_id, base)] = (size, header, payload)
-            parts.append(header)
-            parts.append(payload)
+            joined.append(header)
+            if length < copy_below:
+                joined.append(payload)
+            else:
+                parts.append(b"".join(joined))
+                parts.append(payload)
+                joined = []
             size += entry_size
             expected = end
         blocks.append(
             (stream_id, block_first, expected, block_start, size - block_start, block_crc)
         )
         ranges.append((stream_id, batches[0][0], expected, size - stream_begin))
+    if joined:
+        parts.append(b"".join(joined))
     return parts, size, blocks, ranges, spans
 
 

@@ -294,6 +294,10 @@ def merge_objects(
         block_bytes=block_bytes,
         stream_object_bytes=stream_object_bytes,
         index=carried.index(indexers or {}),
+        # The batches are views of the objects read above, held until the
+        # merged objects are put: a copy of the small ones would hold them
+        # twice, past merge_max_bytes (docs/server.md).
+        copy_small=False,
     )
 
 

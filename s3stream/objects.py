@@ -210,8 +210,10 @@ def header_key_entry(version: int) -> struct.Struct:
 
 class EncodedObject(NamedTuple):
     parts: list[BytesLike]
-    """The object's bytes in order: stored batches by reference, between the
-    headers, index and footer written for them. Stores write the parts as
+    """The object's bytes in order: stored batches of 4 KiB or more by
+    reference, between the entry headers (and the smaller batches, copied:
+    one part for each stretch between two large ones), index and footer
+    written for them. Stores write the parts as
     they are (a local store with writev), so no one copies a whole object
     into one buffer while holding the GIL."""
     size: int
@@ -230,6 +232,8 @@ def encode_object(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chain: Sequence[ChainLinks] = (),
     header_index: bytes | Callable[[Locate], bytes] = EMPTY_HEADER_INDEX,
+    *,
+    copy_small: bool = True,
 ) -> EncodedObject:
     """Lays out runs of batches as one object, ordered by (stream, offset).
 
@@ -239,13 +243,16 @@ def encode_object(
     that batch gets a block of its own. ``chain`` is the chain region: the
     links of the object's ranges; ``header_index`` the header index region
     (s3stream/header_index.py), before it, or a function that encodes it
-    from where the object's entries lie.
+    from where the object's entries lie. Without ``copy_small`` no batch
+    is copied, small ones neither (native.encode_entries): for batches
+    that are views of bytes the caller holds anyway.
     """
     # The object is gathered as a list of parts, never joined here: growing
     # one buffer would copy every payload again on each reallocation, and
     # even one join of tens of MiB holds the GIL for tens of milliseconds.
-    # The entries and blocks are laid out in C (native.encode_entries: the
-    # payloads by reference, their CRCs with the GIL released).
+    # The entries and blocks are laid out in C (native.encode_entries: large
+    # payloads by reference, small ones copied beside their entry headers,
+    # the copies and CRCs with the GIL released).
     runs = sorted(((s, b) for s, b in streams if b), key=lambda r: (r[0], r[1][0].base_offset))
     previous: tuple[int, int] | None = None
     for stream_id, batches in runs:
@@ -257,7 +264,7 @@ def encode_object(
     # Only a region that lists batches needs their spans: one small tuple
     # per batch; CRCs are taken for listed ones only (in locate).
     parts, size, block_rows, range_rows, spans = encode_entries(
-        runs, block_bytes, with_spans=callable(header_index)
+        runs, block_bytes, with_spans=callable(header_index), copy_small=copy_small
     )
     blocks = [BlockInfo(*row) for row in block_rows]
     ranges = [StreamRangeInfo(*row) for row in range_rows]

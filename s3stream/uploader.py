@@ -51,13 +51,22 @@ from typing import NamedTuple
 from s3stream import chain
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import CURRENT
+from s3stream.chain_hash import extend as extend_chain
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
 from s3stream.header_index import Indexer, StreamKeys, encode_region, stream_keys
 from s3stream.log_cache import CacheBlock
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
 from s3stream.manifest_writer import ManifestWriter
-from s3stream.objects import ChainLinks, EncodedObject, ObjectKind, StoredBatch, encode_object
+from s3stream.objects import (
+    EMPTY_HEADER_INDEX,
+    ChainLinks,
+    EncodedObject,
+    Locate,
+    ObjectKind,
+    StoredBatch,
+    encode_object,
+)
 from s3stream.store import ObjectStore, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
 from wal import Position, WalError
@@ -116,6 +125,8 @@ class Run(NamedTuple):
 
 def runs_of(batches: Sequence[StoredBatch]) -> list[list[StoredBatch]]:
     """Splits batches in offset order into runs of consecutive offsets."""
+    if len(batches) == 1:  # most streams' share of a block of many streams
+        return [[batches[0]]]
     runs: list[list[StoredBatch]] = []
     for batch in batches:
         if runs and runs[-1][-1].end_offset == batch.base_offset:
@@ -137,7 +148,7 @@ def linked_runs(state: ManifestState, stream_id: int, batches: Sequence[StoredBa
             before = head[1]
         else:
             before = chain.genesis(stream_id, start)
-        after = chain.extend(CURRENT, before, part)
+        after = extend_chain(CURRENT, before, part)
         runs.append(Run(start, part[-1].end_offset, part, RangeLinks(CURRENT, before, after)))
         head = (part[-1].end_offset, after)
     return runs
@@ -175,6 +186,8 @@ IndexRun = Callable[[int, Run], StreamKeys | None]
 
 def indexed_by(indexers: Mapping[int, Indexer]) -> IndexRun:
     """Runs indexed by their stream's indexer, if it has one."""
+    if not indexers:
+        return _no_index
 
     def index(stream_id: int, run: Run) -> StreamKeys | None:
         indexer = indexers.get(stream_id)
@@ -196,9 +209,11 @@ def prepare_runs(
     block_bytes: int,
     stream_object_bytes: int,
     index: IndexRun = _no_index,
+    copy_small: bool = True,
 ) -> list[PreparedObject]:
     """Lays out runs (non-empty, not overlapping) as one stream-set object
-    plus a stream object for each run of at least ``stream_object_bytes``."""
+    plus a stream object for each run of at least ``stream_object_bytes``
+    (``copy_small``: as encode_object takes it)."""
     shared: list[tuple[int, Run]] = []
     objects: list[PreparedObject] = []
     for stream_id, runs in streams:
@@ -212,17 +227,23 @@ def prepare_runs(
                 continue
             if alone and alone[-1][1].end_offset != run.start_offset:
                 objects.append(
-                    prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index)
+                    prepare_object(
+                        ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index, copy_small
+                    )
                 )
                 alone = []
             alone.append((stream_id, run))
         if alone:
             objects.append(
-                prepare_object(ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index)
+                prepare_object(
+                    ObjectKind.STREAM, alone, epoch, ids, now_ms, block_bytes, index, copy_small
+                )
             )
     if shared:
         objects.append(
-            prepare_object(ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes, index)
+            prepare_object(
+                ObjectKind.STREAM_SET, shared, epoch, ids, now_ms, block_bytes, index, copy_small
+            )
         )
     return objects
 
@@ -235,15 +256,17 @@ def prepare_object(
     now_ms: int,
     block_bytes: int,
     index: IndexRun = _no_index,
+    copy_small: bool = True,
 ) -> PreparedObject:
     """One object holding ``runs``; each becomes one range of the object's
     metadata, spanning the run's offsets whatever gaps its batches leave.
     ``index`` gives each run's header index entries (computed here, on the
-    store's thread, never on the produce path)."""
+    store's thread, never on the produce path); ``copy_small``: as
+    encode_object takes it."""
     ordered = sorted(runs, key=lambda r: (r[0], r[1].start_offset))
     indexed: dict[int, StreamKeys] = {}
     unindexed: set[int] = set()
-    for stream_id, run in ordered:
+    for stream_id, run in () if index is _no_index else ordered:
         keys = index(stream_id, run)
         held = indexed.get(stream_id)
         if keys is None:
@@ -256,6 +279,11 @@ def prepare_object(
             names = tuple(n for n in held.names if n in keys.names)
             indexed[stream_id] = StreamKeys(stream_id, names, [*held.keys, *keys.keys])
     listed = [k for sid, k in indexed.items() if sid not in unindexed]
+    # With nothing listed the region is its trailer alone, and the entries'
+    # spans (a tuple and a dict entry each batch) are not made for it.
+    region: bytes | Callable[[Locate], bytes] = (
+        (lambda locate: encode_region(listed, locate)) if listed else EMPTY_HEADER_INDEX
+    )
     encoded: EncodedObject = encode_object(
         kind,
         [(stream_id, part) for stream_id, run in ordered for part in runs_of(run.batches)],
@@ -273,7 +301,8 @@ def prepare_object(
             for stream_id, run in ordered
             if run.links is not None
         ],
-        lambda locate: encode_region(listed, locate),
+        region,
+        copy_small=copy_small,
     )
     # encode_object reports each stretch of consecutive batches; a run with
     # gaps is several of them, in the same (stream, offset) order.

@@ -3,12 +3,22 @@
  * batch as an entry (a 16-byte entry header, then its payload), cut into
  * blocks of one stream of at most block_bytes, each block's CRC32C.
  *
- * Payloads are never copied: the result is the list of parts (entry
- * headers between the caller's own payload objects) that the stores write
- * as they are. The walk is in three steps: the runs are checked and each
- * entry header written while holding the GIL; the CRCs, the only pass over
- * the payload bytes, run with the GIL released (the payloads' buffers are
- * held, so none can change size); then the Python results are built.
+ * The result is the list of parts that the stores write as they are: a
+ * payload of ENTRY_COPY_BELOW bytes or more is the caller's own object,
+ * never copied; the entry headers between such payloads, and the payloads
+ * smaller than that, are copied side by side into one bytes object, so that
+ * a block of a thousand streams' small batches is a few parts, not two
+ * Python objects (and a store's view and iovec each) per batch
+ * (docs/design/0124-an-uploads-instructions-per-partition-counted-and-cut.md).
+ * Without copy_small no payload is copied (a compaction pass's payloads are
+ * views of the objects it read, which it holds anyway: a copy would hold
+ * its small batches twice).
+ * The walk is in three steps: the runs are checked, each entry header
+ * written and the parts planned (their joined runs allocated, not yet
+ * filled) while holding the GIL; the copies and the CRCs, the only passes
+ * over the payload bytes, run with the GIL released (the payloads' buffers
+ * are held, so none can change size, and the joined runs are ours alone);
+ * then the Python results are built.
  * A batch that brings its payload's CRC32C (a fourth item: the produce
  * path has it from the checked batches' own CRCs) is not read at all: its
  * CRC is combined into its block's. native/_pure.py's encode_entries gives
@@ -22,6 +32,8 @@
 
 #define ENTRY_HEADER_SIZE 16
 #define GIL_FREE_BYTES (64 * 1024)
+/* native/_pure.py's _ENTRY_COPY_BELOW: the same number. */
+#define ENTRY_COPY_BELOW 4096
 
 typedef struct {
     int64_t stream_id;
@@ -47,6 +59,10 @@ typedef struct {
     int64_t *run_streams; /* each run's stream and entry count, as laid out: */
     Py_ssize_t *run_counts; /* the list may change while the GIL is released */
     Py_ssize_t entries, block_count, viewed, runs;
+    PyObject *parts;       /* planned: joined runs (not yet filled) and payloads */
+    char **joined;         /* each joined run's buffer, in order */
+    Py_ssize_t joined_count;
+    Py_ssize_t copy_below; /* ENTRY_COPY_BELOW, or 0: no payload copied */
 } tl_layout;
 
 static void put_le64(uint8_t *p, uint64_t v) {
@@ -70,6 +86,8 @@ static void layout_free(tl_layout *l) {
     PyMem_Free(l->blocks);
     PyMem_Free(l->run_streams);
     PyMem_Free(l->run_counts);
+    PyMem_Free(l->joined);
+    Py_XDECREF(l->parts);
 }
 
 static int read_int64(PyObject *obj, const char *what, int64_t *out) {
@@ -235,7 +253,62 @@ static int lay_out(PyObject *runs, int64_t block_bytes, tl_layout *l, int64_t *t
     return 0;
 }
 
-/* Step 2, without the GIL when there is enough to do: each block's CRC32C
+static int copied(const tl_layout *l, Py_ssize_t e) { return l->views[e].len < l->copy_below; }
+
+/* Step 1 still, with the GIL: the parts list, each run of entry headers
+ * and small payloads as one bytes object of its size (filled in step 2),
+ * each larger payload as itself. */
+static int plan_parts(tl_layout *l) {
+    Py_ssize_t count = 0, joined = 0;
+    int open = 0;
+    for (Py_ssize_t e = 0; e < l->entries; e++) {
+        if (!open) joined++, count++, open = 1;
+        if (!copied(l, e)) count++, open = 0;
+    }
+    l->joined = PyMem_New(char *, joined ? (size_t)joined : 1);
+    if (!l->joined) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (!(l->parts = PyList_New(count))) return -1;
+    Py_ssize_t p = 0, size = 0;
+    open = 0;
+    for (Py_ssize_t e = 0; e <= l->entries; e++) {
+        int last = e == l->entries;
+        if (open && (last || !copied(l, e - 1))) { /* the joined run ends before entry e */
+            PyObject *run = PyBytes_FromStringAndSize(NULL, size);
+            if (!run) return -1;
+            l->joined[l->joined_count++] = PyBytes_AS_STRING(run);
+            PyList_SET_ITEM(l->parts, p++, run);
+            if (!copied(l, e - 1)) PyList_SET_ITEM(l->parts, p++, Py_NewRef(l->payloads[e - 1]));
+            open = 0;
+        }
+        if (last) break;
+        if (!open) open = 1, size = 0;
+        size += ENTRY_HEADER_SIZE + (copied(l, e) ? l->views[e].len : 0);
+    }
+    return 0;
+}
+
+/* Step 2, without the GIL when there is enough to do: the joined runs
+ * filled, as plan_parts cut them. */
+static void fill_parts(tl_layout *l) {
+    Py_ssize_t r = 0;
+    char *out = NULL;
+    for (Py_ssize_t e = 0; e < l->entries; e++) {
+        if (!out) out = l->joined[r++];
+        memcpy(out, l->headers + (size_t)e * ENTRY_HEADER_SIZE, ENTRY_HEADER_SIZE);
+        out += ENTRY_HEADER_SIZE;
+        if (copied(l, e)) {
+            memcpy(out, l->views[e].buf, (size_t)l->views[e].len);
+            out += l->views[e].len;
+        } else {
+            out = NULL;
+        }
+    }
+}
+
+/* Step 2 as well: each block's CRC32C
  * (a payload whose CRC is known is combined in, not read). */
 static void checksum_blocks(tl_layout *l) {
     for (Py_ssize_t b = 0; b < l->block_count; b++) {
@@ -254,28 +327,22 @@ static void checksum_blocks(tl_layout *l) {
 
 /* Step 3, with the GIL: the parts, blocks, ranges and spans. */
 static PyObject *build_results(tl_layout *l, int64_t total, int with_spans) {
-    PyObject *parts = PyList_New(2 * l->entries);
+    PyObject *parts = Py_NewRef(l->parts);
     PyObject *blocks = PyList_New(l->block_count);
     PyObject *ranges = PyList_New(0);
     PyObject *spans = with_spans ? PyDict_New() : Py_NewRef(Py_None);
     PyObject *result = NULL;
     if (!parts || !blocks || !ranges || !spans) goto done;
-    for (Py_ssize_t e = 0; e < l->entries; e++) {
-        PyObject *header = PyBytes_FromStringAndSize(
-            (const char *)l->headers + (size_t)e * ENTRY_HEADER_SIZE, ENTRY_HEADER_SIZE);
-        if (!header) goto done;
-        PyList_SET_ITEM(parts, 2 * e, header);
-        PyList_SET_ITEM(parts, 2 * e + 1, Py_NewRef(l->payloads[e]));
-        if (with_spans) {
-            PyObject *key = Py_BuildValue("(LL)", (long long)l->streams[e], (long long)l->bases[e]);
-            PyObject *value = key ? Py_BuildValue("(LOO)", (long long)l->positions[e], header,
-                                                  l->payloads[e])
-                                  : NULL;
-            int rc = value ? PyDict_SetItem(spans, key, value) : -1;
-            Py_XDECREF(key);
-            Py_XDECREF(value);
-            if (rc != 0) goto done;
-        }
+    for (Py_ssize_t e = 0; with_spans && e < l->entries; e++) {
+        PyObject *key = Py_BuildValue("(LL)", (long long)l->streams[e], (long long)l->bases[e]);
+        PyObject *value = key ? Py_BuildValue("(Ly#O)", (long long)l->positions[e],
+                                              (const char *)l->headers + (size_t)e * ENTRY_HEADER_SIZE,
+                                              (Py_ssize_t)ENTRY_HEADER_SIZE, l->payloads[e])
+                              : NULL;
+        int rc = value ? PyDict_SetItem(spans, key, value) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (rc != 0) goto done;
     }
     for (Py_ssize_t b = 0; b < l->block_count; b++) {
         tl_block *block = &l->blocks[b];
@@ -315,21 +382,24 @@ done:
 }
 
 PyObject *tl_py_encode_entries(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"runs", "block_bytes", "with_spans", NULL};
+    static char *kwlist[] = {"runs", "block_bytes", "with_spans", "copy_small", NULL};
     PyObject *runs;
     long long block_bytes;
-    int with_spans = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!L|$p:encode_entries", kwlist, &PyList_Type,
-                                     &runs, &block_bytes, &with_spans))
+    int with_spans = 0, copy_small = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!L|$pp:encode_entries", kwlist, &PyList_Type,
+                                     &runs, &block_bytes, &with_spans, &copy_small))
         return NULL;
     tl_layout layout = {0};
+    layout.copy_below = copy_small ? ENTRY_COPY_BELOW : 0;
     int64_t total = 0;
     PyObject *result = NULL;
-    if (lay_out(runs, block_bytes, &layout, &total) == 0) {
+    if (lay_out(runs, block_bytes, &layout, &total) == 0 && plan_parts(&layout) == 0) {
         if (total >= GIL_FREE_BYTES) {
-            Py_BEGIN_ALLOW_THREADS checksum_blocks(&layout);
+            Py_BEGIN_ALLOW_THREADS fill_parts(&layout);
+            checksum_blocks(&layout);
             Py_END_ALLOW_THREADS
         } else {
+            fill_parts(&layout);
             checksum_blocks(&layout);
         }
         result = build_results(&layout, total, with_spans);

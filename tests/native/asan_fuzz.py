@@ -96,11 +96,20 @@ def entries_hostile(rng: random.Random) -> None:
             payload: Any = rng.choice(
                 [b"", rng.randbytes(rng.randrange(100)), memoryview(b"xy"), 3]
             )
+            if rng.random() < 0.5:
+                # Either side of the 4 KiB from which a payload is a part of
+                # its own, and past the 64 KiB from which the copies run
+                # without the GIL.
+                size = rng.choice([0, 1, 4095, 4096, 4097, 70_000])
+                payload = rng.choice([bytes, bytearray, lambda n: memoryview(bytearray(n))])(size)
             batches.append((base, end, payload) if rng.random() < 0.95 else (base, end))
             base = end if rng.random() < 0.9 else end + 1
         runs.append((stream, batches))
     parts, *_ = c.encode_entries(
-        runs, rng.choice([-1, 0, 1, 16, 100, 2**63 - 1]), with_spans=rng.random() < 0.5
+        runs,
+        rng.choice([-1, 0, 1, 16, 100, 2**63 - 1]),
+        with_spans=rng.random() < 0.5,
+        copy_small=rng.random() < 0.8,
     )
     c.join_parts(parts if rng.random() < 0.9 else [*parts, 1])
 

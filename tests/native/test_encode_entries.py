@@ -1,8 +1,9 @@
 """encode_entries and join_parts: an s3stream object's bytes, C against the pure twin.
 
 For any runs of stored batches and any block size, both implementations
-give the same parts (entry headers between the caller's own payloads,
-never copies), the same blocks with the same CRC32Cs, runs and spans; an
+give the same parts (each payload of 4 KiB or more the caller's own
+object, never a copy; the entry headers and smaller payloads between them
+joined, one part each stretch), the same blocks with the same CRC32Cs, runs and spans; an
 object encoded through either is the same bytes, and the object decoder
 (s3stream/objects.py) reads every batch back from it. Bad runs raise the
 same errors in both. join_parts (how a store joins an object's parts
@@ -11,6 +12,7 @@ before a PUT) gives b"".join's bytes.
 
 from __future__ import annotations
 
+import itertools
 from types import ModuleType
 
 import pytest
@@ -23,9 +25,12 @@ from s3stream.objects import ObjectKind, StoredBatch, encode_object, parse_objec
 from tests.native.conftest import C_IMPL, c_impl, needs_c
 
 IMPLS = [_pure] + ([C_IMPL] if C_IMPL else [])
-payloads = st.binary(min_size=0, max_size=300).flatmap(
-    lambda data: st.sampled_from([data, bytearray(data), memoryview(data)])
-)
+COPY_BELOW = _pure._ENTRY_COPY_BELOW
+payloads = st.one_of(
+    st.binary(min_size=0, max_size=300),
+    # Either side of the size from which a payload is its own part.
+    st.integers(COPY_BELOW - 2, COPY_BELOW + 1).map(lambda n: bytes([n % 251]) * n),
+).flatmap(lambda data: st.sampled_from([data, bytearray(data), memoryview(data)]))
 
 
 @st.composite
@@ -61,18 +66,34 @@ def comparable(result: tuple[object, ...]) -> tuple[object, ...]:
 
 @needs_c
 @settings(max_examples=300, deadline=None)
-@given(runs(), st.integers(1, 3000), st.booleans())
+@given(runs(), st.integers(1, 3000), st.booleans(), st.booleans())
 def test_c_and_pure_lay_out_the_same_entries(
-    layout: list[tuple[int, list[StoredBatch]]], block_bytes: int, with_spans: bool
+    layout: list[tuple[int, list[StoredBatch]]], block_bytes: int, with_spans: bool, copy: bool
 ) -> None:
-    c_result = c_impl().encode_entries(layout, block_bytes, with_spans=with_spans)
-    pure_result = _pure.encode_entries(layout, block_bytes, with_spans=with_spans)
+    c_result = c_impl().encode_entries(layout, block_bytes, with_spans=with_spans, copy_small=copy)
+    pure_result = _pure.encode_entries(layout, block_bytes, with_spans=with_spans, copy_small=copy)
     assert comparable(c_result) == comparable(pure_result)
-    # Payloads are the caller's objects, never copies.
-    payload_parts = c_result[0][1::2]
-    assert all(
-        part is batch.payload
-        for part, batch in zip(payload_parts, [b for _, bs in layout for b in bs], strict=True)
+    for parts in (c_result[0], pure_result[0]):
+        assert_parts_as_laid_out(parts, [b for _, bs in layout for b in bs], copy)
+
+
+def assert_parts_as_laid_out(
+    parts: list[object], batches: list[StoredBatch], copy_small: bool = True
+) -> None:
+    """A large payload (without ``copy_small``, every payload) is the
+    caller's object, never a copy, and a part of its own; everything
+    between two of them (entry headers, small payloads) is one bytes part."""
+    below = COPY_BELOW if copy_small else 0
+    large = [b.payload for b in batches if len(b.payload) >= below]
+    assert [p for p in parts if any(p is payload for payload in large)] == large
+    joined = [p for p in parts if not any(p is payload for payload in large)]
+    assert all(type(p) is bytes for p in joined)
+    # No two joined parts side by side: a stretch is one part.
+    kinds = ["large" if any(p is payload for payload in large) else "joined" for p in parts]
+    assert all(not (a == b == "joined") for a, b in itertools.pairwise(kinds))
+    # One stretch from the first batch, and one after each large batch but the last.
+    assert len(joined) == min(len(batches), 1) + sum(
+        1 for b, _ in itertools.pairwise(batches) if len(b.payload) >= below
     )
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from s3stream import OffsetOutOfRange, Retention, StreamStore, StreamStoreConfig
-from s3stream.objects import ObjectKind
+from s3stream.compaction import merge_objects
+from s3stream.manifest_state import ManifestState
+from s3stream.objects import ObjectKind, StoredBatch, parse_object
 from s3stream.store import MemoryStore, ObjectStore
-from s3stream.uploader import OBJECT_PREFIX, object_key
+from s3stream.uploader import OBJECT_PREFIX, ObjectIds, add_ops, object_key, prepare_objects
 from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
 
 CONFIG = StreamStoreConfig(
@@ -285,3 +287,58 @@ def test_stream_objects_merge_only_with_their_neighbours(
         assert compact_until_settled(store) == 0
         assert kinds_by_stream(store) == before
         assert read_all(store, stream) == expected(stream, 0, 33)
+
+
+def test_a_merge_holds_its_inputs_batches_once_not_a_copy_beside_them() -> None:
+    """merge_max_bytes is the most one compaction pass reads and holds
+    (docs/server.md): the objects it writes take their batches, small ones
+    too, as views of the bytes it read, so the pass holds each byte once."""
+    bucket = MemoryStore()
+    state = ManifestState()
+    ids = ObjectIds(1)
+    sizes = [0, 1, 100, 4095, 4096, 5000]
+    written: list[bytes] = []
+    for stream_id in (1, 2):
+        state.apply(["create_stream", stream_id, 0])
+    for round_ in range(3):
+        streams = []
+        for stream_id in (1, 2):
+            batches = [
+                StoredBatch(o, o + 1, bytes([stream_id + round_]) * size)
+                for o, size in enumerate(sizes, start=round_ * len(sizes))
+            ]
+            written += [bytes(b.payload) for b in batches]
+            streams.append((stream_id, batches))
+        prepared = prepare_objects(
+            streams,
+            state=state,
+            epoch=1,
+            ids=ids,
+            now_ms=1,
+            block_bytes=1024,
+            stream_object_bytes=1 << 20,
+        )
+        for p in prepared:
+            bucket.put(p.meta.key, p.data)
+        for op in add_ops(prepared):
+            state.apply(op)
+    merged = merge_objects(
+        bucket,
+        state,
+        sorted(state.objects),
+        ids=ids,
+        now_ms=2,
+        block_bytes=1024,
+        stream_object_bytes=1 << 20,
+    )
+    (only,) = merged
+    viewed = sum(len(p) for p in only.data if isinstance(p, memoryview))
+    assert viewed == sum(map(len, written))
+    # And the object is the batches it merged, in (stream, offset) order.
+    _, blocks = parse_object(only.meta.key, b"".join(only.data))
+    read = sorted((b.base_offset, bytes(b.payload)) for bs in blocks for b in bs)
+    assert sorted(p for p in read) == sorted(
+        (o, bytes([s + o // len(sizes)]) * sizes[o % len(sizes)])
+        for s in (1, 2)
+        for o in range(3 * len(sizes))
+    )

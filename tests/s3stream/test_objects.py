@@ -9,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3stream.errors import CorruptObject
+from s3stream.header_index import encode_region
 from s3stream.objects import (
+    EMPTY_HEADER_INDEX,
     FOOTER_SIZE,
     INDEX_ENTRY,
     ObjectKind,
@@ -148,3 +150,19 @@ def test_block_with_inconsistent_entry_offsets_is_corrupt() -> None:
     good_crc = info._replace(crc=__import__("native").crc32c(bytes(block)))
     with pytest.raises(CorruptObject, match="inconsistent entry"):
         parse_block("k", good_crc, bytes(block))
+
+
+@given(stream_runs, st.integers(1, 8192))
+def test_an_object_with_nothing_indexed_is_the_bytes_its_region_encoder_gives(
+    runs: dict, block_bytes: int
+) -> None:
+    """The uploader writes the empty header index region as a constant when
+    no stream of an object is indexed: the same bytes as the region encoder
+    listing nothing, which locates every entry first."""
+    layout = [(s, batches_from(start, sizes)) for s, (start, sizes) in runs.items()]
+    constant = encode_object(ObjectKind.STREAM_SET, layout, block_bytes, (), EMPTY_HEADER_INDEX)
+    encoded = encode_object(
+        ObjectKind.STREAM_SET, layout, block_bytes, (), lambda locate: encode_region([], locate)
+    )
+    assert constant.data == encoded.data
+    assert constant.blocks == encoded.blocks
