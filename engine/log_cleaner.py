@@ -85,6 +85,14 @@ class LogCleaner:
         lag_due = self._max_lag_passed(partition, first_dirty, now)
         if not (force or ratio_due or lag_due):
             return False
+        if partition.durable_checkpoint_end < remote_end:
+            # Only below a durable checkpoint may batches go (recovery replays
+            # the producers from there), and checkpoints follow the bytes
+            # appended, not the clock (docs/design/0128): a partition written
+            # at a trickle would otherwise be cleaned only up to its last one.
+            written = partition.checkpoint()
+            if written is not None:
+                written.result()
         boundaries = [r for r in self.store.committed_ranges(stream_id) if r[0] >= log_start]
         if not boundaries:
             return False
