@@ -962,6 +962,7 @@ class Engine:
             leader = by_stream.get(stream_id)
             if leader is not None:  # a stream of no partition: an internal log
                 self._waiters.log_start_moved(leader)
+                leader.note_log_start_moved()
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""

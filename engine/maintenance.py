@@ -15,7 +15,7 @@ from engine import clock
 from engine.clock import SYSTEM, Clock
 from engine.errors import EngineError
 from engine.log_cleaner import LogCleaner
-from engine.partition import Partition
+from engine.partition import CHECKPOINT_NEEDED, Partition
 from engine.topics import TopicRegistry
 from s3stream import AppendTooLarge, S3StreamError, StreamStore
 
@@ -128,10 +128,8 @@ class Maintenance:
         waiting: list[tuple[int, Partition]] = []
         unsaved_total = 0
         for partition in partitions:
-            unsaved = partition.unsaved_bytes
-            if unsaved >= cadence.partition_bytes or partition.checkpoint_needed(
-                now, cadence.max_interval_ms
-            ):
+            unsaved = partition.checkpoint_pending(now, cadence.max_interval_ms)
+            if unsaved == CHECKPOINT_NEEDED or unsaved >= cadence.partition_bytes:
                 due.append(partition)
             elif unsaved > 0:
                 waiting.append((unsaved, partition))

@@ -83,6 +83,9 @@ FULL_CHECKPOINT_EVERY = 32
 producer table and trim the state stream); the incremental ones since a
 full one also reach its size in bytes first (docs/design/0117)."""
 
+CHECKPOINT_NEEDED = -1
+"""Partition.checkpoint_pending: due now, whatever the bytes appended."""
+
 TransactionVerifier = Callable[[str, int, int, int], None]
 """(topic, partition, producer id, epoch): raises unless that producer has an
 open transaction that includes the partition."""
@@ -882,22 +885,31 @@ class Partition:
         would replay."""
         return self.bytes_in - self._since_full.appended_at
 
-    def checkpoint_needed(self, now_ms: int, max_interval_ms: int) -> bool:
-        """Whether a checkpoint is due whatever the bytes since the last one
-        (docs/design/0128): state only a checkpoint records changed (the
-        cleaned offset, expired producers, a refused checkpoint's changes),
-        the table must be written whole, the log start passed the last
-        checkpoint (retention: recovery could not replay the producers'
-        sequences from below it), or something was appended and
-        ``max_interval_ms`` passed since the last checkpoint."""
+    def checkpoint_pending(self, now_ms: int, max_interval_ms: int) -> int:
+        """The bytes appended since the last checkpoint, or CHECKPOINT_NEEDED
+        when one is due whatever they are (docs/design/0128): state only a
+        checkpoint records changed (the cleaned offset, expired producers,
+        a log start moved past the last checkpoint, a refused checkpoint's
+        changes), the table must be written whole, or something was
+        appended and ``max_interval_ms`` passed since the last checkpoint.
+        One call a partition at every look of the engine's thread: plain
+        attributes only, no store."""
         since = self._since_full
         if self._dirty or since.table_due:
-            return True
-        if self.bytes_in == since.appended_at:
-            return False
-        return now_ms - since.written_ms >= max_interval_ms or self.log_start_offset > max(
-            self.checkpointed_end, 0
-        )
+            return CHECKPOINT_NEEDED
+        unsaved = self.bytes_in - since.appended_at
+        if unsaved and now_ms - since.written_ms >= max_interval_ms:
+            return CHECKPOINT_NEEDED
+        return unsaved
+
+    def note_log_start_moved(self) -> None:
+        """Retention moved the log start: past the last checkpoint, recovery
+        could not replay the producers' sequences from below it, so the
+        next look checkpoints. Not under the lock (the store's listener
+        calls this, and appends take the store's locks under ours); a
+        checkpoint that clears the flag meanwhile ends past the new start."""
+        if self.log_start_offset > max(self.checkpointed_end, 0):
+            self._dirty = True
 
     def checkpoint(
         self, expiration_ms: int | None = None, wait_s: float | None = None

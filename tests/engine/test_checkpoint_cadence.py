@@ -322,3 +322,41 @@ def test_a_crash_among_appends_transactions_and_checkpoints_recovers_everything(
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+def test_retention_past_the_last_checkpoint_makes_one_due(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    """Retention moves the log start past the partition's last checkpoint:
+    the next look checkpoints it, so a crash after still knows the
+    producer's sequences (recovery cannot replay them from below the
+    start), and a retried batch is answered as a duplicate."""
+    e = engine_factory(checkpoint_interval_s=3600.0)
+    e.create_topic("t", 1, {"retention.bytes": 4096})
+    producer_id, epoch = e.init_producer_id()
+
+    def idempotent(sequence: int) -> bytes:
+        return native.encode_batch(
+            [RecordSpec(TS, None, b"x" * 1000)],
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=sequence,
+        )
+
+    e.produce("t", 0, idempotent(0))
+    e.checkpoint()
+    partition = e.partition("t", 0)
+    assert partition.checkpointed_end == 1
+    for sequence in range(1, 12):
+        last = idempotent(sequence)
+        e.produce("t", 0, last)
+        assert e.store.flush(30)  # uploaded, one object a round, no checkpoint
+    assert e.checkpoint_due() == 0
+    e.store.compact()
+    assert partition.log_start_offset > 1
+    assert e.checkpoint_due() == 1
+    assert partition.checkpointed_end == 12
+    e.close(flush=False)
+    e = engine_factory(checkpoint_interval_s=3600.0)
+    retried = e.produce("t", 0, last)
+    assert retried.duplicate and retried.base_offset == 11
