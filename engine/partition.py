@@ -680,6 +680,9 @@ class Partition:
             if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
                 self.leader_epochs.append((self.leader_epoch, base))
             self.time_index.note_append(base, now, len(buffer))
+            # A batch a restart replays like any other (it ends a transaction
+            # the last checkpoint holds open): it counts toward the next one.
+            self.bytes_in += len(buffer)
         return handle
 
     def describe_producers(self) -> list[ProducerInfo]:

@@ -360,3 +360,25 @@ def test_retention_past_the_last_checkpoint_makes_one_due(
     e = engine_factory(checkpoint_interval_s=3600.0)
     retried = e.produce("t", 0, last)
     assert retried.duplicate and retried.base_offset == 11
+
+
+def test_a_transaction_marker_counts_as_bytes_appended(engine_factory: EngineFactory) -> None:
+    """A marker is a batch a restart replays (it ends the transaction the
+    checkpoint before holds open): it counts toward the next checkpoint,
+    and the longer interval checkpoints a partition given only a marker."""
+    clock = ManualClock()
+    e = engine_factory(clock=clock, checkpoint_interval_s=3600.0, checkpoint_max_interval_s=60.0)
+    e.create_topic("t", 1)
+    leader = e.partition("t", 0)
+    client = TxnClient(e, "app")
+    client.begin(("t", 0))
+    client.send("t", 0, b"a")
+    e.checkpoint()
+    assert leader.unsaved_bytes == 0
+    checkpoints = _state_appends(e, leader)
+    client.commit()
+    assert leader.unsaved_bytes > 0
+    clock.advance(60)
+    assert e.checkpoint_due() == 1
+    assert _state_appends(e, leader) == checkpoints + 1
+    assert leader.unsaved_bytes == 0
