@@ -382,3 +382,28 @@ def test_a_transaction_marker_counts_as_bytes_appended(engine_factory: EngineFac
     assert e.checkpoint_due() == 1
     assert _state_appends(e, leader) == checkpoints + 1
     assert leader.unsaved_bytes == 0
+
+
+def test_the_cleaner_checkpoints_only_what_it_would_clean(
+    engine_factory: EngineFactory,
+) -> None:
+    """A compacted partition whose batches are all younger than
+    min.compaction.lag.ms has nothing cleanable: the cleaner's looks write
+    no checkpoint for it. Once the lag has passed, one checkpoint comes
+    before the clean that needs it."""
+    clock = ManualClock()
+    e = engine_factory(clock=clock, checkpoint_interval_s=3600.0)
+    e.create_topic("t", 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"})
+    partition = e.partition("t", 0)
+    for round_no in range(3):
+        now = clock.time_ms()
+        for _ in range(2):
+            e.produce("t", 0, native.encode_batch([RecordSpec(now, b"k", b"v%d" % round_no)]))
+        assert e.store.flush(30)
+        assert e.clean() == 0
+        clock.advance(15)
+    assert _state_appends(e, partition) == 0
+    clock.advance(3600)
+    assert e.clean() == 1
+    assert _state_appends(e, partition) >= 1
+    assert partition.durable_checkpoint_end == partition.high_watermark
