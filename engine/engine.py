@@ -54,7 +54,7 @@ from engine.internal_topics import (
     refuses_record_deletion,
 )
 from engine.log_cleaner import LogCleaner
-from engine.maintenance import Maintenance
+from engine.maintenance import CheckpointCadence, Maintenance
 from engine.masking.batches import mask_fetch
 from engine.masking.documents import Masking
 from engine.masking.policy import topic_masking
@@ -122,7 +122,17 @@ class EngineConfig:
     topic_defaults: Mapping[str, str] = field(default_factory=dict)
     """Topic configs every topic gets unless it overrides them (a broker's log.* settings)."""
     checkpoint_interval_s: float = 5.0
-    """How often changed partitions checkpoint their producer state and time index."""
+    """How often partitions are looked at for a checkpoint of their producer
+    state and time index that is due (docs/design/0128)."""
+    checkpoint_bytes: int = 16 * 1024 * 1024
+    """A partition is checkpointed once this many batch bytes were appended
+    since its last checkpoint: a recovery replays at most about this much of it."""
+    checkpoint_replay_bytes: int = 256 * 1024 * 1024
+    """Past this many bytes appended since their last checkpoints over all
+    partitions, those with the most are checkpointed: a recovery replays at
+    most about this much, however many partitions there are."""
+    checkpoint_max_interval_s: float = 300.0
+    """A partition appended to is checkpointed at least this often."""
     producer_id_expiration_ms: int = 86_400_000
     cleaner_interval_s: float = 15.0
     """How often compacted topics are checked for cleaning (log.cleaner.backoff.ms)."""
@@ -297,6 +307,11 @@ class Engine:
             self.store,
             self.cleaner,
             checkpoint_interval_s=config.checkpoint_interval_s,
+            checkpoint_cadence=CheckpointCadence(
+                config.checkpoint_bytes,
+                config.checkpoint_replay_bytes,
+                round(config.checkpoint_max_interval_s * 1000),
+            ),
             cleaner_interval_s=config.cleaner_interval_s,
             producer_id_expiration_ms=config.producer_id_expiration_ms,
             token_sweep=self.delegation_tokens.sweep,
@@ -947,6 +962,7 @@ class Engine:
             leader = by_stream.get(stream_id)
             if leader is not None:  # a stream of no partition: an internal log
                 self._waiters.log_start_moved(leader)
+                leader.note_log_start_moved()
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""
@@ -987,8 +1003,16 @@ class Engine:
     # -- background work (maintenance.py) ---------------------------------------------
 
     def checkpoint(self) -> None:
-        """Checkpoints every partition that changed (producer state, time index)."""
+        """Checkpoints every partition that changed (producer state, time
+        index) now, whether or not its checkpoint is due by the cadence."""
         self._maintenance.checkpoint()
+
+    def checkpoint_due(self) -> int:
+        """Checkpoints the partitions whose checkpoint is due by the cadence
+        (docs/design/0128), as the engine's thread does every
+        ``checkpoint_interval_s``; returns how many were due."""
+        with store_errors():
+            return self._maintenance.checkpoint_due()
 
     def clean(self) -> int:
         """Runs the log cleaner over compacted topics; returns partitions cleaned."""

@@ -24,7 +24,7 @@ from engine import markers
 from engine.batch_encoding import encode_like
 from engine.clock import SYSTEM, Clock
 from engine.compaction_horizon import CompactionHorizon
-from engine.config import LONG_MAX
+from engine.config import LONG_MAX, TopicConfig
 from engine.partition import Partition
 from engine.partition_txns import AbortedTxn
 from native import BatchHeader, Record, RecordSpec, TimestampType
@@ -102,20 +102,29 @@ class LogCleaner:
                 error,
             )
             return False
-        end = self._cleanable_end(
-            batches,
-            boundaries,
-            # Kafka applies the lag only when it is set: a timestamp in the
-            # future does not hold back a partition without one.
-            now - config.min_compaction_lag_ms if config.min_compaction_lag_ms > 0 else None,
-            # Open transactions are not cleaned: their outcome decides what stays.
-            min(partition.durable_checkpoint_end, partition.last_stable_offset),
-        )
-        batches = [b for b in batches if b.header.last_offset < end]
-        if end <= start or not batches or end <= first_dirty:
+        # Kafka applies the lag only when it is set: a timestamp in the
+        # future does not hold back a partition without one.
+        newest_ms = now - config.min_compaction_lag_ms if config.min_compaction_lag_ms > 0 else None
+        # Open transactions are not cleaned: their outcome decides what stays.
+        stable = partition.last_stable_offset
+        end = self._cleanable_end(batches, boundaries, newest_ms, stable)
+        if not self._cleaning_due(end, start, first_dirty, log_start, force or lag_due, config):
             return False
-        cleanable_ratio = (end - first_dirty) / (end - log_start)
-        if not (force or lag_due or cleanable_ratio >= config.min_cleanable_dirty_ratio):
+        if partition.durable_checkpoint_end < end:
+            # Only below a durable checkpoint may batches go (recovery replays
+            # the producers from there), and checkpoints follow the bytes
+            # appended, not the clock (docs/design/0128): one is taken for a
+            # clean that needs it, not at every look at a partition written
+            # at a trickle with nothing cleanable.
+            written = partition.checkpoint()
+            if written is not None:
+                written.result()
+            checkpointed = min(partition.durable_checkpoint_end, stable)
+            end = self._cleanable_end(batches, boundaries, newest_ms, checkpointed)
+            if not self._cleaning_due(end, start, first_dirty, log_start, force or lag_due, config):
+                return False
+        batches = [b for b in batches if b.header.last_offset < end]
+        if not batches:
             return False
         stats = self._rewrite(partition, start, end, batches, now - config.delete_retention_ms)
         if stats is None:
@@ -167,6 +176,17 @@ class LogCleaner:
                 if header.last_offset >= first_dirty:
                     return header.max_timestamp < now - max_lag
         return False
+
+    @staticmethod
+    def _cleaning_due(
+        end: int, start: int, first_dirty: int, log_start: int, due: bool, config: TopicConfig
+    ) -> bool:
+        """Whether cleaning up to ``end`` is due: something dirty is
+        cleanable, and ``due`` (forced, or the max lag passed) or its dirty
+        share reaches min.cleanable.dirty.ratio."""
+        if end <= start or end <= first_dirty:
+            return False
+        return due or (end - first_dirty) / (end - log_start) >= config.min_cleanable_dirty_ratio
 
     @staticmethod
     def _cleanable_end(

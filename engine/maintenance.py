@@ -1,7 +1,7 @@
-"""The engine's background work: checkpointing the partitions that changed
-(producer state, time index), running the log cleaner over compacted
-topics and removing expired delegation tokens, each on its interval, on
-one daemon thread."""
+"""The engine's background work: checkpointing the partitions whose
+checkpoint is due (producer state, time index; docs/design/0128),
+running the log cleaner over compacted topics and removing expired
+delegation tokens, each on its interval, on one daemon thread."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import NamedTuple
 
 from engine import clock
 from engine.clock import SYSTEM, Clock
 from engine.errors import EngineError
 from engine.log_cleaner import LogCleaner
-from engine.partition import Partition
+from engine.partition import CHECKPOINT_NEEDED, Partition
 from engine.topics import TopicRegistry
 from s3stream import AppendTooLarge, S3StreamError, StreamStore
 
@@ -26,6 +27,23 @@ producer.id.expiration.check.interval.ms); a checkpoint written expires
 them too, but one of a partition nothing changed is not written."""
 
 
+class CheckpointCadence(NamedTuple):
+    """When a partition's checkpoint is due (docs/design/0128): what a
+    checkpoint buys is a recovery that replays only the batches after it,
+    so it follows the bytes appended, not the clock."""
+
+    partition_bytes: int
+    """A partition with this many bytes appended since its last checkpoint
+    is checkpointed at the next look."""
+    replay_bytes: int
+    """Past this many bytes appended since their last checkpoints over all
+    partitions, the ones with the most are checkpointed until half of it
+    is left: a recovery's replay is bounded by this, however many
+    partitions share it."""
+    max_interval_ms: int
+    """A partition appended to is checkpointed at least this often."""
+
+
 class Maintenance:
     def __init__(
         self,
@@ -35,6 +53,7 @@ class Maintenance:
         cleaner: LogCleaner,
         *,
         checkpoint_interval_s: float,
+        checkpoint_cadence: CheckpointCadence,
         cleaner_interval_s: float,
         producer_id_expiration_ms: int,
         token_sweep: Callable[[], object] = lambda: None,
@@ -46,6 +65,8 @@ class Maintenance:
         self.store = store
         self.cleaner = cleaner
         self.checkpoint_interval_s = checkpoint_interval_s
+        """How often partitions are looked at for a checkpoint due."""
+        self.cadence = checkpoint_cadence
         self.cleaner_interval_s = cleaner_interval_s
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self._engine_clock = engine_clock
@@ -74,7 +95,7 @@ class Maintenance:
             now = clock.monotonic()
             try:
                 if now >= next_checkpoint:
-                    self.checkpoint()
+                    self.checkpoint_due()
                     next_checkpoint = now + self.checkpoint_interval_s
                 if now >= next_clean:
                     self.clean()
@@ -92,7 +113,42 @@ class Maintenance:
 
     def checkpoint(self) -> None:
         """Checkpoints every partition that changed (producer state, time
-        index), after forgetting expired producers if a look is due."""
+        index), after forgetting expired producers if a look is due: what a
+        flush and a close ask for."""
+        self._checkpoint_all(self._partitions())
+
+    def checkpoint_due(self) -> int:
+        """Checkpoints the partitions whose checkpoint is due by the cadence
+        (docs/design/0128), after forgetting expired producers if a look is
+        due; returns how many were due."""
+        partitions = self._partitions()
+        now = self._engine_clock.time_ms()
+        cadence = self.cadence
+        due: list[Partition] = []
+        waiting: list[tuple[int, Partition]] = []
+        unsaved_total = 0
+        for partition in partitions:
+            unsaved = partition.checkpoint_pending(now, cadence.max_interval_ms)
+            if unsaved == CHECKPOINT_NEEDED or unsaved >= cadence.partition_bytes:
+                due.append(partition)
+            elif unsaved > 0:
+                waiting.append((unsaved, partition))
+                unsaved_total += unsaved
+        if unsaved_total > cadence.replay_bytes:
+            # Down to half, not just under: else every look past the budget
+            # would checkpoint a few partitions, each for a few bytes.
+            waiting.sort(key=lambda item: item[0], reverse=True)
+            for unsaved, partition in waiting:
+                if unsaved_total <= cadence.replay_bytes // 2:
+                    break
+                due.append(partition)
+                unsaved_total -= unsaved
+        self._checkpoint_all(due)
+        return len(due)
+
+    def _partitions(self) -> list[Partition]:
+        """Every partition, after forgetting expired producers if a look is
+        due (what they forgot is then due for a checkpoint)."""
         with self.lock:
             partitions = list(self.registry.by_stream.values())
         now = self._engine_clock.time_ms()
@@ -100,6 +156,9 @@ class Maintenance:
             self._next_expiry_check_ms = now + EXPIRY_CHECK_INTERVAL_MS
             for partition in partitions:
                 partition.expire_producers(self.producer_id_expiration_ms)
+        return partitions
+
+    def _checkpoint_all(self, partitions: list[Partition]) -> None:
         pending = [self._checkpoint(p) for p in partitions]
         for future in pending:
             if future is not None:

@@ -83,6 +83,9 @@ FULL_CHECKPOINT_EVERY = 32
 producer table and trim the state stream); the incremental ones since a
 full one also reach its size in bytes first (docs/design/0117)."""
 
+CHECKPOINT_NEEDED = -1
+"""Partition.checkpoint_pending: due now, whatever the bytes appended."""
+
 TransactionVerifier = Callable[[str, int, int, int], None]
 """(topic, partition, producer id, epoch): raises unless that producer has an
 open transaction that includes the partition."""
@@ -149,14 +152,21 @@ class OffsetAndTimestamp(NamedTuple):
 
 class _SinceFull:
     """The checkpoints since the last full one (which holds the producer
-    table): when the next full one is due (docs/design/0117). One object
-    on the partition, not four attributes: past 29 attributes CPython
-    gives each instance a dict of its own instead of one sharing its
-    class's keys (1.3 KiB more per partition, idle ones included)."""
+    table): when the next full one is due (docs/design/0117); and where
+    the last checkpoint of either kind left the appends, which decides
+    when the next one is due (docs/design/0128). One object on the
+    partition, not six attributes: past 29 attributes CPython gives each
+    instance a dict of its own instead of one sharing its class's keys
+    (1.3 KiB more per partition, idle ones included)."""
 
-    __slots__ = ("bytes", "count", "full_bytes", "table_due")
+    __slots__ = ("appended_at", "bytes", "count", "full_bytes", "table_due", "written_ms")
 
     def __init__(self) -> None:
+        self.appended_at = 0
+        """The partition's ``bytes_in`` as of the last checkpoint's end:
+        what recovery would replay is the bytes appended since."""
+        self.written_ms = 0
+        """When the last checkpoint was taken (the partition's clock)."""
         self.count = 0
         """Incremental checkpoints appended since the last full one."""
         self.bytes = 0
@@ -221,6 +231,8 @@ class Partition:
         self._dirty = False
         """State that only a checkpoint records changed (the cleaned offset)."""
         self._since_full = _SinceFull()
+        # The longer interval counts from the leader's start, not the epoch.
+        self._since_full.written_ms = clock.time_ms()
         self.txns = PartitionTransactions()
         self.verify_transaction: TransactionVerifier | None = None
         """The transaction coordinator's check for transactional batches."""
@@ -668,6 +680,9 @@ class Partition:
             if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
                 self.leader_epochs.append((self.leader_epoch, base))
             self.time_index.note_append(base, now, len(buffer))
+            # A batch a restart replays like any other (it ends a transaction
+            # the last checkpoint holds open): it counts toward the next one.
+            self.bytes_in += len(buffer)
         return handle
 
     def describe_producers(self) -> list[ProducerInfo]:
@@ -866,6 +881,39 @@ class Partition:
 
     # -- checkpoints and recovery ------------------------------------------------
 
+    @property
+    def unsaved_bytes(self) -> int:
+        """Batch bytes appended since the last checkpoint's end (after a
+        recovery, the bytes it replayed count too): what a recovery now
+        would replay."""
+        return self.bytes_in - self._since_full.appended_at
+
+    def checkpoint_pending(self, now_ms: int, max_interval_ms: int) -> int:
+        """The bytes appended since the last checkpoint, or CHECKPOINT_NEEDED
+        when one is due whatever they are (docs/design/0128): state only a
+        checkpoint records changed (the cleaned offset, expired producers,
+        a log start moved past the last checkpoint, a refused checkpoint's
+        changes), the table must be written whole, or something was
+        appended and ``max_interval_ms`` passed since the last checkpoint.
+        One call a partition at every look of the engine's thread: plain
+        attributes only, no store."""
+        since = self._since_full
+        if self._dirty or since.table_due:
+            return CHECKPOINT_NEEDED
+        unsaved = self.bytes_in - since.appended_at
+        if unsaved and now_ms - since.written_ms >= max_interval_ms:
+            return CHECKPOINT_NEEDED
+        return unsaved
+
+    def note_log_start_moved(self) -> None:
+        """Retention moved the log start: past the last checkpoint, recovery
+        could not replay the producers' sequences from below it, so the
+        next look checkpoints. Not under the lock (the store's listener
+        calls this, and appends take the store's locks under ours); a
+        checkpoint that clears the flag meanwhile ends past the new start."""
+        if self.log_start_offset > max(self.checkpointed_end, 0):
+            self._dirty = True
+
     def checkpoint(
         self, expiration_ms: int | None = None, wait_s: float | None = None
     ) -> Future[int] | None:
@@ -883,10 +931,11 @@ class Partition:
                 # and a checkpoint per new partition would cost thousands of
                 # appends after a large CreateTopics, and again at each start.
                 return None
+            now = self._clock.time_ms()
             if end == self.checkpointed_end and not self.time_index.unsaved and not self._dirty:
+                self._saved_up_to(now)
                 return None
             self._dirty = False
-            now = self._clock.time_ms()
             if expiration_ms is not None:
                 self.producers.expire(now, expiration_ms, keep=self.txns.ongoing)
             self.time_index.drop_before(self.log_start_offset)
@@ -946,6 +995,7 @@ class Partition:
             # the next one, as a refused table did.
             self.producers.take_changes()
             self.checkpointed_end = end
+            self._saved_up_to(now)
             if full:
                 self._since_full.full(len(payload))
             else:
@@ -961,6 +1011,13 @@ class Partition:
             checkpointed.result(wait_s)
             self.store.trim(self.state_stream_id, offset)
         return checkpointed
+
+    def _saved_up_to(self, now: int) -> None:
+        """Notes (under the lock, so no append in between) that the appends
+        so far are checkpointed: the next checkpoint is due by what comes
+        after them."""
+        self._since_full.appended_at = self.bytes_in
+        self._since_full.written_ms = now
 
     def _submit_parts(self, offset: int, end: int, payload: bytes) -> Future[int]:
         """Appends a checkpoint too large for one record in parts from
@@ -1023,7 +1080,7 @@ class Partition:
             # anywhere (Kafka's rule for a producer it has no entry for);
             # epochs still hold.
             self.forget_sequences()
-        replayed = 0
+        replayed = replayed_bytes = 0
         offset = replay_from
         now = self._clock.time_ms()
         while offset < end:
@@ -1046,9 +1103,15 @@ class Partition:
                     headers[0].base_offset, max(h.max_timestamp for h in headers), len(payload)
                 )
                 replayed += len(headers)
+                replayed_bytes += len(payload)
             if fetched.next_offset <= offset:
                 break
             offset = fetched.next_offset
+        # What was replayed is still not in a checkpoint: it counts toward
+        # the next one's bytes, so a restart never doubles what the one
+        # after it replays (docs/design/0128); the interval counts from now.
+        self._since_full.appended_at = self.bytes_in - replayed_bytes
+        self._since_full.written_ms = now
         return replayed
 
     def _replay_marker(self, payload: bytes | memoryview, header: BatchHeader, now: int) -> None:

@@ -103,6 +103,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "it tests is how records of the server's state past one WAL record are answered",
     "tests/engine/test_checkpoint_parts.py": "builds idempotent batches with native/; what "
     "it tests is how a partition's checkpoint past one WAL record is written and read",
+    "tests/engine/test_checkpoint_cadence.py": "builds idempotent batches with native/; what "
+    "it tests is when a partition is checkpointed and what a crash between checkpoints keeps",
     "tests/engine/test_producer_changes.py": "builds idempotent batches with native/; what "
     "it tests is which producers a partition's checkpoints record and a restart loads",
     "tests/server/test_checkpoint_parts.py": "builds idempotent batches with native/; what "

@@ -35,6 +35,8 @@ AT_LEAST_ONE = (
     "transaction_remove_expired_transaction_cleanup_interval_ms",
     "producer_id_expiration_ms",
     "add_partitions_to_txn_retry_backoff_ms",
+    "checkpoint_bytes",
+    "checkpoint_replay_bytes",
 )
 AT_LEAST_ZERO = (
     "group_min_session_timeout_ms",
@@ -49,7 +51,7 @@ LEAST: dict[str, float] = {
     "group_consumer_regex_refresh_interval_ms": 10_000,  # Kafka's atLeast(10 * 1000)
 }
 """Each key's least accepted value."""
-ABOVE_ZERO = ("checkpoint_interval_s", "cleaner_interval_s")
+ABOVE_ZERO = ("checkpoint_interval_s", "cleaner_interval_s", "checkpoint_max_interval_s")
 """Intervals of the engine's own threads: a zero one would spin."""
 
 

@@ -41,6 +41,9 @@ from s3stream.store import LocalStore
 
 CONFIG = engine.EngineConfig(
     checkpoint_interval_s=0.05,
+    # A checkpoint at most looks while records flow, as the kills are to
+    # land during checkpoints too (docs/design/0128: by bytes, not time).
+    checkpoint_bytes=4096,
     cleaner_interval_s=3600,
     store=StreamStoreConfig(
         upload_bytes=16 * 1024,

@@ -173,6 +173,22 @@ def crash_rounds(node: Path, store: str, rounds: int, seed: int, log_dir: Path) 
     assert total_acked > 0, f"seed {seed}: nothing was acknowledged in {rounds} rounds"
 
 
+def test_the_producing_child_checkpoints_before_it_is_killed(tmp_path: Path) -> None:
+    """The kills are to land among checkpoints too: checkpoints follow the
+    bytes appended (docs/design/0128), and the child's checkpoint_bytes
+    is a small part of what it appends in a second."""
+    node = tmp_path / "node"
+    run = run_child(node, "-", 1_000_000, 1.0, tmp_path)
+    assert run.acked, "nothing was acknowledged in a second"
+    e = engine.open(node, None, CHECK_CONFIG)
+    try:
+        for partition in range(PARTITIONS):
+            state_id = e.partition(TOPIC, partition).state_stream_id
+            assert e.store.next_offset(state_id) > 1, f"partition {partition}: no checkpoints"
+    finally:
+        e.close(flush=False)
+
+
 def test_sigkill_at_random_moments_loses_no_acknowledged_record(tmp_path: Path) -> None:
     crash_rounds(tmp_path / "node", "-", 4, random.randrange(2**32), tmp_path)
 
