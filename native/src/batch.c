@@ -443,8 +443,12 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                     tl_error *err) {
     char msg[160];
     int64_t pos = 0;
-    /* Kafka's maxBatchTimestamp: from NO_TIMESTAMP up, over every record. */
+    /* Kafka's maxBatchTimestamp: from NO_TIMESTAMP up, over every record's
+     * CreateTime; a batch marked LogAppendTime's records all read its
+     * maxTimestamp instead, settled after the loop, so that the loop has no
+     * branch for it (an add, a compare and a move a record). */
     int64_t most = TL_NO_TIMESTAMP;
+    const uint64_t base_timestamp = (uint64_t)h->base_timestamp;
     const int log_append_time = (h->attributes & TL_TIMESTAMP_TYPE_BIT) != 0;
     /* Read once: nothing the loop writes can change them. */
     const int32_t count = h->record_count;
@@ -493,11 +497,10 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                 return malformed(err, h, i, start, "header value");
         }
         if (pos != record_end) return malformed(err, h, i, start, "length");
-        int64_t timestamp = log_append_time
-                                ? h->max_timestamp
-                                : (int64_t)((uint64_t)h->base_timestamp + (uint64_t)timestamp_delta);
-        if (timestamp > most) most = timestamp;
+        int64_t created = (int64_t)(base_timestamp + (uint64_t)timestamp_delta);
+        if (created > most) most = created;
         if (!ruled) continue; /* the format's checks only: nothing below applies */
+        int64_t timestamp = log_append_time ? h->max_timestamp : created;
         /* As Kafka's LogValidator: a missing key first, then the timestamp;
          * a record without one (-1, NO_TIMESTAMP) is not held to the bounds. */
         int64_t offset = (int64_t)((uint64_t)h->base_offset + (uint64_t)offset_delta);
@@ -515,6 +518,7 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                  (long long)h->position, (long long)(end - pos));
         return fail(err, TL_RECORD, base + pos, base + end, base + pos, msg);
     }
+    if (log_append_time) most = h->max_timestamp > TL_NO_TIMESTAMP ? h->max_timestamp : TL_NO_TIMESTAMP;
     *largest = most;
     return 0;
 }
