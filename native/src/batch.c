@@ -518,7 +518,8 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                  (long long)h->position, (long long)(end - pos));
         return fail(err, TL_RECORD, base + pos, base + end, base + pos, msg);
     }
-    if (log_append_time) most = h->max_timestamp > TL_NO_TIMESTAMP ? h->max_timestamp : TL_NO_TIMESTAMP;
+    if (log_append_time)
+        most = h->max_timestamp > TL_NO_TIMESTAMP ? h->max_timestamp : TL_NO_TIMESTAMP;
     *largest = most;
     return 0;
 }

@@ -113,7 +113,8 @@ int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, t
  * client must have recordCount == lastOffsetDelta + 1, as Kafka's
  * LogValidator requires, and its uncompressed records are walked as
  * tl_walk_records walks them with no rule (as Kafka's record iterator reads
- * them), then its max_timestamp set by tl_keep_records_max; a stored one (from_client 0, e.g. the log cleaner's output) may
+ * them), then its max_timestamp set by tl_keep_records_max; a stored one
+ * (from_client 0, e.g. the log cleaner's output) may
  * have gaps: 1 <= recordCount <= lastOffsetDelta + 1, its uncompressed
  * records' lengths tile it and their offsetDeltas increase within
  * lastOffsetDelta. */
@@ -166,7 +167,7 @@ typedef struct {
  * decode (lengths, varints, key, value, headers with UTF-8 keys) and end
  * exactly where its length says, and the records must fill the area. A
  * format fault fails (-1, err); a rule fault is added to errors (-2 if that
- * runs out of memory). On 0 or -2, *largest is the largest of the records'
+ * runs out of memory). On 0, *largest is the largest of the records'
  * timestamps, or TL_NO_TIMESTAMP if none is above it (Kafka's
  * maxBatchTimestamp). */
 int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_header *h,

@@ -481,9 +481,8 @@ static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_s
 /* ---- rewrite --------------------------------------------------------- */
 
 static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"data",        "position",      "base_offset",
-                             "partition_leader_epoch", "log_append_time", "create_time",
-                             "max_timestamp", NULL};
+    static char *kwlist[] = {"data", "position", "base_offset", "partition_leader_epoch",
+                             "log_append_time", "create_time", "max_timestamp", NULL};
     PyObject *obj, *epoch_obj = Py_None, *time_obj = Py_None, *max_obj = Py_None;
     Py_ssize_t position;
     long long base_offset;
