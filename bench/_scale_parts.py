@@ -156,7 +156,8 @@ def create_topics(address: str, topics: dict[str, int]) -> None:
 class ClientProcess:
     """A child running bench/_scale_clients.py: waited on until ready, then
     until it prints its JSON line. ``nice``: the child runs this many nice
-    values below the bench (librdkafka's threads inherit it)."""
+    values below the bench (librdkafka's threads inherit it). A replay
+    reader starts reading at ``go``."""
 
     def __init__(self, *args: str, nice: int = 0) -> None:
         script = Path(__file__).resolve().parent / "_scale_clients.py"
@@ -164,7 +165,7 @@ class ClientProcess:
         lowered = ["nice", "-n", str(nice)] if nice else []
         self.process = subprocess.Popen(
             [*lowered, sys.executable, str(script), *args],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -189,6 +190,12 @@ class ClientProcess:
     def wait_ready(self, timeout: float = 180.0) -> None:
         while self._line(timeout) != "ready":
             pass
+
+    def go(self) -> None:
+        """Lets a ready replay reader start reading."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
 
     def result(self, timeout: float = clients.RUN_TIMEOUT + 120) -> dict[str, Any]:
         try:

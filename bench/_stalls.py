@@ -138,7 +138,11 @@ class MachineCpu:
         self._start = _busy_seconds()
 
     def busy_cores(self, seconds: float) -> float:
-        return round((_busy_seconds() - self._start) / seconds, 2)
+        return round(self.busy_seconds() / seconds, 2)
+
+    def busy_seconds(self) -> float:
+        """CPU seconds the machine spent busy since this was made."""
+        return _busy_seconds() - self._start
 
 
 def _busy_seconds() -> float:

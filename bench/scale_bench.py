@@ -4,7 +4,7 @@
                                 [--rate-mb 50] [--history-mib 10240] [--produce-mib 256]
                                 [--fanout-seconds 20] [--read-nice N] [--replay-rest-ratio R]
                                 [--read-ahead-beside-live N] [--replay-client-nice N]
-                                [--data-dir PATH]
+                                [--burst-rounds N] [--data-dir PATH]
 
 Every scenario runs ``python -m engine serve`` in a child process on
 loopback (its object store: a directory beside its data) and drives it with
@@ -46,10 +46,14 @@ in the same run. MB is MiB (2**20 bytes) of record values.
 - burst: history (``--history-mib``) written straight into the store
   (bench/_scale_history.py) over 4 partitions; a fresh server (cold block
   cache) serves the live producer (acks=all, ``--rate-mb`` / 4) and 4
-  tailing consumers, and midway a replay reader of the whole history as
-  fast as it can. Live produce p99 (produce() to its delivery report) and
-  the tail consumers' delivery p99, before and during the burst (windows
-  to a tenth of a second), and the replay's rate beside the same replay
+  tailing consumers, and in each of ``--burst-rounds`` rounds a window of
+  live traffic alone, then a replay reader of the whole history as fast
+  as it can (the reader starts and connects before the round's window,
+  and reads at a word from the bench: its start-up falls in neither
+  window). Live produce p99 (produce() to its delivery report) and the
+  tail consumers' delivery p99, before and during the burst, each over
+  every round's window of that phase (to a tenth of a second; each
+  round's own beside it, ``*_runs``), and the replay's rate beside the same replay
   alone on a fresh server, run once before and once after (the faster
   counts: ``solo_replay_mb_s``), and the server's CPU per MiB in the
   solo replays (``solo_replay_server_us_per_mib``, the lower of the two:
@@ -97,12 +101,14 @@ in the same run. MB is MiB (2**20 bytes) of record values.
 
 from __future__ import annotations
 
+import operator
 import resource
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +133,14 @@ from kafka_bench import MockCluster
 WARM_UP_S = 1.0
 """The first second of a live producer's run (connections, first batches)
 is left out of its latencies."""
-MIN_WINDOW_RECORDS = 200
-"""The fewest live records a window (before, during a replay) must hold for
-its p99 to mean anything."""
+MIN_WINDOW_RECORDS = 1000
+"""The fewest live records a phase (before, during a replay; every round's
+window of it together) must hold for its p99 to mean anything: the p99 is
+then the tenth-slowest record or later, not the one slowest stall."""
+BURST_SETTLE_S = 1.0
+"""The burst's live traffic runs this long between a round's replaying
+client becoming ready (and the previous round's replay ending) and the
+next window before a replay."""
 KEPT_UP_MS = 1000.0
 """A consumer kept up if it got every record and the end marker reached it
 within this long of being produced."""
@@ -148,6 +159,7 @@ class Sizes:
     fanout_seconds: float
     history_mib: int
     burst_before_s: float
+    burst_rounds: int
     partitions: tuple[int, ...]
     topics: int
     partitions_mib: int
@@ -176,6 +188,7 @@ FULL = Sizes(
     fanout_seconds=20.0,
     history_mib=10 * 1024,
     burst_before_s=5.0,
+    burst_rounds=3,
     partitions=(1, 100, 1000, 10_000),
     topics=1000,
     partitions_mib=256,
@@ -189,6 +202,7 @@ QUICK = Sizes(
     fanout_seconds=4.0,
     history_mib=400,
     burst_before_s=3.0,
+    burst_rounds=4,
     partitions=(1, 100, 1000, 10_000),
     topics=1000,
     partitions_mib=4,
@@ -331,6 +345,65 @@ BURST_PARTITIONS = 4
 BURST_CONSUMERS = 4
 
 
+@dataclass
+class _Phase:
+    """One phase (before, during) summed over the burst's rounds: its
+    windows and what the server's threads did in them."""
+
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    run_queue: dict[str, float] = field(default_factory=dict)
+    """ms per second, summed weighted by seconds, divided at the end."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each took in the phase's windows (_Usage)."""
+
+    def add(self, start: float, end: float, waited: dict[str, float]) -> None:
+        self.windows.append((start, end))
+        self.seconds += end - start
+        for key, per_s in waited.items():
+            self.run_queue[key] = self.run_queue.get(key, 0.0) + per_s * (end - start)
+
+    def run_queue_per_s(self) -> dict[str, float]:
+        return {key: round(ms / self.seconds, 1) for key, ms in self.run_queue.items()}
+
+    def add_cpu(self, used: dict[str, float]) -> None:
+        for key, seconds in used.items():
+            self.cpu[key] = self.cpu.get(key, 0.0) + seconds
+
+    def cores(self) -> dict[str, float]:
+        """The cores each took over the phase's windows, and the machine's
+        other processes the rest."""
+        cores = {key: round(used / self.seconds, 2) for key, used in self.cpu.items()}
+        taken = cores["server"] + cores["live_clients"] + cores["replay_client"]
+        cores["others"] = round(max(0.0, cores["machine"] - taken), 2)
+        return cores
+
+
+class _Usage:
+    """CPU seconds taken from now on by the whole machine, the server and
+    the live clients."""
+
+    def __init__(self, server: Server, children: list[ClientProcess]) -> None:
+        self.server, self.children = server, children
+        self.machine = _stalls.MachineCpu()
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {
+            "server": self.server.cpu_seconds(),
+            "live_clients": _live_client_cpu(self.children),
+        }
+
+    def used(self, replay_client: float) -> dict[str, float]:
+        """Beside the replaying client's CPU seconds meanwhile (its own
+        count once it has exited: its /proc entry is gone then)."""
+        now = self._now()
+        used = {key: now[key] - self.start[key] for key in now}
+        used["machine"] = self.machine.busy_seconds()
+        used["replay_client"] = replay_client
+        return used
+
+
 def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     chosen = {
         "read_nice": sizes.read_nice,
@@ -347,27 +420,45 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     rate = sizes.rate_mb / 4 * MiB / RECORD_BYTES
     results["live_rate_mb_s"] = sizes.rate_mb / 4
     watch = str(scratch / "loop-stalls") if sizes.watch_loop else None
+    phases = {"before": _Phase(), "during": _Phase()}
+    replays: list[dict[str, Any]] = []
+    loads: list[int] = []
     with Server(scratch, data, store, watch_loop=watch) as server:
         children = tailing(server.address, "live", BURST_CONSUMERS, "burst")
         producer = LiveProducer(server.address, "live", rate)
         started = time.time()
         producer.start()
-        queue = _stalls.RunQueue(server.process.pid)
-        time.sleep(sizes.burst_before_s + 1)
-        replayer = ClientProcess("replay", server.address, "history", nice=sizes.replay_client_nice)
-        replayer.wait_ready()
-        queues = {"before": queue.waited(time.time() - started)}
-        queue, began = _stalls.RunQueue(server.process.pid), time.time()
-        machine, live_cpu = _stalls.MachineCpu(), _live_client_cpu(children)
-        server_cpu = server.cpu_seconds()
-        during = replayer.result()
-        seconds = time.time() - began
-        queues["during"] = queue.waited(seconds)
-        cores = {
-            "machine": machine.busy_cores(seconds),
-            "server": round((server.cpu_seconds() - server_cpu) / seconds, 2),
-            "live_clients": round((_live_client_cpu(children) - live_cpu) / seconds, 2),
-        }
+        # Rounds of the same two phases on the same live traffic: each
+        # phase's p99 is taken over every round's window, so one stall (a
+        # GC, the machine's other work) moves it by a round's share, not
+        # by the whole of it (docs/benchmarks.md).
+        for _ in range(sizes.burst_rounds):
+            # The replaying client starts, connects and learns the
+            # watermarks outside both windows: a client's start-up is a
+            # burst of CPU of its own on the machine the live clients share.
+            replayer = ClientProcess(
+                "replay", server.address, "history", nice=sizes.replay_client_nice
+            )
+            replayer.wait_ready()
+            time.sleep(max(BURST_SETTLE_S, started + WARM_UP_S - time.time()))
+            queue, began = _stalls.RunQueue(server.process.pid), time.time()
+            usage, idle = _Usage(server, children), replayer.cpu_seconds()
+            time.sleep(sizes.burst_before_s)
+            phases["before"].add(began, time.time(), queue.waited(time.time() - began))
+            phases["before"].add_cpu(usage.used(replayer.cpu_seconds() - idle))
+            gets = server.reads()[0]
+            queue, began = _stalls.RunQueue(server.process.pid), time.time()
+            usage = _Usage(server, children)
+            replayer.go()
+            during = replayer.result()
+            seconds = time.time() - began
+            waited = queue.waited(seconds)
+            phases["during"].add_cpu(usage.used(during["cpu_seconds"]))
+            loads.append(server.reads()[0] - gets)
+            if not during["complete"]:
+                raise RuntimeError("the replay beside live traffic did not reach the end")
+            phases["during"].add(during["started"], during["ended"], waited)
+            replays.append(during)
         time.sleep(1.0)
         producer.stop()
         consumers = [c for child in children for c in child.result()["consumers"]]
@@ -375,8 +466,6 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     # Read once the server has stopped: its log is written out in full then.
     stalls = _stalls.read_stalls(log, started, ended - started)
     watched = _loop_stalls.read(watch, pid) if watch else []
-    if not during["complete"]:
-        raise RuntimeError("the replay beside live traffic did not reach the end")
     # The solo replay runs before and after, each on a fresh server, and the
     # faster counts: the machine's state (its page cache, its other load)
     # then favours neither side of the ratio.
@@ -394,51 +483,85 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     failed = [c["error"] for c in consumers if c["error"]]
     if failed:
         raise RuntimeError(f"burst: {failed[0]}")
-    results["replay_mb_s"] = round(during["bytes"] / MiB / during["seconds"], 1)
+    replayed = sum(r["bytes"] for r in replays)
+    replay_seconds = sum(r["seconds"] for r in replays)
+    results["rounds"] = sizes.burst_rounds
+    results["replay_mb_s"] = round(replayed / MiB / replay_seconds, 1)
+    results["replay_mb_s_runs"] = [round(r["bytes"] / MiB / r["seconds"], 1) for r in replays]
     results["replay_vs_solo"] = round(results["replay_mb_s"] / results["solo_replay_mb_s"], 2)
+    # Every round's replay reads the history from the store again, as many
+    # GETs as the first round's on a fresh block cache: the cache is
+    # smaller than the history, and a scan evicts its start.
+    results["replay_gets_runs"] = loads
+    results["solo_replay_gets_runs"] = [r["gets"] for r in (alone, again)]
     # The replaying client's cores beside live traffic and alone: a replay
     # paced by the server leaves the CPUs to live traffic on both sides.
-    results["replay_client_cores"] = round(during["cpu_seconds"] / during["seconds"], 2)
+    results["replay_client_cores"] = round(
+        sum(r["cpu_seconds"] for r in replays) / replay_seconds, 2
+    )
     results["solo_replay_client_cores"] = round(alone["cpu_seconds"] / alone["seconds"], 2)
     usable = _harness.cpus()["cpus_usable"] or 1
-    results.update(_cores_during(cores, results["replay_client_cores"], queues["during"], usable))
+    cores = phases["during"].cores()
+    results.update(
+        _cores_during(
+            cores, results["replay_client_cores"], phases["during"].run_queue_per_s(), usable
+        )
+    )
     results["replay_client_nice"] = sizes.replay_client_nice
-    results["replay_timeline"] = during["timeline"]
+    results["replay_timeline"] = replays[0]["timeline"]
     results["solo_replay_timeline"] = alone["timeline"]
-    windows = {
-        "before": (started + WARM_UP_S, during["started"]),
-        "during": (during["started"], during["ended"]),
-    }
     tail_slots = [clients.from_wire(c["slots"]) for c in consumers]
-    for phase, (start, end) in windows.items():
-        produced = clients.merge([producer.slots], start, end)
-        tail = clients.merge(tail_slots, start, end)
-        results[f"produce_p99_ms_{phase}"] = clients.quantile(produced, 0.99)
-        results[f"produce_p50_ms_{phase}"] = clients.quantile(produced, 0.5)
-        results[f"tail_p99_ms_{phase}"] = clients.quantile(tail, 0.99)
-        results[f"tail_p50_ms_{phase}"] = clients.quantile(tail, 0.5)
-        results[f"records_{phase}"] = sum(tail.values())
+    for name, phase in phases.items():
+        produced = _merged([producer.slots], phase.windows)
+        tail = _merged(tail_slots, phase.windows)
+        results[f"produce_p99_ms_{name}"] = clients.quantile(produced, 0.99)
+        results[f"produce_p50_ms_{name}"] = clients.quantile(produced, 0.5)
+        results[f"tail_p99_ms_{name}"] = clients.quantile(tail, 0.99)
+        results[f"tail_p50_ms_{name}"] = clients.quantile(tail, 0.5)
+        # Each round's own p99: how far one window's figure wanders.
+        for what, slotted in (("produce", [producer.slots]), ("tail", tail_slots)):
+            results[f"{what}_p99_ms_{name}_runs"] = [
+                clients.quantile(clients.merge(slotted, s, e), 0.99) for s, e in phase.windows
+            ]
+        results[f"produced_{name}"] = sum(produced.values())
+        results[f"records_{name}"] = sum(tail.values())
+        results[f"seconds_{name}"] = round(phase.seconds, 2)
+        # The cores the machine's other processes took: a phase that saw
+        # more of them than the other is no like for like.
+        results[f"other_cores_{name}"] = phase.cores()["others"]
         # How long the server's threads waited for a CPU (its event loop's
         # alone too), and how often its loop ran late: contention with the
         # machine told apart from the server's own work.
-        results[f"server_run_queue_{phase}"] = queues[phase]
-        lags = _stalls_in(stalls, "event loop", start - started, end - started)
-        results[f"loop_lags_{phase}"] = len(lags)
-        results[f"loop_lag_max_ms_{phase}"] = max(lags, default=0.0)
+        results[f"server_run_queue_{name}"] = phase.run_queue_per_s()
+        lags = [
+            ms
+            for s, e in phase.windows
+            for ms in _stalls_in(stalls, "event loop", s - started, e - started)
+        ]
+        results[f"loop_lags_{name}"] = len(lags)
+        results[f"loop_lag_max_ms_{name}"] = max(lags, default=0.0)
         # fsyncs of 20 ms or more: the disk's share (the history is read
         # from a directory on the same disk as the WAL).
-        syncs = _stalls_in(stalls, "WAL sync", start - started, end - started)
-        results[f"wal_slow_syncs_{phase}"] = len(syncs)
-        results[f"wal_sync_max_ms_{phase}"] = max(syncs, default=0.0)
+        syncs = [
+            ms
+            for s, e in phase.windows
+            for ms in _stalls_in(stalls, "WAL sync", s - started, e - started)
+        ]
+        results[f"wal_slow_syncs_{name}"] = len(syncs)
+        results[f"wal_sync_max_ms_{name}"] = max(syncs, default=0.0)
         if watch:
-            # The loop's stalls by their work (docs/design/0106).
-            for key, value in _loop_stalls.counted(watched, start, end).items():
-                results[f"watched_{key}_{phase}"] = value
+            # The loop's stalls by their work (docs/design/0106), summed
+            # over the rounds (the longest: the longest of any).
+            for s, e in phase.windows:
+                for key, value in _loop_stalls.counted(watched, s, e).items():
+                    label = f"watched_{key}_{name}"
+                    fold = max if key.endswith("_ms") else operator.add
+                    results[label] = fold(results.get(label, 0), value)
         if sum(produced.values()) < MIN_WINDOW_RECORDS or sum(tail.values()) < MIN_WINDOW_RECORDS:
             raise RuntimeError(
-                f"too few live records {phase} the replay to give a p99 ({sum(produced.values())}"
-                f" produced, {sum(tail.values())} consumed): a longer history (--history-mib)"
-                " or a higher --rate-mb"
+                f"too few live records {name} the replay to give a p99 ({sum(produced.values())}"
+                f" produced, {sum(tail.values())} consumed): more --burst-rounds, a longer"
+                " history (--history-mib) or a higher --rate-mb"
             )
     for what in ("produce", "tail"):
         before = results[f"{what}_p99_ms_before"]
@@ -447,6 +570,16 @@ def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
         )
     results["kept_up"] = all(c["records"] == producer.sent for c in consumers)
     return results
+
+
+def _merged(
+    slotted: list[clients.Slotted], windows: list[tuple[float, float]]
+) -> clients.Histogram:
+    """One histogram of the records produced within any of the windows."""
+    total: clients.Histogram = Counter()
+    for start, end in windows:
+        total.update(clients.merge(slotted, start, end))
+    return total
 
 
 def _stalls_in(stalls: list[_stalls.Stall], what: str, start_s: float, end_s: float) -> list[float]:
@@ -503,8 +636,10 @@ def solo_replay(
         time.sleep(settle_s)
         reader = ClientProcess("replay", server.address, "history", nice=nice)
         reader.wait_ready()
-        cpu = server.cpu_seconds()
+        cpu, gets = server.cpu_seconds(), server.reads()[0]
+        reader.go()
         alone = reader.result()
+        alone["gets"] = server.reads()[0] - gets
         # Every thread's: the read threads' GETs and checks, the loop's
         # answers (docs/design/0064 splits it by thread).
         alone["server_cpu_seconds"] = server.cpu_seconds() - cpu
@@ -682,11 +817,22 @@ def print_table(results: dict[str, Any]) -> None:
         )
     if "burst" in results:
         b = results["burst"]
-        print(f"replay burst: {b['history_mib']} MiB history, live {b['live_rate_mb_s']:g} MB/s")
+        print(
+            f"replay burst: {b['history_mib']} MiB history, live {b['live_rate_mb_s']:g} MB/s,"
+            f" {b['rounds']} rounds ({b['produced_before']} live records before,"
+            f" {b['produced_during']} during)"
+        )
         for what in ("produce", "tail"):
+            runs = " / ".join(
+                f"{a:.1f}-{d:.1f}"
+                for a, d in zip(
+                    b[f"{what}_p99_ms_before_runs"], b[f"{what}_p99_ms_during_runs"], strict=True
+                )
+            )
             print(
                 f"  {what} p99 before {b[f'{what}_p99_ms_before']:.2f} ms, during "
-                f"{b[f'{what}_p99_ms_during']:.2f} ms ({b[f'{what}_p99_during_vs_before']:.2f}x)"
+                f"{b[f'{what}_p99_ms_during']:.2f} ms ({b[f'{what}_p99_during_vs_before']:.2f}x);"
+                f" each round's {runs} ms"
             )
         print(
             f"  replay {b['replay_mb_s']:.1f} MB/s beside live traffic, {b['solo_replay_mb_s']:.1f}"
@@ -783,6 +929,9 @@ def main() -> None:
         action="store_true",
         help="burst: count the live server's event-loop stalls by their work (bench/loop_watch)",
     )
+    parser.add_argument(
+        "--burst-rounds", type=int, default=None, help="burst: rounds of before and during"
+    )
     parser.add_argument("--data-dir", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -804,6 +953,8 @@ def main() -> None:
         sizes = dataclass_replace(sizes, replay_client_nice=args.replay_client_nice)
     if args.fanout_seconds is not None:
         sizes = dataclass_replace(sizes, fanout_seconds=args.fanout_seconds)
+    if args.burst_rounds is not None:
+        sizes = dataclass_replace(sizes, burst_rounds=max(1, args.burst_rounds))
     if args.watch_loop:
         sizes = dataclass_replace(sizes, watch_loop=True)
     with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:

@@ -39,6 +39,7 @@ from engine.catalog_snapshot import (
 )
 from engine.errors import CatalogDamaged
 from engine.governance_log import GovernanceChange, HistoryCounts, bounded
+from engine.packing import pack_yielding
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from engine.state_parts import Join, cut
 from s3stream import (
@@ -229,7 +230,12 @@ class CatalogState:
                 self._parts.begin()
         elif kind == "snapshot":
             restored = CatalogState.from_wire(record[1])
-            self.topics, self.producer_ids_end = restored.topics, restored.producer_ids_end
+            self.topics = restored.topics
+            # The greater end, not the snapshot's: a block taken while the
+            # snapshot was packed is written before it, and its end is
+            # carried by a producer_ids record after it, which a crash may
+            # have cut (docs/engine-format.md, on producer ids).
+            self.producer_ids_end = max(self.producer_ids_end, restored.producer_ids_end)
             self.internal = restored.internal
             self.broker_configs = restored.broker_configs
             self.acls = restored.acls
@@ -539,6 +545,15 @@ class Catalog:
         self.stream_id = stream_id
         self.state = state
         self._lock = threading.Lock()
+        """Orders the changes to the state, from the check to the apply, and
+        is held over a snapshot's packing: every write but a producer id's
+        block takes it."""
+        self._tail_lock = threading.Lock()
+        """Orders the appends to the stream (an offset taken and its record
+        submitted) and guards the counts toward the next snapshot; held
+        briefly, never over a packing or a sync. A producer id's block takes
+        only this one (and ``_producer_ids_lock``), so it never waits for a
+        snapshot being packed (docs/design/0126)."""
         self._internal_lock = threading.Lock()
         self._acls_lock = threading.Lock()
         self._failure: BaseException | None = None
@@ -548,9 +563,13 @@ class Catalog:
         self._snapshot_bytes = 0
         self._next_producer_id = state.producer_ids_end
         self._producer_ids_lock = threading.Lock()
+        self._reserved_end = state.producer_ids_end
+        """The greatest end of a ``producer_ids`` record submitted (under
+        ``_tail_lock``), durable or not: a snapshot submitted after one
+        carries it (``_send_snapshot``)."""
         self._snapshotting = False
-        """A snapshot is being written: no other is started (set and
-        cleared under the lock, or by the one writing it)."""
+        """A snapshot is being written: no other is started (set under
+        ``_tail_lock``, cleared by the one writing it)."""
         self._snapshots = ThreadPoolExecutor(1, thread_name_prefix="tidelog-catalog-snapshot")
         """Where a snapshot due after a write made on an event loop, or
         inside ``catalog_snapshot.waited_after``, is written
@@ -655,34 +674,68 @@ class Catalog:
             self.state.check_applicable(records)
             pending: list[Future[int]] = []
             try:
-                for payload in payloads:
-                    offset = self.store.next_offset(self.stream_id)
-                    # Never waits for room: written under this lock (and a
-                    # producer id's under the transaction coordinator's, on
-                    # the server's event loop), which an outage of the object
-                    # store would hold until it ends. The write is refused
-                    # (NoRoom) as a whole, by its first record, past the
-                    # headroom; its others are not, so a refusal changes nothing.
-                    options = LOCAL_LATER if pending else UNPACED
-                    pending.append(
-                        self.store.submit(self.stream_id, offset, offset, payload, options)
-                    )
+                with self._tail_lock:
+                    for payload in payloads:
+                        offset = self.store.next_offset(self.stream_id)
+                        # Never waits for room: written under this lock,
+                        # which an outage of the object store would hold
+                        # until it ends. The write is refused (NoRoom) as a
+                        # whole, by its first record, past the headroom; its
+                        # others are not, so a refusal changes nothing.
+                        options = LOCAL_LATER if pending else UNPACED
+                        pending.append(
+                            self.store.submit(self.stream_id, offset, offset, payload, options)
+                        )
                 for appended in pending:
                     appended.result()
             except BaseException as error:
                 if pending:
                     self._failure = error
                 raise
-            for record, payload in zip(records, payloads, strict=True):
+            for record in records:
                 self.state.apply(record)
-                self._since_snapshot += 1
-                self._bytes_since_snapshot += len(payload)
+            with self._tail_lock:
+                self._since_snapshot += len(payloads)
+                self._bytes_since_snapshot += sum(map(len, payloads))
+                return self._claim_snapshot_locked()
+
+    def _write_block(self, end: int) -> bool:
+        """Makes a ``producer_ids`` record of ``end`` durable, then raises the
+        state's end to it, as ``_write`` would, but under ``_tail_lock``
+        alone: never behind a snapshot being packed under ``_lock``. The
+        record commutes with every other (a reader takes the greatest end it
+        reads, a snapshot's included), so it needs no place in their order;
+        one submitted while a snapshot is packed lands before the snapshot,
+        which the trim drops, and the snapshot carries its end
+        (``_send_snapshot``). Its sync is waited for with no lock held.
+
+        True if it made a snapshot due, claimed for the caller to start."""
+        payload = msgpack.packb(["producer_ids", end], use_bin_type=True)
+        with self._tail_lock:
+            if self._failure is not None:
+                raise StoreFailed(self._failure)
+            offset = self.store.next_offset(self.stream_id)
+            # Never waits for room (UNPACED): taken on the event loop, or
+            # under the transaction coordinator's lock, which the loop takes.
+            appended = self.store.submit(self.stream_id, offset, offset, payload, UNPACED)
+            self._reserved_end = max(self._reserved_end, end)
+        try:
+            appended.result()
+        except BaseException as error:
+            self._failure = error
+            raise
+        with self._producer_ids_lock:
+            self.state.producer_ids_end = max(self.state.producer_ids_end, end)
+        with self._tail_lock:
+            self._since_snapshot += 1
+            self._bytes_since_snapshot += len(payload)
             return self._claim_snapshot_locked()
 
     def _claim_snapshot_locked(self) -> bool:
-        """Whether a snapshot is due and none is being written: if so, it
-        is this writer's to start (a snapshot already running is never
-        started twice; the writes during it count toward the next)."""
+        """Under ``_tail_lock``: whether a snapshot is due and none is being
+        written: if so, it is this writer's to start (a snapshot already
+        running is never started twice; the writes during it count toward
+        the next)."""
         if (
             self._snapshotting
             or self._since_snapshot < SNAPSHOT_EVERY
@@ -722,18 +775,26 @@ class Catalog:
         durable and applied already: a failure here is logged, not raised to
         their writer, and the snapshot is tried again at the next write.
 
-        Packed and submitted under the lock that orders the catalog's
-        writes, so no change record comes between its records; waited for
-        with the lock released (the last WAL group of them), so the writes
-        after it are not held for its syncs. They count toward the next."""
+        Packed under the lock that orders the catalog's changes, and
+        submitted under the one that orders its appends too, so no record
+        comes between its records; a producer id's block, which takes only
+        the latter, waits for the submitting, never for the packing.
+        Waited for with both released (the last WAL group of them), so the
+        writes after it are not held for its syncs. They count toward the
+        next."""
         try:
             with self._lock:
                 if self._failure is not None:
                     return
-                counted = self._since_snapshot, self._bytes_since_snapshot
-                sent = self._send_snapshot_locked()
-            if sent is None:
-                return
+                packed = self._pack_snapshot_locked()
+                if packed is None:
+                    return
+                with self._tail_lock:
+                    # Counted now, not before the packing: the blocks taken
+                    # meanwhile are before the snapshot, and trimmed with
+                    # the rest.
+                    counted = self._since_snapshot, self._bytes_since_snapshot
+                    sent = self._send_snapshot(*packed)
             end = sent.wait()
             if end != sent.first + sent.count:
                 # Something else was written between the parts: a reader
@@ -741,7 +802,7 @@ class Catalog:
                 log.warning("the catalog's snapshot parts were not written in a row")
                 return
             self.store.trim(self.stream_id, sent.first)
-            with self._lock:
+            with self._tail_lock:
                 self._since_snapshot -= counted[0] - 1
                 self._bytes_since_snapshot -= counted[1]
                 self._snapshot_bytes = sent.size
@@ -754,10 +815,16 @@ class Catalog:
         finally:
             self._snapshotting = False
 
-    def _send_snapshot_locked(self) -> Sent | None:
-        """The snapshot's records, packed and submitted; None if the state
-        outgrew what parts can be cut to."""
-        body = msgpack.packb(self.state.to_wire(), use_bin_type=True)
+    def _pack_snapshot_locked(self) -> tuple[list[bytes], int] | None:
+        """Under ``_lock``: the snapshot's records, and the producer ids'
+        end its state holds at least; None if the state outgrew what parts
+        can be cut to."""
+        # Read before the state is: blocks taken during the packing may
+        # raise it (under _tail_lock, not this lock), never lower it.
+        producer_ids_end = self.state.producer_ids_end
+        # In pieces, the GIL let go between them: a block taken meanwhile
+        # (on the event loop) runs beside the packing (engine/packing.py).
+        body = pack_yielding(self.state.to_wire())
         # ["snapshot", body] without packing the state twice: a fixarray
         # of two, the kind, then the state's own bytes; joined only when it
         # is written so, as a copy of the state beside its parts would
@@ -776,17 +843,27 @@ class Catalog:
             # once as many bytes more were written, not at every write: each
             # try packs the whole state.
             log.warning("the catalog's %d-byte snapshot could not be written", size)
-            self._snapshot_bytes = size
-            self._bytes_since_snapshot = 0
+            with self._tail_lock:
+                self._snapshot_bytes = size
+                self._bytes_since_snapshot = 0
             return None
-        del body
-        # Never waits for room, as the writes before it: under the
-        # catalog's lock, which an outage of the object store would hold
-        # (and every producer id's block behind it). Refused (NoRoom) past
-        # the headroom, it is abandoned and tried again at the next write.
+        return records, producer_ids_end
+
+    def _send_snapshot(self, records: list[bytes], producer_ids_end: int) -> Sent:
+        """Under both locks: submits the snapshot's ``records``, followed by
+        a ``producer_ids`` record when a block was submitted past the end
+        its state holds (taken while it was packed: written before it, and
+        trimmed with what is). Never waits for room, as the writes before
+        it: under the catalog's locks, which an outage of the object store
+        would hold (and every producer id's block behind them). Refused
+        (NoRoom) past the headroom, it is abandoned and tried again at the
+        next write."""
+        if self._reserved_end > producer_ids_end:
+            block = ["producer_ids", self._reserved_end]
+            records = [*records, msgpack.packb(block, use_bin_type=True)]
         return send(self.store, self.stream_id, records)
 
-    def _snapshot_parts(self, body: bytes, limit: int) -> list[bytes]:
+    def _snapshot_parts(self, body: bytes | bytearray, limit: int) -> list[bytes]:
         """A snapshot too large for one append, as its opening record and
         its parts, each checked to fit (docs/engine-format.md)."""
         opening = msgpack.packb(["catalog", PARTS_FORMAT_VERSION, clock.time_ms()])
@@ -826,12 +903,12 @@ class Catalog:
     def allocate_producer_id(self) -> int:
         """A new producer id, handed out only once a durable ``producer_ids``
         record covers it, so no crash can hand it out twice. The state's end
-        rises only once its block is durable (append_all applies after the
-        write), so an id below it is covered, and an end read before it
-        rose only costs a record more. Not under the lock that orders the
-        writes: a snapshot being packed holds it, and this is called on the
-        event loop (InitProducerId), which would wait for it at every id,
-        not only at a new block's.
+        rises only once its block is durable (``_write_block`` raises it
+        after the write), so an id below it is covered, and an end read
+        before it rose only costs a record more. Not under the lock that
+        orders the changes: a snapshot being packed holds it, and this is
+        called on the event loop (InitProducerId), which would wait for the
+        packing; a new block waits only for its own sync (docs/design/0126).
 
         A snapshot the block's record makes due is always left to the
         catalog's worker, on the loop or off it: an id is taken there or
@@ -842,7 +919,7 @@ class Catalog:
             producer_id = self._next_producer_id
             self._next_producer_id += 1
         covered = producer_id < self.state.producer_ids_end
-        if not covered and self._write([["producer_ids", producer_id + PRODUCER_ID_BLOCK]]):
+        if not covered and self._write_block(producer_id + PRODUCER_ID_BLOCK):
             self._start_snapshot(on_worker=True)
         return producer_id
 

@@ -3,9 +3,9 @@
 A snapshot's records (one ``snapshot`` record, or the opening record of a
 snapshot in parts and its parts: docs/engine-format.md) are submitted
 back to back in one WAL group, so that they share its syncs instead of
-waiting for one each. The catalog submits them under the lock that orders
-its writes, so nothing comes between them, and waits for the last window
-of them with the lock released. What is in flight is bounded
+waiting for one each. The catalog submits them under the locks that order
+its changes and its appends, so nothing comes between them, and waits for
+the last window of them with both released. What is in flight is bounded
 (``IN_FLIGHT_BYTES``): past it, the records already submitted are waited
 for before the next are.
 

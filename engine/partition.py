@@ -100,6 +100,7 @@ _REFUSABLE_ATTRIBUTES = CONTROL_BIT | TRANSACTIONAL_BIT | TIMESTAMP_TYPE_BIT
 when one of them is set."""
 
 T = TypeVar("T")
+_new = tuple.__new__
 
 
 class AppendResult(NamedTuple):
@@ -438,7 +439,10 @@ class Partition:
             if largest > self.largest_batch_appended:  # noqa: PLR1730
                 self.largest_batch_appended = largest
             self.records_in += offset - base
-        return AppendResult(base, last, log_append_time, log_start), handle
+        # tuple.__new__ itself, all five fields: the NamedTuple's own
+        # __new__ is a Python call, once an append.
+        appended = _new(AppendResult, (base, last, log_append_time, log_start, False))
+        return appended, handle
 
     def _stamped_as_configured(
         self,

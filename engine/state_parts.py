@@ -32,7 +32,9 @@ def framing(pack: Pack) -> int:
     return len(pack(_LARGEST_COUNT, _LARGEST_COUNT, b"")) + _BIN_HEADER_GROWTH
 
 
-def cut(stream_id: int, body: bytes, limit: int, pack: Pack, least: int = 1) -> list[bytes]:
+def cut(
+    stream_id: int, body: bytes | bytearray, limit: int, pack: Pack, least: int = 1
+) -> list[bytes]:
     """``body`` as at least ``least`` parts packed by ``pack``, each a
     record of at most ``limit`` bytes: every piece as large as fits, the
     last holding what is left. All are checked with check_fits before any

@@ -156,7 +156,10 @@ class TopicRegistry:
 
     def partition(self, topic: str, partition: int) -> Partition:
         """The partition's leader; UnknownTopic or UnknownPartition if there is none."""
-        partitions = self.topic(topic).partitions
+        found = self.topics.get(topic)  # topic()'s look, without its call: twice a Produce
+        if found is None:
+            raise UnknownTopic(topic)
+        partitions = found.partitions
         if not 0 <= partition < len(partitions):
             raise UnknownPartition(topic, partition, len(partitions))
         return partitions[partition]

@@ -82,6 +82,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("tidelog.s3stream")
+_new = tuple.__new__
 
 PROBE_KEY = "readiness-probe"
 CLEANUP_JOIN_S = 30.0
@@ -607,7 +608,9 @@ class StreamStore:
         raise here, so a caller holding its own lock can assign offsets and
         submit in one step."""
         self._fetcher.pace.live()
-        batch = StoredBatch(base_offset, last_offset + 1, payload, payload_crc)
+        # tuple.__new__ itself, all four fields: the NamedTuple's own
+        # __new__ is a Python call, once a Produce.
+        batch = _new(StoredBatch, (base_offset, last_offset + 1, payload, payload_crc))
         self._appender.submit_then(then, stream_id, batch, options)
 
     def gathered(self) -> contextlib.AbstractContextManager[None]:

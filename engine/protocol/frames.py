@@ -22,6 +22,8 @@ _INT64 = struct.Struct(">q")
 
 SIZE_PREFIX = 4
 
+_new = tuple.__new__
+
 
 class RequestHeader(NamedTuple):
     api_key: int
@@ -51,7 +53,8 @@ def parse_header(frame: memoryview | bytes | bytearray) -> RequestHeader:
         offset = end
     elif client_id_size != -1:
         raise MalformedRequest(f"the client id has length {client_id_size}")
-    return RequestHeader(api_key, api_version, correlation_id, client_id, offset)
+    # tuple.__new__ itself: a NamedTuple's own __new__ is a Python call, once a request.
+    return _new(RequestHeader, (api_key, api_version, correlation_id, client_id, offset))
 
 
 class Cursor:

@@ -30,6 +30,7 @@ _ACKS_TIMEOUT_BYTE = struct.Struct(">hiB")
 _BYTE_INT32 = struct.Struct(">Bi")
 _COUNT_INDEX_SIZE = struct.Struct(">iii")
 _MAX_VARINT_BYTES = 5
+_new = tuple.__new__
 
 
 def decode_single_partition(frame: memoryview, offset: int, version: int) -> ProduceRequest | None:
@@ -68,9 +69,9 @@ def _legacy(frame: memoryview, at: int) -> ProduceRequest | None:
     if partitions != 1 or size < 0 or at + size > end:
         return None
     records = frame[at : at + size]
-    return ProduceRequest(
-        transactional_id, acks, timeout_ms, [TopicData(name, [PartitionData(index, records)])]
-    )
+    # tuple.__new__ itself: each NamedTuple's own __new__ is a Python call.
+    topic = _new(TopicData, (name, [_new(PartitionData, (index, records))]))
+    return _new(ProduceRequest, (transactional_id, acks, timeout_ms, [topic]))
 
 
 def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
@@ -106,9 +107,14 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     if partitions != 2:  # one partition
         return None
     at += _BYTE_INT32.size
+    # The batch's length: two bytes for a batch of 127 to 16,383 bytes
+    # (one small record's is about 170), read inline too.
     size = frame[at]
     if size < 0x80:
         at += 1
+    elif frame[at + 1] < 0x80:
+        size = (size & 0x7F) | frame[at + 1] << 7
+        at += 2
     else:
         size, at = _uvarint(frame, at)
     if size < 1 or at + size - 1 > end:
@@ -118,9 +124,9 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     # No tagged fields on the partition, the topic or the request.
     if bytes(frame[at : at + 3]) != b"\0\0\0":
         return None
-    return ProduceRequest(
-        transactional_id, acks, timeout_ms, [TopicData(name, [PartitionData(index, records)])]
-    )
+    # tuple.__new__ itself: each NamedTuple's own __new__ is a Python call.
+    topic = _new(TopicData, (name, [_new(PartitionData, (index, records))]))
+    return _new(ProduceRequest, (transactional_id, acks, timeout_ms, [topic]))
 
 
 class _NotDecodedHere(Exception):

@@ -46,6 +46,7 @@ import asyncio
 import fcntl
 import inspect
 import logging
+import struct
 import sys
 import termios
 from collections import deque
@@ -92,6 +93,8 @@ _BUDGET_ONLY = frozenset({"server"})
 _NO_BYTES = b"\0\0\0\0"
 _SIZE_BYTES = 4
 """A request's size prefix."""
+_SIZE = struct.Struct(">i")
+"""frames.read_size's, read here without its call: once a request."""
 
 
 class _Pending:
@@ -424,7 +427,7 @@ class Connection(asyncio.BufferedProtocol):
                 size = read_size(self._head)
                 self._head = b""
             else:
-                size = read_size(data, position)
+                (size,) = _SIZE.unpack_from(data, position)
                 position += 4
             if size < 0 or size > limit:
                 self.abort(RequestTooLarge(size, limit))
@@ -541,7 +544,10 @@ class Connection(asyncio.BufferedProtocol):
         server = self.server
         # A connection with nothing to answer keeps reading its one request
         # (at most max_request_bytes): stopping it would wait for nothing.
-        if self._pending and self._budget_used > config.max_connection_inflight_bytes:
+        # _budget_used, without its call: once a request.
+        if self._pending and self.inflight_bytes + self.answer_bytes > (
+            config.max_connection_inflight_bytes
+        ):
             self._pause("inflight")
         if server.inflight_bytes > config.max_inflight_bytes:
             if server.finishing is None and self.finishes_request:

@@ -22,6 +22,7 @@ from engine.server.config import ServerConfig
 from engine.server.fetch_sessions import FetchSessionCache
 from engine.server.mutation_quotas import MutationQuotas
 from engine.server.quotas import QuotaManager
+from engine.server.request_deadlines import RequestDeadlines
 from engine.server.shared_reads import SharedReads
 
 if TYPE_CHECKING:
@@ -58,10 +59,30 @@ class Identity:
     token_authenticated: bool = False
     """Whether it logged in with a delegation token (KIP-48)."""
 
+    _provenance: Provenance | None = field(default=None, init=False, repr=False, compare=False)
+    """The last value ``provenance`` made (see there)."""
+
     def provenance(self, client_id: str | None) -> Provenance:
         """Who this connection's produce requests come from, for a
-        ``tidelog.provenance = stamp`` topic (engine/provenance.py)."""
-        return Provenance(self.principal, self.listener, client_id, self.address)
+        ``tidelog.provenance = stamp`` topic (engine/provenance.py).
+
+        One value (it is immutable) for every request while the client id
+        and this identity stay as they are, made again when either moves:
+        Kafka's request header carries the client id with each request,
+        and an identity replaced (a SASL re-authentication) or changed in
+        place by a principal builder is compared field by field."""
+        made = self._provenance
+        if (
+            made is None
+            or made.client_id != client_id
+            or made.principal is not self.principal
+            or made.listener is not self.listener
+            or made.address is not self.address
+        ):
+            made = self._provenance = Provenance(
+                self.principal, self.listener, client_id, self.address
+            )
+        return made
 
 
 NOBODY = Identity()
@@ -108,6 +129,9 @@ class ServerState:
     """The client byte-rate quotas' rates (quotas.py), when served."""
     mutations: MutationQuotas | None = None
     """The controller mutation quota's buckets (mutation_quotas.py), when served."""
+    deadlines: RequestDeadlines = field(default_factory=RequestDeadlines)
+    """The timeouts of requests waiting to be answered (a Produce's acks),
+    kept by one timer (request_deadlines.py)."""
 
 
 def answer(context: RequestContext, future: Future[T], build: Callable[[T], Body]) -> Response:

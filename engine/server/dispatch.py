@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from engine.server.authentication import Authentication
 
 
+_new = tuple.__new__
+
+
 class Dispatched(NamedTuple):
     header: RequestHeader
     """The header to answer with (its version may differ, see above)."""
@@ -48,5 +51,8 @@ def dispatch(
         if header.api_key == ApiKey.API_VERSIONS:
             return Dispatched(header._replace(api_version=0), unsupported_api_versions(), 0)
         raise UnsupportedRequest(header.api_key, header.api_version)
-    context = RequestContext(state, header, identity, authentication)
-    return Dispatched(header, *served.answer(context, frame))
+    # tuple.__new__ itself: a NamedTuple's own __new__ is a Python call,
+    # and these are made for every request.
+    context = _new(RequestContext, (state, header, identity, authentication))
+    response, answer_bytes = served.answer(context, frame)
+    return _new(Dispatched, (header, response, answer_bytes))

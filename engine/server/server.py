@@ -286,6 +286,7 @@ class Server:
             log.info("finishing requests in flight on %d connections", len(connections))
         await closing.step_async("drain", lambda: self._drain(connections))
         closing.step("connections", lambda: _close_all(connections))
+        closing.step("request deadlines", self.state.deadlines.close)
         closing.step(
             "record checks",
             lambda: self.state.record_checks.shutdown(wait=False, cancel_futures=True),

@@ -84,6 +84,59 @@ def test_a_solo_replay_reports_the_servers_cpu_over_it(tmp_path: Path) -> None:
     assert scale.server_us_per_mib(0.4, 400 * MiB) == 1000.0
 
 
+def test_a_replay_reader_reads_only_once_told_to_go(tmp_path: Path) -> None:
+    history, scale, parts = _load("_scale_history"), _load("scale_bench"), _load("_scale_parts")
+    data = tmp_path / "data"
+    streams = history.create_topics(data, {"history": 1})
+    history.write_history(data, streams["history"], 2 * MiB, 256 * 1024)
+    history.settle(data)
+    with parts.Server(tmp_path, data) as server:
+        reader = parts.ClientProcess("replay", server.address, "history")
+        reader.wait_ready()
+        # Ready: connected and the watermarks known, yet nothing read: the
+        # burst's window before a replay opens only now.
+        time.sleep(0.5)
+        told = time.time()
+        reader.go()
+        replayed = reader.result()
+    assert replayed["complete"] and replayed["bytes"] == 2 * MiB
+    assert replayed["started"] >= told
+    assert scale.solo_replay(tmp_path, data, 0.0, None)["complete"]
+
+
+def test_a_bursts_phase_is_taken_over_every_rounds_window() -> None:
+    clients, scale = _load("_scale_clients"), _load("scale_bench")
+    bucket = clients.BUCKET_S
+    # Records produced in three tenths of a second: one round's window
+    # holds the first, the next round's the third; the one between (a
+    # replay's, say) belongs to neither.
+    slots = {
+        clients.slot_of(10.05): Counter({int(0.002 / bucket): 50}),
+        clients.slot_of(10.15): Counter({int(0.090 / bucket): 50}),
+        clients.slot_of(20.05): Counter({int(0.004 / bucket): 50}),
+    }
+    phase = scale._Phase()
+    phase.add(9.99, 10.11, {"waited_ms_per_s": 100.0})
+    phase.add(19.99, 20.29, {"waited_ms_per_s": 16.0})
+    merged = scale._merged([slots], phase.windows)
+    assert sum(merged.values()) == 100
+    assert clients.quantile(merged, 0.99) == 4.05
+    assert phase.seconds == pytest.approx(0.42)
+    # Each window's schedstat figure counts by its length: (12 + 4.8) / 0.42.
+    assert phase.run_queue_per_s() == {"waited_ms_per_s": 40.0}
+    # The machine's other processes: what the server and the clients left
+    # of its busy time.
+    phase.add_cpu({"machine": 0.3, "server": 0.05, "live_clients": 0.02, "replay_client": 0.0})
+    phase.add_cpu({"machine": 0.12, "server": 0.034, "live_clients": 0.022, "replay_client": 0.1})
+    assert phase.cores() == {
+        "machine": 1.0,
+        "server": 0.2,
+        "live_clients": 0.1,
+        "replay_client": 0.24,
+        "others": 0.46,
+    }
+
+
 @pytest.fixture(scope="module")
 def fanout_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One small fan-out run (tidelog and the mock cluster), for the tests below."""

@@ -266,3 +266,61 @@ def test_a_snapshot_whose_hand_over_is_interrupted_is_made_again_at_the_next_wri
         kept = opened.catalog.state.to_wire()
     with engine.open(tmp_path / "node") as again:
         assert again.catalog.state.to_wire() == kept
+
+
+def test_a_producer_id_block_is_answered_while_a_snapshot_is_being_packed(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An InitProducerId that starts a new block of producer ids while a
+    snapshot is being packed (under the lock that orders the catalog's
+    changes, by an admin write here) is answered at once, its block's record
+    durable, rather than holding the event loop, and every connection, for
+    the packing. The block's record lands before the snapshot, which the
+    trim drops: the snapshot carries its end in a producer_ids record of
+    its own, so a reader after the trim resumes past the id answered
+    (docs/design/0126)."""
+    opened = server.server.engine
+    catalog = opened.catalog
+    for start in range(0, 3200, 800):  # each record under a WAL record: the state past one
+        catalog.add_acls(_acls(start, 800))
+    stream = catalog.stream_id
+    start = opened.store.start_offset(stream)
+    packing = threading.Event()
+    released = threading.Event()
+
+    def held_cut(*args: Any, **kwargs: Any) -> list[bytes]:
+        packing.set()
+        released.wait(WAIT_S)
+        return cut(*args, **kwargs)
+
+    monkeypatch.setattr(catalog_module, "cut", held_cut)
+    monkeypatch.setattr(catalog_module, "SNAPSHOT_EVERY", 1)  # the next write makes it due
+    writer = threading.Thread(target=catalog.add_acls, args=(_acls(10_000, 1),), name="admin")
+    init = build(request_schema(ApiKey.INIT_PRODUCER_ID, 4), transactional_id=None,
+                 transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1,
+                 producer_epoch=-1)  # fmt: skip
+    writer.start()
+    try:
+        assert packing.wait(WAIT_S), "no snapshot was made due"
+        with Wire(server.bootstrap) as wire:
+            # The engine's first producer id: a new block, its record written
+            # while the snapshot's packing holds the catalog's lock.
+            answer = _answered_within(wire, init, ANSWER_S)
+        assert (answer.error_code, answer.producer_id) == (KafkaCode.NONE, 0)
+        assert catalog.state.producer_ids_end == catalog_module.PRODUCER_ID_BLOCK
+        assert writer.is_alive(), "the snapshot ended before the id was answered"
+    finally:
+        released.set()
+        writer.join(WAIT_S)
+    assert opened.store.start_offset(stream) > start, "the snapshot was not trimmed to"
+    records = catalog_module.read_records(opened.store, stream)
+    blocks = [n for n, record in enumerate(records) if record[0] == "producer_ids"]
+    assert len(blocks) == 1, "the block's own record is before the snapshot, trimmed"
+    assert records[blocks[0]] == ["producer_ids", catalog_module.PRODUCER_ID_BLOCK]
+    assert records[blocks[0] - 1][0] == catalog_module.SNAPSHOT_PART  # right after the last part
+    reread = catalog_module.CatalogState()
+    for record in records:
+        reread.apply(record)
+    assert reread.snapshots_in_parts == 1
+    assert reread.producer_ids_end == catalog_module.PRODUCER_ID_BLOCK
+    assert len(reread.acls) == 3201

@@ -59,6 +59,7 @@ from engine.server.implicit_add import (
     implicit_add,
 )
 from engine.server.produce_entries import accepted_answer, accepted_entry
+from engine.server.request_deadlines import RequestDeadlines, Waiting
 from engine.server.transactional_produce import (
     has_transactional_records,
     producer_refused,
@@ -290,7 +291,7 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         return _response(
             context.version, [(name, [_refused_append(name, partition.partition, records, error)])]
         )
-    return one.answer_within(request.timeout_ms)
+    return one.answer_within(context.server.deadlines, request.timeout_ms)
 
 
 class _OneAppend:
@@ -299,25 +300,27 @@ class _OneAppend:
     request's timeout, as _when_durable answers; no future of the append's
     between the store and the answer, and no task."""
 
-    __slots__ = ("_answer", "_header", "_index", "_name", "_timed_out", "_timer")
+    __slots__ = ("_answer", "_header", "_index", "_name", "_timed_out", "_waiting")
 
     def __init__(self, header: RequestHeader, name: str, index: int) -> None:
         self._header = header
         self._name = name
         self._index = index
-        self._timer: asyncio.TimerHandle | None = None
+        self._waiting: Waiting | None = None
         self._timed_out = False
 
-    def answer_within(self, timeout_ms: int) -> asyncio.Future[Body | Encoded]:
-        """The answer, once the append is durable or ``timeout_ms`` passed.
-        Made after the append was accepted: its call never comes before."""
-        loop = asyncio.get_running_loop()
-        self._answer: asyncio.Future[Body | Encoded] = loop.create_future()
+    def answer_within(
+        self, deadlines: RequestDeadlines, timeout_ms: int
+    ) -> asyncio.Future[Body | Encoded]:
+        """The answer, once the append is durable or ``timeout_ms`` passed
+        (the server's one timer, request_deadlines.py). Made after the
+        append was accepted: its call never comes before."""
+        self._answer: asyncio.Future[Body | Encoded] = asyncio.get_running_loop().create_future()
         if timeout_ms > 0:
-            self._timer = loop.call_later(timeout_ms / 1000, self._time_out)
+            self._waiting = deadlines.add(self, timeout_ms)
         return self._answer
 
-    def _time_out(self) -> None:
+    def time_out(self) -> None:
         if not self._answer.done():  # else its connection closed
             self._timed_out = True
             timed_out = (self._index, KafkaCode.REQUEST_TIMED_OUT, _TIMED_OUT)
@@ -326,12 +329,15 @@ class _OneAppend:
 
     def durable(self, appended: AppendResult, error: BaseException | None) -> None:
         answer = self._answer
+        # Off the deadlines first: a request whose connection closed is
+        # answered (cancelled) without its timeout, and would be held until
+        # its deadline (an int32 of ms, 24 days) if taken off only here below.
+        if self._waiting is not None:
+            self._waiting.pop(self, None)
         if answer.done():  # answered at the timeout, or its connection closed
             if error is not None and self._timed_out:  # the append finished on its own
                 log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", error)
             return
-        if self._timer is not None:
-            self._timer.cancel()
         if error is None:
             encoded = accepted_answer(
                 self._header,
@@ -517,7 +523,9 @@ def _produce(
     if not waiting:
         return _response(context.version, results)
     if len(waiting) == 1:
-        return _answer_when_durable(context.header, results, waiting[0], request.timeout_ms)
+        return _answer_when_durable(
+            context.header, results, waiting[0], context.server.deadlines, request.timeout_ms
+        )
     return _when_durable(context.version, results, waiting, request.timeout_ms)
 
 
@@ -635,29 +643,53 @@ async def _when_durable(
 
 
 def _answer_when_durable(
-    header: RequestHeader, results: Results, task: asyncio.Future[AppendResult], timeout_ms: int
+    header: RequestHeader,
+    results: Results,
+    task: asyncio.Future[AppendResult],
+    deadlines: RequestDeadlines,
+    timeout_ms: int,
 ) -> asyncio.Future[Body | Encoded]:
     """_when_durable for a request of one append that _produce_one left to
     the general path (an older version, a transactional batch, a topic
     auto-created): a future settled by the append's callback or the
-    timeout's, not a coroutine of its own (a task) awaiting asyncio.wait."""
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[Body | Encoded] = loop.create_future()
-    timer: asyncio.TimerHandle | None = None
+    server's timer (request_deadlines.py), not a coroutine of its own (a
+    task) awaiting asyncio.wait."""
+    return _DurableAnswer(header, results, task, deadlines, timeout_ms).answer
 
-    def settle(_: object = None) -> None:
-        if answer.done():  # answered at the timeout, or its connection closed
+
+class _DurableAnswer:
+    """The answer of _answer_when_durable, settled once."""
+
+    __slots__ = ("_header", "_results", "_task", "_waiting", "answer")
+
+    def __init__(
+        self,
+        header: RequestHeader,
+        results: Results,
+        task: asyncio.Future[AppendResult],
+        deadlines: RequestDeadlines,
+        timeout_ms: int,
+    ) -> None:
+        self._header = header
+        self._results = results
+        self._task = task
+        self.answer: asyncio.Future[Body | Encoded] = asyncio.get_running_loop().create_future()
+        self._waiting = deadlines.add(self, timeout_ms) if timeout_ms > 0 else None
+        task.add_done_callback(self._settle)
+
+    def time_out(self) -> None:
+        self._settle()
+
+    def _settle(self, _: object = None) -> None:
+        # Off the deadlines first, as _OneAppend.durable: a connection
+        # closed answers without them.
+        if self._waiting is not None:
+            self._waiting.pop(self, None)
+        if self.answer.done():  # answered at the timeout, or its connection closed
             return
-        if timer is not None:
-            timer.cancel()
-        if not task.done():  # answered REQUEST_TIMED_OUT; the append finishes on its own
-            task.add_done_callback(_log_late_failure)
-        answer.set_result(_answer(header, results))
-
-    if timeout_ms > 0:
-        timer = loop.call_later(timeout_ms / 1000, settle)
-    task.add_done_callback(settle)
-    return answer
+        if not self._task.done():  # answered REQUEST_TIMED_OUT; the append finishes on its own
+            self._task.add_done_callback(_log_late_failure)
+        self.answer.set_result(_answer(self._header, self._results))
 
 
 def _log_late_failure(task: asyncio.Future[AppendResult]) -> None:

@@ -194,8 +194,11 @@ def registrations() -> Iterator[Registration]:
 
 def registration(api_key: int, api_version: int) -> Registration | None:
     """The registration serving this API at this version, if any."""
-    found = _REGISTRY.get(api_key)  # type: ignore[call-overload]
-    return found if found is not None and found.serves(api_version) else None
+    found: Registration | None = _REGISTRY.get(api_key)  # type: ignore[call-overload]
+    # serves(), without its call: once a request.
+    if found is not None and found.min_version <= api_version <= found.max_version:
+        return found
+    return None
 
 
 def is_served(api_key: int, api_version: int) -> bool:
