@@ -121,3 +121,38 @@ def test_a_batch_claiming_its_records_largest_is_stored_as_sent(
     fetched = bytes(answer.records)
     assert fetched[:8] == sent[:8]  # offset 0, as sent
     assert fetched[16:] == sent[16:]  # the CRC and everything it covers
+
+
+HOUR_MS = 3_600_000
+INVALID_TIMESTAMP = 32
+
+
+@pytest.mark.parametrize("compression", [Compression.NONE, Compression.ZSTD])
+@pytest.mark.parametrize("path", ["one_partition", "general"])
+def test_a_record_more_than_an_hour_ahead_is_refused_by_default(
+    served: InProcessServer, compression: Compression, path: str
+) -> None:
+    """Kafka 4's message.timestamp.after.max.ms is one hour (KIP-1030): a
+    topic created without it refuses a batch holding a record dated more
+    than an hour past the broker's clock, INVALID_TIMESTAMP, and stores
+    nothing of it; one dated an hour ahead exactly is taken."""
+    topic = f"t-{uuid.uuid4().hex[:12]}"
+    served.server.engine.create_topic(topic, 2)
+    ahead = [RecordSpec(NOW, b"k", b"now", ()), RecordSpec(NOW + HOUR_MS + 1, b"k", b"late", ())]
+    at_limit = [RecordSpec(NOW + HOUR_MS, b"k", b"limit", ())]
+    plain = native.encode_batch([RecordSpec(NOW, b"k", b"v", ())])
+    for specs, expected in ((ahead, (INVALID_TIMESTAMP, -1)), (at_limit, (0, 0))):
+        partitions: list[dict[str, Any]] = [
+            {"index": 0, "records": native.encode_batch(specs, compression=compression)}
+        ]
+        if path == "general":
+            partitions.append({"index": 1, "records": plain})
+        with mock.patch.object(produce, "_produce", wraps=produce._produce) as general:
+            answers = produce_answers(
+                served.bootstrap, [{"name": topic, "partition_data": partitions}]
+            )
+        assert general.called == (path == "general")
+        assert answers[(topic, 0)] == expected
+    with Wire(served.bootstrap) as wire:
+        (answer,) = wire.request(fetch_from_start(topic)).responses[0].partitions
+    assert [r.value for r in native.decode_records(bytes(answer.records))] == [b"limit"]
