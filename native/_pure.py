@@ -1082,7 +1082,9 @@ def encode_batch(
     first_timestamp = _check_int(specs[0].timestamp, 64, "timestamp")
     if base_timestamp is None:
         base_timestamp = first_timestamp
-    max_timestamp = max(spec.timestamp for spec in specs)
+    # From NO_TIMESTAMP up, as Kafka's MemoryRecordsBuilder and
+    # validate_batches (module.c's encode_stream).
+    max_timestamp = max(NO_TIMESTAMP, *(spec.timestamp for spec in specs))
     stream = bytearray()
     for spec, offset_delta in zip(specs, deltas, strict=True):
         _encode_record(stream, spec, offset_delta, base_timestamp)
@@ -1203,7 +1205,7 @@ def encode_records(
         compression | (TRANSACTIONAL_BIT if is_transactional else 0),
         end - start - 1,
         timestamp,
-        timestamp,
+        max(timestamp, NO_TIMESTAMP),  # encode_batch's max, from NO_TIMESTAMP up
         producer_id,
         producer_epoch,
         base_sequence,

@@ -848,14 +848,19 @@ static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int32_t offs
 }
 
 /* Encodes the record stream of specs (a list of 3- or 4-item sequences), record i
- * with offset_deltas[i]. *base_timestamp is the first record's unless has_base. */
+ * with offset_deltas[i]. *base_timestamp is the first record's unless has_base;
+ * *max_timestamp the largest record's from TL_NO_TIMESTAMP up, as Kafka's
+ * MemoryRecordsBuilder keeps it and validate_batches stores it: a batch the
+ * cleaner or masking re-encodes claims the max its records were stored with. */
 static PyObject *encode_stream(PyObject *specs, const int32_t *offset_deltas, int has_base,
                                int64_t *base_timestamp, int64_t *max_timestamp) {
     Py_ssize_t n = PyList_GET_SIZE(specs);
     tl_buf stream = {0}, body = {0};
     PyObject *result = NULL;
-    if (spec_timestamp(PyList_GET_ITEM(specs, 0), max_timestamp) != 0) return NULL;
-    if (!has_base) *base_timestamp = *max_timestamp;
+    int64_t first;
+    if (spec_timestamp(PyList_GET_ITEM(specs, 0), &first) != 0) return NULL;
+    if (!has_base) *base_timestamp = first;
+    *max_timestamp = TL_NO_TIMESTAMP;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *spec = PyList_GET_ITEM(specs, i);
         int64_t timestamp;

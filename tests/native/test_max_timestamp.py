@@ -117,3 +117,24 @@ def test_a_rewrite_without_max_timestamp_keeps_the_header_and_its_crc() -> None:
         buf = bytearray(batch)
         impl.rewrite_batch(buf, 0, 5, 1, None, True)
         assert buf[16:] == batch[16:]  # the claim kept: nothing to recompute
+
+
+@given(
+    times=st.lists(record_times, min_size=1, max_size=12),
+    codec=codecs,
+    base=st.none() | record_times,
+)
+@example(times=[-5, -3], codec=Compression.NONE, base=None)
+def test_an_encoded_batch_claims_what_validation_stores(
+    times: list[int], codec: int, base: int | None
+) -> None:
+    """encode_batch's maxTimestamp starts at NO_TIMESTAMP, as Kafka's
+    MemoryRecordsBuilder's does: the batches the cleaner and masking
+    re-encode from stored records claim the max those records were stored
+    with (validate_batches'), records below -1 reading as no time."""
+    specs = [RecordSpec(ts, b"k", b"v", ()) for ts in times]
+    encoded = [impl.encode_batch(specs, compression=codec, base_timestamp=base) for impl in IMPLS]
+    assert all(out == encoded[0] for out in encoded)  # C and Python, byte for byte
+    (claimed,) = _pure.scan_batches(encoded[0])
+    (validated,) = _pure.validate_batches(encoded[0])
+    assert claimed.max_timestamp == validated.max_timestamp == max(NO_TIMESTAMP, *times)
