@@ -131,7 +131,9 @@ _DEFS = [
     ConfigDef("max.compaction.lag.ms", _L, str(LONG_MAX), _at_least(1)),
     ConfigDef("max.message.bytes", _I, "1048588", _at_least(0)),
     ConfigDef("message.downconversion.enable", _B, "true"),
-    ConfigDef("message.timestamp.after.max.ms", _L, str(LONG_MAX), _at_least(0)),
+    # Kafka 4's default (KIP-1030): a record dated more than an hour past
+    # the broker's clock is refused, its batch's maxTimestamp with it.
+    ConfigDef("message.timestamp.after.max.ms", _L, "3600000", _at_least(0)),
     ConfigDef("message.timestamp.before.max.ms", _L, str(LONG_MAX), _at_least(0)),
     ConfigDef("message.timestamp.difference.max.ms", _L, str(LONG_MAX), _at_least(0)),
     ConfigDef("message.timestamp.type", _S, "CreateTime", _one_of("CreateTime", "LogAppendTime")),

@@ -409,7 +409,9 @@ class Partition:
             for header in headers:
                 # A CreateTime topic stores a producer's LogAppendTime batch
                 # marked CreateTime, as a recompressed one is (Kafka's
-                # LogValidator sets the topic's type on every path).
+                # LogValidator sets the topic's type on every path), and a
+                # CreateTime batch with its records' largest timestamp, the
+                # header's as validated, whatever the producer claimed.
                 native.rewrite_batch(
                     buffer,
                     header.position,
@@ -417,6 +419,7 @@ class Partition:
                     self.leader_epoch,
                     stamp,
                     stamp is None,  # create_time, by position: no keyword parsing per batch
+                    header.max_timestamp,
                 )
                 offset += header.last_offset_delta + 1
                 max_timestamp = max(max_timestamp, header.max_timestamp)
@@ -476,7 +479,13 @@ class Partition:
             max_message_bytes=self.config.max_message_bytes,
             max_inflated=self.max_inflated,
         )
-        return stamped, native.scan_batches(stamped)
+        # The stamp keeps every record's timestamp and the header's claimed
+        # maxTimestamp: the one validated (its records' largest) is kept.
+        rescanned = native.scan_batches(stamped)
+        return stamped, [
+            header._replace(max_timestamp=validated.max_timestamp)
+            for header, validated in zip(rescanned, headers, strict=True)
+        ]
 
     @property
     def max_inflated(self) -> int:

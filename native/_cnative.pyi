@@ -31,6 +31,7 @@ def rewrite_batch(
     partition_leader_epoch: int | None = None,
     log_append_time: int | None = None,
     create_time: bool = False,
+    max_timestamp: int | None = None,
 ) -> None: ...
 def decode_records(
     data: BytesLike,

@@ -306,15 +306,28 @@ def _walk_stored_records(buf: memoryview, header: BatchHeader) -> None:
         )
 
 
-def _walk_client_records(buf: memoryview, header: BatchHeader) -> None:
+def _walk_client_records(buf: memoryview, header: BatchHeader) -> BatchHeader:
     """A client's uncompressed batch: every record framed as Kafka's
-    DefaultRecord.readFrom reads it, with no rule applied (batch.c's
-    walk_client_records)."""
+    DefaultRecord.readFrom reads it, with no rule applied; the header as
+    _keep_records_max leaves it (batch.c's walk_client_records)."""
     start = header.position + HEADER_SIZE
-    _walk_records(buf[start : header.position + header.size], start, header, _FORMAT_ONLY)
+    area = buf[start : header.position + header.size]
+    return _keep_records_max(header, _walk_records(area, start, header, _FORMAT_ONLY).largest)
 
 
-def _check_batch(buf: memoryview, header: BatchHeader, from_client: bool) -> None:
+def _keep_records_max(header: BatchHeader, largest: int) -> BatchHeader:
+    """batch.c's tl_keep_records_max: Kafka's LogValidator stores a CreateTime
+    batch with the largest of its records' timestamps (setMaxTimestamp),
+    whatever the producer claimed; a batch marked LogAppendTime keeps its
+    own, which each of its records reads."""
+    if header.attributes & TIMESTAMP_TYPE_BIT or header.max_timestamp == largest:
+        return header
+    return header._replace(max_timestamp=largest)
+
+
+def _check_batch(buf: memoryview, header: BatchHeader, from_client: bool) -> BatchHeader:
+    """The header as checked: a client's uncompressed batch's with its
+    records' largest timestamp (_keep_records_max)."""
     pos = header.position
     computed = crc32c(buf[pos + CRC_START : pos + header.size])
     if computed != header.crc:
@@ -349,11 +362,11 @@ def _check_batch(buf: memoryview, header: BatchHeader, from_client: bool) -> Non
             found=header.record_count,
         )
     if header.compression != 0:
-        return
+        return header
     if from_client:
-        _walk_client_records(buf, header)
-    else:
-        _walk_stored_records(buf, header)
+        return _walk_client_records(buf, header)
+    _walk_stored_records(buf, header)
+    return header
 
 
 class _Rules(NamedTuple):
@@ -384,13 +397,12 @@ def _scan(
     while pos < end:
         header = _read_header(buf, pos, end)
         if check:
-            _check_batch(buf, header, from_client)
+            header = _check_batch(buf, header, from_client)
         headers.append(header)
         pos += header.size
     # Records are walked once every batch framed and passed its CRC.
     if check and from_client and rules is not None:
-        for header in headers:
-            _walk_batch(buf, header, rules, limit)
+        headers = [_walk_batch(buf, header, rules, limit) for header in headers]
     return headers
 
 
@@ -537,17 +549,21 @@ def _kafka_frame(buf: memoryview, pos: int) -> int:
     return size if size <= left else 0
 
 
-def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int) -> None:
-    """A compressed batch's records always, an uncompressed one's when a rule asks."""
+def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int) -> BatchHeader:
+    """A compressed batch's records always, an uncompressed one's when a rule
+    asks; the header, a compressed batch's with its records' largest
+    timestamp (_keep_records_max: inflated for the walk anyway)."""
     if header.compression != 0:
         area = _records_area(buf, header, limit)
         refused = _walk_records(area, 0, header, rules._replace(strict_offsets=True))
+        if not refused.total:
+            return _keep_records_max(header, refused.largest)
     elif rules.require_keys or rules.check_timestamps:
         start = header.position + HEADER_SIZE
         area = buf[start : header.position + header.size]
         refused = _walk_records(area, start, header, rules)
     else:
-        return
+        return header
     if refused.total:
         cls = RejectedTimestamps if refused.timestamps else RejectedRecords
         record_errors = tuple(refused.named)
@@ -557,18 +573,22 @@ def _walk_batch(buf: memoryview, header: BatchHeader, rules: _Rules, limit: int)
             record_errors=record_errors,
             total=refused.total,
         )
+    return header
 
 
 class _Refused:
     """The records a walk refused: the first MAX_RECORD_ERRORS named, all counted
     (batch.h's tl_record_errors)."""
 
-    __slots__ = ("named", "timestamps", "total")
+    __slots__ = ("largest", "named", "timestamps", "total")
 
     def __init__(self) -> None:
         self.named: list[RecordError] = []
         self.total = 0
         self.timestamps = False
+        self.largest = NO_TIMESTAMP
+        """The largest of the walked records' timestamps, from NO_TIMESTAMP
+        up (Kafka's maxBatchTimestamp; tl_walk_records' largest)."""
 
     def add(self, error: RecordError, *, timestamp: bool) -> None:
         self.total += 1
@@ -661,6 +681,7 @@ def _walk_records(area: memoryview, base: int, header: BatchHeader, rules: _Rule
             timestamp = header.max_timestamp
         else:
             timestamp = _wrap64(header.base_timestamp + timestamp_delta)
+        refused.largest = max(refused.largest, timestamp)
         # As Kafka's LogValidator: a missing key first, then the timestamp;
         # a record without one (-1, NO_TIMESTAMP) is not held to the bounds.
         if rules.require_keys and key_length == -1:
@@ -693,14 +714,20 @@ def rewrite_batch(
     partition_leader_epoch: int | None = None,
     log_append_time: int | None = None,
     create_time: bool = False,
+    max_timestamp: int | None = None,
 ) -> None:
     """Set the broker-owned header fields of the batch at ``position`` in place.
 
     ``log_append_time`` stamps the batch LogAppendTime (a LogAppendTime
-    topic); ``create_time`` marks a batch marked LogAppendTime CreateTime
-    (a CreateTime topic), keeping its maxTimestamp, which each of its
-    records read: Kafka's LogValidator calls setMaxTimestamp with the
-    topic's type. Either way the CRC is rewritten when the header changed."""
+    topic), the stamp its maxTimestamp. Else the batch is stored with
+    ``max_timestamp`` (None keeps the header's): validate_batches gives a
+    client's CreateTime batch its records' largest timestamp, which Kafka's
+    LogValidator stores whatever the producer claimed; and ``create_time``
+    marks a batch marked LogAppendTime CreateTime (a CreateTime topic), its
+    maxTimestamp, which each of its records read, kept (raised to
+    NO_TIMESTAMP if below, the start of Kafka's max). Either way the CRC is
+    rewritten when the attributes or maxTimestamp changed (batch.h's
+    tl_rewrite)."""
     # In the C's order: its parser reads position, base_offset and
     # create_time's truth before both timestamp types are refused.
     _check_int(position, 64, "position")
@@ -712,6 +739,10 @@ def rewrite_batch(
         _check_int(partition_leader_epoch, 32, "partition_leader_epoch")
     if log_append_time is not None:
         _check_int(log_append_time, 64, "log_append_time")
+    if max_timestamp is not None:
+        if not isinstance(max_timestamp, int):
+            raise TypeError("max_timestamp must be an int or None")
+        _check_int(max_timestamp, 64, "max_timestamp")
     view = memoryview(data)
     if view.readonly or not view.c_contiguous:
         raise TypeError("rewrite_batch needs a writable buffer")
@@ -722,15 +753,20 @@ def rewrite_batch(
     struct.pack_into(">q", buf, position, base_offset)
     if partition_leader_epoch is not None:
         struct.pack_into(">i", buf, position + 12, partition_leader_epoch)
+    attributes = header.attributes
+    largest = header.max_timestamp if max_timestamp is None else max_timestamp
     if log_append_time is not None:
-        struct.pack_into(">h", buf, position + 21, header.attributes | TIMESTAMP_TYPE_BIT)
-        struct.pack_into(">q", buf, position + 35, log_append_time)
-        crc = crc32c(buf[position + CRC_START : position + header.size])
-        struct.pack_into(">I", buf, position + 17, crc)
-    elif create_time and header.attributes & TIMESTAMP_TYPE_BIT:
-        struct.pack_into(">h", buf, position + 21, header.attributes & ~TIMESTAMP_TYPE_BIT)
-        crc = crc32c(buf[position + CRC_START : position + header.size])
-        struct.pack_into(">I", buf, position + 17, crc)
+        attributes |= TIMESTAMP_TYPE_BIT
+        largest = log_append_time
+    elif create_time and attributes & TIMESTAMP_TYPE_BIT:
+        attributes &= ~TIMESTAMP_TYPE_BIT
+        largest = max(largest, NO_TIMESTAMP)
+    if attributes == header.attributes and largest == header.max_timestamp:
+        return
+    struct.pack_into(">h", buf, position + 21, attributes)
+    struct.pack_into(">q", buf, position + 35, largest)
+    crc = crc32c(buf[position + CRC_START : position + header.size])
+    struct.pack_into(">I", buf, position + 17, crc)
 
 
 def _records_area(buf: memoryview, header: BatchHeader, limit: int) -> memoryview:
@@ -1046,7 +1082,9 @@ def encode_batch(
     first_timestamp = _check_int(specs[0].timestamp, 64, "timestamp")
     if base_timestamp is None:
         base_timestamp = first_timestamp
-    max_timestamp = max(spec.timestamp for spec in specs)
+    # From NO_TIMESTAMP up, as Kafka's MemoryRecordsBuilder and
+    # validate_batches (module.c's encode_stream).
+    max_timestamp = max(NO_TIMESTAMP, *(spec.timestamp for spec in specs))
     stream = bytearray()
     for spec, offset_delta in zip(specs, deltas, strict=True):
         _encode_record(stream, spec, offset_delta, base_timestamp)
@@ -1167,7 +1205,7 @@ def encode_records(
         compression | (TRANSACTIONAL_BIT if is_transactional else 0),
         end - start - 1,
         timestamp,
-        timestamp,
+        max(timestamp, NO_TIMESTAMP),  # encode_batch's max, from NO_TIMESTAMP up
         producer_id,
         producer_epoch,
         base_sequence,

@@ -78,6 +78,8 @@ PURE_PASS: tuple[str, ...] = (
     # The timestamp type a batch is stored with, rewritten by native/ in
     # the server's own process.
     "tests/server/test_produce_timestamp_type.py",
+    # A CreateTime batch stored with its records' largest timestamp, over the wire.
+    "tests/server/test_produce_max_timestamp.py",
     # Masked fetches decode and re-encode batches through native/.
     "tests/server/test_masked_fetch_paths.py",
     # The records a refused batch names are found by native/'s record walk.

@@ -277,15 +277,26 @@ static int walk_stored_records(const uint8_t *buf, const tl_header *h, tl_error 
 /* A client's uncompressed batch: every record framed as Kafka's
  * DefaultRecord.readFrom reads it (lengths, varints, key, value, headers,
  * the count and no bytes left over), with no rule applied. */
-static int walk_client_records(const uint8_t *buf, const tl_header *h, tl_error *err) {
+static int walk_client_records(const uint8_t *buf, tl_header *h, tl_error *err) {
     static const tl_record_rules format_only = {0, 0, 0, INT64_MIN, INT64_MAX};
     tl_record_errors unused = {0}; /* no rule, so no record is ever added */
-    int64_t start = h->position + TL_HEADER_SIZE;
-    return tl_walk_records(buf + start, tl_batch_size(h) - TL_HEADER_SIZE, start, h, &format_only,
-                           &unused, err);
+    int64_t start = h->position + TL_HEADER_SIZE, largest;
+    if (tl_walk_records(buf + start, tl_batch_size(h) - TL_HEADER_SIZE, start, h, &format_only,
+                        &unused, &largest, err) != 0)
+        return -1;
+    tl_keep_records_max(h, largest);
+    return 0;
 }
 
-int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_error *err) {
+void tl_keep_records_max(tl_header *h, int64_t largest) {
+    /* Kafka's LogValidator stores a CreateTime batch with the largest of
+     * its records' timestamps (setMaxTimestamp), whatever the producer
+     * claimed; a batch marked LogAppendTime keeps its own, which each of
+     * its records reads. */
+    if (!(h->attributes & TL_TIMESTAMP_TYPE_BIT)) h->max_timestamp = largest;
+}
+
+int tl_check_batch(const uint8_t *buf, tl_header *h, int from_client, tl_error *err) {
     char msg[160];
     int64_t pos = h->position;
     uint32_t computed =
@@ -318,28 +329,27 @@ int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_e
 }
 
 void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,
-                const int64_t *log_append_time) {
+                const int64_t *log_append_time, int create_time, const int64_t *max_timestamp) {
     tl_put_i64(batch, base_offset);
     if (leader_epoch) tl_put_i32(batch + 12, *leader_epoch);
+    uint16_t attributes = (uint16_t)h->attributes;
+    int64_t largest = max_timestamp ? *max_timestamp : h->max_timestamp;
     if (log_append_time) {
-        uint16_t attributes = (uint16_t)h->attributes | TL_TIMESTAMP_TYPE_BIT;
-        batch[21] = (uint8_t)(attributes >> 8);
-        batch[22] = (uint8_t)attributes;
-        tl_put_i64(batch + 35, *log_append_time);
-        uint32_t crc =
-            tl_crc32c(0, batch + TL_CRC_START, (size_t)(tl_batch_size(h) - TL_CRC_START));
-        tl_put_i32(batch + 17, (int32_t)crc);
+        attributes |= TL_TIMESTAMP_TYPE_BIT;
+        largest = *log_append_time;
+    } else if (create_time && (attributes & TL_TIMESTAMP_TYPE_BIT)) {
+        /* Kafka's setMaxTimestamp(CREATE_TIME, max): every record of a
+         * batch marked LogAppendTime reads maxTimestamp, so the max of
+         * them is that, or NO_TIMESTAMP where it is below (the max's start). */
+        attributes &= (uint16_t)~TL_TIMESTAMP_TYPE_BIT;
+        if (largest < TL_NO_TIMESTAMP) largest = TL_NO_TIMESTAMP;
     }
-}
-
-void tl_mark_create_time(uint8_t *batch, const tl_header *h) {
-    /* Kafka's setMaxTimestamp(CREATE_TIME, max): every record of a batch
-     * marked LogAppendTime reads maxTimestamp, so that max is kept; only
-     * the attributes change, and the CRC covers them. */
-    if (!(h->attributes & TL_TIMESTAMP_TYPE_BIT)) return;
-    uint16_t attributes = (uint16_t)h->attributes & (uint16_t)~TL_TIMESTAMP_TYPE_BIT;
+    /* The CRC covers both: rewritten only when the header changed, which
+     * a well-behaved producer's batch on a CreateTime topic never does. */
+    if (attributes == (uint16_t)h->attributes && largest == h->max_timestamp) return;
     batch[21] = (uint8_t)(attributes >> 8);
     batch[22] = (uint8_t)attributes;
+    tl_put_i64(batch + 35, largest);
     uint32_t crc = tl_crc32c(0, batch + TL_CRC_START, (size_t)(tl_batch_size(h) - TL_CRC_START));
     tl_put_i32(batch + 17, (int32_t)crc);
 }
@@ -429,9 +439,17 @@ static int skip_bytes(const uint8_t *area, int64_t *pos, int64_t end, int64_t *l
 }
 
 int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_header *h,
-                    const tl_record_rules *rules, tl_record_errors *errors, tl_error *err) {
+                    const tl_record_rules *rules, tl_record_errors *errors, int64_t *largest,
+                    tl_error *err) {
     char msg[160];
     int64_t pos = 0;
+    /* Kafka's maxBatchTimestamp: from NO_TIMESTAMP up, over every record's
+     * CreateTime; a batch marked LogAppendTime's records all read its
+     * maxTimestamp instead, settled after the loop, so that the loop has no
+     * branch for it (an add, a compare and a move a record). */
+    int64_t most = TL_NO_TIMESTAMP;
+    const uint64_t base_timestamp = (uint64_t)h->base_timestamp;
+    const int log_append_time = (h->attributes & TL_TIMESTAMP_TYPE_BIT) != 0;
     /* Read once: nothing the loop writes can change them. */
     const int32_t count = h->record_count;
     const int strict_offsets = rules->strict_offsets;
@@ -479,10 +497,10 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                 return malformed(err, h, i, start, "header value");
         }
         if (pos != record_end) return malformed(err, h, i, start, "length");
+        int64_t created = (int64_t)(base_timestamp + (uint64_t)timestamp_delta);
+        if (created > most) most = created;
         if (!ruled) continue; /* the format's checks only: nothing below applies */
-        int64_t timestamp = (h->attributes & TL_TIMESTAMP_TYPE_BIT)
-                                ? h->max_timestamp
-                                : (int64_t)((uint64_t)h->base_timestamp + (uint64_t)timestamp_delta);
+        int64_t timestamp = log_append_time ? h->max_timestamp : created;
         /* As Kafka's LogValidator: a missing key first, then the timestamp;
          * a record without one (-1, NO_TIMESTAMP) is not held to the bounds. */
         int64_t offset = (int64_t)((uint64_t)h->base_offset + (uint64_t)offset_delta);
@@ -500,5 +518,8 @@ int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_hea
                  (long long)h->position, (long long)(end - pos));
         return fail(err, TL_RECORD, base + pos, base + end, base + pos, msg);
     }
+    if (log_append_time)
+        most = h->max_timestamp > TL_NO_TIMESTAMP ? h->max_timestamp : TL_NO_TIMESTAMP;
+    *largest = most;
     return 0;
 }

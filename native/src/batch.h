@@ -113,11 +113,18 @@ int tl_read_header(const uint8_t *buf, int64_t pos, int64_t end, tl_header *h, t
  * client must have recordCount == lastOffsetDelta + 1, as Kafka's
  * LogValidator requires, and its uncompressed records are walked as
  * tl_walk_records walks them with no rule (as Kafka's record iterator reads
- * them); a stored one (from_client 0, e.g. the log cleaner's output) may
+ * them), then its max_timestamp set by tl_keep_records_max; a stored one
+ * (from_client 0, e.g. the log cleaner's output) may
  * have gaps: 1 <= recordCount <= lastOffsetDelta + 1, its uncompressed
  * records' lengths tile it and their offsetDeltas increase within
  * lastOffsetDelta. */
-int tl_check_batch(const uint8_t *buf, const tl_header *h, int from_client, tl_error *err);
+int tl_check_batch(const uint8_t *buf, tl_header *h, int from_client, tl_error *err);
+
+/* After a client's batch's records were walked (largest: the walk's): a
+ * batch marked CreateTime takes the largest of its records' timestamps as
+ * its max_timestamp, the one it is stored with (Kafka's LogValidator sets
+ * it so on every path); one marked LogAppendTime keeps its own. */
+void tl_keep_records_max(tl_header *h, int64_t largest);
 
 /* What a record walk checks beyond the format. A compressed batch from a
  * client must number its records 0..n-1 (strict_offsets); a topic may ask
@@ -160,17 +167,23 @@ typedef struct {
  * decode (lengths, varints, key, value, headers with UTF-8 keys) and end
  * exactly where its length says, and the records must fill the area. A
  * format fault fails (-1, err); a rule fault is added to errors (-2 if that
- * runs out of memory). */
+ * runs out of memory). On 0, *largest is the largest of the records'
+ * timestamps, or TL_NO_TIMESTAMP if none is above it (Kafka's
+ * maxBatchTimestamp). */
 int tl_walk_records(const uint8_t *area, int64_t end, int64_t base, const tl_header *h,
-                    const tl_record_rules *rules, tl_record_errors *errors, tl_error *err);
+                    const tl_record_rules *rules, tl_record_errors *errors, int64_t *largest,
+                    tl_error *err);
 
 void tl_record_errors_free(tl_record_errors *errors);
 
-/* Sets baseOffset, and optionally partitionLeaderEpoch and LogAppendTime. */
+/* Sets baseOffset, and optionally partitionLeaderEpoch; stamps the batch
+ * LogAppendTime with log_append_time (its maxTimestamp), or else stores it
+ * with max_timestamp (validate's: a client's CreateTime batch's records'
+ * largest; NULL keeps the header's) and, with create_time, marks a batch
+ * marked LogAppendTime CreateTime (a CreateTime topic's answer to it), its
+ * maxTimestamp at least TL_NO_TIMESTAMP. The CRC is rewritten when the
+ * attributes or maxTimestamp changed. */
 void tl_rewrite(uint8_t *batch, const tl_header *h, int64_t base_offset, const int32_t *leader_epoch,
-                const int64_t *log_append_time);
-/* Marks a batch marked LogAppendTime CreateTime (a CreateTime topic's
- * answer to a producer's LogAppendTime), its CRC rewritten; else nothing. */
-void tl_mark_create_time(uint8_t *batch, const tl_header *h);
+                const int64_t *log_append_time, int create_time, const int64_t *max_timestamp);
 
 #endif

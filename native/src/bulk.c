@@ -258,7 +258,8 @@ PyObject *tl_py_encode_records(PyObject *self, PyObject *args, PyObject *kwargs)
         .attributes = (int16_t)(codec | (transactional ? 0x10 : 0)),
         .last_offset_delta = count - 1,
         .base_timestamp = timestamp,
-        .max_timestamp = timestamp,
+        /* encode_batch's max, from TL_NO_TIMESTAMP up (Kafka's builder's). */
+        .max_timestamp = timestamp > TL_NO_TIMESTAMP ? timestamp : TL_NO_TIMESTAMP,
         .producer_id = producer_id,
         .producer_epoch = producer_epoch,
         .base_sequence = base_sequence,

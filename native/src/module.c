@@ -271,11 +271,12 @@ static void raise_record_errors(const tl_header *h, const tl_record_errors *erro
  * rule asks for it (tl_check_batch walked its format already, without the
  * GIL; this second walk finds the records a rule refuses). Returns 0, or -1
  * with an exception set. */
-static int walk_batch(PyObject *obj, const uint8_t *buf, const tl_header *h,
+static int walk_batch(PyObject *obj, const uint8_t *buf, tl_header *h,
                       const tl_record_rules *topic_rules, int64_t limit) {
     tl_record_rules rules = *topic_rules;
     tl_record_errors errors = {0};
     tl_error err = {0};
+    int64_t largest;
     int rc;
     if ((h->attributes & 0x07) != 0) {
         PyObject *inflated = inflate(obj, h, limit);
@@ -287,13 +288,16 @@ static int walk_batch(PyObject *obj, const uint8_t *buf, const tl_header *h,
         }
         rules.strict_offsets = 1;
         rc = tl_walk_records((const uint8_t *)PyBytes_AS_STRING(inflated),
-                             PyBytes_GET_SIZE(inflated), 0, h, &rules, &errors, &err);
+                             PyBytes_GET_SIZE(inflated), 0, h, &rules, &errors, &largest, &err);
         Py_DECREF(inflated);
+        /* Inflated for the walk anyway: its records' largest timestamp
+         * costs a compare a record, as the uncompressed one's does. */
+        if (rc == 0) tl_keep_records_max(h, largest);
     } else if (rules.require_keys || rules.check_timestamps) {
         rules.strict_offsets = 0;
         rc = tl_walk_records(buf + h->position + TL_HEADER_SIZE,
                              tl_batch_size(h) - TL_HEADER_SIZE, h->position + TL_HEADER_SIZE, h,
-                             &rules, &errors, &err);
+                             &rules, &errors, &largest, &err);
     } else {
         return 0;
     }
@@ -478,13 +482,14 @@ static PyObject *py_validate_batches(PyObject *self, PyObject *const *args, Py_s
 
 static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"data", "position", "base_offset", "partition_leader_epoch",
-                             "log_append_time", "create_time", NULL};
-    PyObject *obj, *epoch_obj = Py_None, *time_obj = Py_None;
+                             "log_append_time", "create_time", "max_timestamp", NULL};
+    PyObject *obj, *epoch_obj = Py_None, *time_obj = Py_None, *max_obj = Py_None;
     Py_ssize_t position;
     long long base_offset;
     int create_time = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnL|OOp:rewrite_batch", kwlist, &obj,
-                                     &position, &base_offset, &epoch_obj, &time_obj, &create_time))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnL|OOpO:rewrite_batch", kwlist, &obj,
+                                     &position, &base_offset, &epoch_obj, &time_obj, &create_time,
+                                     &max_obj))
         return NULL;
     if (create_time && time_obj != Py_None) {
         PyErr_SetString(PyExc_ValueError, "a batch is stamped LogAppendTime or marked CreateTime");
@@ -505,6 +510,8 @@ static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwar
         append_time = PyLong_AsLongLong(time_obj);
         if (append_time == -1 && PyErr_Occurred()) return NULL;
     }
+    int64_t largest = 0;
+    if (optional_timestamp(max_obj, "max_timestamp", &largest) < 0) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(obj, &view, PyBUF_WRITABLE) != 0) {
         PyErr_Clear();
@@ -524,8 +531,8 @@ static PyObject *py_rewrite_batch(PyObject *self, PyObject *args, PyObject *kwar
         return raise_batch_error(&err);
     }
     tl_rewrite((uint8_t *)view.buf + position, &h, base_offset,
-               epoch_obj != Py_None ? &epoch : NULL, time_obj != Py_None ? &append_time : NULL);
-    if (create_time) tl_mark_create_time((uint8_t *)view.buf + position, &h);
+               epoch_obj != Py_None ? &epoch : NULL, time_obj != Py_None ? &append_time : NULL,
+               create_time, max_obj != Py_None ? &largest : NULL);
     PyBuffer_Release(&view);
     Py_RETURN_NONE;
 }
@@ -841,14 +848,19 @@ static int put_record(tl_buf *stream, tl_buf *body, PyObject *spec, int32_t offs
 }
 
 /* Encodes the record stream of specs (a list of 3- or 4-item sequences), record i
- * with offset_deltas[i]. *base_timestamp is the first record's unless has_base. */
+ * with offset_deltas[i]. *base_timestamp is the first record's unless has_base;
+ * *max_timestamp the largest record's from TL_NO_TIMESTAMP up, as Kafka's
+ * MemoryRecordsBuilder keeps it and validate_batches stores it: a batch the
+ * cleaner or masking re-encodes claims the max its records were stored with. */
 static PyObject *encode_stream(PyObject *specs, const int32_t *offset_deltas, int has_base,
                                int64_t *base_timestamp, int64_t *max_timestamp) {
     Py_ssize_t n = PyList_GET_SIZE(specs);
     tl_buf stream = {0}, body = {0};
     PyObject *result = NULL;
-    if (spec_timestamp(PyList_GET_ITEM(specs, 0), max_timestamp) != 0) return NULL;
-    if (!has_base) *base_timestamp = *max_timestamp;
+    int64_t first;
+    if (spec_timestamp(PyList_GET_ITEM(specs, 0), &first) != 0) return NULL;
+    if (!has_base) *base_timestamp = first;
+    *max_timestamp = TL_NO_TIMESTAMP;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *spec = PyList_GET_ITEM(specs, i);
         int64_t timestamp;
@@ -1129,7 +1141,7 @@ static PyMethodDef methods[] = {
     {"validate_batches", (PyCFunction)(void (*)(void))py_validate_batches,
      METH_FASTCALL | METH_KEYWORDS, "Frame and validate v2 batches."},
     {"rewrite_batch", (PyCFunction)(void (*)(void))py_rewrite_batch, METH_VARARGS | METH_KEYWORDS,
-     "Set baseOffset, partitionLeaderEpoch and LogAppendTime in place."},
+     "Set baseOffset, partitionLeaderEpoch, LogAppendTime and maxTimestamp in place."},
     {"decode_records", (PyCFunction)(void (*)(void))py_decode_records,
      METH_VARARGS | METH_KEYWORDS, "Decode the records of v2 batches."},
     {"decode_columns", (PyCFunction)(void (*)(void))tl_py_decode_columns,

@@ -223,3 +223,22 @@ def test_an_embedded_producer_sizes_its_batches_so_that_stamped_ones_still_fit(
     assert [f.result(10).offset for f in futures] == list(range(6000))
     sizes = [len(batch) for batch in e.fetch("audit", 0, 0, 64 * 1024 * 1024).records]
     assert max(sizes) <= 64 * 1024
+
+
+@pytest.mark.parametrize("codec", [Compression.NONE, Compression.LZ4])
+def test_a_stamped_batch_keeps_its_records_largest_timestamp_not_its_claim(
+    engine_factory: EngineFactory, clock: ManualClock, codec: Compression
+) -> None:
+    """The stamp re-encodes the batch with its header kept: the maxTimestamp
+    it is stored with is still the records' largest, not the producer's
+    claim (docs/design/0121)."""
+    e = engine_factory(clock=clock)
+    e.create_topic("audit", 1, STAMP)
+    specs = [RecordSpec(NOW - 5, b"k", b"a"), RecordSpec(NOW - 1, b"k", b"b")]
+    batch = bytearray(native.encode_batch(specs, compression=codec))
+    batch[35:43] = (NOW + 10**12).to_bytes(8, "big")  # a claim decades ahead
+    batch[17:21] = native.crc32c(memoryview(batch)[21:]).to_bytes(4, "big")
+    e.produce("audit", 0, bytes(batch))
+    (stored,) = native.validate_batches(e.fetch("audit", 0, 0).records[0], from_client=False)
+    assert stored.max_timestamp == NOW - 1
+    assert [r.headers for r in read_all(e, "audit")] == [stamped("User:ANONYMOUS")] * 2

@@ -121,7 +121,12 @@ class Run:
         self.e.create_topic(
             "c",
             partitions=1,
-            configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 0.01},
+            configs={
+                "cleanup.policy": "compact",
+                "min.cleanable.dirty.ratio": 0.01,
+                # Its records are dated 2023, the clock 1970: no bound ahead.
+                "message.timestamp.after.max.ms": 2**63 - 1,
+            },
         )
 
     def _open(self) -> engine.Engine:

@@ -142,7 +142,8 @@ def test_max_timestamp_read_committed_is_answered_only_below_the_last_stable_off
     served: Served,
 ) -> None:
     served.engine.create_topic("t", 1)
-    future = int(time.time() * 1000) + 86_400_000  # later than any marker's stamp
+    # Later than any marker's stamp, within message.timestamp.after.max.ms's hour.
+    future = int(time.time() * 1000) + 1_800_000
     served.produce("t", future - 10)
     producer = served.engine.producer(transactional_id="tx")
     try:
