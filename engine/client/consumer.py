@@ -501,6 +501,7 @@ class Consumer:
         taken = False  # whether some partition's records were taken yet
         planned = self._plan()
         while planned and budget > 0:
+            pending = False  # whether a fetch of this round answered read_pending
             answers: list[Answered] = yield FetchPlanned(
                 self._engine,
                 planned,
@@ -552,7 +553,14 @@ class Consumer:
                     continue
                 taken = taken or size > 0
                 budget -= size
+                pending = pending or fetched.read_pending
                 self._decode(tp, fetch.position, fetched)
+            if pending:
+                # A store read outlasted its fetch's wait and goes on, for the
+                # next poll to take: its batch keeps its part of this poll's
+                # budget (FetchPlanned._held), so no other partition's read
+                # starts in its place, past the budget.
+                break
 
     def _moved(self, tp: TopicPartition, fetched_at: int) -> bool:
         """Whether ``tp`` was sought, paused or unassigned (by another task

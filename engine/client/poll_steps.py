@@ -263,10 +263,24 @@ class FetchPlanned(NamedTuple):
             except Exception as failure:
                 answers.append((fetch, failure))
                 continue
-            left -= _size(read)
+            left -= _size(read) or self._held(fetch, read, learned)
             learned = max(learned, _largest(read))
             answers.append((fetch, read))
         return answers
+
+    def _held(self, fetch: Fetch, read: Read, learned: int) -> int:
+        """What a fetch answered with its store read still going on
+        (read_pending) keeps of the budget: the batch it will answer, as far
+        as known, else what it asked. The next poll takes that batch; given
+        back, the budget would start another partition's read in its place,
+        and on a slow store one after another until every partition behind
+        is read, past the budget, and the poll waits once per budget's
+        worth. On a thread, a fetch of a batch not known asked for what was
+        left: a stalled store costs the blocking poll one wait, not one a
+        partition."""
+        if not read[1].read_pending:
+            return 0
+        return self._batch(fetch.tp, learned) or fetch.max_bytes
 
     async def run_async(self) -> list[Answered]:
         if len(self.planned) == 1:  # a consumer of one partition: no task
@@ -287,6 +301,7 @@ class FetchPlanned(NamedTuple):
         started: dict[int, tuple[Fetch, asyncio.Task[Read]]] = {}
         running: set[asyncio.Task[Read]] = set()
         shares: dict[asyncio.Task[Read], int] = {}
+        fetches: dict[asyncio.Task[Read], Fetch] = {}
         try:
             while True:
                 passed_over: list[int] = []
@@ -313,6 +328,7 @@ class FetchPlanned(NamedTuple):
                     counted = max(fetch.max_bytes, size)
                     left -= counted
                     shares[task] = counted
+                    fetches[task] = fetch
                     started[at] = (fetch, task)
                     running.add(task)
                 waiting = passed_over
@@ -323,8 +339,10 @@ class FetchPlanned(NamedTuple):
                 for task in done:
                     left += shares.pop(task)
                     if not task.cancelled() and task.exception() is None:
-                        left -= _size(task.result())
-                        learned = max(learned, _largest(task.result()))
+                        read = task.result()
+                        fetch = fetches[task]
+                        left -= _size(read) or self._held(fetch, read, learned)
+                        learned = max(learned, _largest(read))
         finally:
             # Cancelled, or a check raised: no fetch outlives the poll, and
             # none left unanswered warns of an error nobody read.

@@ -18,8 +18,11 @@ import pytest
 import engine
 from engine.partition import Partition
 from engine.types import TopicPartition
+from s3stream import StreamStoreConfig
+from s3stream.store import open_store
 from tests.engine.counted_polls import counted_reads, poll
 from tests.engine.helpers_records import batch
+from tests.s3stream.faults import FaultyStore
 
 POLLS = ["blocking", "async"]
 
@@ -159,6 +162,88 @@ def test_a_first_poll_reads_within_its_budget(
     # batch past it at most; one read a batch.
     assert sum(read) <= FIRST_BUDGET + size, (len(read), sum(read))
     assert len(read) <= FIRST_BUDGET // size + 1
+
+
+SLOW_WAIT_MS = 20
+"""The fetches' wait for an object read (remote_fetch_max_wait_ms): short,
+as every read of the slow store below outlasts it."""
+
+
+@pytest.mark.parametrize("polled", POLLS)
+def test_a_first_poll_whose_store_is_slow_reads_within_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polled: str
+) -> None:
+    """A fetch whose store read outlasts its wait answers no records, the
+    read going on for the next poll: its batch keeps its part of the
+    budget, so the poll starts no other partition's read in its place (on
+    a loaded machine, one after another past the budget)."""
+    size = len(batch([bytes(BATCH)]))
+    store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
+    config = engine.EngineConfig(store=StreamStoreConfig(remote_fetch_max_wait_ms=SLOW_WAIT_MS))
+    with engine.open(tmp_path / "node", store, config) as e:
+        e.create_topic("t", BEHIND)
+        for p in range(BEHIND):
+            for _ in range(3):
+                e.produce("t", p, batch([bytes(BATCH)]))
+    with engine.open(tmp_path / "node", store, config) as e:
+        for p in range(BEHIND):  # sizes every partition's batch
+            e.produce("t", p, batch([bytes(BATCH)]))
+        consumer = e.consumer(
+            auto_offset_reset="earliest",
+            fetch_max_bytes=FIRST_BUDGET,
+            max_partition_fetch_bytes=FIRST_BUDGET,
+            max_poll_records=10_000,
+        )
+        with consumer, counted_reads(e, monkeypatch) as read:
+            consumer.assign([TopicPartition("t", p) for p in range(BEHIND)])
+            store.stall_gets("")
+            try:
+                got = poll(consumer, polled, timeout=0)
+            finally:
+                store.release()
+            first = list(read)
+            assert got == []
+            assert store.stalls
+            # The reads go on: the next polls take their batches.
+            got = []
+            for _ in range(30):  # each poll waits for data up to a second
+                got += poll(consumer, polled, timeout=1.0)
+                if got:
+                    break
+            assert got
+    # Each read answered nothing; one a batch within the budget.
+    assert first == [0] * len(first)
+    assert len(first) <= FIRST_BUDGET // size + 1, len(first)
+
+
+def test_a_first_blocking_poll_whose_store_stalls_after_a_reopen_waits_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a reopen nothing tells a batch's size: a blocking fetch asks
+    for what is left of the budget. Answered with its store read still
+    going on, it keeps what it asked, so the poll ends there: a stalled
+    store costs it one wait, not one a partition in turn."""
+    store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
+    config = engine.EngineConfig(store=StreamStoreConfig(remote_fetch_max_wait_ms=SLOW_WAIT_MS))
+    with engine.open(tmp_path / "node", store, config) as e:
+        e.create_topic("t", BEHIND)
+        for p in range(BEHIND):
+            for _ in range(3):
+                e.produce("t", p, batch([bytes(BATCH)]))
+    with engine.open(tmp_path / "node", store, config) as e:
+        consumer = e.consumer(
+            auto_offset_reset="earliest",
+            fetch_max_bytes=FIRST_BUDGET,
+            max_partition_fetch_bytes=FIRST_BUDGET,
+        )
+        with consumer, counted_reads(e, monkeypatch) as read:
+            consumer.assign([TopicPartition("t", p) for p in range(BEHIND)])
+            store.stall_gets("")
+            try:
+                assert consumer.poll(0) == []
+            finally:
+                store.release()
+    assert read == [0]
 
 
 STALLED = 8
