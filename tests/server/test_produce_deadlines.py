@@ -20,15 +20,13 @@ from kio.index import load_request_schema
 
 import engine
 import native
-from engine.config import ACK_DURABILITY
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from native import RecordSpec
-from s3stream import StreamStoreConfig
-from s3stream.store import open_store
 from tests.engine.helpers_records import read_partition
 from tests.s3stream.faults import FaultyStore
 from tests.server.in_process import InProcessServer
+from tests.server.remote_stuck import remote_stuck
 from tests.server.wire import Wire, build, response_schema_for
 
 BATCH = native.encode_batch([RecordSpec(1_700_000_000_000, None, b"kept", ())])
@@ -66,20 +64,8 @@ def _answered_yet(wire: Wire) -> bool:
 def stuck(tmp_path: Path) -> Iterator[tuple[InProcessServer, FaultyStore, engine.Engine]]:
     """A server whose ``remote`` topic can acknowledge nothing (its object
     store refuses every put) beside a ``local`` topic that can."""
-    faulty = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
-    config = engine.EngineConfig(
-        store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
-    )
-    opened = engine.open(tmp_path / "node", faulty, config)
-    server = InProcessServer(opened)
-    try:
-        opened.create_topic("remote", 1, configs={ACK_DURABILITY: "remote"})
-        opened.create_topic("local", 1)
-        faulty.fail("put")
-        yield server, faulty, opened
-    finally:
-        server.stop()
-        opened.close()
+    with remote_stuck(tmp_path, local=["local"]) as stuck_server:
+        yield stuck_server
 
 
 @pytest.mark.parametrize("version", [9, 5], ids=["one-partition path", "general path"])

@@ -9,28 +9,15 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, Message, Producer
 
-import engine
-from engine.config import ACK_DURABILITY
-from s3stream import StreamStoreConfig
-from s3stream.store import open_store
 from tests.engine.helpers_records import read_partition
-from tests.s3stream.faults import FaultyStore
 from tests.server.conftest import quiet_librdkafka
-from tests.server.in_process import InProcessServer
+from tests.server.remote_stuck import remote_stuck
 
 
 def test_a_remote_ack_the_store_cannot_give_times_out_and_the_append_is_kept(
     tmp_path: Path,
 ) -> None:
-    faulty = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
-    config = engine.EngineConfig(
-        store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600)
-    )
-    opened = engine.open(tmp_path / "node", faulty, config)
-    server = InProcessServer(opened)
-    try:
-        opened.create_topic("remote", 1, configs={ACK_DURABILITY: "remote"})
-        faulty.fail("put")
+    with remote_stuck(tmp_path) as (server, faulty, opened):
         reports: list[tuple[KafkaError | None, Message]] = []
         producer = Producer(
             {
@@ -51,6 +38,3 @@ def test_a_remote_ack_the_store_cannot_give_times_out_and_the_append_is_kept(
         faulty.heal()
         assert opened.flush(30)
         assert [r.value for r in read_partition(opened, "remote", 0)] == [b"kept"]
-    finally:
-        server.stop()
-        opened.close()
