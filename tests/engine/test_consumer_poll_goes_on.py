@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.client.consumer import Consumer
 from engine.partition import Partition
 from engine.types import TopicPartition
 from s3stream import StreamStoreConfig
@@ -129,6 +130,24 @@ than a partition's share of it (FIRST_BUDGET / BEHIND)."""
 FIRST_BUDGET = 10_000
 
 
+def _write_behind(e: engine.Engine) -> None:
+    """BEHIND partitions of three batches of BATCH bytes each."""
+    e.create_topic("t", BEHIND)
+    for p in range(BEHIND):
+        for _ in range(3):
+            e.produce("t", p, batch([bytes(BATCH)]))
+
+
+def _first_consumer(e: engine.Engine, **settings: Any) -> Consumer:
+    """A consumer from the earliest offsets, FIRST_BUDGET its budget."""
+    return e.consumer(
+        auto_offset_reset="earliest",
+        fetch_max_bytes=FIRST_BUDGET,
+        max_partition_fetch_bytes=FIRST_BUDGET,
+        **settings,
+    )
+
+
 @pytest.mark.parametrize("reopened", [False, True], ids=["appended", "reopened"])
 @pytest.mark.parametrize("polled", POLLS)
 def test_a_first_poll_reads_within_its_budget(
@@ -140,20 +159,12 @@ def test_a_first_poll_reads_within_its_budget(
     batches its first fetch found."""
     size = len(batch([bytes(BATCH)]))
     with engine.open(tmp_path / "node") as e:
-        e.create_topic("t", BEHIND)
-        for p in range(BEHIND):
-            for _ in range(3):
-                e.produce("t", p, batch([bytes(BATCH)]))
+        _write_behind(e)
     with engine.open(tmp_path / "node") as e:
         if not reopened:
             for p in range(BEHIND):
                 e.produce("t", p, batch([bytes(BATCH)]))
-        consumer = e.consumer(
-            auto_offset_reset="earliest",
-            fetch_max_bytes=FIRST_BUDGET,
-            max_partition_fetch_bytes=FIRST_BUDGET,
-            max_poll_records=10_000,
-        )
+        consumer = _first_consumer(e, max_poll_records=10_000)
         with consumer, counted_reads(e, monkeypatch) as read:
             consumer.assign([TopicPartition("t", p) for p in range(BEHIND)])
             got = poll(consumer, polled)
@@ -181,19 +192,11 @@ def test_a_first_poll_whose_store_is_slow_reads_within_its_budget(
     store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
     config = engine.EngineConfig(store=StreamStoreConfig(remote_fetch_max_wait_ms=SLOW_WAIT_MS))
     with engine.open(tmp_path / "node", store, config) as e:
-        e.create_topic("t", BEHIND)
-        for p in range(BEHIND):
-            for _ in range(3):
-                e.produce("t", p, batch([bytes(BATCH)]))
+        _write_behind(e)
     with engine.open(tmp_path / "node", store, config) as e:
         for p in range(BEHIND):  # sizes every partition's batch
             e.produce("t", p, batch([bytes(BATCH)]))
-        consumer = e.consumer(
-            auto_offset_reset="earliest",
-            fetch_max_bytes=FIRST_BUDGET,
-            max_partition_fetch_bytes=FIRST_BUDGET,
-            max_poll_records=10_000,
-        )
+        consumer = _first_consumer(e, max_poll_records=10_000)
         with consumer, counted_reads(e, monkeypatch) as read:
             consumer.assign([TopicPartition("t", p) for p in range(BEHIND)])
             store.stall_gets("")
@@ -226,16 +229,9 @@ def test_a_first_blocking_poll_whose_store_stalls_after_a_reopen_waits_once(
     store = FaultyStore(open_store("file://" + str(tmp_path / "bucket")))
     config = engine.EngineConfig(store=StreamStoreConfig(remote_fetch_max_wait_ms=SLOW_WAIT_MS))
     with engine.open(tmp_path / "node", store, config) as e:
-        e.create_topic("t", BEHIND)
-        for p in range(BEHIND):
-            for _ in range(3):
-                e.produce("t", p, batch([bytes(BATCH)]))
+        _write_behind(e)
     with engine.open(tmp_path / "node", store, config) as e:
-        consumer = e.consumer(
-            auto_offset_reset="earliest",
-            fetch_max_bytes=FIRST_BUDGET,
-            max_partition_fetch_bytes=FIRST_BUDGET,
-        )
+        consumer = _first_consumer(e)
         with consumer, counted_reads(e, monkeypatch) as read:
             consumer.assign([TopicPartition("t", p) for p in range(BEHIND)])
             store.stall_gets("")
@@ -279,11 +275,7 @@ def test_a_first_async_poll_whose_store_stalls_waits_for_one_read_alone_not_each
                 in_flight[0] -= 1
 
         monkeypatch.setattr(e, "fetch_from_async", stalled)
-        consumer = e.consumer(
-            auto_offset_reset="earliest",
-            fetch_max_bytes=FIRST_BUDGET,
-            max_partition_fetch_bytes=FIRST_BUDGET,
-        )
+        consumer = _first_consumer(e)
         with consumer:
             consumer.assign([TopicPartition("t", p) for p in range(STALLED)])
             assert asyncio.run(consumer.poll_async(0)) == []
