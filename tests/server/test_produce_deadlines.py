@@ -78,12 +78,14 @@ def test_each_request_past_its_timeout_is_answered_timed_out_at_its_own_deadline
     before its own; an acknowledgement in time meanwhile is answered."""
     server, faulty, opened = stuck
     with Wire(server.bootstrap) as long, Wire(server.bootstrap) as short:
+        # Each time read before its send: the server may take the request
+        # (and start its timeout) before this thread runs again.
         long_request = _produce("remote", 4000, version)
-        long_id = long.send(long_request)
         long_sent = time.monotonic()
+        long_id = long.send(long_request)
         short_request = _produce("remote", 300, version)
-        short_id = short.send(short_request)
         short_sent = time.monotonic()
+        short_id = short.send(short_request)
         with Wire(server.bootstrap) as local:
             request = _produce("local", 60_000, version)
             assert _code(local, request, local.send(request)) == KafkaCode.NONE
