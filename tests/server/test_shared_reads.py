@@ -45,7 +45,18 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
             reads.append(offset)
             return await store_fetch(stream_id, offset, max_bytes)
 
+        store_fetch_hot = opened.store.fetch_hot
+
+        def counted_hot(stream_id: int, offset: int, max_bytes: int = 1 << 20) -> Any:
+            reads.append(offset)
+            answer = store_fetch_hot(stream_id, offset, max_bytes)
+            if answer is None:  # fetch_async reads it, and counts it
+                reads.pop()
+            return answer
+
         monkeypatch.setattr(opened.store, "fetch_async", counted)
+        # A read the log cache answers is made at once, without fetch_async.
+        monkeypatch.setattr(opened.store, "fetch_hot", counted_hot)
         server = InProcessServer(opened)
         try:
             yield Served(opened, server.bootstrap, server, reads)
