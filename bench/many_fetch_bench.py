@@ -7,8 +7,10 @@ process.
                                      [--max-wait-ms 500] [--quick] [--json]
 
 Each partition holds one record and the Fetch asks from its end (caught
-up, the normal state of a tailing consumer). Per size, three cases:
+up, the normal state of a tailing consumer). Per size, four cases:
 
+- ``records``: max_wait 0, every partition from its start: the read of
+  one record of each (from the log cache) and its answer;
 - ``caught_up``: max_wait 0, answered at once: the read alone;
 - ``timeout``: max_wait ``--max-wait-ms``, min_bytes 1, nothing arrives:
   the long poll that ends at max_wait (the read, the wait's registration
@@ -165,10 +167,11 @@ def one_size(scratch: Path, partitions: int, requests: int, max_wait_ms: int) ->
         correlation = iter(range(1, 1 << 30))
         offsets = dict.fromkeys(range(partitions), 1)
         try:
-            for case, max_wait in (("caught_up", 0), ("timeout", max_wait_ms)):
+            cases = (("records", 0, 0), ("caught_up", 1, 0), ("timeout", 1, max_wait_ms))
+            for case, at, max_wait in cases:
                 samples = []
                 for n in range(requests + 2):
-                    frame = fetch_v11(next(correlation), partitions, 1, max_wait)
+                    frame = fetch_v11(next(correlation), partitions, at, max_wait)
                     spent = _loop_ms(server, sock, frame, lambda: None)
                     if n >= 2:
                         samples.append(spent)
@@ -254,7 +257,7 @@ def _fetch_at(correlation_id: int, offsets: dict[int, int], max_wait_ms: int) ->
 def _print(results: dict[str, Any]) -> None:
     count = results["requests"]
     print(f"the event loop's CPU per Fetch of every partition, ms (median / least of {count}):")
-    cases = ("caught_up", "timeout", "woken", "wait_timeout", "wait_woken")
+    cases = ("records", "caught_up", "timeout", "woken", "wait_timeout", "wait_woken")
     print(f"  {'partitions':>10}  " + "  ".join(f"{c:>17}" for c in cases) + "  wait adds")
     for key, sizes in results["sizes"].items():
         cells = [f"{sizes[c]['median']:>8.2f} / {sizes[c]['least']:>6.2f}" for c in cases]
