@@ -26,6 +26,8 @@ from functools import cache
 from importlib import import_module
 from typing import Any, NamedTuple
 
+from engine.protocol.produce_single import NotDecodedHere, read_uvarint
+
 FIRST_VERSION = 11
 LAST_VERSION = 16
 """The versions decoded here: kafkajs sends v11, librdkafka 2.x up to v16."""
@@ -71,10 +73,6 @@ def _classes(version: int) -> _Classes:
     return _Classes(module.FetchRequest, module.FetchTopic, partition, replica_state, setters)
 
 
-class _NotDecodedHere(Exception):
-    """A request left to the general decoder."""
-
-
 def decode_fetch(frame: memoryview, offset: int, version: int) -> Any | None:
     """The request (kio's FetchRequest of ``version``) read from ``offset``
     to the frame's end, if it is of a version and shape decoded here; None
@@ -85,7 +83,7 @@ def decode_fetch(frame: memoryview, offset: int, version: int) -> Any | None:
         if version >= _FIRST_FLEXIBLE:
             return _flexible(frame, offset, version)
         return _legacy(frame, offset)
-    except (struct.error, IndexError, UnicodeDecodeError, _NotDecodedHere):
+    except (struct.error, IndexError, UnicodeDecodeError, NotDecodedHere):
         return None  # the general decoder says what is wrong
 
 
@@ -122,18 +120,8 @@ def _legacy(frame: memoryview, at: int) -> Any:
     if forgotten != 0 or size < 0 or at + size != end:
         return None  # forgotten topics (a session's), a null rack, or bytes left over
     rack = str(frame[at:end], "utf-8")
-    return classes.request(
-        replica_id=replica,
-        max_wait=timedelta(milliseconds=max_wait),
-        min_bytes=min_bytes,
-        max_bytes=max_bytes,
-        isolation_level=isolation,
-        session_id=session,
-        session_epoch=epoch,
-        topics=tuple(topics),
-        forgotten_topics_data=(),
-        rack_id=rack,
-    )
+    head = (max_wait, min_bytes, max_bytes, isolation, session, epoch)
+    return _request(classes, head, topics, rack, {"replica_id": replica})
 
 
 def _flexible(frame: memoryview, at: int, version: int) -> Any:
@@ -148,7 +136,7 @@ def _flexible(frame: memoryview, at: int, version: int) -> Any:
             frame, at
         )
         at += _HEAD_V11.size
-    count, at = _uvarint(frame, at)
+    count, at = read_uvarint(frame, at)
     count -= 1  # a compact array's length + 1; 0 is null
     if count < 0 or count > end - at:
         return None
@@ -163,12 +151,12 @@ def _flexible(frame: memoryview, at: int, version: int) -> Any:
             at += 16
             topic_id = None if raw == _ZERO_UUID else uuid.UUID(bytes=raw)
         else:
-            size, at = _uvarint(frame, at)
+            size, at = read_uvarint(frame, at)
             if size < 1 or at + size - 1 > end:
                 return None
             name = str(frame[at : at + size - 1], "utf-8")
             at += size - 1
-        partitions, at = _uvarint(frame, at)
+        partitions, at = read_uvarint(frame, at)
         partitions -= 1
         if partitions < 0 or at + partitions * width > end:
             return None
@@ -183,20 +171,34 @@ def _flexible(frame: memoryview, at: int, version: int) -> Any:
             topics.append(classes.topic(topic=name, partitions=entries))
     if frame[at] != 1:  # forgotten topics: an empty compact array, else a session's
         return None
-    size, at = _uvarint(frame, at + 1)
+    size, at = read_uvarint(frame, at + 1)
     if size < 1 or at + size - 1 > end:  # a null rack is the general decoder's to refuse
         return None
     rack = str(frame[at : at + size - 1], "utf-8")
     at += size - 1
     if at + 1 != end or frame[at] != 0:  # the request's tagged fields, or bytes left over
         return None
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"cluster_id": None}
     if version >= _FIRST_REPLICA_STATE:
         fields["replica_state"] = classes.replica_state
     else:
         fields["replica_id"] = replica
+    head = (max_wait, min_bytes, max_bytes, isolation, session, epoch)
+    return _request(classes, head, topics, rack, fields)
+
+
+def _request(
+    classes: _Classes,
+    head: tuple[int, int, int, int, int, int],
+    topics: list[Any],
+    rack: str,
+    fields: dict[str, Any],
+) -> Any:
+    """The request of ``head`` (max_wait, min_bytes, max_bytes, isolation
+    level, session id and epoch) and ``fields`` of its version, no
+    forgotten topics."""
+    max_wait, min_bytes, max_bytes, isolation, session, epoch = head
     return classes.request(
-        cluster_id=None,
         max_wait=timedelta(milliseconds=max_wait),
         min_bytes=min_bytes,
         max_bytes=max_bytes,
@@ -230,7 +232,7 @@ def _partitions(classes: _Classes, data: memoryview, layout: struct.Struct) -> t
     s_partition, s_epoch, s_offset, s_fetched, s_start, s_max = classes.setters
     for partition, epoch, offset, fetched, start, most, tags in layout.iter_unpack(data):
         if tags:  # a partition's tagged fields
-            raise _NotDecodedHere
+            raise NotDecodedHere
         entry = _new(cls)
         s_partition(entry, partition)
         s_epoch(entry, epoch)
@@ -240,19 +242,3 @@ def _partitions(classes: _Classes, data: memoryview, layout: struct.Struct) -> t
         s_max(entry, most)
         append(entry)
     return tuple(entries)
-
-
-_MAX_VARINT_BYTES = 5
-
-
-def _uvarint(frame: memoryview, at: int) -> tuple[int, int]:
-    """An unsigned varint at ``at`` and the offset after it (IndexError past
-    the end; one longer than five bytes is the general decoder's to refuse)."""
-    value = 0
-    for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
-        byte = frame[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, at
-    raise _NotDecodedHere
