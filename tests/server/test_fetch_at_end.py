@@ -16,6 +16,7 @@ import pytest
 import engine
 from engine.protocol.apis import ApiKey, load_request_schema
 from tests.server.in_process import InProcessServer
+from tests.server.store_reads import count_store_reads
 from tests.server.wire import Wire, build
 
 RECORDS = 5
@@ -36,25 +37,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
             for i in range(RECORDS):
                 producer.send("t", b"v%d" % i, partition=0).result(30)
         opened.delete_records("t", 0, 2)
-        reads: list[int] = []
-        store_fetch = opened.store.fetch_async
-
-        async def counted(stream_id: int, offset: int, max_bytes: int = 1 << 20) -> Any:
-            reads.append(offset)
-            return await store_fetch(stream_id, offset, max_bytes)
-
-        store_fetch_hot = opened.store.fetch_hot
-
-        def counted_hot(stream_id: int, offset: int, max_bytes: int = 1 << 20) -> Any:
-            reads.append(offset)
-            answer = store_fetch_hot(stream_id, offset, max_bytes)
-            if answer is None:  # fetch_async reads it, and counts it
-                reads.pop()
-            return answer
-
-        monkeypatch.setattr(opened.store, "fetch_async", counted)
-        # A read the log cache answers is made at once, without fetch_async.
-        monkeypatch.setattr(opened.store, "fetch_hot", counted_hot)
+        reads = count_store_reads(monkeypatch, opened.store)
         server = InProcessServer(opened)
         try:
             yield Served(opened, server.bootstrap, reads)
