@@ -99,6 +99,32 @@ def test_a_fetch_below_the_end_or_past_it_takes_the_read_path(served: Served) ->
     assert (past.high_watermark, past.log_start_offset) == (RECORDS, 2)
 
 
+@pytest.mark.parametrize("isolation_level", [0, 1])
+def test_a_tail_read_is_made_at_once_not_awaited(
+    served: Served, monkeypatch: pytest.MonkeyPatch, isolation_level: int
+) -> None:
+    """A partition whose data is in the log cache (a tailing consumer's)
+    is read without a coroutine chain: neither the partition's nor the
+    store's fetch_async is called, and the answer is the read's."""
+    awaited: list[int] = []
+    partition = served.engine.partition("t", 0)
+    partition_fetch = partition.fetch_async
+
+    async def counted(offset: int, *args: Any) -> Any:
+        awaited.append(offset)
+        return await partition_fetch(offset, *args)
+
+    monkeypatch.setattr(partition, "fetch_async", counted)
+    with Wire(served.bootstrap) as wire:
+        answer = _answers(wire.request(_fetch({0: 3}, isolation_level)))[0]
+    assert awaited == []
+    assert served.store_reads == [3]  # read once, at once
+    assert answer.error_code == 0 and answer.records
+    assert (answer.high_watermark, answer.log_start_offset) == (RECORDS, 2)
+    if isolation_level == 1:
+        assert answer.aborted_transactions == ()
+
+
 def test_a_fetch_at_the_end_looks_at_each_partitions_offsets_once(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
