@@ -9,9 +9,11 @@ under callgrind: an engine with a topic of ``--partitions`` partitions,
 one record each, and the wire server on this thread's event loop, to
 which the child sends ``--fetches`` raw Fetch v11 requests of every
 partition (no session, as librdkafka and kafkajs send them, max_wait 0)
-over loopback. The figure is the main thread's instructions (the server's
-loop, and the child's own reading of the answers, the same in both trees)
-with those fetches less those of the same child with none, per Fetch:
+over loopback, after a first one (its one-time imports). The figure is
+the main thread's instructions over those fetches alone (counting is
+turned on and off around them with callgrind_control), per Fetch: the
+server's loop, and the child's own sending and reading, the same in both
+trees:
 
 - ``records``: every partition from its start: one record each, from the
   log cache;
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import struct
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,11 +37,18 @@ CASES = {"records": 0, "caught_up": 1}
 
 
 def _child(partitions: int, offset: int, fetches: int) -> None:
+    """Sets up, then says ``ready`` and waits for a line before the
+    fetches (the parent turns counting on meanwhile), and says ``done``
+    and waits for another after them (the parent dumps the counts)."""
     from many_fetch_bench import TOPIC, fetch_v11
 
     import engine
     from engine.server.config import ServerConfig
     from engine.server.server import Server
+
+    def step(word: str) -> None:
+        print(word, flush=True)
+        sys.stdin.readline()
 
     with tempfile.TemporaryDirectory() as scratch, engine.open(Path(scratch) / "d") as opened:
         opened.create_topic(TOPIC, partitions)
@@ -49,26 +60,78 @@ def _child(partitions: int, offset: int, fetches: int) -> None:
             server = Server(opened, ServerConfig(host="127.0.0.1", port=0))
             await server.start()
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            for n in range(fetches):
-                writer.write(fetch_v11(n + 1, partitions, offset, 0))
+            frames = [fetch_v11(n + 1, partitions, offset, 0) for n in range(fetches + 1)]
+
+            async def one(frame: bytes) -> None:
+                writer.write(frame)
                 await writer.drain()
                 (size,) = struct.unpack(">i", await reader.readexactly(4))
                 await reader.readexactly(size)
+
+            await one(frames[0])  # the first Fetch's one-time imports, uncounted
+            step("ready")
+            for frame in frames[1:]:
+                await one(frame)
+            step("done")
             writer.close()
             await server.stop()
 
         asyncio.run(run())
 
 
-def _per_fetch(tree: Path, partitions: int, fetches: int) -> dict[str, float]:
+def _counted(tree: Path, partitions: int, offset: int, fetches: int) -> int:
+    """The child's main thread's instructions over its fetches alone."""
     script = str(Path(__file__).resolve())
-    child = [script, "--child", str(partitions)]
-    none = _callgrind_costs.thread_instructions(tree, [*child, "1", "0"])[0]
-    figures = {}
-    for case, offset in CASES.items():
-        some = _callgrind_costs.thread_instructions(tree, [*child, str(offset), str(fetches)])[0]
-        figures[case] = (some - none) / fetches
-    return figures
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}/callgrind.out",
+            sys.executable,
+            script,
+            "--child",
+            str(partitions),
+            str(offset),
+            str(fetches),
+        ]
+        env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+        child = subprocess.Popen(
+            command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdin is not None and child.stdout is not None
+
+        def control(*what: str) -> None:
+            for word in what:
+                subprocess.run(
+                    ["callgrind_control", word, str(child.pid)], check=True, capture_output=True
+                )
+
+        def expect(word: str) -> None:
+            line = child.stdout.readline() if child.stdout else ""
+            if line.strip() != word:
+                raise RuntimeError(f"the child said {line!r}, not {word!r}")
+
+        expect("ready")
+        control("--zero", "--instr=on")
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        expect("done")
+        control("--dump", "--instr=off")
+        child.stdin.write("end\n")
+        child.stdin.flush()
+        if child.wait(600) != 0:
+            raise RuntimeError("the child failed")
+        # The first dump (part 1: the one --dump wrote) of the main thread (1).
+        return _callgrind_costs._total(Path(out) / "callgrind.out.1-01")
+
+
+def _per_fetch(tree: Path, partitions: int, fetches: int) -> dict[str, float]:
+    return {
+        case: _counted(tree, partitions, offset, fetches) / fetches
+        for case, offset in CASES.items()
+    }
 
 
 def main() -> None:
