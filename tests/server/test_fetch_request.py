@@ -12,17 +12,21 @@ import struct
 import tracemalloc
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import engine
 from engine.protocol.apis import ApiKey, load_request_schema
 from engine.protocol.codec import body_offset, decode_request
 from engine.protocol.errors import MalformedRequest
 from engine.protocol.fetch_request import FIRST_VERSION, LAST_VERSION, decode_fetch
 from engine.protocol.frames import parse_header
 from engine.server.shared_decoding import FETCH_BODIES
+from tests.server.in_process import InProcessServer
 from tests.server.wire import build, encode_request
 
 ALL_VERSIONS = range(4, 18)
@@ -188,3 +192,46 @@ def test_the_fetch_bodies_take_the_hand_decoder_first() -> None:
         header = parse_header(view)
         assert FETCH_BODIES.decode(header, view) == decode_request(header, view)
         assert decode_fetch(view, body_offset(header, view), version) is not None
+
+
+def test_librdkafkas_fetch_is_decoded_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka's consumer (no fetch session) sends a Fetch this decoder
+    takes: its every Fetch goes by the hand decoder, and its record comes
+    back."""
+    from confluent_kafka import Consumer, Producer
+
+    decoded: list[tuple[int, bool]] = []
+    first = FETCH_BODIES.first
+    assert first is not None
+
+    def counted(frame: memoryview, offset: int, version: int) -> Any:
+        request = first(frame, offset, version)
+        decoded.append((version, request is not None))
+        return request
+
+    monkeypatch.setattr(FETCH_BODIES, "first", counted)
+    with engine.open(tmp_path / "data") as opened, InProcessServer(opened) as server:
+        opened.create_topic("t", 3)
+        producer = Producer({"bootstrap.servers": server.bootstrap})
+        producer.produce("t", b"x", partition=1)
+        assert producer.flush(30) == 0
+        consumer = Consumer(
+            {
+                "bootstrap.servers": server.bootstrap,
+                "group.id": "g",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            consumer.subscribe(["t"])
+            received = None
+            for _ in range(60):
+                message = consumer.poll(0.5)
+                if message is not None and not message.error():
+                    received = message.value()
+                    break
+        finally:
+            consumer.close()
+    assert received == b"x"
+    assert decoded
+    assert all(by_hand and FIRST_VERSION <= v <= LAST_VERSION for v, by_hand in decoded)
