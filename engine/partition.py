@@ -661,6 +661,12 @@ class Partition:
     def stable_offset(self, log_start: int, high_watermark: int) -> int:
         """The last stable offset with the log at these offsets (read by
         watermarks() just before)."""
+        txns = self.txns
+        if not txns.ongoing and not txns.completing:
+            # No transaction open or completing: nothing holds it below the
+            # high watermark (what first_unstable_offset answers), read
+            # without the lock a Fetch would otherwise take per partition.
+            return high_watermark
         with self.lock:
             return self.txns.first_unstable_offset(high_watermark, log_start)
 
