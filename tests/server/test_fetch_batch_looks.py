@@ -31,6 +31,10 @@ OFFSETS = [0, 1, 2, 3, 4, 7]
 watermark (3, or 4 past an open transaction's batch), past it."""
 
 
+WIDE = 100
+"""Partitions of a topic of one record each."""
+
+
 class Served:
     def __init__(self, opened: engine.Engine, server: InProcessServer) -> None:
         self.engine = opened
@@ -48,6 +52,11 @@ def _fill(data: Path) -> None:
                     for i in range(3):
                         producer.send(name, b"v%d" % i, partition=partition).result(TIMEOUT)
         opened.delete_records("t", 2, 2)
+        opened.create_topic("wide", WIDE)
+        with opened.producer() as producer:
+            sent = [producer.send("wide", b"w", partition=p) for p in range(WIDE)]
+            for record in sent:
+                record.result(TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +118,9 @@ def _raw_answer(served: Served, request: Any) -> bytes:
         return wire.read_frame()
 
 
-def _one_at_a_time(context: Any, wanted: list[Any], start: int) -> tuple[list[Any], int]:
+def _one_at_a_time(
+    context: Any, wanted: list[Any], start: int, _most: int
+) -> tuple[list[Any], int]:
     return [fetch._look(context, wanted[start])], start + 1
 
 
@@ -171,3 +182,27 @@ def test_a_caught_up_topic_is_answered_from_one_look_at_it(
     assert lookups == ["u"]
     monkeypatch.setattr(fetch, "_run_looks", _one_at_a_time)
     assert _raw_answer(served, request) == batched
+
+
+def test_a_topic_whose_every_read_waits_is_not_looked_at_whole_after_each(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that is awaited ends the looks made before it; the partitions
+    after it are looked at again in passes of 1, 2, 4... so that a topic
+    whose every read is awaited (a masked one, one read from objects) costs
+    looks in proportion to its partitions, not to their square."""
+    looked: list[int] = []
+    run_looks = fetch._run_looks
+
+    def counted(*args: Any) -> Any:
+        looks, end = run_looks(*args)
+        looked.append(len(looks))
+        return looks, end
+
+    monkeypatch.setattr(fetch, "_run_looks", counted)
+    monkeypatch.setattr(fetch, "_read_at_once", lambda *_: None)  # every read awaited
+    request = _request(served, 12, 0, [("wide", [(p, 0, -1) for p in range(WIDE)])])
+    with Wire(served.server.bootstrap) as wire:
+        answer = wire.request(request)
+    assert all(p.records for topic in answer.responses for p in topic.partitions)
+    assert sum(looked) <= 3 * WIDE

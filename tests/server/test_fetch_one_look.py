@@ -117,7 +117,9 @@ def test_the_answers_are_the_general_paths(
     ]
     looked = [_entries(_answer(served, _request(c, isolation_level))) for c in combos]
     monkeypatch.setattr(fetch, "_look", lambda *_: None)
-    monkeypatch.setattr(fetch, "_run_looks", lambda _context, _wanted, start: ([None], start + 1))
+    monkeypatch.setattr(
+        fetch, "_run_looks", lambda _context, _wanted, start, _most: ([None], start + 1)
+    )
     general = [_entries(_answer(served, _request(c, isolation_level))) for c in combos]
     assert looked == general
     assert any(records for entries in looked for *_, records in entries)  # reads were made

@@ -368,9 +368,14 @@ async def _read_all(
     reads: list[_Read] = []
     budget = max_bytes
     # A topic's run of partitions is looked at in one pass (_run_looks)
-    # until the loop awaits: the looks stand only until then.
+    # until the loop awaits: the looks stand only until then. After an
+    # await a run is looked at in passes of 1, 2, 4... partitions, so that
+    # a topic whose every read is awaited (a masked one, one read from
+    # objects) is not looked at whole again after each: the looks made and
+    # not used are at most twice the partitions read since the last await.
     looks: list[_Look | None] = []
     looks_start = looks_end = 0
+    run_most = len(wanted)
     in_clear = False
     for index, w in enumerate(wanted):
         if refused and w.topic in refused:
@@ -381,7 +386,8 @@ async def _read_all(
         # fetch) names each of thousands of partitions.
         if index >= looks_end:
             looks_start = index
-            looks, looks_end = _run_looks(context, wanted, index)
+            looks, looks_end = _run_looks(context, wanted, index, run_most)
+            run_most *= 2
             # Masked or not, asked once a run: it stands as the looks do.
             in_clear = w.topic is not None and masking_for(context, w.topic) is None
         look = looks[index - looks_start]
@@ -401,6 +407,7 @@ async def _read_all(
         if read is None:
             read = await _read(context, w, max(budget, 1), committed, look)
             looks_end = index + 1  # looked at again after the await
+            run_most = 1
         limit = min(w.max_bytes, budget)
         if read.fetched is not None and read.size > limit and budget < max_bytes:
             unsent = read.fetched._replace(records=[], next_offset=w.offset)
@@ -447,10 +454,11 @@ def _look(context: RequestContext, wanted: FetchPartition) -> _Look | None:
 
 
 def _run_looks(
-    context: RequestContext, wanted: list[FetchPartition], start: int
+    context: RequestContext, wanted: list[FetchPartition], start: int, most: int
 ) -> tuple[list[_Look | None], int]:
     """_look of each partition of the run of ``wanted`` from ``start`` that
-    names the same topic, and where the run ends: the topic's checks and
+    names the same topic (``most`` partitions of it at the most), and
+    where the run ends: the topic's checks and
     its partition table once, not once a partition, and every partition's
     watermarks under one hold of the store's lock. The same looks as
     _look's, made one at a time (a partition _look finds none for, this
@@ -458,7 +466,7 @@ def _run_looks(
     first = wanted[start]
     topic, topic_id = first.topic, first.topic_id
     end = start + 1
-    count = len(wanted)
+    count = min(len(wanted), start + most)
     while end < count and wanted[end].topic == topic and wanted[end].topic_id == topic_id:
         end += 1
     engine = context.engine
