@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import engine
 from engine.protocol.apis import ApiKey, load_request_schema
 from engine.server.handlers import fetch
+from s3stream.stream_store import StreamStore
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
 
@@ -39,7 +40,9 @@ class Served:
     def __init__(self, opened: engine.Engine, server: InProcessServer) -> None:
         self.engine = opened
         self.server = server
-        self.topic_ids = {name: uuid.UUID(bytes=opened.topic_id(name)) for name in PARTITIONS}
+        self.topic_ids = {
+            name: uuid.UUID(bytes=opened.topic_id(name)) for name in [*PARTITIONS, "wide"]
+        }
 
 
 def _fill(data: Path) -> None:
@@ -206,3 +209,29 @@ def test_a_topic_whose_every_read_waits_is_not_looked_at_whole_after_each(
         answer = wire.request(request)
     assert all(p.records for topic in answer.responses for p in topic.partitions)
     assert sum(looked) <= 3 * WIDE
+
+
+def test_a_long_run_reads_its_offsets_a_bounded_number_at_a_time(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's lock is held for at most STREAMS_PER_HOLD streams at a
+    time (the WAL's and the uploader's threads wait it out), and the
+    answer is the same as a look at each partition."""
+    held: list[int] = []
+    offsets_many = StreamStore.offsets_many
+
+    def counted(self: StreamStore, stream_ids: Iterable[int]) -> Any:
+        named = list(stream_ids)
+        held.append(len(named))
+        return offsets_many(self, named)
+
+    ends = [served.engine.partition("wide", p).high_watermark for p in range(WIDE)]
+    named = [(p, 0 if p % 3 else end, -1) for p, end in enumerate(ends)]
+    request = _request(served, 16, 1, [("wide", named)])
+    monkeypatch.setattr(fetch, "STREAMS_PER_HOLD", 7)
+    monkeypatch.setattr(StreamStore, "offsets_many", counted)
+    batched = _raw_answer(served, request)
+    # at least each partition once (again after an awaited read), 7 at most a hold
+    assert sum(held) >= WIDE and max(held) == 7
+    monkeypatch.setattr(fetch, "_run_looks", _one_at_a_time)
+    assert _raw_answer(served, request) == batched

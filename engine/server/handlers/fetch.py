@@ -453,6 +453,12 @@ def _look(context: RequestContext, wanted: FetchPartition) -> _Look | None:
     return _Look(leader, log_start, high_watermark)
 
 
+STREAMS_PER_HOLD = 1024
+"""The most streams whose offsets a Fetch reads under one hold of the
+store's lock: 10,000 at once held it some 1.7 ms (measured, with the
+lists made), which the WAL's and the uploader's threads would wait out."""
+
+
 def _run_looks(
     context: RequestContext, wanted: list[FetchPartition], start: int, most: int
 ) -> tuple[list[_Look | None], int]:
@@ -488,11 +494,15 @@ def _run_looks(
         leader = leaders[index]
         # _another_topic's check, made only of a Fetch by topic id
         found.append(None if by_id and topic_id != leader.topic_id else leader)
+    store = leaders[0].store  # every partition of an engine is of its one store
+    streams = [p.stream_id for p in found if p is not None]
+    read: list[tuple[int, int]] = []
     try:
-        # Every partition of an engine is of its one store.
-        marks = iter(leaders[0].store.offsets_many(p.stream_id for p in found if p is not None))
+        for at in range(0, len(streams), STREAMS_PER_HOLD):
+            read += store.offsets_many(streams[at : at + STREAMS_PER_HOLD])
     except (EngineError, S3StreamError):  # one gone meanwhile: a look of each
         return [_look(context, w) for w in wanted[start:end]], end
+    marks = iter(read)
     looks: list[_Look | None] = []
     for partition in found:
         if partition is None:
