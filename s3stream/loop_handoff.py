@@ -45,16 +45,23 @@ class LoopHandoff:
 
     def _run(self) -> None:
         with self._lock:
-            calls, self._pending = iter(self._pending or ()), None
-        try:
-            for function, argument in calls:
+            calls, self._pending = self._pending or [], None
+        self._run_from(calls, 0)
+
+    def _run_from(self, calls: list[tuple[Callable[[Any], None], Any]], start: int) -> None:
+        for index in range(start, len(calls)):
+            function, argument = calls[index]
+            try:
                 self._call_reporting(function, argument)
-        finally:
-            # Reached with calls left only when SystemExit or
-            # KeyboardInterrupt stops the loop: the calls after it still
-            # run first, as their own scheduled calls would have.
-            for function, argument in calls:
-                self._call_reporting(function, argument)
+            except BaseException:
+                # SystemExit or KeyboardInterrupt, let through to stop the
+                # loop; the calls after it run first, each as guarded as
+                # this one (a second such exception must not cut the rest
+                # short either): their appends are durable, and left here
+                # they would never be answered. As _settle_on_loop in
+                # wal/group_commit.py.
+                self._run_from(calls, index + 1)
+                raise
 
     def _call_reporting(self, function: Callable[[Any], None], argument: Any) -> None:
         try:

@@ -149,3 +149,30 @@ def test_every_call_runs_once_in_order_and_each_batch_wakes_the_loop_once(
         assert wakes == sum(1 for size in batches if size)
     finally:
         loop.close()
+
+
+def test_every_call_runs_when_two_of_one_run_raise_what_stops_the_loop() -> None:
+    """KeyboardInterrupt and SystemExit stop the loop, as asyncio lets them
+    through a callback; the calls handed over with them still run first,
+    however many of them raise so: each stands for a durable append."""
+    loop = asyncio.new_event_loop()
+    try:
+        handoff = LoopHandoff(loop)
+        ran: list[int] = []
+
+        def interrupt(argument: int) -> None:
+            ran.append(argument)
+            raise KeyboardInterrupt
+
+        def exit_(argument: int) -> None:
+            ran.append(argument)
+            raise SystemExit
+
+        for call, argument in ((ran.append, 0), (interrupt, 1), (exit_, 2), (ran.append, 3)):
+            handoff.call(call, argument)
+        loop.call_soon(loop.stop)
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            loop.run_forever()
+        assert ran == [0, 1, 2, 3]
+    finally:
+        loop.close()
