@@ -27,6 +27,19 @@ from tests.s3stream.test_remote_cadence import TIMEOUT, opened
 APPENDS = 8
 
 
+class WakeCount:
+    """Stands in for ``loop.call_soon_threadsafe``, counting the calls made
+    to wake the loop from another thread (each a write to its self-pipe)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.wakes = 0
+        self._schedule = loop.call_soon_threadsafe
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.wakes += 1
+        return self._schedule(*args, **kwargs)
+
+
 def test_a_commit_wakes_the_appending_loop_once_for_all_the_appends_it_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,14 +61,7 @@ def test_a_commit_wakes_the_appending_loop_once_for_all_the_appends_it_answers(
             # answers in order): each remote one waits on the upload now.
             await stream_store.append_async(other, 0, 0, b"l")
             assert not any(a.done() for a in acknowledged)
-            wakes = 0
-            schedule = loop.call_soon_threadsafe
-
-            def counted(*args: Any, **kwargs: Any) -> Any:
-                nonlocal wakes
-                wakes += 1
-                return schedule(*args, **kwargs)
-
+            counted = WakeCount(loop)
             monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
             # Registered after the appends' own waits on the same stream, so
             # answered after them by the same commit: while this holds the
@@ -63,9 +69,8 @@ def test_a_commit_wakes_the_appending_loop_once_for_all_the_appends_it_answers(
             last = stream_store.when_remote(stream, APPENDS)
             assert stream_store.flush(TIMEOUT)
             assert last.result(TIMEOUT) == APPENDS
-            held_wakes = wakes
             monkeypatch.undo()
-            return list(await asyncio.gather(*acknowledged)), held_wakes
+            return list(await asyncio.gather(*acknowledged)), counted.wakes
 
         ends, wakes = asyncio.run(appends_answered_by_one_commit())
         assert ends == list(range(1, APPENDS + 1))
@@ -128,15 +133,8 @@ def test_every_call_runs_once_in_order_and_each_batch_wakes_the_loop_once(
     however many calls, costs one wake-up, and the calls run in order."""
     loop = asyncio.new_event_loop()
     try:
-        wakes = 0
-        schedule = loop.call_soon_threadsafe
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            nonlocal wakes
-            wakes += 1
-            return schedule(*args, **kwargs)
-
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+        counted = WakeCount(loop)
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
         handoff = LoopHandoff(loop)
         ran: list[int] = []
         handed = 0
@@ -146,7 +144,7 @@ def test_every_call_runs_once_in_order_and_each_batch_wakes_the_loop_once(
                 handed += 1
             loop.run_until_complete(asyncio.sleep(0))
         assert ran == list(range(handed))
-        assert wakes == sum(1 for size in batches if size)
+        assert counted.wakes == sum(1 for size in batches if size)
     finally:
         loop.close()
 
