@@ -33,7 +33,10 @@ class LoopHandoff:
     def call(self, function: Callable[[Any], None], argument: Any) -> None:
         """Calls ``function(argument)`` on the loop, soon; never here."""
         with self._lock:
-            if self._pending is not None:
+            # A loop closed with the run scheduled dropped it (close clears
+            # its ready calls): scheduling anew drops what waited too, rather
+            # than keep it, and the loop, as long as this handoff lives.
+            if self._pending is not None and not self.loop.is_closed():
                 self._pending.append((function, argument))
                 return
             self._pending = [(function, argument)]

@@ -124,6 +124,15 @@ def test_a_call_handed_to_a_closed_loop_is_dropped() -> None:
     assert handoff._pending is None  # nothing kept for a loop that never runs
 
 
+def test_calls_waiting_for_a_run_a_closing_loop_dropped_are_dropped_with_it() -> None:
+    loop = asyncio.new_event_loop()
+    handoff = LoopHandoff(loop)
+    handoff.call(lambda _: pytest.fail("ran on a closed loop"), None)  # its run scheduled
+    loop.close()  # before the run: close drops the loop's ready calls
+    handoff.call(lambda _: pytest.fail("ran on a closed loop"), None)
+    assert handoff._pending is None  # nothing kept for a loop that never runs
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=6), max_size=12))
 def test_every_call_runs_once_in_order_and_each_batch_wakes_the_loop_once(
