@@ -183,3 +183,35 @@ def test_every_call_runs_when_two_of_one_run_raise_what_stops_the_loop() -> None
         assert ran == [0, 1, 2, 3]
     finally:
         loop.close()
+
+
+def test_calls_handed_over_while_the_loop_runs_them_each_run_once_in_order() -> None:
+    """A thread hands calls over while the loop runs earlier ones (the
+    commit thread and the loop at once): none is lost or run twice, the
+    order holds, and a call handed over during a run waits for the next."""
+    handed = 20_000
+    ran: list[int] = []
+
+    async def handed_over_meanwhile() -> int:
+        loop = asyncio.get_running_loop()
+        counted = WakeCount(loop)
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        handoff = LoopHandoff(loop)
+        done = asyncio.Event()
+
+        def from_another_thread() -> None:
+            for i in range(handed):
+                handoff.call(ran.append, i)
+            handoff.call(lambda _: done.set(), None)
+
+        thread = threading.Thread(target=from_another_thread)
+        thread.start()
+        try:
+            await asyncio.wait_for(done.wait(), TIMEOUT)
+        finally:
+            thread.join(TIMEOUT)
+        return counted.wakes
+
+    wakes = asyncio.run(handed_over_meanwhile())
+    assert ran == list(range(handed))
+    assert 1 <= wakes <= handed + 1
