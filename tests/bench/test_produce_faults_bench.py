@@ -54,8 +54,10 @@ def test_produce_faults_bench_splits_every_fault_into_new_pages_and_pages_touche
                 figures["all_faults_per_mib"], abs=0.2
             )
             assert figures["server_ms_per_mib"] > 0 and figures["rss_peak_mib"] > 0
-        # The whole burst is still in the log cache (64 MiB, under its 256 MiB).
-        assert run["burst"]["log_cache_peak_mib"] >= 60
+        # The burst stays in the log cache (64 MiB, under its 256 MiB), read
+        # from /metrics every 50 ms: the last sample can fall a few requests
+        # before the last one, so the peak read is most of the burst, not all.
+        assert run["burst"]["log_cache_peak_mib"] >= 48
         assert run["burst"]["produce_vs_mock"] == pytest.approx(
             run["burst"]["mb_s"] / run["mock_mb_s"], rel=0.01
         )
