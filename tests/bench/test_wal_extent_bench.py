@@ -1,0 +1,31 @@
+"""bench/wal_extent_bench.py, run as people run it: the quick pass."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.bench.run import run_bench
+
+KINDS = ("fallocated", "zero_filled", "recycled", "zero_filled_beside_fill", "recycled_beside_fill")
+
+
+@pytest.mark.slow
+def test_wal_extent_bench_reports_each_kind_of_segment_and_what_its_syncs_convert() -> None:
+    report = json.loads(run_bench("wal_extent_bench.py", "--quick", "--json"))
+    assert report["rounds"] == 1 and report["segment_mb"] == 8
+    for kind in KINDS:
+        figures = [report[f"{kind}_{q}_ms"] for q in ("p50", "p99", "max")]
+        assert figures[0] > 0 and figures == sorted(figures), kind
+        assert report[f"{kind}_syncs"] > 0, kind
+        assert report[f"{kind}_vs_recycled_p99"] == pytest.approx(
+            report[f"{kind}_p99_ms"] / report["recycled_p99_ms"], abs=0.01
+        )
+    for kind in ("zero_filled_beside_fill", "recycled_beside_fill"):
+        assert report[f"{kind}_fills_beside"] >= 0, kind
+    if "fallocated_conversions_per_sync" in report:  # where perf reads ext4's tracepoints
+        # Only writes into fallocate'd blocks convert extents; written ones need none.
+        assert report["fallocated_conversions_per_sync"] > 0
+        for kind in KINDS[1:]:
+            assert report[f"{kind}_conversions_per_sync"] == 0, kind
