@@ -2,7 +2,7 @@
 or recycled blocks, alone and beside a spare's zero fill.
 
     python bench/wal_extent_bench.py [--rounds 3] [--segment-mb 64] [--write-mb 32]
-                                     [--quick] [--json] [--dir PATH]
+                                     [--fill-step-kib 1024] [--quick] [--json] [--dir PATH]
 
 Each kind writes ``--write-mb`` into a fresh segment through the WAL's own
 ``SegmentWriter``, as the group committer does under load: a write of 16
@@ -19,7 +19,11 @@ slows every kind):
 - ``recycled``: a segment written whole before, recycled;
 - ``zero_filled_beside_fill`` / ``recycled_beside_fill``: the same while a
   thread zero-fills another segment's worth of spare (again and again,
-  until the kind's writes end), as the spare maker does beside the writer.
+  until the kind's writes end), as the spare maker does beside the writer,
+  written out ``--fill-step-kib`` at a time (the spare maker's step by
+  default); ``*_fills_beside`` counts the fills it finished meanwhile and
+  ``*_fills_per_s`` their rate (median over the rounds): what the step
+  costs the spare maker.
 
 Reported per kind (medians over the rounds): the fdatasync's p50, p99 and
 max, syncs of 20 ms or more (the WAL's ``tidelog.stalls`` threshold) as a
@@ -48,6 +52,7 @@ from typing import Any
 
 import _harness
 
+from wal import segment
 from wal.segment import SegmentWriter, zero_filled_file
 
 MIB = 1 << 20
@@ -186,6 +191,7 @@ def one_kind(
         with tracepoints(os.stat(segment.path).st_ino, counted):
             join = _fill_beside(directory, size, threading.Event()) if "beside" in kind else None
             written = 0
+            began = time.perf_counter()
             while written < write_bytes:
                 chunk = chunks[len(latencies) % len(chunks)]
                 segment.write([chunk])
@@ -195,6 +201,7 @@ def one_kind(
                 written += len(chunk)
             if join is not None:
                 fills = join()
+            seconds = time.perf_counter() - began
         disk_after = _disk_counts(device)
     finally:
         segment.close()
@@ -208,6 +215,7 @@ def one_kind(
         "max_ms": ordered[-1],
         "slow": sum(1 for ms in ordered if ms >= SLOW_MS),
         "fills_beside": fills,
+        "fills_per_s": fills / seconds,
     }
     if disk_before is not None and disk_after is not None:
         figures["disk_writes_per_sync"] = (disk_after[0] - disk_before[0]) / syncs
@@ -252,6 +260,9 @@ def run(directory: Path, rounds: int, segment_mb: int, write_mb: int) -> dict[st
                 results[f"{kind}_{name}"] = round(statistics.median(r[name] for r in runs), 3)
         if "beside" in kind:
             results[f"{kind}_fills_beside"] = sum(r["fills_beside"] for r in runs)
+            results[f"{kind}_fills_per_s"] = round(
+                statistics.median(r["fills_per_s"] for r in runs), 2
+            )
     for kind in KINDS:
         for name in ("p50_ms", "p99_ms", "max_ms"):
             base = results[f"recycled_{name}"]
@@ -299,11 +310,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 round, 8 MiB segments")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument(
+        "--fill-step-kib",
+        type=int,
+        default=segment.ZERO_FILL_CHUNK // 1024,
+        help="the zero fill's step (wal/segment.py's ZERO_FILL_CHUNK) for every fill of the run",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.segment_mb, args.write_mb = 1, 8, 4
+    segment.ZERO_FILL_CHUNK = args.fill_step_kib * 1024
     with _harness.scratch(args.dir, "tidelog-extent-bench-") as scratch:
         results = run(scratch, args.rounds, args.segment_mb, args.write_mb)
+    results["fill_step_kib"] = args.fill_step_kib
     _harness.report(results, args.json, print_table)
 
 
