@@ -99,8 +99,8 @@ def journal_of(device: str | None) -> str:
     """ext4's journal thread for the device, "<none>" on a file system made
     without a journal, "" where that cannot be read."""
     try:
-        with open(f"/sys/fs/ext4/{device}/journal_task", encoding="ascii") as task:
-            return task.read().strip()
+        with open(f"/sys/fs/ext4/{device}/journal_task", encoding="ascii") as journal:
+            return journal.read().strip()
     except OSError:
         return ""
 
