@@ -70,34 +70,44 @@ CONVERSIONS = "ext4:ext4_ext_handle_unwritten_extents"
 COMMITS = "jbd2:jbd2_start_commit"
 
 
+def _diskstats() -> list[list[str]]:
+    """/proc/diskstats's lines split in fields; none where it cannot be
+    read (not Linux, a sandbox without /proc): the disk's counts are then
+    left out, the times still measured."""
+    try:
+        with open("/proc/diskstats", encoding="ascii") as stats:
+            return [line.split() for line in stats]
+    except OSError:
+        return []
+
+
 def _device_of(directory: Path) -> str | None:
     """The name /proc/diskstats gives the device ``directory`` is on."""
     dev = os.stat(directory).st_dev
     major, minor = os.major(dev), os.minor(dev)
-    with open("/proc/diskstats", encoding="ascii") as stats:
-        for line in stats:
-            fields = line.split()
-            if int(fields[0]) == major and int(fields[1]) == minor:
-                return fields[2]
+    for fields in _diskstats():
+        if int(fields[0]) == major and int(fields[1]) == minor:
+            return fields[2]
     return None
 
 
 def _disk_counts(device: str | None) -> tuple[int, int] | None:
-    """The device's completed writes and cache flushes (fields 5 and 15 of
-    /proc/diskstats's statistics; flushes since kernel 5.5)."""
+    """The device's completed writes and cache flushes (statistics 5 and
+    16 of Documentation/admin-guide/iostats.rst, after the major, minor and
+    name; flushes since kernel 5.5)."""
     if device is None:
         return None
-    with open("/proc/diskstats", encoding="ascii") as stats:
-        for line in stats:
-            fields = line.split()
-            if fields[2] == device and len(fields) >= 20:
-                return int(fields[7]), int(fields[18])
+    for fields in _diskstats():
+        if fields[2] == device and len(fields) >= 20:
+            return int(fields[7]), int(fields[18])
     return None
 
 
 def journal_of(device: str | None) -> str:
     """ext4's journal thread for the device, "<none>" on a file system made
     without a journal, "" where that cannot be read."""
+    if device is None:
+        return ""
     try:
         with open(f"/sys/fs/ext4/{device}/journal_task", encoding="ascii") as journal:
             return journal.read().strip()
