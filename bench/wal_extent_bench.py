@@ -166,14 +166,20 @@ def _make_segment(kind: str, directory: Path, size: int, sequence: int) -> Segme
 
 def _fill_beside(directory: Path, size: int, stop: threading.Event) -> Callable[[], int]:
     """Zero-fills spares of ``size`` one after another until ``stop``; the
-    returned call joins the thread and says how many it finished."""
+    returned call joins the thread and says how many it finished, or raises
+    what stopped the fill early: syncs reported "beside a fill" that had no
+    fill beside them would mislead."""
     made = [0]
+    failed: list[BaseException] = []
 
     def fill() -> None:
-        while not stop.is_set():
-            path = zero_filled_file(str(directory), size, "free-beside.wal")
-            os.unlink(path)
-            made[0] += 1
+        try:
+            while not stop.is_set():
+                path = zero_filled_file(str(directory), size, "free-beside.wal")
+                os.unlink(path)
+                made[0] += 1
+        except BaseException as error:
+            failed.append(error)
 
     thread = threading.Thread(target=fill, name="zero-fill-beside")
     thread.start()
@@ -181,6 +187,8 @@ def _fill_beside(directory: Path, size: int, stop: threading.Event) -> Callable[
     def join() -> int:
         stop.set()
         thread.join()
+        if failed:
+            raise RuntimeError("the zero fill beside the writes failed") from failed[0]
         return made[0]
 
     return join
@@ -202,15 +210,19 @@ def one_kind(
             join = _fill_beside(directory, size, threading.Event()) if "beside" in kind else None
             written = 0
             began = time.perf_counter()
-            while written < write_bytes:
-                chunk = chunks[len(latencies) % len(chunks)]
-                segment.write([chunk])
-                started = time.perf_counter()
-                segment.sync()
-                latencies.append((time.perf_counter() - started) * 1000)
-                written += len(chunk)
-            if join is not None:
-                fills = join()
+            try:
+                while written < write_bytes:
+                    chunk = chunks[len(latencies) % len(chunks)]
+                    segment.write([chunk])
+                    started = time.perf_counter()
+                    segment.sync()
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    written += len(chunk)
+            finally:
+                # Also when a write fails: the fill would otherwise run on,
+                # and keep the process from exiting.
+                if join is not None:
+                    fills = join()
             seconds = time.perf_counter() - began
         disk_after = _disk_counts(device)
     finally:

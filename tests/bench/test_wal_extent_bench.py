@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 
 from tests.bench.run import load_bench, run_bench
 
+MIB = 1 << 20
 KINDS = ("fallocated", "zero_filled", "recycled", "zero_filled_beside_fill", "recycled_beside_fill")
 
 
@@ -59,3 +63,42 @@ def test_wal_extent_bench_runs_without_perf_proc_or_sys(
         for name in bench.COUNTS:
             assert f"{kind}_{name}" not in report, (kind, name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_fill_beside_fails_the_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+    spare = bench.zero_filled_file
+
+    def full_disk(directory: str, size: int, name: str) -> str:
+        if name == "free-beside.wal":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return spare(directory, size, name)
+
+    monkeypatch.setattr(bench, "zero_filled_file", full_disk)
+    with pytest.raises(RuntimeError, match="zero fill beside") as raised:
+        bench.one_kind("zero_filled_beside_fill", tmp_path, MIB, MIB // 2, 1)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_stops_the_fill_beside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+
+    def failing_sync(writer: Any) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(bench.SegmentWriter, "sync", failing_sync)
+    try:
+        with pytest.raises(OSError, match="Input/output error"):
+            bench.one_kind("recycled_beside_fill", tmp_path, MIB, MIB // 2, 1)
+        assert not [t for t in threading.enumerate() if t.name == "zero-fill-beside"]
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        for thread in threading.enumerate():  # without the fix: stop it, or pytest never exits
+            if thread.name == "zero-fill-beside":
+                shutil.rmtree(tmp_path, ignore_errors=True)
+                thread.join(timeout=30)
