@@ -32,7 +32,12 @@ extent conversions (ext4:ext4_ext_handle_unwritten_extents on the
 segment's inode: this file's alone) and journal commits
 (jbd2:jbd2_start_commit, the whole machine's) per sync, and the disk's
 write requests and cache flushes per sync (/proc/diskstats, the whole
-device's); beside the p99, its ratio to ``recycled``'s.
+device's); beside the p99, its ratio to ``recycled``'s. What each kind
+is, the file system says (FIEMAP, no perf needed): the segment's bytes
+written, still unwritten (fallocate'd) and still delayed (not yet on the
+disk) when its writes begin, each round's in ``*_written_bytes_before_runs``
+and the like: only ``fallocated`` has unwritten ones, the others are
+written whole, and no kind's are delayed.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness
+from _extents import extents_of
 
 from wal import segment
 from wal.segment import SegmentWriter, zero_filled_file
@@ -205,6 +211,7 @@ def one_kind(
     fills = 0
     try:
         os.sync()  # the kind's own syncs, not what an earlier one left
+        extents = extents_of(segment.path)
         disk_before = _disk_counts(device)
         with tracepoints(os.stat(segment.path).st_ino, counted):
             join = _fill_beside(directory, size, threading.Event()) if "beside" in kind else None
@@ -242,6 +249,10 @@ def one_kind(
     if disk_before is not None and disk_after is not None:
         figures["disk_writes_per_sync"] = (disk_after[0] - disk_before[0]) / syncs
         figures["flushes_per_sync"] = (disk_after[1] - disk_before[1]) / syncs
+    if extents is not None:
+        figures["written_bytes_before"] = extents.written
+        figures["unwritten_bytes_before"] = extents.unwritten
+        figures["delayed_bytes_before"] = extents.delayed
     if CONVERSIONS in counted:
         figures["conversions_per_sync"] = counted[CONVERSIONS] / syncs
     if COMMITS in counted:
@@ -250,6 +261,7 @@ def one_kind(
 
 
 COUNTS = ("conversions_per_sync", "commits_per_sync", "disk_writes_per_sync", "flushes_per_sync")
+EXTENT_STATES = ("written_bytes_before", "unwritten_bytes_before", "delayed_bytes_before")
 
 
 def run(directory: Path, rounds: int, segment_mb: int, write_mb: int) -> dict[str, Any]:
@@ -280,6 +292,9 @@ def run(directory: Path, rounds: int, segment_mb: int, write_mb: int) -> dict[st
         for name in COUNTS:
             if all(name in r for r in runs):
                 results[f"{kind}_{name}"] = round(statistics.median(r[name] for r in runs), 3)
+        for name in EXTENT_STATES:
+            if all(name in r for r in runs):
+                results[f"{kind}_{name}_runs"] = [r[name] for r in runs]
         if "beside" in kind:
             results[f"{kind}_fills_beside"] = sum(r["fills_beside"] for r in runs)
             results[f"{kind}_fills_per_s"] = round(
@@ -300,6 +315,13 @@ def _count(results: dict[str, Any], kind: str, name: str) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _unwritten_mib(results: dict[str, Any], kind: str) -> str:
+    """The kind's segment's unwritten MiB when its writes began (the most
+    of any round), or "-" where the file system cannot say."""
+    rounds = results.get(f"{kind}_unwritten_bytes_before_runs")
+    return "-" if rounds is None else f"{max(rounds) / MIB:.1f}"
+
+
 def print_table(results: dict[str, Any]) -> None:
     sizes = "/".join(f"{n // 1024}" for n in WRITE_SIZES)
     print(
@@ -311,6 +333,7 @@ def print_table(results: dict[str, Any]) -> None:
     print(
         f"{'kind':<26}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'>=20ms':>8}"
         f"{'conv/sync':>10}{'jbd2/sync':>10}{'wr/sync':>8}{'flush/sync':>11}{'p99/recycled':>13}"
+        f"{'unwritten MiB':>14}"
     )
     for kind in KINDS:
         counts = "".join(
@@ -320,7 +343,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(
             f"{kind:<26}{results[f'{kind}_p50_ms']:8.2f}{results[f'{kind}_p99_ms']:8.2f}"
             f"{results[f'{kind}_max_ms']:8.1f}{results[f'{kind}_slow_syncs']:8d}{counts}"
-            f"{results[f'{kind}_vs_recycled_p99']!s:>13}"
+            f"{results[f'{kind}_vs_recycled_p99']!s:>13}{_unwritten_mib(results, kind):>14}"
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -19,8 +20,13 @@ KINDS = ("fallocated", "zero_filled", "recycled", "zero_filled_beside_fill", "re
 
 
 @pytest.mark.slow
-def test_wal_extent_bench_reports_each_kind_of_segment_and_what_its_syncs_convert() -> None:
-    report = json.loads(run_bench("wal_extent_bench.py", "--quick", "--json"))
+def test_wal_extent_bench_reports_each_kind_of_segment_and_what_its_syncs_convert(
+    tmp_path: Path,
+) -> None:
+    report = json.loads(
+        run_bench("wal_extent_bench.py", "--quick", "--json", "--dir", str(tmp_path))
+    )
+    assert list(tmp_path.iterdir()) == []  # its scratch directory is gone with its files
     assert report["rounds"] == 1 and report["segment_mb"] == 8
     for kind in KINDS:
         figures = [report[f"{kind}_{q}_ms"] for q in ("p50", "p99", "max")]
@@ -31,6 +37,20 @@ def test_wal_extent_bench_reports_each_kind_of_segment_and_what_its_syncs_conver
         )
     for kind in ("zero_filled_beside_fill", "recycled_beside_fill"):
         assert report[f"{kind}_fills_beside"] >= 0, kind
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    if _load().extents_of(str(probe)) is not None:  # where the file system maps extents
+        # The kinds are what they say when their writes begin: only the
+        # fallocated segment's blocks are unwritten past its header's
+        # block, the others are written whole (the zeros, the recycled
+        # data), and every kind's bytes are on the disk.
+        assert report["fallocated_unwritten_bytes_before_runs"] == [8 * MIB - 4096]
+        assert report["fallocated_written_bytes_before_runs"] == [4096]
+        for kind in KINDS[1:]:
+            assert report[f"{kind}_unwritten_bytes_before_runs"] == [0], kind
+            assert report[f"{kind}_written_bytes_before_runs"] == [8 * MIB], kind
+        for kind in KINDS:
+            assert report[f"{kind}_delayed_bytes_before_runs"] == [0], kind
     if "fallocated_conversions_per_sync" in report:  # where perf reads ext4's tracepoints
         # Only writes into fallocate'd blocks convert extents; written ones need none.
         assert report["fallocated_conversions_per_sync"] > 0
@@ -102,3 +122,22 @@ def test_a_failed_write_stops_the_fill_beside(
             if thread.name == "zero-fill-beside":
                 shutil.rmtree(tmp_path, ignore_errors=True)
                 thread.join(timeout=30)
+
+
+def test_extents_are_counted_across_more_than_one_fiemap_call(tmp_path: Path) -> None:
+    """200 written blocks between holes and 200 fallocate'd ones: more
+    extents than one call maps."""
+    extents = load_bench("_extents.py", "bench_extents")
+    path = tmp_path / "pieces"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        for piece in range(200):
+            os.pwrite(fd, b"\x01" * 4096, piece * 4 * 4096)
+            os.posix_fallocate(fd, (piece * 4 + 2) * 4096, 4096)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    found = extents.extents_of(str(path))
+    if found is None:
+        pytest.skip("this file system maps no extents")
+    assert found == extents.Extents(written=200 * 4096, unwritten=200 * 4096, delayed=0)
