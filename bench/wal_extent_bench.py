@@ -364,6 +364,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.segment_mb, args.write_mb = 1, 8, 4
+    if args.write_mb >= args.segment_mb:
+        # The last writes would run past the segment's end, into blocks the
+        # file gains as it grows, whatever its kind.
+        parser.error("--write-mb must be less than --segment-mb")
     segment.ZERO_FILL_CHUNK = args.fill_step_kib * 1024
     with _harness.scratch(args.dir, "tidelog-extent-bench-") as scratch:
         results = run(scratch, args.rounds, args.segment_mb, args.write_mb)

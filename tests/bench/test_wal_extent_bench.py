@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench.run import load_bench, run_bench
+from tests.bench.run import BENCH, load_bench, run_bench
 
 MIB = 1 << 20
 KINDS = ("fallocated", "zero_filled", "recycled", "zero_filled_beside_fill", "recycled_beside_fill")
@@ -141,3 +143,16 @@ def test_extents_are_counted_across_more_than_one_fiemap_call(tmp_path: Path) ->
     if found is None:
         pytest.skip("this file system maps no extents")
     assert found == extents.Extents(written=200 * 4096, unwritten=200 * 4096, delayed=0)
+
+
+def test_writes_that_would_outgrow_the_segment_are_refused() -> None:
+    bench = BENCH / "wal_extent_bench.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--rounds", "1", "--segment-mb", "2", "--write-mb", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout
+    assert "--write-mb must be less than --segment-mb" in result.stderr
