@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import shutil
 import signal
 import statistics
@@ -121,25 +122,61 @@ def journal_of(device: str | None) -> str:
         return ""
 
 
+PERF_ANSWER_S = 30.0
+"""How long perf may take to open or close its counters on a loaded machine."""
+
+
+def _tell_perf(control: int, acks: int, command: bytes) -> bool:
+    """Sends perf stat a --control command; whether perf acknowledged it
+    (it has not if it exited: no permission, no such tracepoint, a perf
+    without --control)."""
+    try:
+        os.write(control, command)
+    except BrokenPipeError:
+        return False
+    ready, _, _ = select.select([acks], [], [], PERF_ANSWER_S)
+    return bool(ready) and os.read(acks, 16).startswith(b"ack")
+
+
 @contextlib.contextmanager
 def tracepoints(inode: int, found: dict[str, int]) -> Iterator[None]:
     """Counts extent conversions on ``inode`` and the machine's journal
     commits while the block runs, into ``found`` (left empty where perf
-    cannot count them)."""
+    cannot count them).
+
+    perf starts with its counters disabled and counts from its
+    acknowledgement of "enable" to that of "disable": on a loaded machine
+    its start can take longer than any fixed wait, and a count that missed
+    the kind's first syncs would read as fewer conversions per sync."""
     perf = shutil.which("perf")
     if perf is None:
         yield
         return
-    command = [perf, "stat", "-a", "-x", ",", "-e", CONVERSIONS, "--filter", f"ino == {inode}"]
-    command += ["-e", COMMITS]  # system-wide: counts until interrupted
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)  # perf opens its counters before the kind starts
+    control_read, control = os.pipe()
+    acks, ack_write = os.pipe()
+    command = [perf, "stat", "-a", "-x", ",", "--delay", "-1"]
+    command += ["--control", f"fd:{control_read},{ack_write}"]
+    command += ["-e", CONVERSIONS, "--filter", f"ino == {inode}"]
+    command += ["-e", COMMITS]  # system-wide
     try:
-        yield
+        child = subprocess.Popen(
+            command, stderr=subprocess.PIPE, text=True, pass_fds=(control_read, ack_write)
+        )
     finally:
-        time.sleep(0.1)
+        os.close(control_read)
+        os.close(ack_write)
+    counting = False
+    try:
+        counting = _tell_perf(control, acks, b"enable\n")
+        yield
+        counting = counting and _tell_perf(control, acks, b"disable\n")
+    finally:
+        os.close(control)
+        os.close(acks)
         child.send_signal(signal.SIGINT)
-        _, errors = child.communicate(timeout=30)
+        _, errors = child.communicate(timeout=PERF_ANSWER_S)
+    if not counting:
+        return
     for line in errors.splitlines():
         fields = line.split(",")
         if len(fields) > 2 and fields[2] in (CONVERSIONS, COMMITS) and fields[0].isdigit():

@@ -156,3 +156,49 @@ def test_writes_that_would_outgrow_the_segment_are_refused() -> None:
     )
     assert result.returncode == 2, result.stdout
     assert "--write-mb must be less than --segment-mb" in result.stderr
+
+
+def _perf_named(directory: Path, script: str) -> str:
+    """A ``perf`` in ``directory`` that runs ``script``, put first on PATH."""
+    directory.mkdir()
+    perf = directory / "perf"
+    perf.write_text(f"#!/bin/sh\n{script}\n")
+    perf.chmod(0o755)
+    return f"{directory}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_conversions_are_counted_from_the_first_sync_when_perf_starts_slowly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine perf can take longer to open its counters than
+    the kind takes to write: the count must start when perf says it does."""
+    bench = _load()
+    perf = shutil.which("perf")
+    if perf is None:
+        pytest.skip("no perf")
+    probe = subprocess.run(
+        [perf, "stat", "-e", bench.CONVERSIONS, "true"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip("perf cannot read ext4's tracepoints here")
+    monkeypatch.setenv("PATH", _perf_named(tmp_path / "bin", f'sleep 1\nexec {perf} "$@"'))
+    work = tmp_path / "work"
+    work.mkdir()
+    figures = bench.one_kind("fallocated", work, 8 * MIB, 4 * MIB, 1)
+    if figures.get("unwritten_bytes_before") == 0:
+        pytest.skip("this file system does not keep fallocate'd blocks unwritten")
+    # One split when the write is submitted, one conversion when it completes.
+    assert figures["conversions_per_sync"] >= 2
+
+
+def test_a_perf_that_cannot_count_leaves_the_counts_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+    monkeypatch.setenv("PATH", _perf_named(tmp_path / "bin", "echo 'No permission' >&2\nexit 1"))
+    work = tmp_path / "work"
+    work.mkdir()
+    figures = bench.one_kind("fallocated", work, 2 * MIB, MIB, 1)
+    assert figures["syncs"] > 0
+    assert "conversions_per_sync" not in figures and "commits_per_sync" not in figures
+    assert list(work.iterdir()) == []
