@@ -12,8 +12,8 @@ slows every kind):
 
 - ``fallocated``: a segment ``SegmentWriter.create`` preallocates, as an
   open or a roll without a spare makes it: its extents are unwritten, so
-  each fdatasync also converts the extents written and commits ext4's
-  journal for it;
+  each fdatasync also converts the range written (and, on a journalled
+  ext4, commits the journal for it);
 - ``zero_filled``: a spare of written zeros (``zero_filled_file``) taken by
   the segment, as a roll into a spare made from nothing;
 - ``recycled``: a segment written whole before, recycled;
@@ -28,8 +28,10 @@ slows every kind):
 Reported per kind (medians over the rounds): the fdatasync's p50, p99 and
 max, syncs of 20 ms or more (the WAL's ``tidelog.stalls`` threshold) as a
 sum over the rounds, and, where ``perf`` can read tracepoints, the kind's
-extent conversions (ext4:ext4_ext_handle_unwritten_extents on the
-segment's inode: this file's alone) and journal commits
+calls of ext4's unwritten-extent handler (ext4:ext4_ext_handle_unwritten_extents
+on the segment's inode: this file's alone; two for each range converted,
+the split when its write is submitted and the conversion when it
+completes) and journal commits
 (jbd2:jbd2_start_commit, the whole machine's) per sync, and the disk's
 write requests and cache flushes per sync (/proc/diskstats, the whole
 device's); beside the p99, its ratio to ``recycled``'s. What each kind
