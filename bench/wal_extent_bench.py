@@ -386,17 +386,26 @@ def print_table(results: dict[str, Any]) -> None:
         )
 
 
+def _positive(text: str) -> int:
+    """A count of at least one: no rounds leave no median, a step of 0
+    never ends a fill, and no writes no syncs to time."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--segment-mb", type=int, default=64)
-    parser.add_argument("--write-mb", type=int, default=32)
+    parser.add_argument("--rounds", type=_positive, default=3)
+    parser.add_argument("--segment-mb", type=_positive, default=64)
+    parser.add_argument("--write-mb", type=_positive, default=32)
     parser.add_argument("--quick", action="store_true", help="1 round, 8 MiB segments")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
     parser.add_argument(
         "--fill-step-kib",
-        type=int,
+        type=_positive,
         default=segment.ZERO_FILL_CHUNK // 1024,
         help="the zero fill's step (wal/segment.py's ZERO_FILL_CHUNK) for every fill of the run",
     )

@@ -145,17 +145,36 @@ def test_extents_are_counted_across_more_than_one_fiemap_call(tmp_path: Path) ->
     assert found == extents.Extents(written=200 * 4096, unwritten=200 * 4096, delayed=0)
 
 
-def test_writes_that_would_outgrow_the_segment_are_refused() -> None:
+@pytest.mark.parametrize(
+    ("arguments", "refusal"),
+    [
+        (("--segment-mb", "2", "--write-mb", "2"), "--write-mb must be less than --segment-mb"),
+        (
+            ("--segment-mb", "2", "--write-mb", "1", "--rounds", "0"),
+            "--rounds: 0 is not at least 1",
+        ),
+        (
+            ("--segment-mb", "2", "--write-mb", "1", "--fill-step-kib", "0"),
+            "--fill-step-kib: 0 is not at least 1",
+        ),
+        (("--segment-mb", "2", "--write-mb", "0"), "--write-mb: 0 is not at least 1"),
+    ],
+)
+def test_arguments_the_bench_cannot_measure_are_refused(
+    arguments: tuple[str, ...], refusal: str
+) -> None:
+    """Writes past the segment's end would grow it into blocks no kind
+    prepared; no rounds leave no median; a step of 0 never ends a fill."""
     bench = BENCH / "wal_extent_bench.py"
     result = subprocess.run(
-        [sys.executable, str(bench), "--rounds", "1", "--segment-mb", "2", "--write-mb", "2"],
+        [sys.executable, str(bench), "--rounds", "1", *arguments],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
-    assert result.returncode == 2, result.stdout
-    assert "--write-mb must be less than --segment-mb" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert refusal in result.stderr
 
 
 def _perf_named(directory: Path, script: str) -> str:
