@@ -176,7 +176,14 @@ def tracepoints(inode: int, found: dict[str, int]) -> Iterator[None]:
         os.close(control)
         os.close(acks)
         child.send_signal(signal.SIGINT)
-        _, errors = child.communicate(timeout=PERF_ANSWER_S)
+        try:
+            _, errors = child.communicate(timeout=PERF_ANSWER_S)
+        except subprocess.TimeoutExpired:
+            # A perf that will not stop would count the whole machine on,
+            # after the bench: killed, and its counts not trusted.
+            child.kill()
+            child.communicate()
+            counting = False
     if not counting:
         return
     for line in errors.splitlines():

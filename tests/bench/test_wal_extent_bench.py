@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -225,3 +227,23 @@ def test_a_perf_that_cannot_count_leaves_the_counts_out(
     assert figures["syncs"] > 0
     assert "conversions_per_sync" not in figures and "commits_per_sync" not in figures
     assert list(work.iterdir()) == []
+
+
+def test_a_perf_that_will_not_stop_is_killed_and_its_counts_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+    monkeypatch.setattr(bench, "PERF_ANSWER_S", 0.5)
+    pid_file = tmp_path / "perf.pid"
+    script = f"trap '' INT\necho $$ > {pid_file}\nexec sleep 600"
+    monkeypatch.setenv("PATH", _perf_named(tmp_path / "bin", script))
+    work = tmp_path / "work"
+    work.mkdir()
+    try:
+        figures = bench.one_kind("fallocated", work, 2 * MIB, MIB, 1)
+        assert figures["syncs"] > 0 and "conversions_per_sync" not in figures
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
