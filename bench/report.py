@@ -60,6 +60,7 @@ BENCHES = (
     Bench("startup", "startup_bench.py", ("--quick",)),
     Bench("wal", "wal_bench.py", ("--quick",)),
     Bench("writeback", "writeback_bench.py", ("--quick",)),
+    Bench("wal_extent", "wal_extent_bench.py", ("--quick",)),
     Bench("write_span", "write_span_bench.py", ("--quick",)),
     Bench("ack_path", "ack_path_bench.py", ("--quick",)),
     Bench("wal_roll", "wal_roll_bench.py", ("--quick",)),
