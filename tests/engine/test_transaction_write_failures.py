@@ -39,8 +39,8 @@ from tests.engine.txn_state_faults import (
 
 TIMEOUT = 10.0
 TP = TopicPartition("t", 0)
-IDLE = engine.TransactionConfig(transactional_id_expiration_ms=0)
-"""Every id with no transaction in progress is idle at once."""
+IDLE = engine.TransactionConfig(transactional_id_expiration_ms=1)  # Kafka's least
+"""Every id with no transaction in progress is idle a millisecond on."""
 
 
 @pytest.fixture
@@ -77,6 +77,7 @@ def _timed_out(e: Engine) -> Future[Any]:
 
 
 def _expired(e: Engine) -> Future[Any]:
+    time.sleep(0.01)  # past the id's 1 ms
     assert e.transactions.remove_expired() == 1
     return _done()
 
@@ -239,6 +240,7 @@ def test_an_expiry_refused_for_one_id_forgets_the_others(
         e.transactions.init_producer_id(transactional_id, 60_000).result(TIMEOUT)
     with monkeypatch.context() as faults:
         refused = RefusedStateWrites(faults, e, {"del": 1}, no_room)
+        time.sleep(0.01)  # past the ids' 1 ms
         assert e.transactions.remove_expired() == 3
         assert refused.refused == ["del"]
     deadline = time.monotonic() + TIMEOUT

@@ -29,7 +29,10 @@ CONFIG = StreamStoreConfig(
 
 
 LITTLE_ROOM = StreamStoreConfig(
-    upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
+    upload_bytes=4096,
+    upload_interval_s=0.05,
+    max_unuploaded_bytes=16 * 1024,
+    wal_segment_bytes=16 * 1024,  # the bound holds one WAL record
 )
 """A 16 KiB unuploaded bound: a few appends through an outage pass it."""
 
