@@ -22,6 +22,7 @@ from engine.config_ranges import ENGINE_RANGES, GROUP_ORDER, GROUP_RANGES, TRANS
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
 from engine.server.config import ConfigFileError, load_config_file
+from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import ConfigOutOfRange, StreamStoreConfig
 from s3stream.config import STORE_ORDER, STORE_RANGES, WAL_SEGMENT_LEAST
@@ -250,6 +251,21 @@ def test_a_config_that_is_not_a_durability_is_refused_by_name() -> None:
         StreamStoreConfig(durability="always")
     assert refused.value.setting == "durability"
     assert StreamStoreConfig(durability="interval").durability == "interval"
+
+
+@pytest.mark.parametrize("setting", ["keep_snapshots_s", "expire_interval_s"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_the_tables_expiry_takes_no_number_that_is_not_finite(
+    tmp_path: Path, setting: str, value: float
+) -> None:
+    """A NaN passed the tables' "at least 0" (docs/server.md says no key
+    takes one), and so did an infinite one."""
+    with pytest.raises(ValueError, match=f"{setting}.* must be at least 0 and finite"):
+        TablesConfig(**{setting: value})
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f"[tables]\n{setting} = {_toml(value)}\n")
+    with pytest.raises(ConfigFileError, match=r"\[tables\]: .* must be at least 0 and finite"):
+        load_config_file(path)
 
 
 def test_a_topic_default_is_refused_when_the_config_is_made() -> None:
