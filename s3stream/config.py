@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from s3stream.errors import ConfigOutOfRange
 from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S
 from s3stream.objects import DEFAULT_BLOCK_BYTES
-from s3stream.ranges import Range, at_least, check_order, check_ranges, seconds
+from s3stream.ranges import Range, at_least, check_ranges, seconds
 from s3stream.store.hedged import HedgePolicy
 from wal import Durability
 from wal.thread_priority import MOST_NICE
@@ -25,7 +25,11 @@ STORE_RANGES: dict[str, Range] = {
     "upload_bytes": at_least(1),
     "upload_interval_s": seconds(),
     "log_cache_bytes": at_least(0),  # 0: reads after an upload go to objects
-    "max_unuploaded_bytes": at_least(WAL_SEGMENT_LEAST),  # and STORE_ORDER
+    # Under a few KiB, the records an engine writes when it opens pass the
+    # bound and its first create_topic is refused. It need not hold a WAL
+    # segment: the bound is checked before an append, so a record of any
+    # size passes it (s3stream/appender.py).
+    "max_unuploaded_bytes": at_least(WAL_SEGMENT_LEAST),
     "unpaced_headroom_bytes": at_least(0),
     "block_bytes": at_least(1),
     "stream_object_bytes": at_least(1),
@@ -55,14 +59,6 @@ STORE_RANGES: dict[str, Range] = {
 }
 """The range of each of StreamStoreConfig's numbers (docs/engine.md and
 docs/server.md list them; tests/engine/test_config_ranges.py holds them equal)."""
-
-STORE_ORDER = (("max_unuploaded_bytes", "at least", "wal_segment_bytes"),)
-"""How StreamStoreConfig's settings order one another. The unuploaded bound
-holds one whole WAL record: a state record or a checkpoint's part may be as
-large as a WAL record, and appends that never wait (state records,
-checkpoints, markers) are refused once the unuploaded bytes pass the bound
-and its headroom; under one record, an engine's catalog records (a
-create_topic's) were refused until an upload made room."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +178,6 @@ class StreamStoreConfig:
                 "durability", self.durability, f"one of {durabilities}"
             ) from None
         check_ranges(self, STORE_RANGES)
-        check_order(self, STORE_ORDER)
 
     def hedge_policy(self) -> HedgePolicy:
         """The hedge_* settings (s3stream/store/hedged.py)."""

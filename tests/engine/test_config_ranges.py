@@ -25,7 +25,7 @@ from engine.server.config import ConfigFileError, load_config_file
 from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import ConfigOutOfRange, StreamStoreConfig
-from s3stream.config import STORE_ORDER, STORE_RANGES, WAL_SEGMENT_LEAST
+from s3stream.config import STORE_RANGES, WAL_SEGMENT_LEAST
 from s3stream.ranges import Range
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
@@ -55,19 +55,12 @@ LOOSE_GROUP_BOUNDS = {
 """GroupConfig's consumer-group bounds as loose as their order (GROUP_ORDER)
 lets them be: any one of them then takes every value of its own range."""
 
-BASE: dict[type[Any], dict[str, int]] = {
-    GroupConfig: LOOSE_GROUP_BOUNDS,
-    StreamStoreConfig: {"wal_segment_bytes": WAL_SEGMENT_LEAST},  # under max_unuploaded_bytes
-}
-"""What each setting is tried beside, so that only its own range decides."""
-
 
 def companions(setting: str) -> dict[str, int]:
     """The settings ``setting`` is tried beside (tests/server/test_config_doc.py
     writes them into its files too)."""
-    for config, order in ((GroupConfig, GROUP_ORDER), (StreamStoreConfig, STORE_ORDER)):
-        if any(setting in ordered for ordered in order):
-            return {k: v for k, v in BASE[config].items() if k != setting}
+    if any(setting in ordered for ordered in GROUP_ORDER):
+        return {k: v for k, v in LOOSE_GROUP_BOUNDS.items() if k != setting}
     return {}
 
 
@@ -190,51 +183,36 @@ ORDER_CASES = [
     ((_S, "at most", _XS), {_S: 10_000}, 10_001),
     ((_H, "below", _S), {_H: 499, _S: 500}, 500),
 ]
-STORE_ORDER_CASES = [
-    (STORE_ORDER[0], {"wal_segment_bytes": 65536, "max_unuploaded_bytes": 65536}, 65535),
-]
 
 
 def test_the_order_cases_are_every_order() -> None:
     assert [order for order, _, _ in ORDER_CASES] == list(GROUP_ORDER)
-    assert [order for order, _, _ in STORE_ORDER_CASES] == list(STORE_ORDER)
 
 
-@pytest.mark.parametrize(
-    ("config", "order", "at_bound", "past"),
-    [(GroupConfig, *case) for case in ORDER_CASES]
-    + [(StreamStoreConfig, *case) for case in STORE_ORDER_CASES],
-    ids=lambda x: x.__name__ if isinstance(x, type) else str(x),
-)
+@pytest.mark.parametrize(("order", "at_bound", "past"), ORDER_CASES, ids=str)
 def test_settings_ordered_against_one_another_keep_their_order(
-    tmp_path: Path,
-    config: type[Any],
-    order: tuple[str, str, str],
-    at_bound: dict[str, int],
-    past: int,
+    tmp_path: Path, order: tuple[str, str, str], at_bound: dict[str, int], past: int
 ) -> None:
-    """Each of Kafka's GroupCoordinatorConfig requirements, and the store's
-    unuploaded bound over one WAL segment: the bound accepted (one step
-    short of it for the strict one), one step past it refused with both
-    settings named, from Python and from the file."""
+    """Each of Kafka's GroupCoordinatorConfig requirements: the bound
+    accepted (one step short of it for the strict one), one step past it
+    refused with both settings named, from Python and from the file."""
     setting, relation, other = order
-    accepted_config = {**(MID_GROUP_BOUNDS if config is GroupConfig else {}), **at_bound}
-    config(**accepted_config)
+    accepted_config = {**MID_GROUP_BOUNDS, **at_bound}
+    GroupConfig(**accepted_config)
     refused_config = {**accepted_config, setting: past}
     with pytest.raises(ConfigOutOfRange) as refused:
-        config(**refused_config)
+        GroupConfig(**refused_config)
     accepted = f"{relation} {other} ({refused_config[other]})"
     assert (refused.value.setting, refused.value.value, refused.value.accepted) == (
         setting,
         past,
         accepted,
     )
-    section = FILE_SECTION.get(config, "store")
     path = tmp_path / "tidelog.toml"
-    path.write_text(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in accepted_config.items()))
+    path.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in accepted_config.items()))
     load_config_file(path)
-    path.write_text(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in refused_config.items()))
-    refusal = f"[{section}]: {setting} must be {accepted}"
+    path.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in refused_config.items()))
+    refusal = f"[engine]: {setting} must be {accepted}"
     with pytest.raises(ConfigFileError, match=re.escape(refusal)):
         load_config_file(path)
 
@@ -244,6 +222,32 @@ def _toml(value: object) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # nan, inf, -inf
     return repr(value)
+
+
+def test_an_unuploaded_bound_below_one_wal_segment_opens_and_takes_larger_records(
+    tmp_path: Path,
+) -> None:
+    """The bound is checked before an append, so a record larger than it
+    (a data batch, a state record) passes it once the bytes before it are
+    uploaded: a bound under a WAL segment (a memory budget smaller than the
+    default 64 MiB segments) is a config the engine runs with."""
+    store = StreamStoreConfig(
+        wal_preallocate=False,
+        wal_segment_bytes=1 << 20,
+        max_unuploaded_bytes=WAL_SEGMENT_LEAST,
+        unpaced_headroom_bytes=0,
+        upload_interval_s=0.05,
+    )
+    assert StreamStoreConfig(max_unuploaded_bytes=256 * 1024).wal_segment_bytes == 64 << 20
+    larger = bytes(2 * WAL_SEGMENT_LEAST)
+    with engine.open(
+        tmp_path / "data", LocalStore(tmp_path / "objects"), EngineConfig(store=store)
+    ) as opened:
+        for topic in ("t", "u", "v"):
+            opened.create_topic(topic, 3)
+        opened.produce("t", 0, batch([larger]))
+        opened.produce("t", 0, batch([b"after"]))
+        assert [r.value for r in read_partition(opened, "t", 0)] == [larger, b"after"]
 
 
 def test_a_config_that_is_not_a_durability_is_refused_by_name() -> None:
@@ -339,8 +343,8 @@ def test_any_config_made_opens_an_engine_that_appends_and_reads(
         drawn.get(config_type, transactions)[setting] = value
     try:
         config = EngineConfig(
-            store=_made(StreamStoreConfig, {"wal_preallocate": False, **store}, STORE_ORDER),
-            groups=_made(GroupConfig, groups, GROUP_ORDER),
+            store=StreamStoreConfig(wal_preallocate=False, **store),
+            groups=_group_config(groups),
             transactions=TransactionConfig(**transactions),
             **own,
         )
@@ -355,20 +359,18 @@ def test_any_config_made_opens_an_engine_that_appends_and_reads(
         assert [r.value for r in read_partition(opened, "t", 0)] == [b"one record"]
 
 
-def _made(
-    config: type[Any], settings: dict[str, Any], order: tuple[tuple[str, str, str], ...]
-) -> Any:
-    """``config`` of ``settings``; if they break an order of two settings,
+def _group_config(settings: dict[str, Any]) -> GroupConfig:
+    """GroupConfig of ``settings``; if they break an order of two settings,
     that is refused here, when the config is made, and the defaults stand
     in (an engine is still opened)."""
     try:
-        return config(**settings)
+        return GroupConfig(**settings)
     except ConfigOutOfRange as refused:
         if (refused.setting, refused.accepted.rsplit(" (", 1)[0]) not in [
-            (s, f"{r} {o}") for s, r, o in order
+            (s, f"{r} {o}") for s, r, o in GROUP_ORDER
         ]:
             raise
-        return config(**{"wal_preallocate": False} if config is StreamStoreConfig else {})
+        return GroupConfig()
 
 
 def _rows(table: dict[str, Range]) -> list[tuple[str, str]]:

@@ -31,11 +31,7 @@ _SMALL = engine.EngineConfig.small()
 CONFIG = replace(
     _SMALL,
     store=replace(
-        _SMALL.store,
-        max_unuploaded_bytes=BOUND,
-        wal_segment_bytes=BOUND,  # the bound holds one WAL record
-        upload_bytes=64 * 1024,
-        upload_interval_s=0.05,
+        _SMALL.store, max_unuploaded_bytes=BOUND, upload_bytes=64 * 1024, upload_interval_s=0.05
     ),
 )
 

@@ -39,7 +39,6 @@ CONFIG = replace(
     store=replace(
         _SMALL.store,
         max_unuploaded_bytes=BOUND,
-        wal_segment_bytes=BOUND,  # the bound holds one WAL record
         unpaced_headroom_bytes=HEADROOM,
         upload_bytes=64 * 1024,
         upload_interval_s=0.05,

@@ -29,10 +29,7 @@ CONFIG = StreamStoreConfig(
 
 
 LITTLE_ROOM = StreamStoreConfig(
-    upload_bytes=4096,
-    upload_interval_s=0.05,
-    max_unuploaded_bytes=16 * 1024,
-    wal_segment_bytes=16 * 1024,  # the bound holds one WAL record
+    upload_bytes=4096, upload_interval_s=0.05, max_unuploaded_bytes=16 * 1024
 )
 """A 16 KiB unuploaded bound: a few appends through an outage pass it."""
 
