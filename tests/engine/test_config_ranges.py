@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -327,7 +328,6 @@ _STRAYS = st.one_of(
     stray=_STRAYS,
 )
 def test_any_config_made_opens_an_engine_that_appends_and_reads(
-    tmp_path_factory: pytest.TempPathFactory,
     store: dict[str, Any],
     own: dict[str, Any],
     groups: dict[str, Any],
@@ -352,11 +352,15 @@ def test_any_config_made_opens_an_engine_that_appends_and_reads(
         assert stray is not None
         assert refused.setting == stray[0][1]
         return
-    directory = tmp_path_factory.mktemp("node")
-    with engine.open(directory / "data", LocalStore(directory / "objects"), config) as opened:
-        opened.create_topic("t", 1)
-        opened.produce("t", 0, batch([b"one record"]))
-        assert [r.value for r in read_partition(opened, "t", 0)] == [b"one record"]
+    # One directory per example, removed when it ends: pytest's tmp_path
+    # would keep every example's WAL and objects until the run's own
+    # directory is removed.
+    with tempfile.TemporaryDirectory(prefix="config-ranges-") as name:
+        directory = Path(name)
+        with engine.open(directory / "data", LocalStore(directory / "objects"), config) as opened:
+            opened.create_topic("t", 1)
+            opened.produce("t", 0, batch([b"one record"]))
+            assert [r.value for r in read_partition(opened, "t", 0)] == [b"one record"]
 
 
 def _group_config(settings: dict[str, Any]) -> GroupConfig:
