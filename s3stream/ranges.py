@@ -21,6 +21,9 @@ choose, and short enough that a thread's timed wait can take it (Python
 refuses a timeout past threading.TIMEOUT_MAX, and a NaN or infinite one
 would never come round)."""
 
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+"""The widest integer a setting takes: a Java long, Kafka's LONG config type."""
+
 
 @dataclass(frozen=True)
 class Range:
@@ -39,7 +42,13 @@ class Range:
             return False
         if self.integer and not isinstance(value, int):
             return False
-        if not math.isfinite(value):  # a NaN passes every comparison below
+        if isinstance(value, int):
+            # math.isfinite and every float sum raise OverflowError past
+            # float's range, and no setting means more than Kafka's widest
+            # config type, a LONG (ConfigDef refuses an INT or LONG past it).
+            if not LONG_MIN <= value <= LONG_MAX:
+                return False
+        elif not math.isfinite(value):  # a NaN passes every comparison below
             return False
         if self.off and value == 0:
             return True
@@ -68,7 +77,7 @@ class Range:
 
     def phrase(self) -> str:
         """What an error says the setting must be."""
-        kind = "an integer" if self.integer else "a number"
+        kind = "a 64-bit integer" if self.integer else "a number"
         return f"{kind}, {self.describe()}"
 
 

@@ -251,6 +251,32 @@ def test_an_unuploaded_bound_below_one_wal_segment_opens_and_takes_larger_record
         assert [r.value for r in read_partition(opened, "t", 0)] == [larger, b"after"]
 
 
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        (StreamStoreConfig, "upload_bytes"),
+        (StreamStoreConfig, "replay_rest_ratio"),
+        (EngineConfig, "checkpoint_bytes"),
+        (GroupConfig, "offsets_retention_minutes"),
+    ],
+)
+@pytest.mark.parametrize("value", [2**63, 10**400], ids=["2**63", "10**400"])
+def test_an_int_past_64_bits_is_refused_as_out_of_range(
+    tmp_path: Path, config: type[Any], setting: str, value: int
+) -> None:
+    """Past float's range, comparing such an int with a float raised
+    OverflowError, which is no ValueError: the file's reader let it out
+    as a traceback. Past a Java long, no setting has a meaning."""
+    with pytest.raises(ConfigOutOfRange) as refused:
+        config(**{setting: value})
+    assert refused.value.setting == setting
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f"[{FILE_SECTION.get(config, 'store')}]\n{setting} = {value}\n")
+    with pytest.raises(ConfigFileError, match=f"{setting} must be"):
+        load_config_file(path)
+    assert getattr(config(**{setting: 2**63 - 1}), setting) == 2**63 - 1
+
+
 def test_a_config_that_is_not_a_durability_is_refused_by_name() -> None:
     with pytest.raises(ConfigOutOfRange, match="durability must be one of fsync") as refused:
         StreamStoreConfig(durability="always")
