@@ -604,12 +604,19 @@ def load_config_file(path: str | Path) -> FileConfig:
     try:
         _check_types(engine, _ENGINE_SETTINGS)
         check_engine_ranges(engine)
+        # Read apart from the other settings (a flag overrides it), checked the same.
+        check_engine_ranges(
+            {k: engine_table[k] for k in ("default_partitions",) if k in engine_table}
+        )
     except ValueError as error:
         raise ConfigFileError(f"{path}: [engine]: {error}") from error
     for nested, config in _NESTED.items():
         settings = {k: engine.pop(k) for k in list(engine) if k in _NESTED_SETTINGS[nested]}
         if settings:
-            engine[nested] = config(**settings)
+            try:  # one setting ordered against another (GroupConfig's bounds)
+                engine[nested] = config(**settings)
+            except ValueError as error:
+                raise ConfigFileError(f"{path}: [engine]: {error}") from error
     if "tables" in document:
         try:
             engine["tables"] = tables_settings(dict(document["tables"]))

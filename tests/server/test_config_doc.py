@@ -34,6 +34,7 @@ from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
 from tests import docspec
+from tests.engine.test_config_ranges import companions
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 
@@ -205,6 +206,8 @@ def _load(tmp_path: Path, section: str, key: str, value: float) -> None:
     quoted = f'"{key}"' if "." in key else key
     path = tmp_path / "ranges.toml"
     target = 'to = "kafka-1:9092"\n' if section == "mirror" else ""
+    # a key ordered against others is tried beside them at their loosest
+    target += "".join(f"{k} = {v}\n" for k, v in companions(key).items())
     path.write_text(f"[{section}]\n{target}{quoted} = {value!r}\n")
     loaded = load_config_file(path)
     if section == "mirror":
