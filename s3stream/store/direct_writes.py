@@ -70,8 +70,11 @@ def _give_back(buffer: mmap.mmap) -> None:
     with _spare_lock:
         if len(_spare) < _KEPT_BUFFERS:
             _spare.append(buffer)
-            return
-    buffer.close()
+    # One not kept is dropped, never closed: after a failed write, views of
+    # it live on in the traceback being raised, and ``close`` would raise
+    # BufferError over the put's own error (a transient EIO the uploader
+    # retries would become an error it does not catch). The mapping goes
+    # with its last view.
 
 
 def _set_direct(fd: int, on: bool) -> bool:

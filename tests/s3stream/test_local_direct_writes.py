@@ -118,26 +118,28 @@ def _refused_flag(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(fcntl, "fcntl", refusing)
 
 
-def _refused_write(at: int) -> Refusal:
+def _failing_write(at: int, code: int) -> Refusal:
+    """The ``at``-th pwrite fails with ``code``."""
+
     def install(patch: pytest.MonkeyPatch) -> None:
         real = os.pwrite
         calls = [0]
 
-        def refusing(fd: int, data: BytesLike, offset: int) -> int:
+        def failing(fd: int, data: BytesLike, offset: int) -> int:
             calls[0] += 1
             if calls[0] == at:
-                raise OSError(errno.EINVAL, "O_DIRECT write refused")
+                raise OSError(code, os.strerror(code))
             return real(fd, data, offset)
 
-        patch.setattr(os, "pwrite", refusing)
+        patch.setattr(os, "pwrite", failing)
 
     return install
 
 
 REFUSALS: dict[str, Refusal] = {
     "when the flag is set": _refused_flag,
-    "at the first write": _refused_write(1),
-    "at the third write": _refused_write(3),
+    "at the first write": _failing_write(1, errno.EINVAL),
+    "at the third write": _failing_write(3, errno.EINVAL),
 }
 
 
@@ -155,26 +157,25 @@ def test_a_filesystem_refusing_direct_writes_gets_the_object_through_the_page_ca
     assert store.bytes_written_direct == 0
 
 
+@pytest.mark.parametrize(
+    "kept_buffers",
+    [direct_writes._KEPT_BUFFERS, 0],
+    # 0: more puts at once than buffers kept, so this put's is not kept
+    ids=["its buffer kept", "its buffer not kept"],
+)
 @pytest.mark.parametrize("at", [1, 2, 3])  # of three: two MiB, then the rest
 def test_a_direct_write_failing_fails_the_put_and_keeps_the_earlier_object(
-    direct_root: Path, at: int
+    direct_root: Path, at: int, kept_buffers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(direct_writes, "_KEPT_BUFFERS", kept_buffers)
     store = LocalStore(direct_root)
     earlier = os.urandom(2 * MiB)
     store.put("objects/a", earlier)
-    calls = [0]
-    real = os.pwrite
-
-    def failing(fd: int, data: BytesLike, offset: int) -> int:
-        calls[0] += 1
-        if calls[0] == at:
-            raise OSError(errno.EIO, "the disk failed")
-        return real(fd, data, offset)
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(os, "pwrite", failing)
-        with pytest.raises(ObjectStoreError):
+        _failing_write(at, errno.EIO)(patch)
+        with pytest.raises(ObjectStoreError) as failed:
             store.put("objects/a", [os.urandom(1_000_000) for _ in range(3)])
+    assert failed.value.transient  # the uploader retries it, as a buffered put's EIO
     assert store.get("objects/a") == earlier
     assert sorted(os.listdir(direct_root / "objects")) == ["a"]
 
