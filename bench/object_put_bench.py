@@ -19,7 +19,10 @@ each round, so that no round writes into memory the one before has just
 freed. Reported per way: the putting thread's CPU per MiB (user and
 system, from the thread's run time and ``getrusage``: the kernel's page-cache
 work is the thread's system time) and MiB/s, medians over the rounds,
-and ``direct_vs_buffered_cpu``, the ratio of the CPU medians. Where the
+and ``direct_vs_buffered_cpu``, the ratio of the CPU medians. Each
+round then reads its objects back a MiB a range (``read_ms_per_mib``,
+``direct_vs_buffered_read``): what a catch-up reader past the log cache
+pays for an object just uploaded. Where the
 filesystem refuses O_DIRECT, ``direct`` is the buffered writer and the
 ratio near 1 (``direct_bytes`` 0 says so).
 """
@@ -69,6 +72,7 @@ def _round(root: Path, way: str, objects: int, object_bytes: int) -> dict[str, f
     finally:
         direct_writes._O_DIRECT = saved
     mib = objects * len(parts) * PART_BYTES / MIB
+    read_seconds = _read_back(store, [f"objects/{way}-{index}" for index in range(objects)])
     for index in range(objects):
         store.delete(f"objects/{way}-{index}")
     return {
@@ -76,8 +80,21 @@ def _round(root: Path, way: str, objects: int, object_bytes: int) -> dict[str, f
         "system_ms_per_mib": (system_after - system) * 1000 / mib,
         "cpu_ms_per_mib": (cpu_after - cpu) * 1000 / mib,
         "mb_s": mib / seconds,
+        "read_ms_per_mib": read_seconds * 1000 / mib,
         "direct_bytes": store.bytes_written_direct,
     }
+
+
+def _read_back(store: LocalStore, keys: list[str]) -> float:
+    """Seconds to read ``keys`` back a MiB a range, as a catch-up reader
+    past the log cache reads an object just uploaded: from the disk either
+    way if the put left none of its pages in the page cache."""
+    started = time.perf_counter()
+    for key in keys:
+        size = store.head(key).size
+        for start in range(0, size, MIB):
+            store.get(key, start, start + MIB)
+    return time.perf_counter() - started
 
 
 def run(scratch: Path, rounds: int, objects: int, object_mb: int, rest: float) -> dict[str, Any]:
@@ -94,13 +111,22 @@ def run(scratch: Path, rounds: int, objects: int, object_mb: int, rest: float) -
         **_harness.cpus(),
     }
     for way in WAYS:
-        for key in ("cpu_ms_per_mib", "user_ms_per_mib", "system_ms_per_mib", "mb_s"):
+        for key in (
+            "cpu_ms_per_mib",
+            "user_ms_per_mib",
+            "system_ms_per_mib",
+            "mb_s",
+            "read_ms_per_mib",
+        ):
             values = [one[key] for one in runs[way]]
             results[f"{way}_{key}"] = round(statistics.median(values), 3)
             results[f"{way}_{key}_runs"] = [round(v, 3) for v in values]
     results["direct_bytes"] = int(runs["direct"][-1]["direct_bytes"])
     results["direct_vs_buffered_cpu"] = round(
         results["direct_cpu_ms_per_mib"] / results["buffered_cpu_ms_per_mib"], 3
+    )
+    results["direct_vs_buffered_read"] = round(
+        results["direct_read_ms_per_mib"] / results["buffered_read_ms_per_mib"], 3
     )
     return results
 
@@ -110,16 +136,21 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['rounds']} rounds of {results['objects']} objects of"
         f" {results['object_mb']} MiB (load {results['load_average']})"
     )
-    print(f"{'way':10} {'CPU ms/MiB':>11} {'user':>7} {'system':>7} {'MiB/s':>8}  runs (CPU)")
+    print(
+        f"{'way':10} {'CPU ms/MiB':>11} {'user':>7} {'system':>7} {'MiB/s':>8}"
+        f" {'read ms/MiB':>12}  runs (CPU; read)"
+    )
     for way in WAYS:
         print(
             f"{way:10} {results[f'{way}_cpu_ms_per_mib']:11.3f}"
             f" {results[f'{way}_user_ms_per_mib']:7.3f}"
             f" {results[f'{way}_system_ms_per_mib']:7.3f}"
-            f" {results[f'{way}_mb_s']:8.1f}  {results[f'{way}_cpu_ms_per_mib_runs']}"
+            f" {results[f'{way}_mb_s']:8.1f} {results[f'{way}_read_ms_per_mib']:12.3f}"
+            f"  {results[f'{way}_cpu_ms_per_mib_runs']}; {results[f'{way}_read_ms_per_mib_runs']}"
         )
     print(
         f"direct_vs_buffered_cpu {results['direct_vs_buffered_cpu']}"
+        f", direct_vs_buffered_read {results['direct_vs_buffered_read']}"
         f" (direct bytes in a round: {results['direct_bytes']})"
     )
 

@@ -18,8 +18,13 @@ def test_object_put_bench_reports_each_way_and_their_ratio() -> None:
         assert report[f"{way}_cpu_ms_per_mib"] > 0, way
         assert report[f"{way}_mb_s"] > 0, way
         assert len(report[f"{way}_cpu_ms_per_mib_runs"]) == 2, way
+        assert report[f"{way}_read_ms_per_mib"] > 0, way
+        assert len(report[f"{way}_read_ms_per_mib_runs"]) == 2, way
     assert report["direct_vs_buffered_cpu"] == pytest.approx(
         report["direct_cpu_ms_per_mib"] / report["buffered_cpu_ms_per_mib"], rel=0.01
+    )
+    assert report["direct_vs_buffered_read"] == pytest.approx(
+        report["direct_read_ms_per_mib"] / report["buffered_read_ms_per_mib"], rel=0.01
     )
 
 
