@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -197,3 +199,27 @@ def test_short_direct_writes_store_the_same_object(
     store.put("objects/a", parts)
     assert store.get("objects/a") == b"".join(parts)
     assert store.bytes_written_direct == 2_800_000
+
+
+def test_puts_at_once_each_write_from_a_bounce_buffer_of_their_own(
+    direct_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both puts have filled their buffer before either writes: one buffer
+    # shared would hand one of them the other's bytes.
+    both_filled = threading.Barrier(2, timeout=30)
+    real = os.pwrite
+
+    def after_both_filled(fd: int, data: BytesLike, offset: int) -> int:
+        if offset == 0:
+            both_filled.wait()
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", after_both_filled)
+    store = LocalStore(direct_root)
+    objects = {f"objects/{name}": [os.urandom(1_000_000) for _ in range(3)] for name in "ab"}
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(store.put, key, parts) for key, parts in objects.items()]:
+            done.result()
+    for key, parts in objects.items():
+        assert store.get(key) == b"".join(parts), key
+    assert store.bytes_written_direct == 6_000_000
