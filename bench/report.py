@@ -62,6 +62,7 @@ BENCHES = (
     Bench("writeback", "writeback_bench.py", ("--quick",)),
     Bench("wal_extent", "wal_extent_bench.py", ("--quick",)),
     Bench("write_span", "write_span_bench.py", ("--quick",)),
+    Bench("object_put", "object_put_bench.py", ("--quick",)),
     Bench("ack_path", "ack_path_bench.py", ("--quick",)),
     Bench("wal_roll", "wal_roll_bench.py", ("--quick",)),
     Bench("engine", "engine_bench.py", ("--quick", "--rounds", "1")),
