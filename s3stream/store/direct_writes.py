@@ -24,8 +24,8 @@ cache), as before.
 
 A filesystem that refuses O_DIRECT (tmpfs before Linux 6.6, some FUSE
 filesystems, a device with a logical block larger than ``ALIGNMENT``)
-refuses with EINVAL when the flag is set or at the first write: the file is
-then emptied and written through the page cache (``write_direct`` returns
+refuses with EINVAL (some with EOPNOTSUPP) when the flag is set or at the
+first write: the file is then emptied and written through the page cache (``write_direct`` returns
 False), and nothing written is lost or doubled.
 """
 
@@ -55,6 +55,11 @@ compactor)."""
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 """0 where the platform has no such flag (macOS): always buffered."""
 
+_REFUSALS = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
+"""The errors a filesystem refuses O_DIRECT with: a put given one is
+written through the page cache instead, where another error fails it (and
+the uploader tries again: a refusal retried would fail every time)."""
+
 _spare: list[mmap.mmap] = []
 _spare_lock = threading.Lock()
 
@@ -83,7 +88,7 @@ def _set_direct(fd: int, on: bool) -> bool:
     try:
         fcntl.fcntl(fd, fcntl.F_SETFL, wanted)
     except OSError as error:
-        if error.errno == errno.EINVAL:
+        if error.errno in _REFUSALS:
             return False
         raise
     return True
@@ -94,14 +99,15 @@ def write_direct(fd: int, parts: Sequence[memoryview], size: int) -> bool:
     to back from offset 0 of ``fd``, a new, empty file opened for writing,
     with O_DIRECT. Returns False, having written nothing that stays, if
     the platform or the filesystem refuses O_DIRECT: the caller then writes
-    the file through the page cache. Leaves ``fd`` without O_DIRECT."""
+    the file through the page cache. Leaves ``fd`` without O_DIRECT unless
+    it raises (the caller then removes the file)."""
     if not _O_DIRECT or size < DIRECT_MIN_BYTES or not _set_direct(fd, True):
         return False
     buffer = _take_buffer()
     try:
         _write_through(fd, memoryview(buffer), parts, size)
     except OSError as error:
-        if error.errno != errno.EINVAL:
+        if error.errno not in _REFUSALS:
             raise
         # Refused at a write: start again through the page cache.
         _set_direct(fd, False)

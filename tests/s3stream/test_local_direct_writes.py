@@ -109,15 +109,20 @@ def test_a_large_put_is_neither_written_out_nor_released_page_by_page(
 Refusal = Callable[[pytest.MonkeyPatch], None]
 
 
-def _refused_flag(patch: pytest.MonkeyPatch) -> None:
-    real = fcntl.fcntl
+def _refused_flag(code: int) -> Refusal:
+    """Setting O_DIRECT fails with ``code``."""
 
-    def refusing(fd: int, command: int, argument: int = 0) -> int:
-        if command == fcntl.F_SETFL and argument & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "O_DIRECT refused")
-        return real(fd, command, argument)
+    def install(patch: pytest.MonkeyPatch) -> None:
+        real = fcntl.fcntl
 
-    patch.setattr(fcntl, "fcntl", refusing)
+        def refusing(fd: int, command: int, argument: int = 0) -> int:
+            if command == fcntl.F_SETFL and argument & os.O_DIRECT:
+                raise OSError(code, "O_DIRECT refused")
+            return real(fd, command, argument)
+
+        patch.setattr(fcntl, "fcntl", refusing)
+
+    return install
 
 
 def _failing_write(at: int, code: int) -> Refusal:
@@ -139,9 +144,13 @@ def _failing_write(at: int, code: int) -> Refusal:
 
 
 REFUSALS: dict[str, Refusal] = {
-    "when the flag is set": _refused_flag,
+    "when the flag is set": _refused_flag(errno.EINVAL),
     "at the first write": _failing_write(1, errno.EINVAL),
     "at the third write": _failing_write(3, errno.EINVAL),
+    # Some FUSE and network filesystems say "not supported" rather than
+    # "invalid": a put failed on it would be retried and fail every time.
+    "as not supported when the flag is set": _refused_flag(errno.EOPNOTSUPP),
+    "as not supported at the first write": _failing_write(1, errno.EOPNOTSUPP),
 }
 
 
