@@ -2,7 +2,7 @@
 or recycled blocks, alone and beside a spare's zero fill.
 
     python bench/wal_extent_bench.py [--rounds 3] [--segment-mb 64] [--write-mb 32]
-                                     [--fill-step-kib 1024] [--quick] [--json] [--dir PATH]
+                                     [--fill-step-kib 512] [--quick] [--json] [--dir PATH]
 
 Each kind writes ``--write-mb`` into a fresh segment through the WAL's own
 ``SegmentWriter``, as the group committer does under load: a write of 16
