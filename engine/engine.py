@@ -817,6 +817,22 @@ class Engine:
         with store_errors(), PartitionRead(leader.topic, leader.index, offset):
             return await leader.fetch_async(offset, max_bytes, read_committed, last_stable)
 
+    def fetch_leader_hot(
+        self,
+        leader: Partition,
+        offset: int,
+        max_bytes: int,
+        read_committed: bool,
+        last_stable: int,
+    ) -> PartitionFetch | None:
+        """fetch_leader_async's answer, made at once, if it needs no object
+        read (a tail read from the log cache, or one at the end); None if
+        it does. A Fetch of thousands of caught-up or tailing partitions
+        then makes no coroutine chain per partition."""
+        self._check_open()
+        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
+            return leader.fetch_hot(offset, max_bytes, read_committed, last_stable)
+
     def lookup(
         self,
         topic: str,

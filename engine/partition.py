@@ -768,6 +768,20 @@ class Partition:
             return self._read_pending(offset, stable, read_committed)
         return self._fetched(result, offset, max_bytes, stable, read_committed)
 
+    def fetch_hot(
+        self, offset: int, max_bytes: int, read_committed: bool, last_stable: int
+    ) -> PartitionFetch | None:
+        """fetch_async's answer, made at once, if the store needs no object
+        read for it (StreamStore.fetch_hot); None if it does. ``last_stable``
+        as fetch_async takes it."""
+        try:
+            result = self.store.fetch_hot(self.stream_id, offset, max_bytes)
+        except StreamOffsetOutOfRange as error:
+            return self._not_durable_yet(offset, last_stable, read_committed, error)
+        if result is None:
+            return None
+        return self._fetched(result, offset, max_bytes, last_stable, read_committed)
+
     def _read_pending(self, offset: int, stable: int, read_committed: bool) -> PartitionFetch:
         """Kafka's DelayedRemoteFetch, expired: the partition's local read
         result, which holds no records, error NONE."""

@@ -235,20 +235,31 @@ class Fetcher:
                 stream_id, offset
             )
 
+    def fetch_hot(
+        self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
+    ) -> FetchResult | None:
+        """fetch_async's answer if it needs no object (see _hot), made at
+        once: a caller with many partitions to read (a Fetch of thousands)
+        awaits only those that need one. None: fetch_async reads it."""
+        if not self._hot(stream_id, offset):
+            return None
+        hot = self.fetch(stream_id, offset, max_bytes)
+        if hot.batches:
+            # Only records the log cache answered are live traffic: a
+            # read at the end with nothing to answer is as likely a
+            # replay's, naming a partition it has read to its end, and
+            # records come there by appends, which count themselves.
+            self.pace.live()
+        return hot
+
     async def fetch_async(
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
     ) -> FetchResult:
         """Like fetch; tail reads answer at once, object reads run on the
         fetch threads so the event loop never waits for object storage, and
         beside live traffic are answered after a rest (replay_pace.py)."""
-        if self._hot(stream_id, offset):
-            hot = self.fetch(stream_id, offset, max_bytes)
-            if hot.batches:
-                # Only records the log cache answered are live traffic: a
-                # read at the end with nothing to answer is as likely a
-                # replay's, naming a partition it has read to its end, and
-                # records come there by appends, which count themselves.
-                self.pace.live()
+        hot = self.fetch_hot(stream_id, offset, max_bytes)
+        if hot is not None:
             return hot
         started = self.pace.now()
         read, shared = self._object_read(stream_id, offset, max_bytes)

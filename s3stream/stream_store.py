@@ -702,6 +702,13 @@ class StreamStore:
         ``remote_fetch_max_wait_ms`` (ReadPending past it, as fetch_async)."""
         return self._fetcher.fetch_bounded(stream_id, offset, max_bytes)
 
+    def fetch_hot(
+        self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
+    ) -> FetchResult | None:
+        """fetch_async's answer if it needs no object read (the log cache's,
+        or none at the end), made at once; None if it does."""
+        return self._fetcher.fetch_hot(stream_id, offset, max_bytes)
+
     def fetch_async(
         self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
     ) -> Coroutine[Any, Any, FetchResult]:

@@ -23,7 +23,15 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
 
-__all__ = ["EncodedItem", "EncodedItems", "Sink", "encode", "encoder_for", "item_encoder"]
+__all__ = [
+    "EncodedItem",
+    "EncodedItems",
+    "Sink",
+    "encode",
+    "encoder_for",
+    "item_encoder",
+    "uvarint",
+]
 
 _INT8 = struct.Struct(">b")
 _INT16 = struct.Struct(">h")
@@ -108,7 +116,8 @@ class EncodedItem:
         return cls((data,))
 
 
-def _uvarint(out: bytearray, value: int) -> None:
+def uvarint(out: bytearray, value: int) -> None:
+    """Appends ``value`` as an unsigned varint."""
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
@@ -176,7 +185,7 @@ def _string_writer(flexible: bool, nullable: bool, wide: bool) -> Writer:
             return
         data = _as_bytes(value)
         if flexible:
-            _uvarint(out, len(data) + 1)
+            uvarint(out, len(data) + 1)
         else:
             out += _INT32.pack(len(data)) if wide else _INT16.pack(len(data))
         out += data
@@ -206,7 +215,7 @@ def _records_writer(flexible: bool, nullable: bool) -> Writer:
         chunks = (value,) if isinstance(value, _BUFFERS) else value
         total = sum(map(len, chunks))
         if flexible:
-            _uvarint(out, total + 1)
+            uvarint(out, total + 1)
         else:
             out += _INT32.pack(total)
         for chunk in chunks:
@@ -262,7 +271,7 @@ def _array_writer(item: Writer, flexible: bool, nullable: bool) -> Writer:
         encoded = values if isinstance(values, EncodedItems) else None
         count = len(values) if encoded is None else encoded.count
         if flexible:
-            _uvarint(out, count + 1)
+            uvarint(out, count + 1)
         else:
             out += _INT32.pack(count)
         if encoded is not None:
@@ -377,10 +386,10 @@ def encoder_for(schema: type) -> Writer:
             if encoded != tagged_defaults[f.name]:
                 present.append((f.tag, encoded))
         out = sink.buffer
-        _uvarint(out, len(present))
+        uvarint(out, len(present))
         for tag, encoded in present:
-            _uvarint(out, tag or 0)
-            _uvarint(out, len(encoded))
+            uvarint(out, tag or 0)
+            uvarint(out, len(encoded))
             out += encoded
 
     return write

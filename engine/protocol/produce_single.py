@@ -40,7 +40,7 @@ def decode_single_partition(frame: memoryview, offset: int, version: int) -> Pro
         if version >= FIRST_FLEXIBLE_VERSION:
             return _flexible(frame, offset)
         return _legacy(frame, offset)
-    except (struct.error, IndexError, UnicodeDecodeError, _NotDecodedHere):
+    except (struct.error, IndexError, UnicodeDecodeError, NotDecodedHere):
         return None  # the general decoder says what is wrong
 
 
@@ -76,14 +76,14 @@ def _legacy(frame: memoryview, at: int) -> ProduceRequest | None:
 
 def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     # Each varint read inline when it is one byte (below 0x80: every count,
-    # name length and small batch's length here), by _uvarint otherwise: a
+    # name length and small batch's length here), by read_uvarint otherwise: a
     # call per varint was a fifth of this decoder's cost.
     end = len(frame)
     size = frame[at]
     if size < 0x80:
         at += 1
     else:
-        size, at = _uvarint(frame, at)
+        size, at = read_uvarint(frame, at)
     transactional_id = None
     if size > 0:  # a compact string's length + 1; 0 is null
         if at + size - 1 > end:
@@ -98,7 +98,7 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     if size < 0x80:
         at += 1
     else:
-        size, at = _uvarint(frame, at)
+        size, at = read_uvarint(frame, at)
     if size < 1 or at + size - 1 > end:
         return None
     name = bytes(frame[at : at + size - 1]).decode()
@@ -116,7 +116,7 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
         size = (size & 0x7F) | frame[at + 1] << 7
         at += 2
     else:
-        size, at = _uvarint(frame, at)
+        size, at = read_uvarint(frame, at)
     if size < 1 or at + size - 1 > end:
         return None
     records = frame[at : at + size - 1]
@@ -129,11 +129,11 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     return _new(ProduceRequest, (transactional_id, acks, timeout_ms, [topic]))
 
 
-class _NotDecodedHere(Exception):
-    """A request left to the general decoder."""
+class NotDecodedHere(Exception):
+    """A request left to the general decoder (the hand decoders' own)."""
 
 
-def _uvarint(frame: memoryview, at: int) -> tuple[int, int]:
+def read_uvarint(frame: memoryview, at: int) -> tuple[int, int]:
     """An unsigned varint at ``at`` and the offset after it (IndexError past
     the end; one longer than five bytes is the general decoder's to refuse)."""
     value = 0
@@ -143,4 +143,4 @@ def _uvarint(frame: memoryview, at: int) -> tuple[int, int]:
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, at
-    raise _NotDecodedHere
+    raise NotDecodedHere

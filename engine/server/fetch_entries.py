@@ -21,12 +21,13 @@ from functools import lru_cache, partial
 from typing import Any
 
 from engine.protocol.apis import ApiKey, response_schema
-from engine.protocol.encoder import EncodedItem, item_encoder
-from engine.protocol.templates import Template, template
+from engine.protocol.encoder import EncodedItem, Sink, item_encoder, uvarint
+from engine.protocol.templates import RecordsTemplate, Template, records_template, template
 
 FIRST_LOG_START_VERSION = 5
 """Fetch v5 added the log start offset to each partition's entry."""
 
+_INT32 = struct.Struct(">i")
 _HEAD = struct.Struct(">ihqq")
 _HEAD_WITH_LOG_START = struct.Struct(">ihqqq")
 
@@ -51,6 +52,41 @@ def record_less_entry(
     return EncodedItem.single(
         whole.pack(partition, error, high_watermark, last_stable_offset, tail)
     )
+
+
+def records_entry(
+    version: int,
+    committed: bool,
+    partition: int,
+    error: int,
+    high_watermark: int,
+    last_stable_offset: int,
+    log_start_offset: int,
+    records: list[Any],
+) -> EncodedItem:
+    """A partition's entry carrying ``records`` (stored batches) and no
+    aborted transactions: the bytes the schema writes for ``entry_fields``
+    of the same values, the records attached as Sink.attach takes them."""
+    layout = _records_template(version, committed)
+    sink = Sink()
+    total = sum(map(len, records))
+    if version >= FIRST_LOG_START_VERSION:
+        sink.buffer += layout.head.pack(
+            partition, error, high_watermark, last_stable_offset, log_start_offset, layout.middle
+        )
+    else:
+        sink.buffer += layout.head.pack(
+            partition, error, high_watermark, last_stable_offset, layout.middle
+        )
+    if layout.flexible:
+        uvarint(sink.buffer, total + 1)
+    else:
+        sink.buffer += _INT32.pack(total)
+    for batch in records:
+        sink.attach(batch)
+    sink.buffer += layout.trailer
+    # The sink's own buffers are copied: a part is never written to again.
+    return EncodedItem(tuple(bytes(p) if isinstance(p, bytearray) else p for p in sink.finish()))
 
 
 def entry_fields(
@@ -87,3 +123,23 @@ def _template(version: int, committed: bool) -> Template:
         return entry_fields(committed, partition, error, high_watermark, stable, -1)
 
     return template(write, _HEAD, before_log_start)
+
+
+@lru_cache(maxsize=64)
+def _records_template(version: int, committed: bool) -> RecordsTemplate:
+    write = item_encoder(response_schema(ApiKey.FETCH, version), "responses", "partitions")
+    if version >= FIRST_LOG_START_VERSION:
+
+        def fields(
+            partition: int, error: int, high: int, stable: int, start: int, records: list[Any]
+        ) -> Any:
+            return entry_fields(committed, partition, error, high, stable, start, records)
+
+        return records_template(write, _HEAD_WITH_LOG_START, fields)
+
+    def before_log_start(
+        partition: int, error: int, high: int, stable: int, records: list[Any]
+    ) -> Any:
+        return entry_fields(committed, partition, error, high, stable, -1, records)
+
+    return records_template(write, _HEAD, before_log_start)

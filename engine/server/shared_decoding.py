@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from engine.protocol.codec import body_offset, decode_request
+from engine.protocol.fetch_request import decode_fetch
 from engine.protocol.frames import RequestHeader
 
 MAX_BODY_BYTES = 1024
@@ -28,8 +30,16 @@ class DecodedBodies:
     """Decoded request bodies by API, version and bytes, least recently used
     dropped first; safe to share between servers on several threads."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        max_entries: int = MAX_ENTRIES,
+        max_body: int = MAX_BODY_BYTES,
+        first: Callable[[memoryview, int, int], Any | None] | None = None,
+    ) -> None:
         self.max_entries = max_entries
+        self.first = first
+        """A decoder of the API's common shapes, tried before the general
+        one: its value (equal to the general decoder's) or None."""
         self.max_body = max_body
         self.hits = 0
         self._bodies: OrderedDict[tuple[int, int, bytes], Any] = OrderedDict()
@@ -42,7 +52,7 @@ class DecodedBodies:
         """The request's body, as decode_request reads it."""
         offset = body_offset(header, frame)
         if len(frame) - offset > self.max_body:
-            return decode_request(header, frame)
+            return self._decoded(header, frame, offset)
         key = (header.api_key, header.api_version, bytes(frame[offset:]))
         with self._lock:
             found = self._bodies.get(key)
@@ -50,13 +60,20 @@ class DecodedBodies:
                 self._bodies.move_to_end(key)
                 self.hits += 1
                 return found
-        decoded = decode_request(header, frame)  # a malformed body raises: never kept
+        decoded = self._decoded(header, frame, offset)  # a malformed body raises: never kept
         with self._lock:
             self._bodies[key] = decoded
             while len(self._bodies) > self.max_entries:
                 self._bodies.popitem(last=False)
         return decoded
 
+    def _decoded(self, header: RequestHeader, frame: memoryview, offset: int) -> Any:
+        if self.first is not None:
+            decoded = self.first(frame, offset, header.api_version)
+            if decoded is not None:
+                return decoded
+        return decode_request(header, frame)
 
-FETCH_BODIES = DecodedBodies()
+
+FETCH_BODIES = DecodedBodies(first=decode_fetch)
 """Fetch request bodies (handlers/fetch.py registers ``FETCH_BODIES.decode``)."""

@@ -300,7 +300,19 @@ def test_over_the_wire_a_fetch_out_of_range_inside_the_log_is_sought_again_once(
                 raise partition._out_of_range(offset)
             return await fetch(offset, max_bytes, read_committed, last_stable)
 
+        fetch_hot = partition.fetch_hot
+
+        def out_of_range_at_once(
+            offset: int, max_bytes: int, read_committed: bool, last_stable: int
+        ) -> Any:
+            if offset == sent.offset:
+                answered.append(offset)
+                raise partition._out_of_range(offset)
+            return fetch_hot(offset, max_bytes, read_committed, last_stable)
+
         monkeypatch.setattr(partition, "fetch_async", out_of_range)
+        # The server's Fetch reads the log cache at once, without fetch_async.
+        monkeypatch.setattr(partition, "fetch_hot", out_of_range_at_once)
         with pytest.raises(RecordNotFound, match="out of range again"):
             read_bounded(agent, sent)
         assert len(answered) == 2

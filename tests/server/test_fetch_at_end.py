@@ -16,6 +16,7 @@ import pytest
 import engine
 from engine.protocol.apis import ApiKey, load_request_schema
 from tests.server.in_process import InProcessServer
+from tests.server.store_reads import count_store_reads
 from tests.server.wire import Wire, build
 
 RECORDS = 5
@@ -36,14 +37,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
             for i in range(RECORDS):
                 producer.send("t", b"v%d" % i, partition=0).result(30)
         opened.delete_records("t", 0, 2)
-        reads: list[int] = []
-        store_fetch = opened.store.fetch_async
-
-        async def counted(stream_id: int, offset: int, max_bytes: int = 1 << 20) -> Any:
-            reads.append(offset)
-            return await store_fetch(stream_id, offset, max_bytes)
-
-        monkeypatch.setattr(opened.store, "fetch_async", counted)
+        reads = count_store_reads(monkeypatch, opened.store)
         server = InProcessServer(opened)
         try:
             yield Served(opened, server.bootstrap, reads)
@@ -103,6 +97,32 @@ def test_a_fetch_below_the_end_or_past_it_takes_the_read_path(served: Served) ->
     assert past.error_code == 1  # OFFSET_OUT_OF_RANGE, as a read finds
     assert before_start.error_code == 1
     assert (past.high_watermark, past.log_start_offset) == (RECORDS, 2)
+
+
+@pytest.mark.parametrize("isolation_level", [0, 1])
+def test_a_tail_read_is_made_at_once_not_awaited(
+    served: Served, monkeypatch: pytest.MonkeyPatch, isolation_level: int
+) -> None:
+    """A partition whose data is in the log cache (a tailing consumer's)
+    is read without a coroutine chain: neither the partition's nor the
+    store's fetch_async is called, and the answer is the read's."""
+    awaited: list[int] = []
+    partition = served.engine.partition("t", 0)
+    partition_fetch = partition.fetch_async
+
+    async def counted(offset: int, *args: Any) -> Any:
+        awaited.append(offset)
+        return await partition_fetch(offset, *args)
+
+    monkeypatch.setattr(partition, "fetch_async", counted)
+    with Wire(served.bootstrap) as wire:
+        answer = _answers(wire.request(_fetch({0: 3}, isolation_level)))[0]
+    assert awaited == []
+    assert served.store_reads == [3]  # read once, at once
+    assert answer.error_code == 0 and answer.records
+    assert (answer.high_watermark, answer.log_start_offset) == (RECORDS, 2)
+    if isolation_level == 1:
+        assert answer.aborted_transactions == ()
 
 
 def test_a_fetch_at_the_end_looks_at_each_partitions_offsets_once(

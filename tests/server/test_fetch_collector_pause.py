@@ -63,6 +63,7 @@ def test_the_reads_and_the_answer_are_made_with_the_collector_paused(
 ) -> None:
     enabled: dict[str, list[bool]] = {"look": [], "read": [], "answer": []}
     look, read, response = fetch._look, fetch._read, fetch._response
+    read_at_once = fetch._read_at_once
 
     def looked(*args: Any) -> Any:
         enabled["look"].append(gc.isenabled())
@@ -72,12 +73,17 @@ def test_the_reads_and_the_answer_are_made_with_the_collector_paused(
         enabled["read"].append(gc.isenabled())
         return await read(*args)
 
+    def read_now(*args: Any) -> Any:  # a tail read, made without a coroutine
+        enabled["read"].append(gc.isenabled())
+        return read_at_once(*args)
+
     def answering(*args: Any) -> Any:
         enabled["answer"].append(gc.isenabled())
         return response(*args)
 
     monkeypatch.setattr(fetch, "_look", looked)
     monkeypatch.setattr(fetch, "_read", reading)
+    monkeypatch.setattr(fetch, "_read_at_once", read_now)
     monkeypatch.setattr(fetch, "_response", answering)
     assert served.on_loop(gc.isenabled)
     with Wire(served.bootstrap) as wire:

@@ -1,6 +1,7 @@
-"""A Fetch response's record-less partition entries, encoded from a
-template (engine/server/fetch_entries.py), are the bytes the schema's walk
-writes, for every version served and both isolation levels; and a response
+"""A Fetch response's record-less partition entries and those carrying
+records without aborted transactions, encoded from a template
+(engine/server/fetch_entries.py), are the bytes the schema's walk writes,
+for every version served and both isolation levels; and a response
 mixing them with entries that carry records decodes as Kafka's schema says."""
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from engine.protocol.apis import ApiKey, response_schema
 from engine.protocol.codec import encode_response
 from engine.protocol.encoder import Sink, item_encoder
 from engine.protocol.frames import RequestHeader
-from engine.server.fetch_entries import entry_fields, record_less_entry
+from engine.server.fetch_entries import entry_fields, record_less_entry, records_entry
 from tests.server.wire import decode_response
 
-VERSIONS = range(4, 16)
+VERSIONS = range(4, 18)
 int32 = st.integers(-(2**31), 2**31 - 1)
 int16 = st.integers(-(2**15), 2**15 - 1)
 int64 = st.integers(-(2**63), 2**63 - 1)
@@ -38,6 +39,28 @@ def test_a_record_less_entry_is_what_the_schema_writes(
 ) -> None:
     expected = _through_the_schema(version, entry_fields(committed, *values))
     assert b"".join(record_less_entry(version, committed, *values).parts) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    version=st.sampled_from(VERSIONS),
+    committed=st.booleans(),
+    values=st.tuples(int32, int16, int64, int64, int64),
+    # Batches on both sides of the size past which the encoder attaches
+    # by reference, and lengths of one- to three-byte varints.
+    sizes=st.lists(st.sampled_from([1, 61, 126, 127, 128, 4095, 4096, 20_000]), max_size=4),
+)
+def test_an_entry_with_records_is_what_the_schema_writes(
+    version: int, committed: bool, values: tuple[int, int, int, int, int], sizes: list[int]
+) -> None:
+    records = [memoryview(bytes([n % 251]) * size) for n, size in enumerate(sizes)]
+    expected = _through_the_schema(version, entry_fields(committed, *values, records))
+    entry = records_entry(version, committed, *values, records)
+    assert b"".join(entry.parts) == expected
+    # Large batches are attached by reference, as the schema's walk does.
+    assert sum(isinstance(part, memoryview) for part in entry.parts) == sum(
+        size >= 4096 for size in sizes
+    )
 
 
 @settings(max_examples=50, deadline=None)

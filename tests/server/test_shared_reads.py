@@ -20,6 +20,7 @@ from engine.protocol.encoder import EncodedItem, encode, item_encoder
 from engine.server.shared_decoding import FETCH_BODIES
 from engine.server.shared_reads import Marks, ReadKey, SharedReads
 from tests.server.in_process import InProcessServer
+from tests.server.store_reads import count_store_reads
 from tests.server.wire import Wire, fetch_each
 
 CONSUMERS = 5
@@ -38,14 +39,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as opened:
         opened.create_topic("t", 1)
         _send(opened, [b"a", b"b", b"c"])
-        reads: list[int] = []
-        store_fetch = opened.store.fetch_async
-
-        async def counted(stream_id: int, offset: int, max_bytes: int = 1 << 20) -> Any:
-            reads.append(offset)
-            return await store_fetch(stream_id, offset, max_bytes)
-
-        monkeypatch.setattr(opened.store, "fetch_async", counted)
+        reads = count_store_reads(monkeypatch, opened.store)
         server = InProcessServer(opened)
         try:
             yield Served(opened, server.bootstrap, server, reads)

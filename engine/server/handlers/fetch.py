@@ -38,7 +38,7 @@ from engine.protocol.kafka_code import KafkaCode
 from engine.server import authorize
 from engine.server.authorizer import AclOperation
 from engine.server.context import Broker, RequestContext
-from engine.server.fetch_entries import entry_fields, record_less_entry
+from engine.server.fetch_entries import entry_fields, record_less_entry, records_entry
 from engine.server.fetch_sessions import (
     FINAL_EPOCH,
     FIRST_TOPIC_ID_VERSION,
@@ -375,7 +375,12 @@ async def _read_all(
             if w.offset == look.high_watermark:  # caught up: answered without a coroutine
                 reads.append(_caught_up(w, look))
                 continue
-        read = await _read(context, w, max(budget, 1), committed, look)
+            # A tail read (the log cache's) is answered without one too.
+            read = _read_at_once(context, w, max(budget, 1), committed, look)
+        else:
+            read = None
+        if read is None:
+            read = await _read(context, w, max(budget, 1), committed, look)
         limit = min(w.max_bytes, budget)
         if read.fetched is not None and read.size > limit and budget < max_bytes:
             unsent = read.fetched._replace(records=[], next_offset=w.offset)
@@ -479,6 +484,55 @@ async def _read(
     return _fetched(wanted, fetched, leader)
 
 
+def _read_at_once(
+    context: RequestContext,
+    wanted: FetchPartition,
+    budget: int,
+    committed: bool,
+    look: _Look,
+) -> _Read | None:
+    """The read of a partition ``look`` found, if it needs no wait: the
+    stored bytes as they are, shared (shared_reads.py) or in the log cache
+    (or none, past the end). None: _read makes it (a masked topic, an
+    object read). What _read answers, without its coroutine chain: a Fetch
+    of thousands of tailing partitions made one per partition, seven
+    frames deep, to wait on nothing."""
+    topic = wanted.topic
+    if topic is None or context.engine.closed or masking_for(context, topic) is not None:
+        return None
+    limit = max(min(wanted.max_bytes, budget), 1)
+    key = ReadKey(topic, wanted.partition, wanted.offset, limit, committed)
+    leader = look.leader
+    marks = Marks(look.high_watermark, look.log_start_offset, look.last_stable_offset())
+    shared_reads = context.server.shared_reads
+    shared = shared_reads.get(key, leader, marks)
+    if shared is not None:
+        return _from_shared(wanted, leader, shared)
+    try:
+        fetched = context.engine.fetch_leader_hot(
+            leader, wanted.offset, limit, committed, marks.last_stable_offset
+        )
+    except EngineError as error:
+        return _failed(context, wanted, error_code(error))
+    if fetched is None:
+        return None
+    return _shared(context, key, marks, _fetched(wanted, fetched, leader))
+
+
+def _from_shared(wanted: FetchPartition, leader: Partition, shared: SharedRead[_Read]) -> _Read:
+    leader.bytes_out += shared.size  # as the read would have counted it
+    read: _Read = shared.read
+    return read._replace(wanted=wanted, shared=shared)
+
+
+def _shared(context: RequestContext, key: ReadKey, marks: Marks, read: _Read) -> _Read:
+    """``read``, kept for later fetches of the same data if it has any."""
+    if read.size == 0 or read.leader is None:
+        return read
+    kept = context.server.shared_reads.put(key, read.leader, marks, read, read.size)
+    return read if kept is None else read._replace(shared=kept)
+
+
 async def _shared_read(
     context: RequestContext,
     wanted: FetchPartition,
@@ -501,15 +555,9 @@ async def _shared_read(
             marks = marks_of(leader)
     shared = shared_reads.get(key, leader, marks)
     if shared is not None:
-        leader.bytes_out += shared.size  # as the read would have counted it
-        read: _Read = shared.read
-        return read._replace(wanted=wanted, shared=shared)
+        return _from_shared(wanted, leader, shared)
     fetched = await _fetch(context, wanted, topic, limit, committed, look, marks.last_stable_offset)
-    read = _fetched(wanted, fetched, leader)
-    if read.size == 0:
-        return read
-    kept = shared_reads.put(key, leader, marks, read, read.size)
-    return read if kept is None else read._replace(shared=kept)
+    return _shared(context, key, marks, _fetched(wanted, fetched, leader))
 
 
 async def _fetch(
@@ -635,7 +683,7 @@ def _response(
                 outcome.log_start_offset,
             )
         else:
-            entry = _partition_entry(read, committed)
+            entry = _encoded_entry(read, committed, version)
         topics.setdefault((wanted.topic, wanted.topic_id), []).append(entry)
     return {
         "throttle_time": 0,
@@ -655,6 +703,19 @@ def _entry_writer(version: int) -> Writer:
 
 
 def _encoded_entry(read: _Read, committed: bool, version: int) -> EncodedItem:
+    fetched = read.fetched
+    if fetched is not None and not fetched.aborted_transactions:  # from a template
+        outcome = read.outcome
+        return records_entry(
+            version,
+            committed,
+            read.wanted.partition,
+            outcome.error,
+            outcome.high_watermark,
+            read.last_stable_offset,
+            outcome.log_start_offset,
+            fetched.records,
+        )
     return EncodedItem.of(_entry_writer(version), _partition_entry(read, committed))
 
 
