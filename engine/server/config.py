@@ -94,7 +94,6 @@ from engine.server.sasl.oauthbearer import OAUTHBEARER
 from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
-from wal import Durability
 
 SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
 """What sasl.enabled.mechanisms may name: those with stored credentials,
@@ -521,13 +520,6 @@ def _http_settings(table: dict[str, Any]) -> HttpConfig:
     return HttpConfig(listen=address, **table)
 
 
-def _durability(value: str) -> Durability:
-    choices = [d.value for d in Durability]
-    if value not in choices:
-        raise ValueError(f"durability must be one of {', '.join(choices)}, not {value!r}")
-    return Durability(value)
-
-
 def load_config_file(path: str | Path) -> FileConfig:
     import tomllib  # noqa: PLC0415  (only a start with --config reads TOML)
 
@@ -581,8 +573,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         raise ConfigFileError(f"{path}: [server]: {error}") from error
     try:
         _check_types(store_table, _STORE_TYPES)
-        if "durability" in store_table:
-            store_table["durability"] = _durability(store_table["durability"])
+        # durability too is refused by the config itself, as from Python
         store = StreamStoreConfig(**store_table)
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [store]: {error}") from error

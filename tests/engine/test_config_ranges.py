@@ -30,6 +30,7 @@ from s3stream.config import STORE_RANGES, WAL_SEGMENT_LEAST
 from s3stream.ranges import Range
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
+from wal import Durability
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -281,7 +282,14 @@ def test_a_config_that_is_not_a_durability_is_refused_by_name() -> None:
     with pytest.raises(ConfigOutOfRange, match="durability must be one of fsync") as refused:
         StreamStoreConfig(durability="always")
     assert refused.value.setting == "durability"
-    assert StreamStoreConfig(durability="interval").durability == "interval"
+    assert StreamStoreConfig(durability="interval").durability is Durability.INTERVAL
+
+
+def test_a_durability_given_by_name_makes_the_same_config_as_the_enum(tmp_path: Path) -> None:
+    assert StreamStoreConfig(durability="fsync") == StreamStoreConfig()
+    path = tmp_path / "tidelog.toml"
+    path.write_text('[store]\ndurability = "none"\n')
+    assert load_config_file(path).store == StreamStoreConfig(durability=Durability.NONE)
 
 
 @pytest.mark.parametrize("setting", ["keep_snapshots_s", "expire_interval_s"])
