@@ -278,6 +278,19 @@ def test_an_int_past_64_bits_is_refused_as_out_of_range(
     assert getattr(config(**{setting: 2**63 - 1}), setting) == 2**63 - 1
 
 
+def test_a_migration_policy_is_refused_in_the_same_words_from_python_and_a_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        GroupConfig(group_consumer_migration_policy="sideways")
+    assert refused.value.setting == "group_consumer_migration_policy"
+    path = tmp_path / "tidelog.toml"
+    path.write_text('[engine]\ngroup_consumer_migration_policy = "sideways"\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert str(from_file.value) == f"{path}: [engine]: {refused.value}"
+
+
 def test_a_config_that_is_not_a_durability_is_refused_by_name() -> None:
     with pytest.raises(ConfigOutOfRange, match="durability must be one of fsync") as refused:
         StreamStoreConfig(durability="always")
