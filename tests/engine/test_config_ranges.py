@@ -76,19 +76,15 @@ def _boundaries(accepted: Range) -> tuple[list[float], list[object]]:
     step = _step(accepted)
     inside: list[float] = []
     outside: list[object] = [math.nan, math.inf, -math.inf, True, "1"]
-    if accepted.least is not None:
-        inside.append(accepted.least)
-        outside.append(accepted.least - step)
+    inside.append(accepted.least)
+    outside.append(accepted.least - step)
     if accepted.most is not None:
         inside.append(accepted.most)
         outside.append(accepted.most + step)
-    if accepted.above is not None:
-        inside.append(accepted.above + step)
-        outside.append(accepted.above)
     if accepted.off:
         inside.append(0)
-        outside.remove(accepted.least - step)  # type: ignore[operator]
-        outside.append(accepted.least / 2)  # type: ignore[operator]
+        outside.remove(accepted.least - step)
+        outside.append(accepted.least / 2)
     if accepted.integer:
         outside.append(float(inside[0]))  # an int setting takes no float, 1.0 neither
     return inside, outside
@@ -329,12 +325,12 @@ def _values(accepted: Range, cap: float) -> st.SearchStrategy[float]:
     """Values of ``accepted``, at most ``cap`` where the range is wider (a
     WAL segment of 2 GiB, or a year's interval, opens as well but would
     take the disk or the test's time)."""
-    least = accepted.least if accepted.least is not None else accepted.above or 0
+    least = accepted.least
     most = min(accepted.most if accepted.most is not None else cap, max(cap, least))
     if accepted.integer:
         values: st.SearchStrategy[float] = st.integers(int(least), int(most))
     else:
-        values = st.floats(least, most, exclude_min=accepted.above is not None)
+        values = st.floats(least, most)
     return st.one_of(st.just(least), values, st.just(0)) if accepted.off else values
 
 
