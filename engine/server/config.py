@@ -474,7 +474,9 @@ def _check_types(table: dict[str, Any], types: dict[str, type]) -> None:
         raise ValueError(f"{key} must be {_TYPE_NAMES[wanted]}, not {value!r}")
 
 
-_ENGINE_SETTINGS = _plain_settings(EngineConfig, ("auto_create_topics", "default_partitions"))
+_ENGINE_APART: dict[str, type] = {"auto_create_topics": bool, "default_partitions": int}
+"""The [engine] settings FileConfig keeps apart from ``engine``, and their types."""
+_ENGINE_SETTINGS = _plain_settings(EngineConfig, tuple(_ENGINE_APART))
 """EngineConfig's plain settings (numbers, flags, names) and their types."""
 _NESTED_SETTINGS = {name: _plain_settings(config) for name, config in _NESTED.items()}
 _ENGINE_SETTINGS.update({k: v for nested in _NESTED_SETTINGS.values() for k, v in nested.items()})
@@ -595,10 +597,12 @@ def load_config_file(path: str | Path) -> FileConfig:
     try:
         _check_types(engine, _ENGINE_SETTINGS)
         check_engine_ranges(engine)
-        # Read apart from the other settings (a flag overrides it), checked the same.
-        check_engine_ranges(
-            {k: engine_table[k] for k in ("default_partitions",) if k in engine_table}
-        )
+        # Read apart from the other settings (kept on FileConfig, where
+        # --no-auto-create-topics overrides one), checked the same: a
+        # string "no" would otherwise turn auto-creation on.
+        apart = {k: engine_table[k] for k in _ENGINE_APART if k in engine_table}
+        _check_types(apart, _ENGINE_APART)
+        check_engine_ranges(apart)
     except ValueError as error:
         raise ConfigFileError(f"{path}: [engine]: {error}") from error
     for nested, config in _NESTED.items():
