@@ -608,7 +608,7 @@ def load_config_file(path: str | Path) -> FileConfig:
     for nested, config in _NESTED.items():
         settings = {k: engine.pop(k) for k in list(engine) if k in _NESTED_SETTINGS[nested]}
         if settings:
-            try:  # one setting ordered against another (GroupConfig's bounds)
+            try:  # GroupConfig's orders and migration policy: refused by the config itself
                 engine[nested] = config(**settings)
             except ValueError as error:
                 raise ConfigFileError(f"{path}: [engine]: {error}") from error
