@@ -171,7 +171,9 @@ class StreamStoreConfig:
 
     def __post_init__(self) -> None:
         try:
-            Durability(self.durability)
+            # Held as the enum, however given: a config read from a file
+            # and one made with "fsync" are equal to the defaults.
+            object.__setattr__(self, "durability", Durability(self.durability))
         except ValueError:
             durabilities = ", ".join(d.value for d in Durability)
             raise ConfigOutOfRange(

@@ -27,13 +27,12 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
 @dataclass(frozen=True)
 class Range:
-    """Accepted: ``least`` to ``most`` (both included, either open), or
-    above ``above``; and 0 besides when ``off``. ``integer`` settings take
-    an int; the others a finite int or float."""
+    """Accepted: ``least`` to ``most`` (both included; no ``most``, no
+    bound above), and 0 besides when ``off``. ``integer`` settings take an
+    int; the others a finite int or float."""
 
-    least: float | None = None
+    least: float
     most: float | None = None
-    above: float | None = None
     integer: bool = True
     off: bool = False
 
@@ -52,25 +51,17 @@ class Range:
             return False
         if self.off and value == 0:
             return True
-        if self.least is not None and value < self.least:
-            return False
-        if self.above is not None and value <= self.above:
+        if value < self.least:
             return False
         return self.most is None or value <= self.most
 
     def describe(self) -> str:
         """The range in the words docs/server.md's and docs/engine.md's
         tables use (tests/server/test_config_doc.py reads them back)."""
-        if self.least is not None and self.most is not None:
+        if self.most is not None:
             text = f"from {_number(self.least)} to {_number(self.most)}"
-        elif self.least is not None:
-            text = f"{_number(self.least)} or more"
-        elif self.above is not None:
-            text = f"above {_number(self.above)}"
-            if self.most is not None:
-                text += f", at most {_number(self.most)}"
         else:
-            text = "any"
+            text = f"{_number(self.least)} or more"
         if not self.integer and self.most is None:
             text += ", finite"
         return f"0 (off), or {text}" if self.off else text

@@ -183,7 +183,8 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     them (a stall of tens of milliseconds on every acknowledgement at that
     moment); a chunk at a time, it waits for at most one chunk. Written
     out without a sync (writeback.py): the one fsync at the end makes the
-    file durable, where a sync per chunk flushed the disk's cache 64 times.
+    file durable, where a sync per chunk flushed the disk's cache once per
+    chunk (128 times for a 64 MiB segment).
     """
     final = os.path.join(directory, name)
     temporary = final + ".tmp"

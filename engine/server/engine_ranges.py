@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.config_ranges import ENGINE_TABLE_RANGES
-from engine.groups.config import MIGRATION_POLICIES
 from s3stream.ranges import check_range
 
 
@@ -17,12 +16,6 @@ def check_engine_ranges(settings: Mapping[str, object]) -> None:
     ``settings`` outside its range (keys without one are left to their type
     check)."""
     for key, value in settings.items():
-        if key == "group_consumer_migration_policy" and isinstance(value, str):
-            if value.lower() not in MIGRATION_POLICIES:
-                raise ValueError(
-                    f"{key} must be one of {', '.join(MIGRATION_POLICIES)}, not {value!r}"
-                )
-            continue
         accepted = ENGINE_TABLE_RANGES.get(key)
         if accepted is not None:
             check_range(key, value, accepted)

@@ -30,6 +30,7 @@ from s3stream.config import STORE_RANGES, WAL_SEGMENT_LEAST
 from s3stream.ranges import Range
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
+from wal import Durability
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -75,19 +76,15 @@ def _boundaries(accepted: Range) -> tuple[list[float], list[object]]:
     step = _step(accepted)
     inside: list[float] = []
     outside: list[object] = [math.nan, math.inf, -math.inf, True, "1"]
-    if accepted.least is not None:
-        inside.append(accepted.least)
-        outside.append(accepted.least - step)
+    inside.append(accepted.least)
+    outside.append(accepted.least - step)
     if accepted.most is not None:
         inside.append(accepted.most)
         outside.append(accepted.most + step)
-    if accepted.above is not None:
-        inside.append(accepted.above + step)
-        outside.append(accepted.above)
     if accepted.off:
         inside.append(0)
-        outside.remove(accepted.least - step)  # type: ignore[operator]
-        outside.append(accepted.least / 2)  # type: ignore[operator]
+        outside.remove(accepted.least - step)
+        outside.append(accepted.least / 2)
     if accepted.integer:
         outside.append(float(inside[0]))  # an int setting takes no float, 1.0 neither
     return inside, outside
@@ -277,11 +274,31 @@ def test_an_int_past_64_bits_is_refused_as_out_of_range(
     assert getattr(config(**{setting: 2**63 - 1}), setting) == 2**63 - 1
 
 
+def test_a_migration_policy_is_refused_in_the_same_words_from_python_and_a_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        GroupConfig(group_consumer_migration_policy="sideways")
+    assert refused.value.setting == "group_consumer_migration_policy"
+    path = tmp_path / "tidelog.toml"
+    path.write_text('[engine]\ngroup_consumer_migration_policy = "sideways"\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert str(from_file.value) == f"{path}: [engine]: {refused.value}"
+
+
 def test_a_config_that_is_not_a_durability_is_refused_by_name() -> None:
     with pytest.raises(ConfigOutOfRange, match="durability must be one of fsync") as refused:
         StreamStoreConfig(durability="always")
     assert refused.value.setting == "durability"
-    assert StreamStoreConfig(durability="interval").durability == "interval"
+    assert StreamStoreConfig(durability="interval").durability is Durability.INTERVAL
+
+
+def test_a_durability_given_by_name_makes_the_same_config_as_the_enum(tmp_path: Path) -> None:
+    assert StreamStoreConfig(durability="fsync") == StreamStoreConfig()
+    path = tmp_path / "tidelog.toml"
+    path.write_text('[store]\ndurability = "none"\n')
+    assert load_config_file(path).store == StreamStoreConfig(durability=Durability.NONE)
 
 
 @pytest.mark.parametrize("setting", ["keep_snapshots_s", "expire_interval_s"])
@@ -308,12 +325,12 @@ def _values(accepted: Range, cap: float) -> st.SearchStrategy[float]:
     """Values of ``accepted``, at most ``cap`` where the range is wider (a
     WAL segment of 2 GiB, or a year's interval, opens as well but would
     take the disk or the test's time)."""
-    least = accepted.least if accepted.least is not None else accepted.above or 0
+    least = accepted.least
     most = min(accepted.most if accepted.most is not None else cap, max(cap, least))
     if accepted.integer:
         values: st.SearchStrategy[float] = st.integers(int(least), int(most))
     else:
-        values = st.floats(least, most, exclude_min=accepted.above is not None)
+        values = st.floats(least, most)
     return st.one_of(st.just(least), values, st.just(0)) if accepted.off else values
 
 

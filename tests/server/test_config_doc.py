@@ -146,6 +146,13 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
             "[schema_registry]: max_connections_per_address must be an integer from 1 to 100000",
         ),
         ("[engine]\ngroup_max_size = 1.5\n", "[engine]: group_max_size must be an integer"),
+        # Kept apart from the other [engine] settings, typed the same: a
+        # string "no" is truthy, and would have turned auto-creation on.
+        (
+            '[engine]\nauto_create_topics = "no"\n',
+            "[engine]: auto_create_topics must be true or false, not 'no'",
+        ),
+        ("[engine]\ndefault_partitions = 0\n", "[engine]: default_partitions must be"),
         (
             '[engine]\ngroup_consumer_migration_policy = "sideways"\n',
             "group_consumer_migration_policy must be one of bidirectional, upgrade, downgrade, "

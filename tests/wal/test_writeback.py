@@ -70,6 +70,12 @@ def test_a_spare_is_written_out_half_a_mib_at_a_time(tmp_path: Path, calls: Call
     assert [length for _, length, _ in calls.ranges] == [512 * 1024] * 4
 
 
+def test_the_wal_format_spec_names_the_spares_step() -> None:
+    spec = (Path(__file__).parents[2] / "docs" / "wal-format.md").read_text()
+    prose = " ".join(spec.split())
+    assert f"A spare is written out {ZERO_FILL_CHUNK // 1024} KiB at a time" in prose
+
+
 def test_without_sync_file_range_each_step_is_fdatasynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
