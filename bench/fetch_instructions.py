@@ -16,7 +16,9 @@ server's loop, and the child's own sending and reading, the same in both
 trees:
 
 - ``records``: every partition from its start: one record each, from the
-  log cache;
+  log cache (each Fetch with a partition limit of its own, so that none
+  is answered by the one before's shared read: many_fetch_bench.py's
+  ``records_fetch``);
 - ``caught_up``: every partition at its end.
 """
 
@@ -40,7 +42,7 @@ def _child(partitions: int, offset: int, fetches: int) -> None:
     """Sets up, then says ``ready`` and waits for a line before the
     fetches (the parent turns counting on meanwhile), and says ``done``
     and waits for another after them (the parent dumps the counts)."""
-    from many_fetch_bench import TOPIC, fetch_v11
+    from many_fetch_bench import TOPIC, fetch_v11, records_fetch
 
     import engine
     from engine.server.config import ServerConfig
@@ -60,7 +62,13 @@ def _child(partitions: int, offset: int, fetches: int) -> None:
             server = Server(opened, ServerConfig(host="127.0.0.1", port=0))
             await server.start()
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            frames = [fetch_v11(n + 1, partitions, offset, 0) for n in range(fetches + 1)]
+            frames = [
+                records_fetch(n + 1, partitions, n)
+                if offset == 0
+                # caught up: nothing to read, nothing shared
+                else fetch_v11(n + 1, partitions, offset, 0)
+                for n in range(fetches + 1)
+            ]
 
             async def one(frame: bytes) -> None:
                 writer.write(frame)

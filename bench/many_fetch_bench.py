@@ -10,7 +10,11 @@ Each partition holds one record and the Fetch asks from its end (caught
 up, the normal state of a tailing consumer). Per size, four cases:
 
 - ``records``: max_wait 0, every partition from its start: the read of
-  one record of each (from the log cache) and its answer;
+  one record of each (from the log cache) and its answer. Each Fetch asks
+  with a partition limit of its own (``records_fetch``): an earlier
+  Fetch's read of the same offset and limit would otherwise answer it
+  (shared_reads.py keeps 1,024), and at 1,000 partitions the case would
+  count no read at all;
 - ``caught_up``: max_wait 0, answered at once: the read alone;
 - ``timeout``: max_wait ``--max-wait-ms``, min_bytes 1, nothing arrives:
   the long poll that ends at max_wait (the read, the wait's registration
@@ -55,6 +59,8 @@ from engine.types import TopicPartition
 
 TOPIC = "many"
 WOKEN_MAX_WAIT_MS = 30_000
+PARTITION_MAX_BYTES = 1 << 20
+"""Each partition's limit in a Fetch: above its one record."""
 WAIT_ALONE_S = 0.02
 TIMEOUT_S = 60.0
 _SIZE = struct.Struct(">i")
@@ -94,7 +100,13 @@ class LoopServer:
             self.loop.close()
 
 
-def fetch_v11(correlation_id: int, partitions: int, offset: int, max_wait_ms: int) -> bytes:
+def fetch_v11(
+    correlation_id: int,
+    partitions: int,
+    offset: int,
+    max_wait_ms: int,
+    partition_max_bytes: int = PARTITION_MAX_BYTES,
+) -> bytes:
     """A Fetch v11 (header v1) of every partition of TOPIC at ``offset``,
     min_bytes 1, read_uncommitted, no session."""
     topic = TOPIC.encode()
@@ -102,10 +114,18 @@ def fetch_v11(correlation_id: int, partitions: int, offset: int, max_wait_ms: in
     body = struct.pack(">iiiibii", -1, max_wait_ms, 1, 50 << 20, 0, 0, -1)
     body += struct.pack(">ih", 1, len(topic)) + topic + struct.pack(">i", partitions)
     entry = struct.Struct(">iiqqi")
-    body += b"".join(entry.pack(p, -1, offset, -1, 1 << 20) for p in range(partitions))
+    body += b"".join(entry.pack(p, -1, offset, -1, partition_max_bytes) for p in range(partitions))
     body += struct.pack(">ih", 0, 0)  # no forgotten topics, no rack
     payload = header + body
     return _SIZE.pack(len(payload)) + payload
+
+
+def records_fetch(correlation_id: int, partitions: int, n: int) -> bytes:
+    """The ``n``th Fetch of every partition from its start, its partition
+    limit its own: the server reads each partition again, as it does for
+    a tailing consumer, whose every Fetch asks from a new offset, instead
+    of answering from the read of the Fetch before (shared_reads.py)."""
+    return fetch_v11(correlation_id, partitions, 0, 0, PARTITION_MAX_BYTES - n)
 
 
 def _receive(sock: socket.socket) -> None:
@@ -171,7 +191,10 @@ def one_size(scratch: Path, partitions: int, requests: int, max_wait_ms: int) ->
             for case, at, max_wait in cases:
                 samples = []
                 for n in range(requests + 2):
-                    frame = fetch_v11(next(correlation), partitions, at, max_wait)
+                    if case == "records":
+                        frame = records_fetch(next(correlation), partitions, n)
+                    else:
+                        frame = fetch_v11(next(correlation), partitions, at, max_wait)
                     spent = _loop_ms(server, sock, frame, lambda: None)
                     if n >= 2:
                         samples.append(spent)

@@ -2,7 +2,7 @@
 
     python bench/remote_ack_bench.py [--appends 3000] [--appenders 8] [--rounds 3]
                                      [--hedge-after X] [--hedge-floor-ms MS]
-                                     [--quick] [--json]
+                                     [--store moto|local] [--quick] [--json]
 
 A StreamStore writes to moto's S3 server (its own process on loopback, as
 in replay_bench.py), WAL fsync, with ``--appenders`` appenders, each on a
@@ -22,22 +22,29 @@ whose median is reported beside them but not counted in the ratio.
 The stream store hedges its requests as ``[store] hedge_after`` and
 ``hedge_floor_ms`` say (``--hedge-after 0``: never, the figure without
 hedges); the hedges sent and won are reported. The PUTs timed for the
-baseline are never hedged.
-``--json`` prints one JSON object.
+baseline are never hedged. ``--store local`` writes to a local directory
+store instead (every PUT a file written and fsynced, docs/operations.md),
+the figures without moto's process and its HTTP: what the store itself
+adds to the uploads. ``--json`` prints one JSON object.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import _harness
 from replay_bench import BUCKET, moto_server
+
+if TYPE_CHECKING:
+    from s3stream.store import ObjectStore
 
 BATCH = 1024
 PUT_SAMPLES = 40
@@ -57,6 +64,12 @@ def main() -> None:
         help="[store] hedge_after (default: the store's; 0: no hedged requests)",
     )
     parser.add_argument("--hedge-floor-ms", type=float, default=None, help="[store] hedge_floor_ms")
+    parser.add_argument(
+        "--store",
+        choices=("moto", "local"),
+        default="moto",
+        help="moto's S3 server on loopback, or a local directory store",
+    )
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
     parser.add_argument(
         "--background-nice",
@@ -75,6 +88,7 @@ def main() -> None:
             args.hedge_after,
             args.hedge_floor_ms,
             args.background_nice,
+            args.store,
         )
     _harness.report(results, args.json, print_table)
 
@@ -87,6 +101,7 @@ def run(
     hedge_after: float | None = None,
     hedge_floor_ms: float | None = None,
     background_nice: int | None = None,
+    store_kind: str = "moto",
 ) -> dict[str, Any]:
     from s3stream import StreamStore, StreamStoreConfig
 
@@ -97,21 +112,7 @@ def run(
         config = dataclasses.replace(config, hedge_floor_ms=hedge_floor_ms)
     if background_nice is not None:
         config = dataclasses.replace(config, background_nice=background_nice)
-    from s3stream.store import S3Store
-
-    with moto_server() as server:
-
-        def make_store() -> S3Store:
-            return S3Store(
-                BUCKET,
-                "bench",
-                endpoint_url=server.endpoint,
-                region="us-east-1",
-                access_key_id="bench",
-                secret_access_key="bench",
-            )
-
-        make_store().create_bucket_if_missing()
+    with _object_store(store_kind, scratch) as make_store:
         store = StreamStore.open(scratch / "data", make_store(), config)
         streams = [store.create_stream() for _ in range(appenders)]
         for stream in streams:
@@ -144,6 +145,7 @@ def run(
         "appenders": appenders,
         "rounds": rounds,
         "batch_bytes": BATCH,
+        "store": store_kind,
         "background_nice": config.background_nice,
         "remote_ack_p50_ms": round(_quantile(acks, 0.50), 2),
         "remote_ack_p99_ms": round(_quantile(acks, 0.99), 2),
@@ -168,6 +170,31 @@ def run(
         f"{key} <= {bound}": results[key] <= bound for key, bound in TARGETS.items()
     }
     return results
+
+
+@contextlib.contextmanager
+def _object_store(kind: str, scratch: Path) -> Iterator[Callable[[], ObjectStore]]:
+    """Makes clients of one object store: moto's S3 server (its bucket
+    made) or a local directory in ``scratch``."""
+    from s3stream.store import LocalStore, S3Store
+
+    if kind == "local":
+        yield lambda: LocalStore(scratch / "bucket")
+        return
+    with moto_server() as server:
+
+        def make_store() -> S3Store:
+            return S3Store(
+                BUCKET,
+                "bench",
+                endpoint_url=server.endpoint,
+                region="us-east-1",
+                access_key_id="bench",
+                secret_access_key="bench",
+            )
+
+        make_store().create_bucket_if_missing()
+        yield make_store
 
 
 async def _append_all(store: Any, streams: list[int], per_appender: int) -> list[float]:
@@ -211,11 +238,14 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+_STORES = {"moto": "moto's S3 server on loopback", "local": "a local directory store"}
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(
         f"{results['appends']:,} remote appends of {results['batch_bytes']} B by "
-        f"{results['appenders']} appenders, {results['rounds']} round(s); moto's S3 server "
-        f"on loopback; {results['cpus_usable']} CPUs\n"
+        f"{results['appenders']} appenders, {results['rounds']} round(s); "
+        f"{_STORES[results['store']]}; {results['cpus_usable']} CPUs\n"
     )
     rows = [
         ("remote ack, p50", "remote_ack_p50_ms"),

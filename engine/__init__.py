@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         TopicPartition,
     )
     from s3stream import ObjectStore
+    from s3stream.errors import ConfigOutOfRange
 
 __version__ = "0.1.0"
 
@@ -88,6 +89,7 @@ _EXPORTS = {
     "TopicConfig": "engine.config",
     "Engine": "engine.engine",
     "EngineConfig": "engine.engine",
+    "ConfigOutOfRange": "s3stream.errors",
     "CorruptRecord": "engine.errors",
     "CorruptStoredData": "engine.errors",
     "EngineClosed": "engine.errors",
@@ -146,6 +148,7 @@ __all__ = [
     "AdminTimedOut",
     "AppendResult",
     "ConfigEntry",
+    "ConfigOutOfRange",
     "ConfigSource",
     "Consumer",
     "ConsumerRecord",

@@ -38,6 +38,7 @@ from engine.catalog import Catalog
 from engine.catalog_snapshot import waited_after
 from engine.clock import SYSTEM, Clock
 from engine.config import TopicConfig, normalize_all
+from engine.config_ranges import ENGINE_RANGES
 from engine.credentials import Credentials, user_credentials_record
 from engine.data_waiters import DataWaiters
 from engine.delegation_tokens import DelegationTokenConfig, DelegationTokens
@@ -80,6 +81,7 @@ from engine.transactions.config import TransactionConfig
 from engine.transactions.coordinator import TransactionCoordinator
 from engine.types import NewTopic, TopicDescription, TopicPartition
 from s3stream import CloseReport, ObjectStore, S3StreamError, StreamStore, StreamStoreConfig
+from s3stream.ranges import check_ranges
 from wal.closing import Closing
 
 if TYPE_CHECKING:
@@ -149,6 +151,10 @@ class EngineConfig:
     """Where table topics' Iceberg tables are kept (docs/tables.md)."""
     delegation_tokens: DelegationTokenConfig = field(default_factory=DelegationTokenConfig)
     """Kafka's delegation.token.* settings: no secret, no tokens (docs/security.md)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, ENGINE_RANGES)
+        normalize_all(self.topic_defaults)  # InvalidConfig naming the topic config
 
     @classmethod
     def small(cls) -> EngineConfig:

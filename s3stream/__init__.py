@@ -16,6 +16,7 @@ from s3stream.append_options import (
 from s3stream.errors import (
     AppendTooLarge,
     ConditionalWritesNotEnforced,
+    ConfigOutOfRange,
     CorruptIdentity,
     CorruptObject,
     Fenced,
@@ -54,6 +55,7 @@ __all__ = [
     "AppendTooLarge",
     "CloseReport",
     "ConditionalWritesNotEnforced",
+    "ConfigOutOfRange",
     "CorruptIdentity",
     "CorruptObject",
     "Fenced",

@@ -8,7 +8,6 @@ too much is not uploaded yet."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from s3stream.errors import (
     StreamNotOpen,
 )
 from s3stream.log_cache import CacheBlock
+from s3stream.loop_handoff import LoopHandoff
 from s3stream.objects import StoredBatch
 from s3stream.store_state import StoreState, StreamState, fail_all
 from s3stream.uploader import Uploader
@@ -70,6 +70,17 @@ class Appender:
         runs there, a close made through it included). One thread is
         enough: room is the whole store's, so once there is some, each
         queued wait ends at once, in the order the appends came."""
+        self._handoff: LoopHandoff | None = None
+        """Hands remote acknowledgements to the loop of the last async append."""
+
+    def handoff(self, loop: asyncio.AbstractEventLoop) -> LoopHandoff:
+        """The handoff to ``loop``: one per loop while appends come from one
+        (a store serves one loop); a new one when another loop appends, so
+        that only appends of one loop share its wake-ups."""
+        handoff = self._handoff
+        if handoff is None or handoff.loop is not loop:
+            handoff = self._handoff = LoopHandoff(loop)
+        return handoff
 
     def submit(self, stream_id: int, batch: StoredBatch, options: AppendOptions) -> Future[int]:
         """Queues an append of ``batch`` (StreamStore.submit); the future
@@ -299,7 +310,7 @@ class _Durable:
     after accepting, so the caller's offsets stay valid; waited for off
     the loop)."""
 
-    __slots__ = ("_appender", "_loop", "_then", "_waits_for_room", "uploaded")
+    __slots__ = ("_appender", "_handoff", "_loop", "_then", "_waits_for_room", "uploaded")
 
     def __init__(
         self,
@@ -311,6 +322,7 @@ class _Durable:
         self._then = then
         self._waits_for_room = waits_for_room
         self._loop = asyncio.get_running_loop()
+        self._handoff = appender.handoff(self._loop)
         self.uploaded: Future[int] | None = None
         """Settled once the append is in a committed object (remote only)."""
 
@@ -353,9 +365,10 @@ class _Durable:
         self._make_room()
 
     def _uploaded(self, uploaded: Future[int]) -> None:
-        # On the uploader's thread (or this one, if already settled).
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self._loop.call_soon_threadsafe(self._after_upload, uploaded)
+        # On the uploader's thread (or this one, if already settled): a
+        # commit answers all its appends at once, and those of one loop
+        # share one wake-up of it.
+        self._handoff.call(self._after_upload, uploaded)
 
     def _after_upload(self, uploaded: Future[int]) -> None:
         if uploaded.cancelled():

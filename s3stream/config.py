@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
+from s3stream.errors import ConfigOutOfRange
 from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S
 from s3stream.objects import DEFAULT_BLOCK_BYTES
+from s3stream.ranges import Range, at_least, check_ranges, seconds
 from s3stream.store.hedged import HedgePolicy
 from wal import Durability
+from wal.thread_priority import MOST_NICE
 
 MiB = 1024 * 1024
+
+WAL_SEGMENT_LEAST = 16 * 1024
+"""The smallest WAL segment: the WAL itself needs a few record headers
+(wal/log.py), but the engine's state records and checkpoints are written in
+parts of at most one WAL record, and a segment this size still holds a
+Kafka batch of a few KiB and a part of a few KiB with room to spare."""
+
+STORE_RANGES: dict[str, Range] = {
+    "wal_segment_bytes": at_least(WAL_SEGMENT_LEAST),
+    "upload_bytes": at_least(1),
+    "upload_interval_s": seconds(),
+    "log_cache_bytes": at_least(0),  # 0: reads after an upload go to objects
+    # Under a few KiB, the records an engine writes when it opens pass the
+    # bound and its first create_topic is refused. It need not hold a WAL
+    # segment: the bound is checked before an append, so a record of any
+    # size passes it (s3stream/appender.py).
+    "max_unuploaded_bytes": at_least(WAL_SEGMENT_LEAST),
+    "unpaced_headroom_bytes": at_least(0),
+    "block_bytes": at_least(1),
+    "stream_object_bytes": at_least(1),
+    "block_cache_bytes": at_least(0),
+    "readahead_bytes": at_least(0),
+    "readahead_span_bytes": at_least(1),
+    "read_workers": at_least(1),
+    "read_nice": at_least(0, most=MOST_NICE),  # Linux's nice values stop at 19
+    "background_nice": at_least(0, most=MOST_NICE),
+    "replay_rest_ratio": at_least(0, integer=False),
+    "read_ahead_beside_live": at_least(0),
+    "remote_fetch_max_wait_ms": at_least(1),  # Kafka's RemoteLogManagerConfig: atLeast(1)
+    "hedge_after": Range(least=1, integer=False, off=True),  # below 1 hedges most requests
+    "hedge_floor_ms": at_least(0, integer=False),
+    "hedge_max_share": at_least(0, integer=False, most=1),
+    "compaction_interval_s": seconds(),
+    "abandoned_writes_sweep_interval_s": seconds(0),  # 0: at every compaction pass
+    "small_object_bytes": at_least(0),
+    "force_split_after_s": seconds(0),
+    "stream_object_max_bytes": at_least(1),
+    "merge_max_objects": at_least(2),  # a merge of one object would rewrite it for ever
+    "merge_max_bytes": at_least(1),
+    "garbage_grace_s": seconds(0),
+    "checkpoint_every": at_least(1),
+    "open_timeout_s": seconds(0),
+    "remote_linger_s": seconds(0),
+}
+"""The range of each of StreamStoreConfig's numbers (docs/engine.md and
+docs/server.md list them; tests/engine/test_config_ranges.py holds them equal)."""
 
 
 @dataclass(frozen=True)
@@ -122,19 +170,16 @@ class StreamStoreConfig:
     appends wait as the last upload answered."""
 
     def __post_init__(self) -> None:
-        self.hedge_policy()  # a bad hedge_* setting is refused with the config
-        if self.remote_fetch_max_wait_ms < 1:  # Kafka's atLeast(1)
-            raise ValueError(
-                f"remote_fetch_max_wait_ms must be at least 1, not {self.remote_fetch_max_wait_ms}"
-            )
-        for name in ("compaction_interval_s", "abandoned_writes_sweep_interval_s"):
-            # NaN compares false with every elapsed time: a NaN interval
-            # would silently never come round again.
-            seconds = getattr(self, name)
-            if not 0 <= seconds < math.inf:
-                raise ValueError(
-                    f"{name} must be a finite number of seconds, at least 0, not {seconds}"
-                )
+        try:
+            # Held as the enum, however given: a config read from a file
+            # and one made with "fsync" are equal to the defaults.
+            object.__setattr__(self, "durability", Durability(self.durability))
+        except ValueError:
+            durabilities = ", ".join(d.value for d in Durability)
+            raise ConfigOutOfRange(
+                "durability", self.durability, f"one of {durabilities}"
+            ) from None
+        check_ranges(self, STORE_RANGES)
 
     def hedge_policy(self) -> HedgePolicy:
         """The hedge_* settings (s3stream/store/hedged.py)."""

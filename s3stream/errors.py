@@ -223,3 +223,14 @@ class ForkPointInsideRange(S3StreamError):
         self.offset = offset
         self.range_start = range_start
         self.range_end = range_end
+
+
+class ConfigOutOfRange(S3StreamError, ValueError):
+    """A setting given a value it cannot run with, refused when its config
+    is made (the embedded API) or its file is read (``tidelog serve``)."""
+
+    def __init__(self, setting: str, value: object, accepted: str) -> None:
+        super().__init__(f"{setting} must be {accepted}, not {value!r}")
+        self.setting = setting
+        self.value = value
+        self.accepted = accepted

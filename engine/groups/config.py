@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.config_ranges import GROUP_ORDER, GROUP_RANGES
+from s3stream.errors import ConfigOutOfRange
+from s3stream.ranges import check_order, check_ranges
+
 INT32_MAX = 2**31 - 1
 MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
 """Kafka's ConsumerGroupMigrationPolicy values (case does not matter)."""
@@ -46,10 +50,13 @@ class GroupConfig:
     classic members converts it back ("downgrade", "bidirectional")."""
 
     def __post_init__(self) -> None:
+        check_ranges(self, GROUP_RANGES)
+        check_order(self, GROUP_ORDER)
         if self.group_consumer_migration_policy.lower() not in MIGRATION_POLICIES:
-            raise ValueError(
-                f"group_consumer_migration_policy is {self.group_consumer_migration_policy!r}; "
-                f"it is one of {', '.join(MIGRATION_POLICIES)}"
+            raise ConfigOutOfRange(
+                "group_consumer_migration_policy",
+                self.group_consumer_migration_policy,
+                f"one of {', '.join(MIGRATION_POLICIES)}",
             )
 
     @property

@@ -1,8 +1,10 @@
-"""The Fetch request of a consumer without a fetch session (v11 to v16, as
-kafkajs and librdkafka send it), decoded with a struct read per partition;
-anything else (other versions, forgotten topics, tagged fields, anything
-malformed) is left to the general decoder (codec.py), which answers it or
-names what is wrong with it.
+"""The Fetch request of a consumer (v11 to v16, as kafkajs and librdkafka
+send it, without a fetch session), decoded with a struct read per
+partition; anything else (other versions, forgotten topics, tagged fields,
+anything malformed) is left to the general decoder (codec.py), which
+answers it or names what is wrong with it. A session's Fetch that forgets
+no partition (its session id and epoch are two numbers of the head) is
+decoded here too.
 
 librdkafka, kafkajs and aiokafka open no fetch session, so each of their
 Fetches names every partition the consumer reads: at 10,000 partitions the

@@ -94,7 +94,6 @@ from engine.server.sasl.oauthbearer import OAUTHBEARER
 from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
-from wal import Durability
 
 SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
 """What sasl.enabled.mechanisms may name: those with stored credentials,
@@ -475,7 +474,9 @@ def _check_types(table: dict[str, Any], types: dict[str, type]) -> None:
         raise ValueError(f"{key} must be {_TYPE_NAMES[wanted]}, not {value!r}")
 
 
-_ENGINE_SETTINGS = _plain_settings(EngineConfig, ("auto_create_topics", "default_partitions"))
+_ENGINE_APART: dict[str, type] = {"auto_create_topics": bool, "default_partitions": int}
+"""The [engine] settings FileConfig keeps apart from ``engine``, and their types."""
+_ENGINE_SETTINGS = _plain_settings(EngineConfig, tuple(_ENGINE_APART))
 """EngineConfig's plain settings (numbers, flags, names) and their types."""
 _NESTED_SETTINGS = {name: _plain_settings(config) for name, config in _NESTED.items()}
 _ENGINE_SETTINGS.update({k: v for nested in _NESTED_SETTINGS.values() for k, v in nested.items()})
@@ -519,13 +520,6 @@ def _http_settings(table: dict[str, Any]) -> HttpConfig:
         raise ValueError("listen must be a string, host:port")
     address = parse_address(listen, default_port=DEFAULT_HTTP_PORT) if listen else None
     return HttpConfig(listen=address, **table)
-
-
-def _durability(value: str) -> Durability:
-    choices = [d.value for d in Durability]
-    if value not in choices:
-        raise ValueError(f"durability must be one of {', '.join(choices)}, not {value!r}")
-    return Durability(value)
 
 
 def load_config_file(path: str | Path) -> FileConfig:
@@ -581,8 +575,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         raise ConfigFileError(f"{path}: [server]: {error}") from error
     try:
         _check_types(store_table, _STORE_TYPES)
-        if "durability" in store_table:
-            store_table["durability"] = _durability(store_table["durability"])
+        # durability too is refused by the config itself, as from Python
         store = StreamStoreConfig(**store_table)
     except (TypeError, ValueError) as error:
         raise ConfigFileError(f"{path}: [store]: {error}") from error
@@ -604,12 +597,21 @@ def load_config_file(path: str | Path) -> FileConfig:
     try:
         _check_types(engine, _ENGINE_SETTINGS)
         check_engine_ranges(engine)
+        # Read apart from the other settings (kept on FileConfig, where
+        # --no-auto-create-topics overrides one), checked the same: a
+        # string "no" would otherwise turn auto-creation on.
+        apart = {k: engine_table[k] for k in _ENGINE_APART if k in engine_table}
+        _check_types(apart, _ENGINE_APART)
+        check_engine_ranges(apart)
     except ValueError as error:
         raise ConfigFileError(f"{path}: [engine]: {error}") from error
     for nested, config in _NESTED.items():
         settings = {k: engine.pop(k) for k in list(engine) if k in _NESTED_SETTINGS[nested]}
         if settings:
-            engine[nested] = config(**settings)
+            try:  # GroupConfig's orders and migration policy: refused by the config itself
+                engine[nested] = config(**settings)
+            except ValueError as error:
+                raise ConfigFileError(f"{path}: [engine]: {error}") from error
     if "tables" in document:
         try:
             engine["tables"] = tables_settings(dict(document["tables"]))

@@ -3,6 +3,7 @@ engine-wide ``[tables]`` section (catalog, budgets, snapshot expiry)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -71,8 +72,12 @@ class TablesConfig:
             raise ValueError("tables commit_records and commit_bytes must be at least 1")
         if not 0 < self.poll_interval_s <= 60:
             raise ValueError("tables poll_interval_s must be in (0, 60]")
-        if self.keep_snapshots_s < 0 or self.expire_interval_s < 0:
-            raise ValueError("tables keep_snapshots_s and expire_interval_s must be at least 0")
+        if not all(0 <= s < math.inf for s in (self.keep_snapshots_s, self.expire_interval_s)):
+            # a NaN compares false with every bound: it would pass "< 0"
+            raise ValueError(
+                "tables keep_snapshots_s and expire_interval_s must be at least 0 and finite,"
+                f" not {self.keep_snapshots_s!r} and {self.expire_interval_s!r}"
+            )
         if self.keep_snapshots < 1:
             raise ValueError("tables keep_snapshots must be at least 1")
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.config_ranges import TRANSACTION_RANGES
+from s3stream.ranges import check_ranges
+
 
 @dataclass(frozen=True)
 class TransactionConfig:
@@ -23,3 +26,6 @@ class TransactionConfig:
     the first refusal."""
     add_partitions_to_txn_retry_backoff_ms: int = 20
     """The pause between those asks (``add.partitions.to.txn.retry.backoff.ms``)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, TRANSACTION_RANGES)

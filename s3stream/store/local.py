@@ -11,11 +11,13 @@ one winner; writing and syncing the data happens outside the lock. A temp
 file a crashed writer left is removed by ``remove_abandoned_writes`` once
 it is an hour old, whichever process sweeps (abandoned.py).
 
-Writes end on the file's MiB boundaries (wal/write_spans.py), and once
-written out an object's pages leave the page cache (``_release_pages``):
-both keep the kernel from taking memory that a virtual machine's host
-took back (docs/design/0023-produce-cpu-breakdown.md). Readers go through
-the block cache.
+An object of a MiB or more is written past the page cache (O_DIRECT,
+direct_writes.py, docs/design/0130) where the filesystem allows it.
+Otherwise writes end on the file's MiB boundaries (wal/write_spans.py), and
+once written out an object's pages leave the page cache
+(``_release_pages``): both keep the kernel from taking memory that a
+virtual machine's host took back (docs/design/0023-produce-cpu-breakdown.md).
+Readers go through the block cache.
 
 A version is the file's inode, mtime and size. A rename always brings a new
 inode, but filesystems reuse freed inodes at once (ext4 cycles through a
@@ -53,6 +55,7 @@ from s3stream.store.base import (
     ObjectStoreError,
     PreconditionFailed,
 )
+from s3stream.store.direct_writes import write_direct
 from wal.interrupts import released_contextmanager
 from wal.write_spans import write_spans
 from wal.writeback import write_back
@@ -89,6 +92,13 @@ class LocalStore(ObjectStore):
         self._lock = threading.Lock()
         self._durable_directories: set[str] = set()
         """Directories whose entries this store has synced (``_make_directories``)."""
+        self.bytes_written_direct = 0
+        """Bytes of objects written past the page cache (direct_writes.py)."""
+        self._counting = threading.Lock()
+
+    def _count_direct(self, size: int) -> None:
+        with self._counting:
+            self.bytes_written_direct += size
 
     def _path(self, key: str) -> str:
         parts = key.split("/")
@@ -132,7 +142,10 @@ class LocalStore(ObjectStore):
                 stamp = max(time.time_ns(), _mtime_ns(path) + 1)
                 os.utime(fd, ns=(stamp, stamp))
                 os.fsync(fd)
-                _release_pages(fd, released, 0)
+                if released == _WRITTEN_DIRECT:
+                    self._count_direct(os.fstat(fd).st_size)
+                else:
+                    _release_pages(fd, released, 0)
                 with self._exclusive(key):
                     if condition is not None and not condition[1](self._stat(key, path)):
                         raise PreconditionFailed(key, condition[0])
@@ -293,12 +306,18 @@ def _write_all(fd: int, data: ObjectData) -> int:
     caller's fsync makes the object durable, where a sync per MiB flushed
     the disk's cache 32 times for an object of 32 MiB.
 
-    Returns where the pages it gave back end (``_release_pages``).
+    A large object is written past the page cache instead (direct_writes.py),
+    where the filesystem allows it: no pages to write out or give back.
+
+    Returns where the pages it gave back end (``_release_pages``), or
+    ``_WRITTEN_DIRECT``.
     """
     if isinstance(data, bytes | bytearray | memoryview):
         parts = [_byte_view(data)]
     else:
         parts = [_byte_view(part) for part in data if len(part)]
+    if write_direct(fd, parts, sum(map(len, parts))):
+        return _WRITTEN_DIRECT
     position = released = 0
     unsynced = 0
     # A call per MiB of the file, never one across a whole 2 MiB: that would
@@ -315,6 +334,10 @@ def _write_all(fd: int, data: ObjectData) -> int:
             released = _release_pages(fd, released, position)
             unsynced = 0
     return released
+
+
+_WRITTEN_DIRECT = -1
+"""``_write_all``'s answer for an object written past the page cache."""
 
 
 def _write_rest(fd: int, call: Sequence[BytesLike], skip: int) -> None:

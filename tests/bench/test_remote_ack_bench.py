@@ -11,11 +11,17 @@ from tests.bench.run import run_bench
 
 
 @pytest.mark.slow
-def test_remote_ack_bench_reports_ack_latency_beside_the_puts_it_waits_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["moto", "local"])
+def test_remote_ack_bench_reports_ack_latency_beside_the_puts_it_waits_on(
+    tmp_path: Path, store: str
+) -> None:
     report = json.loads(
-        run_bench("remote_ack_bench.py", "--quick", "--json", "--dir", str(tmp_path))
+        run_bench(
+            "remote_ack_bench.py", "--quick", "--json", "--store", store, "--dir", str(tmp_path)
+        )
     )
     assert report["appends"] == 600
+    assert report["store"] == store
     for key in (
         "remote_ack_p50_ms",
         "remote_ack_p99_ms",

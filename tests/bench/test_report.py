@@ -137,3 +137,10 @@ def test_a_ratio_is_shown_beside_the_two_figures_it_divides() -> None:
         "scan_vs_lookup": "",
         "crc_vs_pkg": "",
     }
+
+
+def test_the_benchmarks_doc_names_every_bench_the_report_runs() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "benchmarks.md").read_text()
+    listed = re.search(r"`--only NAME` \(repeatable: (.*?)\) runs only those", doc, re.S)
+    assert listed is not None
+    assert re.findall(r"`(\w+)`", listed.group(1)) == [bench.name for bench in _load().BENCHES]

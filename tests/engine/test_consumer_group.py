@@ -61,11 +61,16 @@ class FakeHost:
 
     def __init__(self, **config: Any) -> None:
         self.config = GroupConfig(
-            group_consumer_session_timeout_ms=SESSION_MS,
-            group_consumer_heartbeat_interval_ms=100,
-            group_consumer_regex_batch_refresh_interval_ms=2000,
-            group_consumer_regex_refresh_interval_ms=60_000,
-            **config,
+            **{
+                "group_consumer_session_timeout_ms": SESSION_MS,
+                "group_consumer_heartbeat_interval_ms": 100,
+                # the bounds Kafka requires the two above to keep
+                "group_consumer_min_session_timeout_ms": SESSION_MS,
+                "group_consumer_min_heartbeat_interval_ms": 100,
+                "group_consumer_regex_batch_refresh_interval_ms": 2000,
+                "group_consumer_regex_refresh_interval_ms": 60_000,
+                **config,
+            }
         )
         self.clock_ms = 0
         self.timers: list[Timer] = []
@@ -711,6 +716,8 @@ TestReconciliation.settings = settings(max_examples=100, stateful_step_count=40,
 CONSUMER_SETTINGS: dict[str, Any] = {
     "group_consumer_session_timeout_ms": 60_000,
     "group_consumer_heartbeat_interval_ms": 200,
+    "group_consumer_min_session_timeout_ms": 100,  # a restart's test takes 300 ms
+    "group_consumer_min_heartbeat_interval_ms": 100,
     "group_initial_rebalance_delay_ms": 0,
     "group_min_session_timeout_ms": 10,
 }

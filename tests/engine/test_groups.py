@@ -637,9 +637,9 @@ def test_offsets_of_topics_nobody_consumes_can_be_deleted(
 
 
 def test_offsets_expire_after_the_retention(open_engine: Callable[..., Any]) -> None:
-    # 0.005 minutes: 300 ms.
+    # Kafka's least offsets.retention.minutes: 1, the clock's 60 s.
     clock = ManualClock()
-    groups = open_engine(offsets_retention_minutes=0.005, clock=clock).groups
+    groups = open_engine(offsets_retention_minutes=1, clock=clock).groups
     commit(groups, {TP0: 1}, group="standalone")
     commit(groups, {TP1: 1}, group="explicit", retention_ms=0)  # OffsetCommit v2-4
     (member,), _ = stable_group(groups, 1, group="consumers")
@@ -649,16 +649,16 @@ def test_offsets_expire_after_the_retention(open_engine: Callable[..., Any]) -> 
     assert committed(groups, "explicit") == {}
     assert "explicit" not in {g.group_id for g in groups.list_groups()}
 
-    clock.advance(0.29)
+    clock.advance(59)
     assert groups.expire_offsets() == 0  # not yet
-    clock.advance(0.02)
+    clock.advance(2)
     assert groups.expire_offsets() == 1  # the standalone commit; the group's members keep theirs
     assert committed(groups, "standalone") == {}
     assert committed(groups, "consumers") == {TP2: 1}
 
     groups.leave_group("consumers", [(member.member_id, None)]).result(10)
     assert groups.expire_offsets() == 0  # the retention starts when the group is empty
-    clock.advance(0.31)
+    clock.advance(61)
     assert groups.expire_offsets() == 1
     assert groups.list_groups() == []
 
@@ -667,21 +667,21 @@ def test_stable_groups_expire_offsets_of_topics_they_no_longer_consume(
     open_engine: Callable[..., Any],
 ) -> None:
     clock = ManualClock()
-    opened = open_engine(offsets_retention_minutes=0.001, clock=clock)
+    opened = open_engine(offsets_retention_minutes=1, clock=clock)
     opened.create_topic("u", 1)
     groups = opened.groups
     (member,), _ = stable_group(groups, 1, protocols=[("range", subscription("t"))])
     commit(groups, {TP0: 1, TopicPartition("u", 0): 1}, generation=1, member=member.member_id)
-    clock.advance(0.1)
+    clock.advance(61)
     assert groups.expire_offsets() == 1
     assert committed(groups) == {TP0: 1}
 
 
 def test_the_periodic_check_expires_offsets(open_engine: Callable[..., Any]) -> None:
     clock = ManualClock()
-    groups = open_engine(offsets_retention_minutes=0.001, clock=clock).groups
+    groups = open_engine(offsets_retention_minutes=1, clock=clock).groups
     commit(groups, {TP0: 1})
-    clock.advance(0.06)  # past the retention (60 ms), not yet at the check (600 s)
+    clock.advance(61)  # past the retention (60 s), not yet at the check (600 s)
     assert groups.list_groups() != []
     clock.advance(600)
     wait_for(lambda: groups.list_groups() == [])

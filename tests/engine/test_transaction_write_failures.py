@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import pytest
 
 import engine
+from engine.clock import Clock
 from engine.engine import Engine
 from engine.errors import ConcurrentTransactions, error_code
 from engine.protocol.kafka_code import KafkaCode
@@ -39,16 +40,46 @@ from tests.engine.txn_state_faults import (
 
 TIMEOUT = 10.0
 TP = TopicPartition("t", 0)
-IDLE = engine.TransactionConfig(transactional_id_expiration_ms=0)
-"""Every id with no transaction in progress is idle at once."""
+IDLE = engine.TransactionConfig(transactional_id_expiration_ms=1)  # Kafka's least
+"""Every id with no transaction in progress is idle a millisecond on."""
+
+
+class SkippingClock(Clock):
+    """The system clock, moved on by :meth:`skip` besides: the retries'
+    backoffs run in real time, and a test passes a transaction's or an
+    id's 1 ms at once, however long a loaded machine takes to run it."""
+
+    def __init__(self) -> None:
+        self._skipped = 0.0
+        self._wakers: list[Callable[[], None]] = []
+
+    def time_ms(self) -> int:
+        return super().time_ms() + round(self._skipped * 1000)
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self._skipped
+
+    def on_advance(self, wake: Callable[[], None]) -> None:
+        self._wakers.append(wake)
+
+    def skip(self, seconds: float) -> None:
+        self._skipped += seconds
+        for wake in list(self._wakers):
+            wake()
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Callable[[], Engine]]:
     """Opens the engine on the same WAL and bucket each time (closing the
-    one before)."""
+    one before), on one SkippingClock."""
     config = engine.EngineConfig(store=FAST_STORE, cleaner_interval_s=3600, transactions=IDLE)
-    yield from reopening(tmp_path, config, "t", 2)
+    yield from reopening(tmp_path, config, "t", 2, clock=SkippingClock())
+
+
+def _past_1_ms(e: Engine) -> None:
+    """Moves ``e``'s clock past a transaction's or an idle id's 1 ms."""
+    assert isinstance(e.clock, SkippingClock)
+    e.clock.skip(0.002)
 
 
 def states(e: Engine) -> list[TransactionMetadata]:
@@ -71,12 +102,13 @@ def _producer(e: Engine) -> tuple[int, int]:
 
 
 def _timed_out(e: Engine) -> Future[Any]:
-    time.sleep(0.01)  # past the transaction's 1 ms
+    _past_1_ms(e)
     assert e.transactions.abort_timed_out() == 1
     return _done()
 
 
 def _expired(e: Engine) -> Future[Any]:
+    _past_1_ms(e)
     assert e.transactions.remove_expired() == 1
     return _done()
 
@@ -239,6 +271,7 @@ def test_an_expiry_refused_for_one_id_forgets_the_others(
         e.transactions.init_producer_id(transactional_id, 60_000).result(TIMEOUT)
     with monkeypatch.context() as faults:
         refused = RefusedStateWrites(faults, e, {"del": 1}, no_room)
+        _past_1_ms(e)
         assert e.transactions.remove_expired() == 3
         assert refused.refused == ["del"]
     deadline = time.monotonic() + TIMEOUT
@@ -283,7 +316,7 @@ def test_a_complete_record_refused_for_room_is_written_again_not_its_markers(
         assert e.transactions._table.is_pending("x")
         with pytest.raises(ConcurrentTransactions):
             _init_future(e).result(TIMEOUT)
-        time.sleep(0.01)  # past the transaction's 1 ms
+        _past_1_ms(e)
         assert e.transactions.abort_timed_out() == 0
         assert e.transactions._completer.retry_incomplete() == 0  # the timer's too
         refused.heal()

@@ -15,6 +15,7 @@ import pytest
 
 from s3stream.store import local
 from s3stream.store.local import LocalStore
+from tests.buffered_puts import without_direct_writes
 
 MiB = 1 << 20
 PAGE = mmap.PAGESIZE
@@ -41,9 +42,10 @@ def cached_pages(path: Path) -> int:
 
 
 @pytest.fixture
-def dropping_filesystem(tmp_path: Path) -> Path:
+def dropping_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """tmp_path, if its filesystem lets written-out pages go (tmpfs keeps
-    them: they are the file)."""
+    them: they are the file); puts go through the page cache."""
+    without_direct_writes(monkeypatch)
     if not hasattr(os, "posix_fadvise"):
         pytest.skip("no posix_fadvise here: the store keeps its pages")
     probe = tmp_path / "probe"

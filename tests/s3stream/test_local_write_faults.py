@@ -23,6 +23,7 @@ from native.buffers import BytesLike
 from s3stream.store import local
 from s3stream.store.base import ObjectStoreError
 from s3stream.store.local import LocalStore
+from tests.buffered_puts import without_direct_writes
 from tests.short_writes import leading_bytes
 from wal import writeback
 
@@ -30,6 +31,14 @@ MiB = 1 << 20
 MOST_SHORT_WRITES = 20_000
 """Past this many short writes the disk takes the rest whole: a put of
 megabytes one byte a write would take minutes on a loaded machine."""
+
+
+@pytest.fixture(autouse=True)
+def buffered_puts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer through the page cache: its write-outs and page releases
+    are among the steps that fail (direct writes' faults:
+    test_local_direct_writes.py)."""
+    without_direct_writes(monkeypatch)
 
 
 @settings(max_examples=30, deadline=None)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from s3stream.store.local import LocalStore
+from tests.buffered_puts import without_direct_writes
 from wal import writeback
 
 MiB = 1 << 20
@@ -19,6 +20,7 @@ MiB = 1 << 20
 def test_an_object_is_written_out_a_mib_at_a_time_and_synced_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    without_direct_writes(monkeypatch)
     ranges: list[tuple[int, int]] = []
     fdatasyncs: list[int] = []
     real = writeback.sync_file_range

@@ -34,6 +34,7 @@ from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
 from tests import docspec
+from tests.engine.test_config_ranges import companions
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 
@@ -145,6 +146,13 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
             "[schema_registry]: max_connections_per_address must be an integer from 1 to 100000",
         ),
         ("[engine]\ngroup_max_size = 1.5\n", "[engine]: group_max_size must be an integer"),
+        # Kept apart from the other [engine] settings, typed the same: a
+        # string "no" is truthy, and would have turned auto-creation on.
+        (
+            '[engine]\nauto_create_topics = "no"\n',
+            "[engine]: auto_create_topics must be true or false, not 'no'",
+        ),
+        ("[engine]\ndefault_partitions = 0\n", "[engine]: default_partitions must be"),
         (
             '[engine]\ngroup_consumer_migration_policy = "sideways"\n',
             "group_consumer_migration_policy must be one of bidirectional, upgrade, downgrade, "
@@ -205,6 +213,8 @@ def _load(tmp_path: Path, section: str, key: str, value: float) -> None:
     quoted = f'"{key}"' if "." in key else key
     path = tmp_path / "ranges.toml"
     target = 'to = "kafka-1:9092"\n' if section == "mirror" else ""
+    # a key ordered against others is tried beside them at their loosest
+    target += "".join(f"{k} = {v}\n" for k, v in companions(key).items())
     path.write_text(f"[{section}]\n{target}{quoted} = {value!r}\n")
     loaded = load_config_file(path)
     if section == "mirror":

@@ -52,7 +52,9 @@ SESSION_MS = 1500
 SERVER_CONFIG = f"""
 [engine]
 group_consumer_heartbeat_interval_ms = 250
+group_consumer_min_heartbeat_interval_ms = 250
 group_consumer_session_timeout_ms = {SESSION_MS}
+group_consumer_min_session_timeout_ms = {SESSION_MS}
 group_consumer_regex_batch_refresh_interval_ms = 500
 """
 

@@ -41,6 +41,7 @@ SERVER_CONFIG = """
 [engine]
 group_initial_rebalance_delay_ms = 0
 group_consumer_heartbeat_interval_ms = 250
+group_consumer_min_heartbeat_interval_ms = 250
 """
 
 DISABLED_CONFIG = """
@@ -579,6 +580,7 @@ HELD_CONFIG = """
 group_initial_rebalance_delay_ms = 15000
 group_min_session_timeout_ms = 500
 group_consumer_heartbeat_interval_ms = 250
+group_consumer_min_heartbeat_interval_ms = 250
 """
 """The classic group's first rebalance waits 15 s for more members: held open
 long enough for a loaded machine to send the requests the test makes in it."""

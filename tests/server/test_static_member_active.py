@@ -37,6 +37,7 @@ SERVER_CONFIG = """
 [engine]
 group_initial_rebalance_delay_ms = 0
 group_consumer_heartbeat_interval_ms = 250
+group_consumer_min_heartbeat_interval_ms = 250
 group_consumer_session_timeout_ms = 45000
 """
 

@@ -22,7 +22,9 @@ from tests.server.test_groups_kip848 import Member, consumer_conf, describe
 SERVER_CONFIG = """
 [engine]
 group_consumer_heartbeat_interval_ms = 250
+group_consumer_min_heartbeat_interval_ms = 250
 group_consumer_session_timeout_ms = 30000
+group_consumer_min_session_timeout_ms = 30000
 group_consumer_max_size = 2
 """
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from native.buffers import BytesLike
 from s3stream.store.local import LocalStore
+from tests.buffered_puts import without_direct_writes
 from wal.format import SEGMENT_HEADER_SIZE
 from wal.segment import SegmentWriter
 from wal.write_spans import (
@@ -144,6 +145,7 @@ def test_a_segment_write_shorter_than_2_mib_is_one_call_across_a_mib_boundary(
 def test_an_object_put_is_a_writev_per_mib_of_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    without_direct_writes(monkeypatch)  # a filesystem without O_DIRECT
     store = LocalStore(tmp_path / "objects")
     parts = [os.urandom(1_000_000) for _ in range(5)]  # as the uploader's record batches
     calls = _record_calls(monkeypatch, "writev", lambda fd, _: os.lseek(fd, 0, os.SEEK_CUR))

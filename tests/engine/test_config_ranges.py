@@ -1,0 +1,456 @@
+"""Every numeric setting of the configs the embedded API takes is refused
+outside its range when the config is made, with the setting, its value and
+its range named (ConfigOutOfRange); the config file's reader refuses the
+same values with the same words and its file key; any config accepted
+opens an engine that appends and reads; and the docs' tables of ranges are
+these tables (docs/design/0132)."""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import engine
+from engine.config_ranges import ENGINE_RANGES, GROUP_ORDER, GROUP_RANGES, TRANSACTION_RANGES
+from engine.engine import EngineConfig
+from engine.groups.config import GroupConfig
+from engine.server.config import ConfigFileError, load_config_file
+from engine.tables.settings import TablesConfig
+from engine.transactions.config import TransactionConfig
+from s3stream import ConfigOutOfRange, StreamStoreConfig
+from s3stream.config import STORE_RANGES, WAL_SEGMENT_LEAST
+from s3stream.ranges import Range
+from s3stream.store import LocalStore
+from tests.engine.helpers_records import batch, read_partition
+from wal import Durability
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+CONFIGS: dict[type[Any], dict[str, Range]] = {
+    EngineConfig: ENGINE_RANGES,
+    StreamStoreConfig: STORE_RANGES,
+    GroupConfig: GROUP_RANGES,
+    TransactionConfig: TRANSACTION_RANGES,
+}
+"""Each config the embedded API takes with numbers, and its table."""
+
+FILE_SECTION = {EngineConfig: "engine", GroupConfig: "engine", TransactionConfig: "engine"}
+"""The config file's table that sets each config's fields (StreamStoreConfig's: [store])."""
+
+
+LOOSE_GROUP_BOUNDS = {
+    "group_consumer_min_session_timeout_ms": 1,
+    "group_consumer_max_session_timeout_ms": 10**9,
+    "group_consumer_session_timeout_ms": 2,
+    "group_consumer_min_heartbeat_interval_ms": 1,
+    "group_consumer_max_heartbeat_interval_ms": 10**9,
+    "group_consumer_heartbeat_interval_ms": 1,
+}
+"""GroupConfig's consumer-group bounds as loose as their order (GROUP_ORDER)
+lets them be: any one of them then takes every value of its own range."""
+
+
+def companions(setting: str) -> dict[str, int]:
+    """The settings ``setting`` is tried beside (tests/server/test_config_doc.py
+    writes them into its files too)."""
+    if any(setting in ordered for ordered in GROUP_ORDER):
+        return {k: v for k, v in LOOSE_GROUP_BOUNDS.items() if k != setting}
+    return {}
+
+
+def _step(accepted: Range) -> float:
+    return 1 if accepted.integer else 0.0005
+
+
+def _boundaries(accepted: Range) -> tuple[list[float], list[object]]:
+    """The values at each end of ``accepted`` (accepted) and a step past
+    each, and values of no number at all (refused)."""
+    step = _step(accepted)
+    inside: list[float] = []
+    outside: list[object] = [math.nan, math.inf, -math.inf, True, "1"]
+    inside.append(accepted.least)
+    outside.append(accepted.least - step)
+    if accepted.most is not None:
+        inside.append(accepted.most)
+        outside.append(accepted.most + step)
+    if accepted.off:
+        inside.append(0)
+        outside.remove(accepted.least - step)
+        outside.append(accepted.least / 2)
+    if accepted.integer:
+        outside.append(float(inside[0]))  # an int setting takes no float, 1.0 neither
+    return inside, outside
+
+
+CASES = [
+    (config, setting, accepted)
+    for config, table in CONFIGS.items()
+    for setting, accepted in table.items()
+]
+
+
+def _case_id(case: tuple[type[Any], str, Range]) -> str:
+    return f"{case[0].__name__}.{case[1]}"
+
+
+def test_every_number_of_every_config_has_a_range() -> None:
+    """The inventory: a numeric field added without a range fails here."""
+    for config, table in CONFIGS.items():
+        numbers = {f.name for f in fields(config) if str(f.type) in ("int", "float")}
+        assert numbers == set(table), config.__name__
+        for setting, accepted in table.items():
+            declared = next(str(f.type) for f in fields(config) if f.name == setting)
+            assert accepted.integer == (declared == "int"), setting
+
+
+def test_every_default_and_the_small_footprint_are_in_range() -> None:
+    for config in CONFIGS:
+        config()
+    StreamStoreConfig.small()
+    EngineConfig.small()
+
+
+@pytest.mark.parametrize(("config", "setting", "accepted"), CASES, ids=map(_case_id, CASES))
+def test_each_setting_takes_its_range_and_is_refused_past_it(
+    config: type[Any], setting: str, accepted: Range
+) -> None:
+    inside, outside = _boundaries(accepted)
+    base = companions(setting)
+    for value in inside:
+        assert getattr(config(**{**base, setting: value}), setting) == value
+    for value in outside:
+        with pytest.raises(ConfigOutOfRange) as refused:
+            config(**{**base, setting: value})
+        assert (refused.value.setting, refused.value.accepted) == (setting, accepted.phrase())
+        assert refused.value.value is value
+        assert str(refused.value) == f"{setting} must be {accepted.phrase()}, not {value!r}"
+
+
+@pytest.mark.parametrize(("config", "setting", "accepted"), CASES, ids=map(_case_id, CASES))
+def test_the_config_file_refuses_the_same_values_in_the_same_words(
+    tmp_path: Path, config: type[Any], setting: str, accepted: Range
+) -> None:
+    section = FILE_SECTION.get(config, "store")
+    path = tmp_path / "tidelog.toml"
+    inside, outside = _boundaries(accepted)
+    base = "".join(f"{k} = {v}\n" for k, v in companions(setting).items())
+    for value in inside:
+        path.write_text(f"[{section}]\n{base}{setting} = {value!r}\n")
+        load_config_file(path)
+    for value in outside:
+        if isinstance(value, bool | str) or (accepted.integer and isinstance(value, float)):
+            continue  # refused by the file's type check first, as a wrong type
+        path.write_text(f"[{section}]\n{base}{setting} = {_toml(value)}\n")
+        with pytest.raises(ConfigFileError) as refused:
+            load_config_file(path)
+        from_python = f"{setting} must be {accepted.phrase()}, not "
+        assert f"{path}: [{section}]: {from_python}" in str(refused.value)
+        assert isinstance(refused.value.__cause__, ConfigOutOfRange)
+
+
+MID_GROUP_BOUNDS = {
+    "group_consumer_min_session_timeout_ms": 100,
+    "group_consumer_session_timeout_ms": 1000,
+    "group_consumer_max_session_timeout_ms": 10_000,
+    "group_consumer_min_heartbeat_interval_ms": 10,
+    "group_consumer_heartbeat_interval_ms": 50,
+    "group_consumer_max_heartbeat_interval_ms": 500,
+}
+"""Consumer-group bounds each clear of the others."""
+_MS = "group_consumer_min_session_timeout_ms"
+_S = "group_consumer_session_timeout_ms"
+_XS = "group_consumer_max_session_timeout_ms"
+_MH = "group_consumer_min_heartbeat_interval_ms"
+_H = "group_consumer_heartbeat_interval_ms"
+_XH = "group_consumer_max_heartbeat_interval_ms"
+ORDER_CASES = [
+    # (the order, settings at its bound beside MID_GROUP_BOUNDS, the value one step past it)
+    ((_XH, "at least", _MH), {_MH: 50, _XH: 50}, 49),
+    ((_H, "at least", _MH), {_H: 10}, 9),
+    ((_H, "at most", _XH), {_H: 500}, 501),
+    ((_XS, "at least", _MS), {_MS: 1000, _XS: 1000}, 999),
+    ((_S, "at least", _MS), {_S: 100}, 99),
+    ((_S, "at most", _XS), {_S: 10_000}, 10_001),
+    ((_H, "below", _S), {_H: 499, _S: 500}, 500),
+]
+
+
+def test_the_order_cases_are_every_order() -> None:
+    assert [order for order, _, _ in ORDER_CASES] == list(GROUP_ORDER)
+
+
+@pytest.mark.parametrize(("order", "at_bound", "past"), ORDER_CASES, ids=str)
+def test_settings_ordered_against_one_another_keep_their_order(
+    tmp_path: Path, order: tuple[str, str, str], at_bound: dict[str, int], past: int
+) -> None:
+    """Each of Kafka's GroupCoordinatorConfig requirements: the bound
+    accepted (one step short of it for the strict one), one step past it
+    refused with both settings named, from Python and from the file."""
+    setting, relation, other = order
+    accepted_config = {**MID_GROUP_BOUNDS, **at_bound}
+    GroupConfig(**accepted_config)
+    refused_config = {**accepted_config, setting: past}
+    with pytest.raises(ConfigOutOfRange) as refused:
+        GroupConfig(**refused_config)
+    accepted = f"{relation} {other} ({refused_config[other]})"
+    assert (refused.value.setting, refused.value.value, refused.value.accepted) == (
+        setting,
+        past,
+        accepted,
+    )
+    path = tmp_path / "tidelog.toml"
+    path.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in accepted_config.items()))
+    load_config_file(path)
+    path.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in refused_config.items()))
+    refusal = f"[engine]: {setting} must be {accepted}"
+    with pytest.raises(ConfigFileError, match=re.escape(refusal)):
+        load_config_file(path)
+
+
+def _toml(value: object) -> str:
+    """``value`` as TOML writes it (its nan and inf are Python's without the case)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # nan, inf, -inf
+    return repr(value)
+
+
+def test_an_unuploaded_bound_below_one_wal_segment_opens_and_takes_larger_records(
+    tmp_path: Path,
+) -> None:
+    """The bound is checked before an append, so a record larger than it
+    (a data batch, a state record) passes it once the bytes before it are
+    uploaded: a bound under a WAL segment (a memory budget smaller than the
+    default 64 MiB segments) is a config the engine runs with."""
+    store = StreamStoreConfig(
+        wal_preallocate=False,
+        wal_segment_bytes=1 << 20,
+        max_unuploaded_bytes=WAL_SEGMENT_LEAST,
+        unpaced_headroom_bytes=0,
+        upload_interval_s=0.05,
+    )
+    assert StreamStoreConfig(max_unuploaded_bytes=256 * 1024).wal_segment_bytes == 64 << 20
+    larger = bytes(2 * WAL_SEGMENT_LEAST)
+    with engine.open(
+        tmp_path / "data", LocalStore(tmp_path / "objects"), EngineConfig(store=store)
+    ) as opened:
+        for topic in ("t", "u", "v"):
+            opened.create_topic(topic, 3)
+        opened.produce("t", 0, batch([larger]))
+        opened.produce("t", 0, batch([b"after"]))
+        assert [r.value for r in read_partition(opened, "t", 0)] == [larger, b"after"]
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        (StreamStoreConfig, "upload_bytes"),
+        (StreamStoreConfig, "replay_rest_ratio"),
+        (EngineConfig, "checkpoint_bytes"),
+        (GroupConfig, "offsets_retention_minutes"),
+    ],
+)
+@pytest.mark.parametrize("value", [2**63, 10**400], ids=["2**63", "10**400"])
+def test_an_int_past_64_bits_is_refused_as_out_of_range(
+    tmp_path: Path, config: type[Any], setting: str, value: int
+) -> None:
+    """Past float's range, comparing such an int with a float raised
+    OverflowError, which is no ValueError: the file's reader let it out
+    as a traceback. Past a Java long, no setting has a meaning."""
+    with pytest.raises(ConfigOutOfRange) as refused:
+        config(**{setting: value})
+    assert refused.value.setting == setting
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f"[{FILE_SECTION.get(config, 'store')}]\n{setting} = {value}\n")
+    with pytest.raises(ConfigFileError, match=f"{setting} must be"):
+        load_config_file(path)
+    assert getattr(config(**{setting: 2**63 - 1}), setting) == 2**63 - 1
+
+
+def test_a_migration_policy_is_refused_in_the_same_words_from_python_and_a_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        GroupConfig(group_consumer_migration_policy="sideways")
+    assert refused.value.setting == "group_consumer_migration_policy"
+    path = tmp_path / "tidelog.toml"
+    path.write_text('[engine]\ngroup_consumer_migration_policy = "sideways"\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert str(from_file.value) == f"{path}: [engine]: {refused.value}"
+
+
+def test_a_config_that_is_not_a_durability_is_refused_by_name() -> None:
+    with pytest.raises(ConfigOutOfRange, match="durability must be one of fsync") as refused:
+        StreamStoreConfig(durability="always")
+    assert refused.value.setting == "durability"
+    assert StreamStoreConfig(durability="interval").durability is Durability.INTERVAL
+
+
+def test_a_durability_given_by_name_makes_the_same_config_as_the_enum(tmp_path: Path) -> None:
+    assert StreamStoreConfig(durability="fsync") == StreamStoreConfig()
+    path = tmp_path / "tidelog.toml"
+    path.write_text('[store]\ndurability = "none"\n')
+    assert load_config_file(path).store == StreamStoreConfig(durability=Durability.NONE)
+
+
+@pytest.mark.parametrize("setting", ["keep_snapshots_s", "expire_interval_s"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_the_tables_expiry_takes_no_number_that_is_not_finite(
+    tmp_path: Path, setting: str, value: float
+) -> None:
+    """A NaN passed the tables' "at least 0" (docs/server.md says no key
+    takes one), and so did an infinite one."""
+    with pytest.raises(ValueError, match=f"{setting}.* must be at least 0 and finite"):
+        TablesConfig(**{setting: value})
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f"[tables]\n{setting} = {_toml(value)}\n")
+    with pytest.raises(ConfigFileError, match=r"\[tables\]: .* must be at least 0 and finite"):
+        load_config_file(path)
+
+
+def test_a_topic_default_is_refused_when_the_config_is_made() -> None:
+    with pytest.raises(engine.InvalidConfig, match=r"retention\.ms"):
+        EngineConfig(topic_defaults={"retention.ms": "a week"})
+
+
+def _values(accepted: Range, cap: float) -> st.SearchStrategy[float]:
+    """Values of ``accepted``, at most ``cap`` where the range is wider (a
+    WAL segment of 2 GiB, or a year's interval, opens as well but would
+    take the disk or the test's time)."""
+    least = accepted.least
+    most = min(accepted.most if accepted.most is not None else cap, max(cap, least))
+    if accepted.integer:
+        values: st.SearchStrategy[float] = st.integers(int(least), int(most))
+    else:
+        values = st.floats(least, most)
+    return st.one_of(st.just(least), values, st.just(0)) if accepted.off else values
+
+
+_CAPS = {
+    "wal_segment_bytes": 1 << 20,
+    "read_workers": 8,
+    "upload_interval_s": 0.5,
+    "remote_linger_s": 0.05,
+    "open_timeout_s": 1.0,
+}
+"""The largest value drawn for a setting whose larger values cost the test
+disk or time; 1 << 30 (bytes, counts) or 60 (seconds) for the others."""
+
+
+def _settings(table: dict[str, Range]) -> st.SearchStrategy[dict[str, Any]]:
+    drawn = {
+        setting: _values(accepted, _CAPS.get(setting, 1 << 30 if accepted.integer else 60.0))
+        for setting, accepted in table.items()
+    }
+    return st.fixed_dictionaries({}, optional=drawn)
+
+
+_STRAYS = st.one_of(
+    st.none(),
+    st.sampled_from(CASES).flatmap(
+        lambda case: st.tuples(st.just(case), st.sampled_from(_boundaries(case[2])[1]))
+    ),
+)
+"""Nothing, or one setting given a value outside its range."""
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    store=_settings(STORE_RANGES),
+    own=_settings(ENGINE_RANGES),
+    groups=_settings(GROUP_RANGES),
+    transactions=_settings(TRANSACTION_RANGES),
+    stray=_STRAYS,
+)
+def test_any_config_made_opens_an_engine_that_appends_and_reads(
+    store: dict[str, Any],
+    own: dict[str, Any],
+    groups: dict[str, Any],
+    transactions: dict[str, Any],
+    stray: tuple[tuple[type[Any], str, Range], object] | None,
+) -> None:
+    """Settings drawn from their ranges, and at times one drawn outside
+    its range: the configs are refused when they are made (naming that
+    one), or the engine opens, appends and reads."""
+    if stray is not None:
+        (config_type, setting, _), value = stray
+        drawn = {EngineConfig: own, StreamStoreConfig: store, GroupConfig: groups}
+        drawn.get(config_type, transactions)[setting] = value
+    try:
+        config = EngineConfig(
+            store=StreamStoreConfig(wal_preallocate=False, **store),
+            groups=_group_config(groups),
+            transactions=TransactionConfig(**transactions),
+            **own,
+        )
+    except ConfigOutOfRange as refused:
+        assert stray is not None
+        assert refused.setting == stray[0][1]
+        return
+    # One directory per example, removed when it ends: pytest's tmp_path
+    # would keep every example's WAL and objects until the run's own
+    # directory is removed.
+    with tempfile.TemporaryDirectory(prefix="config-ranges-") as name:
+        directory = Path(name)
+        with engine.open(directory / "data", LocalStore(directory / "objects"), config) as opened:
+            opened.create_topic("t", 1)
+            opened.produce("t", 0, batch([b"one record"]))
+            assert [r.value for r in read_partition(opened, "t", 0)] == [b"one record"]
+
+
+def _group_config(settings: dict[str, Any]) -> GroupConfig:
+    """GroupConfig of ``settings``; if they break an order of two settings,
+    that is refused here, when the config is made, and the defaults stand
+    in (an engine is still opened)."""
+    try:
+        return GroupConfig(**settings)
+    except ConfigOutOfRange as refused:
+        if (refused.setting, refused.accepted.rsplit(" (", 1)[0]) not in [
+            (s, f"{r} {o}") for s, r, o in GROUP_ORDER
+        ]:
+            raise
+        return GroupConfig()
+
+
+def _rows(table: dict[str, Range]) -> list[tuple[str, str]]:
+    """The settings of ``table`` grouped by range, as the docs' tables
+    list them: the keys in backticks, and the range in words."""
+    grouped: dict[str, list[str]] = {}
+    for setting, accepted in table.items():
+        grouped.setdefault(accepted.describe(), []).append(f"`{setting}`")
+    return [(", ".join(keys), accepted) for accepted, keys in grouped.items()]
+
+
+def _table_rows(text: str, first: str) -> list[tuple[str, str, str]]:
+    found = re.findall(rf"^\| ({re.escape(first)}) \| (.+?) \| (.+?) \|$", text, re.MULTILINE)
+    return [(a, b, c) for a, b, c in found]
+
+
+def test_docs_engine_md_lists_the_embedded_apis_ranges() -> None:
+    text = (DOCS / "engine.md").read_text()
+    documented = [row for config in CONFIGS for row in _table_rows(text, f"`{config.__name__}`")]
+    expected = [
+        (f"`{config.__name__}`", keys, accepted)
+        for config, table in CONFIGS.items()
+        for keys, accepted in _rows(table)
+    ]
+    assert documented == expected
+
+
+def test_docs_server_md_lists_the_same_ranges_for_the_engine_and_store_tables() -> None:
+    text = (DOCS / "server.md").read_text()
+    engine_table = {**ENGINE_RANGES, **GROUP_RANGES, **TRANSACTION_RANGES}
+    assert _table_rows(text, "`[engine]`") == [
+        ("`[engine]`", keys, accepted) for keys, accepted in _rows(engine_table)
+    ]
+    assert _table_rows(text, "`[store]`") == [
+        ("`[store]`", keys, accepted) for keys, accepted in _rows(STORE_RANGES)
+    ]
