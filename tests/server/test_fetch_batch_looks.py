@@ -4,10 +4,12 @@ partition's watermarks under one hold of the store's lock) and writes a
 caught-up topic's entries into one buffer. Its answers are byte for byte
 those of a look at each partition on its own, for every version the
 handler serves, over mixes of caught-up, behind, out-of-range, unknown and
-fenced partitions, read committed or not."""
+fenced partitions, read committed or not, sessionless or in a session
+(its full Fetch and its incremental one)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable, Iterator
@@ -235,3 +237,43 @@ def test_a_long_run_reads_its_offsets_a_bounded_number_at_a_time(
     assert sum(held) >= WIDE and max(held) == 7
     monkeypatch.setattr(fetch, "_run_looks", _one_at_a_time)
     assert _raw_answer(served, request) == batched
+
+
+def _session_answers(served: Served, isolation: int, named: list[Any]) -> list[Any]:
+    """A session opened by a full Fetch v12 of ``named``, then its
+    incremental Fetch naming nothing (quiet partitions left out): both
+    answers, their session id (a random one) left out."""
+    opening = dataclasses.replace(_request(served, 12, isolation, named), session_epoch=0)
+    with Wire(served.server.bootstrap) as wire:
+        full = wire.request(opening)
+        incremental = build(
+            load_request_schema(ApiKey.FETCH, 12),
+            replica_id=-1,
+            max_wait=datetime.timedelta(0),
+            min_bytes=0,
+            max_bytes=1 << 20,
+            isolation_level=isolation,
+            session_id=full.session_id,
+            session_epoch=1,
+        )
+        after = wire.request(incremental)
+    assert full.session_id != 0
+    return [dataclasses.replace(answer, session_id=0) for answer in (full, after)]
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(isolation=st.sampled_from([0, 1]), topics=topics_named)
+def test_a_sessions_batch_look_answers_what_a_look_at_each_partition_answers(
+    served: Served, isolation: int, topics: list[Any]
+) -> None:
+    """A session's partitions go through the same runs: its full Fetch and
+    its incremental one (whose quiet partitions the looks decide) answer
+    as a look at each partition on its own does."""
+    named = [(name, [(p, offset, -1) for p, offset, _ in parts]) for name, parts in topics]
+    batched = _session_answers(served, isolation, named)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(fetch, "_run_looks", _one_at_a_time)
+        each = _session_answers(served, isolation, named)
+    assert batched == each
