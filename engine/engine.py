@@ -556,6 +556,14 @@ class Engine:
     def has_topic(self, name: str) -> bool:
         return name in self._registry.topics
 
+    def topic_leaders(self, name: str) -> Sequence[Partition] | None:
+        """A topic's partitions by index (None for no such topic), never
+        auto-created: a Fetch of a topic's many partitions looks the topic
+        up once, not once a partition. Read, never kept: a topic deleted and
+        created again has a new table."""
+        topic = self._registry.topics.get(name)
+        return None if topic is None else topic.partitions
+
     def topic_shape(self, name: str) -> tuple[bytes, int]:
         """A topic's id and partition count (it is never auto-created here)."""
         topic = self._registry.topic(name)

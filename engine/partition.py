@@ -433,13 +433,25 @@ class Partition:
                 if len(buffer) >= native.CRC_COMBINE_MIN_BYTES
                 else None
             )
-            handle = submit(
-                self.stream_id, base, last, buffer, options[wait_remote], payload_crc=checksum
+            # A transaction's first batch is noted open before the store
+            # hears of it: stable_offset reads the open transactions without
+            # the lock, after the high watermark, and the WAL's thread may
+            # move that watermark past this batch as soon as it is submitted.
+            opened = (
+                producer_batch is not None
+                and producer_batch.is_transactional
+                and self.txns.on_batch(producer_batch.producer_id, base)
             )
+            try:
+                handle = submit(
+                    self.stream_id, base, last, buffer, options[wait_remote], payload_crc=checksum
+                )
+            except BaseException:
+                if opened and producer_batch is not None:
+                    self.txns.forget_open(producer_batch.producer_id)
+                raise
             if producer_batch is not None:
                 self.producers.update(producer_batch, base, now, stamp)
-                if producer_batch.is_transactional:
-                    self.txns.on_batch(producer_batch.producer_id, base)
             if not self.leader_epochs or self.leader_epochs[-1][0] != self.leader_epoch:
                 self.leader_epochs.append((self.leader_epoch, base))
             self.time_index.note_append(
@@ -661,6 +673,17 @@ class Partition:
     def stable_offset(self, log_start: int, high_watermark: int) -> int:
         """The last stable offset with the log at these offsets (read by
         watermarks() just before)."""
+        txns = self.txns
+        if not txns.ongoing and not txns.completing:
+            # No transaction open or completing: nothing holds it below the
+            # high watermark (what first_unstable_offset answers), read
+            # without the lock a Fetch would otherwise take per partition.
+            # Sound on another thread's append because the watermark was
+            # read first and a writer notes a transaction open before its
+            # batch reaches the store (_append), and completing before no
+            # longer open (PartitionTransactions.on_marker): a watermark
+            # that covers a transactional batch finds its transaction here.
+            return high_watermark
         with self.lock:
             return self.txns.first_unstable_offset(high_watermark, log_start)
 

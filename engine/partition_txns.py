@@ -40,9 +40,18 @@ class PartitionTransactions:
         self.aborted: list[AbortedTxn] = []
         """Ordered by marker offset."""
 
-    def on_batch(self, producer_id: int, base_offset: int) -> None:
-        """A transactional batch was appended at ``base_offset``."""
-        self.ongoing.setdefault(producer_id, base_offset)
+    def on_batch(self, producer_id: int, base_offset: int) -> bool:
+        """A transactional batch is appended at ``base_offset``; whether it
+        opens the producer's transaction here."""
+        if producer_id in self.ongoing:
+            return False
+        self.ongoing[producer_id] = base_offset
+        return True
+
+    def forget_open(self, producer_id: int) -> None:
+        """The batch that opened the producer's transaction was refused by
+        the store: it is not open after all."""
+        del self.ongoing[producer_id]
 
     def on_marker(
         self, producer_id: int, marker_offset: int, commit: bool, durable: bool = False
@@ -50,11 +59,15 @@ class PartitionTransactions:
         """A marker was appended; returns the aborted entry it adds, if any.
         A marker for a producer with no open transaction (a marker written
         again after a restart) changes nothing."""
-        first = self.ongoing.pop(producer_id, None)
+        first = self.ongoing.get(producer_id)
         if first is None:
             return None
+        # Completing before no longer open: Partition.stable_offset reads
+        # both without the lock, and must never find the transaction in
+        # neither while its marker is not durable.
         if not durable:
             self.completing.append((first, marker_offset))
+        del self.ongoing[producer_id]
         if commit:
             return None
         entry = AbortedTxn(producer_id, first, marker_offset)

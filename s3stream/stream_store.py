@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -390,6 +390,15 @@ class StreamStore:
         stream where a caller wants both (a fetch, of every partition)."""
         stream = self._stream(stream_id)
         return stream.start_offset, stream.end_offset
+
+    def offsets_many(self, stream_ids: Iterable[int]) -> list[tuple[int, int]]:
+        """offsets() of each stream, under one hold of the lock: a Fetch
+        naming a topic's thousands of partitions reads them all at once.
+        StreamNotFound if any is missing."""
+        with self._state.lock:
+            stream_locked = self._state.stream_locked
+            found = [stream_locked(stream_id) for stream_id in stream_ids]
+        return [(stream.start_offset, stream.end_offset) for stream in found]
 
     def append_offsets(self, stream_id: int) -> tuple[int, int]:
         """(start offset, next offset), read together: an append's one look

@@ -17,6 +17,7 @@ fields): engine/protocol/templates.py makes and checks its template.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import Any
 
@@ -52,6 +53,21 @@ def record_less_entry(
     return EncodedItem.single(
         whole.pack(partition, error, high_watermark, last_stable_offset, tail)
     )
+
+
+@lru_cache(maxsize=64)
+def record_less_packer(version: int, committed: bool) -> Callable[[int, int, int, int, int], bytes]:
+    """record_less_entry's bytes, as a function of (partition, error, high
+    watermark, last stable offset, log start offset): for a response that
+    writes a topic's many caught-up entries into one buffer, with the
+    template found once."""
+    whole, tail = _template(version, committed)
+    pack = whole.pack
+    if version >= FIRST_LOG_START_VERSION:
+        return lambda partition, error, high, stable, start: pack(
+            partition, error, high, stable, start, tail
+        )
+    return lambda partition, error, high, stable, _start: pack(partition, error, high, stable, tail)
 
 
 def records_entry(

@@ -31,7 +31,7 @@ from engine.errors import (
     TransactionalIdNotFound,
 )
 from engine.groups import GroupCoordinator
-from engine.partition import AppendResult
+from engine.partition import AppendResult, Partition
 from engine.partition_txns import AbortedTxn
 from engine.transactions.metadata import TxnState
 from engine.types import OffsetAndMetadata, TopicPartition
@@ -271,6 +271,109 @@ def test_read_committed_stops_at_the_first_open_transaction(engine_factory: Engi
     assert (
         e.list_offset("t", 0, -1, isolation_level="read_committed").offset == leader.high_watermark
     )
+
+
+def _beside(read: Callable[[], Any]) -> tuple[list[Any], threading.Thread]:
+    """``read`` on another thread (as a Fetch on the event loop reads the
+    partition) while this one is mid-append and holds the partition's lock:
+    given a moment to finish without the lock, else it waits for it."""
+    found: list[Any] = []
+    reader = threading.Thread(target=lambda: found.append(read()))
+    reader.start()
+    reader.join(0.2)
+    return found, reader
+
+
+def _transaction_after_a_record(e: engine.Engine) -> tuple[TxnClient, Partition]:
+    """A transaction begun on t-0 after one plain record; its leader."""
+    e.create_topic("t", 1)
+    client = TxnClient(e, "app")
+    plain(e, "t", 0, b"p0")
+    client.begin(("t", 0))
+    return client, e.partition("t", 0)
+
+
+def test_a_reader_beside_a_transactions_first_append_stops_before_it(
+    engine_factory: EngineFactory,
+) -> None:
+    """The WAL's thread moves the high watermark past a transaction's first
+    batch once it is durable, while the appending thread still holds the
+    partition's lock: a read_committed reader on another thread then finds
+    the last stable offset at that batch, never past it (an uncommitted
+    record exposed)."""
+    e = engine_factory()
+    client, leader = _transaction_after_a_record(e)
+    store = leader.store
+    real_submit = store.submit
+    readers = []
+
+    def submit_then_read(*args: Any, **kwargs: Any) -> Any:
+        handle = real_submit(*args, **kwargs)
+        handle.result(TIMEOUT)  # durable: the high watermark is past the batch
+        readers.append(_beside(leader.read_offsets))
+        return handle
+
+    store.submit = submit_then_read  # type: ignore[method-assign]
+    try:
+        client.send("t", 0, b"x")
+    finally:
+        del store.submit
+    ((found, reader),) = readers
+    reader.join(TIMEOUT)
+    assert found == [(0, 2, 1)]
+
+
+def test_a_transactions_first_batch_refused_by_the_store_leaves_it_unopened(
+    engine_factory: EngineFactory,
+) -> None:
+    """The transaction is noted open before the store takes its first batch:
+    a store that refuses the batch leaves the last stable offset where it was."""
+    e = engine_factory()
+    client, leader = _transaction_after_a_record(e)
+    store = leader.store
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("the store refused it")
+
+    store.submit = refuse  # type: ignore[method-assign]
+    try:
+        with pytest.raises(OSError, match="refused"):
+            client.send("t", 0, b"x")
+    finally:
+        del store.submit
+    assert leader.txns.ongoing == {}
+    assert leader.read_offsets() == (0, 1, 1)
+
+
+def test_a_reader_beside_a_marker_stops_before_the_transaction(
+    engine_factory: EngineFactory,
+) -> None:
+    """Once a marker's transaction is no longer open and its marker not yet
+    durable, a reader on another thread at the watermarks below the
+    marker (0, 2) finds the last stable offset at the transaction's first batch."""
+    e = engine_factory()
+    client, leader = _transaction_after_a_record(e)
+    client.send("t", 0, b"x")
+    readers = []
+
+    class Ongoing(dict[int, int]):
+        """The open transactions, read beside each one's ending."""
+
+        def pop(self, *args: Any) -> Any:
+            first = super().pop(*args)
+            readers.append(_beside(lambda: leader.stable_offset(0, 2)))
+            return first
+
+        def __delitem__(self, key: int) -> None:
+            super().__delitem__(key)
+            readers.append(_beside(lambda: leader.stable_offset(0, 2)))
+
+    leader.txns.ongoing = Ongoing(leader.txns.ongoing)
+    client.abort()
+    ((found, reader),) = readers
+    reader.join(TIMEOUT)
+    assert found == [1]
+    assert values(e, "t", "read_committed") == [b"p0"]
 
 
 def test_a_read_committed_consumer_waits_for_the_transaction_to_end(

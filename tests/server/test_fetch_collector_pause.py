@@ -81,7 +81,15 @@ def test_the_reads_and_the_answer_are_made_with_the_collector_paused(
         enabled["answer"].append(gc.isenabled())
         return response(*args)
 
+    run_looks = fetch._run_looks
+
+    def run_looked(*args: Any) -> Any:  # a run of a topic's partitions, looked at in one pass
+        looks, end = run_looks(*args)
+        enabled["look"].extend([gc.isenabled()] * len(looks))
+        return looks, end
+
     monkeypatch.setattr(fetch, "_look", looked)
+    monkeypatch.setattr(fetch, "_run_looks", run_looked)
     monkeypatch.setattr(fetch, "_read", reading)
     monkeypatch.setattr(fetch, "_read_at_once", read_now)
     monkeypatch.setattr(fetch, "_response", answering)
