@@ -269,9 +269,9 @@ def test_describe_topic_shows_engine_topic_defaults_as_static_broker(tmp_path: P
 
 
 def test_engine_rejects_bad_topic_defaults_and_topic_configs(tmp_path: Path) -> None:
-    bad = engine.EngineConfig(store=QUIET.store, topic_defaults={"retention.ms": "soon"})
+    # Refused when the config is made (0132), before any open could begin.
     with pytest.raises(engine.InvalidConfig):
-        engine.open(tmp_path / "bad", config=bad)
+        engine.EngineConfig(store=QUIET.store, topic_defaults={"retention.ms": "soon"})
     with engine.open(tmp_path / "node", config=QUIET) as e:
         with pytest.raises(engine.InvalidConfig):
             e.create_topic("t", 1, {"cleanup.policy": "archive"})
