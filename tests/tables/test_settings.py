@@ -58,12 +58,22 @@ def test_a_bad_tables_section_is_refused(tmp_path: Path, section: str, reason: s
         load_config_file(path)
 
 
+def _bound_port(sock: socket.socket) -> int:
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    return port
+
+
 def test_an_unreachable_catalog_leaves_the_engine_serving(tmp_path: Path) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    # Nothing listens on the port now: the REST catalog cannot be reached.
-    with open_engine(tmp_path, catalog="rest", uri=f"http://127.0.0.1:{port}") as engine:
+    # The port stays bound, never listened on, for the whole test: a
+    # connection to it is refused, and no other process on the machine can
+    # take the port and answer in the catalog's place meanwhile.
+    with (
+        socket.socket() as refusing,
+        open_engine(
+            tmp_path, catalog="rest", uri=f"http://127.0.0.1:{_bound_port(refusing)}"
+        ) as engine,
+    ):
         engine.create_topic("audit", 1, TABLE_ON)
         producer = engine.producer()
         producer.send("audit", b"x")
