@@ -33,34 +33,13 @@ _HEAD = struct.Struct(">ihqq")
 _HEAD_WITH_LOG_START = struct.Struct(">ihqqq")
 
 
-def record_less_entry(
-    version: int,
-    committed: bool,
-    partition: int,
-    error: int,
-    high_watermark: int,
-    last_stable_offset: int,
-    log_start_offset: int,
-) -> EncodedItem:
-    """A partition's entry with no records, for Fetch ``version`` read
-    committed or not: the bytes the schema writes for ``entry_fields`` of
-    the same values."""
-    whole, tail = _template(version, committed)
-    if version >= FIRST_LOG_START_VERSION:
-        return EncodedItem.single(
-            whole.pack(partition, error, high_watermark, last_stable_offset, log_start_offset, tail)
-        )
-    return EncodedItem.single(
-        whole.pack(partition, error, high_watermark, last_stable_offset, tail)
-    )
-
-
 @lru_cache(maxsize=64)
 def record_less_packer(version: int, committed: bool) -> Callable[[int, int, int, int, int], bytes]:
-    """record_less_entry's bytes, as a function of (partition, error, high
-    watermark, last stable offset, log start offset): for a response that
-    writes a topic's many caught-up entries into one buffer, with the
-    template found once."""
+    """A partition's entry with no records, for Fetch ``version`` read
+    committed or not, as a function of (partition, error, high watermark,
+    last stable offset, log start offset): the bytes the schema writes for
+    ``entry_fields`` of the same values, from the template found once, for a
+    response that writes a topic's many caught-up entries into one buffer."""
     whole, tail = _template(version, committed)
     pack = whole.pack
     if version >= FIRST_LOG_START_VERSION:

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from engine.protocol.apis import ApiKey, response_schema
 from engine.protocol.codec import encode_response
-from engine.protocol.encoder import Sink, item_encoder
+from engine.protocol.encoder import EncodedItem, Sink, item_encoder
 from engine.protocol.frames import RequestHeader
-from engine.server.fetch_entries import entry_fields, record_less_entry, records_entry
+from engine.server.fetch_entries import entry_fields, record_less_packer, records_entry
 from tests.server.wire import decode_response
 
 VERSIONS = range(4, 18)
@@ -38,7 +38,7 @@ def test_a_record_less_entry_is_what_the_schema_writes(
     version: int, committed: bool, values: tuple[int, int, int, int, int]
 ) -> None:
     expected = _through_the_schema(version, entry_fields(committed, *values))
-    assert b"".join(record_less_entry(version, committed, *values).parts) == expected
+    assert record_less_packer(version, committed)(*values) == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -80,8 +80,10 @@ def test_a_response_mixing_both_kinds_decodes_in_order(
     expected: list[tuple[int, int, int, bytes]] = []
     for index, (partition, high_watermark, log_start) in enumerate(quiet):
         entries.append(
-            record_less_entry(
-                version, committed, partition, 0, high_watermark, high_watermark, log_start
+            EncodedItem.single(
+                record_less_packer(version, committed)(
+                    partition, 0, high_watermark, high_watermark, log_start
+                )
             )
         )
         expected.append((partition, high_watermark, log_start, b""))
