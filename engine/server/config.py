@@ -83,7 +83,7 @@ from engine.engine import EngineConfig
 from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
 from engine.server.address_shares import default_share
-from engine.server.config_ranges import SERVER_RANGES
+from engine.server.config_ranges import LISTEN_PORT, SERVER_RANGES
 from engine.server.engine_ranges import check_engine_ranges
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
@@ -464,7 +464,11 @@ def _registry_settings(table: dict[str, Any]) -> RegistryConfig:
     listen = table.pop("listen", None)
     if listen is not None and not isinstance(listen, str):
         raise ValueError("listen must be a string, host:port")
-    address = parse_address(listen, default_port=DEFAULT_REGISTRY_PORT) if listen else None
+    address = (
+        parse_address(listen, default_port=DEFAULT_REGISTRY_PORT, setting=LISTEN_PORT)
+        if listen
+        else None
+    )
     return RegistryConfig(listen=address, **table)
 
 
@@ -476,7 +480,11 @@ def _http_settings(table: dict[str, Any]) -> HttpConfig:
     listen = table.pop("listen", None)
     if listen is not None and not isinstance(listen, str):
         raise ValueError("listen must be a string, host:port")
-    address = parse_address(listen, default_port=DEFAULT_HTTP_PORT) if listen else None
+    address = (
+        parse_address(listen, default_port=DEFAULT_HTTP_PORT, setting=LISTEN_PORT)
+        if listen
+        else None
+    )
     return HttpConfig(listen=address, **table)
 
 

@@ -18,6 +18,7 @@ from s3stream.ranges import (
     THREADS_MAX,
     Range,
     at_least,
+    check_range,
     count,
     seconds,
 )
@@ -68,6 +69,20 @@ CONNECTION_RANGES: dict[str, Range] = {
     "idle_timeout_s": Range(least=0.1, most=3600, integer=False),
 }
 """The bounds each HTTP listener puts on its connections (engine/server/http_limits.py)."""
+
+
+LISTEN_PORT = "listen's port"
+"""How an HTTP listener's port is named when it is refused."""
+
+
+def check_listen(listen: tuple[str, int] | None) -> None:
+    """Raises ConfigOutOfRange when an HTTP listener's ``listen`` names a
+    port no socket binds: refused when the config is made, in the words a
+    file's ``listen = "host:port"`` gets from parse_address, rather than
+    by the bind when the listener starts."""
+    if listen is not None:
+        check_range(LISTEN_PORT, listen[1], SERVER_RANGES["port"])
+
 
 HTTP_RANGES: dict[str, Range] = {
     "object_store_window_s": Range(least=0.1, most=3600, integer=False),

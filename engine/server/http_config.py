@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.server.config_ranges import HTTP_RANGES
+from engine.server.config_ranges import HTTP_RANGES, check_listen
 from s3stream.ranges import check_ranges
 
 DEFAULT_HTTP_PORT = 9644
@@ -46,4 +46,5 @@ class HttpConfig:
     start or its last answer) is closed."""
 
     def __post_init__(self) -> None:
+        check_listen(self.listen)
         check_ranges(self, HTTP_RANGES)

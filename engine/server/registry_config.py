@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.server.config_ranges import REGISTRY_RANGES
+from engine.server.config_ranges import REGISTRY_RANGES, check_listen
 from s3stream.ranges import check_choice, check_ranges
 
 DEFAULT_REGISTRY_PORT = 8081
@@ -51,4 +51,5 @@ class RegistryConfig:
 
     def __post_init__(self) -> None:
         check_choice("authentication", self.authentication, AUTHENTICATIONS)
+        check_listen(self.listen)
         check_ranges(self, REGISTRY_RANGES)

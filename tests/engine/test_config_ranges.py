@@ -238,6 +238,26 @@ def test_a_port_a_file_gives_in_an_address_is_refused_in_the_configs_words(
     load_config_file(path)
 
 
+@pytest.mark.parametrize(
+    ("config", "section"), [(HttpConfig, "http"), (RegistryConfig, "schema_registry")]
+)
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_an_http_listeners_port_is_refused_from_python_as_from_a_file(
+    tmp_path: Path, config: type[HttpConfig | RegistryConfig], section: str, port: int
+) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        config(listen=("127.0.0.1", port))
+    for not_a_port in (True, 80.0, None):
+        with pytest.raises(ConfigOutOfRange):
+            config(listen=("127.0.0.1", not_a_port))  # type: ignore[arg-type]
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f'[{section}]\nlisten = "127.0.0.1:{port}"\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert str(from_file.value) == f"{path}: [{section}]: {refused.value}"
+    assert config(listen=("127.0.0.1", 65535)).listen == ("127.0.0.1", 65535)
+
+
 MID_GROUP_BOUNDS = {
     "group_consumer_min_session_timeout_ms": 100,
     "group_consumer_session_timeout_ms": 1000,
