@@ -254,6 +254,14 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self, SERVER_RANGES)
+        for setting, named in (
+            ("listeners", self.listeners),
+            ("advertised_listeners", self.advertised_listeners),
+        ):
+            for listener in named:
+                # parse_listeners refuses these in a file; a Listener made in
+                # Python would otherwise reach the bind or a Metadata answer.
+                check_range(f"{setting}' port", listener.port, SERVER_RANGES["port"])
         if self.log_format not in ("text", "json"):
             raise ValueError(f'log_format must be "text" or "json", not {self.log_format!r}')
         if self.authorizer not in ("", "acl"):

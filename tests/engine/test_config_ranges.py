@@ -34,6 +34,7 @@ from engine.groups.config import GroupConfig
 from engine.server.config import ConfigFileError, ServerConfig, load_config_file
 from engine.server.config_ranges import HTTP_RANGES, REGISTRY_RANGES, SERVER_RANGES
 from engine.server.http_config import HttpConfig
+from engine.server.listeners import Listener
 from engine.server.registry_config import RegistryConfig
 from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
@@ -256,6 +257,24 @@ def test_an_http_listeners_port_is_refused_from_python_as_from_a_file(
         load_config_file(path)
     assert str(from_file.value) == f"{path}: [{section}]: {refused.value}"
     assert config(listen=("127.0.0.1", 65535)).listen == ("127.0.0.1", 65535)
+
+
+@pytest.mark.parametrize("setting", ["listeners", "advertised_listeners"])
+@pytest.mark.parametrize("port", [-1, 65536, True, 9092.0, None])
+def test_a_listeners_port_out_of_range_is_refused_from_python_as_from_a_file(
+    tmp_path: Path, setting: str, port: object
+) -> None:
+    listener = Listener("PLAINTEXT", "127.0.0.1", port)  # type: ignore[arg-type]
+    with pytest.raises(ConfigOutOfRange) as refused:
+        ServerConfig(**{setting: (listener,)})
+    assert refused.value.setting == f"{setting}' port"
+    path = tmp_path / "tidelog.toml"
+    key = setting.replace("_", ".")
+    path.write_text(f'[server]\n"{key}" = "PLAINTEXT://127.0.0.1:{port}"\n')
+    with pytest.raises(ConfigFileError):
+        load_config_file(path)
+    at_the_bound = Listener("PLAINTEXT", "127.0.0.1", 65535)
+    assert getattr(ServerConfig(**{setting: (at_the_bound,)}), setting) == (at_the_bound,)
 
 
 MID_GROUP_BOUNDS = {
