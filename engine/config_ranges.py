@@ -85,12 +85,20 @@ TRANSACTION_RANGES: dict[str, Range] = {
 ENGINE_TABLE_RANGES = {**ENGINE_RANGES, **GROUP_RANGES, **TRANSACTION_RANGES}
 """What the config file's [engine] table sets, by key: the three configs' fields."""
 
+KEEP_SNAPSHOTS_S_MOST = 10**12
+"""The longest a table keeps its snapshots by age, in seconds."""
+
 TABLES_RANGES: dict[str, Range] = {
     "commit_records": at_least(1),  # a threshold: nothing is sized by it
     "commit_bytes": memory(1),  # one read of stored batches, held in memory
     # The table thread's timed wait: above 0, else it would spin.
     "poll_interval_s": Range(least=0, most=60, integer=False, above=True),
-    "keep_snapshots_s": at_least(0, integer=False),  # 0: never expired by age
+    # 0: never expired by age. The expiry keeps round(keep_snapshots_s * 1000)
+    # ms of snapshots, and past float's range that product is an infinity no
+    # int is made of: at most 10**12 s (some 31,000 years), whose ms a float
+    # holds exactly and a LONG with room to spare, as Iceberg's
+    # history.expire.max-snapshot-age-ms.
+    "keep_snapshots_s": at_least(0, integer=False, most=KEEP_SNAPSHOTS_S_MOST),
     "keep_snapshots": at_least(1),
     "expire_interval_s": at_least(0, integer=False),
 }

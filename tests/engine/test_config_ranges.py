@@ -25,6 +25,7 @@ from engine.config_ranges import (
     ENGINE_RANGES,
     GROUP_ORDER,
     GROUP_RANGES,
+    KEEP_SNAPSHOTS_S_MOST,
     TABLES_RANGES,
     TRANSACTION_RANGES,
 )
@@ -275,6 +276,22 @@ def test_a_listeners_port_out_of_range_is_refused_from_python_as_from_a_file(
         load_config_file(path)
     at_the_bound = Listener("PLAINTEXT", "127.0.0.1", 65535)
     assert getattr(ServerConfig(**{setting: (at_the_bound,)}), setting) == (at_the_bound,)
+
+
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+def test_a_snapshot_age_the_tables_config_takes_is_a_whole_number_of_milliseconds(
+    keep_snapshots_s: float,
+) -> None:
+    # The tables' expiry keeps round(keep_snapshots_s * 1000) ms of
+    # snapshots (engine/tables/service.py): past a LONG of milliseconds
+    # that product is an infinity, and every table pass would raise.
+    # Without a bound, 1e306 s is taken and round(1e309) raises.
+    try:
+        config = TablesConfig(keep_snapshots_s=keep_snapshots_s)
+    except ConfigOutOfRange:
+        assert keep_snapshots_s > KEEP_SNAPSHOTS_S_MOST
+        return
+    assert 0 <= round(config.keep_snapshots_s * 1000) <= LONG_MAX + 1024
 
 
 MID_GROUP_BOUNDS = {
