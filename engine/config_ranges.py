@@ -16,7 +16,7 @@ holds in an INT is at most a Java int here too (docs/design/0139).
 
 from __future__ import annotations
 
-from s3stream.ranges import Range, at_least, count, memory, seconds
+from s3stream.ranges import INT_MAX, Range, at_least, count, memory, seconds
 
 ENGINE_RANGES: dict[str, Range] = {
     "default_partitions": count(1),  # Kafka's num.partitions, an INT
@@ -34,7 +34,10 @@ GROUP_RANGES: dict[str, Range] = {
     "group_max_session_timeout_ms": at_least(0),
     "group_initial_rebalance_delay_ms": at_least(0),
     "group_max_size": count(1),  # an INT, as the counts below
-    "offsets_retention_minutes": at_least(1, integer=False),
+    # Kafka's offsets.retention.minutes is an INT: at most a Java int here
+    # too, so offsets_retention_ms (round(minutes * 60_000)) is a number; a
+    # finite float past float's range over 60000 made it an infinity.
+    "offsets_retention_minutes": at_least(1, integer=False, most=INT_MAX),
     "offsets_retention_check_interval_ms": at_least(1),
     "offset_metadata_max_bytes": count(0),
     # Kafka's atLeast(1), but a session timeout is above a heartbeat

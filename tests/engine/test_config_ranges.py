@@ -294,6 +294,20 @@ def test_a_snapshot_age_the_tables_config_takes_is_a_whole_number_of_millisecond
     assert 0 <= round(config.keep_snapshots_s * 1000) <= LONG_MAX + 1024
 
 
+@given(st.floats(min_value=1, allow_nan=False, allow_infinity=False))
+def test_an_offsets_retention_the_group_config_takes_is_a_whole_number_of_milliseconds(
+    minutes: float,
+) -> None:
+    # Kafka's offsets.retention.minutes is an INT; unbounded, 1e305 minutes
+    # was taken and offsets_retention_ms raised OverflowError.
+    try:
+        config = GroupConfig(offsets_retention_minutes=minutes)
+    except ConfigOutOfRange:
+        assert minutes > 2**31 - 1
+        return
+    assert 60_000 <= config.offsets_retention_ms <= (2**31 - 1) * 60_000
+
+
 MID_GROUP_BOUNDS = {
     "group_consumer_min_session_timeout_ms": 100,
     "group_consumer_session_timeout_ms": 1000,
@@ -392,7 +406,7 @@ def test_an_unuploaded_bound_below_one_wal_segment_opens_and_takes_larger_record
         (StreamStoreConfig, "stream_object_bytes"),
         (StreamStoreConfig, "replay_rest_ratio"),
         (EngineConfig, "checkpoint_bytes"),
-        (GroupConfig, "offsets_retention_minutes"),
+        (StreamStoreConfig, "hedge_floor_ms"),
     ],
 )
 @pytest.mark.parametrize("value", [2**63, 10**400], ids=["2**63", "10**400"])
