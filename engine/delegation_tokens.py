@@ -31,9 +31,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from engine.config_ranges import DELEGATION_TOKEN_RANGES
 from engine.credentials import MIN_ITERATIONS, SCRAM_HASHES, ScramCredential, new_credential
 from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
+from s3stream.ranges import check_ranges
 
 log = logging.getLogger("tidelog.engine")
 
@@ -63,11 +65,7 @@ class DelegationTokenConfig:
     expiry_check_interval_ms: int = DEFAULT_EXPIRY_CHECK_INTERVAL_MS
 
     def __post_init__(self) -> None:
-        for name in ("expiry_time_ms", "max_lifetime_ms", "expiry_check_interval_ms"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                # Kafka's atLeast(1) on each
-                raise ValueError(f"delegation.token.{name.replace('_', '.')} must be 1 or more")
+        check_ranges(self, DELEGATION_TOKEN_RANGES)
 
     @property
     def enabled(self) -> bool:

@@ -7,7 +7,17 @@ from dataclasses import dataclass, replace
 from s3stream.errors import ConfigOutOfRange
 from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S
 from s3stream.objects import DEFAULT_BLOCK_BYTES
-from s3stream.ranges import Range, at_least, check_ranges, seconds
+from s3stream.ranges import (
+    INT_MAX,
+    THREADS_MAX,
+    UINT32_MAX,
+    Range,
+    at_least,
+    check_ranges,
+    count,
+    memory,
+    seconds,
+)
 from s3stream.store.hedged import HedgePolicy
 from wal import Durability
 from wal.thread_priority import MOST_NICE
@@ -21,37 +31,43 @@ parts of at most one WAL record, and a segment this size still holds a
 Kafka batch of a few KiB and a part of a few KiB with room to spare."""
 
 STORE_RANGES: dict[str, Range] = {
-    "wal_segment_bytes": at_least(WAL_SEGMENT_LEAST),
-    "upload_bytes": at_least(1),
+    # Kafka's segment.bytes is an INT; a larger segment is also a larger
+    # preallocation, made whole when the segment is.
+    "wal_segment_bytes": at_least(WAL_SEGMENT_LEAST, most=INT_MAX),
+    "upload_bytes": memory(1),  # the active block is held in memory until it is sealed
     "upload_interval_s": seconds(),
-    "log_cache_bytes": at_least(0),  # 0: reads after an upload go to objects
+    "log_cache_bytes": memory(0),  # 0: reads after an upload go to objects
     # Under a few KiB, the records an engine writes when it opens pass the
     # bound and its first create_topic is refused. It need not hold a WAL
     # segment: the bound is checked before an append, so a record of any
-    # size passes it (s3stream/appender.py).
-    "max_unuploaded_bytes": at_least(WAL_SEGMENT_LEAST),
-    "unpaced_headroom_bytes": at_least(0),
-    "block_bytes": at_least(1),
-    "stream_object_bytes": at_least(1),
-    "block_cache_bytes": at_least(0),
-    "readahead_bytes": at_least(0),
-    "readahead_span_bytes": at_least(1),
-    "read_workers": at_least(1),
+    # size passes it (s3stream/appender.py). Unuploaded bytes are held in
+    # the log cache too: the bound and its headroom are memory.
+    "max_unuploaded_bytes": memory(WAL_SEGMENT_LEAST),
+    "unpaced_headroom_bytes": memory(0),
+    # A block's size is a uint32 in its object's index (docs/object-format.md);
+    # a block passes this only by one batch, alone in it.
+    "block_bytes": at_least(1, most=UINT32_MAX),
+    "stream_object_bytes": at_least(1),  # a threshold: nothing is sized by it
+    "block_cache_bytes": memory(0),
+    "readahead_bytes": memory(0),  # fetched ahead into the block cache
+    "readahead_span_bytes": memory(1),  # one GET's body, read whole
+    "read_workers": at_least(1, most=THREADS_MAX),
     "read_nice": at_least(0, most=MOST_NICE),  # Linux's nice values stop at 19
     "background_nice": at_least(0, most=MOST_NICE),
     "replay_rest_ratio": at_least(0, integer=False),
     "read_ahead_beside_live": at_least(0),
-    "remote_fetch_max_wait_ms": at_least(1),  # Kafka's RemoteLogManagerConfig: atLeast(1)
+    # Kafka's RemoteLogManagerConfig: an INT, atLeast(1)
+    "remote_fetch_max_wait_ms": count(1),
     "hedge_after": Range(least=1, integer=False, off=True),  # below 1 hedges most requests
     "hedge_floor_ms": at_least(0, integer=False),
     "hedge_max_share": at_least(0, integer=False, most=1),
     "compaction_interval_s": seconds(),
     "abandoned_writes_sweep_interval_s": seconds(0),  # 0: at every compaction pass
-    "small_object_bytes": at_least(0),
+    "small_object_bytes": at_least(0),  # a threshold
     "force_split_after_s": seconds(0),
-    "stream_object_max_bytes": at_least(1),
+    "stream_object_max_bytes": memory(1),  # a merge's output is built in memory
     "merge_max_objects": at_least(2),  # a merge of one object would rewrite it for ever
-    "merge_max_bytes": at_least(1),
+    "merge_max_bytes": memory(1),  # what one compaction pass holds in memory
     "garbage_grace_s": seconds(0),
     "checkpoint_every": at_least(1),
     "open_timeout_s": seconds(0),

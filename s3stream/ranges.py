@@ -10,7 +10,7 @@ these (docs/design/0132).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from s3stream.errors import ConfigOutOfRange
@@ -24,19 +24,47 @@ would never come round)."""
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 """The widest integer a setting takes: a Java long, Kafka's LONG config type."""
 
+INT_MAX = 2**31 - 1
+"""The most of a Java int, Kafka's INT config type: the bound of a size or
+count Kafka's broker holds in an INT (segment.bytes, socket.request.max.bytes,
+fetch.max.bytes, num.partitions), and of a length or count its protocol
+carries in an int32 field."""
+
+UINT32_MAX = 2**32 - 1
+"""The most an unsigned 32-bit length field holds (a block's size in an
+object's index, a WAL record's length)."""
+
+ADDRESS_SPACE_BYTES = 2**47
+"""The user address space of a 64-bit Linux process (128 TiB with the
+4-level page tables x86-64 and arm64 use by default): a budget of memory
+past it cannot be held, whatever the machine."""
+
+THREADS_MAX = 2**22
+"""Linux's PID_MAX_LIMIT: no more threads than this can run in one system,
+so a pool asked for more cannot be."""
+
+PORT_MAX = 65535
+"""The most a TCP port number holds (16 bits)."""
+
 
 @dataclass(frozen=True)
 class Range:
-    """Accepted: ``least`` to ``most`` (both included; no ``most``, no
-    bound above), and 0 besides when ``off``. ``integer`` settings take an
-    int; the others a finite int or float."""
+    """Accepted: ``least`` to ``most`` (both included, ``least`` excluded
+    when ``above``; no ``most``, no bound above), 0 besides when ``off``, and
+    None besides when ``optional`` (a field whose None means "the default
+    derived from another"). ``integer`` settings take an int; the others a
+    finite int or float."""
 
     least: float
     most: float | None = None
     integer: bool = True
     off: bool = False
+    above: bool = False
+    optional: bool = False
 
     def accepts(self, value: object) -> bool:
+        if value is None:
+            return self.optional
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
         if self.integer and not isinstance(value, int):
@@ -51,14 +79,18 @@ class Range:
             return False
         if self.off and value == 0:
             return True
-        if value < self.least:
+        if value < self.least or (self.above and value == self.least):
             return False
         return self.most is None or value <= self.most
 
     def describe(self) -> str:
         """The range in the words docs/server.md's and docs/engine.md's
         tables use (tests/server/test_config_doc.py reads them back)."""
-        if self.most is not None:
+        if self.above:
+            text = f"above {_number(self.least)}"
+            if self.most is not None:
+                text += f", at most {_number(self.most)}"
+        elif self.most is not None:
             text = f"from {_number(self.least)} to {_number(self.most)}"
         else:
             text = f"{_number(self.least)} or more"
@@ -88,6 +120,14 @@ def check_ranges(config: object, ranges: Mapping[str, Range]) -> None:
         check_range(setting, getattr(config, setting), accepted)
 
 
+def check_choice(setting: str, value: object, choices: Sequence[str]) -> None:
+    """Raises ConfigOutOfRange when ``value`` is none of ``choices`` (named
+    as durability's and the migration policy's are; "" as ``""``)."""
+    if value not in choices:
+        named = ", ".join(choice or '""' for choice in choices)
+        raise ConfigOutOfRange(setting, value, f"one of {named}")
+
+
 _ORDERED = {
     "at least": lambda value, other: value >= other,
     "at most": lambda value, other: value <= other,
@@ -105,8 +145,21 @@ def check_order(config: object, order: tuple[tuple[str, str, str], ...]) -> None
             raise ConfigOutOfRange(setting, value, f"{relation} {other} ({bound})")
 
 
-def at_least(least: float, *, integer: bool = True, most: float | None = None) -> Range:
-    return Range(least=least, most=most, integer=integer)
+def at_least(
+    least: float, *, integer: bool = True, most: float | None = None, optional: bool = False
+) -> Range:
+    return Range(least=least, most=most, integer=integer, optional=optional)
+
+
+def count(least: int, most: int = INT_MAX) -> Range:
+    """A size or count Kafka holds in an INT (or a protocol in an int32),
+    unless told otherwise."""
+    return Range(least=least, most=most)
+
+
+def memory(least: int) -> Range:
+    """A budget of bytes held in memory: at most the address space."""
+    return Range(least=least, most=ADDRESS_SPACE_BYTES)
 
 
 def seconds(least: float = 0.001) -> Range:

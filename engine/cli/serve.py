@@ -138,7 +138,7 @@ def settings(args: argparse.Namespace) -> tuple[FileConfig, ServerConfig]:
         host, port = parse_address(args.listen)
         server = replace(server, host=host, port=port)
     if args.advertised:
-        host, port = parse_address(args.advertised)
+        host, port = parse_address(args.advertised, setting="advertised_port")
         server = replace(server, advertised_host=host, advertised_port=port)
     if args.listeners:
         server = replace(server, listeners=parse_listeners(args.listeners))

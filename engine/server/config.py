@@ -83,6 +83,7 @@ from engine.engine import EngineConfig
 from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
 from engine.server.address_shares import default_share
+from engine.server.config_ranges import LISTEN_PORT, SERVER_RANGES
 from engine.server.engine_ranges import check_engine_ranges
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
@@ -94,6 +95,7 @@ from engine.server.sasl.oauthbearer import OAUTHBEARER
 from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
+from s3stream.ranges import check_range, check_ranges
 
 SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
 """What sasl.enabled.mechanisms may name: those with stored credentials,
@@ -104,8 +106,9 @@ class ConfigFileError(ValueError):
     """A config file that cannot be used, with what is wrong in it."""
 
 
-def parse_address(text: str, *, default_port: int = 9092) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` for IPv6) into its parts."""
+def parse_address(text: str, *, default_port: int = 9092, setting: str = "port") -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) into its parts; a port out of
+    range is refused as ServerConfig refuses its ``setting``."""
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, default_port
@@ -119,13 +122,8 @@ def parse_address(text: str, *, default_port: int = 9092) -> tuple[str, int]:
         number = int(port)
     except ValueError:
         raise ValueError(f"{text!r} is not host:port") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port {number} is out of range")
+    check_range(setting, number, SERVER_RANGES["port"])
     return host, number
-
-
-_FETCH_MAX_BYTES_LEAST = 1024
-"""Kafka's lower bound of fetch.max.bytes."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +253,15 @@ class ServerConfig:
     allows a resource that no ACL names."""
 
     def __post_init__(self) -> None:
+        check_ranges(self, SERVER_RANGES)
+        for setting, named in (
+            ("listeners", self.listeners),
+            ("advertised_listeners", self.advertised_listeners),
+        ):
+            for listener in named:
+                # parse_listeners refuses these in a file; a Listener made in
+                # Python would otherwise reach the bind or a Metadata answer.
+                check_range(f"{setting}' port", listener.port, SERVER_RANGES["port"])
         if self.log_format not in ("text", "json"):
             raise ValueError(f'log_format must be "text" or "json", not {self.log_format!r}')
         if self.authorizer not in ("", "acl"):
@@ -288,11 +295,6 @@ class ServerConfig:
             raise ValueError(
                 f"ssl.client.auth must be required, requested or none, not {self.ssl_client_auth!r}"
             )
-        if type(self.connections_max_reauth_ms) is not int or self.connections_max_reauth_ms < 0:
-            raise ValueError(
-                "connections.max.reauth.ms must be an integer of 0 or more,"
-                f" not {self.connections_max_reauth_ms!r}"
-            )
         names = {listener.name for listener in self.effective_listeners}
         for advertised in self.advertised_listeners:
             if advertised.name not in names:
@@ -306,42 +308,6 @@ class ServerConfig:
             not self.ssl_keystore_location
         ):
             raise ValueError("an SSL or SASL_SSL listener needs ssl.keystore.location")
-        for name in (
-            "max_connections",
-            "max_connections_per_ip",
-            "connections_max_idle_ms",
-            "connections_partial_request_timeout_ms",
-            "sasl_password_check_threads",
-            "max_request_partition_size_limit",
-            "delegation_token_expiry_time_ms",
-            "delegation_token_max_lifetime_ms",
-            "delegation_token_expiry_check_interval_ms",
-        ):
-            value = getattr(self, name)
-            if type(value) is not int or value <= 0:
-                kafka_name = name.replace("_", ".")
-                raise ValueError(f"{kafka_name} must be a positive integer, not {value!r}")
-        for name in (
-            "connection_failed_authentication_delay_ms",
-            "sasl_password_check_queue_size",
-            "max_incremental_fetch_session_cache_slots",
-            "min_incremental_fetch_session_eviction_ms",
-            "max_incremental_fetch_session_partitions",
-        ):
-            value = getattr(self, name)
-            if type(value) is not int or value < 0:
-                kafka_name = name.replace("_", ".")
-                raise ValueError(f"{kafka_name} must be an integer of 0 or more, not {value!r}")
-        share = self.sasl_password_check_queue_per_address
-        if share is not None and (type(share) is not int or share <= 0):
-            raise ValueError(
-                f"sasl.password.check.queue.per.address must be a positive integer, not {share!r}"
-            )
-        if type(self.fetch_max_bytes) is not int or self.fetch_max_bytes < _FETCH_MAX_BYTES_LEAST:
-            raise ValueError(
-                f"fetch.max.bytes must be an integer of {_FETCH_MAX_BYTES_LEAST} or more,"
-                f" not {self.fetch_max_bytes!r}"
-            )
 
     def delegation_tokens(self) -> DelegationTokenConfig:
         """The engine's delegation.token.* settings, the secret read from its
@@ -506,7 +472,11 @@ def _registry_settings(table: dict[str, Any]) -> RegistryConfig:
     listen = table.pop("listen", None)
     if listen is not None and not isinstance(listen, str):
         raise ValueError("listen must be a string, host:port")
-    address = parse_address(listen, default_port=DEFAULT_REGISTRY_PORT) if listen else None
+    address = (
+        parse_address(listen, default_port=DEFAULT_REGISTRY_PORT, setting=LISTEN_PORT)
+        if listen
+        else None
+    )
     return RegistryConfig(listen=address, **table)
 
 
@@ -518,7 +488,11 @@ def _http_settings(table: dict[str, Any]) -> HttpConfig:
     listen = table.pop("listen", None)
     if listen is not None and not isinstance(listen, str):
         raise ValueError("listen must be a string, host:port")
-    address = parse_address(listen, default_port=DEFAULT_HTTP_PORT) if listen else None
+    address = (
+        parse_address(listen, default_port=DEFAULT_HTTP_PORT, setting=LISTEN_PORT)
+        if listen
+        else None
+    )
     return HttpConfig(listen=address, **table)
 
 
@@ -568,7 +542,7 @@ def load_config_file(path: str | Path) -> FileConfig:
             host, port = parse_address(server_table.pop("listen"))
             server = replace(server, host=host, port=port)
         if "advertised" in server_table:
-            host, port = parse_address(server_table.pop("advertised"))
+            host, port = parse_address(server_table.pop("advertised"), setting="advertised_port")
             server = replace(server, advertised_host=host, advertised_port=port)
         server = replace(server, **listener_settings(server_table))
     except (TypeError, ValueError) as error:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.server.http_limits import check_connection_limits
+from engine.server.config_ranges import HTTP_RANGES, check_listen
+from s3stream.ranges import check_ranges
 
 DEFAULT_HTTP_PORT = 9644
 """Redpanda's admin API port, where its metrics are served."""
@@ -45,10 +46,5 @@ class HttpConfig:
     start or its last answer) is closed."""
 
     def __post_init__(self) -> None:
-        if not 0.1 <= self.object_store_window_s <= 3600:
-            raise ValueError("object_store_window_s must be from 0.1 to 3600")
-        if not 0.1 <= self.probe_timeout_s <= 60:
-            raise ValueError("probe_timeout_s must be from 0.1 to 60")
-        check_connection_limits(
-            self.max_connections, self.max_connections_per_address, self.idle_timeout_s
-        )
+        check_listen(self.listen)
+        check_ranges(self, HTTP_RANGES)

@@ -1,5 +1,6 @@
 """The bounds each HTTP listener puts on its connections (``[http]`` and
-``[schema_registry]`` set them; engine/server/http_site.py applies them)."""
+``[schema_registry]`` set them, in the ranges of
+engine/server/config_ranges.py; engine/server/http_site.py applies them)."""
 
 from __future__ import annotations
 
@@ -34,18 +35,3 @@ def connections_per_address(limits: ConnectionLimits) -> int:
     is of the password queue)."""
     share = limits.max_connections_per_address
     return default_share(limits.max_connections) if share is None else share
-
-
-def check_connection_limits(
-    max_connections: int, max_connections_per_address: int | None, idle_timeout_s: float
-) -> None:
-    """Raises ValueError for a limit out of its range."""
-    if not 1 <= max_connections <= 100_000:
-        raise ValueError("max_connections must be from 1 to 100000")
-    share = max_connections_per_address
-    if share is not None and (type(share) is not int or not 1 <= share <= 100_000):
-        raise ValueError(
-            f"max_connections_per_address must be an integer from 1 to 100000, not {share!r}"
-        )
-    if not 0.1 <= idle_timeout_s <= 3600:
-        raise ValueError("idle_timeout_s must be from 0.1 to 3600")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.server.http_limits import check_connection_limits
+from engine.server.config_ranges import REGISTRY_RANGES, check_listen
+from s3stream.ranges import check_choice, check_ranges
 
 DEFAULT_REGISTRY_PORT = 8081
 """Confluent Schema Registry's port."""
@@ -49,15 +50,6 @@ class RegistryConfig:
     start or its last answer) is closed."""
 
     def __post_init__(self) -> None:
-        if self.authentication not in AUTHENTICATIONS:
-            raise ValueError(
-                f"authentication must be one of {', '.join(AUTHENTICATIONS)},"
-                f" not {self.authentication!r}"
-            )
-        if not 1024 <= self.max_request_bytes <= 1024**3:
-            raise ValueError("max_request_bytes must be from 1 KiB to 1 GiB")
-        if not 0.1 <= self.body_timeout_s <= 3600:
-            raise ValueError("body_timeout_s must be from 0.1 to 3600")
-        check_connection_limits(
-            self.max_connections, self.max_connections_per_address, self.idle_timeout_s
-        )
+        check_choice("authentication", self.authentication, AUTHENTICATIONS)
+        check_listen(self.listen)
+        check_ranges(self, REGISTRY_RANGES)

@@ -3,9 +3,11 @@ engine-wide ``[tables]`` section (catalog, budgets, snapshot expiry)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from engine.config_ranges import TABLES_RANGES
+from s3stream.ranges import check_choice, check_ranges
 
 TABLE_ENABLE = "tidelog.table.enable"
 """Topic config: keep an Iceberg table of the topic's records."""
@@ -62,24 +64,12 @@ class TablesConfig:
     """The least time between two expiries of one table (each is a commit)."""
 
     def __post_init__(self) -> None:
-        if self.catalog not in CATALOGS:
-            raise ValueError(f"tables catalog must be one of {', '.join(CATALOGS)}")
+        check_choice("catalog", self.catalog, CATALOGS)
         if self.catalog == "rest" and not self.uri:
             raise ValueError("a rest tables catalog needs its uri")
         if not self.namespace or "." in self.namespace:
             raise ValueError("tables namespace must be one non-empty name without '.'")
-        if self.commit_records < 1 or self.commit_bytes < 1:
-            raise ValueError("tables commit_records and commit_bytes must be at least 1")
-        if not 0 < self.poll_interval_s <= 60:
-            raise ValueError("tables poll_interval_s must be in (0, 60]")
-        if not all(0 <= s < math.inf for s in (self.keep_snapshots_s, self.expire_interval_s)):
-            # a NaN compares false with every bound: it would pass "< 0"
-            raise ValueError(
-                "tables keep_snapshots_s and expire_interval_s must be at least 0 and finite,"
-                f" not {self.keep_snapshots_s!r} and {self.expire_interval_s!r}"
-            )
-        if self.keep_snapshots < 1:
-            raise ValueError("tables keep_snapshots must be at least 1")
+        check_ranges(self, TABLES_RANGES)
 
 
 def tables_settings(table: Mapping[str, object]) -> TablesConfig:

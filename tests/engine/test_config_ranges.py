@@ -2,15 +2,16 @@
 outside its range when the config is made, with the setting, its value and
 its range named (ConfigOutOfRange); the config file's reader refuses the
 same values with the same words and its file key; any config accepted
-opens an engine that appends and reads; and the docs' tables of ranges are
-these tables (docs/design/0132)."""
+opens an engine that appends and reads, and any server config a file
+sets is the one Python makes; and the docs' tables of ranges are these
+tables (docs/design/0132, 0139)."""
 
 from __future__ import annotations
 
 import math
 import re
 import tempfile
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +20,77 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.config_ranges import ENGINE_RANGES, GROUP_ORDER, GROUP_RANGES, TRANSACTION_RANGES
+from engine.config_ranges import (
+    DELEGATION_TOKEN_RANGES,
+    ENGINE_RANGES,
+    GROUP_ORDER,
+    GROUP_RANGES,
+    KEEP_SNAPSHOTS_S_MOST,
+    TABLES_RANGES,
+    TRANSACTION_RANGES,
+)
+from engine.delegation_tokens import DelegationTokenConfig
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
-from engine.server.config import ConfigFileError, load_config_file
+from engine.server.config import ConfigFileError, ServerConfig, load_config_file
+from engine.server.config_ranges import HTTP_RANGES, REGISTRY_RANGES, SERVER_RANGES
+from engine.server.http_config import HttpConfig
+from engine.server.listeners import Listener
+from engine.server.registry_config import RegistryConfig
 from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import ConfigOutOfRange, StreamStoreConfig
 from s3stream.config import STORE_RANGES, WAL_SEGMENT_LEAST
-from s3stream.ranges import Range
+from s3stream.ranges import LONG_MAX, Range
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
 from wal import Durability
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
-CONFIGS: dict[type[Any], dict[str, Range]] = {
+EMBEDDED: dict[type[Any], dict[str, Range]] = {
     EngineConfig: ENGINE_RANGES,
     StreamStoreConfig: STORE_RANGES,
     GroupConfig: GROUP_RANGES,
     TransactionConfig: TRANSACTION_RANGES,
+    TablesConfig: TABLES_RANGES,
+    DelegationTokenConfig: DELEGATION_TOKEN_RANGES,
 }
-"""Each config the embedded API takes with numbers, and its table."""
+"""Each config the embedded API takes with numbers (EngineConfig and the
+configs it holds), and its table."""
 
-FILE_SECTION = {EngineConfig: "engine", GroupConfig: "engine", TransactionConfig: "engine"}
-"""The config file's table that sets each config's fields (StreamStoreConfig's: [store])."""
+SERVED: dict[type[Any], dict[str, Range]] = {
+    ServerConfig: SERVER_RANGES,
+    HttpConfig: HTTP_RANGES,
+    RegistryConfig: REGISTRY_RANGES,
+}
+"""The wire server's configs with numbers, and their tables."""
+
+CONFIGS = {**EMBEDDED, **SERVED}
+
+FILE_SECTION: dict[type[Any], str | None] = {
+    EngineConfig: "engine",
+    GroupConfig: "engine",
+    TransactionConfig: "engine",
+    StreamStoreConfig: "store",
+    TablesConfig: "tables",
+    DelegationTokenConfig: None,  # [server]'s delegation_token_* settings set it
+    ServerConfig: "server",
+    HttpConfig: "http",
+    RegistryConfig: "schema_registry",
+}
+"""The config file's table that sets each config's fields."""
+
+SET_BY_OTHER_NAMES = {"port", "advertised_port"}
+"""ServerConfig's numbers a file sets inside ``listen`` and ``advertised``."""
+
+
+def _file_key(config: type[Any], setting: str) -> str | None:
+    """The table a file sets ``setting`` in, or None when it sets it by no key."""
+    section = FILE_SECTION[config]
+    if config is ServerConfig and setting in SET_BY_OTHER_NAMES:
+        return None
+    return section
 
 
 LOOSE_GROUP_BOUNDS = {
@@ -74,9 +121,13 @@ def _boundaries(accepted: Range) -> tuple[list[float], list[object]]:
     """The values at each end of ``accepted`` (accepted) and a step past
     each, and values of no number at all (refused)."""
     step = _step(accepted)
-    inside: list[float] = []
+    inside: list[float | None] = []
     outside: list[object] = [math.nan, math.inf, -math.inf, True, "1"]
-    inside.append(accepted.least)
+    if accepted.above:
+        inside.append(accepted.least + step)
+        outside.append(accepted.least)
+    else:
+        inside.append(accepted.least)
     outside.append(accepted.least - step)
     if accepted.most is not None:
         inside.append(accepted.most)
@@ -86,7 +137,11 @@ def _boundaries(accepted: Range) -> tuple[list[float], list[object]]:
         outside.remove(accepted.least - step)
         outside.append(accepted.least / 2)
     if accepted.integer:
-        outside.append(float(inside[0]))  # an int setting takes no float, 1.0 neither
+        outside.append(float(accepted.least))  # an int setting takes no float, 1.0 neither
+    if accepted.optional:
+        inside.append(None)  # "the default derived from another"
+    else:
+        outside.append(None)
     return inside, outside
 
 
@@ -103,12 +158,14 @@ def _case_id(case: tuple[type[Any], str, Range]) -> str:
 
 def test_every_number_of_every_config_has_a_range() -> None:
     """The inventory: a numeric field added without a range fails here."""
+    numeric = ("int", "float", "int | None", "float | None")
     for config, table in CONFIGS.items():
-        numbers = {f.name for f in fields(config) if str(f.type) in ("int", "float")}
+        numbers = {f.name for f in fields(config) if str(f.type) in numeric}
         assert numbers == set(table), config.__name__
         for setting, accepted in table.items():
             declared = next(str(f.type) for f in fields(config) if f.name == setting)
-            assert accepted.integer == (declared == "int"), setting
+            assert accepted.integer == declared.startswith("int"), setting
+            assert accepted.optional == declared.endswith("| None"), setting
 
 
 def test_every_default_and_the_small_footprint_are_in_range() -> None:
@@ -134,19 +191,30 @@ def test_each_setting_takes_its_range_and_is_refused_past_it(
         assert str(refused.value) == f"{setting} must be {accepted.phrase()}, not {value!r}"
 
 
-@pytest.mark.parametrize(("config", "setting", "accepted"), CASES, ids=map(_case_id, CASES))
+FILE_CASES = [case for case in CASES if _file_key(case[0], case[1]) is not None]
+"""The settings a file sets by their names (DelegationTokenConfig's as
+[server]'s delegation_token_*, ServerConfig's ports in listen and advertised)."""
+
+
+@pytest.mark.parametrize(
+    ("config", "setting", "accepted"), FILE_CASES, ids=map(_case_id, FILE_CASES)
+)
 def test_the_config_file_refuses_the_same_values_in_the_same_words(
     tmp_path: Path, config: type[Any], setting: str, accepted: Range
 ) -> None:
-    section = FILE_SECTION.get(config, "store")
+    section = _file_key(config, setting)
     path = tmp_path / "tidelog.toml"
     inside, outside = _boundaries(accepted)
     base = "".join(f"{k} = {v}\n" for k, v in companions(setting).items())
     for value in inside:
+        if value is None:
+            continue  # a file leaves such a key out
         path.write_text(f"[{section}]\n{base}{setting} = {value!r}\n")
         load_config_file(path)
     for value in outside:
-        if isinstance(value, bool | str) or (accepted.integer and isinstance(value, float)):
+        if value is None or isinstance(value, bool | str):
+            continue  # no TOML value; a wrong type, refused as one by its type check
+        if accepted.integer and isinstance(value, float) and not accepted.optional:
             continue  # refused by the file's type check first, as a wrong type
         path.write_text(f"[{section}]\n{base}{setting} = {_toml(value)}\n")
         with pytest.raises(ConfigFileError) as refused:
@@ -154,6 +222,90 @@ def test_the_config_file_refuses_the_same_values_in_the_same_words(
         from_python = f"{setting} must be {accepted.phrase()}, not "
         assert f"{path}: [{section}]: {from_python}" in str(refused.value)
         assert isinstance(refused.value.__cause__, ConfigOutOfRange)
+
+
+@pytest.mark.parametrize("key", ["listen", "advertised"])
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_a_port_a_file_gives_in_an_address_is_refused_in_the_configs_words(
+    tmp_path: Path, key: str, port: int
+) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        ServerConfig(**{"port" if key == "listen" else "advertised_port": port})
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f'[server]\n{key} = "127.0.0.1:{port}"\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert str(from_file.value) == f"{path}: [server]: {refused.value}"
+    path.write_text(f'[server]\n{key} = "127.0.0.1:65535"\n')
+    load_config_file(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "section"), [(HttpConfig, "http"), (RegistryConfig, "schema_registry")]
+)
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_an_http_listeners_port_is_refused_from_python_as_from_a_file(
+    tmp_path: Path, config: type[HttpConfig | RegistryConfig], section: str, port: int
+) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        config(listen=("127.0.0.1", port))
+    for not_a_port in (True, 80.0, None):
+        with pytest.raises(ConfigOutOfRange):
+            config(listen=("127.0.0.1", not_a_port))  # type: ignore[arg-type]
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f'[{section}]\nlisten = "127.0.0.1:{port}"\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert str(from_file.value) == f"{path}: [{section}]: {refused.value}"
+    assert config(listen=("127.0.0.1", 65535)).listen == ("127.0.0.1", 65535)
+
+
+@pytest.mark.parametrize("setting", ["listeners", "advertised_listeners"])
+@pytest.mark.parametrize("port", [-1, 65536, True, 9092.0, None])
+def test_a_listeners_port_out_of_range_is_refused_from_python_as_from_a_file(
+    tmp_path: Path, setting: str, port: object
+) -> None:
+    listener = Listener("PLAINTEXT", "127.0.0.1", port)  # type: ignore[arg-type]
+    with pytest.raises(ConfigOutOfRange) as refused:
+        ServerConfig(**{setting: (listener,)})
+    assert refused.value.setting == f"{setting}' port"
+    path = tmp_path / "tidelog.toml"
+    key = setting.replace("_", ".")
+    path.write_text(f'[server]\n"{key}" = "PLAINTEXT://127.0.0.1:{port}"\n')
+    with pytest.raises(ConfigFileError):
+        load_config_file(path)
+    at_the_bound = Listener("PLAINTEXT", "127.0.0.1", 65535)
+    assert getattr(ServerConfig(**{setting: (at_the_bound,)}), setting) == (at_the_bound,)
+
+
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+def test_a_snapshot_age_the_tables_config_takes_is_a_whole_number_of_milliseconds(
+    keep_snapshots_s: float,
+) -> None:
+    # The tables' expiry keeps round(keep_snapshots_s * 1000) ms of
+    # snapshots (engine/tables/service.py): past a LONG of milliseconds
+    # that product is an infinity, and every table pass would raise.
+    # Without a bound, 1e306 s is taken and round(1e309) raises.
+    try:
+        config = TablesConfig(keep_snapshots_s=keep_snapshots_s)
+    except ConfigOutOfRange:
+        assert keep_snapshots_s > KEEP_SNAPSHOTS_S_MOST
+        return
+    assert 0 <= round(config.keep_snapshots_s * 1000) <= LONG_MAX + 1024
+
+
+@given(st.floats(min_value=1, allow_nan=False, allow_infinity=False))
+def test_an_offsets_retention_the_group_config_takes_is_a_whole_number_of_milliseconds(
+    minutes: float,
+) -> None:
+    # Kafka's offsets.retention.minutes is an INT; unbounded, 1e305 minutes
+    # was taken and offsets_retention_ms raised OverflowError.
+    try:
+        config = GroupConfig(offsets_retention_minutes=minutes)
+    except ConfigOutOfRange:
+        assert minutes > 2**31 - 1
+        return
+    assert 60_000 <= config.offsets_retention_ms <= (2**31 - 1) * 60_000
 
 
 MID_GROUP_BOUNDS = {
@@ -251,10 +403,10 @@ def test_an_unuploaded_bound_below_one_wal_segment_opens_and_takes_larger_record
 @pytest.mark.parametrize(
     ("config", "setting"),
     [
-        (StreamStoreConfig, "upload_bytes"),
+        (StreamStoreConfig, "stream_object_bytes"),
         (StreamStoreConfig, "replay_rest_ratio"),
         (EngineConfig, "checkpoint_bytes"),
-        (GroupConfig, "offsets_retention_minutes"),
+        (StreamStoreConfig, "hedge_floor_ms"),
     ],
 )
 @pytest.mark.parametrize("value", [2**63, 10**400], ids=["2**63", "10**400"])
@@ -268,7 +420,7 @@ def test_an_int_past_64_bits_is_refused_as_out_of_range(
         config(**{setting: value})
     assert refused.value.setting == setting
     path = tmp_path / "tidelog.toml"
-    path.write_text(f"[{FILE_SECTION.get(config, 'store')}]\n{setting} = {value}\n")
+    path.write_text(f"[{FILE_SECTION[config]}]\n{setting} = {value}\n")
     with pytest.raises(ConfigFileError, match=f"{setting} must be"):
         load_config_file(path)
     assert getattr(config(**{setting: 2**63 - 1}), setting) == 2**63 - 1
@@ -301,37 +453,24 @@ def test_a_durability_given_by_name_makes_the_same_config_as_the_enum(tmp_path: 
     assert load_config_file(path).store == StreamStoreConfig(durability=Durability.NONE)
 
 
-@pytest.mark.parametrize("setting", ["keep_snapshots_s", "expire_interval_s"])
-@pytest.mark.parametrize("value", [math.nan, math.inf])
-def test_the_tables_expiry_takes_no_number_that_is_not_finite(
-    tmp_path: Path, setting: str, value: float
-) -> None:
-    """A NaN passed the tables' "at least 0" (docs/server.md says no key
-    takes one), and so did an infinite one."""
-    with pytest.raises(ValueError, match=f"{setting}.* must be at least 0 and finite"):
-        TablesConfig(**{setting: value})
-    path = tmp_path / "tidelog.toml"
-    path.write_text(f"[tables]\n{setting} = {_toml(value)}\n")
-    with pytest.raises(ConfigFileError, match=r"\[tables\]: .* must be at least 0 and finite"):
-        load_config_file(path)
-
-
 def test_a_topic_default_is_refused_when_the_config_is_made() -> None:
     with pytest.raises(engine.InvalidConfig, match=r"retention\.ms"):
         EngineConfig(topic_defaults={"retention.ms": "a week"})
 
 
-def _values(accepted: Range, cap: float) -> st.SearchStrategy[float]:
+def _values(accepted: Range, cap: float) -> st.SearchStrategy[float | None]:
     """Values of ``accepted``, at most ``cap`` where the range is wider (a
     WAL segment of 2 GiB, or a year's interval, opens as well but would
     take the disk or the test's time)."""
     least = accepted.least
     most = min(accepted.most if accepted.most is not None else cap, max(cap, least))
     if accepted.integer:
-        values: st.SearchStrategy[float] = st.integers(int(least), int(most))
+        values: st.SearchStrategy[float | None] = st.integers(int(least), int(most))
     else:
-        values = st.floats(least, most)
-    return st.one_of(st.just(least), values, st.just(0)) if accepted.off else values
+        values = st.floats(least, most, exclude_min=accepted.above)
+    if accepted.off:
+        values = st.one_of(st.just(least), values, st.just(0))
+    return st.one_of(values, st.none()) if accepted.optional else values
 
 
 _CAPS = {
@@ -340,6 +479,7 @@ _CAPS = {
     "upload_interval_s": 0.5,
     "remote_linger_s": 0.05,
     "open_timeout_s": 1.0,
+    "poll_interval_s": 0.5,
 }
 """The largest value drawn for a setting whose larger values cost the test
 disk or time; 1 << 30 (bytes, counts) or 60 (seconds) for the others."""
@@ -353,13 +493,18 @@ def _settings(table: dict[str, Range]) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({}, optional=drawn)
 
 
-_STRAYS = st.one_of(
-    st.none(),
-    st.sampled_from(CASES).flatmap(
-        lambda case: st.tuples(st.just(case), st.sampled_from(_boundaries(case[2])[1]))
-    ),
-)
-"""Nothing, or one setting given a value outside its range."""
+EMBEDDED_CASES = [case for case in CASES if case[0] in EMBEDDED]
+SERVED_CASES = [case for case in CASES if case[0] in SERVED]
+
+
+def _strays(cases: list[tuple[type[Any], str, Range]]) -> st.SearchStrategy[Any]:
+    """Nothing, or one setting of ``cases`` given a value outside its range."""
+    return st.one_of(
+        st.none(),
+        st.sampled_from(cases).flatmap(
+            lambda case: st.tuples(st.just(case), st.sampled_from(_boundaries(case[2])[1]))
+        ),
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -368,13 +513,17 @@ _STRAYS = st.one_of(
     own=_settings(ENGINE_RANGES),
     groups=_settings(GROUP_RANGES),
     transactions=_settings(TRANSACTION_RANGES),
-    stray=_STRAYS,
+    tables=_settings(TABLES_RANGES),
+    tokens=_settings(DELEGATION_TOKEN_RANGES),
+    stray=_strays(EMBEDDED_CASES),
 )
 def test_any_config_made_opens_an_engine_that_appends_and_reads(
     store: dict[str, Any],
     own: dict[str, Any],
     groups: dict[str, Any],
     transactions: dict[str, Any],
+    tables: dict[str, Any],
+    tokens: dict[str, Any],
     stray: tuple[tuple[type[Any], str, Range], object] | None,
 ) -> None:
     """Settings drawn from their ranges, and at times one drawn outside
@@ -382,13 +531,22 @@ def test_any_config_made_opens_an_engine_that_appends_and_reads(
     one), or the engine opens, appends and reads."""
     if stray is not None:
         (config_type, setting, _), value = stray
-        drawn = {EngineConfig: own, StreamStoreConfig: store, GroupConfig: groups}
-        drawn.get(config_type, transactions)[setting] = value
+        drawn = {
+            EngineConfig: own,
+            StreamStoreConfig: store,
+            GroupConfig: groups,
+            TransactionConfig: transactions,
+            TablesConfig: tables,
+            DelegationTokenConfig: tokens,
+        }
+        drawn[config_type][setting] = value
     try:
         config = EngineConfig(
             store=StreamStoreConfig(wal_preallocate=False, **store),
             groups=_group_config(groups),
             transactions=TransactionConfig(**transactions),
+            tables=TablesConfig(**tables),
+            delegation_tokens=DelegationTokenConfig("a secret", **tokens),
             **own,
         )
     except ConfigOutOfRange as refused:
@@ -404,6 +562,90 @@ def test_any_config_made_opens_an_engine_that_appends_and_reads(
             opened.create_topic("t", 1)
             opened.produce("t", 0, batch([b"one record"]))
             assert [r.value for r in read_partition(opened, "t", 0)] == [b"one record"]
+
+
+def _whole_range(accepted: Range) -> st.SearchStrategy[float | None]:
+    """Any value of ``accepted``, however large: a config made, never opened."""
+    return _values(accepted, LONG_MAX if accepted.integer else 1e300)
+
+
+def _served_settings(config: type[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    drawn = {setting: _whole_range(accepted) for setting, accepted in SERVED[config].items()}
+    return st.fixed_dictionaries({}, optional=drawn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    server=_served_settings(ServerConfig),
+    http=_served_settings(HttpConfig),
+    registry=_served_settings(RegistryConfig),
+    stray=_strays(SERVED_CASES),
+)
+def test_any_server_config_a_file_sets_is_the_one_python_makes(
+    tmp_path_factory: pytest.TempPathFactory,
+    server: dict[str, Any],
+    http: dict[str, Any],
+    registry: dict[str, Any],
+    stray: tuple[tuple[type[Any], str, Range], object] | None,
+) -> None:
+    """Settings drawn from the whole of their ranges, and at times one
+    drawn outside its range: the [server], [http] and [schema_registry]
+    tables of a file make the configs Python makes of the same settings,
+    or are refused in the words Python's refusal has."""
+    drawn = {ServerConfig: server, HttpConfig: http, RegistryConfig: registry}
+    if stray is not None:
+        (config_type, setting, _), value = stray
+        drawn[config_type][setting] = value
+    made: dict[type[Any], Any] = {}
+    refusal: ConfigOutOfRange | None = None
+    for config_type, settings_of in drawn.items():
+        try:
+            made[config_type] = config_type(**settings_of)
+        except ConfigOutOfRange as refused:
+            assert stray is not None and (refused.setting, config_type) == (
+                stray[0][1],
+                stray[0][0],
+            )
+            refusal = refused
+    assert (refusal is None) == (stray is None)
+    if stray is not None:
+        (_, setting, accepted), value = stray
+        if value is None or isinstance(value, bool | str):
+            return  # no TOML value, or a wrong type the file refuses as one
+        if isinstance(value, float) and accepted.integer:
+            return  # a wrong type, refused as one by the file's type check first
+    path = tmp_path_factory.mktemp("served") / "tidelog.toml"
+    lines = []
+    for config_type, settings_of in drawn.items():
+        lines.append(f"[{FILE_SECTION[config_type]}]")
+        for setting, value in settings_of.items():
+            if value is None:
+                continue  # left out: None is such a setting's default
+            if config_type is ServerConfig and setting == "port":
+                lines.append(f'listen = "127.0.0.1:{value}"')
+            elif config_type is ServerConfig and setting == "advertised_port":
+                lines.append(f'advertised = "example.test:{value}"')
+            else:
+                lines.append(f"{setting} = {_toml(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    if refusal is not None:
+        with pytest.raises(ConfigFileError) as from_file:
+            load_config_file(path)
+        assert str(refusal) in str(from_file.value)
+        return
+    loaded = load_config_file(path)
+    assert (loaded.server, loaded.http, loaded.schema_registry) == (
+        _with_advertised_host(made[ServerConfig], server),
+        made[HttpConfig],
+        made[RegistryConfig],
+    )
+
+
+def _with_advertised_host(made: ServerConfig, settings_of: dict[str, Any]) -> ServerConfig:
+    """``made`` as a file with its ``advertised`` key sets it: a host beside the port."""
+    if settings_of.get("advertised_port") is not None:
+        return replace(made, advertised_host="example.test")
+    return made
 
 
 def _group_config(settings: dict[str, Any]) -> GroupConfig:
@@ -436,21 +678,35 @@ def _table_rows(text: str, first: str) -> list[tuple[str, str, str]]:
 
 def test_docs_engine_md_lists_the_embedded_apis_ranges() -> None:
     text = (DOCS / "engine.md").read_text()
-    documented = [row for config in CONFIGS for row in _table_rows(text, f"`{config.__name__}`")]
+    documented = [row for config in EMBEDDED for row in _table_rows(text, f"`{config.__name__}`")]
     expected = [
         (f"`{config.__name__}`", keys, accepted)
-        for config, table in CONFIGS.items()
+        for config, table in EMBEDDED.items()
         for keys, accepted in _rows(table)
     ]
     assert documented == expected
 
 
-def test_docs_server_md_lists_the_same_ranges_for_the_engine_and_store_tables() -> None:
+FILE_TABLES: dict[str, dict[str, Range]] = {
+    "server": {k: v for k, v in SERVER_RANGES.items() if k not in SET_BY_OTHER_NAMES},
+    "engine": {**ENGINE_RANGES, **GROUP_RANGES, **TRANSACTION_RANGES},
+    "store": STORE_RANGES,
+    "http": HTTP_RANGES,
+    "schema_registry": REGISTRY_RANGES,
+    "tables": TABLES_RANGES,
+}
+"""The ranges of each table of the config file, by its keys."""
+
+
+@pytest.mark.parametrize("section", FILE_TABLES)
+def test_docs_server_md_lists_the_ranges_of_each_table_of_the_file(section: str) -> None:
+    """[server]'s keys may be written as Kafka's dotted names, as the file
+    takes them."""
     text = (DOCS / "server.md").read_text()
-    engine_table = {**ENGINE_RANGES, **GROUP_RANGES, **TRANSACTION_RANGES}
-    assert _table_rows(text, "`[engine]`") == [
-        ("`[engine]`", keys, accepted) for keys, accepted in _rows(engine_table)
+    documented = [
+        (table, keys.replace(".", "_"), accepted)
+        for table, keys, accepted in _table_rows(text, f"`[{section}]`")
     ]
-    assert _table_rows(text, "`[store]`") == [
-        ("`[store]`", keys, accepted) for keys, accepted in _rows(STORE_RANGES)
+    assert documented == [
+        (f"`[{section}]`", keys, accepted) for keys, accepted in _rows(FILE_TABLES[section])
     ]

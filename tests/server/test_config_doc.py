@@ -130,20 +130,21 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
         ("[server]\nlog_format = 1\n", "[server]: log_format must be a string"),
         (
             '[server]\n"sasl.password.check.queue.per.address" = "4"\n',
-            "[server]: sasl.password.check.queue.per.address must be a positive integer",
+            "[server]: sasl_password_check_queue_per_address must be a 64-bit integer, from 1",
         ),
         (
             '[server]\n"sasl.password.check.queue.per.address" = 0\n',
-            "[server]: sasl.password.check.queue.per.address must be a positive integer",
+            "[server]: sasl_password_check_queue_per_address must be a 64-bit integer, from 1",
         ),
         ('[http]\nprobe_timeout_s = "2"\n', "[http]: probe_timeout_s must be a number"),
         (
             '[http]\nmax_connections_per_address = "4"\n',
-            "[http]: max_connections_per_address must be an integer from 1 to 100000",
+            "[http]: max_connections_per_address must be a 64-bit integer, from 1 to 100000",
         ),
         (
             "[schema_registry]\nmax_connections_per_address = 0\n",
-            "[schema_registry]: max_connections_per_address must be an integer from 1 to 100000",
+            "[schema_registry]: max_connections_per_address must be a 64-bit integer,"
+            " from 1 to 100000",
         ),
         ("[engine]\ngroup_max_size = 1.5\n", "[engine]: group_max_size must be an integer"),
         # Kept apart from the other [engine] settings, typed the same: a

@@ -56,5 +56,5 @@ def test_a_failed_exchange_is_answered_then_closed_after_the_delay(
 
 
 def test_the_delay_is_a_whole_number_of_milliseconds() -> None:
-    with pytest.raises(ValueError, match=r"connection\.failed\.authentication\.delay\.ms"):
+    with pytest.raises(ValueError, match=r"connection[._]failed[._]authentication[._]delay[._]ms"):
         ServerConfig(connection_failed_authentication_delay_ms=-1)

@@ -45,7 +45,7 @@ credential = "client:secret"
     [
         ('catalog = "rest"', "needs its uri"),
         ('catalog = "hive"', "must be one of"),
-        ("commit_records = 0", "at least 1"),
+        ("commit_records = 0", "commit_records must be a 64-bit integer, 1 or more, not 0"),
         ('commit_bytes = "big"', "must be an integer"),
         ("shards = 3", "unknown keys"),
         ('namespace = "a.b"', "namespace"),

@@ -189,8 +189,8 @@ def test_the_tables_section_sets_expiry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("section", "reason"),
     [
-        ("keep_snapshots = 0", "at least 1"),
-        ("keep_snapshots_s = -1", "at least 0"),
+        ("keep_snapshots = 0", "keep_snapshots must be a 64-bit integer, 1 or more"),
+        ("keep_snapshots_s = -1", "keep_snapshots_s must be a number, from 0 to 1000000000000"),
         ('keep_snapshots_s = "1d"', "must be a number"),
         ("keep_snapshots = 2.5", "must be an integer"),
     ],

@@ -1,0 +1,99 @@
+"""The ranges of the server's settings: ServerConfig's ([server]),
+HttpConfig's ([http]) and RegistryConfig's ([schema_registry]), each
+checked when its config is made, so a file and code that makes the
+configs refuse the same values in the same words (docs/design/0139).
+
+Where Kafka's broker has the setting, the range is its config
+definition's, with Kafka's INT type as the bound of a size or count
+(SocketServerConfigs, ServerConfigs, ServerLogConfigs); the HTTP
+listeners' own bounds are the ones they always had.
+"""
+
+from __future__ import annotations
+
+from engine.config_ranges import DELEGATION_TOKEN_RANGES
+from s3stream.ranges import (
+    INT_MAX,
+    PORT_MAX,
+    THREADS_MAX,
+    Range,
+    at_least,
+    check_range,
+    count,
+    seconds,
+)
+
+FETCH_MAX_BYTES_LEAST = 1024
+"""Kafka's lower bound of fetch.max.bytes."""
+
+SERVER_RANGES: dict[str, Range] = {
+    "port": at_least(0, most=PORT_MAX),  # 0: one the system picks
+    "advertised_port": at_least(0, most=PORT_MAX, optional=True),  # 0: the bound one
+    # Metadata's node_id is an int32, and -1 there means "no node".
+    "node_id": count(0),
+    # Kafka's socket.request.max.bytes, an INT atLeast(1): the frame's
+    # length field is an int32 too.
+    "max_request_bytes": count(1),
+    # Budgets of bytes received, never allocated ahead: Kafka's
+    # queued.max.request.bytes is a LONG.
+    "max_connection_inflight_bytes": at_least(1),
+    "max_inflight_bytes": at_least(1),
+    "max_connections": count(1),  # Kafka's INTs; tidelog has no use for 0
+    "max_connections_per_ip": count(1),
+    "connections_max_idle_ms": at_least(1),  # Kafka's LONG
+    "connections_partial_request_timeout_ms": at_least(1),
+    "connection_failed_authentication_delay_ms": count(0),  # Kafka's INT atLeast(0)
+    # Threads made as logins wait: no more than Linux can run.
+    "sasl_password_check_threads": at_least(1, most=THREADS_MAX),
+    "sasl_password_check_queue_size": count(0),
+    "sasl_password_check_queue_per_address": at_least(1, most=INT_MAX, optional=True),
+    # Kafka's fetch.max.bytes, an INT atLeast(1024): a Fetch response's
+    # size is an int32 as well.
+    "fetch_max_bytes": count(FETCH_MAX_BYTES_LEAST),
+    "max_request_partition_size_limit": count(1),  # Kafka's INT atLeast(1)
+    "max_incremental_fetch_session_cache_slots": count(0),  # Kafka's INT atLeast(0)
+    "min_incremental_fetch_session_eviction_ms": at_least(0),
+    # A Fetch's partitions are an int32-counted array.
+    "max_incremental_fetch_session_partitions": count(0),
+    **{f"delegation_token_{name}": accepted for name, accepted in DELEGATION_TOKEN_RANGES.items()},
+    "connections_max_reauth_ms": at_least(0),  # Kafka's LONG; 0: for ever
+    "shutdown_timeout_s": seconds(0),  # a wait: 0 drains nothing
+    "activity_log_interval_s": seconds(),  # a sleep between lines: 0 would spin
+}
+"""ServerConfig's numbers (the [server] table, which also takes Kafka's
+dotted names for them)."""
+
+CONNECTION_RANGES: dict[str, Range] = {
+    "max_connections": at_least(1, most=100_000),
+    "max_connections_per_address": at_least(1, most=100_000, optional=True),
+    "idle_timeout_s": Range(least=0.1, most=3600, integer=False),
+}
+"""The bounds each HTTP listener puts on its connections (engine/server/http_limits.py)."""
+
+
+LISTEN_PORT = "listen's port"
+"""How an HTTP listener's port is named when it is refused."""
+
+
+def check_listen(listen: tuple[str, int] | None) -> None:
+    """Raises ConfigOutOfRange when an HTTP listener's ``listen`` names a
+    port no socket binds: refused when the config is made, in the words a
+    file's ``listen = "host:port"`` gets from parse_address, rather than
+    by the bind when the listener starts."""
+    if listen is not None:
+        check_range(LISTEN_PORT, listen[1], SERVER_RANGES["port"])
+
+
+HTTP_RANGES: dict[str, Range] = {
+    "object_store_window_s": Range(least=0.1, most=3600, integer=False),
+    "probe_timeout_s": Range(least=0.1, most=60, integer=False),
+    **CONNECTION_RANGES,
+}
+"""HttpConfig's numbers (the [http] table)."""
+
+REGISTRY_RANGES: dict[str, Range] = {
+    "max_request_bytes": at_least(1024, most=1024**3),  # a body is read whole
+    "body_timeout_s": Range(least=0.1, most=3600, integer=False),
+    **CONNECTION_RANGES,
+}
+"""RegistryConfig's numbers (the [schema_registry] table)."""
