@@ -1,0 +1,173 @@
+"""bench/wal_beside_puts_bench.py: the quick pass as people run it, and its
+parts (the step a setting puts with, the flush gate, the I/O class)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.bench.run import load_bench, run_bench
+
+KIB = 1024
+MIB = 1 << 20
+
+
+def _load() -> ModuleType:
+    return load_bench("wal_beside_puts_bench.py", "bench_wal_beside_puts")
+
+
+@pytest.mark.slow
+def test_the_quick_pass_reports_every_setting_beside_the_control(tmp_path: Path) -> None:
+    report = json.loads(
+        run_bench("wal_beside_puts_bench.py", "--quick", "--json", "--dir", str(tmp_path))
+    )
+    assert list(tmp_path.iterdir()) == []  # its scratch directory is gone with its files
+    settings = ["control", "step_1024", "step_512", "step_256", "step_1024_ordered"]
+    if report["scheduler"] in ("bfq", "mq-deadline"):
+        settings.append("step_1024_idle")
+    assert report["settings"] == settings
+    for setting in settings:
+        figures = [report[f"{setting}_{q}_ms"] for q in ("p50", "p99", "max")]
+        assert figures[0] > 0 and figures == sorted(figures), setting
+        assert report[f"{setting}_syncs"] > 0, setting
+        assert report[f"{setting}_vs_control_p99"] == pytest.approx(
+            report[f"{setting}_p99_ms"] / report["control_p99_ms"], abs=0.01
+        )
+        # Puts ran beside every setting but the control.
+        puts = setting != "control"
+        assert (f"{setting}_put_mb_s" in report) == puts, setting
+        if puts:
+            assert report[f"{setting}_put_mb_s"] > 0 and report[f"{setting}_put_cpu_ms_per_mib"] > 0
+
+
+def test_a_setting_puts_with_its_step_and_leaves_the_stores_step_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+    writes: list[int] = []
+    pwrite_all = bench.direct_writes._pwrite_all
+
+    def counted(fd: int, view: memoryview, offset: int) -> None:
+        writes.append(len(view))
+        pwrite_all(fd, view, offset)
+
+    monkeypatch.setattr(bench.direct_writes, "_pwrite_all", counted)
+    recycled = bench._recycled_file(tmp_path, 4 * MIB)
+    # WAL writes long enough for the puts to write whole objects (1 MiB at least).
+    figures = bench.one_setting("step_256", tmp_path, 3 * MIB, 1, recycled)
+    assert figures["put_mib"] > 0
+    if writes:  # where the file system takes O_DIRECT
+        assert max(writes) == 256 * KIB
+    assert bench.direct_writes.STEP == MIB
+    assert os.path.getsize(recycled) == 4 * MIB  # renamed back for the next setting
+
+
+def test_a_failed_put_fails_the_setting_and_stops_the_puts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+
+    def full_disk(store: Any, key: str, data: Any) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bench.LocalStore, "put", full_disk)
+    recycled = bench._recycled_file(tmp_path, 2 * MIB)
+    with pytest.raises(RuntimeError, match="puts beside") as raised:
+        bench.one_setting("step_1024", tmp_path, MIB, 1, recycled)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert not [t for t in threading.enumerate() if t.name == "puts-beside"]
+
+
+def test_the_flush_gate_holds_a_put_fsync_back_while_the_wal_syncs(tmp_path: Path) -> None:
+    bench = _load()
+    fsync = os.fsync
+    fd = os.open(tmp_path / "object", os.O_WRONLY | os.O_CREAT, 0o600)
+    synced = threading.Event()
+    try:
+        with bench._FlushGate() as gate:
+            assert os.fsync == gate.gated_fsync
+            with gate.lock:  # a WAL fdatasync in flight
+                putting = threading.Thread(target=lambda: (os.fsync(fd), synced.set()))
+                putting.start()
+                assert not synced.wait(0.2)
+            assert synced.wait(30)
+            putting.join()
+        assert os.fsync is fsync
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(
+    os.uname().machine not in ("x86_64", "aarch64"), reason="ioprio_get's number known"
+)
+def test_the_putting_thread_is_put_in_the_idle_class() -> None:
+    bench = _load()
+    ioprio_get = {"x86_64": 252, "aarch64": 31}[os.uname().machine]
+    libc = ctypes.CDLL(None, use_errno=True)
+    found: list[int] = []
+
+    def in_idle() -> None:
+        bench.set_thread_ioprio(bench.IOPRIO_CLASS_IDLE)
+        found.append(libc.syscall(ioprio_get, 1, threading.get_native_id()))
+
+    thread = threading.Thread(target=in_idle)
+    thread.start()
+    thread.join()
+    assert found[0] >> 13 == bench.IOPRIO_CLASS_IDLE
+    assert libc.syscall(ioprio_get, 1, threading.get_native_id()) >> 13 != 3  # this one's kept
+
+
+def test_the_scheduler_is_the_bracketed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _load()
+    listed = {"/sys/block/vda/queue/scheduler": "none [mq-deadline] kyber\n"}
+
+    def read(path: str, *args: Any, **kwargs: Any) -> Any:
+        if path in listed:
+            return _Text(listed[path])
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(bench, "open", read, raising=False)
+    assert bench.scheduler_of("vda") == "mq-deadline"
+    assert bench.scheduler_of("vda1") == "mq-deadline"  # a partition's queue is its disk's
+    assert bench.scheduler_of("sdz") == ""
+    assert bench.scheduler_of(None) == ""
+
+
+class _Text:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __enter__(self) -> _Text:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def read(self) -> str:
+        return self.text
+
+
+def test_the_device_counts_are_read_from_their_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A /proc/diskstats line of kernel 6.18 (iostats.rst's 17 fields)."""
+    bench = _load()
+    line = (
+        "254 0 vda 838178 104957 142413058 483326 11556269 803833 2205462064 2643360"
+        " 0 1755324 3914493 1052263 34 3373218120 357196 3644426 430611"
+    )
+    monkeypatch.setattr(bench, "_diskstats", lambda: [line.split()])
+    assert bench.device_counts("vda") == {
+        "writes": 11556269,
+        "write_ms": 2643360,
+        "busy_ms": 1755324,
+        "flushes": 3644426,
+        "flush_ms": 430611,
+    }
+    assert bench.device_counts("sda") is None
