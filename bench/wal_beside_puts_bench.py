@@ -34,10 +34,14 @@ part-way slows every setting):
 Reported per setting (medians over the rounds, and each round's): the
 fdatasync's p50, p99 and max, syncs of 20 ms or more (the WAL's
 ``tidelog.stalls`` threshold) as a sum, the ratio of the p99 to
-``control``'s; the device's time per cache flush and per write, and its
-busy share (/proc/diskstats, the whole device's: other processes on the
-disk count too); and the putting thread's CPU per MiB (its run time over
-its puts) and MiB/s (bytes over the puts' own wall time).
+``control``'s; the same p99 and count with each sync's wait for a CPU
+taken off (``off_cpu_*``: the thread's run-queue time during the sync,
+/proc/thread-self/schedstat), which tells the disk's waits from the
+cores', and the mean run-queue wait a sync; the device's cache flushes
+a sync, time per flush and per write, and its busy share
+(/proc/diskstats, the whole device's: other processes on the disk count
+too); and the putting thread's CPU per MiB (its run time over its puts)
+and MiB/s (bytes over the puts' own wall time).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from typing import Any
 
 import _harness
 from wal_extent_bench import (
+    SLOW_MS,
     WRITE_SIZES,
     _device_of,
     _diskstats,
@@ -188,22 +193,54 @@ class _Putter:
             raise RuntimeError("the puts beside the WAL's writes failed") from self.failed[0]
 
 
-def _wal_syncs(segment: SegmentWriter, write_bytes: int, gate: _FlushGate | None) -> list[float]:
+class _RunQueueClock:
+    """The calling thread's time waiting for a CPU, in ns (the second field
+    of /proc/thread-self/schedstat), or 0 where the kernel keeps none: a
+    sync's wall time less that wait is the time it was off the CPU, the
+    disk's (and the locks') part of it."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def waited_ns(self) -> int:
+        if self._fd is None:
+            return 0
+        return int(os.pread(self._fd, 128, 0).split()[1])
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+def _wal_syncs(
+    segment: SegmentWriter, write_bytes: int, gate: _FlushGate | None
+) -> tuple[list[float], list[float]]:
+    """Each sync's wall time and its run-queue wait, in ms."""
     chunks = [memoryview(os.urandom(n)) for n in WRITE_SIZES]
     latencies: list[float] = []
+    queued: list[float] = []
     written = 0
-    while written < write_bytes:
-        chunk = chunks[len(latencies) % len(chunks)]
-        segment.write([chunk])
-        started = time.perf_counter()
-        if gate is None:
-            segment.sync()
-        else:
-            with gate.lock:
+    clock = _RunQueueClock()
+    try:
+        while written < write_bytes:
+            chunk = chunks[len(latencies) % len(chunks)]
+            segment.write([chunk])
+            waited = clock.waited_ns()
+            started = time.perf_counter()
+            if gate is None:
                 segment.sync()
-        latencies.append((time.perf_counter() - started) * 1000)
-        written += len(chunk)
-    return latencies
+            else:
+                with gate.lock:
+                    segment.sync()
+            latencies.append((time.perf_counter() - started) * 1000)
+            queued.append((clock.waited_ns() - waited) / 1e6)
+            written += len(chunk)
+    finally:
+        clock.close()
+    return latencies, queued
 
 
 def one_setting(
@@ -229,7 +266,7 @@ def one_setting(
             if putter is not None:
                 putter.thread.start()
             try:
-                latencies = _wal_syncs(segment, write_bytes, gate)
+                latencies, queued = _wal_syncs(segment, write_bytes, gate)
             finally:
                 if putter is not None:
                     putter.join()
@@ -242,6 +279,10 @@ def one_setting(
         os.rename(segment.path, recycled)
     syncs = len(latencies)
     figures = sync_figures(latencies)
+    off_cpu = sorted(ms - wait for ms, wait in zip(latencies, queued, strict=True))
+    figures["off_cpu_p99_ms"] = off_cpu[min(syncs - 1, int(0.99 * syncs))]
+    figures["slow_off_cpu"] = sum(1 for ms in off_cpu if ms >= SLOW_MS)
+    figures["run_queue_ms_per_sync"] = sum(queued) / syncs
     if putter is not None:
         mib = putter.bytes / MIB
         figures["put_mib"] = mib
@@ -271,7 +312,7 @@ def settings_for(steps_kib: list[int], with_idle: bool) -> list[str]:
     return settings
 
 
-FIGURES = ("p50_ms", "p99_ms", "max_ms")
+FIGURES = ("p50_ms", "p99_ms", "max_ms", "off_cpu_p99_ms", "run_queue_ms_per_sync")
 PUT_FIGURES = ("put_cpu_ms_per_mib", "put_mb_s")
 DEVICE_FIGURES = ("flushes_per_sync", "flush_ms_per_flush", "write_ms_per_write", "busy_share")
 
@@ -313,6 +354,7 @@ def run(
                 results[f"{setting}_{name}"] = round(statistics.median(values), 3)
                 results[f"{setting}_{name}_runs"] = [round(v, 3) for v in values]
         results[f"{setting}_slow_syncs"] = sum(r["slow"] for r in runs)
+        results[f"{setting}_slow_off_cpu_syncs"] = sum(r["slow_off_cpu"] for r in runs)
         results[f"{setting}_syncs"] = sum(r["syncs"] for r in runs)
     for setting in settings:
         base = results["control_p99_ms"]
@@ -342,6 +384,7 @@ def print_table(results: dict[str, Any]) -> None:
     )
     print(
         f"{'setting':<18}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'>=20ms':>7}{'p99/ctl':>8}"
+        f"{'off-CPU p99':>12}{'off >=20':>9}"
         f"{'fl/sync':>8}{'flush ms':>9}{'busy':>6}{'put CPU ms/MiB':>15}{'put MiB/s':>10}  p99 runs"
     )
     for setting in results["settings"]:
@@ -349,6 +392,8 @@ def print_table(results: dict[str, Any]) -> None:
             f"{setting:<18}{results[f'{setting}_p50_ms']:8.2f}{results[f'{setting}_p99_ms']:8.2f}"
             f"{results[f'{setting}_max_ms']:8.1f}{results[f'{setting}_slow_syncs']:7d}"
             f"{results[f'{setting}_vs_control_p99']!s:>8}"
+            f"{results[f'{setting}_off_cpu_p99_ms']:12.2f}"
+            f"{results[f'{setting}_slow_off_cpu_syncs']:9d}"
             f"{_cell(results, f'{setting}_flushes_per_sync', 8, 2)}"
             f"{_cell(results, f'{setting}_flush_ms_per_flush', 9, 2)}"
             f"{_cell(results, f'{setting}_busy_share', 6, 2)}"

@@ -38,6 +38,10 @@ def test_the_quick_pass_reports_every_setting_beside_the_control(tmp_path: Path)
         figures = [report[f"{setting}_{q}_ms"] for q in ("p50", "p99", "max")]
         assert figures[0] > 0 and figures == sorted(figures), setting
         assert report[f"{setting}_syncs"] > 0, setting
+        # A sync's time off the CPU is its wall time less its run-queue wait
+        # (read just outside the timed call: a few us either way).
+        assert report[f"{setting}_off_cpu_p99_ms"] <= report[f"{setting}_p99_ms"] + 0.5
+        assert report[f"{setting}_run_queue_ms_per_sync"] >= 0
         assert report[f"{setting}_vs_control_p99"] == pytest.approx(
             report[f"{setting}_p99_ms"] / report["control_p99_ms"], abs=0.01
         )
@@ -95,7 +99,7 @@ def test_the_flush_gate_holds_a_put_fsync_back_while_the_wal_syncs(tmp_path: Pat
         with bench._FlushGate() as gate:
             assert os.fsync == gate.gated_fsync
             with gate.lock:  # a WAL fdatasync in flight
-                putting = threading.Thread(target=lambda: (os.fsync(fd), synced.set()))
+                putting = threading.Thread(target=_synced_then_set, args=(fd, synced))
                 putting.start()
                 assert not synced.wait(0.2)
             assert synced.wait(30)
@@ -103,6 +107,11 @@ def test_the_flush_gate_holds_a_put_fsync_back_while_the_wal_syncs(tmp_path: Pat
         assert os.fsync is fsync
     finally:
         os.close(fd)
+
+
+def _synced_then_set(fd: int, synced: threading.Event) -> None:
+    os.fsync(fd)
+    synced.set()
 
 
 @pytest.mark.skipif(
@@ -171,3 +180,22 @@ def test_the_device_counts_are_read_from_their_fields(monkeypatch: pytest.Monkey
         "flush_ms": 430611,
     }
     assert bench.device_counts("sda") is None
+
+
+def test_the_run_queue_clock_counts_the_threads_own_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _load()
+    clock = bench._RunQueueClock()
+    try:
+        first = clock.waited_ns()
+        assert first >= 0 and clock.waited_ns() >= first
+        if os.path.exists("/proc/thread-self/schedstat"):
+            with open("/proc/thread-self/schedstat", encoding="ascii") as stat:
+                assert abs(int(stat.read().split()[1]) - clock.waited_ns()) < 1_000_000_000
+    finally:
+        clock.close()
+
+    def no_proc(path: str, flags: int) -> int:
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(bench.os, "open", no_proc)
+    assert bench._RunQueueClock().waited_ns() == 0  # no schedstat: no wait taken off
