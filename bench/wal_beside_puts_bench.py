@@ -251,14 +251,16 @@ def one_setting(
         str(directory), sequence, os.stat(recycled).st_size, preallocate=True, reuse=recycled
     )
     gate = _FlushGate() if way == "ordered" else None
-    device = _device_of(directory)
     putter = None
     saved_step = direct_writes.STEP
-    if step_kib is not None:
-        direct_writes.STEP = step_kib * KIB
-        direct_writes._spare.clear()  # bounce buffers are a step long
-        putter = _Putter(directory / "store", IOPRIO_CLASS_IDLE if way == "idle" else None)
+    # Set up inside the try: a setting that fails part-way still gives the
+    # store its step back and the recycled file its name, for the next one.
     try:
+        device = _device_of(directory)
+        if step_kib is not None:
+            direct_writes.STEP = step_kib * KIB
+            direct_writes._spare.clear()  # bounce buffers are a step long
+            putter = _Putter(directory / "store", IOPRIO_CLASS_IDLE if way == "idle" else None)
         os.sync()  # the setting's own syncs, not what an earlier one left
         before = device_counts(device)
         began = time.perf_counter()

@@ -90,6 +90,23 @@ def test_a_failed_put_fails_the_setting_and_stops_the_puts(
     assert not [t for t in threading.enumerate() if t.name == "puts-beside"]
 
 
+def test_a_store_that_cannot_open_leaves_the_step_and_the_recycled_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+
+    def unopenable(root: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(root))
+
+    monkeypatch.setattr(bench, "LocalStore", unopenable)
+    recycled = bench._recycled_file(tmp_path, 2 * MIB)
+    with pytest.raises(PermissionError):
+        bench.one_setting("step_256", tmp_path, MIB, 1, recycled)
+    assert bench.direct_writes.STEP == MIB
+    assert os.path.getsize(recycled) == 2 * MIB  # renamed back for the next setting
+    assert sorted(p.name for p in tmp_path.iterdir()) == [os.path.basename(recycled)]
+
+
 def test_the_flush_gate_holds_a_put_fsync_back_while_the_wal_syncs(tmp_path: Path) -> None:
     bench = _load()
     fsync = os.fsync
