@@ -11,7 +11,7 @@ WAL's own ``SegmentWriter``, as the group committer does under load: a
 write of 16 KiB, 64 KiB, 256 KiB or 1 MiB (in turn), then its fdatasync,
 back to back (bench/wal_extent_bench.py's ``recycled`` kind). Beside it,
 a thread puts objects of 1, 2, 4 and 8 MiB (in turn, the sizes the
-uploader makes; in parts of about 1,000,000 bytes, as it hands over a
+uploader makes; in parts of 1,000,000 bytes and the rest, as it hands over a
 produce request's batches) into a ``LocalStore`` on the same disk, one
 after another until the WAL's writes end, each deleted after its put.
 The settings, in turns round by round (a machine that slows down
@@ -150,6 +150,16 @@ class _FlushGate:
         os.fsync = self._fsync
 
 
+def object_parts(size: int) -> list[bytes]:
+    """``size`` random bytes in parts of ``PART_BYTES``, the last one the
+    rest: whole parts alone would make the 1 MiB object 1,000,000 bytes,
+    under ``direct_writes.DIRECT_MIN_BYTES``, and write it through the page
+    cache whatever the step."""
+    whole, rest = divmod(size, PART_BYTES)
+    parts = [os.urandom(PART_BYTES) for _ in range(whole)]
+    return [*parts, os.urandom(rest)] if rest else parts
+
+
 class _Putter:
     """Puts objects of the uploader's sizes one after another until
     stopped; the thread's CPU and the puts' own wall time are counted."""
@@ -157,9 +167,7 @@ class _Putter:
     def __init__(self, root: Path, priority_class: int | None) -> None:
         self.store = LocalStore(root)
         self.priority_class = priority_class
-        self.objects = [
-            [os.urandom(PART_BYTES) for _ in range(mib * MIB // PART_BYTES)] for mib in OBJECT_MIBS
-        ]
+        self.objects = [object_parts(mib * MIB) for mib in OBJECT_MIBS]
         self.stop = threading.Event()
         self.bytes = 0
         self.cpu_s = 0.0

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from s3stream.store import local as local_store
 from tests.bench.run import load_bench, run_bench
 
 KIB = 1024
@@ -72,6 +73,37 @@ def test_a_setting_puts_with_its_step_and_leaves_the_stores_step_as_it_was(
         assert max(writes) == 256 * KIB
     assert bench.direct_writes.STEP == MIB
     assert os.path.getsize(recycled) == 4 * MIB  # renamed back for the next setting
+
+
+def test_every_object_is_its_size_and_written_with_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+    for mib in bench.OBJECT_MIBS:
+        parts = bench.object_parts(mib * MIB)
+        assert sum(map(len, parts)) == mib * MIB
+        assert max(map(len, parts)) <= bench.PART_BYTES
+    monkeypatch.setattr(bench, "OBJECT_MIBS", (1,))  # the smallest only
+    direct: list[int] = []
+    write_direct = bench.direct_writes.write_direct
+
+    def counted(fd: int, parts: Any, size: int) -> bool:
+        wrote = write_direct(fd, parts, size)
+        direct.append(wrote)
+        return wrote
+
+    monkeypatch.setattr(local_store, "write_direct", counted)
+    recycled = bench._recycled_file(tmp_path, 4 * MIB)
+    figures = bench.one_setting("step_256", tmp_path, 3 * MIB, 1, recycled)
+    assert figures["put_mib"] >= 1
+    probe = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        takes_direct = bench.direct_writes._set_direct(probe, True)
+    finally:
+        os.close(probe)
+    assert direct
+    if takes_direct:  # the file system takes O_DIRECT: every put went past the page cache
+        assert all(direct)
 
 
 def test_a_failed_put_fails_the_setting_and_stops_the_puts(
