@@ -236,15 +236,19 @@ def _wal_syncs(
         while written < write_bytes:
             chunk = chunks[len(latencies) % len(chunks)]
             segment.write([chunk])
-            waited = clock.waited_ns()
+            # The run-queue reads sit inside the timed span: a wait for a core
+            # just outside it would otherwise be taken off a wall time that
+            # never held it, and a slow sync counted as the CPU's.
             started = time.perf_counter()
+            waited = clock.waited_ns()
             if gate is None:
                 segment.sync()
             else:
                 with gate.lock:
                     segment.sync()
+            waited = clock.waited_ns() - waited
             latencies.append((time.perf_counter() - started) * 1000)
-            queued.append((clock.waited_ns() - waited) / 1e6)
+            queued.append(waited / 1e6)
             written += len(chunk)
     finally:
         clock.close()

@@ -248,3 +248,48 @@ def test_the_run_queue_clock_counts_the_threads_own_wait(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(bench.os, "open", no_proc)
     assert bench._RunQueueClock().waited_ns() == 0  # no schedstat: no wait taken off
+
+
+class _PreemptedEveryCall:
+    """A virtual timeline on which the WAL thread waits 1 ms for a core
+    before every call it makes: the clock's reads, the sync, the timer's."""
+
+    def __init__(self) -> None:
+        self.now_ns = 0
+        self.run_queue_ns = 0
+
+    def preempted(self) -> None:
+        self.now_ns += 1_000_000
+        self.run_queue_ns += 1_000_000
+
+    def perf_counter(self) -> float:
+        self.preempted()
+        return self.now_ns / 1e9
+
+    def waited_ns(self) -> int:
+        self.preempted()
+        return self.run_queue_ns
+
+    def close(self) -> None:
+        pass
+
+    def write(self, chunks: Any) -> None:
+        pass
+
+    def sync(self) -> None:
+        self.preempted()
+        self.now_ns += 3_000_000  # the disk's part
+
+
+def test_a_syncs_run_queue_wait_is_taken_from_inside_its_wall_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = _load()
+    timeline = _PreemptedEveryCall()
+    monkeypatch.setattr(bench, "_RunQueueClock", lambda: timeline)
+    monkeypatch.setattr(bench, "time", timeline)
+    latencies, queued = bench._wal_syncs(timeline, 1, None)
+    assert len(latencies) == len(queued) == 1
+    # Whatever is taken off lies inside the wall time: never more than it,
+    # and the disk's 3 ms stay off the CPU.
+    assert queued[0] <= latencies[0] - 3.0
