@@ -205,7 +205,9 @@ class _RunQueueClock:
     """The calling thread's time waiting for a CPU, in ns (the second field
     of /proc/thread-self/schedstat), or 0 where the kernel keeps none: a
     sync's wall time less that wait is the time it was off the CPU, the
-    disk's (and the locks') part of it."""
+    disk's (and the locks') part of it. The GIL is one of those locks: a
+    putting thread preempted while it copies into its bounce buffer keeps
+    the WAL thread waiting off the CPU, so the split leans to the disk."""
 
     def __init__(self) -> None:
         try:
