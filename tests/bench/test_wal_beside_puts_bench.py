@@ -293,3 +293,41 @@ def test_a_syncs_run_queue_wait_is_taken_from_inside_its_wall_time(
     # Whatever is taken off lies inside the wall time: never more than it,
     # and the disk's 3 ms stay off the CPU.
     assert queued[0] <= latencies[0] - 3.0
+
+
+def test_the_ordered_setting_never_flushes_a_put_beside_a_wal_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _load()
+    gates: list[Any] = []
+
+    class Recorded(bench._FlushGate):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            gates.append(self)
+
+    wal_syncing = threading.Event()
+    put_fsyncs: list[tuple[bool, bool]] = []  # (held the gate, beside a WAL sync)
+    wal_sync = bench.SegmentWriter.sync
+    fsync = os.fsync
+
+    def put_fsync(fd: Any) -> None:
+        if threading.current_thread().name == "puts-beside":  # not the segment's own
+            put_fsyncs.append((bool(gates) and gates[0].lock.locked(), wal_syncing.is_set()))
+        fsync(fd)
+
+    def synced(segment: Any) -> None:
+        wal_syncing.set()
+        try:
+            wal_sync(segment)
+        finally:
+            wal_syncing.clear()
+
+    monkeypatch.setattr(bench, "_FlushGate", Recorded)
+    monkeypatch.setattr(bench.SegmentWriter, "sync", synced)
+    monkeypatch.setattr(os, "fsync", put_fsync)  # the gate wraps what it finds
+    recycled = bench._recycled_file(tmp_path, 4 * MIB)
+    figures = bench.one_setting("step_1024_ordered", tmp_path, 3 * MIB, 1, recycled)
+    assert figures["put_mib"] > 0 and put_fsyncs  # each put fsyncs its object and directory
+    assert all(held and not beside for held, beside in put_fsyncs)
+    assert os.fsync is put_fsync  # given back when the setting ends
