@@ -63,6 +63,7 @@ BENCHES = (
     Bench("wal_extent", "wal_extent_bench.py", ("--quick",)),
     Bench("write_span", "write_span_bench.py", ("--quick",)),
     Bench("object_put", "object_put_bench.py", ("--quick",)),
+    Bench("wal_beside_puts", "wal_beside_puts_bench.py", ("--quick",)),
     Bench("ack_path", "ack_path_bench.py", ("--quick",)),
     Bench("wal_roll", "wal_roll_bench.py", ("--quick",)),
     Bench("engine", "engine_bench.py", ("--quick", "--rounds", "1")),

@@ -281,17 +281,8 @@ def one_kind(
     finally:
         segment.close()
         os.unlink(segment.path)
-    ordered = sorted(latencies)
-    syncs = len(ordered)
-    figures: dict[str, Any] = {
-        "syncs": syncs,
-        "p50_ms": ordered[syncs // 2],
-        "p99_ms": ordered[min(syncs - 1, int(0.99 * syncs))],
-        "max_ms": ordered[-1],
-        "slow": sum(1 for ms in ordered if ms >= SLOW_MS),
-        "fills_beside": fills,
-        "fills_per_s": fills / seconds,
-    }
+    syncs = len(latencies)
+    figures = {**sync_figures(latencies), "fills_beside": fills, "fills_per_s": fills / seconds}
     if disk_before is not None and disk_after is not None:
         figures["disk_writes_per_sync"] = (disk_after[0] - disk_before[0]) / syncs
         figures["flushes_per_sync"] = (disk_after[1] - disk_before[1]) / syncs
@@ -304,6 +295,19 @@ def one_kind(
     if COMMITS in counted:
         figures["commits_per_sync"] = counted[COMMITS] / syncs
     return figures
+
+
+def sync_figures(latencies_ms: list[float]) -> dict[str, Any]:
+    """The syncs' count, p50, p99 and max, and how many took ``SLOW_MS`` or more."""
+    ordered = sorted(latencies_ms)
+    syncs = len(ordered)
+    return {
+        "syncs": syncs,
+        "p50_ms": ordered[syncs // 2],
+        "p99_ms": ordered[min(syncs - 1, int(0.99 * syncs))],
+        "max_ms": ordered[-1],
+        "slow": sum(1 for ms in ordered if ms >= SLOW_MS),
+    }
 
 
 COUNTS = ("conversions_per_sync", "commits_per_sync", "disk_writes_per_sync", "flushes_per_sync")
