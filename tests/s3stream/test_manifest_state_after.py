@@ -1,0 +1,125 @@
+"""The state an upload is laid out against is the state its commit makes:
+``Manifest.state_after`` applies the operations once and the commit of the
+same operations adopts that state, unless another version was committed
+or settled in between, when the commit applies them to the newer state."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from s3stream import REMOTE
+from s3stream.manifest import LOG_PREFIX, Manifest, load_state
+from s3stream.manifest_state import InvalidOperation, ManifestState
+from s3stream.store import MemoryStore, ObjectStoreError
+from tests.s3stream.faults import FaultyStore, InjectedFault
+from tests.s3stream.test_manifest import add_object_op
+from tests.s3stream.test_remote_cadence import TIMEOUT, HeldPuts, opened
+
+
+def test_the_commit_adopts_the_state_laid_out_against(memory_store: MemoryStore) -> None:
+    manifest = Manifest.open(memory_store)
+    manifest.commit([["create_stream", 1, 0]])
+    ops = [add_object_op(1, 1, 0, 10), ["trim", 1, 4]]
+    after = manifest.state_after(ops)
+    assert manifest.state.streams[1].end_offset == 0  # nothing committed yet
+    committed = manifest.commit(ops)
+    assert committed is after and manifest.state is after
+    assert after.seq == 3 and after.streams[1].start_offset == 4
+    assert load_state(memory_store).to_wire() == after.to_wire()
+
+
+def test_a_commit_in_between_is_not_lost_by_the_foreseen_state(
+    memory_store: MemoryStore,
+) -> None:
+    manifest = Manifest.open(memory_store)
+    manifest.commit([["create_stream", 1, 0], ["create_stream", 2, 0]])
+    ops = [add_object_op(1, 1, 0, 10)]
+    stale = manifest.state_after(ops)
+    manifest.commit([add_object_op(2, 2, 0, 5)])  # another commit takes the next version
+    committed = manifest.commit(ops)
+    assert committed is not stale
+    assert committed.streams[2].end_offset == 5 and committed.streams[1].end_offset == 10
+    assert load_state(memory_store).to_wire() == committed.to_wire()
+
+
+def test_other_operations_are_applied_afresh(memory_store: MemoryStore) -> None:
+    manifest = Manifest.open(memory_store)
+    manifest.commit([["create_stream", 1, 0]])
+    manifest.state_after([add_object_op(1, 1, 0, 10)])
+    committed = manifest.commit([["trim", 1, 0]])
+    assert 1 not in committed.objects and committed.streams[1].end_offset == 0
+
+
+def test_a_write_settled_in_between_is_kept(memory_store: MemoryStore) -> None:
+    class LoseThenFail(FaultyStore):
+        """The delta lands but its answer is lost, then the store goes down."""
+
+        armed = False
+
+        def _after_put(self, key: str) -> None:
+            if self.armed and key.startswith(LOG_PREFIX) and not self.failing:
+                self.fail("put")
+                raise InjectedFault("put", key)
+
+    faulty = LoseThenFail(memory_store)
+    manifest = Manifest.open(faulty)
+    manifest.commit([["create_stream", 1, 0]])
+    faulty.armed = True
+    with pytest.raises(ObjectStoreError):
+        manifest.commit([add_object_op(1, 1, 0, 10)], deadline=time.monotonic() + 0.2)
+    faulty.armed = False
+    faulty.heal()
+    ops = [["trim", 1, 3]]
+    stale = manifest.state_after(ops)  # laid out before the lost write is settled
+    committed = manifest.commit(ops)  # settles it first
+    assert committed is not stale
+    assert committed.streams[1].end_offset == 10 and committed.streams[1].start_offset == 3
+    assert load_state(memory_store).to_wire() == committed.to_wire()
+
+
+def test_an_operation_that_does_not_apply_is_refused_before_the_commit(
+    memory_store: MemoryStore,
+) -> None:
+    manifest = Manifest.open(memory_store)
+    with pytest.raises(InvalidOperation):
+        manifest.state_after([["open_stream", 9, 1]])
+    assert manifest.state.seq == 1 and load_state(memory_store).seq == 1
+
+
+def test_an_upload_put_ahead_copies_the_state_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends waiting for a remote acknowledgement make the uploader lay
+    the next block out against the state its commit makes: that state is
+    the commit's own, so each commit copies the manifest's maps once."""
+    store = HeldPuts()
+    stream_store = opened(tmp_path / "data", store)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        copies = 0
+        copy = ManifestState.copy
+
+        def counted(state: ManifestState) -> ManifestState:
+            nonlocal copies
+            copies += 1
+            return copy(state)
+
+        monkeypatch.setattr(ManifestState, "copy", counted)
+        commits = stream_store.manifest.commits
+        first = stream_store.submit(stream, 0, 0, b"a", REMOTE)
+        assert store.started.acquire(timeout=TIMEOUT), "no upload started for a waiting append"
+        later = stream_store.submit(stream, 1, 1, b"b", REMOTE)  # waiting while 1 commits
+        store.releases.release()
+        assert first.result(TIMEOUT) == 1
+        assert store.started.acquire(timeout=TIMEOUT), "the next upload was not put"
+        store.releases.release()
+        assert later.result(TIMEOUT) == 2
+        assert stream_store.manifest.commits - commits == 2
+        assert copies == 2
+    finally:
+        store.releases.release(8)
+        stream_store.close()
