@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from s3stream import REMOTE
-from s3stream.manifest import LOG_PREFIX, Manifest, load_state
+from s3stream.manifest import Manifest, load_state
 from s3stream.manifest_state import InvalidOperation, ManifestState
 from s3stream.store import MemoryStore, ObjectStoreError
-from tests.s3stream.faults import FaultyStore, InjectedFault
+from tests.s3stream.faults import LoseThenFail
 from tests.s3stream.test_manifest import add_object_op
 from tests.s3stream.test_remote_cadence import TIMEOUT, HeldPuts, opened
 
@@ -54,16 +54,6 @@ def test_other_operations_are_applied_afresh(memory_store: MemoryStore) -> None:
 
 
 def test_a_write_settled_in_between_is_kept(memory_store: MemoryStore) -> None:
-    class LoseThenFail(FaultyStore):
-        """The delta lands but its answer is lost, then the store goes down."""
-
-        armed = False
-
-        def _after_put(self, key: str) -> None:
-            if self.armed and key.startswith(LOG_PREFIX) and not self.failing:
-                self.fail("put")
-                raise InjectedFault("put", key)
-
     faulty = LoseThenFail(memory_store)
     manifest = Manifest.open(faulty)
     manifest.commit([["create_stream", 1, 0]])
