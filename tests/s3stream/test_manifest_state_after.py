@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from s3stream import REMOTE
 from s3stream.manifest import Manifest, load_state
-from s3stream.manifest_state import InvalidOperation, ManifestState
+from s3stream.manifest_state import InvalidOperation, ManifestState, Op
 from s3stream.store import MemoryStore, ObjectStoreError
 from tests.s3stream.faults import LoseThenFail
+from tests.s3stream.test_checkpoint_encoding import _step
 from tests.s3stream.test_manifest import add_object_op
 from tests.s3stream.test_remote_cadence import TIMEOUT, HeldPuts, opened
 
@@ -113,3 +116,58 @@ def test_an_upload_put_ahead_copies_the_state_once(
     finally:
         store.releases.release(8)
         stream_store.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_foreseen_state_commits_what_applying_afresh_commits(data: st.DataObject) -> None:
+    """Whatever comes between a put-ahead's ``state_after`` and the commit
+    of its operations (nothing, another commit, an operation refused, or a
+    write whose answer was lost before it, which the commit settles first),
+    the manifest holds what applying every committed operation in order to
+    the opened state makes, and so does the store."""
+    faulty = LoseThenFail(MemoryStore())
+    manifest = Manifest.open(faulty)
+    model = manifest.state
+    for _ in range(data.draw(st.integers(1, 10), label="commits")):
+        between = data.draw(st.sampled_from(["nothing", "commit", "refused", "lost"]))
+        if between == "lost":  # its answer lost, then the store down past the deadline
+            lost = _step(model, data)
+            faulty.armed = True
+            with pytest.raises(ObjectStoreError):
+                manifest.commit(lost, deadline=time.monotonic() + 0.05)
+            faulty.armed = False
+            faulty.heal()
+            assert manifest.unsettled
+        foreseen_ops = _step(model, data)  # laid out against the state known now
+        foreseen = manifest.state_after(foreseen_ops)
+        assert foreseen.to_wire() == _afresh(model, foreseen_ops).to_wire()
+        if between == "lost":
+            model = _afresh(model, lost)  # the commit below settles it first
+        elif between == "commit":
+            other = _step(model, data)
+            manifest.commit(other)
+            model = _afresh(model, other)
+        elif between == "refused":
+            with pytest.raises(InvalidOperation):
+                manifest.commit([["open_stream", model.next_stream_id, 1]])
+        try:
+            expected = _afresh(model, foreseen_ops)
+        except InvalidOperation:
+            with pytest.raises(InvalidOperation):
+                manifest.commit(foreseen_ops)
+            manifest.settle()
+        else:
+            committed = manifest.commit(foreseen_ops)
+            assert (committed is foreseen) == (between == "nothing")
+            model = expected
+        assert manifest.state.to_wire() == model.to_wire()
+        assert load_state(faulty).to_wire() == model.to_wire()
+
+
+def _afresh(state: ManifestState, ops: list[Op]) -> ManifestState:
+    after = state.copy()
+    for op in ops:
+        after.apply(op)
+    after.seq = state.seq + 1
+    return after
