@@ -1,6 +1,6 @@
 """Remote acknowledgements: how long an append waits for its object's commit, beside the PUTs.
 
-    python bench/remote_ack_bench.py [--appends 3000] [--appenders 8] [--rounds 3]
+    python bench/remote_ack_bench.py [--appends 3000] [--appenders 8] [--streams N] [--rounds 3]
                                      [--hedge-after X] [--hedge-floor-ms MS]
                                      [--store moto|local] [--quick] [--json]
 
@@ -21,7 +21,10 @@ the manifest version before its own (docs/object-format.md, "Opening and fencing
 whose median is reported beside them but not counted in the ratio.
 The stream store hedges its requests as ``[store] hedge_after`` and
 ``hedge_floor_ms`` say (``--hedge-after 0``: never, the figure without
-hedges); the hedges sent and won are reported. The PUTs timed for the
+hedges); the hedges sent and won are reported. ``--streams`` makes the
+store hold that many streams (at least the appenders'), each of the
+others given a batch and uploaded before the rounds: the manifest every
+commit starts from is then that large (docs/design/0140). The PUTs timed for the
 baseline are never hedged. ``--store local`` writes to a local directory
 store instead (every PUT a file written and fsynced, docs/operations.md),
 the figures without moto's process and its HTTP: what the store itself
@@ -56,6 +59,12 @@ def main() -> None:
     parser = _harness.parser(__doc__, quick="600 appends, one round")
     parser.add_argument("--appends", type=int, default=3000, help="remote appends per round")
     parser.add_argument("--appenders", type=int, default=8, help="concurrent appenders")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        help="streams in the store, each with an uploaded batch (default: the appenders')",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of appends and PUTs")
     parser.add_argument(
         "--hedge-after",
@@ -89,6 +98,7 @@ def main() -> None:
             args.hedge_floor_ms,
             args.background_nice,
             args.store,
+            args.streams,
         )
     _harness.report(results, args.json, print_table)
 
@@ -102,6 +112,7 @@ def run(
     hedge_floor_ms: float | None = None,
     background_nice: int | None = None,
     store_kind: str = "moto",
+    stream_count: int = 0,
 ) -> dict[str, Any]:
     from s3stream import StreamStore, StreamStoreConfig
 
@@ -117,6 +128,7 @@ def run(
         streams = [store.create_stream() for _ in range(appenders)]
         for stream in streams:
             store.open_stream(stream, 1)
+        _fill_streams(store, max(stream_count - appenders, 0))
         plain = make_store()
         acks: list[float] = []
         puts: list[float] = []
@@ -143,6 +155,7 @@ def run(
     results: dict[str, Any] = {
         "appends": len(acks),
         "appenders": appenders,
+        "streams": max(stream_count, appenders),
         "rounds": rounds,
         "batch_bytes": BATCH,
         "store": store_kind,
@@ -197,6 +210,19 @@ def _object_store(kind: str, scratch: Path) -> Iterator[Callable[[], ObjectStore
         yield make_store
 
 
+def _fill_streams(store: Any, count: int) -> None:
+    """``count`` more streams, each holding one uploaded batch."""
+    if not count:
+        return
+    payload = os.urandom(BATCH)
+    added = store.create_streams(count)
+    for stream in added:
+        store.open_stream(stream, 1)
+    for written in [store.submit(stream, 0, 0, payload) for stream in added]:
+        written.result()
+    store.flush()
+
+
 async def _append_all(store: Any, streams: list[int], per_appender: int) -> list[float]:
     from s3stream import REMOTE
 
@@ -244,7 +270,8 @@ _STORES = {"moto": "moto's S3 server on loopback", "local": "a local directory s
 def print_table(results: dict[str, Any]) -> None:
     print(
         f"{results['appends']:,} remote appends of {results['batch_bytes']} B by "
-        f"{results['appenders']} appenders, {results['rounds']} round(s); "
+        f"{results['appenders']} appenders, {results['streams']:,} streams, "
+        f"{results['rounds']} round(s); "
         f"{_STORES[results['store']]}; {results['cpus_usable']} CPUs\n"
     )
     rows = [

@@ -483,7 +483,9 @@ class ManifestState:
             _owned=set(),
         )
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, *, objects: bool = True) -> dict[str, Any]:
+        """The checkpoint's body; without ``objects``, its objects' list is
+        left empty for a caller that packs them itself (checkpoint_encoding.py)."""
         return {
             "seq": self.seq,
             "epoch": self.epoch,
@@ -496,7 +498,7 @@ class ManifestState:
                 [s.stream_id, s.epoch, s.start_offset, s.end_offset, s.created_ms]
                 for s in self.streams.values()
             ],
-            "objects": [o.to_wire() for o in self.objects.values()],
+            "objects": [o.to_wire() for o in self.objects.values()] if objects else [],
             "garbage": [[k, v] for k, v in self.garbage.items()],
             "dropped": [list(d) for d in sorted(self.dropped)],
             "shared": [

@@ -675,9 +675,8 @@ class Uploader:
             if not self._waiters or state.stop.is_set():
                 return
             live = set(state.streams)
-        after = self._writer.manifest.state.copy()
-        for op in ops:
-            after.apply(op)
+        # The commit of these same ops takes this state as its own.
+        after = self._writer.manifest.state_after(ops)
         try:
             self._ahead = self._ahead_pool.submit(self._seal_and_put_ahead, block, live, after)
         except RuntimeError:

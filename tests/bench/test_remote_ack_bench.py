@@ -41,3 +41,23 @@ def test_remote_ack_bench_reports_ack_latency_beside_the_puts_it_waits_on(
     assert 0 < report["uploads"] <= report["appends"]
     assert set(report["targets"]) == {"remote_ack_p99_vs_upload <= 2.5"}
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_remote_ack_bench_holds_as_many_streams_as_asked(tmp_path: Path) -> None:
+    report = json.loads(
+        run_bench(
+            "remote_ack_bench.py",
+            "--quick",
+            "--json",
+            "--store",
+            "local",
+            "--streams",
+            "40",
+            "--dir",
+            str(tmp_path),
+        )
+    )
+    assert report["streams"] == 40 and report["appenders"] == 8
+    assert report["appends"] == 600 and report["remote_ack_p99_ms"] > 0
+    assert list(tmp_path.iterdir()) == []

@@ -214,3 +214,16 @@ class FailsOneHead(LocalStore):
             self.unreachable = None
             raise InjectedFault("head", key)
         return super().head(key)
+
+
+class LoseThenFail(FaultyStore):
+    """Once ``armed``, a manifest delta's put lands but its answer is lost,
+    then the store goes down (until healed): the commit's outcome is left
+    unknown for the next one to settle."""
+
+    armed = False
+
+    def _after_put(self, key: str) -> None:
+        if self.armed and key.startswith("manifest/log/") and not self.failing:
+            self.fail("put")
+            raise InjectedFault("put", key)

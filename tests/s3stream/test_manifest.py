@@ -216,16 +216,7 @@ def test_a_commit_gives_up_at_its_deadline_and_settles_later(memory_store: Memor
     import time
 
     from s3stream.store import ObjectStoreError
-
-    class LoseThenFail(FaultyStore):
-        """The put lands but its answer is lost, then the store goes down."""
-
-        armed = False
-
-        def _after_put(self, key: str) -> None:
-            if self.armed and key.startswith(LOG_PREFIX) and not self.failing:
-                self.fail("put")
-                raise InjectedFault("put", key)
+    from tests.s3stream.faults import LoseThenFail
 
     faulty = LoseThenFail(memory_store)
     manifest = Manifest.open(faulty)
