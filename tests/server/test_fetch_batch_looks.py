@@ -10,7 +10,6 @@ fenced partitions, read committed or not, sessionless or in a session
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,13 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.protocol.apis import ApiKey, load_request_schema
 from engine.server.handlers import fetch
 from s3stream.stream_store import StreamStore
+from tests.server.fetching import TIMEOUT, fetch_request, send_records
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire
 
-TIMEOUT = 30.0
 PARTITIONS = {"t": 4, "u": 2}
 OFFSETS = [0, 1, 2, 3, 4, 7]
 """Below a moved log start, at it, inside the records, at the high
@@ -51,11 +49,7 @@ def _fill(data: Path) -> None:
     with engine.open(data, config=engine.EngineConfig.small()) as opened:
         for name, count in PARTITIONS.items():
             opened.create_topic(name, count)
-        with opened.producer() as producer:
-            for name, count in PARTITIONS.items():
-                for partition in range(1, count):
-                    for i in range(3):
-                        producer.send(name, b"v%d" % i, partition=partition).result(TIMEOUT)
+            send_records(opened, name, dict.fromkeys(range(1, count), 3))
         opened.delete_records("t", 2, 2)
         opened.create_topic("wide", WIDE)
         with opened.producer() as producer:
@@ -87,34 +81,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _request(served: Served, version: int, isolation: int, topics: list[Any]) -> Any:
-    by_id = version >= 13
-    named = []
-    for name, partitions in topics:
-        if by_id:
-            key: dict[str, Any] = {"topic_id": served.topic_ids.get(name, uuid.UUID(int=7))}
-        else:
-            key = {"topic": name}
-        entries = [
-            {
-                "partition": p,
-                "fetch_offset": offset,
-                "partition_max_bytes": 1 << 20,
-                "current_leader_epoch": epoch,
-            }
-            for p, offset, epoch in partitions
-        ]
-        named.append(key | {"partitions": entries})
-    return build(
-        load_request_schema(ApiKey.FETCH, version),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=isolation,
-        session_id=0,
-        session_epoch=-1,
-        topics=named,
-    )
+    """A Fetch of ``topics`` by name, or from v13 by id (a made-up one
+    for a topic never created)."""
+    if version >= 13:
+        topics = [(served.topic_ids.get(name, uuid.UUID(int=7)), parts) for name, parts in topics]
+    return fetch_request(version, topics, isolation_level=isolation)
 
 
 def _raw_answer(served: Served, request: Any) -> bytes:
@@ -246,15 +217,8 @@ def _session_answers(served: Served, isolation: int, named: list[Any]) -> list[A
     opening = dataclasses.replace(_request(served, 12, isolation, named), session_epoch=0)
     with Wire(served.server.bootstrap) as wire:
         full = wire.request(opening)
-        incremental = build(
-            load_request_schema(ApiKey.FETCH, 12),
-            replica_id=-1,
-            max_wait=datetime.timedelta(0),
-            min_bytes=0,
-            max_bytes=1 << 20,
-            isolation_level=isolation,
-            session_id=full.session_id,
-            session_epoch=1,
+        incremental = fetch_request(
+            12, [], isolation_level=isolation, session_id=full.session_id, session_epoch=1
         )
         after = wire.request(incremental)
     assert full.session_id != 0
