@@ -241,3 +241,33 @@ def test_a_sessions_batch_look_answers_what_a_look_at_each_partition_answers(
         patched.setattr(fetch, "_run_looks", _one_at_a_time)
         each = _session_answers(served, isolation, named)
     assert batched == each
+
+
+@pytest.mark.parametrize("version", [9, 12, 13, 17])  # the current leader epoch from v9
+def test_a_looks_rule_changed_in_its_one_place_changes_both_paths(
+    served: Served, monkeypatch: pytest.MonkeyPatch, version: int
+) -> None:
+    """The batched looks and the look at one partition check a partition
+    by the same functions (_looked_topic, _current_leaders), so a rule
+    changed there is changed for both: here the leader epoch's, made to
+    let an older epoch through, answers the partitions named with it by
+    both paths alike, with no FENCED_LEADER_EPOCH."""
+    older = served.engine.leader_epoch - 1
+    request = _request(served, version, 0, [("u", [(0, 0, older), (1, 1, older)])])
+    with Wire(served.server.bootstrap) as wire:
+        fenced = wire.request(request)
+    assert {p.error_code for t in fenced.responses for p in t.partitions} == {74}
+    current_leaders = fetch._current_leaders
+
+    def any_epoch(run: list[Any], leaders: Any, ours: int) -> Any:
+        return current_leaders([w._replace(current_leader_epoch=-1) for w in run], leaders, ours)
+
+    monkeypatch.setattr(fetch, "_current_leaders", any_epoch)
+    batched = _raw_answer(served, request)
+    with Wire(served.server.bootstrap) as wire:
+        let_through = wire.request(request)
+    entries = [p for t in let_through.responses for p in t.partitions]
+    assert [p.error_code for p in entries] == [0, 0]
+    assert [bool(p.records) for p in entries] == [False, True]  # caught up; records
+    monkeypatch.setattr(fetch, "_run_looks", _one_at_a_time)
+    assert _raw_answer(served, request) == batched
