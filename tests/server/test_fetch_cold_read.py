@@ -21,6 +21,8 @@ from engine.server.handlers import fetch
 from s3stream import StreamStoreConfig
 from s3stream.fetcher import Fetcher
 from tests.server.fetching import TIMEOUT, answer, entries_by_partition, fetch_request, send_records
+from tests.server.in_process import InProcessServer
+from tests.server.wire import Wire
 
 PARTITIONS = 3
 RECORDS = 4
@@ -232,3 +234,24 @@ def test_a_cold_read_over_what_the_answer_has_left_sends_only_its_offsets(
     assert (entries[0].error_code, entries[0].records) == (0, first)
     assert (entries[1].error_code, entries[1].high_watermark) == (0, RECORDS)
     assert not entries[1].records
+
+
+def test_a_cold_read_is_shared_with_the_next_fetch_of_the_same_data(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object read is kept for later fetches of the same data (fan-out),
+    under the key and marks of its look: a second consumer's Fetch of it
+    is answered without another read, with the same records."""
+    cold = _counted(monkeypatch, Fetcher, "fetch_cold")
+    request = fetch_request(12, [("t", [(0, 1)])])
+    server = InProcessServer(uploaded)
+    try:
+        with Wire(server.bootstrap) as first, Wire(server.bootstrap) as second:
+            (read,) = entries_by_partition(first.request(request)).values()
+            (shared,) = entries_by_partition(second.request(request)).values()
+        hits = server.server.state.shared_reads.hits
+    finally:
+        server.stop()
+    assert read.records and (shared.error_code, shared.records) == (0, read.records)
+    assert len(cold) == 1  # the second was answered by the first's read
+    assert hits == 1
