@@ -119,13 +119,23 @@ topics_named = st.lists(
 )
 
 
+def _no_looks(_context: Any, _wanted: list[Any], start: int, _most: int) -> tuple[list[Any], int]:
+    return [None], start + 1
+
+
+@pytest.mark.parametrize("other_looks", [_one_at_a_time, _no_looks], ids=["each", "none"])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(version=st.integers(4, 17), isolation=st.sampled_from([0, 1]), topics=topics_named)
 def test_the_batch_look_answers_what_a_look_at_each_partition_answers(
-    served: Served, version: int, isolation: int, topics: list[Any]
+    served: Served, other_looks: Any, version: int, isolation: int, topics: list[Any]
 ) -> None:
+    """The batched looks answer as a look at each partition does (each)
+    and as the read path does without any look (none): the looks' checks
+    (_current_leaders, one code for both looks) keep their own copy of
+    the rules that path asks of a partition (leader_or_error: its index,
+    then the KIP-320 leader epoch), which only the second holds them to."""
     ours = served.engine.leader_epoch
     named = [
         (name, [(p, offset, -1 if shift is None else ours + shift) for p, offset, shift in parts])
@@ -134,9 +144,9 @@ def test_the_batch_look_answers_what_a_look_at_each_partition_answers(
     request = _request(served, version, isolation, named)
     batched = _raw_answer(served, request)
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(fetch, "_run_looks", _one_at_a_time)
-        each = _raw_answer(served, request)
-    assert batched == each
+        patched.setattr(fetch, "_run_looks", other_looks)
+        other = _raw_answer(served, request)
+    assert batched == other
 
 
 def test_a_caught_up_topic_is_answered_from_one_look_at_it(
