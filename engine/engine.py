@@ -815,15 +815,21 @@ class Engine:
         max_bytes: int,
         read_committed: bool,
         last_stable: int | None = None,
+        *,
+        cold: bool = False,
     ) -> PartitionFetch:
         """fetch_async of a partition leader the caller looked up, with the
         last stable offset if it read it (Partition.read_offsets) since its
         last await: the wire server's Fetch has looked at each partition it
         names once already, and a Fetch of thousands of partitions would
-        otherwise look up each again and read its offsets twice more."""
+        otherwise look up each again and read its offsets twice more.
+        ``cold``: fetch_leader_hot has just answered None for this read
+        (Partition.fetch_async)."""
         self._check_open()
         with store_errors(), PartitionRead(leader.topic, leader.index, offset):
-            return await leader.fetch_async(offset, max_bytes, read_committed, last_stable)
+            return await leader.fetch_async(
+                offset, max_bytes, read_committed, last_stable, cold=cold
+            )
 
     def fetch_leader_hot(
         self,

@@ -778,13 +778,18 @@ class Partition:
         max_bytes: int,
         read_committed: bool = False,
         last_stable: int | None = None,
+        *,
+        cold: bool = False,
     ) -> PartitionFetch:
         """``last_stable``: the last stable offset, if the caller read it
         (with read_offsets) since its last await; it only grows, so one
-        read before the data's stands for it (see _fetched)."""
+        read before the data's stands for it (see _fetched). ``cold``: the
+        caller's fetch_hot has just answered None, so the read goes to the
+        object straight away (StreamStore.fetch_cold)."""
         stable = self.last_stable_offset if last_stable is None else last_stable
+        read = self.store.fetch_cold if cold else self.store.fetch_async
         try:
-            result = await self.store.fetch_async(self.stream_id, offset, max_bytes)
+            result = await read(self.stream_id, offset, max_bytes)
         except StreamOffsetOutOfRange as error:
             return self._not_durable_yet(offset, stable, read_committed, error)
         except ReadPending:

@@ -261,6 +261,15 @@ class Fetcher:
         hot = self.fetch_hot(stream_id, offset, max_bytes)
         if hot is not None:
             return hot
+        return await self.fetch_cold(stream_id, offset, max_bytes)
+
+    async def fetch_cold(
+        self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
+    ) -> FetchResult:
+        """fetch_async's object read, for a caller that fetch_hot has just
+        answered None: the read needs an object, and asking _hot again (the
+        store's lock) would only say so twice. A read that went out of
+        range meanwhile raises from the object read as from fetch."""
         started = self.pace.now()
         read, shared = self._object_read(stream_id, offset, max_bytes)
         waits = self._waits

@@ -725,6 +725,13 @@ class StreamStore:
         on the reader threads so the event loop never waits for object storage."""
         return self._fetcher.fetch_async(stream_id, offset, max_bytes)
 
+    def fetch_cold(
+        self, stream_id: int, offset: int, max_bytes: int = 1 * MiB
+    ) -> Coroutine[Any, Any, FetchResult]:
+        """fetch_async's object read, for a caller that fetch_hot has just
+        answered None (Fetcher.fetch_cold)."""
+        return self._fetcher.fetch_cold(stream_id, offset, max_bytes)
+
     # -- uploading and compaction ------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:

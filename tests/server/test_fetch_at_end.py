@@ -5,7 +5,6 @@ without a read of the stream store, with the watermarks a read would give."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -14,10 +13,10 @@ from typing import Any
 import pytest
 
 import engine
-from engine.protocol.apis import ApiKey, load_request_schema
+from tests.server.fetching import engine_with_records, entries_by_partition, fetch_request
 from tests.server.in_process import InProcessServer
 from tests.server.store_reads import count_store_reads
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire
 
 RECORDS = 5
 
@@ -31,11 +30,7 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as opened:
-        opened.create_topic("t", 2)
-        with opened.producer() as producer:
-            for i in range(RECORDS):
-                producer.send("t", b"v%d" % i, partition=0).result(30)
+    with engine_with_records(tmp_path / "data", 2, {0: RECORDS}) as opened:
         opened.delete_records("t", 0, 2)
         reads = count_store_reads(monkeypatch, opened.store)
         server = InProcessServer(opened)
@@ -46,29 +41,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
 
 
 def _fetch(offsets: dict[int, int], isolation_level: int = 0) -> Any:
-    return build(
-        load_request_schema(ApiKey.FETCH, 11),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=isolation_level,
-        session_epoch=-1,
-        topics=[
-            {
-                "topic": "t",
-                "partitions": [
-                    {"partition": p, "fetch_offset": o, "partition_max_bytes": 1 << 20}
-                    for p, o in offsets.items()
-                ],
-            }
-        ],
-    )
-
-
-def _answers(response: Any) -> dict[int, Any]:
-    (topic,) = response.responses
-    return {p.partition_index: p for p in topic.partitions}
+    return fetch_request(11, [("t", offsets.items())], isolation_level=isolation_level)
 
 
 @pytest.mark.parametrize("isolation_level", [0, 1])
@@ -76,7 +49,7 @@ def test_a_fetch_at_the_end_reads_nothing_and_answers_the_watermarks(
     served: Served, isolation_level: int
 ) -> None:
     with Wire(served.bootstrap) as wire:
-        answers = _answers(wire.request(_fetch({0: RECORDS, 1: 0}, isolation_level)))
+        answers = entries_by_partition(wire.request(_fetch({0: RECORDS, 1: 0}, isolation_level)))
     assert served.store_reads == []  # neither partition was read from the store
     at_end, empty = answers[0], answers[1]
     assert at_end.error_code == 0 and not at_end.records
@@ -89,9 +62,9 @@ def test_a_fetch_at_the_end_reads_nothing_and_answers_the_watermarks(
 
 def test_a_fetch_below_the_end_or_past_it_takes_the_read_path(served: Served) -> None:
     with Wire(served.bootstrap) as wire:
-        below = _answers(wire.request(_fetch({0: 3})))[0]
-        past = _answers(wire.request(_fetch({0: RECORDS + 1})))[0]
-        before_start = _answers(wire.request(_fetch({0: 1})))[0]
+        below = entries_by_partition(wire.request(_fetch({0: 3})))[0]
+        past = entries_by_partition(wire.request(_fetch({0: RECORDS + 1})))[0]
+        before_start = entries_by_partition(wire.request(_fetch({0: 1})))[0]
     assert served.store_reads == [3, RECORDS + 1, 1]  # each read, as before
     assert below.error_code == 0 and below.records
     assert past.error_code == 1  # OFFSET_OUT_OF_RANGE, as a read finds
@@ -116,7 +89,7 @@ def test_a_tail_read_is_made_at_once_not_awaited(
 
     monkeypatch.setattr(partition, "fetch_async", counted)
     with Wire(served.bootstrap) as wire:
-        answer = _answers(wire.request(_fetch({0: 3}, isolation_level)))[0]
+        answer = entries_by_partition(wire.request(_fetch({0: 3}, isolation_level)))[0]
     assert awaited == []
     assert served.store_reads == [3]  # read once, at once
     assert answer.error_code == 0 and answer.records
@@ -151,7 +124,7 @@ def test_a_fetch_at_the_end_looks_at_each_partitions_offsets_once(
     monkeypatch.setattr(store, "_stream", counted)
     monkeypatch.setattr(store, "offsets_many", counted_together)
     with Wire(served.bootstrap) as wire:
-        answers = _answers(wire.request(_fetch({0: RECORDS, 1: 0})))
+        answers = entries_by_partition(wire.request(_fetch({0: RECORDS, 1: 0})))
     streams = [served.engine.partition("t", p).stream_id for p in (0, 1)]
     assert sorted(looks) == sorted(streams)
     assert (answers[0].high_watermark, answers[0].log_start_offset) == (RECORDS, 2)
@@ -171,12 +144,12 @@ def test_an_unknown_isolation_level_is_refused_and_the_connection_kept(
     before v13, in each partition named; nothing is read."""
     with Wire(served.bootstrap) as wire:
         refused = wire.request(_fetch({0: 2, 1: 0}, isolation_level))
-        kept = _answers(wire.request(_fetch({0: 2})))
+        kept = entries_by_partition(wire.request(_fetch({0: 2})))
     assert refused.error_code == UNKNOWN_SERVER_ERROR
-    assert {p: a.error_code for p, a in _answers(refused).items()} == {
+    assert {p: a.error_code for p, a in entries_by_partition(refused).items()} == {
         0: UNKNOWN_SERVER_ERROR,
         1: UNKNOWN_SERVER_ERROR,
     }
-    assert all(not a.records for a in _answers(refused).values())
+    assert all(not a.records for a in entries_by_partition(refused).values())
     assert kept[0].error_code == 0
     assert kept[0].high_watermark == RECORDS

@@ -10,7 +10,6 @@ fenced partitions, read committed or not, sessionless or in a session
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,13 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.protocol.apis import ApiKey, load_request_schema
 from engine.server.handlers import fetch
 from s3stream.stream_store import StreamStore
+from tests.server.fetching import TIMEOUT, fetch_request, send_records
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire
 
-TIMEOUT = 30.0
 PARTITIONS = {"t": 4, "u": 2}
 OFFSETS = [0, 1, 2, 3, 4, 7]
 """Below a moved log start, at it, inside the records, at the high
@@ -51,11 +49,7 @@ def _fill(data: Path) -> None:
     with engine.open(data, config=engine.EngineConfig.small()) as opened:
         for name, count in PARTITIONS.items():
             opened.create_topic(name, count)
-        with opened.producer() as producer:
-            for name, count in PARTITIONS.items():
-                for partition in range(1, count):
-                    for i in range(3):
-                        producer.send(name, b"v%d" % i, partition=partition).result(TIMEOUT)
+            send_records(opened, name, dict.fromkeys(range(1, count), 3))
         opened.delete_records("t", 2, 2)
         opened.create_topic("wide", WIDE)
         with opened.producer() as producer:
@@ -87,34 +81,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _request(served: Served, version: int, isolation: int, topics: list[Any]) -> Any:
-    by_id = version >= 13
-    named = []
-    for name, partitions in topics:
-        if by_id:
-            key: dict[str, Any] = {"topic_id": served.topic_ids.get(name, uuid.UUID(int=7))}
-        else:
-            key = {"topic": name}
-        entries = [
-            {
-                "partition": p,
-                "fetch_offset": offset,
-                "partition_max_bytes": 1 << 20,
-                "current_leader_epoch": epoch,
-            }
-            for p, offset, epoch in partitions
-        ]
-        named.append(key | {"partitions": entries})
-    return build(
-        load_request_schema(ApiKey.FETCH, version),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=isolation,
-        session_id=0,
-        session_epoch=-1,
-        topics=named,
-    )
+    """A Fetch of ``topics`` by name, or from v13 by id (a made-up one
+    for a topic never created)."""
+    if version >= 13:
+        topics = [(served.topic_ids.get(name, uuid.UUID(int=7)), parts) for name, parts in topics]
+    return fetch_request(version, topics, isolation_level=isolation)
 
 
 def _raw_answer(served: Served, request: Any) -> bytes:
@@ -148,13 +119,23 @@ topics_named = st.lists(
 )
 
 
+def _no_looks(_context: Any, _wanted: list[Any], start: int, _most: int) -> tuple[list[Any], int]:
+    return [None], start + 1
+
+
+@pytest.mark.parametrize("other_looks", [_one_at_a_time, _no_looks], ids=["each", "none"])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(version=st.integers(4, 17), isolation=st.sampled_from([0, 1]), topics=topics_named)
 def test_the_batch_look_answers_what_a_look_at_each_partition_answers(
-    served: Served, version: int, isolation: int, topics: list[Any]
+    served: Served, other_looks: Any, version: int, isolation: int, topics: list[Any]
 ) -> None:
+    """The batched looks answer as a look at each partition does (each)
+    and as the read path does without any look (none): the looks' checks
+    (_current_leaders, one code for both looks) keep their own copy of
+    the rules that path asks of a partition (leader_or_error: its index,
+    then the KIP-320 leader epoch), which only the second holds them to."""
     ours = served.engine.leader_epoch
     named = [
         (name, [(p, offset, -1 if shift is None else ours + shift) for p, offset, shift in parts])
@@ -163,9 +144,9 @@ def test_the_batch_look_answers_what_a_look_at_each_partition_answers(
     request = _request(served, version, isolation, named)
     batched = _raw_answer(served, request)
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(fetch, "_run_looks", _one_at_a_time)
-        each = _raw_answer(served, request)
-    assert batched == each
+        patched.setattr(fetch, "_run_looks", other_looks)
+        other = _raw_answer(served, request)
+    assert batched == other
 
 
 def test_a_caught_up_topic_is_answered_from_one_look_at_it(
@@ -246,15 +227,8 @@ def _session_answers(served: Served, isolation: int, named: list[Any]) -> list[A
     opening = dataclasses.replace(_request(served, 12, isolation, named), session_epoch=0)
     with Wire(served.server.bootstrap) as wire:
         full = wire.request(opening)
-        incremental = build(
-            load_request_schema(ApiKey.FETCH, 12),
-            replica_id=-1,
-            max_wait=datetime.timedelta(0),
-            min_bytes=0,
-            max_bytes=1 << 20,
-            isolation_level=isolation,
-            session_id=full.session_id,
-            session_epoch=1,
+        incremental = fetch_request(
+            12, [], isolation_level=isolation, session_id=full.session_id, session_epoch=1
         )
         after = wire.request(incremental)
     assert full.session_id != 0
@@ -277,3 +251,33 @@ def test_a_sessions_batch_look_answers_what_a_look_at_each_partition_answers(
         patched.setattr(fetch, "_run_looks", _one_at_a_time)
         each = _session_answers(served, isolation, named)
     assert batched == each
+
+
+@pytest.mark.parametrize("version", [9, 12, 13, 17])  # the current leader epoch from v9
+def test_a_looks_rule_changed_in_its_one_place_changes_both_paths(
+    served: Served, monkeypatch: pytest.MonkeyPatch, version: int
+) -> None:
+    """The batched looks and the look at one partition check a partition
+    by the same functions (_looked_topic, _current_leaders), so a rule
+    changed there is changed for both: here the leader epoch's, made to
+    let an older epoch through, answers the partitions named with it by
+    both paths alike, with no FENCED_LEADER_EPOCH."""
+    older = served.engine.leader_epoch - 1
+    request = _request(served, version, 0, [("u", [(0, 0, older), (1, 1, older)])])
+    with Wire(served.server.bootstrap) as wire:
+        fenced = wire.request(request)
+    assert {p.error_code for t in fenced.responses for p in t.partitions} == {74}
+    current_leaders = fetch._current_leaders
+
+    def any_epoch(run: list[Any], leaders: Any, ours: int) -> Any:
+        return current_leaders([w._replace(current_leader_epoch=-1) for w in run], leaders, ours)
+
+    monkeypatch.setattr(fetch, "_current_leaders", any_epoch)
+    batched = _raw_answer(served, request)
+    with Wire(served.server.bootstrap) as wire:
+        let_through = wire.request(request)
+    entries = [p for t in let_through.responses for p in t.partitions]
+    assert [p.error_code for p in entries] == [0, 0]
+    assert [bool(p.records) for p in entries] == [False, True]  # caught up; records
+    monkeypatch.setattr(fetch, "_run_looks", _one_at_a_time)
+    assert _raw_answer(served, request) == batched

@@ -5,7 +5,6 @@ that walk the objects it holds, full ones among them."""
 
 from __future__ import annotations
 
-import datetime
 import gc
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,22 +12,19 @@ from typing import Any
 
 import pytest
 
-import engine
-from engine.protocol.apis import ApiKey, load_request_schema
 from engine.server.handlers import fetch
+from tests.server.fetching import engine_with_records, fetch_request
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire
 
 PARTITIONS = 4
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[InProcessServer]:
-    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as opened:
-        opened.create_topic("t", PARTITIONS)
-        with opened.producer() as producer:
-            for partition in range(PARTITIONS):
-                producer.send("t", b"v", partition=partition).result(30)
+    with engine_with_records(
+        tmp_path / "data", PARTITIONS, dict.fromkeys(range(PARTITIONS), 1)
+    ) as opened:
         server = InProcessServer(opened)
         try:
             yield server
@@ -37,24 +33,7 @@ def served(tmp_path: Path) -> Iterator[InProcessServer]:
 
 
 def _request(offset: int) -> Any:
-    return build(
-        load_request_schema(ApiKey.FETCH, 12),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_epoch=-1,
-        topics=[
-            {
-                "topic": "t",
-                "partitions": [
-                    {"partition": p, "fetch_offset": offset, "partition_max_bytes": 1 << 20}
-                    for p in range(PARTITIONS)
-                ],
-            }
-        ],
-    )
+    return fetch_request(12, [("t", [(p, offset) for p in range(PARTITIONS)])])
 
 
 @pytest.mark.parametrize("offset", [0, 1], ids=["records", "caught-up"])

@@ -6,7 +6,6 @@ replay's instructions on the event loop (docs/design/0085)."""
 from __future__ import annotations
 
 import builtins
-import datetime
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,37 +14,19 @@ from typing import Any
 import pytest
 
 import engine
-from engine.protocol.apis import ApiKey, load_request_schema
+from tests.server.fetching import engine_with_records, fetch_request
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
-
-TIMEOUT = 30.0
+from tests.server.wire import Wire
 
 
 @pytest.fixture
 def served(tmp_path: Any) -> Iterator[engine.Engine]:
-    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as opened:
-        opened.create_topic("t", 1)
-        with opened.producer() as producer:
-            for i in range(3):
-                producer.send("t", b"v%d" % i, partition=0).result(TIMEOUT)
+    with engine_with_records(tmp_path / "data", 1, {0: 3}) as opened:
         yield opened
 
 
-def _request(version: int, topic_id: Any) -> Any:
-    topic: dict[str, Any] = {"topic": "t"} if version < 13 else {"topic_id": topic_id}
-    topic["partitions"] = [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}]
-    return build(
-        load_request_schema(ApiKey.FETCH, version),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=[topic],
-    )
+def _request(version: int, topic_id: uuid.UUID) -> Any:
+    return fetch_request(version, [("t" if version < 13 else topic_id, [(0, 0)])])
 
 
 @pytest.mark.parametrize("version", [12, 13])

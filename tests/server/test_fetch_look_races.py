@@ -9,7 +9,6 @@ start, never a deleted topic's records."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,20 @@ import pytest
 
 import engine
 import native
-from engine.protocol.apis import ApiKey, load_request_schema
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.handlers import fetch
-from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
-
-TIMEOUT = 30.0
+from tests.server.fetching import (
+    TIMEOUT,
+    answer,
+    engine_with_records,
+    entries_by_partition,
+    fetch_request,
+)
 
 
 @pytest.fixture
 def opened(tmp_path: Path) -> Iterator[engine.Engine]:
-    with engine.open(tmp_path / "data", config=engine.EngineConfig.small()) as served:
-        served.create_topic("t", 1)
-        with served.producer() as producer:
-            for i in range(3):
-                producer.send("t", b"v%d" % i, partition=0).result(TIMEOUT)
+    with engine_with_records(tmp_path / "data", 1, {0: 3}) as served:
         yield served
 
 
@@ -64,30 +61,8 @@ def _answer(
 
     monkeypatch.setattr(fetch, "_look", looked_then_changed)
     monkeypatch.setattr(fetch, "_run_looks", run_looked_then_changed)
-    request = build(
-        load_request_schema(ApiKey.FETCH, 12),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
-        isolation_level=isolation_level,
-        session_epoch=-1,
-        topics=[
-            {
-                "topic": "t",
-                "partitions": [
-                    {"partition": 0, "fetch_offset": offset, "partition_max_bytes": 1 << 20}
-                ],
-            }
-        ],
-    )
-    server = InProcessServer(served)
-    try:
-        with Wire(server.bootstrap) as wire:
-            ((topic,),) = [wire.request(request).responses]
-    finally:
-        server.stop()
-    (entry,) = topic.partitions
+    request = fetch_request(12, [("t", [(0, offset)])], isolation_level=isolation_level)
+    (entry,) = entries_by_partition(answer(served, request)).values()
     return entry
 
 

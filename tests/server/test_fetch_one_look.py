@@ -5,7 +5,6 @@ answers are those of the general path, which looks again at each step."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -13,14 +12,13 @@ import pytest
 
 import engine
 from engine.partition import Partition
-from engine.protocol.apis import ApiKey, load_request_schema
 from engine.server.handlers import fetch
 from s3stream.stream_store import StreamStore
+from tests.server.fetching import TIMEOUT, answer, engine_with_records, fetch_request
 from tests.server.in_process import InProcessServer
-from tests.server.wire import Wire, build
+from tests.server.wire import Wire
 
 PARTITIONS = 6
-TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +27,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Engine]:
     log start moved past some, with an aborted transaction, with an open
     one (its last stable offset below its high watermark)."""
     data = tmp_path_factory.mktemp("one-look") / "data"
-    with engine.open(data, config=engine.EngineConfig.small()) as opened:
-        opened.create_topic("t", PARTITIONS)
-        with opened.producer() as producer:
-            for partition in range(1, PARTITIONS):
-                for i in range(3):
-                    producer.send("t", b"v%d" % i, partition=partition).result(TIMEOUT)
+    with engine_with_records(data, PARTITIONS, dict.fromkeys(range(1, PARTITIONS), 3)) as opened:
         opened.delete_records("t", 2, 2)
         aborted = opened.producer(transactional_id="aborted")
         opened_txn = opened.producer(transactional_id="open")
@@ -56,24 +49,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Engine]:
 
 
 def _request(offsets: list[int], isolation_level: int, epoch: int = -1, session: int = 0) -> Any:
-    return build(
-        load_request_schema(ApiKey.FETCH, 12),
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=1 << 20,
+    return fetch_request(
+        12,
+        [("t", enumerate(offsets))],
         isolation_level=isolation_level,
         session_id=session,
         session_epoch=epoch,
-        topics=[
-            {
-                "topic": "t",
-                "partitions": [
-                    {"partition": p, "fetch_offset": o, "partition_max_bytes": 1 << 20}
-                    for p, o in enumerate(offsets)
-                ],
-            }
-        ],
     )
 
 
@@ -93,15 +74,6 @@ def _entries(response: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def _answer(opened: engine.Engine, request: Any) -> Any:
-    server = InProcessServer(opened)
-    try:
-        with Wire(server.bootstrap) as wire:
-            return wire.request(request)
-    finally:
-        server.stop()
-
-
 OFFSETS = [0, 1, 2, 3, 4, 5]
 """Each partition is fetched at each of these: below its log start, at it,
 inside its records, at its high watermark (3, or 4 with a marker), past it."""
@@ -115,12 +87,12 @@ def test_the_answers_are_the_general_paths(
         [OFFSETS[(seed + p * 2) % len(OFFSETS)] for p in range(PARTITIONS)]
         for seed in range(len(OFFSETS))
     ]
-    looked = [_entries(_answer(served, _request(c, isolation_level))) for c in combos]
+    looked = [_entries(answer(served, _request(c, isolation_level))) for c in combos]
     monkeypatch.setattr(fetch, "_look", lambda *_: None)
     monkeypatch.setattr(
         fetch, "_run_looks", lambda _context, _wanted, start, _most: ([None], start + 1)
     )
-    general = [_entries(_answer(served, _request(c, isolation_level))) for c in combos]
+    general = [_entries(answer(served, _request(c, isolation_level))) for c in combos]
     assert looked == general
     assert any(records for entries in looked for *_, records in entries)  # reads were made
 
