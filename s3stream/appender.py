@@ -354,6 +354,15 @@ class _Durable:
         if self.uploaded is not None:
             self.uploaded.add_done_callback(self._uploaded)
             return
+        appender = self._appender
+        if (
+            not self._waits_for_room
+            or appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes
+        ):
+            # _make_room's answer when there is room, without its call: a
+            # local acknowledgement's usual end.
+            self._then(None)
+            return
         self._make_room()
 
     def _uploaded(self, uploaded: Future[int]) -> None:
