@@ -12,6 +12,7 @@ import pytest
 import engine
 import native
 from engine.clock import ManualClock
+from engine.config import LONG_MAX
 from native import RecordSpec
 
 NOW = 1_700_000_000_000
@@ -34,10 +35,14 @@ class CountedClock(ManualClock):
     [
         {"message.timestamp.before.max.ms": "60000"},
         {"message.timestamp.after.max.ms": "60000"},
+        {"message.timestamp.difference.max.ms": "60000"},
         {"message.timestamp.type": "LogAppendTime"},
+        # A topic's defaults bound it an hour ahead (Kafka 4.0's
+        # message.timestamp.after.max.ms), so only this one has no bound.
+        {"message.timestamp.after.max.ms": str(LONG_MAX)},
         {},
     ],
-    ids=["before-bound", "after-bound", "append-time", "unbounded"],
+    ids=["before-bound", "after-bound", "difference-bound", "append-time", "unbounded", "defaults"],
 )
 def test_an_append_reads_the_clock_once(tmp_path: Path, configs: dict[str, str]) -> None:
     clock = CountedClock()
