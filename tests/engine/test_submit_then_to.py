@@ -3,7 +3,9 @@ whose topic was deleted since (and perhaps created again under the same
 name) is never appended to, since its stream went with the topic and an
 acknowledgement there would be of records no one can read. The append
 goes to the partition the name now stands for, as a look-up by name
-(Engine.submit_then) finds it, or is refused as that look-up refuses."""
+(Engine.submit_then) finds it, or is refused as that look-up refuses.
+And it takes the topic's own durability: a ``remote`` topic's append is
+answered only once the object holding it is committed."""
 
 from __future__ import annotations
 
@@ -61,3 +63,26 @@ def test_an_append_to_a_deleted_leader_is_refused_when_the_topic_is_gone(
         with pytest.raises(UnknownTopic):
             _appended(opened, stale)
         assert "t" not in opened.list_topics()
+
+
+def test_a_remote_topics_append_is_answered_once_its_object_is_committed(
+    tmp_path: Path,
+) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("r", 1, {"tidelog.ack.durability": "remote"})
+        leader = opened.partition("r", 0)
+        committed_when_answered: list[bool] = []
+
+        async def append() -> BaseException | None:
+            done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+            def then(result: AppendResult, error: BaseException | None) -> None:
+                uploaded = leader.store.when_remote(leader.stream_id, result.last_offset + 1)
+                committed_when_answered.append(uploaded.done())
+                done.set_result(error)
+
+            opened.submit_then_to(leader, BATCH, then)
+            return await asyncio.wait_for(done, 60)
+
+        assert asyncio.run(append()) is None
+    assert committed_when_answered == [True]
