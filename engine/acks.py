@@ -59,8 +59,10 @@ class Acks:
         coroutine per append); cancelling it stops the wait, not the append."""
         done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         settle = _SettleAsync(done)
-        with store_errors():
+        try:
             result = leader.submit_then(records, settle, remote, provenance, one_batch)
+        except S3StreamError as error:  # store_errors(), as submit_then spells it
+            raise translate(error) from error
         if result.duplicate:  # a retry: answered once the original is durable
             return asyncio.wrap_future(self._retry_durable(leader, result, remote))
         settle.result = result
@@ -83,8 +85,12 @@ class Acks:
         raise here. The Produce handler's one-partition path: its answer is
         made in this call, with no future between the store and it."""
         settle = _SettleThen(then)
-        with store_errors():
+        try:
             result = leader.submit_then(records, settle, remote, provenance, one_batch)
+        except S3StreamError as error:
+            # store_errors() spelled out: its __enter__ and __exit__ are two
+            # Python calls a Produce, and a try costs nothing until it catches.
+            raise translate(error) from error
         if result.duplicate:  # a retry: answered once the original is durable
             retried = asyncio.wrap_future(self._retry_durable(leader, result, remote))
             retried.add_done_callback(partial(_call_retried, then, result))

@@ -744,6 +744,29 @@ class Engine:
         leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
         self._acks.submit_then(leader, records, then, remote, provenance, one_batch)
 
+    def submit_then_to(
+        self,
+        leader: Partition,
+        records: bytes | bytearray | memoryview,
+        then: AppendCall,
+        *,
+        provenance: Provenance | None = None,
+        one_batch: bool = False,
+        may_create: CreateCheck | None = None,
+    ) -> None:
+        """submit_then to a leader the caller has just looked up
+        (``partition``), with the topic's own durability: the Produce
+        handler's one-partition path, which looks at the partition before
+        it appends and need not look it up a second time. A topic deleted
+        since is looked up again, as submit_then looks it up: created
+        again where ``may_create`` allows."""
+        self._check_open()
+        if leader.deleted:
+            leader = self.partition(
+                leader.topic, leader.index, auto_create=True, may_create=may_create
+            )
+        self._acks.submit_then(leader, records, then, None, provenance, one_batch)
+
     def appends_gathered(self) -> contextlib.AbstractContextManager[None]:
         """Appends made inside the block (one request's partitions) share one
         write and one sync of the WAL; the WAL's writer waits for the block

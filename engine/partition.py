@@ -346,13 +346,16 @@ class Partition:
         one_batch: bool,
     ) -> tuple[AppendResult, T | None]:
         checked_by = self.record_check
-        buffer, headers = self._validate(data, one_batch, checked_by)
+        # One reading of the clock an append, as Kafka's UnifiedLog.append
+        # hands LogValidator one ``now`` for the timestamp bounds and the
+        # LogAppendTime stamp alike.
+        now = self._clock.time_ms()
+        buffer, headers = self._validate(data, one_batch, checked_by, now)
         producer_batch = headers[0] if headers[0].producer_id >= 0 else None
         # Any batch of several with a producer id, not only a first one:
         # its sequence and transaction are checked for a lone batch only.
         if len(headers) > 1 and any(header.producer_id >= 0 for header in headers):
             raise InvalidRecord("an idempotent producer sends one batch per partition")
-        now = self._clock.time_ms()
         sent = (buffer, headers, producer_batch)
         stamping = self.config.stamp_provenance
         if stamping:
@@ -505,7 +508,7 @@ class Partition:
         return inflation_limit(self.config)
 
     def _validate(
-        self, data: BytesLike, one_batch: bool, record_check: RecordCheck | None
+        self, data: BytesLike, one_batch: bool, record_check: RecordCheck | None, now: int
     ) -> tuple[bytearray | memoryview, list[BatchHeader]]:
         """Checks the batches against the format and the topic's rules; returns
         a writable buffer (the caller's if it is one) and the headers.
@@ -515,7 +518,7 @@ class Partition:
         rules (a compacted topic's key, the timestamp bounds) are named one by
         one in the error's record_errors."""
         config = self.config
-        min_timestamp, max_timestamp = self._timestamp_bounds()
+        min_timestamp, max_timestamp = self._timestamp_bounds(now)
         max_inflated = inflation_limit(config)
         try:
             headers = native.validate_batches(
@@ -603,14 +606,13 @@ class Partition:
                 return log_append_time_refused(batch, max_inflated, f"{self.topic}-{self.index}")
         return None
 
-    def _timestamp_bounds(self) -> tuple[int | None, int | None]:
-        """The record timestamps the topic accepts now (None: no bound);
-        LogAppendTime topics overwrite them, so accept any."""
+    def _timestamp_bounds(self, now: int) -> tuple[int | None, int | None]:
+        """The record timestamps the topic accepts at ``now`` (None: no
+        bound); LogAppendTime topics overwrite them, so accept any."""
         config = self.config
         before, after = config.timestamp_before_max_ms, config.timestamp_after_max_ms
         if config.log_append_time or (before == LONG_MAX and after == LONG_MAX):
             return None, None
-        now = self._clock.time_ms()
         low = None if before == LONG_MAX else max(now - before, -LONG_MAX - 1)
         high = None if after == LONG_MAX else min(now + after, LONG_MAX)
         return low, high

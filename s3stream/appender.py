@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar, cast
 
 from s3stream.append_options import AppendOptions, Pacing
@@ -126,7 +127,12 @@ class Appender:
         future or task is made for it (the server's hot path). Refusals
         raise here, as submit's do."""
         durable = _Durable(self, then, options.pacing is Pacing.WAIT)
-        durable.uploaded = self._append(durable.submit, stream_id, batch, options)[1]
+        # The WAL's submit_then bound to the durable's call (a partial, not
+        # a method of its own: one Python frame less an append).
+        wal_submit = partial(self._wal.submit_then, durable.wal_done)
+        uploaded = self._append(wal_submit, stream_id, batch, options)[1]
+        if uploaded is not None:
+            durable.wait_remote(uploaded)
 
     def _append(
         self,
@@ -308,9 +314,15 @@ class _Durable:
     outcome, the fence, with ``uploaded`` (remote) the upload's outcome,
     then the wait for room if its pacing asks for one (back-pressure,
     after accepting, so the caller's offsets stay valid; waited for off
-    the loop)."""
+    the loop).
 
-    __slots__ = ("_appender", "_handoff", "_loop", "_then", "_waits_for_room", "uploaded")
+    A local append (acks=all on the fsynced WAL, the usual one) is called
+    on its loop by the WAL itself: only a remote one is handed back to the
+    loop from the uploader's thread, so only ``wait_remote`` looks the
+    loop's handoff up, and the loop itself is looked up only by a wait for
+    room (from a call already on it)."""
+
+    __slots__ = ("_appender", "_handoff", "_then", "_waits_for_room", "uploaded")
 
     def __init__(
         self,
@@ -321,37 +333,17 @@ class _Durable:
         self._appender = appender
         self._then = then
         self._waits_for_room = waits_for_room
-        self._loop = asyncio.get_running_loop()
-        self._handoff = appender.handoff(self._loop)
+        self._handoff: LoopHandoff | None = None
         self.uploaded: Future[int] | None = None
         """Settled once the append is in a committed object (remote only)."""
 
-    def submit(
-        self,
-        payload: bytes | memoryview,
-        *,
-        stream_id: int,
-        start_offset: int,
-        end_offset: int,
-        record_type: int,
-        tag: object,
-        prefix: bytes,
-        payload_crc: int | None,
-    ) -> None:
-        """The WAL's submit, as _append calls it, with this as its call."""
-        self._appender._wal.submit_then(
-            self._wal_done,
-            payload,
-            stream_id=stream_id,
-            start_offset=start_offset,
-            end_offset=end_offset,
-            record_type=record_type,
-            tag=tag,
-            prefix=prefix,
-            payload_crc=payload_crc,
-        )
+    def wait_remote(self, uploaded: Future[int]) -> None:
+        """Waits for ``uploaded`` after the WAL's commit: called on the
+        running loop, whose handoff the upload's call comes back through."""
+        self._handoff = self._appender.handoff(asyncio.get_running_loop())
+        self.uploaded = uploaded
 
-    def _wal_done(self, outcome: WalOutcome) -> None:
+    def wal_done(self, outcome: WalOutcome) -> None:
         if isinstance(outcome, BaseException):
             self._then(StoreFailed(outcome) if isinstance(outcome, WalError) else outcome)
             return
@@ -362,13 +354,22 @@ class _Durable:
         if self.uploaded is not None:
             self.uploaded.add_done_callback(self._uploaded)
             return
+        appender = self._appender
+        if (
+            not self._waits_for_room
+            or appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes
+        ):
+            # _make_room's answer when there is room, without its call: a
+            # local acknowledgement's usual end.
+            self._then(None)
+            return
         self._make_room()
 
     def _uploaded(self, uploaded: Future[int]) -> None:
         # On the uploader's thread (or this one, if already settled): a
         # commit answers all its appends at once, and those of one loop
         # share one wake-up of it.
-        self._handoff.call(self._after_upload, uploaded)
+        cast(LoopHandoff, self._handoff).call(self._after_upload, uploaded)
 
     def _after_upload(self, uploaded: Future[int]) -> None:
         if uploaded.cancelled():
@@ -387,7 +388,9 @@ class _Durable:
             self._then(None)
             return
         try:
-            waited = self._loop.run_in_executor(appender._room_waits, appender._wait_for_room)
+            # On the loop: called by the WAL's settling or the handoff's run.
+            loop = asyncio.get_running_loop()
+            waited = loop.run_in_executor(appender._room_waits, appender._wait_for_room)
         except RuntimeError:  # the waits were ended: the store is closed
             self._then(StoreClosed())
             return

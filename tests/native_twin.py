@@ -199,6 +199,10 @@ ONE_PASS_ONLY: dict[str, str] = {
     "pass runs",
     "tests/test_native_twin.py": "checks this selection; it names native/'s modules, "
     "it does not run them",
+    "tests/engine/test_append_clock_reads.py": "builds its batches with native/; what it tests "
+    "is how often an append reads the clock, the same Python on either",
+    "tests/engine/test_submit_then_to.py": "builds its batch with native/; what it "
+    "tests is which leader an append reaches and when it is answered, the same Python on either",
 }
 
 

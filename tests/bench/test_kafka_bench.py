@@ -90,6 +90,10 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
     assert report["server_produce_ms_per_mib"] == pytest.approx(
         report["server_produce_cpu_s"] * 1000 / 32, abs=0.2
     )
+    # Counted on until the backlog left unuploaded is in objects: never
+    # less than up to the last delivery.
+    assert report["produce_upload_tail_s"] >= 0
+    assert report["server_produce_uploaded_ms_per_mib"] >= report["server_produce_ms_per_mib"]
     # The event loop's share (its thread's CPU, rounded alike), its page
     # faults per MiB (at most every page of what it read, and what it
     # allocated besides) and the memory the server holds after the produce.

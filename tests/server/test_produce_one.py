@@ -289,3 +289,17 @@ def test_a_request_the_one_partition_path_declines_is_offered_to_it_once(
     with mock.patch.object(produce, "_produce_one", wraps=_produce_one) as offered:
         asyncio.run(_answer(handle_produce, fast, header, _request(topic, 1, _GOOD, acks)))
     assert offered.call_count == 1
+
+
+def test_the_one_partition_path_looks_its_partition_up_once(
+    servers: tuple[ServerState, ServerState],
+) -> None:
+    """The leader the path looked at for its checks is the one it appends
+    to (Engine.submit_then_to), not looked up again by the append."""
+    fast, _ = servers
+    header = RequestHeader(ApiKey.PRODUCE, 9, 1, "client", 0)
+    opened = fast.engine
+    with mock.patch.object(opened, "partition", wraps=opened.partition) as looked_up:
+        answer = asyncio.run(_answer(handle_produce, fast, header, _request("plain", 2, _GOOD, -1)))
+    assert answer is not None
+    assert looked_up.call_count == 1

@@ -269,20 +269,19 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
     ):
         return None
     try:
-        # One look at the partition for what the general path asks of it:
-        # that its topic exists, and checks no records.
-        if engine.partition(name, partition.partition).record_check is not None:
-            return None
+        # One look at the partition for what the general path asks of it
+        # (that its topic exists, and checks no records) and for the append.
+        leader = engine.partition(name, partition.partition)
     except EngineError:  # no such topic or partition: the general path answers it
+        return None
+    if leader.record_check is not None:
         return None
     one = _OneAppend(context.header, name, partition.partition)
     try:
-        engine.submit_then(
-            name,
-            partition.partition,
+        engine.submit_then_to(
+            leader,
             records,
             one.durable,
-            remote=None,
             provenance=context.identity.provenance(context.header.client_id),
             one_batch=True,  # see _produce
             may_create=partial(authorize.check_create_topic, context),  # see _produce
@@ -296,7 +295,7 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
 
 class _OneAppend:
     """The answer to a request of one append (_produce_one): a future
-    settled by the append's own call (Engine.submit_then) or by the
+    settled by the append's own call (Engine.submit_then_to) or by the
     request's timeout, as _when_durable answers; no future of the append's
     between the store and the answer, and no task."""
 

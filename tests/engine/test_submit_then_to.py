@@ -1,0 +1,88 @@
+"""Engine.submit_then_to appends to a leader its caller looked up: one
+whose topic was deleted since (and perhaps created again under the same
+name) is never appended to, since its stream went with the topic and an
+acknowledgement there would be of records no one can read. The append
+goes to the partition the name now stands for, as a look-up by name
+(Engine.submit_then) finds it, or is refused as that look-up refuses.
+And it takes the topic's own durability: a ``remote`` topic's append is
+answered only once the object holding it is committed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import engine
+import native
+from engine.acks import AppendCall
+from engine.engine import Engine
+from engine.errors import UnknownTopic
+from engine.partition import AppendResult, Partition
+from native import RecordSpec
+
+BATCH = bytes(native.encode_batch([RecordSpec(0, None, b"kept", ())]))
+
+
+def _appended(opened: Engine, stale: Partition) -> tuple[AppendResult, BaseException | None]:
+    async def append() -> tuple[AppendResult, BaseException | None]:
+        done: asyncio.Future[tuple[AppendResult, BaseException | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        then: AppendCall = lambda result, error: done.set_result((result, error))  # noqa: E731
+        opened.submit_then_to(stale, BATCH, then)
+        return await asyncio.wait_for(done, 30)
+
+    return asyncio.run(append())
+
+
+def test_an_append_to_a_deleted_leader_goes_to_the_topic_created_again(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("t", 1)
+        stale = opened.partition("t", 0)
+        opened.delete_topic("t")
+        opened.create_topic("t", 1)
+        result, error = _appended(opened, stale)
+        assert error is None
+        fresh = opened.partition("t", 0)
+        assert fresh is not stale
+        assert result.base_offset == 0
+        assert fresh.high_watermark == 1
+        fetched = opened.fetch("t", 0, 0, 1 << 20)
+        assert b"kept" in b"".join(bytes(batch) for batch in fetched.records)
+
+
+def test_an_append_to_a_deleted_leader_is_refused_when_the_topic_is_gone(
+    tmp_path: Path,
+) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("t", 1)
+        stale = opened.partition("t", 0)
+        opened.delete_topic("t")
+        with pytest.raises(UnknownTopic):
+            _appended(opened, stale)
+        assert "t" not in opened.list_topics()
+
+
+def test_a_remote_topics_append_is_answered_once_its_object_is_committed(
+    tmp_path: Path,
+) -> None:
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("r", 1, {"tidelog.ack.durability": "remote"})
+        leader = opened.partition("r", 0)
+        committed_when_answered: list[bool] = []
+
+        async def append() -> BaseException | None:
+            done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+            def then(result: AppendResult, error: BaseException | None) -> None:
+                uploaded = leader.store.when_remote(leader.stream_id, result.last_offset + 1)
+                committed_when_answered.append(uploaded.done())
+                done.set_result(error)
+
+            opened.submit_then_to(leader, BATCH, then)
+            return await asyncio.wait_for(done, 60)
+
+        assert asyncio.run(append()) is None
+    assert committed_when_answered == [True]
