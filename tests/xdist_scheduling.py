@@ -33,7 +33,6 @@ LONGEST_FIRST = (
     "tests/engine/test_verify.py",
     "tests/memory/test_vector.py",
     "tests/mirror/test_crash.py",
-    "tests/server/test_plain_flood.py",
     "tests/engine/test_submit_async.py",
     "tests/server/test_serve_double_sigint.py",
     "tests/engine/test_packing.py",
