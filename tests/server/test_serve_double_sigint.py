@@ -62,8 +62,13 @@ def _read_all(bootstrap: str, count: int) -> list[bytes]:
     try:
         read: list[bytes] = []
         deadline = time.monotonic() + 60
+        # The consumer's iterator ends only after consumer_timeout_ms without
+        # a record: leave it as soon as the count is read, not 5 s later.
         while len(read) < count and time.monotonic() < deadline:
-            read.extend(message.value for message in consumer)
+            for message in consumer:
+                read.append(message.value)
+                if len(read) >= count:
+                    break
         return read
     finally:
         consumer.close()
