@@ -20,20 +20,49 @@ from collections.abc import Mapping, Sized
 from xdist.scheduler import LoadFileScheduling
 from xdist.workermanage import WorkerController
 
-# The longest modules of a C pass (pytest --durations), longest first. A module
-# missing here only starts later; a name left here after its module is gone
-# changes nothing.
+# The longest modules of a C pass (pytest --durations=150: every module whose
+# listed tests took 20 s or more), longest first. Most are modules of one to
+# five tests, which the order by number of tests would hand out last, where
+# one a minute long keeps a worker busy while the other idles. A module missing
+# here only starts later; a name left here after its module is gone changes
+# nothing.
 LONGEST_FIRST = (
-    "tests/engine/test_model.py",
-    "tests/engine/test_crash.py",
+    "tests/bench/test_produce_instructions.py",
+    "tests/engine/test_checkpoint_parts.py",
+    "tests/mirror/test_group_offsets_restarts.py",
+    "tests/engine/test_verify.py",
+    "tests/memory/test_vector.py",
+    "tests/mirror/test_crash.py",
+    "tests/engine/test_submit_async.py",
+    "tests/server/test_serve_double_sigint.py",
+    "tests/engine/test_packing.py",
+    "tests/server/test_schema_registry.py",
     "tests/bench/test_kafka_bench.py",
+    "tests/tables/test_table_crash.py",
+    "tests/native/test_asan_fuzz.py",
+    "tests/engine/test_txn_model.py",
+    "tests/memory/test_lookup.py",
     "tests/faults/test_kill_campaign.py",
+    "tests/engine/test_consumer_poll_property.py",
+    "tests/memory/test_state_at.py",
+    "tests/tables/test_columns.py",
+    "tests/server/test_framing.py",
+    "tests/schemas/test_linear_json_schema.py",
+    "tests/faults/test_fork_through_an_outage.py",
+    "tests/native/test_crc32c.py",
+    "tests/s3stream/test_object_store.py",
+    "tests/server/test_topic_admin.py",
     "tests/faults/test_campaigns.py",
-    "tests/engine/test_takeover_campaign.py",
-    "tests/engine/test_cli.py",
-    "tests/engine/test_state_log.py",
-    "tests/engine/test_group_offsets_model.py",
-    "tests/s3stream/test_model.py",
+    "tests/bench/test_report.py",
+    "tests/bench/test_table_expiry_bench.py",
+    "tests/server/test_client_quotas.py",
+    "tests/bench/test_remote_ack_bench.py",
+    "tests/schemas/test_compatibility.py",
+    "tests/wal/test_recovery_rule.py",
+    "tests/bench/test_scale_bench.py",
+    "tests/engine/test_units.py",
+    "tests/server/test_delegation_tokens.py",
+    "tests/engine/test_consumer_protocol.py",
 )
 
 

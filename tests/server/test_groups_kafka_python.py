@@ -349,7 +349,9 @@ def test_a_restarted_server_keeps_offsets_and_the_group_carries_on(
     produce(bootstrap, topic, 2, 5)
     member = Member(bootstrap, group, topic).start()
     try:
+        # A record is noted before its commit is sent: wait for the commits.
         wait_until(lambda: len(member.records) == 10, "the member reads")
+        wait_until(lambda: sorted(member.committed.values()) == [5, 5], "the member commits")
         before = committed(bootstrap, group)
         assert before == {0: 5, 1: 5}
 

@@ -275,7 +275,11 @@ def test_a_flood_from_one_address_leaves_room_for_a_login_from_another(
     still checked and gets in."""
     queue_size = 8
     share = queue_size // 4
+    # The node's own credentials are derived unheld: held, each waited out
+    # held_checks.TIMEOUT before the node served.
+    held.release()
     with serving(tmp_path / "node", queue_size) as node:
+        held.hold()
         checks = node.server.server.password_checks
         flood = [
             Wire(node.bootstrap, timeout=TIMEOUT, source="127.0.0.1")

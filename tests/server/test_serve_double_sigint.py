@@ -51,7 +51,10 @@ def _produce_until_refused(bootstrap: str, acked: list[bytes], stop: threading.E
     producer.flush(10)
 
 
-def _read_all(bootstrap: str, count: int) -> list[bytes]:
+def _read_all(bootstrap: str, wanted: set[bytes]) -> list[bytes]:
+    """The topic's records from the start, until every one of ``wanted``
+    is read (records written but never acknowledged may come among them)
+    or the deadline."""
     consumer = KafkaConsumer(
         TOPIC,
         bootstrap_servers=bootstrap,
@@ -62,8 +65,16 @@ def _read_all(bootstrap: str, count: int) -> list[bytes]:
     try:
         read: list[bytes] = []
         deadline = time.monotonic() + 60
-        while len(read) < count and time.monotonic() < deadline:
-            read.extend(message.value for message in consumer)
+        unread = set(wanted)
+        # The consumer's iterator ends only after consumer_timeout_ms without
+        # a record: leave it as soon as the last wanted record is read, not
+        # 5 s later.
+        while unread and time.monotonic() < deadline:
+            for message in consumer:
+                read.append(message.value)
+                unread.discard(message.value)
+                if not unread:
+                    break
         return read
     finally:
         consumer.close()
@@ -103,7 +114,7 @@ def test_serve_sent_sigint_twice_exits_and_keeps_every_acknowledged_record(
 
     server.start()
     try:
-        read = _read_all(server.bootstrap, len(acked))
+        read = _read_all(server.bootstrap, set(acked))
     finally:
         assert server.stop() == 0, server.log()
     missing = set(acked) - set(read)
