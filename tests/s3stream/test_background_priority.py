@@ -13,6 +13,7 @@ import dataclasses
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +27,7 @@ from s3stream.manifest import CHECKPOINT_PREFIX, LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStore
 from s3stream.store.base import ObjectData
 from s3stream.uploader import OBJECT_PREFIX
+from tests.s3stream.conftest import S3Endpoint
 from tests.s3stream.faults import FaultyStore
 from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
 from wal.thread_priority import MOST_NICE, ThreadPriority
@@ -349,3 +351,34 @@ def test_a_started_pool_runs_work_at_its_priority_whoever_submits_it(nice: int) 
         assert answers == [min(MOST_NICE, opener + nice)] * workers
     finally:
         pool.shutdown()
+
+
+def test_a_multipart_puts_parts_go_up_at_the_priority_of_its_caller(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    """The S3 store's part senders start from the threads that put: a
+    lowered caller's first multipart put (the compactor's merge) must not
+    leave the senders lowered for a caller at the opener's priority after
+    it (an upload a remote acknowledgement waits for), nor the reverse."""
+    store = s3_endpoint.store(
+        f"parts-{uuid.uuid4().hex}", multipart_threshold=5 * MiB + 1, part_size=5 * MiB
+    )
+    sent_at: list[int] = []
+    send_part = store._client.upload_part
+
+    def noting_nice(**request: object) -> object:
+        sent_at.append(_own_nice())
+        return send_part(**request)
+
+    store._client.upload_part = noting_nice
+    data = os.urandom(11 * MiB)  # parts of 5, 5 and 1 MiB
+    try:
+        lowered = _on_opener(lambda: store.put("lowered-first", data))
+        lowered_parts, sent_at[:] = list(sent_at), []
+        store.put("then-the-opener", data)
+        assert lowered_parts == [lowered] * 3
+        assert sent_at == [_own_nice()] * 3
+        assert lowered > _own_nice()
+        assert store.get("then-the-opener") == data
+    finally:
+        store.close()
