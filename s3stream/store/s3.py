@@ -72,6 +72,7 @@ from s3stream.store.base import (
     ObjectStore,
     ObjectStoreError,
     PreconditionFailed,
+    StoreClosed,
     joined,
 )
 from s3stream.store.expect_continue import EXPECT_CONTINUE_BYTES, send_small_bodies_at_once
@@ -237,6 +238,8 @@ class S3Store(ObjectStore):
         """The part senders, a pool per priority of the threads that put
         (None: where threads have no priority of their own)."""
         self._parts_lock = threading.Lock()
+        self._closed = False
+        """Set by close(), under ``_parts_lock``: no part senders after it."""
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -364,6 +367,7 @@ class S3Store(ObjectStore):
         return {"ChecksumAlgorithm": "CRC32", "ChecksumCRC32": _crc32_header(parts)}
 
     def _put_multipart(self, key: str, view: memoryview, condition: dict[str, str]) -> str:
+        pool = self._part_pool(key)  # before the upload starts: a closed store starts none
         part_size = max(self.part_size, -(-view.nbytes // _MAX_PARTS))
         checksum = {"ChecksumAlgorithm": "CRC32"} if self._checksums else {}
         with _errors("put", key):
@@ -387,7 +391,6 @@ class S3Store(ObjectStore):
                 part["ChecksumCRC32"] = response["ChecksumCRC32"]
             return part
 
-        pool = self._part_pool()
         sends: list[Future[dict[str, Any]]] = []
         try:
             for number, start in enumerate(range(0, view.nbytes, part_size), start=1):
@@ -425,15 +428,18 @@ class S3Store(ObjectStore):
         except ObjectNotFound:
             return None
 
-    def _part_pool(self) -> ThreadPoolExecutor:
+    def _part_pool(self, key: str) -> ThreadPoolExecutor:
         """The part senders at the calling thread's priority. A pool starts
         its threads from the threads that submit to it, and a thread starts
         at its starter's priority and can never raise it again: one pool
         shared by all would keep the priority of whichever put came first,
         the lowered compactor's, say, for every remote acknowledgement's
-        upload after it. Only threads of one priority submit to each pool."""
+        upload after it. Only threads of one priority submit to each pool.
+        After close() none is made again: nothing would ever end its threads."""
         priority = own_priority()
         with self._parts_lock:
+            if self._closed:
+                raise StoreClosed("put", key, "the store is closed")
             pool = self._parts.get(priority)
             if pool is None:
                 pool = self._parts[priority] = ThreadPoolExecutor(_PART_WORKERS, "s3-parts")
@@ -547,6 +553,7 @@ class S3Store(ObjectStore):
 
     def close(self) -> None:
         with self._parts_lock:
+            self._closed = True
             pools, self._parts = list(self._parts.values()), {}
         for pool in pools:
             pool.shutdown(wait=True)

@@ -25,10 +25,11 @@ from native.buffers import BytesLike
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.manifest import CHECKPOINT_PREFIX, LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStore
-from s3stream.store.base import ObjectData
+from s3stream.store.base import ObjectData, StoreClosed
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.conftest import S3Endpoint
 from tests.s3stream.faults import FaultyStore
+from tests.s3stream.test_object_store import unfinished_uploads
 from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
 from wal.thread_priority import MOST_NICE, ThreadPriority
 
@@ -382,3 +383,23 @@ def test_a_multipart_puts_parts_go_up_at_the_priority_of_its_caller(
         assert store.get("then-the-opener") == data
     finally:
         store.close()
+
+
+def test_a_closed_s3_store_refuses_a_multipart_put_and_leaves_no_part_senders(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    """close() ends every priority's part senders; a multipart put after it
+    (a late compaction, a hedged copy that lost) must not start new ones
+    that nothing would ever end, nor leave an unfinished upload behind."""
+    store = s3_endpoint.store(
+        f"closed-{uuid.uuid4().hex}", multipart_threshold=5 * MiB + 1, part_size=5 * MiB
+    )
+    data = os.urandom(11 * MiB)
+    _on_opener(lambda: store.put("lowered", data))
+    store.put("opener", data)
+    store.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("s3-parts")]
+    with pytest.raises(StoreClosed):
+        store.put("after-close", data)
+    assert not [t for t in threading.enumerate() if t.name.startswith("s3-parts")]
+    assert unfinished_uploads(s3_endpoint, store) == []
