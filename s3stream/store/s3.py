@@ -394,7 +394,10 @@ class S3Store(ObjectStore):
         sends: list[Future[dict[str, Any]]] = []
         try:
             for number, start in enumerate(range(0, view.nbytes, part_size), start=1):
-                sends.append(pool.submit(send, number, start))
+                try:
+                    sends.append(pool.submit(send, number, start))
+                except RuntimeError as error:  # close() ended the pool after we took it
+                    raise StoreClosed("put", key, "the store was closed during the put") from error
             parts = [sent.result() for sent in sends]
             if "IfMatch" in condition and not _same_etag(self._version(key), condition["IfMatch"]):
                 # S3 checks If-Match on completion itself, but some S3-compatible

@@ -15,6 +15,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -402,4 +403,27 @@ def test_a_closed_s3_store_refuses_a_multipart_put_and_leaves_no_part_senders(
     with pytest.raises(StoreClosed):
         store.put("after-close", data)
     assert not [t for t in threading.enumerate() if t.name.startswith("s3-parts")]
+    assert unfinished_uploads(s3_endpoint, store) == []
+
+
+def test_a_multipart_put_that_close_overtakes_fails_as_a_closed_store(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    """A put that took its part senders just before close() ended them gets
+    the store's own error, not the pool's RuntimeError, and its upload is
+    aborted, not left unfinished in the bucket."""
+    store = s3_endpoint.store(
+        f"overtaken-{uuid.uuid4().hex}", multipart_threshold=5 * MiB + 1, part_size=5 * MiB
+    )
+    take_pool = store._part_pool
+
+    def taken_then_closed(key: str) -> ThreadPoolExecutor:
+        pool = take_pool(key)
+        pool.submit(lambda: None).result()  # a thread started, as a busy store has
+        store.close()  # the race's other side, run at the worst moment
+        return pool
+
+    store._part_pool = taken_then_closed  # type: ignore[method-assign]
+    with pytest.raises(StoreClosed):
+        store.put("overtaken", os.urandom(11 * MiB))
     assert unfinished_uploads(s3_endpoint, store) == []
