@@ -398,11 +398,13 @@ def test_a_closed_s3_store_refuses_a_multipart_put_and_leaves_no_part_senders(
     data = os.urandom(11 * MiB)
     _on_opener(lambda: store.put("lowered", data))
     store.put("opener", data)
+    senders = {thread for pool in store._parts.values() for thread in pool._threads}
+    assert len(store._parts) == 2 and senders
     store.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("s3-parts")]
+    assert not [thread for thread in senders if thread.is_alive()]
     with pytest.raises(StoreClosed):
         store.put("after-close", data)
-    assert not [t for t in threading.enumerate() if t.name.startswith("s3-parts")]
+    assert store._parts == {}
     assert unfinished_uploads(s3_endpoint, store) == []
 
 
