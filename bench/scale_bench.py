@@ -2,7 +2,8 @@
 
     python bench/scale_bench.py [--quick] [--json] [--only fanout|burst|partitions|history]...
                                 [--rate-mb 50] [--history-mib 10240] [--produce-mib 256]
-                                [--fanout-seconds 20] [--read-nice N] [--replay-rest-ratio R]
+                                [--fanout-seconds 20] [--read-nice N] [--background-nice N]
+                                [--replay-rest-ratio R]
                                 [--read-ahead-beside-live N] [--replay-client-nice N]
                                 [--burst-rounds N] [--data-dir PATH]
 
@@ -169,6 +170,8 @@ class Sizes:
     history_produce_mib: int
     read_nice: int | None = None
     """The burst servers' ``[store] read_nice``; None: its default."""
+    background_nice: int | None = None
+    """The burst servers' ``[store] background_nice``; None: its default."""
     replay_rest_ratio: float | None = None
     """The burst servers' ``[store] replay_rest_ratio``; None: its default."""
     read_ahead_beside_live: int | None = None
@@ -407,6 +410,7 @@ class _Usage:
 def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
     chosen = {
         "read_nice": sizes.read_nice,
+        "background_nice": sizes.background_nice,
         "replay_rest_ratio": sizes.replay_rest_ratio,
         "read_ahead_beside_live": sizes.read_ahead_beside_live,
     }
@@ -907,6 +911,12 @@ def main() -> None:
         "--read-nice", type=int, default=None, help="burst: the servers' [store] read_nice"
     )
     parser.add_argument(
+        "--background-nice",
+        type=int,
+        default=None,
+        help="burst: the servers' [store] background_nice",
+    )
+    parser.add_argument(
         "--replay-rest-ratio",
         type=float,
         default=None,
@@ -945,6 +955,8 @@ def main() -> None:
         )
     if args.read_nice is not None:
         sizes = dataclass_replace(sizes, read_nice=args.read_nice)
+    if args.background_nice is not None:
+        sizes = dataclass_replace(sizes, background_nice=args.background_nice)
     if args.replay_rest_ratio is not None:
         sizes = dataclass_replace(sizes, replay_rest_ratio=args.replay_rest_ratio)
     if args.read_ahead_beside_live is not None:

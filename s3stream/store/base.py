@@ -56,6 +56,12 @@ class ObjectNotFound(ObjectStoreError):
         super().__init__("get", key, "no such object")
 
 
+class StoreClosed(ObjectStoreError):
+    """The store was closed before the operation: no retry will work."""
+
+    transient = False
+
+
 class PreconditionFailed(ObjectStoreError):
     """A conditional put lost: the key exists, or its version moved on."""
 

@@ -37,7 +37,10 @@ Bodies below ``expect_continue_bytes`` (2 MiB) are sent with their headers,
 without waiting for ``100 Continue`` (expect_continue.py). Objects above
 ``multipart_threshold`` (64 MiB: more than one upload of the
 log cache writes, so those go up in one request) go up as multipart uploads,
-parts sent concurrently; a failed upload is aborted. Objects given in parts
+parts sent concurrently, each by a thread at the priority of the thread
+that asked for the put (a lowered compaction's parts stay lowered, and an
+upload a remote acknowledgement waits for never waits for them:
+wal/thread_priority.py); a failed upload is aborted. Objects given in parts
 (as the uploader lays them out) are sent from the parts, never joined into
 one buffer first (parts_body.py). Reads of a range
 starting exactly at the end of an object return b""; past the end,
@@ -69,10 +72,12 @@ from s3stream.store.base import (
     ObjectStore,
     ObjectStoreError,
     PreconditionFailed,
+    StoreClosed,
     joined,
 )
 from s3stream.store.expect_continue import EXPECT_CONTINUE_BYTES, send_small_bodies_at_once
 from s3stream.store.parts_body import PartsBody
+from wal.thread_priority import own_priority
 
 MiB = 1024 * 1024
 _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
@@ -229,8 +234,12 @@ class S3Store(ObjectStore):
         send_small_bodies_at_once(self._client, expect_continue_bytes)
         self._deletes_many = True
         """Whether the server implements DeleteObjects (until it says not)."""
-        self._parts: ThreadPoolExecutor | None = None
+        self._parts: dict[int | None, ThreadPoolExecutor] = {}
+        """The part senders, a pool per priority of the threads that put
+        (None: where threads have no priority of their own)."""
         self._parts_lock = threading.Lock()
+        self._closed = False
+        """Set by close(), under ``_parts_lock``: no part senders after it."""
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -358,6 +367,7 @@ class S3Store(ObjectStore):
         return {"ChecksumAlgorithm": "CRC32", "ChecksumCRC32": _crc32_header(parts)}
 
     def _put_multipart(self, key: str, view: memoryview, condition: dict[str, str]) -> str:
+        pool = self._part_pool(key)  # before the upload starts: a closed store starts none
         part_size = max(self.part_size, -(-view.nbytes // _MAX_PARTS))
         checksum = {"ChecksumAlgorithm": "CRC32"} if self._checksums else {}
         with _errors("put", key):
@@ -381,11 +391,13 @@ class S3Store(ObjectStore):
                 part["ChecksumCRC32"] = response["ChecksumCRC32"]
             return part
 
-        pool = self._part_pool()
         sends: list[Future[dict[str, Any]]] = []
         try:
             for number, start in enumerate(range(0, view.nbytes, part_size), start=1):
-                sends.append(pool.submit(send, number, start))
+                try:
+                    sends.append(pool.submit(send, number, start))
+                except RuntimeError as error:  # close() ended the pool after we took it
+                    raise StoreClosed("put", key, "the store was closed during the put") from error
             parts = [sent.result() for sent in sends]
             if "IfMatch" in condition and not _same_etag(self._version(key), condition["IfMatch"]):
                 # S3 checks If-Match on completion itself, but some S3-compatible
@@ -419,11 +431,22 @@ class S3Store(ObjectStore):
         except ObjectNotFound:
             return None
 
-    def _part_pool(self) -> ThreadPoolExecutor:
+    def _part_pool(self, key: str) -> ThreadPoolExecutor:
+        """The part senders at the calling thread's priority. A pool starts
+        its threads from the threads that submit to it, and a thread starts
+        at its starter's priority and can never raise it again: one pool
+        shared by all would keep the priority of whichever put came first,
+        the lowered compactor's, say, for every remote acknowledgement's
+        upload after it. Only threads of one priority submit to each pool.
+        After close() none is made again: nothing would ever end its threads."""
+        priority = own_priority()
         with self._parts_lock:
-            if self._parts is None:
-                self._parts = ThreadPoolExecutor(_PART_WORKERS, "s3-parts")
-            return self._parts
+            if self._closed:
+                raise StoreClosed("put", key, "the store is closed")
+            pool = self._parts.get(priority)
+            if pool is None:
+                pool = self._parts[priority] = ThreadPoolExecutor(_PART_WORKERS, "s3-parts")
+            return pool
 
     # -- reading ----------------------------------------------------------------
 
@@ -533,9 +556,10 @@ class S3Store(ObjectStore):
 
     def close(self) -> None:
         with self._parts_lock:
-            if self._parts is not None:
-                self._parts.shutdown(wait=True)
-                self._parts = None
+            self._closed = True
+            pools, self._parts = list(self._parts.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=True)
         self._client.close()
 
 

@@ -13,7 +13,9 @@ import dataclasses
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,9 +26,11 @@ from native.buffers import BytesLike
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.manifest import CHECKPOINT_PREFIX, LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStore
-from s3stream.store.base import ObjectData
+from s3stream.store.base import ObjectData, StoreClosed
 from s3stream.uploader import OBJECT_PREFIX
+from tests.s3stream.conftest import S3Endpoint
 from tests.s3stream.faults import FaultyStore
+from tests.s3stream.test_object_store import unfinished_uploads
 from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
 from wal.thread_priority import MOST_NICE, ThreadPriority
 
@@ -349,3 +353,79 @@ def test_a_started_pool_runs_work_at_its_priority_whoever_submits_it(nice: int) 
         assert answers == [min(MOST_NICE, opener + nice)] * workers
     finally:
         pool.shutdown()
+
+
+def test_a_multipart_puts_parts_go_up_at_the_priority_of_its_caller(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    """The S3 store's part senders start from the threads that put: a
+    lowered caller's first multipart put (the compactor's merge) must not
+    leave the senders lowered for a caller at the opener's priority after
+    it (an upload a remote acknowledgement waits for), nor the reverse."""
+    store = s3_endpoint.store(
+        f"parts-{uuid.uuid4().hex}", multipart_threshold=5 * MiB + 1, part_size=5 * MiB
+    )
+    sent_at: list[int] = []
+    send_part = store._client.upload_part
+
+    def noting_nice(**request: object) -> object:
+        sent_at.append(_own_nice())
+        return send_part(**request)
+
+    store._client.upload_part = noting_nice
+    data = os.urandom(11 * MiB)  # parts of 5, 5 and 1 MiB
+    try:
+        lowered = _on_opener(lambda: store.put("lowered-first", data))
+        lowered_parts, sent_at[:] = list(sent_at), []
+        store.put("then-the-opener", data)
+        assert lowered_parts == [lowered] * 3
+        assert sent_at == [_own_nice()] * 3
+        assert lowered > _own_nice()
+        assert store.get("then-the-opener") == data
+    finally:
+        store.close()
+
+
+def test_a_closed_s3_store_refuses_a_multipart_put_and_leaves_no_part_senders(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    """close() ends every priority's part senders; a multipart put after it
+    (a late compaction, a hedged copy that lost) must not start new ones
+    that nothing would ever end, nor leave an unfinished upload behind."""
+    store = s3_endpoint.store(
+        f"closed-{uuid.uuid4().hex}", multipart_threshold=5 * MiB + 1, part_size=5 * MiB
+    )
+    data = os.urandom(11 * MiB)
+    _on_opener(lambda: store.put("lowered", data))
+    store.put("opener", data)
+    senders = {thread for pool in store._parts.values() for thread in pool._threads}
+    assert len(store._parts) == 2 and senders
+    store.close()
+    assert not [thread for thread in senders if thread.is_alive()]
+    with pytest.raises(StoreClosed):
+        store.put("after-close", data)
+    assert store._parts == {}
+    assert unfinished_uploads(s3_endpoint, store) == []
+
+
+def test_a_multipart_put_that_close_overtakes_fails_as_a_closed_store(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    """A put that took its part senders just before close() ended them gets
+    the store's own error, not the pool's RuntimeError, and its upload is
+    aborted, not left unfinished in the bucket."""
+    store = s3_endpoint.store(
+        f"overtaken-{uuid.uuid4().hex}", multipart_threshold=5 * MiB + 1, part_size=5 * MiB
+    )
+    take_pool = store._part_pool
+
+    def taken_then_closed(key: str) -> ThreadPoolExecutor:
+        pool = take_pool(key)
+        pool.submit(lambda: None).result()  # a thread started, as a busy store has
+        store.close()  # the race's other side, run at the worst moment
+        return pool
+
+    store._part_pool = taken_then_closed  # type: ignore[method-assign]
+    with pytest.raises(StoreClosed):
+        store.put("overtaken", os.urandom(11 * MiB))
+    assert unfinished_uploads(s3_endpoint, store) == []
