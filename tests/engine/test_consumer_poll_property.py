@@ -22,6 +22,7 @@ import engine
 from engine.types import TopicPartition
 from tests.engine.counted_polls import counted_reads, poll
 from tests.engine.helpers_records import batch
+from tests.long_runs import sized
 
 Runs = list[tuple[int, int, int]]
 """A partition's batches as runs of alike ones: (batches, records a batch,
@@ -32,7 +33,7 @@ partition_runs = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=sized(20, 60), deadline=None)
 @given(
     logs=st.lists(partition_runs, min_size=1, max_size=5),
     fetch_max_bytes=st.integers(1, 4000),
