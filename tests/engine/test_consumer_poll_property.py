@@ -20,12 +20,17 @@ from hypothesis import strategies as st
 
 import engine
 from engine.types import TopicPartition
+from s3stream import StreamStoreConfig
 from tests.engine.counted_polls import counted_reads, poll
 from tests.engine.helpers_records import batch
 
 Runs = list[tuple[int, int, int]]
 """A partition's batches as runs of alike ones: (batches, records a batch,
 bytes a record's value)."""
+
+SMALL_SEGMENTS = engine.EngineConfig(store=StreamStoreConfig(wal_segment_bytes=256 * 1024))
+"""A close trims the WAL and waits for a spare segment to be zero-filled:
+at the default segment size, most of an example's time."""
 
 partition_runs = st.lists(
     st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(0, 700)), max_size=3
@@ -66,13 +71,13 @@ def test_every_record_once_in_order_within_budgets_and_no_partition_starved(
     appended_since_open = 0 if reopened else 1
     with tempfile.TemporaryDirectory() as directory, pytest.MonkeyPatch.context() as patch:
         node = Path(directory) / "node"
-        with engine.open(node) as e:
+        with engine.open(node, config=SMALL_SEGMENTS) as e:
             e.create_topic("t", len(logs))
             for p, values in batches.items():
                 for records in values[: len(values) - appended_since_open]:
                     e.produce("t", p, batch(records))
         # Reopened, with nothing appended since: no batch size is known.
-        with engine.open(node) as e:
+        with engine.open(node, config=SMALL_SEGMENTS) as e:
             for p, values in batches.items():
                 for records in values[len(values) - appended_since_open :]:
                     e.produce("t", p, batch(records))

@@ -23,7 +23,12 @@ TS = 1_700_000_000_000
 QUIET = engine.EngineConfig(
     checkpoint_interval_s=3600,
     cleaner_interval_s=3600,
-    store=StreamStoreConfig(upload_interval_s=3600, compaction_interval_s=3600),
+    # Small segments: a close uploads, trims and has the WAL zero-fill a spare
+    # segment, and waits for it; at the default size that wait was most of
+    # an example's time.
+    store=StreamStoreConfig(
+        upload_interval_s=3600, compaction_interval_s=3600, wal_segment_bytes=256 * 1024
+    ),
 )
 PARTITIONS = 2
 TIMEOUT = 30

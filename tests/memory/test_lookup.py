@@ -37,8 +37,13 @@ HEADER = "cid"
 VALUES = [b"a", b"b", b"c"]
 # Uploads and merges only when the test asks (flush, compact).
 QUIET = EngineConfig(
+    # Small WAL segments: a close trims the WAL and waits for a spare segment
+    # to be zero-filled, at the default size most of an example's time.
     store=StreamStoreConfig(
-        upload_interval_s=3600, upload_bytes=1 << 30, compaction_interval_s=3600
+        upload_interval_s=3600,
+        upload_bytes=1 << 30,
+        compaction_interval_s=3600,
+        wal_segment_bytes=256 * 1024,
     ),
     cleaner_interval_s=3600,
 )

@@ -43,7 +43,11 @@ HOUR_MS = 3_600_000
 CONFIG = engine.EngineConfig(
     checkpoint_interval_s=3600,
     cleaner_interval_s=3600,
-    store=StreamStoreConfig(compaction_interval_s=3600, upload_interval_s=3600),
+    # Small WAL segments: a close trims the WAL and waits for a spare segment
+    # to be zero-filled, at the default size most of an example's time.
+    store=StreamStoreConfig(
+        compaction_interval_s=3600, upload_interval_s=3600, wal_segment_bytes=256 * 1024
+    ),
 )
 COMPACT = {"cleanup.policy": "compact", "delete.retention.ms": 0}
 
