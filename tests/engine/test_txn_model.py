@@ -31,7 +31,6 @@ import engine
 from engine.errors import InvalidTxnState
 from s3stream import StreamStoreConfig
 from tests.engine.test_transactions import TxnClient, plain
-from tests.long_runs import sized
 
 PARTITIONS = 2
 STORE = StreamStoreConfig(
@@ -154,7 +153,5 @@ def test_read_committed_matches_the_model(tmp_path: Path) -> None:
     runs = itertools.count()
     run_state_machine_as_test(
         lambda: TransactionMachine(tmp_path / f"run-{next(runs)}"),
-        settings=settings(
-            max_examples=sized(20, 60), stateful_step_count=30, deadline=None, phases=PHASES
-        ),
+        settings=settings(max_examples=60, stateful_step_count=30, deadline=None, phases=PHASES),
     )
