@@ -69,6 +69,7 @@ from engine.state_log import StateLog
 from engine.store_errors import (
     PartitionRead,
     damage_at,
+    read_of_deleted,
     store_errors,
     store_writes,
     unanswered_reads,
@@ -798,7 +799,7 @@ class Engine:
         wait on what it read: wait_for_reads)."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
+        with store_errors(), PartitionRead(leader, offset):
             return leader.fetch_bounded(offset, max_bytes, committed)
 
     async def fetch_from_async(
@@ -826,7 +827,7 @@ class Engine:
         ``cold``: fetch_leader_hot has just answered None for this read
         (Partition.fetch_async)."""
         self._check_open()
-        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
+        with store_errors(), PartitionRead(leader, offset):
             return await leader.fetch_async(
                 offset, max_bytes, read_committed, last_stable, cold=cold
             )
@@ -844,7 +845,7 @@ class Engine:
         it does. A Fetch of thousands of caught-up or tailing partitions
         then makes no coroutine chain per partition."""
         self._check_open()
-        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
+        with store_errors(), PartitionRead(leader, offset):
             return leader.fetch_hot(offset, max_bytes, read_committed, last_stable)
 
     def lookup(
@@ -974,7 +975,7 @@ class Engine:
         offsets below it are found by time (as in Kafka)."""
         committed = _read_committed(isolation_level)
         leader = self.partition(topic, partition)
-        with store_errors(), unanswered_reads(topic, partition):
+        with store_errors(), unanswered_reads(topic, partition), read_of_deleted(leader):
             return offset_lookup.list_offset(leader, timestamp, committed)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
@@ -1003,7 +1004,8 @@ class Engine:
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""
         leader = self.partition(topic, partition)
-        return leader.log_start_offset, leader.high_watermark
+        with store_errors(), read_of_deleted(leader):
+            return leader.log_start_offset, leader.high_watermark
 
     # -- waiting for data (data_waiters.py) -------------------------------------------
 

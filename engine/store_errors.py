@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from engine.errors import (
     AdminTimedOut,
@@ -21,6 +22,7 @@ from engine.errors import (
     StorageError,
     StoreUnavailable,
     StoreWriteFailed,
+    UnknownTopic,
 )
 from s3stream import (
     AppendTooLarge,
@@ -33,6 +35,9 @@ from s3stream import (
 )
 from s3stream import Fenced as StoreFenced
 from s3stream.errors import DeadlinePassed
+
+if TYPE_CHECKING:
+    from engine.partition import Partition
 
 CHECK_THE_STORE = "check its URL, endpoint and credentials, and that it is reachable"
 """The advice for an object-store error that points at them (``misconfigured``)."""
@@ -89,13 +94,14 @@ class PartitionRead:
     of a partition for every Fetch entry passes through both, and the two
     generators' starts and finishes cost the event loop more than the
     rest of the call (docs/design/0085). What it raises is theirs: an
-    object-store error is StoreUnavailable, then damage CorruptStoredData."""
+    object-store error is StoreUnavailable, then damage CorruptStoredData;
+    but any error of a read of a partition whose topic was deleted under
+    it is UnknownTopic (read_of_deleted)."""
 
-    __slots__ = ("offset", "partition", "topic")
+    __slots__ = ("leader", "offset")
 
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.topic = topic
-        self.partition = partition
+    def __init__(self, leader: Partition, offset: int) -> None:
+        self.leader = leader
         self.offset = offset
 
     def __enter__(self) -> None:
@@ -109,18 +115,38 @@ class PartitionRead:
     ) -> None:
         if error is None:
             return
+        leader = self.leader
+        if leader.deleted:
+            raise UnknownTopic(leader.topic) from error
         if isinstance(error, ObjectStoreError):
             raise StoreUnavailable(
-                self.topic,
-                self.partition,
+                leader.topic,
+                leader.index,
                 str(error),
                 transient=error.transient,
                 advice=_advice(error),
             ) from error
         if isinstance(error, CorruptObject):
             raise CorruptStoredData(
-                self.topic, self.partition, self.offset, error.key, error.reason
+                leader.topic, leader.index, self.offset, error.key, error.reason
             ) from error
+
+
+@contextlib.contextmanager
+def read_of_deleted(leader: Partition) -> Iterator[None]:
+    """Raises UnknownTopic for any error of a read inside once the
+    partition's topic is deleted: its stream deleted between the caller's
+    lookup and the read answers StreamNotFound (or an object gone), which
+    is no storage failure. Kafka's ReplicaManager answers a partition it no
+    longer hosts UNKNOWN_TOPIC_OR_PARTITION (getPartitionOrException), and
+    a client refreshes its metadata on it, where KAFKA_STORAGE_ERROR would
+    have it retry the same log."""
+    try:
+        yield
+    except Exception as error:
+        if leader.deleted:
+            raise UnknownTopic(leader.topic) from error
+        raise
 
 
 @contextlib.contextmanager
