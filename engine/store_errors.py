@@ -95,8 +95,9 @@ class PartitionRead:
     generators' starts and finishes cost the event loop more than the
     rest of the call (docs/design/0085). What it raises is theirs: an
     object-store error is StoreUnavailable, then damage CorruptStoredData;
-    but any error of a read of a partition whose topic was deleted under
-    it is UnknownTopic (read_of_deleted)."""
+    but any error (an Exception, never a cancellation) of a read of a
+    partition whose topic was deleted under it is UnknownTopic
+    (read_of_deleted)."""
 
     __slots__ = ("leader", "offset")
 
@@ -116,7 +117,9 @@ class PartitionRead:
         if error is None:
             return
         leader = self.leader
-        if leader.deleted:
+        # Exception only: a cancellation (or an interrupt) met in a read of
+        # a deleted topic is the caller's, and must reach it as it is.
+        if leader.deleted and isinstance(error, Exception):
             raise UnknownTopic(leader.topic) from error
         if isinstance(error, ObjectStoreError):
             raise StoreUnavailable(
