@@ -68,8 +68,8 @@ from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
 from engine.store_errors import (
     PartitionRead,
+    ReadOfDeleted,
     damage_at,
-    read_of_deleted,
     store_errors,
     store_writes,
     unanswered_reads,
@@ -975,7 +975,7 @@ class Engine:
         offsets below it are found by time (as in Kafka)."""
         committed = _read_committed(isolation_level)
         leader = self.partition(topic, partition)
-        with store_errors(), unanswered_reads(topic, partition), read_of_deleted(leader):
+        with store_errors(), unanswered_reads(topic, partition), ReadOfDeleted(leader):
             return offset_lookup.list_offset(leader, timestamp, committed)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
@@ -1004,7 +1004,7 @@ class Engine:
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""
         leader = self.partition(topic, partition)
-        with store_errors(), read_of_deleted(leader):
+        with store_errors(), ReadOfDeleted(leader):
             return leader.log_start_offset, leader.high_watermark
 
     # -- waiting for data (data_waiters.py) -------------------------------------------

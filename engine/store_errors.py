@@ -97,7 +97,7 @@ class PartitionRead:
     object-store error is StoreUnavailable, then damage CorruptStoredData;
     but any error (an Exception, never a cancellation) of a read of a
     partition whose topic was deleted under it is UnknownTopic
-    (read_of_deleted)."""
+    (ReadOfDeleted)."""
 
     __slots__ = ("leader", "offset")
 
@@ -117,10 +117,7 @@ class PartitionRead:
         if error is None:
             return
         leader = self.leader
-        # Exception only: a cancellation (or an interrupt) met in a read of
-        # a deleted topic is the caller's, and must reach it as it is.
-        if leader.deleted and isinstance(error, Exception):
-            raise UnknownTopic(leader.topic) from error
+        _gone_if_deleted(leader, error)
         if isinstance(error, ObjectStoreError):
             raise StoreUnavailable(
                 leader.topic,
@@ -135,21 +132,43 @@ class PartitionRead:
             ) from error
 
 
-@contextlib.contextmanager
-def read_of_deleted(leader: Partition) -> Iterator[None]:
+class ReadOfDeleted:
     """Raises UnknownTopic for any error of a read inside once the
     partition's topic is deleted: its stream deleted between the caller's
     lookup and the read answers StreamNotFound (or an object gone), which
     is no storage failure. Kafka's ReplicaManager answers a partition it no
     longer hosts UNKNOWN_TOPIC_OR_PARTITION (getPartitionOrException), and
     a client refreshes its metadata on it, where KAFKA_STORAGE_ERROR would
-    have it retry the same log."""
-    try:
-        yield
-    except Exception as error:
-        if leader.deleted:
-            raise UnknownTopic(leader.topic) from error
-        raise
+    have it retry the same log.
+
+    A class, as PartitionRead is, not a generator context manager: the
+    offsets of a partition (Engine.offsets: lag, replay, a consumer's
+    reset) pass through it, and a generator's start and finish would
+    double their cost."""
+
+    __slots__ = ("leader",)
+
+    def __init__(self, leader: Partition) -> None:
+        self.leader = leader
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is not None:
+            _gone_if_deleted(self.leader, error)
+
+
+def _gone_if_deleted(leader: Partition, error: BaseException) -> None:
+    # Exception only: a cancellation (or an interrupt) met in a read of a
+    # deleted topic is the caller's, and must reach it as it is.
+    if leader.deleted and isinstance(error, Exception):
+        raise UnknownTopic(leader.topic) from error
 
 
 @contextlib.contextmanager

@@ -62,7 +62,7 @@ from engine.server.handlers.registry import handles
 from engine.server.masked_fetch import masked, masking_for
 from engine.server.shared_decoding import FETCH_BODIES
 from engine.server.shared_reads import Marks, ReadKey, SharedRead, marks_of
-from engine.store_errors import read_of_deleted, store_errors
+from engine.store_errors import ReadOfDeleted, store_errors
 from engine.topic_id import NO_TOPIC_ID
 from native import BatchError
 from s3stream import S3StreamError
@@ -588,7 +588,7 @@ async def _read(
                 marks = Marks(look.high_watermark, look.log_start_offset, look.last_stable_offset())
             else:
                 leader = context.engine.partition(wanted.topic, wanted.partition)
-                with store_errors(), read_of_deleted(leader):
+                with store_errors(), ReadOfDeleted(leader):
                     marks = marks_of(leader)
             read = _read_in_clear(context, wanted, wanted.topic, limit, committed, leader, marks)
             return read if isinstance(read, _Read) else await read
