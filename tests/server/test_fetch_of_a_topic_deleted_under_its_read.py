@@ -202,3 +202,27 @@ def test_a_long_polls_read_after_its_wake_up_of_a_topic_deleted_under_it(
     (entry,) = entries_by_partition(response).values()
     assert entry.error_code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
     assert not entry.records
+
+
+def test_a_read_of_a_topic_deleted_and_created_again_under_it_answers_unknown_topic(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read holds the old topic's partition: it answers that one gone,
+    never the new topic's records under the old one's look, while a read
+    of the new topic (a live partition) is answered as usual."""
+
+    def deleted_and_created_again() -> None:
+        uploaded.delete_topic("t")
+        uploaded.create_topic("t", 1)
+        send_records(uploaded, "t", {0: RECORDS})
+
+    deleted = before_the_object_read(monkeypatch, deleted_and_created_again)
+    request = fetch_request(12, [("t", [(0, 1)])])
+    (entry,) = entries_by_partition(answer(uploaded, request)).values()
+    assert deleted, "the read never reached the object store"
+    assert entry.error_code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert not entry.records
+    (again,) = entries_by_partition(answer(uploaded, request)).values()
+    assert again.error_code == KafkaCode.NONE
+    assert (again.log_start_offset, again.high_watermark) == (0, RECORDS)
+    assert again.records
