@@ -16,6 +16,7 @@ import datetime
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from engine.offset_lookup import MAX_TIMESTAMP
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.handlers import fetch
 from s3stream import ObjectStoreError
+from s3stream.fetcher import Fetcher
 from tests.server.fetching import (
     TIMEOUT,
     answer,
@@ -226,3 +228,31 @@ def test_a_read_of_a_topic_deleted_and_created_again_under_it_answers_unknown_to
     assert again.error_code == KafkaCode.NONE
     assert (again.log_start_offset, again.high_watermark) == (0, RECORDS)
     assert again.records
+
+
+def test_a_read_of_a_deleted_topic_cancelled_under_its_object_read_ends_cancelled(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancellation (a closed connection, a wait given up) is the
+    caller's, never an UnknownTopic: only an error of the read itself says
+    the topic is gone."""
+    never_answered: Future[Any] = Future()
+    reached = asyncio.Event()
+
+    def deleted_then_held(self: Fetcher, *args: Any) -> tuple[Future[Any], bool]:
+        uploaded.delete_topic("t")
+        reached.set()
+        return never_answered, False
+
+    monkeypatch.setattr(Fetcher, "_object_read", deleted_then_held)
+
+    async def cancelled_read() -> asyncio.Task[Any]:
+        read = asyncio.ensure_future(uploaded.fetch_async("t", 0, 1, 1 << 20))
+        await asyncio.wait_for(reached.wait(), 30)
+        read.cancel()
+        await asyncio.wait([read], timeout=30)
+        return read
+
+    read = asyncio.run(cancelled_read())
+    assert read.done()
+    assert read.cancelled(), f"the read ended with {read.exception()!r}"
