@@ -875,7 +875,13 @@ class Engine:
         for index in indexes:
             with store_errors(), damage_at(topic, index, 0), unanswered_reads(topic, index):
                 leader = self._registry.partition(topic, index)
-                found += lookup_partition(leader, header, wanted, committed)
+                with ReadOfDeleted(leader):
+                    matched = lookup_partition(leader, header, wanted, committed)
+            if leader.deleted:
+                # Its deleted stream's objects read as none: the scan ended
+                # early, and what it found is no answer for a topic gone.
+                raise UnknownTopic(topic)
+            found += matched
         return found
 
     def lookup_many(

@@ -256,3 +256,17 @@ def test_a_read_of_a_deleted_topic_cancelled_under_its_object_read_ends_cancelle
     read = asyncio.run(cancelled_read())
     assert read.done()
     assert read.cancelled(), f"the read ended with {read.exception()!r}"
+
+
+def test_a_lookup_of_a_topic_deleted_under_its_scan_raises_unknown_topic(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup by header scans the log through the engine's own reader,
+    which reads a deleted stream's objects as none: the scan ends early,
+    and its answer would be no match where the topic is gone."""
+    deleted = before_the_object_read(
+        monkeypatch, lambda: uploaded.delete_topic("t"), "_read_objects"
+    )
+    with pytest.raises(engine.UnknownTopic):
+        uploaded.lookup("t", "k", b"v")
+    assert deleted, "the lookup never reached the object store"
