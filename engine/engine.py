@@ -68,6 +68,7 @@ from engine.schemas.store import SchemaRegistry
 from engine.state_log import StateLog
 from engine.store_errors import (
     PartitionRead,
+    ReadOfDeleted,
     damage_at,
     store_errors,
     store_writes,
@@ -821,7 +822,7 @@ class Engine:
         wait on what it read: wait_for_reads)."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
+        with store_errors(), PartitionRead(leader, offset):
             return leader.fetch_bounded(offset, max_bytes, committed)
 
     async def fetch_from_async(
@@ -849,7 +850,7 @@ class Engine:
         ``cold``: fetch_leader_hot has just answered None for this read
         (Partition.fetch_async)."""
         self._check_open()
-        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
+        with store_errors(), PartitionRead(leader, offset):
             return await leader.fetch_async(
                 offset, max_bytes, read_committed, last_stable, cold=cold
             )
@@ -867,7 +868,7 @@ class Engine:
         it does. A Fetch of thousands of caught-up or tailing partitions
         then makes no coroutine chain per partition."""
         self._check_open()
-        with store_errors(), PartitionRead(leader.topic, leader.index, offset):
+        with store_errors(), PartitionRead(leader, offset):
             return leader.fetch_hot(offset, max_bytes, read_committed, last_stable)
 
     def lookup(
@@ -897,7 +898,13 @@ class Engine:
         for index in indexes:
             with store_errors(), damage_at(topic, index, 0), unanswered_reads(topic, index):
                 leader = self._registry.partition(topic, index)
-                found += lookup_partition(leader, header, wanted, committed)
+                with ReadOfDeleted(leader):
+                    matched = lookup_partition(leader, header, wanted, committed)
+            if leader.deleted:
+                # Its deleted stream's objects read as none: the scan ended
+                # early, and what it found is no answer for a topic gone.
+                raise UnknownTopic(topic)
+            found += matched
         return found
 
     def lookup_many(
@@ -997,7 +1004,7 @@ class Engine:
         offsets below it are found by time (as in Kafka)."""
         committed = _read_committed(isolation_level)
         leader = self.partition(topic, partition)
-        with store_errors(), unanswered_reads(topic, partition):
+        with store_errors(), unanswered_reads(topic, partition), ReadOfDeleted(leader):
             return offset_lookup.list_offset(leader, timestamp, committed)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
@@ -1026,7 +1033,8 @@ class Engine:
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""
         leader = self.partition(topic, partition)
-        return leader.log_start_offset, leader.high_watermark
+        with store_errors(), ReadOfDeleted(leader):
+            return leader.log_start_offset, leader.high_watermark
 
     # -- waiting for data (data_waiters.py) -------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from engine.errors import (
     AdminTimedOut,
@@ -21,6 +22,7 @@ from engine.errors import (
     StorageError,
     StoreUnavailable,
     StoreWriteFailed,
+    UnknownTopic,
 )
 from s3stream import (
     AppendTooLarge,
@@ -33,6 +35,9 @@ from s3stream import (
 )
 from s3stream import Fenced as StoreFenced
 from s3stream.errors import DeadlinePassed
+
+if TYPE_CHECKING:
+    from engine.partition import Partition
 
 CHECK_THE_STORE = "check its URL, endpoint and credentials, and that it is reachable"
 """The advice for an object-store error that points at them (``misconfigured``)."""
@@ -89,13 +94,15 @@ class PartitionRead:
     of a partition for every Fetch entry passes through both, and the two
     generators' starts and finishes cost the event loop more than the
     rest of the call (docs/design/0085). What it raises is theirs: an
-    object-store error is StoreUnavailable, then damage CorruptStoredData."""
+    object-store error is StoreUnavailable, then damage CorruptStoredData;
+    but any error (an Exception, never a cancellation) of a read of a
+    partition whose topic was deleted under it is UnknownTopic
+    (ReadOfDeleted)."""
 
-    __slots__ = ("offset", "partition", "topic")
+    __slots__ = ("leader", "offset")
 
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.topic = topic
-        self.partition = partition
+    def __init__(self, leader: Partition, offset: int) -> None:
+        self.leader = leader
         self.offset = offset
 
     def __enter__(self) -> None:
@@ -109,18 +116,59 @@ class PartitionRead:
     ) -> None:
         if error is None:
             return
+        leader = self.leader
+        _gone_if_deleted(leader, error)
         if isinstance(error, ObjectStoreError):
             raise StoreUnavailable(
-                self.topic,
-                self.partition,
+                leader.topic,
+                leader.index,
                 str(error),
                 transient=error.transient,
                 advice=_advice(error),
             ) from error
         if isinstance(error, CorruptObject):
             raise CorruptStoredData(
-                self.topic, self.partition, self.offset, error.key, error.reason
+                leader.topic, leader.index, self.offset, error.key, error.reason
             ) from error
+
+
+class ReadOfDeleted:
+    """Raises UnknownTopic for any error of a read inside once the
+    partition's topic is deleted: its stream deleted between the caller's
+    lookup and the read answers StreamNotFound (or an object gone), which
+    is no storage failure. Kafka's ReplicaManager answers a partition it no
+    longer hosts UNKNOWN_TOPIC_OR_PARTITION (getPartitionOrException), and
+    a client refreshes its metadata on it, where KAFKA_STORAGE_ERROR would
+    have it retry the same log.
+
+    A class, as PartitionRead is, not a generator context manager: the
+    offsets of a partition (Engine.offsets: lag, replay, a consumer's
+    reset) pass through it, and a generator's start and finish would
+    double their cost."""
+
+    __slots__ = ("leader",)
+
+    def __init__(self, leader: Partition) -> None:
+        self.leader = leader
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is not None:
+            _gone_if_deleted(self.leader, error)
+
+
+def _gone_if_deleted(leader: Partition, error: BaseException) -> None:
+    # Exception only: a cancellation (or an interrupt) met in a read of a
+    # deleted topic is the caller's, and must reach it as it is.
+    if leader.deleted and isinstance(error, Exception):
+        raise UnknownTopic(leader.topic) from error
 
 
 @contextlib.contextmanager

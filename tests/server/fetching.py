@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import engine
 from engine.protocol.apis import ApiKey, load_request_schema
+from s3stream.fetcher import Fetcher
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
 
@@ -97,3 +100,39 @@ def entries_by_partition(response: Any) -> dict[int, Any]:
     """The entries of a one-topic answer, by partition."""
     (topic,) = response.responses
     return {p.partition_index: p for p in topic.partitions}
+
+
+def before_the_object_read(
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[], object], read: str = "_object_read"
+) -> list[bool]:
+    """``change`` made once, when the first object read is about to start
+    (after the look and the log cache's answer); the list says it was.
+    ``read``: the Fetcher's read to hold, the one a fetch awaits, or the
+    one an engine's own reader makes in place (``_read_objects``)."""
+    started = getattr(Fetcher, read)
+    changed: list[bool] = []
+
+    def changed_first(self: Fetcher, *args: Any) -> Any:
+        if not changed:
+            changed.append(True)
+            change()
+        return started(self, *args)
+
+    monkeypatch.setattr(Fetcher, read, changed_first)
+    return changed
+
+
+def changed_after(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, change: Callable[[], object]
+) -> None:
+    """``owner.name`` (a module's function, an object's method) made to
+    call ``change`` after each of its calls, before its answer returns:
+    the moment between a handler's lookup and what it does with it."""
+    called = getattr(owner, name)
+
+    def then_changed(*args: Any) -> Any:
+        found = called(*args)
+        change()
+        return found
+
+    monkeypatch.setattr(owner, name, then_changed)

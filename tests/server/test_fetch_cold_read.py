@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,14 @@ from engine.server import shared_reads
 from engine.server.handlers import fetch
 from s3stream import StreamStoreConfig
 from s3stream.fetcher import Fetcher
-from tests.server.fetching import TIMEOUT, answer, entries_by_partition, fetch_request, send_records
+from tests.server.fetching import (
+    TIMEOUT,
+    answer,
+    before_the_object_read,
+    entries_by_partition,
+    fetch_request,
+    send_records,
+)
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire
 
@@ -170,25 +177,10 @@ def test_a_cold_read_answers_what_the_engines_own_read_answers(
     assert not committed or any(aborted for *_, aborted, _ in seen)
 
 
-def _before_the_object_read(monkeypatch: pytest.MonkeyPatch, change: Callable[[], object]) -> None:
-    """``change`` made once, after the log cache was asked and before the
-    object read starts: where the cold path skips asking it again."""
-    started = Fetcher._object_read
-    changed: list[bool] = []
-
-    def changed_first(self: Fetcher, *args: Any) -> Any:
-        if not changed:
-            changed.append(True)
-            change()
-        return started(self, *args)
-
-    monkeypatch.setattr(Fetcher, "_object_read", changed_first)
-
-
 def test_a_log_start_moved_past_a_cold_read_before_its_object_read_is_out_of_range(
     uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _before_the_object_read(monkeypatch, lambda: uploaded.delete_records("t", 0, 3))
+    before_the_object_read(monkeypatch, lambda: uploaded.delete_records("t", 0, 3))
     request = fetch_request(12, [("t", [(0, 1)])])
     (entry,) = entries_by_partition(answer(uploaded, request)).values()
     assert (entry.error_code, entry.log_start_offset, entry.high_watermark) == (1, 3, RECORDS)

@@ -62,7 +62,7 @@ from engine.server.handlers.registry import handles
 from engine.server.masked_fetch import masked, masking_for
 from engine.server.shared_decoding import FETCH_BODIES
 from engine.server.shared_reads import Marks, ReadKey, SharedRead, marks_of
-from engine.store_errors import store_errors
+from engine.store_errors import ReadOfDeleted, store_errors
 from engine.topic_id import NO_TOPIC_ID
 from native import BatchError
 from s3stream import S3StreamError
@@ -587,8 +587,8 @@ async def _read(
                 leader = look.leader
                 marks = Marks(look.high_watermark, look.log_start_offset, look.last_stable_offset())
             else:
-                with store_errors():
-                    leader = context.engine.partition(wanted.topic, wanted.partition)
+                leader = context.engine.partition(wanted.topic, wanted.partition)
+                with store_errors(), ReadOfDeleted(leader):
                     marks = marks_of(leader)
             read = _read_in_clear(context, wanted, wanted.topic, limit, committed, leader, marks)
             return read if isinstance(read, _Read) else await read
@@ -757,7 +757,10 @@ _NO_ERROR = KafkaCode.NONE
 def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Read:
     high_watermark = log_start = -1
     if wanted.topic is not None and error == KafkaCode.OFFSET_OUT_OF_RANGE:
-        log_start, high_watermark = context.engine.offsets(wanted.topic, wanted.partition)
+        try:
+            log_start, high_watermark = context.engine.offsets(wanted.topic, wanted.partition)
+        except EngineError as gone:  # the topic deleted since the read
+            return _failed(context, wanted, error_code(gone))
     outcome = PartitionOutcome(0, high_watermark, log_start, error)
     return _Read(wanted, None, 0, wanted.offset, outcome, -1)
 

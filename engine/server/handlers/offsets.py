@@ -23,6 +23,7 @@ from engine.server.handlers.common import (
     leader_or_error,
 )
 from engine.server.handlers.registry import handles, handles_off_loop
+from engine.store_errors import ReadOfDeleted, store_errors
 
 if TYPE_CHECKING:
     # The kio request classes, for the handlers' annotations only: importing
@@ -155,7 +156,11 @@ def _lookup(
     if partition.timestamp == LATEST:
         epoch = engine.leader_epoch
     else:
-        epoch = leader.epoch_for_offset(found.offset)
+        try:
+            with store_errors(), ReadOfDeleted(leader):
+                epoch = leader.epoch_for_offset(found.offset)
+        except EngineError as error:  # the topic deleted since the lookup above
+            return error_code(error), _NOT_FOUND
     return KafkaCode.NONE, _Found(found.offset, found.timestamp, epoch)
 
 
@@ -174,7 +179,10 @@ def _end_offset(context: RequestContext, topic: str, partition: Any) -> tuple[Ka
         )
     else:
         try:
-            epoch, end = leader.end_offset_for_epoch(partition.leader_epoch)
+            # Its stream read after the lookup: a deletion since is Kafka's
+            # UNKNOWN_TOPIC_OR_PARTITION, not a failed connection.
+            with store_errors(), ReadOfDeleted(leader):
+                epoch, end = leader.end_offset_for_epoch(partition.leader_epoch)
         except EngineError as error:
             return error_code(error), -1, -1
     return KafkaCode.NONE, epoch, end
