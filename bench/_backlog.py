@@ -36,7 +36,13 @@ def with_metrics(scratch: Path, config: Path | None, port: int) -> tuple[Path, i
         text = f'{text}\n[http]\nlisten = "127.0.0.1:{port}"\n'
     elif table.get("listen") is not None:
         assert config is not None
-        return config, parse_address(str(table["listen"]), default_port=DEFAULT_HTTP_PORT)[1]
+        listened = parse_address(str(table["listen"]), default_port=DEFAULT_HTTP_PORT)[1]
+        if listened == 0:
+            # The system picks the port as the server starts, and the
+            # bench could only poll port 0: every wait would time out as
+            # a backlog never uploaded.
+            raise ValueError(f"{config}: its [http] listener has no fixed port to poll /metrics on")
+        return config, listened
     else:
         # An [http] table of its own, with no listener: a second [http]
         # would make the file no TOML the server could read.

@@ -131,6 +131,10 @@ from _scale_parts import (
 )
 from kafka_bench import MockCluster
 
+from s3stream.config import STORE_RANGES
+from s3stream.errors import ConfigOutOfRange
+from s3stream.ranges import check_range
+
 WARM_UP_S = 1.0
 """The first second of a live producer's run (connections, first batches)
 is left out of its latencies."""
@@ -407,14 +411,25 @@ class _Usage:
         return used
 
 
-def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+def burst_store(sizes: Sizes) -> dict[str, Any] | None:
+    """The burst servers' ``[store]`` settings the run sets (None: all
+    their defaults), each checked against the store's table of ranges
+    (ConfigOutOfRange): main refuses a value the servers would refuse
+    before the history they replay is written, not minutes into the run."""
     chosen = {
         "read_nice": sizes.read_nice,
         "background_nice": sizes.background_nice,
         "replay_rest_ratio": sizes.replay_rest_ratio,
         "read_ahead_beside_live": sizes.read_ahead_beside_live,
     }
-    store = {key: value for key, value in chosen.items() if value is not None} or None
+    store = {key: value for key, value in chosen.items() if value is not None}
+    for setting, value in store.items():
+        check_range(setting, value, STORE_RANGES[setting])
+    return store or None
+
+
+def burst(scratch: Path, sizes: Sizes) -> dict[str, Any]:
+    store = burst_store(sizes)
     data = scratch / "burst"
     streams = history.create_topics(data, {"history": BURST_PARTITIONS, "live": 1})
     made = history.write_history(data, streams["history"], sizes.history_mib * MiB, 32 * MiB)
@@ -969,6 +984,10 @@ def main() -> None:
         sizes = dataclass_replace(sizes, burst_rounds=max(1, args.burst_rounds))
     if args.watch_loop:
         sizes = dataclass_replace(sizes, watch_loop=True)
+    try:
+        burst_store(sizes)
+    except ConfigOutOfRange as error:
+        parser.error(str(error))
     with _harness.scratch(args.data_dir, "tidelog-scale-") as scratch:
         results = run(scratch, sizes, args.only or list(SCENARIOS))
     _harness.report(results, args.json, print_table)

@@ -34,6 +34,7 @@ from s3stream.store.base import (
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
+    ObjectStoreClosed,
     ObjectStoreError,
     PreconditionFailed,
 )
@@ -226,6 +227,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
+    "ObjectStoreClosed",
     "ObjectStoreError",
     "PreconditionFailed",
     "S3Store",

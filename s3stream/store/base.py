@@ -56,8 +56,10 @@ class ObjectNotFound(ObjectStoreError):
         super().__init__("get", key, "no such object")
 
 
-class StoreClosed(ObjectStoreError):
-    """The store was closed before the operation: no retry will work."""
+class ObjectStoreClosed(ObjectStoreError):
+    """The object store was closed before the operation: no retry will
+    work. Not s3stream.errors.StoreClosed, which is the stream store's
+    (appends and reads after StreamStore.close)."""
 
     transient = False
 

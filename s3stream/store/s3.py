@@ -70,9 +70,9 @@ from s3stream.store.base import (
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
+    ObjectStoreClosed,
     ObjectStoreError,
     PreconditionFailed,
-    StoreClosed,
     joined,
 )
 from s3stream.store.expect_continue import EXPECT_CONTINUE_BYTES, send_small_bodies_at_once
@@ -397,7 +397,9 @@ class S3Store(ObjectStore):
                 try:
                     sends.append(pool.submit(send, number, start))
                 except RuntimeError as error:  # close() ended the pool after we took it
-                    raise StoreClosed("put", key, "the store was closed during the put") from error
+                    raise ObjectStoreClosed(
+                        "put", key, "the store was closed during the put"
+                    ) from error
             parts = [sent.result() for sent in sends]
             if "IfMatch" in condition and not _same_etag(self._version(key), condition["IfMatch"]):
                 # S3 checks If-Match on completion itself, but some S3-compatible
@@ -442,7 +444,7 @@ class S3Store(ObjectStore):
         priority = own_priority()
         with self._parts_lock:
             if self._closed:
-                raise StoreClosed("put", key, "the store is closed")
+                raise ObjectStoreClosed("put", key, "the store is closed")
             pool = self._parts.get(priority)
             if pool is None:
                 pool = self._parts[priority] = ThreadPoolExecutor(_PART_WORKERS, "s3-parts")

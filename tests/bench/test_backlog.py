@@ -40,6 +40,13 @@ def test_a_config_whose_listener_names_no_port_is_polled_on_the_default(tmp_path
     assert backlog.with_metrics(tmp_path, given, 43210) == (given, 9644)
 
 
+def test_a_config_whose_listener_the_system_gives_a_port_is_refused(tmp_path: Path) -> None:
+    given = tmp_path / "given.toml"
+    given.write_text('[http]\nlisten = "127.0.0.1:0"\n')
+    with pytest.raises(ValueError, match="no fixed port"):
+        backlog.with_metrics(tmp_path, given, 43210)
+
+
 class _Metrics(http.server.BaseHTTPRequestHandler):
     """Drops the first connection unanswered, then reports a backlog, then none."""
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from s3stream.errors import ConfigOutOfRange
 from tests.bench.run import load_bench
 
 MiB = 1024 * 1024
@@ -327,3 +328,43 @@ def test_a_watched_server_writes_its_event_loops_stalls(
     first = written[0]
     assert first["loop"] == "MainThread" and first["ms"] > 0
     assert "MainThread" in first["sched_ms"] and first["samples"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("background_nice", 20),
+        ("read_nice", -1),
+        ("replay_rest_ratio", float("nan")),
+        ("read_ahead_beside_live", -1),
+    ],
+)
+def test_a_burst_setting_the_servers_refuse_is_refused_before_the_run(
+    setting: str, value: float
+) -> None:
+    scale = _load("scale_bench")
+    with pytest.raises(ConfigOutOfRange, match=setting):
+        scale.burst_store(dataclasses.replace(scale.QUICK, **{setting: value}))
+
+
+def test_the_burst_servers_get_only_the_settings_a_run_sets() -> None:
+    scale = _load("scale_bench")
+    assert scale.burst_store(scale.QUICK) is None
+    chosen = dataclasses.replace(scale.QUICK, background_nice=0, read_nice=19)
+    assert scale.burst_store(chosen) == {"read_nice": 19, "background_nice": 0}
+
+
+def test_the_command_refuses_an_out_of_range_burst_setting_before_it_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scale = _load("scale_bench")
+
+    def ran(*args: Any) -> None:
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(scale, "run", ran)
+    monkeypatch.setattr("sys.argv", ["scale_bench.py", "--quick", "--background-nice", "20"])
+    with pytest.raises(SystemExit) as exited:
+        scale.main()
+    assert exited.value.code == 2
+    assert "background_nice" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from native.buffers import BytesLike
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.manifest import CHECKPOINT_PREFIX, LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStore
-from s3stream.store.base import ObjectData, StoreClosed
+from s3stream.store.base import ObjectData, ObjectStoreClosed
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.conftest import S3Endpoint
 from tests.s3stream.faults import FaultyStore
@@ -402,7 +402,7 @@ def test_a_closed_s3_store_refuses_a_multipart_put_and_leaves_no_part_senders(
     assert len(store._parts) == 2 and senders
     store.close()
     assert not [thread for thread in senders if thread.is_alive()]
-    with pytest.raises(StoreClosed):
+    with pytest.raises(ObjectStoreClosed):
         store.put("after-close", data)
     assert store._parts == {}
     assert unfinished_uploads(s3_endpoint, store) == []
@@ -426,6 +426,6 @@ def test_a_multipart_put_that_close_overtakes_fails_as_a_closed_store(
         return pool
 
     store._part_pool = taken_then_closed  # type: ignore[method-assign]
-    with pytest.raises(StoreClosed):
+    with pytest.raises(ObjectStoreClosed):
         store.put("overtaken", os.urandom(11 * MiB))
     assert unfinished_uploads(s3_endpoint, store) == []

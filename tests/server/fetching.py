@@ -49,6 +49,32 @@ def engine_with_records(
         yield opened
 
 
+@contextmanager
+def transactions_aborted_and_open(
+    opened: engine.Engine, topic: str, aborted_partition: int, open_partition: int
+) -> Iterator[None]:
+    """A transaction aborted in ``aborted_partition`` and one left open in
+    ``open_partition`` (its last stable offset below its high watermark)
+    until the block ends."""
+    aborted = opened.producer(transactional_id="aborted")
+    open_txn = opened.producer(transactional_id="open")
+    try:
+        aborted.init_transactions()
+        aborted.begin_transaction()
+        aborted.send(topic, b"gone", partition=aborted_partition)
+        # written, so the abort leaves it aborted (unsent, it would fail)
+        aborted.flush(TIMEOUT)
+        aborted.abort_transaction()
+        open_txn.init_transactions()
+        open_txn.begin_transaction()
+        open_txn.send(topic, b"open", partition=open_partition)
+        open_txn.flush(TIMEOUT)
+        yield
+    finally:
+        aborted.close()
+        open_txn.close()
+
+
 def fetch_request(
     version: int,
     topics: Iterable[tuple[str | uuid.UUID, Iterable[Named]]],

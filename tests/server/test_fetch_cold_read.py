@@ -27,6 +27,7 @@ from tests.server.fetching import (
     entries_by_partition,
     fetch_request,
     send_records,
+    transactions_aborted_and_open,
 )
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire
@@ -99,24 +100,10 @@ def settled(tmp_path: Path) -> Iterator[engine.Engine]:
         opened.create_topic("t", 4)
         send_records(opened, "t", dict.fromkeys(range(4), RECORDS))
         opened.delete_records("t", 1, 2)
-        aborted = opened.producer(transactional_id="aborted")
-        open_txn = opened.producer(transactional_id="open")
-        try:
-            aborted.init_transactions()
-            aborted.begin_transaction()
-            aborted.send("t", b"gone", partition=2)
-            aborted.flush(TIMEOUT)
-            aborted.abort_transaction()
-            open_txn.init_transactions()
-            open_txn.begin_transaction()
-            open_txn.send("t", b"open", partition=3)
-            open_txn.flush(TIMEOUT)
+        with transactions_aborted_and_open(opened, "t", aborted_partition=2, open_partition=3):
             send_records(opened, "t", {3: 1})  # past the open transaction's first batch
             assert opened.store.flush(30)
             yield opened
-        finally:
-            aborted.close()
-            open_txn.close()
 
 
 def _own_read(opened: engine.Engine, partition: int, offset: int, committed: bool) -> Any:

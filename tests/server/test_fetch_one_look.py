@@ -14,7 +14,12 @@ import engine
 from engine.partition import Partition
 from engine.server.handlers import fetch
 from s3stream.stream_store import StreamStore
-from tests.server.fetching import TIMEOUT, answer, engine_with_records, fetch_request
+from tests.server.fetching import (
+    answer,
+    engine_with_records,
+    fetch_request,
+    transactions_aborted_and_open,
+)
 from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire
 
@@ -29,23 +34,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Engine]:
     data = tmp_path_factory.mktemp("one-look") / "data"
     with engine_with_records(data, PARTITIONS, dict.fromkeys(range(1, PARTITIONS), 3)) as opened:
         opened.delete_records("t", 2, 2)
-        aborted = opened.producer(transactional_id="aborted")
-        opened_txn = opened.producer(transactional_id="open")
-        try:
-            aborted.init_transactions()
-            aborted.begin_transaction()
-            aborted.send("t", b"gone", partition=3)
-            # written, so the abort leaves it aborted (unsent, it would fail)
-            aborted.flush(TIMEOUT)
-            aborted.abort_transaction()
-            opened_txn.init_transactions()
-            opened_txn.begin_transaction()
-            opened_txn.send("t", b"open", partition=4)
-            opened_txn.flush(TIMEOUT)
+        with transactions_aborted_and_open(opened, "t", aborted_partition=3, open_partition=4):
             yield opened
-        finally:
-            aborted.close()
-            opened_txn.close()
 
 
 def _request(offsets: list[int], isolation_level: int, epoch: int = -1, session: int = 0) -> Any:
