@@ -21,7 +21,6 @@ from engine.server.handlers import fetch
 from s3stream import StreamStoreConfig
 from s3stream.fetcher import Fetcher
 from tests.server.fetching import (
-    TIMEOUT,
     answer,
     before_the_object_read,
     entries_by_partition,
