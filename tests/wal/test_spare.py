@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wal import WriteAheadLog
+from wal import log as log_module
 from wal import segment as segment_module
 from wal.format import segment_name
 from wal.recovery import FREE_PREFIX
@@ -236,3 +237,52 @@ def test_a_fill_is_whole_under_its_name_or_stopped_with_no_file_left(
             assert os.listdir(directory) == ["spare.wal"]
             assert os.path.getsize(path) == size
         assert asked[0] == min(stop_before + 1, chunks)
+
+
+def test_a_spare_taken_from_a_free_file_is_made_whole_by_a_close_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close stops only a fill: a free file the spare maker took is held
+    mid-preparation until the close has begun, and is then given back as a
+    free file, whole, with nothing zero-filled."""
+    directory = tmp_path / "wal"
+    log = WriteAheadLog(directory, segment_bytes=SEGMENT, preallocate=True)
+    log.trim(log.append(b"first"))
+    _wait_for_spare(log)
+    log.close()
+    log = WriteAheadLog(directory, segment_bytes=SEGMENT, preallocate=True)
+    log.trim(log.append(b"second"))  # the open took the spare: this makes one again
+    _wait_for_spare(log)
+    log.close()
+    log = WriteAheadLog(directory, segment_bytes=SEGMENT, preallocate=True)
+    assert _spares(directory) == []  # the open took the spare again
+
+    in_preparation = threading.Event()
+    close_begun = threading.Event()
+    preparing = log_module.prepare_segment_file
+
+    def held(directory_: str, sequence: int, source: str) -> str:
+        in_preparation.set()
+        assert close_begun.wait(TIMEOUT)
+        return preparing(directory_, sequence, source)
+
+    def no_fill(*args: object, **kwargs: object) -> str:
+        raise AssertionError("a free file was there to take")
+
+    monkeypatch.setattr(log_module, "prepare_segment_file", held)
+    monkeypatch.setattr(log_module, "zero_filled_file", no_fill)
+    # The trim frees the last open's whole segment and the spare maker takes it.
+    log.trim(log.append(b"third"))
+    assert in_preparation.wait(TIMEOUT)
+    joining = log._join_spare_maker
+
+    def join_once_closing() -> None:
+        close_begun.set()
+        joining()
+
+    monkeypatch.setattr(log, "_join_spare_maker", join_once_closing)
+    log.close()
+    monkeypatch.undo()
+    kept = [directory / name for name in _spares(directory)]
+    assert len(kept) == 1 and kept[0].stat().st_size == SEGMENT
+    assert [p.name for p in directory.iterdir() if p.name.endswith(".tmp")] == []
