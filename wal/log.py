@@ -44,6 +44,7 @@ from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
 from wal.segment import (
     Entry,
+    FillStopped,
     Position,
     SegmentWriter,
     name_prepared_segment,
@@ -608,12 +609,16 @@ class WriteAheadLog:
         zero_filled = source is None
         try:
             if source is None:
-                source = zero_filled_file(self.directory, self.segment_bytes, name)
+                source = zero_filled_file(
+                    self.directory, self.segment_bytes, name, stopped=self._closing_now
+                )
             temporary = prepare_segment_file(self.directory, sequence, source)
             final = self._name_prepared(sequence, temporary)
             if final is None:
                 return
             sync_directory(self.directory)
+        except FillStopped:
+            return  # the log closed: it will never roll into this segment
         except OSError:
             return  # only an optimisation: the next roll makes its segment itself
         with self._segments_lock:
@@ -625,6 +630,11 @@ class WriteAheadLog:
             (time.monotonic() - started) * 1000,
             "zero-filled" if zero_filled else "a free file",
         )
+
+    def _closing_now(self) -> bool:
+        """Whether close has begun: it is set first thing there, under the
+        lock, and read between the spare's chunks without it (one bool)."""
+        return self._closed
 
     def _name_prepared(self, sequence: int, temporary: str) -> str | None:
         """Gives the prepared file its final name, unless a roll or the close

@@ -6,7 +6,7 @@ import contextlib
 import errno
 import mmap
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -169,7 +169,13 @@ step's, and a flat-out fill's rolls found no fewer spares; a quarter MiB
 shortened it again but kept only 0.37-0.91 of the fill's rate (0129)."""
 
 
-def zero_filled_file(directory: str, size: int, name: str) -> str:
+class FillStopped(Exception):
+    """A zero fill stopped part way because its caller asked, its file deleted."""
+
+
+def zero_filled_file(
+    directory: str, size: int, name: str, stopped: Callable[[], bool] = lambda: False
+) -> str:
     """A file of ``size`` written zeros, for a future segment.
 
     Written blocks, unlike fallocate'd ones, need no extent conversion when
@@ -185,6 +191,13 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     out without a sync (writeback.py): the one fsync at the end makes the
     file durable, where a sync per chunk flushed the disk's cache once per
     chunk (128 times for a 64 MiB segment).
+
+    ``stopped`` is asked before each chunk; once it says so the fill
+    raises FillStopped: a closing log will never roll into this segment,
+    and the rest of it (up to 64 MiB written and synced) was what its
+    close waited for. The part written goes as on any error, since a file
+    short of its size is no free file; a crash before that leaves a
+    ``.tmp`` that the next open deletes.
     """
     final = os.path.join(directory, name)
     temporary = final + ".tmp"
@@ -192,6 +205,8 @@ def zero_filled_file(directory: str, size: int, name: str) -> str:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         for offset in range(0, size, len(zeros)):
+            if stopped():
+                raise FillStopped
             written = _pwrite_all(fd, zeros[: size - offset], offset)
             write_back(fd, offset, written)
         os.fsync(fd)

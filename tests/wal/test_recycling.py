@@ -187,6 +187,11 @@ def test_a_roll_goes_into_the_segment_prepared_ahead_and_close_keeps_it_free(
             written.append(b"%04d" % len(written) + b"." * 500)
             log.append(written[-1])
         assert os.stat(directory / f"{sequence:020d}.wal").st_ino == inode
+        # A close stops a spare still being filled: let the one this roll
+        # asked for finish, to see it kept.
+        assert log._spare_maker is not None
+        log._spare_maker.join(timeout=30)
+        assert not log._spare_maker.is_alive(), "the spare was not made in time"
     finally:
         log.close()
     assert not list(directory.glob("*.tmp")), "a prepared file was left under a temporary name"
