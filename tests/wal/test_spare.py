@@ -118,6 +118,23 @@ def _leftovers(directory: Path) -> list[str]:
     )
 
 
+def _close_telling(
+    log: WriteAheadLog, close_begun: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closes ``log``, setting ``close_begun`` as the close reaches its
+    join of the spare maker: the close has begun (the log is closed to new
+    spares) and the spare maker held by the test may go on."""
+    joining = log._join_spare_maker
+
+    def join_once_closing() -> None:
+        close_begun.set()
+        joining()
+
+    monkeypatch.setattr(log, "_join_spare_maker", join_once_closing)
+    log.close()
+    monkeypatch.undo()
+
+
 def test_a_close_during_a_spares_fill_stops_it_and_leaves_no_part_of_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,15 +161,7 @@ def test_a_close_during_a_spares_fill_stops_it_and_leaves_no_part_of_it(
     log = WriteAheadLog(directory, segment_bytes=size, preallocate=True)
     log.trim(log.append(b"first"))
     assert at_second_chunk.wait(TIMEOUT)
-    joining = log._join_spare_maker
-
-    def join_once_closing() -> None:
-        close_begun.set()
-        joining()
-
-    monkeypatch.setattr(log, "_join_spare_maker", join_once_closing)
-    log.close()
-    monkeypatch.undo()
+    _close_telling(log, close_begun, monkeypatch)
     assert written[0] == 2 * segment_module.ZERO_FILL_CHUNK < size
     assert _leftovers(directory) == []
     assert sorted(p.name for p in directory.iterdir()) == sorted(["LOCK", segment_name(1)])
@@ -274,15 +283,7 @@ def test_a_spare_taken_from_a_free_file_is_made_whole_by_a_close_and_kept(
     # The trim frees the last open's whole segment and the spare maker takes it.
     log.trim(log.append(b"third"))
     assert in_preparation.wait(TIMEOUT)
-    joining = log._join_spare_maker
-
-    def join_once_closing() -> None:
-        close_begun.set()
-        joining()
-
-    monkeypatch.setattr(log, "_join_spare_maker", join_once_closing)
-    log.close()
-    monkeypatch.undo()
+    _close_telling(log, close_begun, monkeypatch)
     kept = [directory / name for name in _spares(directory)]
     assert len(kept) == 1 and kept[0].stat().st_size == SEGMENT
     assert [p.name for p in directory.iterdir() if p.name.endswith(".tmp")] == []
