@@ -901,8 +901,8 @@ class Engine:
                 with ReadOfDeleted(leader):
                     matched = lookup_partition(leader, header, wanted, committed)
             if leader.deleted:
-                # Its deleted stream's objects read as none: the scan ended
-                # early, and what it found is no answer for a topic gone.
+                # Deleted while the scan ran (a read that met the deletion
+                # raised above): what it found is no answer for a topic gone.
                 raise UnknownTopic(topic)
             found += matched
         return found
@@ -1127,16 +1127,19 @@ class Engine:
         """A compacted topic's keys and values as of ``at`` (ms, or an aware
         datetime) or below ``vector``, from the committed records kept, with
         each partition's exactness (engine/memory/state_at.py, docs/memory.md)."""
+        from engine.memory.deleted_topics import deleted_under  # noqa: PLC0415
         from engine.memory.state_at import rebuild, state_query  # noqa: PLC0415
 
         self._check_open()
-        # A read: an unknown topic is UnknownTopic, never created (as in Kafka).
-        known = len(self._registry.topic(topic).partitions)
+        known = self._state_partitions(topic, vector)
         query = state_query(topic, at, vector, partitions, known)
         # Appends from now on are dated now or later (LogAppendTime).
         now = self.clock.time_ms()
-        with store_errors():
-            sources = [self.partition(topic, p) for p in query.partitions]
+        sources: list[Partition] = []
+        with store_errors(), deleted_under(sources, {topic: query.topic_id}):
+            # Each kept as found (extend appends as it goes): a lookup
+            # failing after one of them was deleted is answered as a deletion.
+            sources.extend(self.partition(topic, index) for index in query.partitions)
             reached = _reached(now, sources)
             return rebuild(topic, sources, query, reached, unanswered_reads)
 
@@ -1148,17 +1151,33 @@ class Engine:
         vector: OffsetVector | None = None,
         partitions: Sequence[int] | None = None,
     ) -> TopicState:
+        from engine.memory.deleted_topics import deleted_under  # noqa: PLC0415
         from engine.memory.state_at import rebuild_async, state_query  # noqa: PLC0415
 
         self._check_open()
-        # A read: an unknown topic is UnknownTopic, never created (as in Kafka).
-        known = len(self._registry.topic(topic).partitions)
+        known = self._state_partitions(topic, vector)
         query = state_query(topic, at, vector, partitions, known)
         now = self.clock.time_ms()
-        with store_errors():
-            sources = [self.partition(topic, p) for p in query.partitions]
+        sources: list[Partition] = []
+        with store_errors(), deleted_under(sources, {topic: query.topic_id}):
+            # Each kept as found (extend appends as it goes): a lookup
+            # failing after one of them was deleted is answered as a deletion.
+            sources.extend(self.partition(topic, index) for index in query.partitions)
             reached = _reached(now, sources)
             return await rebuild_async(topic, sources, query, reached, unanswered_reads)
+
+    def _state_partitions(self, topic: str, vector: OffsetVector | None) -> int:
+        """The partition count of the topic a state query reads. A read:
+        an unknown topic is never created (as in Kafka); UnknownTopic, or
+        UnknownTopicId for a vector naming the id of a topic since deleted."""
+        from engine.memory.deleted_topics import gone  # noqa: PLC0415
+
+        try:
+            return len(self._registry.topic(topic).partitions)
+        except UnknownTopic as error:
+            if vector is None:
+                raise
+            raise gone(topic, vector.topic_id(topic)) from error
 
     # -- lifecycle -------------------------------------------------------------------
 

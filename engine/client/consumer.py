@@ -219,7 +219,14 @@ class Consumer:
         wanted = [TopicPartition(*tp) for tp in partitions]
         self._authorize_reads(wanted)  # first: a refused topic's existence is not told
         for tp in wanted:
-            self._engine.partition(tp.topic, tp.partition)  # raises if unknown
+            try:
+                self._engine.partition(tp.topic, tp.partition)  # raises if unknown
+            except UnknownTopic as error:
+                wanted_id = self._until_ids.get(tp.topic)
+                if wanted_id is None:
+                    raise
+                # The bound names the id of a topic deleted since, as its fetches say.
+                raise UnknownTopicId(tp.topic, wanted_id) from error
         if self._member is not None and self._member.subscribed:
             self._leave_group("the consumer assigned itself partitions")
         self._subscription = ()
