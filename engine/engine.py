@@ -1173,11 +1173,16 @@ class Engine:
         from engine.memory.deleted_topics import gone  # noqa: PLC0415
 
         try:
-            return len(self._registry.topic(topic).partitions)
+            found = self._registry.topic(topic)
         except UnknownTopic as error:
             if vector is None:
                 raise
             raise gone(topic, vector.topic_id(topic)) from error
+        if vector is not None:
+            # Before the vector's partitions are checked against the count:
+            # a topic created again with fewer is still another topic.
+            vector.check_topic_id(topic, found.meta.topic_id)
+        return len(found.partitions)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -219,14 +219,11 @@ class Consumer:
         wanted = [TopicPartition(*tp) for tp in partitions]
         self._authorize_reads(wanted)  # first: a refused topic's existence is not told
         for tp in wanted:
-            try:
-                self._engine.partition(tp.topic, tp.partition)  # raises if unknown
-            except UnknownTopic as error:
-                wanted_id = self._until_ids.get(tp.topic)
-                if wanted_id is None:
-                    raise
-                # The bound names the id of a topic deleted since, as its fetches say.
-                raise UnknownTopicId(tp.topic, wanted_id) from error
+            # First: a bound naming the id of a topic deleted since is
+            # UnknownTopicId, as its fetches say, also where a topic created
+            # again under the name has fewer partitions (not UnknownPartition).
+            self._check_topic_id(tp)
+            self._engine.partition(tp.topic, tp.partition)  # raises if unknown
         if self._member is not None and self._member.subscribed:
             self._leave_group("the consumer assigned itself partitions")
         self._subscription = ()

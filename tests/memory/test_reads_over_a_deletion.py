@@ -276,3 +276,37 @@ def test_a_replay_to_a_vector_of_a_topic_deleted_before_it_is_unknown_topic_id(
 
 def _vector_by_name(vector: OffsetVector) -> OffsetVector:
     return OffsetVector({tp: Position(p.offset, p.leader_epoch) for tp, p in vector.items()})
+
+
+# -- a topic created again with fewer partitions ------------------------------------
+
+
+def _created_again_with_one_partition(opened: engine.Engine) -> None:
+    """The two-partition topic deleted and created again with one: the
+    vector's partition 1 exists in no topic of the name."""
+    opened.delete_topic("t")
+    opened.create_topic("t", 1, COMPACT)
+
+
+def test_a_state_below_a_vector_of_a_topic_created_again_smaller_is_unknown_topic_id(
+    uploaded: engine.Engine,
+) -> None:
+    """The vector's id is checked before its partitions are counted: the
+    topic it names is gone, whatever the new one's shape."""
+    vector = _vector(uploaded, with_id=True)
+    _created_again_with_one_partition(uploaded)
+    with pytest.raises(UnknownTopicId) as raised:
+        uploaded.state_at("t", vector=vector)
+    assert raised.value.topic_id == vector.topic_id("t") != NO_TOPIC_ID
+
+
+def test_a_replay_to_a_vector_of_a_topic_created_again_smaller_is_unknown_topic_id(
+    uploaded: engine.Engine,
+) -> None:
+    """As its fetches would say, not UnknownPartition for the partition
+    the new topic lacks."""
+    vector = _vector(uploaded, with_id=True)
+    _created_again_with_one_partition(uploaded)
+    with pytest.raises(UnknownTopicId) as raised:
+        uploaded.replay(vector, timeout=5)
+    assert raised.value.topic_id == vector.topic_id("t") != NO_TOPIC_ID
