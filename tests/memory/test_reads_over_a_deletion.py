@@ -310,3 +310,21 @@ def test_a_replay_to_a_vector_of_a_topic_created_again_smaller_is_unknown_topic_
     with pytest.raises(UnknownTopicId) as raised:
         uploaded.replay(vector, timeout=5)
     assert raised.value.topic_id == vector.topic_id("t") != NO_TOPIC_ID
+
+
+# -- fork ---------------------------------------------------------------------------
+
+
+def test_a_fork_at_a_vector_of_a_topic_deleted_before_it_is_unknown_topic_id(
+    uploaded: engine.Engine,
+) -> None:
+    """As a replay or a state below the vector: the topic its id names is
+    gone (docs/memory.md), and nothing is forked; by name, UnknownTopic."""
+    vector = _vector(uploaded, with_id=True)
+    uploaded.delete_topic("t")
+    with pytest.raises(UnknownTopicId) as raised:
+        uploaded.fork("t", vector, name="forked")
+    assert raised.value.topic_id == vector.topic_id("t") != NO_TOPIC_ID
+    with pytest.raises(UnknownTopic):
+        uploaded.fork("t", _vector_by_name(vector), name="forked")
+    assert "forked" not in uploaded.list_topics()
