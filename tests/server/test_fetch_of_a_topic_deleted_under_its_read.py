@@ -277,8 +277,8 @@ def test_an_out_of_range_read_of_a_topic_deleted_after_it_answers_the_offsets_it
     uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch, version: int, created_again: bool
 ) -> None:
     """The answer to a read past the end carries the log start and high
-    watermark of the partition read, as Kafka answers from the Partition
-    its readFromLocalLog read: never those of a topic of the same name
+    watermark of the partition read (Kafka answers -1 for both; see
+    docs/server.md's differences): never those of a topic of the same name
     created since (another incarnation, another log), which a lookup by
     name would find, by topic id (v13+) above all: the client named the
     old topic's id. A topic deleted after the read changes nothing of its

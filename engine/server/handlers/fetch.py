@@ -754,23 +754,25 @@ def _caught_up(wanted: FetchPartition, look: _Look) -> _Read:
 _NO_ERROR = KafkaCode.NONE
 
 
-def _failed(wanted: FetchPartition, error: int) -> _Read:
-    outcome = PartitionOutcome(0, -1, -1, error)
+def _failed(
+    wanted: FetchPartition, error: int, high_watermark: int = -1, log_start: int = -1
+) -> _Read:
+    outcome = PartitionOutcome(0, high_watermark, log_start, error)
     return _Read(wanted, None, 0, wanted.offset, outcome, -1)
 
 
 def _read_failed(wanted: FetchPartition, error: EngineError) -> _Read:
     """The answer to a read that raised ``error``. Past the log's range,
     with the log start and high watermark of the partition read, as the
-    read found them (the engine's OffsetOutOfRange carries them): Kafka
-    answers from the Partition its readFromLocalLog read. Never a partition
-    looked up again by name: one of a topic deleted and created again
-    since is another log, and a Fetch by topic id named the old one."""
+    read found them (the engine's OffsetOutOfRange carries them), where
+    Kafka answers -1 for both (ReplicaManager.handleOffsetOutOfRangeError;
+    docs/server.md says why tidelog differs). Never a partition looked up
+    again by name: one of a topic deleted and created again since is
+    another log, and a Fetch by topic id named the old one."""
     if isinstance(error, OffsetOutOfRange):
-        outcome = PartitionOutcome(
-            0, error.high_watermark, error.log_start_offset, KafkaCode.OFFSET_OUT_OF_RANGE
+        return _failed(
+            wanted, KafkaCode.OFFSET_OUT_OF_RANGE, error.high_watermark, error.log_start_offset
         )
-        return _Read(wanted, None, 0, wanted.offset, outcome, -1)
     return _failed(wanted, error_code(error))
 
 
