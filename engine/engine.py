@@ -1131,15 +1131,15 @@ class Engine:
         from engine.memory.state_at import rebuild, state_query  # noqa: PLC0415
 
         self._check_open()
-        known = self._state_partitions(topic, vector)
-        query = state_query(topic, at, vector, partitions, known)
+        read = self._state_partitions(topic, vector)
+        query = state_query(topic, at, vector, partitions, len(read))
         # Appends from now on are dated now or later (LogAppendTime).
         now = self.clock.time_ms()
-        sources: list[Partition] = []
+        # The partitions of the topic looked up above, never looked up again
+        # by name: one deleted (and maybe created again) since is answered
+        # as a deletion, not as another topic's or as UnknownPartition.
+        sources = [read[index] for index in query.partitions]
         with store_errors(), deleted_under(sources, {topic: query.topic_id}):
-            # Each kept as found (extend appends as it goes): a lookup
-            # failing after one of them was deleted is answered as a deletion.
-            sources.extend(self.partition(topic, index) for index in query.partitions)
             reached = _reached(now, sources)
             return rebuild(topic, sources, query, reached, unanswered_reads)
 
@@ -1155,19 +1155,19 @@ class Engine:
         from engine.memory.state_at import rebuild_async, state_query  # noqa: PLC0415
 
         self._check_open()
-        known = self._state_partitions(topic, vector)
-        query = state_query(topic, at, vector, partitions, known)
+        read = self._state_partitions(topic, vector)
+        query = state_query(topic, at, vector, partitions, len(read))
         now = self.clock.time_ms()
-        sources: list[Partition] = []
+        # The partitions of the topic looked up above, never looked up again
+        # by name: one deleted (and maybe created again) since is answered
+        # as a deletion, not as another topic's or as UnknownPartition.
+        sources = [read[index] for index in query.partitions]
         with store_errors(), deleted_under(sources, {topic: query.topic_id}):
-            # Each kept as found (extend appends as it goes): a lookup
-            # failing after one of them was deleted is answered as a deletion.
-            sources.extend(self.partition(topic, index) for index in query.partitions)
             reached = _reached(now, sources)
             return await rebuild_async(topic, sources, query, reached, unanswered_reads)
 
-    def _state_partitions(self, topic: str, vector: OffsetVector | None) -> int:
-        """The partition count of the topic a state query reads. A read:
+    def _state_partitions(self, topic: str, vector: OffsetVector | None) -> list[Partition]:
+        """The partitions of the topic a state query reads. A read:
         an unknown topic is never created (as in Kafka); UnknownTopic, or
         UnknownTopicId for a vector naming the id of a topic since deleted."""
         from engine.memory.deleted_topics import gone  # noqa: PLC0415
@@ -1182,7 +1182,7 @@ class Engine:
             # Before the vector's partitions are checked against the count:
             # a topic created again with fewer is still another topic.
             vector.check_topic_id(topic, found.meta.topic_id)
-        return len(found.partitions)
+        return list(found.partitions)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -328,3 +328,23 @@ def test_a_fork_at_a_vector_of_a_topic_deleted_before_it_is_unknown_topic_id(
     with pytest.raises(UnknownTopic):
         uploaded.fork("t", _vector_by_name(vector), name="forked")
     assert "forked" not in uploaded.list_topics()
+
+
+@CHANGES
+@pytest.mark.parametrize("with_id", [True, False], ids=["vector_with_id", "vector_by_name"])
+def test_a_state_of_a_topic_deleted_after_its_lookup_reads_the_partitions_looked_up(
+    uploaded: engine.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Callable[..., Any],
+    with_id: bool,
+) -> None:
+    """The topic deleted (and maybe created again) between the state's
+    look at it and its partitions' reads: the vector's topic is gone,
+    UnknownTopicId where it names the id, never UnknownTopic for a
+    lookup by name again, nor the new topic's partitions."""
+    vector = _vector(uploaded, with_id=with_id)
+    registry = uploaded._registry
+    changed = _after_the_first(monkeypatch, registry, "topic", change(uploaded))
+    with pytest.raises(UnknownTopicId if with_id else UnknownTopic):
+        uploaded.state_at("t", vector=vector)
+    assert changed
