@@ -42,7 +42,13 @@ from engine.config_ranges import ENGINE_RANGES
 from engine.credentials import Credentials, user_credentials_record
 from engine.data_waiters import DataWaiters
 from engine.delegation_tokens import DelegationTokenConfig, DelegationTokens
-from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
+from engine.errors import (
+    EngineClosed,
+    EngineError,
+    InvalidTopic,
+    UnknownPartition,
+    UnknownTopic,
+)
 from engine.governance_gate import OWNER, Actor, may_govern
 from engine.governance_log import GovernanceChange, stamped_ranges
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
@@ -889,22 +895,31 @@ class Engine:
         the log is scanned (docs/memory.md, "Lookup by header")."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        count = len(self._registry.topic(topic).partitions)
+        # The partitions of the topic as looked up now, never looked up again
+        # by name: one created again under the name while an earlier
+        # partition was scanned is another log, not the rest of this one.
+        leaders = list(self._registry.topic(topic).partitions)
+        count = len(leaders)
         indexes = range(count) if partitions is None else sorted(set(partitions))
         wanted = value.encode() if isinstance(value, str) else bytes(value)
         from engine.memory.lookup import lookup_partition  # noqa: PLC0415
 
         found: list[FoundRecord] = []
         for index in indexes:
-            with store_errors(), damage_at(topic, index, 0), unanswered_reads(topic, index):
-                leader = self._registry.partition(topic, index)
-                with ReadOfDeleted(leader):
-                    matched = lookup_partition(leader, header, wanted, committed)
-            if leader.deleted:
-                # Deleted while the scan ran (a read that met the deletion
-                # raised above): what it found is no answer for a topic gone.
-                raise UnknownTopic(topic)
-            found += matched
+            if not 0 <= index < count:
+                raise UnknownPartition(topic, index, count)
+            leader = leaders[index]
+            with (
+                store_errors(),
+                damage_at(topic, index, 0),
+                unanswered_reads(topic, index),
+                ReadOfDeleted(leader),
+            ):
+                found += lookup_partition(leader, header, wanted, committed)
+        if any(leaders[index].deleted for index in indexes):
+            # Deleted while a scan ran (a read that met the deletion raised
+            # above) or after it: what was found is no answer for a topic gone.
+            raise UnknownTopic(topic)
         return found
 
     def lookup_many(

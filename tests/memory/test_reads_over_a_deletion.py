@@ -348,3 +348,31 @@ def test_a_state_of_a_topic_deleted_after_its_lookup_reads_the_partitions_looked
     with pytest.raises(UnknownTopicId if with_id else UnknownTopic):
         uploaded.state_at("t", vector=vector)
     assert changed
+
+
+# -- lookup -------------------------------------------------------------------------
+
+
+@CHANGES
+def test_a_lookup_of_a_topic_deleted_between_its_partitions_raises_unknown_topic(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch, change: Callable[..., Any]
+) -> None:
+    """Partition 0 scanned whole, then the topic deleted (and maybe created
+    again) as partition 1's read begins: partition 1 is not scanned in the
+    new topic, and the matches of the old one's partition 0 alone are no
+    answer."""
+    import engine.engine as engine_module
+
+    damage_at = engine_module.damage_at
+    changed: list[bool] = []
+
+    def changed_at_partition_1(topic: str, partition: int, offset: int) -> Any:
+        if partition == 1 and not changed:
+            changed.append(True)
+            change(uploaded)()
+        return damage_at(topic, partition, offset)
+
+    monkeypatch.setattr(engine_module, "damage_at", changed_at_partition_1)
+    with pytest.raises(UnknownTopic):
+        uploaded.lookup("t", "h", b"v")
+    assert changed
