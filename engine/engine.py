@@ -42,7 +42,13 @@ from engine.config_ranges import ENGINE_RANGES
 from engine.credentials import Credentials, user_credentials_record
 from engine.data_waiters import DataWaiters
 from engine.delegation_tokens import DelegationTokenConfig, DelegationTokens
-from engine.errors import EngineClosed, EngineError, InvalidTopic, UnknownTopic
+from engine.errors import (
+    EngineClosed,
+    EngineError,
+    InvalidTopic,
+    UnknownPartition,
+    UnknownTopic,
+)
 from engine.governance_gate import OWNER, Actor, may_govern
 from engine.governance_log import GovernanceChange, stamped_ranges
 from engine.groups import ConsumerLag, GroupConfig, GroupCoordinator, consumer_lag
@@ -889,22 +895,31 @@ class Engine:
         the log is scanned (docs/memory.md, "Lookup by header")."""
         committed = _read_committed(isolation_level)
         self._check_open()
-        count = len(self._registry.topic(topic).partitions)
+        # The partitions of the topic as looked up now, never looked up again
+        # by name: one created again under the name while an earlier
+        # partition was scanned is another log, not the rest of this one.
+        leaders = list(self._registry.topic(topic).partitions)
+        count = len(leaders)
         indexes = range(count) if partitions is None else sorted(set(partitions))
         wanted = value.encode() if isinstance(value, str) else bytes(value)
         from engine.memory.lookup import lookup_partition  # noqa: PLC0415
 
         found: list[FoundRecord] = []
         for index in indexes:
-            with store_errors(), damage_at(topic, index, 0), unanswered_reads(topic, index):
-                leader = self._registry.partition(topic, index)
-                with ReadOfDeleted(leader):
-                    matched = lookup_partition(leader, header, wanted, committed)
-            if leader.deleted:
-                # Its deleted stream's objects read as none: the scan ended
-                # early, and what it found is no answer for a topic gone.
-                raise UnknownTopic(topic)
-            found += matched
+            if not 0 <= index < count:
+                raise UnknownPartition(topic, index, count)
+            leader = leaders[index]
+            with (
+                store_errors(),
+                damage_at(topic, index, 0),
+                unanswered_reads(topic, index),
+                ReadOfDeleted(leader),
+            ):
+                found += lookup_partition(leader, header, wanted, committed)
+        if any(leaders[index].deleted for index in indexes):
+            # Deleted while a scan ran (a read that met the deletion raised
+            # above) or after it: what was found is no answer for a topic gone.
+            raise UnknownTopic(topic)
         return found
 
     def lookup_many(
@@ -1127,16 +1142,19 @@ class Engine:
         """A compacted topic's keys and values as of ``at`` (ms, or an aware
         datetime) or below ``vector``, from the committed records kept, with
         each partition's exactness (engine/memory/state_at.py, docs/memory.md)."""
+        from engine.memory.deleted_topics import deleted_under  # noqa: PLC0415
         from engine.memory.state_at import rebuild, state_query  # noqa: PLC0415
 
         self._check_open()
-        # A read: an unknown topic is UnknownTopic, never created (as in Kafka).
-        known = len(self._registry.topic(topic).partitions)
-        query = state_query(topic, at, vector, partitions, known)
+        read = self._state_partitions(topic, vector)
+        query = state_query(topic, at, vector, partitions, len(read))
         # Appends from now on are dated now or later (LogAppendTime).
         now = self.clock.time_ms()
-        with store_errors():
-            sources = [self.partition(topic, p) for p in query.partitions]
+        # The partitions of the topic looked up above, never looked up again
+        # by name: one deleted (and maybe created again) since is answered
+        # as a deletion, not as another topic's or as UnknownPartition.
+        sources = [read[index] for index in query.partitions]
+        with store_errors(), deleted_under(sources, {topic: query.topic_id}):
             reached = _reached(now, sources)
             return rebuild(topic, sources, query, reached, unanswered_reads)
 
@@ -1148,17 +1166,38 @@ class Engine:
         vector: OffsetVector | None = None,
         partitions: Sequence[int] | None = None,
     ) -> TopicState:
+        from engine.memory.deleted_topics import deleted_under  # noqa: PLC0415
         from engine.memory.state_at import rebuild_async, state_query  # noqa: PLC0415
 
         self._check_open()
-        # A read: an unknown topic is UnknownTopic, never created (as in Kafka).
-        known = len(self._registry.topic(topic).partitions)
-        query = state_query(topic, at, vector, partitions, known)
+        read = self._state_partitions(topic, vector)
+        query = state_query(topic, at, vector, partitions, len(read))
         now = self.clock.time_ms()
-        with store_errors():
-            sources = [self.partition(topic, p) for p in query.partitions]
+        # The partitions of the topic looked up above, never looked up again
+        # by name: one deleted (and maybe created again) since is answered
+        # as a deletion, not as another topic's or as UnknownPartition.
+        sources = [read[index] for index in query.partitions]
+        with store_errors(), deleted_under(sources, {topic: query.topic_id}):
             reached = _reached(now, sources)
             return await rebuild_async(topic, sources, query, reached, unanswered_reads)
+
+    def _state_partitions(self, topic: str, vector: OffsetVector | None) -> list[Partition]:
+        """The partitions of the topic a state query reads. A read:
+        an unknown topic is never created (as in Kafka); UnknownTopic, or
+        UnknownTopicId for a vector naming the id of a topic since deleted."""
+        from engine.memory.deleted_topics import gone  # noqa: PLC0415
+
+        try:
+            found = self._registry.topic(topic)
+        except UnknownTopic as error:
+            if vector is None:
+                raise
+            raise gone(topic, vector.topic_id(topic)) from error
+        if vector is not None:
+            # Before the vector's partitions are checked against the count:
+            # a topic created again with fewer is still another topic.
+            vector.check_topic_id(topic, found.meta.topic_id)
+        return list(found.partitions)
 
     # -- lifecycle -------------------------------------------------------------------
 

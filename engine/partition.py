@@ -827,10 +827,15 @@ class Partition:
         (appended, not yet durable: Kafka's LocalLog.read answers such a
         fetch empty, as one at the high watermark), else OffsetOutOfRange.
         The high watermark may have passed ``offset`` since the store
-        looked: still nothing, and the next fetch reads it."""
+        looked: still nothing, and the next fetch reads it. The error
+        carries the offsets read here, of this partition's stream: the
+        Fetch handler answers them, and a lookup by name after it could
+        find another topic's (deleted and created again)."""
         log_start, high_watermark = self.store.offsets(self.stream_id)
         if not log_start <= offset <= self.log_end_offset:
-            raise self._out_of_range(offset) from error
+            raise OffsetOutOfRange(
+                self.topic, self.index, offset, log_start, high_watermark
+            ) from error
         return self._nothing(offset, high_watermark, log_start, stable, read_committed)
 
     def _nothing(

@@ -16,7 +16,7 @@ from functools import partial
 from typing import NamedTuple
 
 from s3stream.config import MiB
-from s3stream.errors import MISSING, CorruptObject, OffsetOutOfRange, ReadPending
+from s3stream.errors import MISSING, CorruptObject, OffsetOutOfRange, ReadPending, StreamNotFound
 from s3stream.manifest import Manifest
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import StoredBatch
@@ -185,9 +185,17 @@ class Fetcher:
         another process took the bucket over from still has the manifest
         it had, naming objects the new owner may have merged and deleted
         since (Fenced then, which a client retries elsewhere, not a
-        CORRUPT_MESSAGE that stops it)."""
+        CORRUPT_MESSAGE that stops it).
+
+        A stream the manifest no longer names was deleted after the read
+        looked it up (its deletion commits to the manifest, then leaves the
+        store's state): StreamNotFound, as for a read after it, never an
+        empty answer, which says "no more data yet" to a reader that would
+        then wait on the deleted stream for ever."""
         state = self._manifest.state
         while True:
+            if stream_id not in state.streams:
+                raise StreamNotFound(stream_id)
             try:
                 return state, self._reader.read(state, stream_id, offset, budget, end, first)
             except ObjectNotFound as error:

@@ -219,6 +219,10 @@ class Consumer:
         wanted = [TopicPartition(*tp) for tp in partitions]
         self._authorize_reads(wanted)  # first: a refused topic's existence is not told
         for tp in wanted:
+            # First: a bound naming the id of a topic deleted since is
+            # UnknownTopicId, as its fetches say, also where a topic created
+            # again under the name has fewer partitions (not UnknownPartition).
+            self._check_topic_id(tp)
             self._engine.partition(tp.topic, tp.partition)  # raises if unknown
         if self._member is not None and self._member.subscribed:
             self._leave_group("the consumer assigned itself partitions")

@@ -33,6 +33,7 @@ from engine.errors import (
     UnknownTopic,
 )
 from engine.governance_gate import OWNER, Actor
+from engine.memory.deleted_topics import gone
 from engine.memory.snapshot import check_position
 from engine.memory.vector import InvalidVector, OffsetVector
 from engine.partition import Partition, inherited_checkpoint
@@ -116,8 +117,10 @@ def fork_topic(
     out, or every partition when ``at`` is None, at its high watermark).
     The fork has the parent's config overrides, then ``configs``.
 
-    Raises UnknownTopic, TopicExists, InvalidTopic (the name, or one that
-    collides with a topic's by "." against "_"), OffsetOutOfRange
+    Raises UnknownTopic (UnknownTopicId for a vector naming the id of a
+    topic deleted since, even one of the name created again), TopicExists,
+    InvalidTopic (the name, or one that collides with a topic's by "."
+    against "_"), OffsetOutOfRange
     (a position outside a partition's log, or a vector naming a partition
     the topic does not have; VectorDiverged, a position whose records the
     log no longer holds), InvalidVector (a vector naming none of the
@@ -139,7 +142,9 @@ def fork_topic(
         admin.check_open()
         source = registry.topics.get(topic)
         if source is None:
-            raise UnknownTopic(topic)
+            # A vector naming the id of a topic deleted since is refused as
+            # by a replay or a state below it (docs/memory.md).
+            raise UnknownTopic(topic) if at is None else gone(topic, at.topic_id(topic))
         if name in registry.topics:
             raise TopicExists(name)
         registry.check_no_collision(name)

@@ -9,6 +9,14 @@ default: records of aborted transactions are left out, and transaction
 markers are never records. Records retention removed are never skipped in
 silence: a start below the partition's log start, or a log start that
 passes the replay while it runs, raises :class:`RecordsRemoved`.
+
+A topic the ``until`` vector names by id that is deleted before the replay
+opens, or while it checks the partitions' offsets (perhaps created again
+under its name), raises UnknownTopicId; one named by name, UnknownTopic.
+The offsets checked are the partition's looked up at the start, never of
+a partition looked up again by name (engine/memory/deleted_topics.py); a
+deletion while the replay runs is found at its next fetch (the consumer's
+check of the bound's topic ids).
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ from typing import Any
 
 from engine.client.consumer import Consumer
 from engine.client.host import ClientHost
-from engine.errors import EngineError, OffsetOutOfRange
+from engine.errors import EngineError, OffsetOutOfRange, UnknownTopic
+from engine.memory.deleted_topics import deleted_under, gone
 from engine.memory.snapshot import READ_COMMITTED, check_position
 from engine.memory.vector import InvalidVector, OffsetVector
 from engine.protocol.kafka_code import KafkaCode
+from engine.store_errors import store_errors
+from engine.topic_id import NO_TOPIC_ID
 from engine.types import ConsumerRecord, TopicPartition
 
 DEFAULT_STALL_S = 30.0
@@ -99,18 +110,29 @@ class Replay:
             raise
 
     def _check_start(self, host: ClientHost, tp: TopicPartition, start: int) -> None:
-        leader = host.partition(tp.topic, tp.partition)
+        named = self.until.topic_id(tp.topic)
+        if named == NO_TOPIC_ID:
+            named = self.since.topic_id(tp.topic)
+        try:
+            leader = host.partition(tp.topic, tp.partition)
+        except UnknownTopic as error:  # deleted before: the id the vector names is unknown
+            raise gone(tp.topic, named) from error
         self.until.check_topic_id(tp.topic, leader.topic_id)  # a topic deleted since: no records
         self.since.check_topic_id(tp.topic, leader.topic_id)
-        log_start, high_watermark = host.offsets(tp.topic, tp.partition)
-        end = self.until[tp].offset
-        if end > high_watermark:
-            raise OffsetOutOfRange(tp.topic, tp.partition, end, log_start, high_watermark)
-        if start < log_start and start < end:
-            raise RecordsRemoved(tp.topic, tp.partition, start, log_start, high_watermark)
-        check_position(leader, self.until[tp])  # the records below it are still those named
-        if tp in self.since:
-            check_position(leader, self.since[tp])
+        # The offsets of the partition checked, never of one looked up by
+        # name again: a topic deleted and created again meanwhile is
+        # another log, and is UnknownTopicId (a vector with ids) or
+        # UnknownTopic here, as at the replay's fetches.
+        with store_errors(), deleted_under([leader], {tp.topic: named}):
+            log_start, high_watermark = leader.watermarks()
+            end = self.until[tp].offset
+            if end > high_watermark:
+                raise OffsetOutOfRange(tp.topic, tp.partition, end, log_start, high_watermark)
+            if start < log_start and start < end:
+                raise RecordsRemoved(tp.topic, tp.partition, start, log_start, high_watermark)
+            check_position(leader, self.until[tp])  # the records below it are still those named
+            if tp in self.since:
+                check_position(leader, self.since[tp])
 
     def at_end(self) -> bool:
         """Whether every record below ``until`` was handed out (at once for

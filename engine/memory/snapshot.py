@@ -15,6 +15,13 @@ and bounded replay").
 Each position carries the leader epoch of the last record it includes,
 from the partition's leader-epoch history (-1 when it includes none), and
 the id of the topic it was cut in.
+
+A topic deleted before the call is UnknownTopic. One deleted while the
+snapshot cuts it (and maybe created again under its name) is UnknownTopic
+too, whatever its cut's read met: a vector of what the deleted stream had
+left, or one with positions of two incarnations of the name, names no
+point in time of a topic that exists (engine/memory/deleted_topics.py).
+A topic created again before the call is cut as the topic the name holds.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Protocol
 
 from engine.client.host import ClientHost
 from engine.errors import OffsetOutOfRange, UnknownTopic
+from engine.memory.deleted_topics import deleted_under
 from engine.memory.vector import OffsetVector, Position
 from engine.partition import Partition
 from engine.store_errors import unanswered_reads
@@ -46,10 +54,15 @@ def snapshot(
     exist."""
     committed = _committed(isolation_level)
     positions: dict[TopicPartition, Position] = {}
-    for tp in _partitions(host, topics):
-        leader = host.partition(tp.topic, tp.partition)
-        with unanswered_reads(tp.topic, tp.partition):  # a cut by time reads objects
-            positions[tp] = _cut(leader, at, committed)
+    cut: list[Partition] = []
+    # A topic deleted (and maybe created again) under the cuts: UnknownTopic,
+    # never a cut of what its stream had left, nor one of two incarnations.
+    with deleted_under(cut, {}):
+        for tp in _partitions(host, topics):
+            leader = host.partition(tp.topic, tp.partition)
+            cut.append(leader)
+            with unanswered_reads(tp.topic, tp.partition):  # a cut by time reads objects
+                positions[tp] = _cut(leader, at, committed)
     return OffsetVector(positions)
 
 
@@ -70,10 +83,13 @@ def earliest(host: ClientHost, topics: Iterable[str]) -> OffsetVector:
     """Every partition's log start as a vector: where a replay of all the
     records still held begins."""
     positions: dict[TopicPartition, Position] = {}
-    for tp in _partitions(host, topics):
-        leader = host.partition(tp.topic, tp.partition)
-        start = leader.log_start_offset
-        positions[tp] = Position(start, epoch_of(leader, start - 1), leader.topic_id)
+    read: list[Partition] = []
+    with deleted_under(read, {}):  # as a snapshot's cuts
+        for tp in _partitions(host, topics):
+            leader = host.partition(tp.topic, tp.partition)
+            read.append(leader)
+            start = leader.log_start_offset
+            positions[tp] = Position(start, epoch_of(leader, start - 1), leader.topic_id)
     return OffsetVector(positions)
 
 

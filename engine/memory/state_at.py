@@ -24,6 +24,13 @@ dated up to it may still be written, and the answer would change.
 
 Memory is O(live keys): one dict of each key's latest record, filled from
 a stream of fetched chunks.
+
+The partitions read are those looked up when the call began, never looked
+up again by name. A topic deleted before the call or while they are read
+(and perhaps created again under its name) raises UnknownTopicId for a
+vector naming the topic's id, else UnknownTopic: no state of part of a
+deleted topic, nor of the new topic's records read as the old one's
+(Engine.state_at; engine/memory/deleted_topics.py).
 """
 
 from __future__ import annotations

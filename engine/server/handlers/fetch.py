@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
-from engine.errors import EngineError, error_code
+from engine.errors import EngineError, OffsetOutOfRange, error_code
 from engine.gc_pause import CollectorPaused, PausedWhileRunning
 from engine.internal_topics import internal_fetch, is_internal_topic
 from engine.partition import Partition, PartitionFetch
@@ -379,7 +379,7 @@ async def _read_all(
     in_clear = False
     for index, w in enumerate(wanted):
         if refused and w.topic in refused:
-            reads.append(_failed(context, w, KafkaCode.TOPIC_AUTHORIZATION_FAILED))
+            reads.append(_failed(w, KafkaCode.TOPIC_AUTHORIZATION_FAILED))
             continue
         # One look at the partition (its leader and offsets), which every
         # step below takes from here: a full fetch (librdkafka's every
@@ -562,7 +562,7 @@ async def _read(
     """``look``: the partition as _look found it since the handler's last
     await (None: the checks below find why there is none)."""
     if wanted.topic is None:
-        return _failed(context, wanted, KafkaCode.UNKNOWN_TOPIC_ID)
+        return _failed(wanted, KafkaCode.UNKNOWN_TOPIC_ID)
     leader = None if look is None else look.leader
     if look is None:  # a look passed these checks
         refusal, leader = leader_or_error(
@@ -570,9 +570,9 @@ async def _read(
         )
         # Kafka's readFromLog: the partition, then its topic id, then the epoch.
         if leader is not None and _another_topic(wanted, leader):
-            return _failed(context, wanted, KafkaCode.INCONSISTENT_TOPIC_ID)
+            return _failed(wanted, KafkaCode.INCONSISTENT_TOPIC_ID)
         if refusal != KafkaCode.NONE:
-            return _failed(context, wanted, refusal)
+            return _failed(wanted, refusal)
     if is_internal_topic(wanted.topic):
         code, empty = internal_fetch(wanted.partition, wanted.offset, committed)
         offsets = -1 if empty is None else 0  # high watermark and log start of an empty log
@@ -596,9 +596,9 @@ async def _read(
         if masking is not None:  # else the stored bytes, as they are
             fetched = await masked(fetched, masking, limit)
     except EngineError as error:
-        return _failed(context, wanted, error_code(error))
+        return _read_failed(wanted, error)
     except BatchError:  # a batch that cannot be masked is not sent in clear either
-        return _failed(context, wanted, KafkaCode.CORRUPT_MESSAGE)
+        return _failed(wanted, KafkaCode.CORRUPT_MESSAGE)
     return _fetched(wanted, fetched, leader)
 
 
@@ -649,7 +649,7 @@ def _read_in_clear(
             leader, wanted.offset, limit, committed, marks.last_stable_offset
         )
     except EngineError as error:
-        return _failed(context, wanted, error_code(error))
+        return _read_failed(wanted, error)
     if fetched is None:
         return _object_read(context, wanted, key, marks, leader)
     return _shared(context, key, marks, _fetched(wanted, fetched, leader))
@@ -666,7 +666,7 @@ async def _object_read(
             leader, wanted.offset, key.limit, key.committed, marks.last_stable_offset, cold=True
         )
     except EngineError as error:
-        return _failed(context, wanted, error_code(error))
+        return _read_failed(wanted, error)
     return _shared(context, key, marks, _fetched(wanted, fetched, leader))
 
 
@@ -754,15 +754,26 @@ def _caught_up(wanted: FetchPartition, look: _Look) -> _Read:
 _NO_ERROR = KafkaCode.NONE
 
 
-def _failed(context: RequestContext, wanted: FetchPartition, error: int) -> _Read:
-    high_watermark = log_start = -1
-    if wanted.topic is not None and error == KafkaCode.OFFSET_OUT_OF_RANGE:
-        try:
-            log_start, high_watermark = context.engine.offsets(wanted.topic, wanted.partition)
-        except EngineError as gone:  # the topic deleted since the read
-            return _failed(context, wanted, error_code(gone))
+def _failed(
+    wanted: FetchPartition, error: int, high_watermark: int = -1, log_start: int = -1
+) -> _Read:
     outcome = PartitionOutcome(0, high_watermark, log_start, error)
     return _Read(wanted, None, 0, wanted.offset, outcome, -1)
+
+
+def _read_failed(wanted: FetchPartition, error: EngineError) -> _Read:
+    """The answer to a read that raised ``error``. Past the log's range,
+    with the log start and high watermark of the partition read, as the
+    read found them (the engine's OffsetOutOfRange carries them), where
+    Kafka answers -1 for both (ReplicaManager.handleOffsetOutOfRangeError;
+    docs/server.md says why tidelog differs). Never a partition looked up
+    again by name: one of a topic deleted and created again since is
+    another log, and a Fetch by topic id named the old one."""
+    if isinstance(error, OffsetOutOfRange):
+        return _failed(
+            wanted, KafkaCode.OFFSET_OUT_OF_RANGE, error.high_watermark, error.log_start_offset
+        )
+    return _failed(wanted, error_code(error))
 
 
 FIRST_NODE_ENDPOINTS_VERSION = 16
