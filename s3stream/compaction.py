@@ -23,7 +23,13 @@ from s3stream.header_index import Indexer, StreamKeys, parse_region, region_end,
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
-from s3stream.store import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError
+from s3stream.store import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreClosed,
+    ObjectStoreError,
+)
 from s3stream.store.abandoned import SweepCadence
 from s3stream.store_state import Retention, StoreState, StoreStats
 from s3stream.uploader import (
@@ -438,6 +444,11 @@ class Compactor:
             try:
                 self.run_once()
             except (Fenced, StoreClosed):
+                return
+            except ObjectStoreClosed as error:
+                # The owner closed the object store under this stream store:
+                # no later pass can reach it, and each would note an error.
+                log.warning("compaction stopped: the object store was closed (%s)", error)
                 return
             except ObjectStoreError as error:
                 self._stats.note_store_error(error)
