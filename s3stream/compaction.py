@@ -18,7 +18,7 @@ from typing import NamedTuple
 from s3stream import chain
 from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
-from s3stream.errors import CorruptObject, Fenced, StoreClosed
+from s3stream.errors import CorruptObject, Fenced, StoreClosed, StoreFailed
 from s3stream.header_index import Indexer, StreamKeys, parse_region, region_end, stream_keys
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.manifest_writer import ManifestWriter
@@ -443,7 +443,10 @@ class Compactor:
                 return
             try:
                 self.run_once()
-            except (Fenced, StoreClosed):
+            except (Fenced, StoreClosed, StoreFailed):
+                # A failed store (the uploader's closed object store, the
+                # WAL's error) never recovers: every later pass would fail
+                # its first check and log the same traceback.
                 return
             except ObjectStoreClosed as error:
                 # The owner closed the object store under this stream store:

@@ -122,3 +122,31 @@ def test_loops_over_a_closed_store_stop_with_one_line_and_the_wal_keeps_the_rest
             assert read_all(reopened, stream) == expected(stream, 0, 10)
     finally:
         again.close()
+
+
+def test_compaction_ends_once_the_uploader_fails_the_store_over_a_closed_one(
+    tmp_path: Path, s3_endpoint: S3Endpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The uploader meets the closed store first and fails the stream
+    store: compaction's next pass ends its loop, rather than log the
+    failure's traceback at every interval until the close."""
+    objects = s3_endpoint.store(f"failed-first-{uuid.uuid4().hex}/")
+    opened = StreamStore.open(tmp_path / "node", objects, CONFIG)
+    try:
+        stream = new_stream(opened)
+        fill(opened, stream, 2)
+        assert opened.flush(timeout=WAIT_S)
+        objects.close()
+        caplog.set_level(logging.WARNING, logger="s3stream")
+        fill(opened, stream, 2)
+        with pytest.raises(StoreFailed):
+            opened.flush(timeout=WAIT_S)
+        compactor = opened._compactor
+        for _ in range(3):
+            compactor.wake()
+            compactor._thread.join(WAIT_S / 3)
+        assert not compactor._thread.is_alive(), "compaction went on over a failed store"
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    finally:
+        report = opened.close()
+    assert report.wal_only_appends == 2
