@@ -96,6 +96,7 @@ from engine.server.sasl.oauthbearer import OAUTHBEARER
 from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
+from s3stream.errors import ConfigOutOfRange
 from s3stream.ranges import check_range, check_ranges, check_texts
 
 SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
@@ -440,7 +441,18 @@ def _check_types(table: dict[str, Any], types: dict[str, type]) -> None:
             continue
         if wanted is float and type(value) is int:
             continue
-        raise ValueError(f"{key} must be {_TYPE_NAMES[wanted]}, not {value!r}")
+        raise ConfigOutOfRange(key, value, _TYPE_NAMES[wanted])
+
+
+def _as_written(error: Exception, written: dict[str, str]) -> Exception:
+    """``error`` naming its setting as the file wrote it: the config knows
+    ``ssl_client_auth`` where the file (and docs/server.md) says
+    ``ssl.client.auth``, a key the reader would look for in vain."""
+    if isinstance(error, ConfigOutOfRange) and written.get(error.setting, error.setting) != (
+        error.setting
+    ):
+        return ConfigOutOfRange(written[error.setting], error.value, error.accepted)
+    return error
 
 
 _ENGINE_APART: dict[str, type] = {"auto_create_topics": bool, "default_partitions": int}
@@ -530,6 +542,8 @@ def load_config_file(path: str | Path) -> FileConfig:
     server_table: dict[str, Any] = {
         str(key).replace(".", "_"): value for key, value in document.get("server", {}).items()
     }
+    # Each setting as the file spells it, for a refusal to name.
+    written = {str(key).replace(".", "_"): str(key) for key in document.get("server", {})}
     engine_table: dict[str, Any] = dict(document.get("engine", {}))
     store_table: dict[str, Any] = dict(document.get("store", {}))
     for table, known, name in (
@@ -559,7 +573,7 @@ def load_config_file(path: str | Path) -> FileConfig:
             server = replace(server, advertised_host=host, advertised_port=port)
         server = replace(server, **listener_settings(server_table))
     except (TypeError, ValueError) as error:
-        raise ConfigFileError(f"{path}: [server]: {error}") from error
+        raise ConfigFileError(f"{path}: [server]: {_as_written(error, written)}") from error
     try:
         _check_types(store_table, _STORE_TYPES)
         # durability too is refused by the config itself, as from Python

@@ -933,3 +933,25 @@ def test_tidelog_mirror_refuses_an_interval_out_of_range_in_the_tables_words(
     assert main([*argv, "0"]) != 0
     accepted = MIRROR_RANGES["checkpoint_interval_s"].phrase()
     assert f"checkpoint_interval_s must be {accepted}, not 0.0" in capsys.readouterr().err
+
+
+SERVER_DOTTED = sorted(
+    {name for name in (*SERVER_TEXTS, *SERVER_RANGES) if "_" in name}
+    - {"advertised_host", "advertised_port"}
+)
+"""[server] settings a file may write in Kafka's dotted form (the
+advertised host and port are set by ``advertised``, never by keys of their own)."""
+
+
+@pytest.mark.parametrize("setting", SERVER_DOTTED)
+def test_a_refusal_names_a_server_key_as_the_file_wrote_it(tmp_path: Path, setting: str) -> None:
+    """``ssl.client.auth = "always"`` was refused as ``ssl_client_auth``: a
+    key the file (and docs/server.md) does not have, and a reader searching
+    the file for it finds nothing."""
+    dotted = setting.replace("_", ".")
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f'[server]\n"{dotted}" = ["of", "no", "kind"]\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert f"[server]: {dotted} must be " in str(from_file.value)
+    assert f"{setting} must be" not in str(from_file.value)

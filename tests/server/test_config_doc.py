@@ -130,11 +130,11 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
         ("[server]\nlog_format = 1\n", "[server]: log_format must be one of text, json, not 1"),
         (
             '[server]\n"sasl.password.check.queue.per.address" = "4"\n',
-            "[server]: sasl_password_check_queue_per_address must be a 64-bit integer, from 1",
+            "[server]: sasl.password.check.queue.per.address must be a 64-bit integer, from 1",
         ),
         (
             '[server]\n"sasl.password.check.queue.per.address" = 0\n',
-            "[server]: sasl_password_check_queue_per_address must be a 64-bit integer, from 1",
+            "[server]: sasl.password.check.queue.per.address must be a 64-bit integer, from 1",
         ),
         ('[http]\nprobe_timeout_s = "2"\n', "[http]: probe_timeout_s must be a number"),
         (

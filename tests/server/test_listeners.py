@@ -81,7 +81,7 @@ def test_without_listeners_listen_and_advertised_make_one_plaintext_listener() -
         ('"sasl.enabled.mechanisms" = "GSSAPI"\n', "not one of"),
         (
             '"ssl.client.auth" = "always"\n',
-            "ssl_client_auth must be one of required, requested, none",
+            "ssl.client.auth must be one of required, requested, none",
         ),
         ('"advertised.listeners" = "SASL_SSL://h:1"\n', "names no listener"),
         ('"connections.max.reauth.ms" = -1\n', "0 or more"),
