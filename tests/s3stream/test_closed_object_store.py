@@ -150,3 +150,37 @@ def test_compaction_ends_once_the_uploader_fails_the_store_over_a_closed_one(
     finally:
         report = opened.close()
     assert report.wal_only_appends == 2
+
+
+def test_a_remote_waiter_and_the_appends_after_are_answered_at_once_over_a_closed_store(
+    tmp_path: Path, s3_endpoint: S3Endpoint
+) -> None:
+    """An append waiting to be in a committed object is answered with
+    StoreFailed, not left waiting for an upload that cannot come, and an
+    append after it is refused in the same words; what was acknowledged
+    locally is in the WAL for the next open."""
+    prefix = f"closed-remote-{uuid.uuid4().hex}/"
+    objects = s3_endpoint.store(prefix)
+    opened = StreamStore.open(tmp_path / "node", objects, CONFIG)
+    try:
+        stream = new_stream(opened)
+        fill(opened, stream, 2)
+        assert opened.flush(timeout=WAIT_S)
+        objects.close()
+        fill(opened, stream, 2)  # acknowledged: in the fsynced WAL
+        waiting = opened.when_remote(stream, opened.next_offset(stream))
+        failure = waiting.exception(timeout=WAIT_S)
+        assert isinstance(failure, StoreFailed), failure
+        assert isinstance(failure.cause, ObjectStoreClosed)
+        with pytest.raises(StoreFailed):
+            fill(opened, stream, 1)
+    finally:
+        report = opened.close()
+    assert report.wal_only_appends == 2
+
+    again = s3_endpoint.store(prefix)
+    try:
+        with StreamStore.open(tmp_path / "node", again, CONFIG) as reopened:
+            assert read_all(reopened, stream) == expected(stream, 0, 4)
+    finally:
+        again.close()
