@@ -90,7 +90,7 @@ def test_loops_over_a_closed_store_stop_with_one_line_and_the_wal_keeps_the_rest
         uploaded = len(opened.manifest.state.objects)
         assert uploaded == 3
         objects.close()  # the caller's order, before the stream store's close
-        caplog.set_level(logging.WARNING, logger="s3stream")
+        caplog.set_level(logging.WARNING, logger="tidelog.s3stream")
 
         compactor = opened._compactor
         for _ in range(3):
@@ -137,7 +137,7 @@ def test_compaction_ends_once_the_uploader_fails_the_store_over_a_closed_one(
         fill(opened, stream, 2)
         assert opened.flush(timeout=WAIT_S)
         objects.close()
-        caplog.set_level(logging.WARNING, logger="s3stream")
+        caplog.set_level(logging.WARNING, logger="tidelog.s3stream")
         fill(opened, stream, 2)
         with pytest.raises(StoreFailed):
             opened.flush(timeout=WAIT_S)
