@@ -45,6 +45,19 @@ def _retried_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "will retry" in r.getMessage()]
 
 
+def _replayed(
+    node: Path, s3_endpoint: S3Endpoint, prefix: str, stream: int
+) -> list[tuple[int, int, bytes]]:
+    """The stream as the next open reads it, from a fresh store over ``prefix``:
+    the objects uploaded, and the WAL's replay of the rest."""
+    again = s3_endpoint.store(prefix)
+    try:
+        with StreamStore.open(node, again, CONFIG) as reopened:
+            return read_all(reopened, stream)
+    finally:
+        again.close()
+
+
 def test_a_closed_s3_store_sends_no_request_small_or_large(s3_endpoint: S3Endpoint) -> None:
     store = s3_endpoint.store(f"closed-{uuid.uuid4().hex}/")
     store.put("before", b"data")
@@ -116,12 +129,7 @@ def test_loops_over_a_closed_store_stop_with_one_line_and_the_wal_keeps_the_rest
     assert report.wal_only_appends == 4
     assert "the store failed" in report.reason
 
-    again = s3_endpoint.store(prefix)
-    try:
-        with StreamStore.open(tmp_path / "node", again, CONFIG) as reopened:
-            assert read_all(reopened, stream) == expected(stream, 0, 10)
-    finally:
-        again.close()
+    assert _replayed(tmp_path / "node", s3_endpoint, prefix, stream) == expected(stream, 0, 10)
 
 
 def test_compaction_ends_once_the_uploader_fails_the_store_over_a_closed_one(
@@ -178,9 +186,4 @@ def test_a_remote_waiter_and_the_appends_after_are_answered_at_once_over_a_close
         report = opened.close()
     assert report.wal_only_appends == 2
 
-    again = s3_endpoint.store(prefix)
-    try:
-        with StreamStore.open(tmp_path / "node", again, CONFIG) as reopened:
-            assert read_all(reopened, stream) == expected(stream, 0, 4)
-    finally:
-        again.close()
+    assert _replayed(tmp_path / "node", s3_endpoint, prefix, stream) == expected(stream, 0, 4)
