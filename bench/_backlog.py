@@ -26,23 +26,29 @@ HTTP_TABLE = re.compile(r"^[ \t]*\[http\][ \t]*(#.*)?$", re.MULTILINE)
 """The ``[http]`` header of a config that has one without a listener."""
 
 
-def with_metrics(scratch: Path, config: Path | None, port: int) -> tuple[Path, int]:
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+"""A listener bound to every interface is polled on its loopback."""
+
+
+def with_metrics(scratch: Path, config: Path | None, port: int) -> tuple[Path, tuple[str, int]]:
     """A server config with /metrics on: ``config`` (if any) with an
-    ``[http]`` listener on ``port`` added, or its own listener's port if it
-    names one. Returns the file to start the server with and the port."""
+    ``[http]`` listener on ``port`` added, or its own listener if it names
+    one. Returns the file to start the server with and the address its
+    /metrics is polled at: the listener's host, not always 127.0.0.1, which
+    a listener on another address does not answer."""
     text = config.read_text(encoding="utf-8") if config is not None else ""
     table = tomllib.loads(text).get("http")
     if table is None:
         text = f'{text}\n[http]\nlisten = "127.0.0.1:{port}"\n'
     elif table.get("listen") is not None:
         assert config is not None
-        listened = parse_address(str(table["listen"]), default_port=DEFAULT_HTTP_PORT)[1]
+        host, listened = parse_address(str(table["listen"]), default_port=DEFAULT_HTTP_PORT)
         if listened == 0:
             # The system picks the port as the server starts, and the
             # bench could only poll port 0: every wait would time out as
             # a backlog never uploaded.
             raise ValueError(f"{config}: its [http] listener has no fixed port to poll /metrics on")
-        return config, listened
+        return config, (WILDCARDS.get(host, host), listened)
     else:
         # An [http] table of its own, with no listener: a second [http]
         # would make the file no TOML the server could read.
@@ -53,12 +59,17 @@ def with_metrics(scratch: Path, config: Path | None, port: int) -> tuple[Path, i
         text = text[: header.end()] + listen + text[header.end() :]
     written = scratch / "server-with-metrics.toml"
     written.write_text(text, encoding="utf-8")
-    return written, port
+    return written, ("127.0.0.1", port)
 
 
-def unuploaded_bytes(port: int, timeout_s: float = 30.0) -> int:
+def metrics_url(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
+def unuploaded_bytes(address: tuple[str, int], timeout_s: float = 30.0) -> int:
     """The server's unuploaded bytes now (its /metrics gauge)."""
-    url = f"http://127.0.0.1:{port}/metrics"
+    url = metrics_url(address)
     with urllib.request.urlopen(url, timeout=timeout_s) as answer:
         text: str = answer.read().decode()
     for line in text.splitlines():
@@ -67,7 +78,7 @@ def unuploaded_bytes(port: int, timeout_s: float = 30.0) -> int:
     raise RuntimeError(f"{url} reports no {UNUPLOADED}")
 
 
-def wait_uploaded(port: int, timeout_s: float) -> float:
+def wait_uploaded(address: tuple[str, int], timeout_s: float) -> float:
     """Seconds until the server's unuploaded bytes are none (to within
     POLL_S); RuntimeError past ``timeout_s``."""
     started = time.monotonic()
@@ -75,7 +86,7 @@ def wait_uploaded(port: int, timeout_s: float) -> float:
         left = timeout_s - (time.monotonic() - started)
         try:
             # No read outlasts the wait's own timeout.
-            if unuploaded_bytes(port, max(left, POLL_S)) == 0:
+            if unuploaded_bytes(address, max(left, POLL_S)) == 0:
                 return time.monotonic() - started
         except (OSError, http.client.HTTPException):
             # Not listening yet (it opens just after the Kafka listener the

@@ -876,7 +876,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
     results["mock_latency_achieved_mb_s"] = round(mock_paced["achieved_mb_s"], 1)
     results["mock_latency_cdf_ms"] = mock_paced["cdf_ms"]
 
-    config, metrics_port = _backlog.with_metrics(scratch, settings.server_config, free_port())
+    config, metrics_address = _backlog.with_metrics(scratch, settings.server_config, free_port())
     server = ServerProcess(
         scratch / "data",
         settings.port,
@@ -924,7 +924,7 @@ def run(scratch: Path, settings: Settings) -> dict[str, Any]:
         # The clock above stops at the last delivery, with up to
         # max_unuploaded_bytes still to upload: counted on until it is,
         # what a MiB costs the server all told.
-        results["produce_upload_tail_s"] = round(_backlog.wait_uploaded(metrics_port, 120.0), 2)
+        results["produce_upload_tail_s"] = round(_backlog.wait_uploaded(metrics_address, 120.0), 2)
         results["server_produce_uploaded_ms_per_mib"] = round(
             (server.cpu_seconds() - cpu) * 1000 / produced_mib, 3
         )

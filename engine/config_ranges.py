@@ -16,7 +16,17 @@ holds in an INT is at most a Java int here too (docs/design/0139).
 
 from __future__ import annotations
 
-from s3stream.ranges import INT_MAX, Range, at_least, count, memory, seconds
+from s3stream.ranges import (
+    INT_MAX,
+    SECONDS_MAX,
+    Range,
+    Text,
+    at_least,
+    choice,
+    count,
+    memory,
+    seconds,
+)
 
 ENGINE_RANGES: dict[str, Range] = {
     "default_partitions": count(1),  # Kafka's num.partitions, an INT
@@ -53,6 +63,15 @@ GROUP_RANGES: dict[str, Range] = {
     "group_consumer_regex_batch_refresh_interval_ms": at_least(1),
 }
 """GroupConfig's numbers (Kafka's group.* and offsets.* settings)."""
+
+MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
+"""Kafka's ConsumerGroupMigrationPolicy values (case does not matter)."""
+
+GROUP_TEXTS: dict[str, Text] = {
+    # Kafka's ConsumerGroupMigrationPolicy.parse reads the name in any case.
+    "group_consumer_migration_policy": Text(choices=MIGRATION_POLICIES, any_case=True),
+}
+"""GroupConfig's strings."""
 
 GROUP_ORDER: tuple[tuple[str, str, str], ...] = (
     (
@@ -107,6 +126,16 @@ TABLES_RANGES: dict[str, Range] = {
 }
 """TablesConfig's numbers (the [tables] table)."""
 
+CATALOGS = ("sql", "rest")
+
+TABLES_TEXTS: dict[str, Text] = {
+    "catalog": choice(*CATALOGS),
+    "uri": Text(),  # "": the default of the catalog (rest: refused, it needs one)
+    "warehouse": Text(),
+    "namespace": Text(nonempty=True),  # and no '.' (TablesConfig)
+}
+"""TablesConfig's strings (the [tables] table)."""
+
 DELEGATION_TOKEN_RANGES: dict[str, Range] = {
     # Kafka's delegation.token.* are LONGs, atLeast(1), and so unbounded
     # here: a token's lifetimes are added to its issue time and clamped to
@@ -118,3 +147,24 @@ DELEGATION_TOKEN_RANGES: dict[str, Range] = {
 }
 """DelegationTokenConfig's numbers (Kafka's delegation.token.* settings; the
 server's file sets them as [server]'s delegation.token.*)."""
+
+DELEGATION_TOKEN_TEXTS: dict[str, Text] = {
+    "secret_key": Text(optional=True, secret=True),  # None: tokens are off
+}
+"""DelegationTokenConfig's strings."""
+
+MIRROR_RANGES: dict[str, Range] = {
+    # Waits of the mirror's threads: above 0, else they would spin (the
+    # range its own check had), and at most a year, as every interval.
+    "checkpoint_interval_s": Range(least=0, most=SECONDS_MAX, integer=False, above=True),
+    "topic_refresh_s": Range(least=0, most=SECONDS_MAX, integer=False, above=True),
+}
+"""MirrorSettings' numbers (``tidelog mirror``'s flags and the [mirror] table)."""
+
+MIRROR_TEXTS: dict[str, Text] = {
+    "source": Text(nonempty=True),  # bootstrap servers, host:port[,...]
+    "target": Text(nonempty=True),
+    "topics": Text(),  # a regular expression (MirrorSettings compiles it)
+    "groups": Text(),
+}
+"""MirrorSettings' strings."""

@@ -31,11 +31,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from engine.config_ranges import DELEGATION_TOKEN_RANGES
+from engine.config_ranges import DELEGATION_TOKEN_RANGES, DELEGATION_TOKEN_TEXTS
 from engine.credentials import MIN_ITERATIONS, SCRAM_HASHES, ScramCredential, new_credential
 from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
-from s3stream.ranges import check_ranges
+from s3stream.ranges import check_ranges, check_texts
 
 log = logging.getLogger("tidelog.engine")
 
@@ -65,6 +65,7 @@ class DelegationTokenConfig:
     expiry_check_interval_ms: int = DEFAULT_EXPIRY_CHECK_INTERVAL_MS
 
     def __post_init__(self) -> None:
+        check_texts(self, DELEGATION_TOKEN_TEXTS)
         check_ranges(self, DELEGATION_TOKEN_RANGES)
 
     @property

@@ -18,12 +18,18 @@ from typing import NamedTuple
 from s3stream import chain
 from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
-from s3stream.errors import CorruptObject, Fenced, StoreClosed
+from s3stream.errors import CorruptObject, Fenced, StoreClosed, StoreFailed
 from s3stream.header_index import Indexer, StreamKeys, parse_region, region_end, stream_keys
 from s3stream.manifest_state import ManifestState, ObjectMeta, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
-from s3stream.store import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError
+from s3stream.store import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreClosed,
+    ObjectStoreError,
+)
 from s3stream.store.abandoned import SweepCadence
 from s3stream.store_state import Retention, StoreState, StoreStats
 from s3stream.uploader import (
@@ -437,7 +443,15 @@ class Compactor:
                 return
             try:
                 self.run_once()
-            except (Fenced, StoreClosed):
+            except (Fenced, StoreClosed, StoreFailed):
+                # A failed store (the uploader's closed object store, the
+                # WAL's error) never recovers: every later pass would fail
+                # its first check and log the same traceback.
+                return
+            except ObjectStoreClosed as error:
+                # The owner closed the object store under this stream store:
+                # no later pass can reach it, and each would note an error.
+                log.warning("compaction stopped: the object store was closed (%s)", error)
                 return
             except ObjectStoreError as error:
                 self._stats.note_store_error(error)

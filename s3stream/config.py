@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from s3stream.errors import ConfigOutOfRange
 from s3stream.manifest import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OPEN_TIMEOUT_S
 from s3stream.objects import DEFAULT_BLOCK_BYTES
 from s3stream.ranges import (
@@ -12,8 +11,11 @@ from s3stream.ranges import (
     THREADS_MAX,
     UINT32_MAX,
     Range,
+    Text,
     at_least,
     check_ranges,
+    check_texts,
+    choice,
     count,
     memory,
     seconds,
@@ -75,6 +77,11 @@ STORE_RANGES: dict[str, Range] = {
 }
 """The range of each of StreamStoreConfig's numbers (docs/engine.md and
 docs/server.md list them; tests/engine/test_config_ranges.py holds them equal)."""
+
+STORE_TEXTS: dict[str, Text] = {
+    "durability": choice(*(durability.value for durability in Durability)),  # or the enum
+}
+"""StreamStoreConfig's strings: its one choice, given by name."""
 
 
 @dataclass(frozen=True)
@@ -186,15 +193,11 @@ class StreamStoreConfig:
     appends wait as the last upload answered."""
 
     def __post_init__(self) -> None:
-        try:
+        if not isinstance(self.durability, Durability):
+            check_texts(self, STORE_TEXTS)
             # Held as the enum, however given: a config read from a file
             # and one made with "fsync" are equal to the defaults.
             object.__setattr__(self, "durability", Durability(self.durability))
-        except ValueError:
-            durabilities = ", ".join(d.value for d in Durability)
-            raise ConfigOutOfRange(
-                "durability", self.durability, f"one of {durabilities}"
-            ) from None
         check_ranges(self, STORE_RANGES)
 
     def hedge_policy(self) -> HedgePolicy:

@@ -25,7 +25,7 @@ from typing import Protocol, cast
 from s3stream.errors import DeadlinePassed, Fenced
 from s3stream.manifest import Manifest
 from s3stream.manifest_state import ManifestState, Op
-from s3stream.store import ObjectStoreError
+from s3stream.store import ObjectStoreClosed, ObjectStoreError
 from wal.interrupts import Releasing, release
 
 log = logging.getLogger("tidelog.s3stream")
@@ -226,13 +226,14 @@ class ManifestWriter:
         """One small request to the manifest: raises Fenced (and stops the
         store) if another writer has taken over since our last commit.
         With ``certain``, a store error that leaves it unknown is raised;
-        else it is logged, and the next check, or commit, tries again."""
+        else it is logged, and the next check, or commit, tries again
+        (ObjectStoreClosed is raised all the same: no check gets past it)."""
         try:
             self.manifest.check_fenced()
         except Fenced as error:
             self._on_fenced(error)
             raise
         except ObjectStoreError as error:
-            if certain:
+            if certain or isinstance(error, ObjectStoreClosed):
                 raise
             log.debug("fence check failed: %s", error)

@@ -120,12 +120,68 @@ def check_ranges(config: object, ranges: Mapping[str, Range]) -> None:
         check_range(setting, getattr(config, setting), accepted)
 
 
+@dataclass(frozen=True)
+class Text:
+    """A string setting's kind: any string (not "" when ``nonempty``), or,
+    with ``choices``, one of them (a choice: one of a set); None besides
+    when ``optional`` (a path or a name that may be left unset). A value of
+    another type, a number or a list a file gives, is refused in the same
+    words as a string out of its set. ``any_case``: a choice matched in
+    any case, as Kafka reads the setting; ``secret``: a refusal names the
+    value's type, never the value."""
+
+    choices: tuple[str, ...] = ()
+    nonempty: bool = False
+    optional: bool = False
+    any_case: bool = False
+    secret: bool = False
+
+    def accepts(self, value: object) -> bool:
+        if value is None:
+            return self.optional
+        if not isinstance(value, str):
+            return False
+        if self.choices:
+            return (value.lower() if self.any_case else value) in self.choices
+        return bool(value) or not self.nonempty
+
+    def phrase(self) -> str:
+        """What an error says the setting must be."""
+        if self.choices:
+            text = "one of " + ", ".join(choice or '""' for choice in self.choices)
+        else:
+            text = "a non-empty string" if self.nonempty else "a string"
+        return f"{text}, or unset" if self.optional else text
+
+
+def choice(*choices: str) -> Text:
+    """A setting that is one of ``choices`` (named as durability's is; "" as ``""``)."""
+    return Text(choices=choices)
+
+
+class _Withheld(str):
+    """A secret's stand-in in a refusal: its type, never its bytes."""
+
+    def __repr__(self) -> str:
+        return f"a {self} (not shown)"
+
+
+def check_text(setting: str, value: object, accepted: Text) -> None:
+    """Raises ConfigOutOfRange when ``value`` is not of ``accepted``."""
+    if not accepted.accepts(value):
+        shown = _Withheld(type(value).__name__) if accepted.secret else value
+        raise ConfigOutOfRange(setting, shown, accepted.phrase())
+
+
+def check_texts(config: object, texts: Mapping[str, Text]) -> None:
+    """Checks each of ``config``'s attributes named in ``texts``."""
+    for setting, accepted in texts.items():
+        check_text(setting, getattr(config, setting), accepted)
+
+
 def check_choice(setting: str, value: object, choices: Sequence[str]) -> None:
-    """Raises ConfigOutOfRange when ``value`` is none of ``choices`` (named
-    as durability's and the migration policy's are; "" as ``""``)."""
-    if value not in choices:
-        named = ", ".join(choice or '""' for choice in choices)
-        raise ConfigOutOfRange(setting, value, f"one of {named}")
+    """Raises ConfigOutOfRange when ``value`` is none of ``choices``."""
+    check_text(setting, value, Text(choices=tuple(choices)))
 
 
 _ORDERED = {

@@ -67,7 +67,7 @@ from s3stream.objects import (
     StoredBatch,
     encode_object,
 )
-from s3stream.store import ObjectStore, ObjectStoreError
+from s3stream.store import ObjectStore, ObjectStoreClosed, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
 from wal import Position, WalError
 from wal.thread_priority import NORMAL, ThreadPriority
@@ -336,13 +336,17 @@ def put_objects(
     stop: threading.Event,
     on_error: Callable[[ObjectStoreError], None],
 ) -> bool:
-    """Puts every object, retrying with backoff until it works; False if stopped."""
+    """Puts every object, retrying with backoff until it works; False if
+    stopped. ObjectStoreClosed is raised, not retried: the store's owner
+    closed it, and no retry can get past that."""
     for prepared in objects:
         attempt = 0
         while True:
             try:
                 store.put(prepared.meta.key, prepared.data)
                 break
+            except ObjectStoreClosed:
+                raise
             except ObjectStoreError as error:
                 on_error(error)
                 if stop.wait(min(5.0, 0.05 * 2 ** min(attempt, 7))):
@@ -563,6 +567,15 @@ class Uploader:
                     return
                 check_fence_at = time.monotonic() + interval  # a commit checks as well
             except Fenced:
+                return
+            except ObjectStoreClosed as error:
+                # The owner closed the object store under this stream store:
+                # its order, not a fault to retry. What is not uploaded stays
+                # in the WAL for the next open to replay; the store fails so
+                # that appends and remote waiters are told now, and close
+                # waits for no upload that cannot come.
+                log.warning("uploads stopped: the object store was closed (%s)", error)
+                self._fail(error)
                 return
             except BaseException as error:  # a bug: stop the store rather than lose data
                 log.exception("uploader stopped")

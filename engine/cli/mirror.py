@@ -104,11 +104,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from engine.mirror.kafka import KafkaMissing  # noqa: PLC0415 - loads no client
     from engine.mirror.runner import MirrorRunner  # noqa: PLC0415
-    from engine.mirror.settings import (  # noqa: PLC0415
-        MirrorSettings,
-        MirrorSettingsError,
-        parse_properties,
-    )
+    from engine.mirror.settings import MirrorSettings, parse_properties  # noqa: PLC0415
 
     if not args.source or not args.target:
         print("tidelog mirror: --from and --to are both needed", file=sys.stderr)
@@ -127,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             masked_copies=args.masked_copies,
             **extra,
         )
-    except MirrorSettingsError as error:
+    except ValueError as error:  # MirrorSettingsError, or ConfigOutOfRange
         print(f"tidelog mirror: {error}", file=sys.stderr)
         return CANNOT_RUN
     runner = MirrorRunner(settings, once=args.once)

@@ -263,17 +263,6 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         log.error("%s", error)
         return 2
-    if file.mirror is not None:
-        from engine.mirror.settings import (  # noqa: PLC0415 - only with a [mirror]
-            MirrorSettingsError,
-            settings_from_table,
-        )
-
-        try:
-            settings_from_table(dict(file.mirror), "127.0.0.1:9092")
-        except MirrorSettingsError as error:
-            log.error("%s: [mirror]: %s", args.config, error)
-            return 2
     engine_config = EngineConfig(
         auto_create_topics=not args.no_auto_create_topics
         and (file.auto_create_topics if file.auto_create_topics is not None else True),

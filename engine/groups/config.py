@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.config_ranges import GROUP_ORDER, GROUP_RANGES
-from s3stream.errors import ConfigOutOfRange
-from s3stream.ranges import check_order, check_ranges
+from engine.config_ranges import GROUP_ORDER, GROUP_RANGES, GROUP_TEXTS
+from s3stream.ranges import check_order, check_ranges, check_texts
 
 INT32_MAX = 2**31 - 1
-MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
-"""Kafka's ConsumerGroupMigrationPolicy values (case does not matter)."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +49,7 @@ class GroupConfig:
     def __post_init__(self) -> None:
         check_ranges(self, GROUP_RANGES)
         check_order(self, GROUP_ORDER)
-        if self.group_consumer_migration_policy.lower() not in MIGRATION_POLICIES:
-            raise ConfigOutOfRange(
-                "group_consumer_migration_policy",
-                self.group_consumer_migration_policy,
-                f"one of {', '.join(MIGRATION_POLICIES)}",
-            )
+        check_texts(self, GROUP_TEXTS)
 
     @property
     def online_upgrade_enabled(self) -> bool:

@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.config_ranges import MIRROR_RANGES, MIRROR_TEXTS
+from s3stream.ranges import check_ranges, check_texts
+
 DEFAULT_CHECKPOINT_INTERVAL_S = 10.0
 DEFAULT_TOPIC_REFRESH_S = 5.0
 
@@ -18,7 +21,9 @@ state), the mirror's own (offset syncs, progress) and schema registries'."""
 
 
 class MirrorSettingsError(ValueError):
-    """A mirror setting is missing or malformed."""
+    """A mirror setting is missing or malformed (one of a wrong type or out
+    of its range is refused as every config's is: ConfigOutOfRange, also a
+    ValueError)."""
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,13 @@ class MirrorSettings:
     copied as masked (engine/mirror/masked.py): off, they are refused."""
 
     def __post_init__(self) -> None:
+        check_texts(self, MIRROR_TEXTS)
         for name in ("topics", "groups"):
             try:
                 re.compile(getattr(self, name))
             except re.error as error:
                 raise MirrorSettingsError(f"{name}: not a regular expression: {error}") from error
-        if not self.source or not self.target:
-            raise MirrorSettingsError("both the source and the target bootstrap are needed")
-        for name in ("checkpoint_interval_s", "topic_refresh_s"):
-            if not getattr(self, name) > 0:  # NaN too: it would never come round
-                raise MirrorSettingsError(f"{name} must be above 0, not {getattr(self, name)}")
+        check_ranges(self, MIRROR_RANGES)
 
     def mirrors_topic(self, name: str) -> bool:
         return (
@@ -102,19 +104,12 @@ def settings_from_table(table: dict[str, Any], source: str) -> MirrorSettings:
         if not isinstance(value, dict):
             raise MirrorSettingsError(f"{key} must be a table of librdkafka properties")
         properties[key] = {str(k): str(v) for k, v in value.items()}
-    numbers = {}
-    for key in ("checkpoint_interval_s", "topic_refresh_s"):
-        if key in table:
-            value = table[key]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise MirrorSettingsError(f"{key} must be a number of seconds")
-            numbers[key] = float(value)
+    # Numbers and strings of the wrong type are MirrorSettings' to refuse,
+    # in the words it refuses them in from Python (MIRROR_RANGES, MIRROR_TEXTS).
+    numbers = {key: value for key, value in table.items() if key in MIRROR_RANGES}
     masked_copies = table.get("masked_copies", False)
     if not isinstance(masked_copies, bool):
         raise MirrorSettingsError("masked_copies must be true or false")
-    for key in ("topics", "groups"):
-        if key in table and not isinstance(table[key], str):
-            raise MirrorSettingsError(f"{key} must be a regular expression (a string)")
     return MirrorSettings(
         source=source,
         target=target,

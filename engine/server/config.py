@@ -82,8 +82,9 @@ from engine.delegation_tokens import (
 from engine.engine import EngineConfig
 from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
+from engine.mirror.settings import settings_from_table
 from engine.server.address_shares import default_share
-from engine.server.config_ranges import LISTEN_PORT, SERVER_RANGES
+from engine.server.config_ranges import LISTEN_PORT, SERVER_RANGES, SERVER_TEXTS
 from engine.server.engine_ranges import check_engine_ranges
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
@@ -95,7 +96,8 @@ from engine.server.sasl.oauthbearer import OAUTHBEARER
 from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
-from s3stream.ranges import check_range, check_ranges
+from s3stream.errors import ConfigOutOfRange
+from s3stream.ranges import check_range, check_ranges, check_texts
 
 SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
 """What sasl.enabled.mechanisms may name: those with stored credentials,
@@ -104,6 +106,11 @@ and OAUTHBEARER, whose tokens a validator checks."""
 
 class ConfigFileError(ValueError):
     """A config file that cannot be used, with what is wrong in it."""
+
+
+MIRROR_CHECK_SOURCE = "127.0.0.1:9092"
+"""The source a [mirror] table is checked with when its file is read
+(``tidelog serve`` gives it its own listener when it starts the mirror)."""
 
 
 def parse_address(text: str, *, default_port: int = 9092, setting: str = "port") -> tuple[str, int]:
@@ -253,6 +260,7 @@ class ServerConfig:
     allows a resource that no ACL names."""
 
     def __post_init__(self) -> None:
+        check_texts(self, SERVER_TEXTS)
         check_ranges(self, SERVER_RANGES)
         for setting, named in (
             ("listeners", self.listeners),
@@ -262,14 +270,10 @@ class ServerConfig:
                 # parse_listeners refuses these in a file; a Listener made in
                 # Python would otherwise reach the bind or a Metadata answer.
                 check_range(f"{setting}' port", listener.port, SERVER_RANGES["port"])
-        if self.log_format not in ("text", "json"):
-            raise ValueError(f'log_format must be "text" or "json", not {self.log_format!r}')
-        if self.authorizer not in ("", "acl"):
-            raise ValueError(f'authorizer must be "" or "acl", not {self.authorizer!r}')
         users: object = self.super_users
         if isinstance(users, str):  # Kafka's form: "User:a;User:b"
             users = tuple(u.strip() for u in users.split(";") if u.strip())
-        if not isinstance(users, (tuple, list)):
+        if not isinstance(users, (tuple, list)) or not all(isinstance(u, str) for u in users):
             raise ValueError(f"super.users must be a list of principals, not {users!r}")
         object.__setattr__(self, "super_users", tuple(str(u) for u in users))
         chosen = [self.sasl_enabled_mechanisms]
@@ -290,10 +294,6 @@ class ServerConfig:
                 "OAUTHBEARER is enabled but no token validator is: set"
                 " sasl.oauthbearer.jwks.endpoint.url (or sasl.oauthbearer.unsecured = true,"
                 " for development only)"
-            )
-        if self.ssl_client_auth not in ("required", "requested", "none"):
-            raise ValueError(
-                f"ssl.client.auth must be required, requested or none, not {self.ssl_client_auth!r}"
             )
         names = {listener.name for listener in self.effective_listeners}
         for advertised in self.advertised_listeners:
@@ -432,16 +432,35 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
 def _check_types(table: dict[str, Any], types: dict[str, type]) -> None:
     """Refuses a value of the wrong TOML type for its setting (an integer
     serves where a number is asked for): a start with ``upload_bytes =
-    "32MiB"`` would otherwise serve, and fail at its first upload."""
+    "32MiB"`` would otherwise serve, and fail at its first upload. A
+    string setting is left to its config, which refuses any other type in
+    the words it has for a string out of its set (its table of strings)."""
     for key, value in table.items():
         wanted = types.get(key)
-        if wanted is None or type(value) is wanted or (wanted is float and type(value) is int):
+        if wanted in (None, str) or type(value) is wanted:
             continue
-        raise ValueError(f"{key} must be {_TYPE_NAMES[wanted]}, not {value!r}")
+        if wanted is float and type(value) is int:
+            continue
+        raise ConfigOutOfRange(key, value, _TYPE_NAMES[wanted])
+
+
+def _as_written(error: Exception, written: dict[str, str]) -> Exception:
+    """``error`` naming its setting as the file wrote it: the config knows
+    ``ssl_client_auth`` where the file (and docs/server.md) says
+    ``ssl.client.auth``, a key the reader would look for in vain."""
+    if isinstance(error, ConfigOutOfRange) and written.get(error.setting, error.setting) != (
+        error.setting
+    ):
+        return ConfigOutOfRange(written[error.setting], error.value, error.accepted)
+    return error
 
 
 _ENGINE_APART: dict[str, type] = {"auto_create_topics": bool, "default_partitions": int}
 """The [engine] settings FileConfig keeps apart from ``engine``, and their types."""
+_ADDRESSES = ("data_dir", "object_store")
+"""The [engine] table's paths and URLs, kept apart too (flags override them)."""
+_SERVER_ADDRESSES = ("listen", "advertised", "listeners", "advertised_listeners")
+"""The [server] table's addresses, each a string parsed into ServerConfig's fields."""
 _ENGINE_SETTINGS = _plain_settings(EngineConfig, tuple(_ENGINE_APART))
 """EngineConfig's plain settings (numbers, flags, names) and their types."""
 _NESTED_SETTINGS = {name: _plain_settings(config) for name, config in _NESTED.items()}
@@ -516,10 +535,15 @@ def load_config_file(path: str | Path) -> FileConfig:
     unknown = set(document) - sections
     if unknown:
         raise ConfigFileError(f"{path}: unknown sections {sorted(unknown)}")
+    for name, section in document.items():
+        if not isinstance(section, dict):  # `server = 1`, say, above every [table]
+            raise ConfigFileError(f"{path}: {name} must be a table, [{name}], not {section!r}")
     # Kafka's dotted names ("max.connections") name the same settings.
     server_table: dict[str, Any] = {
         str(key).replace(".", "_"): value for key, value in document.get("server", {}).items()
     }
+    # Each setting as the file spells it, for a refusal to name.
+    written = {str(key).replace(".", "_"): str(key) for key in document.get("server", {})}
     engine_table: dict[str, Any] = dict(document.get("engine", {}))
     store_table: dict[str, Any] = dict(document.get("store", {}))
     for table, known, name in (
@@ -538,6 +562,9 @@ def load_config_file(path: str | Path) -> FileConfig:
     server = ServerConfig()
     try:
         _check_types(server_table, _SERVER_TYPES)
+        for key in _SERVER_ADDRESSES:
+            if key in server_table and not isinstance(server_table[key], str):
+                raise ValueError(f"{key} must be a string, not {server_table[key]!r}")
         if "listen" in server_table:
             host, port = parse_address(server_table.pop("listen"))
             server = replace(server, host=host, port=port)
@@ -546,7 +573,7 @@ def load_config_file(path: str | Path) -> FileConfig:
             server = replace(server, advertised_host=host, advertised_port=port)
         server = replace(server, **listener_settings(server_table))
     except (TypeError, ValueError) as error:
-        raise ConfigFileError(f"{path}: [server]: {error}") from error
+        raise ConfigFileError(f"{path}: [server]: {_as_written(error, written)}") from error
     try:
         _check_types(store_table, _STORE_TYPES)
         # durability too is refused by the config itself, as from Python
@@ -577,6 +604,9 @@ def load_config_file(path: str | Path) -> FileConfig:
         apart = {k: engine_table[k] for k in _ENGINE_APART if k in engine_table}
         _check_types(apart, _ENGINE_APART)
         check_engine_ranges(apart)
+        for key in _ADDRESSES:
+            if key in engine_table and not isinstance(engine_table[key], str):
+                raise ValueError(f"{key} must be a string, not {engine_table[key]!r}")
     except ValueError as error:
         raise ConfigFileError(f"{path}: [engine]: {error}") from error
     for nested, config in _NESTED.items():
@@ -591,6 +621,14 @@ def load_config_file(path: str | Path) -> FileConfig:
             engine["tables"] = tables_settings(dict(document["tables"]))
         except (TypeError, ValueError) as error:
             raise ConfigFileError(f"{path}: [tables]: {error}") from error
+    if "mirror" in document:
+        try:
+            # Read as `tidelog serve` reads it, a stand-in for its own
+            # listener as the cluster mirrored from: every command reading
+            # the file refuses it at once, in MirrorSettings' words.
+            settings_from_table(dict(document["mirror"]), MIRROR_CHECK_SOURCE)
+        except ValueError as error:
+            raise ConfigFileError(f"{path}: [mirror]: {error}") from error
     return FileConfig(
         server=server,
         topic_defaults=topic_defaults,

@@ -12,13 +12,16 @@ listeners' own bounds are the ones they always had.
 from __future__ import annotations
 
 from engine.config_ranges import DELEGATION_TOKEN_RANGES
+from s3stream.errors import ConfigOutOfRange
 from s3stream.ranges import (
     INT_MAX,
     PORT_MAX,
     THREADS_MAX,
     Range,
+    Text,
     at_least,
     check_range,
+    choice,
     count,
     seconds,
 )
@@ -63,6 +66,22 @@ SERVER_RANGES: dict[str, Range] = {
 """ServerConfig's numbers (the [server] table, which also takes Kafka's
 dotted names for them)."""
 
+SERVER_TEXTS: dict[str, Text] = {
+    "host": Text(),  # "": every interface, as asyncio binds it
+    "advertised_host": Text(optional=True),  # None: the listen host
+    "ssl_keystore_location": Text(optional=True),
+    "ssl_key_password_file": Text(optional=True),
+    "ssl_truststore_location": Text(optional=True),
+    # Kafka's ssl.client.auth (SslClientAuth): required, requested or none.
+    "ssl_client_auth": choice("required", "requested", "none"),
+    "ssl_principal_mapping_rules": Text(),
+    "delegation_token_secret_key_file": Text(optional=True),  # None: no tokens
+    "log_format": choice("text", "json"),
+    # Kafka's authorizer.class.name, by tidelog's names: none, or the ACLs.
+    "authorizer": choice("", "acl"),
+}
+"""ServerConfig's strings: paths and names, and its choices."""
+
 CONNECTION_RANGES: dict[str, Range] = {
     "max_connections": at_least(1, most=100_000),
     "max_connections_per_address": at_least(1, most=100_000, optional=True),
@@ -75,13 +94,16 @@ LISTEN_PORT = "listen's port"
 """How an HTTP listener's port is named when it is refused."""
 
 
-def check_listen(listen: tuple[str, int] | None) -> None:
-    """Raises ConfigOutOfRange when an HTTP listener's ``listen`` names a
-    port no socket binds: refused when the config is made, in the words a
-    file's ``listen = "host:port"`` gets from parse_address, rather than
-    by the bind when the listener starts."""
-    if listen is not None:
-        check_range(LISTEN_PORT, listen[1], SERVER_RANGES["port"])
+def check_listen(listen: object) -> None:
+    """Raises ConfigOutOfRange when an HTTP listener's ``listen`` is no
+    (host, port) pair, or names a port no socket binds: refused when the
+    config is made, in the words a file's ``listen = "host:port"`` gets
+    from parse_address, rather than by the bind when the listener starts."""
+    if listen is None:
+        return
+    if not (isinstance(listen, tuple) and len(listen) == 2 and isinstance(listen[0], str)):
+        raise ConfigOutOfRange("listen", listen, "a (host, port) pair, or unset")
+    check_range(LISTEN_PORT, listen[1], SERVER_RANGES["port"])
 
 
 HTTP_RANGES: dict[str, Range] = {
@@ -97,3 +119,8 @@ REGISTRY_RANGES: dict[str, Range] = {
     **CONNECTION_RANGES,
 }
 """RegistryConfig's numbers (the [schema_registry] table)."""
+
+REGISTRY_TEXTS: dict[str, Text] = {
+    "authentication": choice("auto", "basic", "none"),
+}
+"""RegistryConfig's strings (the [schema_registry] table)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.server.config_ranges import REGISTRY_RANGES, check_listen
-from s3stream.ranges import check_choice, check_ranges
+from engine.server.config_ranges import REGISTRY_RANGES, REGISTRY_TEXTS, check_listen
+from s3stream.ranges import check_ranges, check_texts
 
 DEFAULT_REGISTRY_PORT = 8081
 """Confluent Schema Registry's port."""
-AUTHENTICATIONS = ("auto", "basic", "none")
 KEYS = frozenset(
     {
         "listen",
@@ -50,6 +49,6 @@ class RegistryConfig:
     start or its last answer) is closed."""
 
     def __post_init__(self) -> None:
-        check_choice("authentication", self.authentication, AUTHENTICATIONS)
+        check_texts(self, REGISTRY_TEXTS)
         check_listen(self.listen)
         check_ranges(self, REGISTRY_RANGES)

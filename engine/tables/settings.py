@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from engine.config_ranges import TABLES_RANGES
-from s3stream.ranges import check_choice, check_ranges
+from engine.config_ranges import TABLES_RANGES, TABLES_TEXTS
+from s3stream.errors import ConfigOutOfRange
+from s3stream.ranges import check_ranges, check_texts
 
 TABLE_ENABLE = "tidelog.table.enable"
 """Topic config: keep an Iceberg table of the topic's records."""
@@ -20,8 +21,6 @@ TABLE_PARTITION = "tidelog.table.partition"
 of the record's timestamp, or ``none`` (engine/tables/partitions.py)."""
 
 TABLE_PARTITIONS = ("day", "hour", "none")
-
-CATALOGS = ("sql", "rest")
 
 WAREHOUSE_PREFIX = "tables"
 """The warehouse's place in the engine's object store (no s3stream prefix
@@ -64,11 +63,12 @@ class TablesConfig:
     """The least time between two expiries of one table (each is a commit)."""
 
     def __post_init__(self) -> None:
-        check_choice("catalog", self.catalog, CATALOGS)
+        check_texts(self, TABLES_TEXTS)
         if self.catalog == "rest" and not self.uri:
             raise ValueError("a rest tables catalog needs its uri")
-        if not self.namespace or "." in self.namespace:
-            raise ValueError("tables namespace must be one non-empty name without '.'")
+        if "." in self.namespace:
+            # pyiceberg reads a dotted name as a nested namespace.
+            raise ConfigOutOfRange("namespace", self.namespace, "one name, without '.'")
         check_ranges(self, TABLES_RANGES)
 
 
@@ -83,9 +83,6 @@ def tables_settings(table: Mapping[str, object]) -> TablesConfig:
     properties = settings.pop("properties", {})
     if not isinstance(properties, Mapping):
         raise ValueError("properties must be a table of strings")
-    for name, kind in (("catalog", str), ("uri", str), ("warehouse", str), ("namespace", str)):
-        if name in settings and not isinstance(settings[name], kind):
-            raise ValueError(f"{name} must be a string")
     for name in ("commit_records", "commit_bytes", "keep_snapshots"):
         if name in settings and type(settings[name]) is not int:
             raise ValueError(f"{name} must be an integer")

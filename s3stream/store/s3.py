@@ -239,10 +239,25 @@ class S3Store(ObjectStore):
         (None: where threads have no priority of their own)."""
         self._parts_lock = threading.Lock()
         self._closed = False
-        """Set by close(), under ``_parts_lock``: no part senders after it."""
+        """Set by close(), under ``_parts_lock``: no part senders after it,
+        and no request (``_refuse_when_closed``)."""
+        self._client.meta.events.register("before-parameter-build.s3", self._refuse_when_closed)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
+
+    def _refuse_when_closed(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        """botocore's hook before each request: after close(), none is
+        sent, whatever its size. botocore would send a closed client's
+        requests on fresh connections, and a caller that closed the store
+        under a stream store would see small requests served and large ones
+        refused (their part senders are gone). An abort still goes: it ends
+        an upload begun before the close, whose parts would linger, billed."""
+        if self._closed and model.name != "AbortMultipartUpload":
+            key = str(params.get("Key", params.get("Prefix", "")))
+            raise ObjectStoreClosed(
+                model.name, key.removeprefix(self.prefix), "the store is closed"
+            )
 
     def connection(self) -> S3Connection:
         """Where and as whom this store connects, for another S3 client of the

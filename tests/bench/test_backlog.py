@@ -27,9 +27,9 @@ backlog = _load()
 def test_a_config_with_an_http_table_and_no_listener_gets_one(tmp_path: Path) -> None:
     given = tmp_path / "given.toml"
     given.write_text('[server]\nlisten = "127.0.0.1:0"\n\n[http]  # probes\nmax_connections = 8\n')
-    written, port = backlog.with_metrics(tmp_path, given, 43210)
+    written, address = backlog.with_metrics(tmp_path, given, 43210)
     loaded = load_config_file(written)
-    assert port == 43210
+    assert address == ("127.0.0.1", 43210)
     assert loaded.http.listen == ("127.0.0.1", 43210)
     assert loaded.http.max_connections == 8
 
@@ -37,7 +37,24 @@ def test_a_config_with_an_http_table_and_no_listener_gets_one(tmp_path: Path) ->
 def test_a_config_whose_listener_names_no_port_is_polled_on_the_default(tmp_path: Path) -> None:
     given = tmp_path / "given.toml"
     given.write_text('[http]\nlisten = "127.0.0.1"\n')
-    assert backlog.with_metrics(tmp_path, given, 43210) == (given, 9644)
+    assert backlog.with_metrics(tmp_path, given, 43210) == (given, ("127.0.0.1", 9644))
+
+
+@pytest.mark.parametrize(
+    ("listen", "polled"),
+    [
+        ("127.0.0.2:9700", ("127.0.0.2", 9700)),
+        ("[::1]:9700", ("::1", 9700)),
+        ("0.0.0.0:9700", ("127.0.0.1", 9700)),
+        ("[::]:9700", ("::1", 9700)),
+    ],
+)
+def test_a_config_whose_listener_names_a_host_is_polled_at_that_host(
+    tmp_path: Path, listen: str, polled: tuple[str, int]
+) -> None:
+    given = tmp_path / "given.toml"
+    given.write_text(f'[http]\nlisten = "{listen}"\n')
+    assert backlog.with_metrics(tmp_path, given, 43210) == (given, polled)
 
 
 def test_a_config_whose_listener_the_system_gives_a_port_is_refused(tmp_path: Path) -> None:
@@ -67,13 +84,14 @@ class _Metrics(http.server.BaseHTTPRequestHandler):
         return None
 
 
-@pytest.fixture
-def metrics_port() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
+@pytest.fixture(params=["127.0.0.1", "127.0.0.2"])
+def metrics_address(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """/metrics on a loopback address; 127.0.0.2 answers no poll of 127.0.0.1."""
+    server = http.server.ThreadingHTTPServer((request.param, 0), _Metrics)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server.server_address[1]
+        yield request.param, server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
@@ -81,9 +99,9 @@ def metrics_port() -> Iterator[int]:
 
 
 def test_the_wait_asks_again_after_a_dropped_answer(
-    metrics_port: int, monkeypatch: pytest.MonkeyPatch
+    metrics_address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(backlog, "POLL_S", 0.01)
     monkeypatch.setattr(_Metrics, "answers", [None, 4096, 0])
-    assert backlog.wait_uploaded(metrics_port, 60.0) >= 0
+    assert backlog.wait_uploaded(metrics_address, 60.0) >= 0
     assert _Metrics.answers == [0]

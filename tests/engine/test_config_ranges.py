@@ -1,10 +1,11 @@
 """Every numeric setting of the configs the embedded API takes is refused
 outside its range when the config is made, with the setting, its value and
-its range named (ConfigOutOfRange); the config file's reader refuses the
-same values with the same words and its file key; any config accepted
-opens an engine that appends and reads, and any server config a file
-sets is the one Python makes; and the docs' tables of ranges are these
-tables (docs/design/0132, 0139)."""
+its range named (ConfigOutOfRange); so is every string setting given
+another type, and every choice given none of its set; the config file's
+reader refuses the same values with the same words and its file key; any
+config accepted opens an engine that appends and reads, and any server
+config a file sets is the one Python makes; and the docs' tables of
+ranges are these tables (docs/design/0132, 0139)."""
 
 from __future__ import annotations
 
@@ -13,40 +14,55 @@ import re
 import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from engine.cli.main import main
 from engine.config_ranges import (
     DELEGATION_TOKEN_RANGES,
+    DELEGATION_TOKEN_TEXTS,
     ENGINE_RANGES,
     GROUP_ORDER,
     GROUP_RANGES,
+    GROUP_TEXTS,
     KEEP_SNAPSHOTS_S_MOST,
+    MIRROR_RANGES,
+    MIRROR_TEXTS,
     TABLES_RANGES,
+    TABLES_TEXTS,
     TRANSACTION_RANGES,
 )
 from engine.delegation_tokens import DelegationTokenConfig
 from engine.engine import EngineConfig
 from engine.groups.config import GroupConfig
+from engine.mirror.settings import MirrorSettings
 from engine.server.config import ConfigFileError, ServerConfig, load_config_file
-from engine.server.config_ranges import HTTP_RANGES, REGISTRY_RANGES, SERVER_RANGES
+from engine.server.config_ranges import (
+    HTTP_RANGES,
+    REGISTRY_RANGES,
+    REGISTRY_TEXTS,
+    SERVER_RANGES,
+    SERVER_TEXTS,
+)
 from engine.server.http_config import HttpConfig
 from engine.server.listeners import Listener
 from engine.server.registry_config import RegistryConfig
 from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import ConfigOutOfRange, StreamStoreConfig
-from s3stream.config import STORE_RANGES, WAL_SEGMENT_LEAST
-from s3stream.ranges import LONG_MAX, Range
+from s3stream.config import STORE_RANGES, STORE_TEXTS, WAL_SEGMENT_LEAST
+from s3stream.ranges import LONG_MAX, Range, Text
 from s3stream.store import LocalStore
 from tests.engine.helpers_records import batch, read_partition
 from wal import Durability
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+Kind = TypeVar("Kind", Range, Text)
 
 EMBEDDED: dict[type[Any], dict[str, Range]] = {
     EngineConfig: ENGINE_RANGES,
@@ -66,7 +82,30 @@ SERVED: dict[type[Any], dict[str, Range]] = {
 }
 """The wire server's configs with numbers, and their tables."""
 
-CONFIGS = {**EMBEDDED, **SERVED}
+MIRRORED: dict[type[Any], dict[str, Range]] = {MirrorSettings: MIRROR_RANGES}
+"""The mirror's settings (``tidelog mirror``'s flags, the [mirror] table)."""
+
+CONFIGS = {**EMBEDDED, **SERVED, **MIRRORED}
+
+TEXTS: dict[type[Any], dict[str, Text]] = {
+    EngineConfig: {},
+    StreamStoreConfig: STORE_TEXTS,
+    GroupConfig: GROUP_TEXTS,
+    TransactionConfig: {},
+    TablesConfig: TABLES_TEXTS,
+    DelegationTokenConfig: DELEGATION_TOKEN_TEXTS,
+    ServerConfig: SERVER_TEXTS,
+    HttpConfig: {},
+    RegistryConfig: REGISTRY_TEXTS,
+    MirrorSettings: MIRROR_TEXTS,
+}
+"""Each config's strings and choices, by the same configs."""
+
+REQUIRED: dict[type[Any], dict[str, str]] = {
+    MirrorSettings: {"source": "source-1:9092", "target": "target-1:9092"},
+    TablesConfig: {"uri": "sqlite:///catalog.db"},  # a rest catalog needs one
+}
+"""Settings a config cannot be made without, beside the one tried."""
 
 FILE_SECTION: dict[type[Any], str | None] = {
     EngineConfig: "engine",
@@ -78,17 +117,25 @@ FILE_SECTION: dict[type[Any], str | None] = {
     ServerConfig: "server",
     HttpConfig: "http",
     RegistryConfig: "schema_registry",
+    MirrorSettings: "mirror",
 }
 """The config file's table that sets each config's fields."""
 
-SET_BY_OTHER_NAMES = {"port", "advertised_port"}
-"""ServerConfig's numbers a file sets inside ``listen`` and ``advertised``."""
+SET_BY_OTHER_NAMES = {
+    ServerConfig: {"port", "advertised_port", "host", "advertised_host"},
+    MirrorSettings: {"source", "target"},
+}
+"""Settings a file sets by other keys: ServerConfig's inside ``listen``
+and ``advertised``, the mirror's source (the server itself) and ``to``."""
+
+FILE_REQUIRED = {"mirror": 'to = "target-1:9092"\n'}
+"""What a file's table cannot be read without, beside the key tried."""
 
 
 def _file_key(config: type[Any], setting: str) -> str | None:
     """The table a file sets ``setting`` in, or None when it sets it by no key."""
     section = FILE_SECTION[config]
-    if config is ServerConfig and setting in SET_BY_OTHER_NAMES:
+    if setting in SET_BY_OTHER_NAMES.get(config, ()):
         return None
     return section
 
@@ -145,14 +192,19 @@ def _boundaries(accepted: Range) -> tuple[list[float], list[object]]:
     return inside, outside
 
 
-CASES = [
-    (config, setting, accepted)
-    for config, table in CONFIGS.items()
-    for setting, accepted in table.items()
-]
+def _cases(tables: dict[type[Any], dict[str, Kind]]) -> list[tuple[type[Any], str, Kind]]:
+    """Each setting of each config's table, as (config, setting, its kind)."""
+    return [
+        (config, setting, accepted)
+        for config, table in tables.items()
+        for setting, accepted in table.items()
+    ]
 
 
-def _case_id(case: tuple[type[Any], str, Range]) -> str:
+CASES = _cases(CONFIGS)
+
+
+def _case_id(case: tuple[type[Any], str, object]) -> str:
     return f"{case[0].__name__}.{case[1]}"
 
 
@@ -168,9 +220,21 @@ def test_every_number_of_every_config_has_a_range() -> None:
             assert accepted.optional == declared.endswith("| None"), setting
 
 
+def test_every_string_of_every_config_has_a_kind() -> None:
+    """The inventory of strings: a string or choice field added without
+    its entry in its config's table of strings fails here."""
+    strings = ("str", "str | None", "Durability | str")
+    for config, texts in TEXTS.items():
+        named = {f.name for f in fields(config) if str(f.type) in strings}
+        assert named == set(texts), config.__name__
+        for setting, accepted in texts.items():
+            declared = next(str(f.type) for f in fields(config) if f.name == setting)
+            assert accepted.optional == declared.endswith("| None"), setting
+
+
 def test_every_default_and_the_small_footprint_are_in_range() -> None:
     for config in CONFIGS:
-        config()
+        config(**REQUIRED.get(config, {}))
     StreamStoreConfig.small()
     EngineConfig.small()
 
@@ -180,7 +244,7 @@ def test_each_setting_takes_its_range_and_is_refused_past_it(
     config: type[Any], setting: str, accepted: Range
 ) -> None:
     inside, outside = _boundaries(accepted)
-    base = companions(setting)
+    base = {**REQUIRED.get(config, {}), **companions(setting)}
     for value in inside:
         assert getattr(config(**{**base, setting: value}), setting) == value
     for value in outside:
@@ -205,7 +269,8 @@ def test_the_config_file_refuses_the_same_values_in_the_same_words(
     section = _file_key(config, setting)
     path = tmp_path / "tidelog.toml"
     inside, outside = _boundaries(accepted)
-    base = "".join(f"{k} = {v}\n" for k, v in companions(setting).items())
+    base = FILE_REQUIRED.get(str(section), "")
+    base += "".join(f"{k} = {v}\n" for k, v in companions(setting).items())
     for value in inside:
         if value is None:
             continue  # a file leaves such a key out
@@ -222,6 +287,128 @@ def test_the_config_file_refuses_the_same_values_in_the_same_words(
         from_python = f"{setting} must be {accepted.phrase()}, not "
         assert f"{path}: [{section}]: {from_python}" in str(refused.value)
         assert isinstance(refused.value.__cause__, ConfigOutOfRange)
+
+
+TEXT_CASES = _cases(TEXTS)
+
+
+NOT_STRINGS: list[object] = [5, 1.5, True, [1, 2], {"a": 1}, b"bytes"]
+"""Values of another type than a string: a file's numbers, booleans,
+arrays and tables, and Python's bytes."""
+
+
+def _text_values(accepted: Text) -> tuple[list[object], list[object]]:
+    """Strings ``accepted`` takes, and values it refuses."""
+    inside: list[object] = list(accepted.choices) or ["a-name", "/a/path"]
+    outside: list[object] = list(NOT_STRINGS)
+    if accepted.choices:
+        outside.append("none-of-them")
+        if accepted.any_case:
+            inside += [choice.upper() for choice in accepted.choices]
+        else:
+            outside += [choice.upper() for choice in accepted.choices if choice]
+    elif accepted.nonempty:
+        outside.append("")
+    else:
+        inside.append("")
+    (inside if accepted.optional else outside).append(None)
+    return inside, outside
+
+
+@pytest.mark.parametrize(
+    ("config", "setting", "accepted"), TEXT_CASES, ids=map(_case_id, TEXT_CASES)
+)
+def test_each_string_takes_its_kind_and_is_refused_another_type(
+    config: type[Any], setting: str, accepted: Text
+) -> None:
+    inside, outside = _text_values(accepted)
+    base = REQUIRED.get(config, {})
+    for value in inside:
+        config(**{**base, setting: value})
+    for value in outside:
+        with pytest.raises(ConfigOutOfRange) as refused:
+            config(**{**base, setting: value})
+        assert (refused.value.setting, refused.value.accepted) == (setting, accepted.phrase())
+        if accepted.secret:
+            assert repr(value) not in str(refused.value)
+            assert f"a {type(value).__name__} (not shown)" in str(refused.value)
+        else:
+            assert refused.value.value is value
+            assert str(refused.value) == f"{setting} must be {accepted.phrase()}, not {value!r}"
+
+
+TEXT_FILE_CASES = [case for case in TEXT_CASES if _file_key(case[0], case[1]) is not None]
+"""The strings a file sets by their names (DelegationTokenConfig's secret
+comes from [server]'s delegation.token.secret.key.file, a path)."""
+
+TOML_NOT_STRINGS = {"5": 5, "1.5": 1.5, "true": True, "[1, 2]": [1, 2], "{ a = 1 }": {"a": 1}}
+"""TOML values of another type than a string, and what Python reads of each."""
+
+
+@pytest.mark.parametrize(
+    ("config", "setting", "accepted"), TEXT_FILE_CASES, ids=map(_case_id, TEXT_FILE_CASES)
+)
+def test_the_config_file_refuses_another_type_for_a_string_in_the_configs_words(
+    tmp_path: Path, config: type[Any], setting: str, accepted: Text
+) -> None:
+    """One message naming the file, its table and the key, never a
+    traceback: TablesConfig's namespace of a number raised TypeError from
+    Python, and the file's [mirror] and [server] tables each had words of
+    their own."""
+    section = _file_key(config, setting)
+    path = tmp_path / "tidelog.toml"
+    refused = {**TOML_NOT_STRINGS}
+    if accepted.choices:
+        refused['"none-of-them"'] = "none-of-them"
+    for written, value in refused.items():
+        path.write_text(
+            f"[{section}]\n{FILE_REQUIRED.get(str(section), '')}{setting} = {written}\n"
+        )
+        with pytest.raises(ConfigFileError) as from_file:
+            load_config_file(path)
+        words = f"{setting} must be {accepted.phrase()}, not {value!r}"
+        assert str(from_file.value) == f"{path}: [{section}]: {words}"
+        assert isinstance(from_file.value.__cause__, ConfigOutOfRange)
+
+
+def test_a_tables_namespace_with_a_dot_is_refused_by_name() -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        TablesConfig(namespace="a.b")
+    assert (refused.value.setting, refused.value.value) == ("namespace", "a.b")
+
+
+@pytest.mark.parametrize("config", [HttpConfig, RegistryConfig])
+@pytest.mark.parametrize("listen", [5, "127.0.0.1:80", ("127.0.0.1",), (80, "h"), ["h", 80]])
+def test_an_http_listen_that_is_no_host_and_port_is_refused_by_name(
+    config: type[HttpConfig | RegistryConfig], listen: object
+) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        config(listen=listen)  # type: ignore[arg-type]
+    assert (refused.value.setting, refused.value.value) == ("listen", listen)
+
+
+@pytest.mark.parametrize(
+    ("written", "refusal"),
+    [
+        ("[server]\nlisten = 9092\n", "[server]: listen must be a string, not 9092"),
+        ("[server]\nadvertised = [1]\n", "[server]: advertised must be a string, not [1]"),
+        ("[server]\nlisteners = 5\n", "[server]: listeners must be a string, not 5"),
+        ('[server]\n"super.users" = [1]\n', "[server]: super.users must be a list of principals"),
+        ("[engine]\ndata_dir = 5\n", "[engine]: data_dir must be a string, not 5"),
+        ("[engine]\nobject_store = true\n", "[engine]: object_store must be a string, not True"),
+        ("server = 5\n", "server must be a table, [server], not 5"),
+        ('mirror = "x"\n', "mirror must be a table, [mirror], not 'x'"),
+        ('[tables]\nnamespace = "a.b"\n', "[tables]: namespace must be one name, without '.'"),
+    ],
+)
+def test_other_values_of_the_wrong_type_are_refused_with_the_key_named(
+    tmp_path: Path, written: str, refusal: str
+) -> None:
+    path = tmp_path / "tidelog.toml"
+    path.write_text(written)
+    with pytest.raises(ConfigFileError) as refused:
+        load_config_file(path)
+    assert str(refused.value).startswith(f"{path}: {refusal}")
 
 
 @pytest.mark.parametrize("key", ["listen", "advertised"])
@@ -688,12 +875,13 @@ def test_docs_engine_md_lists_the_embedded_apis_ranges() -> None:
 
 
 FILE_TABLES: dict[str, dict[str, Range]] = {
-    "server": {k: v for k, v in SERVER_RANGES.items() if k not in SET_BY_OTHER_NAMES},
+    "server": {k: v for k, v in SERVER_RANGES.items() if k not in SET_BY_OTHER_NAMES[ServerConfig]},
     "engine": {**ENGINE_RANGES, **GROUP_RANGES, **TRANSACTION_RANGES},
     "store": STORE_RANGES,
     "http": HTTP_RANGES,
     "schema_registry": REGISTRY_RANGES,
     "tables": TABLES_RANGES,
+    "mirror": MIRROR_RANGES,
 }
 """The ranges of each table of the config file, by its keys."""
 
@@ -710,3 +898,60 @@ def test_docs_server_md_lists_the_ranges_of_each_table_of_the_file(section: str)
     assert documented == [
         (f"`[{section}]`", keys, accepted) for keys, accepted in _rows(FILE_TABLES[section])
     ]
+
+
+def test_docs_server_md_lists_the_choices_of_each_table_of_the_file() -> None:
+    """Its table of choices: every choice a file sets by its key, with its set."""
+    expected = sorted(
+        (
+            str(_file_key(config, setting)),
+            setting,
+            ", ".join(name or '""' for name in accepted.choices)
+            + (" (in any case)" if accepted.any_case else ""),
+        )
+        for config, setting, accepted in TEXT_FILE_CASES
+        if accepted.choices
+    )
+    choices = {(section, setting) for section, setting, _ in expected}
+    rows = re.findall(r"^\| `([\w.]+)` \| `\[(\w+)\]` \| (.+?) \|$", text_of_server_md(), re.M)
+    documented = sorted(
+        (section, key.replace(".", "_"), accepted)
+        for key, section, accepted in rows
+        if (section, key.replace(".", "_")) in choices
+    )
+    assert documented == expected
+
+
+def text_of_server_md() -> str:
+    return (DOCS / "server.md").read_text()
+
+
+def test_tidelog_mirror_refuses_an_interval_out_of_range_in_the_tables_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["mirror", "--from", "127.0.0.1:1", "--to", "127.0.0.1:2", "--checkpoint-interval"]
+    assert main([*argv, "0"]) != 0
+    accepted = MIRROR_RANGES["checkpoint_interval_s"].phrase()
+    assert f"checkpoint_interval_s must be {accepted}, not 0.0" in capsys.readouterr().err
+
+
+SERVER_DOTTED = sorted(
+    {name for name in (*SERVER_TEXTS, *SERVER_RANGES) if "_" in name}
+    - {"advertised_host", "advertised_port"}
+)
+"""[server] settings a file may write in Kafka's dotted form (the
+advertised host and port are set by ``advertised``, never by keys of their own)."""
+
+
+@pytest.mark.parametrize("setting", SERVER_DOTTED)
+def test_a_refusal_names_a_server_key_as_the_file_wrote_it(tmp_path: Path, setting: str) -> None:
+    """``ssl.client.auth = "always"`` was refused as ``ssl_client_auth``: a
+    key the file (and docs/server.md) does not have, and a reader searching
+    the file for it finds nothing."""
+    dotted = setting.replace("_", ".")
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f'[server]\n"{dotted}" = ["of", "no", "kind"]\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert f"[server]: {dotted} must be " in str(from_file.value)
+    assert f"{setting} must be" not in str(from_file.value)

@@ -127,14 +127,14 @@ def test_the_doc_shows_each_setting_at_its_default(tmp_path: Path) -> None:
         ("[store]\naccept_data_loss = 1\n", "[store]: accept_data_loss must be true or false"),
         ('[server]\nnode_id = "1"\n', "[server]: node_id must be an integer"),
         ('[server]\nmax_request_bytes = "100MB"\n', "[server]: max_request_bytes must be an int"),
-        ("[server]\nlog_format = 1\n", "[server]: log_format must be a string"),
+        ("[server]\nlog_format = 1\n", "[server]: log_format must be one of text, json, not 1"),
         (
             '[server]\n"sasl.password.check.queue.per.address" = "4"\n',
-            "[server]: sasl_password_check_queue_per_address must be a 64-bit integer, from 1",
+            "[server]: sasl.password.check.queue.per.address must be a 64-bit integer, from 1",
         ),
         (
             '[server]\n"sasl.password.check.queue.per.address" = 0\n',
-            "[server]: sasl_password_check_queue_per_address must be a 64-bit integer, from 1",
+            "[server]: sasl.password.check.queue.per.address must be a 64-bit integer, from 1",
         ),
         ('[http]\nprobe_timeout_s = "2"\n', "[http]: probe_timeout_s must be a number"),
         (

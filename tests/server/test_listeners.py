@@ -79,7 +79,10 @@ def test_without_listeners_listen_and_advertised_make_one_plaintext_listener() -
     [
         ('listeners = "SSL://127.0.0.1:9093"\n', "needs ssl.keystore.location"),
         ('"sasl.enabled.mechanisms" = "GSSAPI"\n', "not one of"),
-        ('"ssl.client.auth" = "always"\n', "required, requested or none"),
+        (
+            '"ssl.client.auth" = "always"\n',
+            "ssl.client.auth must be one of required, requested, none",
+        ),
         ('"advertised.listeners" = "SASL_SSL://h:1"\n', "names no listener"),
         ('"connections.max.reauth.ms" = -1\n', "0 or more"),
         ('"listener.name.ssl.sasl.enabled.mechanisms" = "PLAIN"\n', "names no listener"),

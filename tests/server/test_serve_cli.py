@@ -231,7 +231,7 @@ upload_interval_s = 0.5
         ("[store]\nmystery = 1\n", "unknown keys in [store]"),
         ("[server\n", "tidelog.toml"),
         ("[server]\nlisten = ':9093'\n", "or 0.0.0.0:9093 to mean every interface"),
-        ('[server]\n"max.connections" = 0\n', "max_connections must be a 64-bit integer, from 1"),
+        ('[server]\n"max.connections" = 0\n', "max.connections must be a 64-bit integer, from 1"),
     ],
 )
 def test_bad_config_file_exits_with_the_reason(
