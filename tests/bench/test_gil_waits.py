@@ -1,0 +1,109 @@
+"""bench/gil_waits.py and its probe, bench/gil_probe/gil_probe.c: a thread's
+wait for the GIL after an fdatasync, counted in a real process whose other
+thread holds the GIL, and the acknowledgement's chain joined from a sync to
+the loop's turn that ran its wake-up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bench.run import load_bench
+
+gil_waits = load_bench("gil_waits.py", "bench_gil_waits")
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("cc") is None or not sys.platform.startswith("linux"),
+    reason="the probe is an LD_PRELOAD library built with the system's C compiler",
+)
+
+SYNCS = 100
+CHILD = f"""
+import os, sys, threading
+stop = False
+def spin():
+    while not stop:
+        pass
+threading.Thread(target=spin, name="spinner", daemon=True).start()
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+reader, writer = os.pipe()
+for _ in range({SYNCS}):
+    os.pwrite(fd, b"x" * 4096, 0)  # pwrite64: not counted as a wake-up
+    os.fdatasync(fd)
+    os.write(writer, b"w")
+stop = True
+os.fdatasync(fd)  # ends the loop's last episode
+"""
+
+
+def test_a_syncing_thread_beside_a_spinning_one_waits_for_the_gil(tmp_path: Path) -> None:
+    library = gil_waits.build_probe(tmp_path)
+    prefix = tmp_path / "gil"
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "data")],
+        env=dict(os.environ, LD_PRELOAD=str(library), TIDELOG_GIL_PROBE=str(prefix)),
+        check=True,
+        timeout=60,
+    )
+    [written] = [p for p in tmp_path.glob("gil.*") if p.suffix[1:].isdigit()]
+    _, records = gil_waits.read_records(written)
+    # The last sync's episode is written if the exit blocks on a lock after it.
+    syncs = [r for r in records if r[7] == 1][:SYNCS]
+    assert len(syncs) == SYNCS
+    # Every episode between two syncs wrote to the pipe once (a wake-up).
+    assert [r[8] for r in syncs] == [1] * SYNCS
+    # The spinner takes the GIL while the main thread is in fdatasync: the
+    # main thread waits to have it back, and the spinner is made to drop it.
+    assert any(r[3] > 0 for r in syncs)
+    assert any(r[7] == gil_waits.FORCED_DROP for r in records)
+    summary = gil_waits.summarize(syncs, 1.0)["wal_sync"]
+    assert summary["waited_share"] > 0
+    assert 0 <= summary["gil_run_delay_share"] <= 1
+
+
+def _record(
+    kind: int, returned_ms: float, length_ms: float, gil_ms: float, first_send_ms: float = 0.0
+) -> tuple[int, ...]:
+    ms = 1_000_000
+    sends = 1 if first_send_ms else 0
+    return (
+        int(returned_ms * ms),
+        0,
+        int(length_ms * ms),
+        int(gil_ms * ms),
+        int(first_send_ms * ms),
+        1,
+        1 if gil_ms else 0,
+        kind,
+        sends,
+        int(gil_ms * ms / 2),  # half of it runnable without a CPU
+    )
+
+
+def test_a_syncs_chain_ends_with_the_first_loop_turn_after_its_wake_up() -> None:
+    records = [
+        _record(2, 0.0, 1.0, 0.5),  # a loop turn before the sync's wake-up
+        _record(1, 0.5, 2.0, 1.5, first_send_ms=1.8),  # woke the loop at 2.3 ms
+        _record(2, 3.0, 0.5, 0.25),  # the turn that ran it
+        _record(2, 4.0, 9.0, 0.0),
+        _record(1, 5.0, 0.1, 0.0),  # woke no loop: no chain
+    ]
+    assert gil_waits.chains_of(records) == [(3.0, 1.75, 0.875)]
+    summary = gil_waits.summarize(records, 1.0)
+    assert summary["ack_chain"]["syncs"] == 1
+    assert summary["ack_chain"]["gil_share_of_slowest_1pct"] == round(1.75 / 3.0, 3)
+    assert summary["ack_chain"]["run_delay_share_of_their_gil"] == 0.5
+    assert summary["loop"]["episodes"] == 3
+    assert summary["loop"]["waited_share"] == round(2 / 3, 3)
+
+
+def test_forced_drops_are_counted_for_python_threads_only() -> None:
+    drop = (0, 4_000_000, 0, 0, 0, 7, 0, gil_waits.FORCED_DROP, 0, 0)
+    unnamed = (0, 4_000_000, 0, 0, 0, 8, 0, gil_waits.FORCED_DROP, 0, 0)
+    rates = gil_waits.forced_drops([drop, drop, unnamed], {7: "MainThread"}, 2.0)
+    assert rates == {"MainThread": 1.0}
