@@ -27,8 +27,10 @@ written per episode. Then the acknowledgement's chain, from an fdatasync's
 return to the end of the loop's turn that ran its wake-up, and how much of
 its slowest 1% was the GIL; and by Python thread (named through
 bench/gil_probe/site), how often a second each was made to drop the GIL:
-it had run Python a whole switch interval while another thread waited.
-Beside them the run's delivery p50 / p99 / p99.9 and the mock's.
+it had run Python a whole switch interval while another thread waited,
+and each thread's waits for the GIL after a lock or queue woke it (the
+WAL's writer taking a group among them). Beside them the run's delivery
+p50 / p99 / p99.9 and the mock's.
 
 ``--whole`` runs every phase of kafka_bench (its ``produce_vs_mock``, the
 flat-out produce rate against the mock's, is what a shorter switch
@@ -62,6 +64,7 @@ gil_run_delay_ns"""
 _MAGIC = 0x65626F72704C4947
 KINDS = {1: "wal_sync", 2: "loop"}
 FORCED_DROP = 3
+WOKEN = 4
 QUANTILES = (0.5, 0.99, 0.999)
 
 
@@ -186,6 +189,28 @@ def forced_drops(
     }
 
 
+def woken_by_thread(
+    records: list[tuple[int, ...]], names: dict[int, str], seconds: float
+) -> dict[str, dict[str, float]]:
+    """Per Python thread, its waits for the GIL after a lock or queue woke it
+    (the WAL's writer taking a group, a worker its next job): p99 and p99.9
+    (ms) and ms a second, the threads that waited most first."""
+    waits: dict[str, list[float]] = {}
+    for record in records:
+        if record[7] == WOKEN and record[5] in names:
+            waits.setdefault(names[record[5]], []).append(record[3] / 1e6)
+    rows = {
+        name: {
+            "episodes": len(mine),
+            "gil_p99_ms": round(_quantile(sorted(mine), 0.99), 3),
+            "gil_p999_ms": round(_quantile(sorted(mine), 0.999), 3),
+            "gil_ms_per_s": round(sum(mine) / seconds, 1),
+        }
+        for name, mine in waits.items()
+    }
+    return dict(sorted(rows.items(), key=lambda item: -item[1]["gil_ms_per_s"]))
+
+
 def server_records(
     directory: Path, started_unix: float, seconds: float
 ) -> tuple[list[tuple[int, ...]], dict[int, str]] | None:
@@ -258,6 +283,7 @@ def run(
     result["load_average"] = [round(v, 2) for v in os.getloadavg()]
     result.update(summarize(records, seconds))
     result["forced_drops_per_s"] = forced_drops(records, names, seconds)
+    result["woken_by_thread"] = woken_by_thread(records, names, seconds)
     return result
 
 
@@ -318,6 +344,12 @@ def main() -> int:
         "made to drop the GIL after a whole switch interval, a second: "
         + ", ".join(f"{name} {rate:g}" for name, rate in result["forced_drops_per_s"].items())
     )
+    print("woken by a lock or queue, then waited for the GIL (p99 / p99.9 ms, ms a second):")
+    for name, row in list(result["woken_by_thread"].items())[:6]:
+        print(
+            f"  {name}: {row['gil_p99_ms']:.2f} / {row['gil_p999_ms']:.2f},"
+            f" {row['gil_ms_per_s']:.1f} ms/s over {row['episodes']} wake-ups"
+        )
     if "ack_chain" in result:
         chain = result["ack_chain"]
         print(

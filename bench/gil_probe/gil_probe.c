@@ -7,11 +7,11 @@
  * sem_clockwait), so in a process without other condition variables every
  * timed condition wait is a wait for the GIL.
  *
- * An episode begins when a thread returns from fdatasync (the WAL's sync)
- * or epoll_wait / epoll_pwait (the event loop's wake-up) and ends when the thread next
- * blocks: it enters one of those again, or a semaphore wait (a lock, a
- * queue: a thread waiting for work). Each episode is written as one record
- * to TIDELOG_GIL_PROBE.<pid> (a file mapped shared, so nothing is lost
+ * An episode begins when a thread returns from fdatasync (the WAL's sync),
+ * epoll_wait / epoll_pwait (the event loop's wake-up) or a semaphore wait
+ * (a lock, a condition, a queue: a thread woken for work, the WAL's writer
+ * among them) and ends when the thread next enters one of those. Each
+ * episode is written as one record to TIDELOG_GIL_PROBE.<pid> (a file mapped shared, so nothing is lost
  * when the process ends without its atexit handlers): when it began, how
  * long the blocking call took, how long the episode lasted, how much of
  * it and in how many waits the thread waited for the GIL (and of that, how
@@ -41,7 +41,7 @@
 
 #define CAPACITY (1u << 21)
 
-enum { KIND_NONE = 0, KIND_FDATASYNC = 1, KIND_EPOLL = 2, KIND_FORCED_DROP = 3 };
+enum { KIND_NONE = 0, KIND_FDATASYNC = 1, KIND_EPOLL = 2, KIND_FORCED_DROP = 3, KIND_WOKEN = 4 };
 
 struct header {
     uint64_t magic;
@@ -198,13 +198,23 @@ int epoll_pwait(
 int sem_wait(sem_t *sem) {
     NEXT(sem_wait, "GLIBC_2.34");
     end_episode();
-    return real(sem);
+    uint64_t called = now(CLOCK_MONOTONIC);
+    int result = real(sem);
+    int saved = errno;
+    begin_episode(KIND_WOKEN, called, now(CLOCK_MONOTONIC));
+    errno = saved;
+    return result;
 }
 
 int sem_clockwait(sem_t *sem, clockid_t clock, const struct timespec *abstime) {
     NEXT(sem_clockwait, "GLIBC_2.34");
     end_episode();
-    return real(sem, clock, abstime);
+    uint64_t called = now(CLOCK_MONOTONIC);
+    int result = real(sem, clock, abstime);
+    int saved = errno;
+    begin_episode(KIND_WOKEN, called, now(CLOCK_MONOTONIC));
+    errno = saved;
+    return result;
 }
 
 ssize_t send(int fd, const void *buffer, size_t size, int flags) {

@@ -107,3 +107,18 @@ def test_forced_drops_are_counted_for_python_threads_only() -> None:
     unnamed = (0, 4_000_000, 0, 0, 0, 8, 0, gil_waits.FORCED_DROP, 0, 0)
     rates = gil_waits.forced_drops([drop, drop, unnamed], {7: "MainThread"}, 2.0)
     assert rates == {"MainThread": 1.0}
+
+
+def test_waits_after_a_wake_up_are_kept_by_thread() -> None:
+    woken = [
+        (0, 0, 1_000_000, gil, 0, 7, 1, gil_waits.WOKEN, 0, 0) for gil in (0, 2_000_000, 4_000_000)
+    ]
+    rows = gil_waits.woken_by_thread(woken, {7: "wal-group-commit"}, 2.0)
+    assert rows == {
+        "wal-group-commit": {
+            "episodes": 3,
+            "gil_p99_ms": 4.0,
+            "gil_p999_ms": 4.0,
+            "gil_ms_per_s": 3.0,
+        }
+    }
