@@ -160,61 +160,42 @@ static void note_send(void) {
     if (real == NULL) real = (__typeof__(&self))dlvsym(RTLD_NEXT, #self, version); \
     if (real == NULL) real = (__typeof__(&self))dlsym(RTLD_NEXT, #self)
 
+/* A blocking call (an int-returning one) that ends the thread's episode
+ * and begins one of ``kind`` on its return, errno kept as it set it. */
+#define BLOCKING(kind, call)                                     \
+    end_episode();                                               \
+    uint64_t called = now(CLOCK_MONOTONIC);                      \
+    int result = call;                                           \
+    int saved = errno;                                           \
+    begin_episode(kind, called, now(CLOCK_MONOTONIC));           \
+    errno = saved;                                               \
+    return result
+
 int fdatasync(int fd) {
     NEXT(fdatasync, "GLIBC_2.2.5");
-    end_episode();
-    uint64_t called = now(CLOCK_MONOTONIC);
-    int result = real(fd);
-    int saved = errno;
-    begin_episode(KIND_FDATASYNC, called, now(CLOCK_MONOTONIC));
-    errno = saved;
-    return result;
+    BLOCKING(KIND_FDATASYNC, real(fd));
 }
 
 int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout) {
     NEXT(epoll_wait, "GLIBC_2.3.2");
-    end_episode();
-    uint64_t called = now(CLOCK_MONOTONIC);
-    int result = real(epfd, events, maxevents, timeout);
-    int saved = errno;
-    begin_episode(KIND_EPOLL, called, now(CLOCK_MONOTONIC));
-    errno = saved;
-    return result;
+    BLOCKING(KIND_EPOLL, real(epfd, events, maxevents, timeout));
 }
 
 /* uvloop's (libuv's) poll. */
 int epoll_pwait(
     int epfd, struct epoll_event *events, int maxevents, int timeout, const sigset_t *mask) {
     NEXT(epoll_pwait, "GLIBC_2.6");
-    end_episode();
-    uint64_t called = now(CLOCK_MONOTONIC);
-    int result = real(epfd, events, maxevents, timeout, mask);
-    int saved = errno;
-    begin_episode(KIND_EPOLL, called, now(CLOCK_MONOTONIC));
-    errno = saved;
-    return result;
+    BLOCKING(KIND_EPOLL, real(epfd, events, maxevents, timeout, mask));
 }
 
 int sem_wait(sem_t *sem) {
     NEXT(sem_wait, "GLIBC_2.34");
-    end_episode();
-    uint64_t called = now(CLOCK_MONOTONIC);
-    int result = real(sem);
-    int saved = errno;
-    begin_episode(KIND_WOKEN, called, now(CLOCK_MONOTONIC));
-    errno = saved;
-    return result;
+    BLOCKING(KIND_WOKEN, real(sem));
 }
 
 int sem_clockwait(sem_t *sem, clockid_t clock, const struct timespec *abstime) {
     NEXT(sem_clockwait, "GLIBC_2.34");
-    end_episode();
-    uint64_t called = now(CLOCK_MONOTONIC);
-    int result = real(sem, clock, abstime);
-    int saved = errno;
-    begin_episode(KIND_WOKEN, called, now(CLOCK_MONOTONIC));
-    errno = saved;
-    return result;
+    BLOCKING(KIND_WOKEN, real(sem, clock, abstime));
 }
 
 ssize_t send(int fd, const void *buffer, size_t size, int flags) {
