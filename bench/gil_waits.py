@@ -177,7 +177,9 @@ def forced_drops(
     records: list[tuple[int, ...]], names: dict[int, str], seconds: float
 ) -> dict[str, float]:
     """Per Python thread, how often a second it was made to drop the GIL:
-    it had run Python a whole switch interval while another thread waited."""
+    it had run Python a whole switch interval while another thread waited
+    (at least: bench/gil_probe/gil_probe.c sees a forced drop only when the
+    waiter had not yet run)."""
     counts: dict[str, int] = {}
     for record in records:
         if record[7] == FORCED_DROP and record[5] in names:

@@ -58,9 +58,10 @@ def test_a_syncing_thread_beside_a_spinning_one_waits_for_the_gil(tmp_path: Path
     # Every episode between two syncs wrote to the pipe once (a wake-up).
     assert [r[8] for r in syncs] == [1] * SYNCS
     # The spinner takes the GIL while the main thread is in fdatasync: the
-    # main thread waits to have it back, and the spinner is made to drop it.
+    # main thread waits to have it back. (The spinner's forced drop is seen
+    # only when it reaches its switch wait before the main thread runs: not
+    # on every hand-off, so not asserted here.)
     assert any(r[3] > 0 for r in syncs)
-    assert any(r[7] == gil_waits.FORCED_DROP for r in records)
     summary = gil_waits.summarize(syncs, 1.0)["wal_sync"]
     assert summary["waited_share"] > 0
     assert 0 <= summary["gil_run_delay_share"] <= 1
