@@ -58,9 +58,9 @@ HERE = Path(__file__).resolve().parent
 PROBE_SOURCE = HERE / "gil_probe" / "gil_probe.c"
 SITE = HERE / "gil_probe" / "site"
 _HEADER = struct.Struct("<QQQQ")
-_RECORD = struct.Struct("<QQQQQIHBBQ")
+_RECORD = struct.Struct("<QQQQQIHBBQQQ")
 """returned_ns, call_ns, episode_ns, gil_ns, first_send_ns, tid, gil_waits, kind, sends,
-gil_run_delay_ns"""
+gil_run_delay_ns, gil_before_send_ns, run_delay_before_send_ns"""
 _MAGIC = 0x65626F72704C4947
 KINDS = {1: "wal_sync", 2: "loop"}
 FORCED_DROP = 3
@@ -151,8 +151,11 @@ def summarize(records: list[tuple[int, ...]], seconds: float) -> dict[str, Any]:
 def chains_of(records: list[tuple[int, ...]]) -> list[tuple[float, float, float]]:
     """Per sync that woke a loop: (ms from the fdatasync's return to the end
     of the loop's turn that ran the wake-up, ms of it waiting for the GIL:
-    the sync thread's whole episode and that turn's, ms of that runnable
-    without a CPU)."""
+    the sync thread's up to its wake-up and that turn's, ms of that
+    runnable without a CPU). The sync thread's waits after its wake-up are
+    left out: they overlap the loop's turn (the loop holding the GIL, or
+    both waiting for a third thread), and counting them would count the
+    chain's own work, or one wait twice, as the GIL's."""
     loop = sorted((r[0], r[2], r[3], r[9]) for r in records if r[7] == 2)
     starts = [turn[0] for turn in loop]
     chains = []
@@ -166,8 +169,8 @@ def chains_of(records: list[tuple[int, ...]]) -> list[tuple[float, float, float]
         chains.append(
             (
                 (began + length - sync[0]) / 1e6,
-                (sync[3] + waited) / 1e6,
-                (sync[9] + delayed) / 1e6,
+                (sync[10] + waited) / 1e6,
+                (sync[11] + delayed) / 1e6,
             )
         )
     return chains

@@ -15,7 +15,8 @@
  * when the process ends without its atexit handlers): when it began, how
  * long the blocking call took, how long the episode lasted, how much of
  * it and in how many waits the thread waited for the GIL (and of that, how
- * long it was runnable but had no CPU: the kernel's run delay), how many
+ * long it was runnable but had no CPU: the kernel's run delay; both also
+ * up to the episode's first send), how many
  * send() and write() calls it made (call_soon_threadsafe's wake-up of a
  * loop is one: a send on asyncio's, a write to an eventfd on uvloop's).
  * Also each time a thread was made to drop the GIL (it had run Python a
@@ -61,6 +62,11 @@ struct record {
     uint8_t kind;
     uint8_t sends;
     uint64_t gil_run_delay_ns; /* of the GIL's waits, runnable without a CPU */
+    /* Of gil_ns and gil_run_delay_ns, the part before the first send (all
+     * of it when none): a sync's waits after its wake-up of the loop
+     * overlap the loop's own turn, so they are no part of the chain. */
+    uint64_t gil_before_send_ns;
+    uint64_t run_delay_before_send_ns;
 };
 
 static struct header *file_header;
@@ -70,6 +76,7 @@ static pthread_once_t opened = PTHREAD_ONCE_INIT;
 static __thread uint8_t episode_kind;
 static __thread uint64_t episode_start, episode_call, episode_gil, episode_first_send;
 static __thread uint64_t episode_run_delay;
+static __thread uint64_t episode_gil_before_send, episode_run_delay_before_send;
 static __thread int schedstat_fd = -1;
 static __thread uint32_t episode_waits, episode_sends;
 
@@ -116,6 +123,9 @@ static void end_episode(void) {
             r->gil_ns = episode_gil;
             r->first_send_ns = episode_first_send;
             r->gil_run_delay_ns = episode_run_delay;
+            r->gil_before_send_ns = episode_sends ? episode_gil_before_send : episode_gil;
+            r->run_delay_before_send_ns =
+                episode_sends ? episode_run_delay_before_send : episode_run_delay;
             r->tid = (uint32_t)syscall(SYS_gettid);
             r->gil_waits = episode_waits > 0xffff ? 0xffff : (uint16_t)episode_waits;
             r->kind = episode_kind;
@@ -149,8 +159,11 @@ static uint64_t run_delay(void) {
 }
 
 static void note_send(void) {
-    if (episode_kind != KIND_NONE && episode_sends++ == 0)
+    if (episode_kind != KIND_NONE && episode_sends++ == 0) {
         episode_first_send = now(CLOCK_MONOTONIC) - episode_start;
+        episode_gil_before_send = episode_gil;
+        episode_run_delay_before_send = episode_run_delay;
+    }
 }
 
 /* The function this library stands in front of (``self``, as declared by

@@ -62,16 +62,25 @@ def test_a_syncing_thread_beside_a_spinning_one_waits_for_the_gil(tmp_path: Path
     # only when it reaches its switch wait before the main thread runs: not
     # on every hand-off, so not asserted here.)
     assert any(r[3] > 0 for r in syncs)
+    # The wake-up is the episode's last step but one: its waits before it
+    # are within its whole.
+    assert all(r[10] <= r[3] and r[11] <= r[9] for r in syncs)
     summary = gil_waits.summarize(syncs, 1.0)["wal_sync"]
     assert summary["waited_share"] > 0
     assert 0 <= summary["gil_run_delay_share"] <= 1
 
 
 def _record(
-    kind: int, returned_ms: float, length_ms: float, gil_ms: float, first_send_ms: float = 0.0
+    kind: int,
+    returned_ms: float,
+    length_ms: float,
+    gil_ms: float,
+    first_send_ms: float = 0.0,
+    gil_after_send_ms: float = 0.0,
 ) -> tuple[int, ...]:
     ms = 1_000_000
     sends = 1 if first_send_ms else 0
+    before_send_ms = gil_ms - gil_after_send_ms
     return (
         int(returned_ms * ms),
         0,
@@ -83,6 +92,8 @@ def _record(
         kind,
         sends,
         int(gil_ms * ms / 2),  # half of it runnable without a CPU
+        int(before_send_ms * ms),
+        int(before_send_ms * ms / 2),
     )
 
 
@@ -101,6 +112,17 @@ def test_a_syncs_chain_ends_with_the_first_loop_turn_after_its_wake_up() -> None
     assert summary["ack_chain"]["run_delay_share_of_their_gil"] == 0.5
     assert summary["loop"]["episodes"] == 3
     assert summary["loop"]["waited_share"] == round(2 / 3, 3)
+
+
+def test_a_syncs_waits_for_the_gil_after_its_wake_up_are_no_part_of_its_chain() -> None:
+    # The sync waited 0.5 ms before its wake-up and 2 ms after it, while the
+    # loop ran the turn it woke (2 ms of 2.5): those 2 ms are the loop's
+    # work, not a wait of the chain's.
+    records = [
+        _record(1, 0.0, 5.0, 2.5, first_send_ms=1.0, gil_after_send_ms=2.0),
+        _record(2, 1.2, 2.5, 0.1),
+    ]
+    assert gil_waits.chains_of(records) == [(3.7, 0.6, 0.3)]
 
 
 def test_forced_drops_are_counted_for_python_threads_only() -> None:
