@@ -146,16 +146,34 @@ static void begin_episode(uint8_t kind, uint64_t called, uint64_t returned) {
     episode_run_delay = 0;
 }
 
+#define NO_RUN_DELAY UINT64_MAX
+
+/* A thread's schedstat file is closed when the thread ends: a process that
+ * starts threads by the thousand would otherwise run out of descriptors
+ * under the probe alone. */
+static pthread_key_t schedstat_key;
+static pthread_once_t schedstat_key_made = PTHREAD_ONCE_INIT;
+
+static void close_schedstat(void *fd_plus_one) { close((int)(intptr_t)fd_plus_one - 1); }
+
+static void make_schedstat_key(void) { pthread_key_create(&schedstat_key, close_schedstat); }
+
 /* The thread's time runnable but not running (Linux's schedstat, its
- * second field), in ns; 0 where it cannot be read. */
+ * second field), in ns; NO_RUN_DELAY where it cannot be read. */
 static uint64_t run_delay(void) {
-    if (schedstat_fd < 0) schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (schedstat_fd < 0) {
+        schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+        if (schedstat_fd >= 0) {
+            pthread_once(&schedstat_key_made, make_schedstat_key);
+            pthread_setspecific(schedstat_key, (void *)(intptr_t)(schedstat_fd + 1));
+        }
+    }
     char text[96];
     ssize_t got = schedstat_fd < 0 ? -1 : pread(schedstat_fd, text, sizeof text - 1, 0);
-    if (got <= 0) return 0;
+    if (got <= 0) return NO_RUN_DELAY;
     text[got] = 0;
     char *field = strchr(text, ' ');
-    return field == NULL ? 0 : strtoull(field + 1, NULL, 10);
+    return field == NULL ? NO_RUN_DELAY : strtoull(field + 1, NULL, 10);
 }
 
 static void note_send(void) {
@@ -233,7 +251,12 @@ int pthread_cond_timedwait(
     uint64_t called = now(CLOCK_MONOTONIC);
     int result = real(cond, mutex, abstime);
     episode_gil += now(CLOCK_MONOTONIC) - called;
-    episode_run_delay += run_delay() - delayed;
+    uint64_t delayed_after = run_delay();
+    /* Only a difference of two readings: one unreadable (the first open
+     * refused, say) would otherwise add the thread's whole life's delay,
+     * or wrap below zero. */
+    if (delayed != NO_RUN_DELAY && delayed_after != NO_RUN_DELAY && delayed_after >= delayed)
+        episode_run_delay += delayed_after - delayed;
     episode_waits++;
     return result;
 }

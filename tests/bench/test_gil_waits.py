@@ -70,6 +70,48 @@ def test_a_syncing_thread_beside_a_spinning_one_waits_for_the_gil(tmp_path: Path
     assert 0 <= summary["gil_run_delay_share"] <= 1
 
 
+THREADS = 40
+MANY_THREADS = f"""
+import os, threading
+stop = False
+def spin():
+    while not stop:
+        pass
+spinner = threading.Thread(target=spin, daemon=True)
+spinner.start()
+for _ in range({THREADS}):
+    # Each runs Python longer than a switch interval beside the spinner:
+    # made to let the GIL go, it waits to have it back (and reads its
+    # schedstat).
+    worker = threading.Thread(target=sum, args=(range(400_000),))
+    worker.start()
+    worker.join()
+open_schedstats = sum(
+    os.readlink(f"/proc/self/fd/{{fd}}").endswith("/schedstat")
+    for fd in os.listdir("/proc/self/fd")
+    if os.path.exists(f"/proc/self/fd/{{fd}}")
+)
+stop = True
+print(open_schedstats)
+"""
+
+
+def test_a_threads_schedstat_file_is_closed_when_the_thread_ends(tmp_path: Path) -> None:
+    library = gil_waits.build_probe(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", MANY_THREADS],
+        env=dict(os.environ, LD_PRELOAD=str(library), TIDELOG_GIL_PROBE=str(tmp_path / "gil")),
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    # The main thread's and the spinner's, and the last worker's if it is
+    # still ending (a join returns before the thread's own exit), never
+    # one per thread that ended.
+    assert int(done.stdout) <= 3
+
+
 def _record(
     kind: int,
     returned_ms: float,
