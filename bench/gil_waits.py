@@ -221,7 +221,13 @@ def server_records(
 ) -> tuple[list[tuple[int, ...]], dict[int, str]] | None:
     """The latency phase's records, from the process that synced in it (the
     server, started again for the phase), and its threads' names."""
-    files = [p for p in directory.glob("gil.*") if p.suffix[1:].isdigit()]
+    # gil.<pid> only: gil.names.<pid> ends in digits too, and a process
+    # ended before the probe sized its file leaves it shorter than a header.
+    files = [
+        p
+        for p in directory.glob("gil.*")
+        if p.name[len("gil.") :].isdigit() and p.stat().st_size >= _HEADER.size
+    ]
     for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True):
         offset, records = read_records(path)
         inside = [

@@ -112,6 +112,26 @@ def test_a_threads_schedstat_file_is_closed_when_the_thread_ends(tmp_path: Path)
     assert int(done.stdout) <= 3
 
 
+def test_the_servers_records_are_found_beside_its_names_and_a_short_file(tmp_path: Path) -> None:
+    library = gil_waits.build_probe(tmp_path)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "data")],
+        env=dict(os.environ, LD_PRELOAD=str(library), TIDELOG_GIL_PROBE=str(tmp_path / "gil")),
+        check=True,
+        timeout=60,
+    )
+    [written] = tmp_path.glob("gil.[0-9]*")
+    pid = int(written.name[len("gil.") :])
+    # Written after the records, as the server's names are: looked at first.
+    (tmp_path / f"gil.names.{pid}").write_text(f'{{"{pid}": "MainThread"}}')
+    (tmp_path / f"gil.{pid + 1}").write_bytes(b"")  # a process ended before its probe sized it
+    found = gil_waits.server_records(tmp_path, 0.0, 2e9)
+    assert found is not None
+    records, names = found
+    assert sum(1 for r in records if r[7] == 1) >= SYNCS
+    assert names == {pid: "MainThread"}
+
+
 def _record(
     kind: int,
     returned_ms: float,
