@@ -246,12 +246,16 @@ int pthread_cond_timedwait(
     pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *abstime) {
     NEXT(pthread_cond_timedwait, "GLIBC_2.3.2");
     /* Read with the GIL's mutex held: a microsecond or two the holder's
-     * hand-over may wait, against waits of milliseconds. */
-    uint64_t delayed = run_delay();
+     * hand-over may wait, against waits of milliseconds. The clock's
+     * readings enclose the schedstat's, so a preemption between them
+     * (likely on a loaded machine) is counted in the wait as well as in
+     * its run delay, never in the run delay alone: that made the run
+     * delay more than the wait it is a part of. */
     uint64_t called = now(CLOCK_MONOTONIC);
+    uint64_t delayed = run_delay();
     int result = real(cond, mutex, abstime);
-    episode_gil += now(CLOCK_MONOTONIC) - called;
     uint64_t delayed_after = run_delay();
+    episode_gil += now(CLOCK_MONOTONIC) - called;
     /* Only a difference of two readings: one unreadable (the first open
      * refused, say) would otherwise add the thread's whole life's delay,
      * or wrap below zero. */

@@ -65,6 +65,8 @@ def test_a_syncing_thread_beside_a_spinning_one_waits_for_the_gil(tmp_path: Path
     # The wake-up is the episode's last step but one: its waits before it
     # are within its whole.
     assert all(r[10] <= r[3] and r[11] <= r[9] for r in syncs)
+    # A wait's run delay is a part of it.
+    assert all(r[9] <= r[3] for r in records if r[7] != gil_waits.FORCED_DROP)
     summary = gil_waits.summarize(syncs, 1.0)["wal_sync"]
     assert summary["waited_share"] > 0
     assert 0 <= summary["gil_run_delay_share"] <= 1
