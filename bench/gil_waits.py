@@ -256,6 +256,9 @@ def run(
             os.environ,
             LD_PRELOAD=str(library),
             TIDELOG_GIL_PROBE=str(directory / "gil"),
+            # The server only: kafka_bench's own process (its librdkafka
+            # client, the mock cluster) is timed without the probe's reads.
+            TIDELOG_GIL_PROBE_ARGUMENT="serve",
             PYTHONPATH=os.pathsep.join(paths),
         )
         if switch_interval is not None:

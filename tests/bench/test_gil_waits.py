@@ -134,6 +134,26 @@ def test_the_servers_records_are_found_beside_its_names_and_a_short_file(tmp_pat
     assert names == {pid: "MainThread"}
 
 
+def test_the_probe_records_only_in_a_process_with_the_argument_asked_for(tmp_path: Path) -> None:
+    library = gil_waits.build_probe(tmp_path)
+    for argument in ("client", "serve"):
+        subprocess.run(
+            [sys.executable, "-c", CHILD, str(tmp_path / "data"), argument],
+            env=dict(
+                os.environ,
+                LD_PRELOAD=str(library),
+                TIDELOG_GIL_PROBE=str(tmp_path / argument),
+                TIDELOG_GIL_PROBE_ARGUMENT="serve",
+            ),
+            check=True,
+            timeout=60,
+        )
+    assert list(tmp_path.glob("client.*")) == []
+    [written] = tmp_path.glob("serve.*")
+    _, records = gil_waits.read_records(written)
+    assert sum(1 for r in records if r[7] == 1) >= SYNCS
+
+
 def _record(
     kind: int,
     returned_ms: float,
