@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
     reason="the probe is an LD_PRELOAD library built with the system's C compiler",
 )
 
-SYNCS = 100
+SYNCS = 50
 CHILD = f"""
 import os, sys, threading
 stop = False
@@ -41,15 +41,31 @@ os.fdatasync(fd)  # ends the loop's last episode
 """
 
 
-def test_a_syncing_thread_beside_a_spinning_one_waits_for_the_gil(tmp_path: Path) -> None:
-    library = gil_waits.build_probe(tmp_path)
-    prefix = tmp_path / "gil"
-    subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "data")],
-        env=dict(os.environ, LD_PRELOAD=str(library), TIDELOG_GIL_PROBE=str(prefix)),
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built: Path = gil_waits.build_probe(tmp_path_factory.mktemp("probe"))
+    return built
+
+
+def _run_with_probe(
+    probe: Path, prefix: Path, script: str, *arguments: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -c script arguments...`` with the probe preloaded, writing
+    to ``prefix``."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *arguments],
+        env=dict(os.environ, LD_PRELOAD=str(probe), TIDELOG_GIL_PROBE=str(prefix), **env),
         check=True,
         timeout=60,
+        capture_output=True,
+        text=True,
     )
+
+
+def test_a_syncing_thread_beside_a_spinning_one_waits_for_the_gil(
+    probe: Path, tmp_path: Path
+) -> None:
+    _run_with_probe(probe, tmp_path / "gil", CHILD, str(tmp_path / "data"))
     [written] = [p for p in tmp_path.glob("gil.*") if p.suffix[1:].isdigit()]
     _, records = gil_waits.read_records(written)
     # The last sync's episode is written if the exit blocks on a lock after it.
@@ -98,30 +114,20 @@ print(open_schedstats)
 """
 
 
-def test_a_threads_schedstat_file_is_closed_when_the_thread_ends(tmp_path: Path) -> None:
-    library = gil_waits.build_probe(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", MANY_THREADS],
-        env=dict(os.environ, LD_PRELOAD=str(library), TIDELOG_GIL_PROBE=str(tmp_path / "gil")),
-        check=True,
-        timeout=60,
-        capture_output=True,
-        text=True,
-    )
+def test_a_threads_schedstat_file_is_closed_when_the_thread_ends(
+    probe: Path, tmp_path: Path
+) -> None:
+    done = _run_with_probe(probe, tmp_path / "gil", MANY_THREADS)
     # The main thread's and the spinner's, and the last worker's if it is
     # still ending (a join returns before the thread's own exit), never
     # one per thread that ended.
     assert int(done.stdout) <= 3
 
 
-def test_the_servers_records_are_found_beside_its_names_and_a_short_file(tmp_path: Path) -> None:
-    library = gil_waits.build_probe(tmp_path)
-    subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "data")],
-        env=dict(os.environ, LD_PRELOAD=str(library), TIDELOG_GIL_PROBE=str(tmp_path / "gil")),
-        check=True,
-        timeout=60,
-    )
+def test_the_servers_records_are_found_beside_its_names_and_a_short_file(
+    probe: Path, tmp_path: Path
+) -> None:
+    _run_with_probe(probe, tmp_path / "gil", CHILD, str(tmp_path / "data"))
     [written] = tmp_path.glob("gil.[0-9]*")
     pid = int(written.name[len("gil.") :])
     # Written after the records, as the server's names are: looked at first.
@@ -134,19 +140,17 @@ def test_the_servers_records_are_found_beside_its_names_and_a_short_file(tmp_pat
     assert names == {pid: "MainThread"}
 
 
-def test_the_probe_records_only_in_a_process_with_the_argument_asked_for(tmp_path: Path) -> None:
-    library = gil_waits.build_probe(tmp_path)
+def test_the_probe_records_only_in_a_process_with_the_argument_asked_for(
+    probe: Path, tmp_path: Path
+) -> None:
     for argument in ("client", "serve"):
-        subprocess.run(
-            [sys.executable, "-c", CHILD, str(tmp_path / "data"), argument],
-            env=dict(
-                os.environ,
-                LD_PRELOAD=str(library),
-                TIDELOG_GIL_PROBE=str(tmp_path / argument),
-                TIDELOG_GIL_PROBE_ARGUMENT="serve",
-            ),
-            check=True,
-            timeout=60,
+        _run_with_probe(
+            probe,
+            tmp_path / argument,
+            CHILD,
+            str(tmp_path / "data"),
+            argument,
+            TIDELOG_GIL_PROBE_ARGUMENT="serve",
         )
     assert list(tmp_path.glob("client.*")) == []
     [written] = tmp_path.glob("serve.*")
