@@ -205,11 +205,18 @@ static void note_send(void) {
 }
 
 /* The function this library stands in front of (``self``, as declared by
- * the system's headers), at the version CPython was linked against. */
-#define NEXT(self, version) \
-    static __typeof__(&self) real; \
-    if (real == NULL) real = (__typeof__(&self))dlvsym(RTLD_NEXT, #self, version); \
-    if (real == NULL) real = (__typeof__(&self))dlsym(RTLD_NEXT, #self)
+ * the system's headers), at the version CPython was linked against. Looked
+ * up on the first call, by whichever threads make it at once: each finds
+ * the same address, and the atomic store and load keep a thread from
+ * reading the pointer half written. */
+#define NEXT(self, version)                                                     \
+    static __typeof__(&self) found_##self;                                      \
+    __typeof__(&self) real = __atomic_load_n(&found_##self, __ATOMIC_ACQUIRE);  \
+    if (real == NULL) {                                                         \
+        real = (__typeof__(&self))dlvsym(RTLD_NEXT, #self, version);            \
+        if (real == NULL) real = (__typeof__(&self))dlsym(RTLD_NEXT, #self);    \
+        __atomic_store_n(&found_##self, real, __ATOMIC_RELEASE);                \
+    }
 
 /* A blocking call (an int-returning one) that ends the thread's episode
  * and begins one of ``kind`` on its return, errno kept as it set it. */
