@@ -158,6 +158,43 @@ def test_the_probe_records_only_in_a_process_with_the_argument_asked_for(
     assert sum(1 for r in records if r[7] == 1) >= SYNCS
 
 
+WOKEN_AND_POLLED = """
+import select, socket, threading
+wake = threading.Event()
+def woken():
+    for _ in range(20):
+        wake.wait()  # a semaphore wait with the GIL let go
+        wake.clear()
+waiter = threading.Thread(target=woken, name="waiter")
+waiter.start()
+poller = select.epoll()
+ours, theirs = socket.socketpair()
+poller.register(ours, select.EPOLLIN)
+for _ in range(20):
+    theirs.send(b"x")
+    poller.poll(1.0)  # epoll_wait
+    ours.recv(1)
+    poller.poll(0.005)  # nothing to read: the waiter has 5 ms to block
+    wake.set()
+    while wake.is_set() and waiter.is_alive():
+        poller.poll(0.001)
+waiter.join()
+print(waiter.native_id)
+"""
+
+
+def test_a_lock_wait_and_a_poll_each_begin_an_episode(probe: Path, tmp_path: Path) -> None:
+    done = _run_with_probe(probe, tmp_path / "gil", WOKEN_AND_POLLED)
+    [written] = tmp_path.glob("gil.[0-9]*")
+    _, records = gil_waits.read_records(written)
+    waiter = int(done.stdout)
+    # The waiter's wake-ups: a set before it blocks wakes nobody, so not
+    # all 20 (under load) are asked for.
+    assert sum(1 for r in records if r[7] == gil_waits.WOKEN and r[5] == waiter) >= 10
+    # The main thread's polls, each but the last ended by its next block.
+    assert sum(1 for r in records if r[7] == 2 and r[5] != waiter) >= 20
+
+
 def _record(
     kind: int,
     returned_ms: float,
