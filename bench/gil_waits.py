@@ -10,10 +10,12 @@ system's C compiler). The probe times every wait for the GIL (CPython
 3.11's take_gil waits on a timed condition; its locks are semaphores) and
 groups them by what the thread had just come back from:
 
-- ``wal_sync``: from an fdatasync's return to the sync thread's next block
-  (waiting for the next group): settling the synced groups' waiters, each
-  loop's share handed over by ``call_soon_threadsafe`` (one wake-up written
-  each);
+- ``wal_sync``: from an fdatasync's return to the syncing thread's next
+  block (waiting for the next group): settling the synced groups' waiters,
+  each loop's share handed over by ``call_soon_threadsafe`` (one wake-up
+  written each). The syncing thread is the WAL's sync thread, or its
+  writer when nothing else was queued (``wal/syncer.py`` ``sync_here``):
+  ``syncs_by_thread`` says how many each;
 - ``loop``: from the event loop's wake-up (epoll_pwait's return) to its
   next poll: the turn that runs the waiters' callbacks and writes the
   answers.
@@ -194,6 +196,16 @@ def forced_drops(
     }
 
 
+def syncs_by_thread(records: list[tuple[int, ...]], names: dict[int, str]) -> dict[str, int]:
+    """How many of the fdatasyncs each Python thread made, most first."""
+    counts: dict[str, int] = {}
+    for record in records:
+        if record[7] == 1:
+            name = names.get(record[5], str(record[5]))
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def woken_by_thread(
     records: list[tuple[int, ...]], names: dict[int, str], seconds: float
 ) -> dict[str, dict[str, float]]:
@@ -298,6 +310,7 @@ def run(
     result.update(summarize(records, seconds))
     result["forced_drops_per_s"] = forced_drops(records, names, seconds)
     result["woken_by_thread"] = woken_by_thread(records, names, seconds)
+    result["syncs_by_thread"] = syncs_by_thread(records, names)
     return result
 
 
@@ -354,6 +367,10 @@ def main() -> int:
             f"  {row['episodes_gil_over_1ms']:5d}"
             f"  {row['sends_per_episode']:5.2f}"
         )
+    print(
+        "fdatasyncs by thread: "
+        + ", ".join(f"{name} {count}" for name, count in result["syncs_by_thread"].items())
+    )
     print(
         "made to drop the GIL after a whole switch interval, a second: "
         + ", ".join(f"{name} {rate:g}" for name, rate in result["forced_drops_per_s"].items())

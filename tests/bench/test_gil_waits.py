@@ -257,6 +257,17 @@ def test_forced_drops_are_counted_for_python_threads_only() -> None:
     assert rates == {"MainThread": 1.0}
 
 
+def test_the_syncs_are_counted_by_the_thread_that_made_them() -> None:
+    # The WAL's writer syncs a lone group itself; the sync thread the rest.
+    syncs = [_record(1, float(at), 0.1, 0.0) for at in range(3)]
+    by_writer = [(*r[:5], 8, *r[6:]) for r in syncs[:2]]
+    rows = gil_waits.syncs_by_thread(
+        [*by_writer, syncs[2], _record(2, 0.0, 1.0, 0.0)],
+        {1: "wal-sync", 8: "wal-group-commit"},
+    )
+    assert rows == {"wal-group-commit": 2, "wal-sync": 1}
+
+
 def test_waits_after_a_wake_up_are_kept_by_thread() -> None:
     woken = [
         (0, 0, 1_000_000, gil, 0, 7, 1, gil_waits.WOKEN, 0, 0) for gil in (0, 2_000_000, 4_000_000)
