@@ -32,7 +32,7 @@ from s3stream.objects import StoredBatch
 from s3stream.store_state import StoreState, StreamState, fail_all
 from s3stream.uploader import Uploader
 from s3stream.wal_entries import WAL_OWNED_DATA, WAL_OWNED_TRIM
-from wal import Outcome, Position, WalError, WalOutcome, WriteAheadLog
+from wal import LoopCall, Outcome, Position, WalError, WalOutcome, WriteAheadLog
 
 log = logging.getLogger("tidelog.s3stream")
 
@@ -127,9 +127,9 @@ class Appender:
         future or task is made for it (the server's hot path). Refusals
         raise here, as submit's do."""
         durable = _Durable(self, then, options.pacing is Pacing.WAIT)
-        # The WAL's submit_then bound to the durable's call (a partial, not
-        # a method of its own: one Python frame less an append).
-        wal_submit = partial(self._wal.submit_then, durable.wal_done)
+        # The durable is the WAL's waiter itself (a LoopCall): the WAL's
+        # submit_call bound to it by a partial, not a method of its own.
+        wal_submit = partial(self._wal.submit_call, durable)
         uploaded = self._append(wal_submit, stream_id, batch, options)[1]
         if uploaded is not None:
             durable.wait_remote(uploaded)
@@ -308,7 +308,7 @@ def _copy_outcome(source: Future[int], target: Future[int]) -> None:
         target.set_exception(error)
 
 
-class _Durable:
+class _Durable(LoopCall):
     """What follows one append's WAL commit, for submit_then, as plain calls
     on the loop in the order submit's callbacks check them: the WAL's
     outcome, the fence, with ``uploaded`` (remote) the upload's outcome,
@@ -316,11 +316,11 @@ class _Durable:
     after accepting, so the caller's offsets stay valid; waited for off
     the loop).
 
-    A local append (acks=all on the fsynced WAL, the usual one) is called
-    on its loop by the WAL itself: only a remote one is handed back to the
-    loop from the uploader's thread, so only ``wait_remote`` looks the
-    loop's handoff up, and the loop itself is looked up only by a wait for
-    room (from a call already on it)."""
+    It is the WAL's waiter (a LoopCall, settled on the loop of the append
+    as an asyncio future is): a local append (acks=all on the fsynced WAL,
+    the usual one) is answered in ``durable`` itself. Only a remote one is
+    handed back to the loop from the uploader's thread, so only
+    ``wait_remote`` looks the loop's handoff up."""
 
     __slots__ = ("_appender", "_handoff", "_then", "_waits_for_room", "uploaded")
 
@@ -330,6 +330,10 @@ class _Durable:
         then: Callable[[BaseException | None], None],
         waits_for_room: bool,
     ) -> None:
+        # LoopCall's one field, set here rather than by its __init__ (a
+        # frame more an append). RuntimeError off a running loop, as the
+        # WAL's submit_then raises it.
+        self._loop = asyncio.get_running_loop()
         self._appender = appender
         self._then = then
         self._waits_for_room = waits_for_room
@@ -340,10 +344,10 @@ class _Durable:
     def wait_remote(self, uploaded: Future[int]) -> None:
         """Waits for ``uploaded`` after the WAL's commit: called on the
         running loop, whose handoff the upload's call comes back through."""
-        self._handoff = self._appender.handoff(asyncio.get_running_loop())
+        self._handoff = self._appender.handoff(self._loop)
         self.uploaded = uploaded
 
-    def wal_done(self, outcome: WalOutcome) -> None:
+    def durable(self, outcome: WalOutcome) -> None:
         if isinstance(outcome, BaseException):
             self._then(StoreFailed(outcome) if isinstance(outcome, WalError) else outcome)
             return
@@ -389,8 +393,7 @@ class _Durable:
             return
         try:
             # On the loop: called by the WAL's settling or the handoff's run.
-            loop = asyncio.get_running_loop()
-            waited = loop.run_in_executor(appender._room_waits, appender._wait_for_room)
+            waited = self._loop.run_in_executor(appender._room_waits, appender._wait_for_room)
         except RuntimeError:  # the waits were ended: the store is closed
             self._then(StoreClosed())
             return

@@ -18,7 +18,7 @@ from wal.errors import (
 )
 from wal.group_commit import CommitHook, Durability, Outcome, WalStats
 from wal.log import DATA, DEFAULT_SEGMENT_BYTES, Append, WriteAheadLog
-from wal.loop_call import WalOutcome
+from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import Damage, Inspection, RecoveryReport, inspect
 from wal.segment import Entry, Position
 
@@ -38,6 +38,7 @@ __all__ = [
     "LogFailed",
     "LogIOError",
     "LogLocked",
+    "LoopCall",
     "NoRoomForSegment",
     "Outcome",
     "PermissionDenied",

@@ -40,7 +40,7 @@ from wal.group_commit import (
     new_pending_batch,
 )
 from wal.interrupts import released_contextmanager
-from wal.loop_call import LoopCall, WalOutcome
+from wal.loop_call import CallOnLoop, LoopCall, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
 from wal.segment import (
     Entry,
@@ -336,7 +336,37 @@ class WriteAheadLog:
         never before this returns; an exception it raises goes to the
         loop's exception handler."""
         self._queue(
-            LoopCall(asyncio.get_running_loop(), then),
+            CallOnLoop(asyncio.get_running_loop(), then),
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
+        )
+
+    def submit_call(
+        self,
+        call: LoopCall,
+        payload: BytesLike,
+        *,
+        stream_id: int = 0,
+        start_offset: int = 0,
+        end_offset: int = 0,
+        record_type: int = DATA,
+        tag: object = None,
+        prefix: bytes = b"",
+        payload_crc: int | None = None,
+    ) -> None:
+        """submit_then with the caller's own LoopCall, made for the running
+        loop: its ``durable`` runs on that loop once the append is durable
+        (or failed), never before this returns. For a caller that carries
+        state to that moment: its object is the waiter, and no call, bound
+        method or LoopCall is made for it (the server's every Produce)."""
+        self._queue(
+            call,
             payload,
             stream_id,
             start_offset,
