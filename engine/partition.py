@@ -425,7 +425,10 @@ class Partition:
                     header.max_timestamp,
                 )
                 offset += header.last_offset_delta + 1
-                max_timestamp = max(max_timestamp, header.max_timestamp)
+                # A compare, not max(): the builtin parses its arguments as
+                # keywords, some 700 instructions a call on every append.
+                if header.max_timestamp > max_timestamp:  # noqa: PLR1730
+                    max_timestamp = header.max_timestamp
             last = offset - 1
             wait_remote = self.config.remote_acks if remote is None else remote
             # The batches are checked and their CRCs right (rewrite_batch keeps
@@ -461,7 +464,13 @@ class Partition:
                 base, max_timestamp if stamp is None else stamp, len(buffer)
             )
             self.bytes_in += len(buffer)
-            largest = headers[0].size if len(headers) == 1 else max(h.size for h in headers)
+            # The batch's length field, not BatchHeader.size: a property,
+            # a Python call an append.
+            largest = (
+                headers[0].batch_length + LENGTH_PREFIX
+                if len(headers) == 1
+                else max(h.size for h in headers)
+            )
             # One compare an append, not a max() call: the produce path's cost.
             if largest > self.largest_batch_appended:  # noqa: PLR1730
                 self.largest_batch_appended = largest
@@ -543,7 +552,7 @@ class Partition:
             raise batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
-        if one_batch and headers[0].size < len(data):
+        if one_batch and headers[0].batch_length + LENGTH_PREFIX < len(data):  # its size
             # Bytes after the one batch too short to be another: Kafka's
             # UnifiedLog.trimInvalidBytes drops them, and so no offset, WAL
             # record or stored byte is ever made of them here either.
@@ -613,8 +622,15 @@ class Partition:
         before, after = config.timestamp_before_max_ms, config.timestamp_after_max_ms
         if config.log_append_time or (before == LONG_MAX and after == LONG_MAX):
             return None, None
-        low = None if before == LONG_MAX else max(now - before, -LONG_MAX - 1)
-        high = None if after == LONG_MAX else min(now + after, LONG_MAX)
+        # Compares, not max() and min(): a topic's defaults bound every
+        # append an hour ahead, and each builtin parses its arguments as
+        # keywords (some 700 instructions a call).
+        low = None if before == LONG_MAX else now - before
+        if low is not None and low < -LONG_MAX - 1:
+            low = -LONG_MAX - 1
+        high = None if after == LONG_MAX else now + after
+        if high is not None and high > LONG_MAX:
+            high = LONG_MAX
         return low, high
 
     def _recompress_to(self, headers: Sequence[BatchHeader]) -> int | None:
@@ -1290,7 +1306,9 @@ MIN_INFLATION_LIMIT = 1024 * 1024
 def inflation_limit(config: TopicConfig) -> int:
     """The most one compressed batch of a topic may inflate to: a budget of
     the topic's, never a size the batch claims (docs/record-batch.md)."""
-    return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
+    limit = INFLATION_FACTOR * config.max_message_bytes
+    # A compare, not max(): looked at on every append.
+    return limit if limit > MIN_INFLATION_LIMIT else MIN_INFLATION_LIMIT
 
 
 def _past_max_message_bytes(data: BytesLike, max_message_bytes: int) -> RecordTooLarge | None:

@@ -24,6 +24,7 @@ from s3stream.errors import (
     OffsetOutOfRange,
     StoreClosed,
     StoreFailed,
+    StreamNotFound,
     StreamNotOpen,
 )
 from s3stream.log_cache import CacheBlock
@@ -39,6 +40,12 @@ log = logging.getLogger("tidelog.s3stream")
 W = TypeVar("W")
 """What the WAL's submit hands back: a concurrent future for submit, None
 for submit_then (whose call stands in for a future)."""
+
+_WAIT = Pacing.WAIT
+_NEVER = Pacing.NEVER
+"""Pacing's members, read once: an Enum class's attribute is looked up
+through its metaclass's __getattr__ hook, some 900 instructions a read,
+and every append reads one or two."""
 
 _WalTag = tuple["StreamState | None", CacheBlock, int]
 """What the WAL's commit hook is given for each append: the stream (None for
@@ -109,7 +116,7 @@ class Appender:
                 uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
 
         future.add_done_callback(durable)
-        if options.pacing is Pacing.WAIT:
+        if options.pacing is _WAIT:
             self._wait_for_room()  # after accepting: the caller's offsets stay valid
         return done
 
@@ -126,7 +133,7 @@ class Appender:
         ``then(error)`` if it failed, and never before this returns. No
         future or task is made for it (the server's hot path). Refusals
         raise here, as submit's do."""
-        durable = _Durable(self, then, options.pacing is Pacing.WAIT)
+        durable = _Durable(self, then, options.pacing is _WAIT)
         # The durable is the WAL's waiter itself (a LoopCall): the WAL's
         # submit_call bound to it by a partial, not a method of its own.
         wal_submit = partial(self._wal.submit_call, durable)
@@ -153,7 +160,7 @@ class Appender:
             # and its refusal would fail the whole store.
             raise AppendTooLarge(stream_id, size, self.max_append_bytes)
         with self._state.lock:
-            if options.pacing is Pacing.NEVER:
+            if options.pacing is _NEVER:
                 self._check_headroom_locked(stream_id)
             stream, block = self._accept(stream_id, batch)
             try:
@@ -194,8 +201,14 @@ class Appender:
     def _accept(self, stream_id: int, batch: StoredBatch) -> tuple[StreamState, CacheBlock]:
         """Checks an append and adds it to the log cache (under the lock);
         the batch's ``crc`` stays with it for its upload."""
-        self._state.check_usable()
-        stream = self._state.stream_locked(stream_id)
+        state = self._state
+        # check_usable and stream_locked written out: two calls an append,
+        # each for a check that passes.
+        if state.closed or state.failure is not None:
+            state.check_usable()
+        stream = state.streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
         if not stream.opened:
             raise StreamNotOpen(stream_id)
         if batch.base_offset != stream.next_offset:
@@ -204,7 +217,8 @@ class Appender:
             raise ValueError(
                 f"last offset {batch.end_offset - 1} < base offset {batch.base_offset}"
             )
-        was_empty = self._state.cache.active.empty
+        active = self._state.cache.active
+        was_empty = not active.batches and not active.trims  # CacheBlock.empty, without its call
         block = self._state.cache.add(stream_id, batch)
         block.unconfirmed += 1
         if was_empty:
