@@ -11,8 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
-from typing import TypeVar, cast
+from typing import cast
 
 from s3stream.append_options import AppendOptions, Pacing
 from s3stream.config import StreamStoreConfig
@@ -33,13 +32,9 @@ from s3stream.objects import StoredBatch
 from s3stream.store_state import StoreState, StreamState, fail_all
 from s3stream.uploader import Uploader
 from s3stream.wal_entries import WAL_OWNED_DATA, WAL_OWNED_TRIM
-from wal import LoopCall, Outcome, Position, WalError, WalOutcome, WriteAheadLog
+from wal import LoopCall, Outcome, Position, Waiter, WalError, WalOutcome, WriteAheadLog
 
 log = logging.getLogger("tidelog.s3stream")
-
-W = TypeVar("W")
-"""What the WAL's submit hands back: a concurrent future for submit, None
-for submit_then (whose call stands in for a future)."""
 
 _WAIT = Pacing.WAIT
 _NEVER = Pacing.NEVER
@@ -102,7 +97,9 @@ class Appender:
         done: Future[int] = Future()
         done.set_running_or_notify_cancel()
         end = batch.end_offset
-        future, uploaded = self._append(self._wal.submit, stream_id, batch, options)
+        future: Future[Position] = Future()
+        future.set_running_or_notify_cancel()  # an append cannot be taken back
+        uploaded = self._append(future, stream_id, batch, options)
 
         def durable(wal_future: Future[Position]) -> None:
             error = wal_future.exception()
@@ -133,25 +130,27 @@ class Appender:
         ``then(error)`` if it failed, and never before this returns. No
         future or task is made for it (the server's hot path). Refusals
         raise here, as submit's do."""
+        # The durable is the WAL's waiter itself (a LoopCall), handed to
+        # the WAL by _append as submit's future is: no partial binds the
+        # WAL's call to it (a partial's call enters the interpreter again
+        # from C, and its making is an object more).
         durable = _Durable(self, then, options.pacing is _WAIT)
-        # The durable is the WAL's waiter itself (a LoopCall): the WAL's
-        # submit_call bound to it by a partial, not a method of its own.
-        wal_submit = partial(self._wal.submit_call, durable)
-        uploaded = self._append(wal_submit, stream_id, batch, options)[1]
+        uploaded = self._append(durable, stream_id, batch, options)
         if uploaded is not None:
             durable.wait_remote(uploaded)
 
     def _append(
         self,
-        wal_submit: Callable[..., W],
+        waiter: Waiter,
         stream_id: int,
         batch: StoredBatch,
         options: AppendOptions,
-    ) -> tuple[W, Future[int] | None]:
-        """Accepts the append and hands it to the WAL (``submit`` or
-        ``submit_then``) under the store's lock, so appends reach the WAL in
-        offset order; returns the WAL's answer and, for ``remote``, the
-        future settled once the append is in a committed object."""
+    ) -> Future[int] | None:
+        """Accepts the append and hands it to the WAL with its ``waiter``
+        (submit's future, or submit_then's _Durable) under the store's
+        lock, so appends reach the WAL in offset order; returns, for
+        ``remote``, the future settled once the append is in a committed
+        object."""
         end = batch.end_offset
         size = len(batch.payload)
         if size > self.max_append_bytes:
@@ -164,7 +163,8 @@ class Appender:
                 self._check_headroom_locked(stream_id)
             stream, block = self._accept(stream_id, batch)
             try:
-                future = wal_submit(
+                self._wal.submit_to(
+                    waiter,
                     batch.payload,
                     stream_id=stream_id,
                     start_offset=batch.base_offset,
@@ -180,10 +180,7 @@ class Appender:
                 # sync of an idle interval reaches no hook at all.
                 failed = self._wal_failed_locked(error)
             else:
-                uploaded = (
-                    self._uploader.wait_remote_locked(stream_id, end) if options.remote else None
-                )
-                return future, uploaded
+                return self._uploader.wait_remote_locked(stream_id, end) if options.remote else None
         fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
         raise self._state.failure_error()
 

@@ -16,7 +16,7 @@ from wal.errors import (
     RecordTooLarge,
     WalError,
 )
-from wal.group_commit import CommitHook, Durability, Outcome, WalStats
+from wal.group_commit import CommitHook, Durability, Outcome, Waiter, WalStats
 from wal.log import DATA, DEFAULT_SEGMENT_BYTES, Append, WriteAheadLog
 from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import Damage, Inspection, RecoveryReport, inspect
@@ -45,6 +45,7 @@ __all__ = [
     "Position",
     "RecordTooLarge",
     "RecoveryReport",
+    "Waiter",
     "WalError",
     "WalOutcome",
     "WalStats",

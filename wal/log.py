@@ -40,7 +40,7 @@ from wal.group_commit import (
     new_pending_batch,
 )
 from wal.interrupts import released_contextmanager
-from wal.loop_call import CallOnLoop, LoopCall, WalOutcome
+from wal.loop_call import CallOnLoop, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
 from wal.segment import (
     Entry,
@@ -347,9 +347,9 @@ class WriteAheadLog:
             payload_crc,
         )
 
-    def submit_call(
+    def submit_to(
         self,
-        call: LoopCall,
+        waiter: Waiter,
         payload: BytesLike,
         *,
         stream_id: int = 0,
@@ -360,13 +360,17 @@ class WriteAheadLog:
         prefix: bytes = b"",
         payload_crc: int | None = None,
     ) -> None:
-        """submit_then with the caller's own LoopCall, made for the running
-        loop: its ``durable`` runs on that loop once the append is durable
-        (or failed), never before this returns. For a caller that carries
-        state to that moment: its object is the waiter, and no call, bound
-        method or LoopCall is made for it (the server's every Produce)."""
+        """Queues an append whose waiter the caller made, settled as the
+        others' are: a concurrent future, set running (``submit``'s), an
+        asyncio future of the running loop (``submit_async``'s), or a
+        LoopCall of the running loop, the caller's own subclass, whose
+        ``durable`` runs on that loop once the append is durable (or
+        failed), never before this returns. For a caller with its own
+        waiter or state to carry to that moment: no future, partial or
+        bound method is made for it, and the caller's call is a plain one
+        (the server's every Produce)."""
         self._queue(
-            call,
+            waiter,
             payload,
             stream_id,
             start_offset,
