@@ -15,8 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -102,7 +101,6 @@ _REFUSABLE_ATTRIBUTES = CONTROL_BIT | TRANSACTIONAL_BIT | TIMESTAMP_TYPE_BIT
 """A batch's attributes _validate may refuse it for, read one by one only
 when one of them is set."""
 
-T = TypeVar("T")
 _new = tuple.__new__
 
 
@@ -317,7 +315,7 @@ class Partition:
         # Accepted under the partition's lock, which Fetch takes on the
         # event loop: the wait for room (the object store slow or down)
         # comes once it is released.
-        appended = self._append(data, self.store.submit, PACED_LATER, remote, provenance, one_batch)
+        appended = self._append(data, None, PACED_LATER, remote, provenance, one_batch)
         self.store.wait_for_room()
         return appended
 
@@ -333,18 +331,19 @@ class Partition:
         on the loop once the append is durable (StreamStore.submit_then). A
         duplicate (``AppendResult.duplicate``) is appended again never, and
         ``then`` is not called for it."""
-        store_then = partial(self.store.submit_then, then)
-        return self._append(data, store_then, PACED, remote, provenance, one_batch)[0]
+        return self._append(data, then, PACED, remote, provenance, one_batch)[0]
 
     def _append(
         self,
         data: BytesLike,
-        submit: Callable[..., T],
+        then: Callable[[BaseException | None], None] | None,
         options: ByRemote,
         remote: bool | None,
         provenance: Provenance | None,
         one_batch: bool,
-    ) -> tuple[AppendResult, T | None]:
+    ) -> tuple[AppendResult, Future[int] | None]:
+        """The append of submit (``then`` None: the store's future is
+        returned) or of submit_then (the store calls ``then``)."""
         checked_by = self.record_check
         # One reading of the clock an append, as Kafka's UnifiedLog.append
         # hands LogValidator one ``now`` for the timestamp bounds and the
@@ -449,9 +448,31 @@ class Partition:
                 and self.txns.on_batch(producer_batch.producer_id, base)
             )
             try:
-                handle = submit(
-                    self.stream_id, base, last, buffer, options[wait_remote], payload_crc=checksum
-                )
+                # The store's two calls written out, where a partial bound
+                # submit_then to ``then``: a partial's call enters the
+                # interpreter again from C, and its making is an object more.
+                # The buffer is a bytearray where the request's was one: the
+                # store keeps it as it is, and nothing writes to it after.
+                if then is None:
+                    handle = self.store.submit(
+                        self.stream_id,
+                        base,
+                        last,
+                        buffer,  # type: ignore[arg-type]
+                        options[wait_remote],
+                        payload_crc=checksum,
+                    )
+                else:
+                    handle = None
+                    self.store.submit_then(
+                        then,
+                        self.stream_id,
+                        base,
+                        last,
+                        buffer,  # type: ignore[arg-type]
+                        options[wait_remote],
+                        payload_crc=checksum,
+                    )
             except BaseException:
                 if opened and producer_batch is not None:
                     self.txns.forget_open(producer_batch.producer_id)

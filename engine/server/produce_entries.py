@@ -49,6 +49,7 @@ _THROTTLE_PROBE = 0x7E5D4C3B
 exactly once: where a quota's throttle is written in (Encoded.throttle_at)."""
 _ANSWER_TEMPLATES = 4096
 """Answer templates kept, by version and topic (a few hundred bytes each)."""
+_new = tuple.__new__
 _NO_ERROR = KafkaCode.NONE
 """Read once: an Enum class's attribute is looked up through its
 metaclass's __getattr__ hook (some 900 instructions), and every accepted
@@ -128,7 +129,9 @@ def accepted_answer(
         frame = whole.pack(
             size, correlation_id, before, index, _NO_ERROR, base_offset, log_append_time, after
         )
-    return Encoded([frame], whole.size - throttle_from_end)
+    # tuple.__new__ itself: the NamedTuple's own __new__ is a Python call,
+    # once an accepted Produce.
+    return _new(Encoded, ([frame], whole.size - throttle_from_end))
 
 
 @lru_cache(maxsize=_ANSWER_TEMPLATES)
