@@ -24,7 +24,7 @@ is durable, or the error that failed it (a WalError)."""
 class LoopCall:
     """Settled as an asyncio future is, on its loop; settling it runs its
     ``durable`` with the append's outcome. A caller with state of its own
-    to carry to that moment subclasses it (``WriteAheadLog.submit_call``):
+    to carry to that moment subclasses it (``WriteAheadLog.submit_to``):
     the one object is then the waiter and the state, where a call bound
     to the state, a partial and a LoopCall were made an append."""
 
