@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import cast
 
+from engine.append_settle import AppendSettle, engine_error
 from engine.data_waiters import DataWaiters
 from engine.partition import AppendResult, Partition
 from engine.provenance import Provenance
@@ -72,30 +73,29 @@ class Acks:
         self,
         leader: Partition,
         records: bytes | bytearray | memoryview,
-        then: AppendCall,
+        settle: AppendSettle,
         remote: bool | None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
     ) -> None:
-        """submit_async for a caller that wants a call, not a future:
-        ``then(result, None)`` on the loop once the append is durable,
-        ``then(result, error)`` (the engine's error for a store's) if it
-        failed, and never before this returns; a retry of a batch already
+        """submit_async for a caller that wants a call, not a future: its
+        ``settle.result`` is set to the append's result, and ``settle(None)``
+        is called on the loop once the append is durable, ``settle(error)``
+        if it failed, never before this returns; a retry of a batch already
         appended is called once the original is durable. Validation errors
         raise here. The Produce handler's one-partition path: its answer is
-        made in this call, with no future between the store and it."""
-        settle = _SettleThen(then)
+        the settle itself, with no future or object between the store and
+        it."""
         try:
             result = leader.submit_then(records, settle, remote, provenance, one_batch)
         except S3StreamError as error:
             # store_errors() spelled out: its __enter__ and __exit__ are two
             # Python calls a Produce, and a try costs nothing until it catches.
             raise translate(error) from error
+        settle.result = result  # before any call: the store's comes on a later turn
         if result.duplicate:  # a retry: answered once the original is durable
             retried = asyncio.wrap_future(self._retry_durable(leader, result, remote))
-            retried.add_done_callback(partial(_call_retried, then, result))
-            return
-        settle.result = result
+            retried.add_done_callback(partial(_call_retried, settle))
 
     def _retry_durable(
         self, leader: Partition, result: AppendResult, remote: bool | None
@@ -139,42 +139,30 @@ class _SettleAsync:
             return  # the caller stopped waiting; the append itself stays
         if error is None:
             self._done.set_result(cast(AppendResult, self.result))
-        elif isinstance(error, S3StreamError):
-            engine_error = translate(error)
-            engine_error.__cause__ = error
-            self._done.set_exception(engine_error)
         else:
-            self._done.set_exception(error)
+            self._done.set_exception(engine_error(error))
 
 
 AppendCall = Callable[[AppendResult, BaseException | None], None]
 """Called once an append is durable (``None``) or failed (its error)."""
 
 
-class _SettleThen:
-    """_SettleAsync for Acks.submit_then: the caller's call in place of a
-    future, with the same errors."""
+class CallThen(AppendSettle):
+    """An AppendSettle calling ``then(result, error)`` with the engine's
+    error (Engine.submit_then's)."""
 
-    __slots__ = ("_then", "result")
+    __slots__ = ("_then",)
 
     def __init__(self, then: AppendCall) -> None:
         self._then = then
-        self.result: AppendResult | None = None
-        """Set once the append is accepted, before the store can call."""
 
     def __call__(self, error: BaseException | None) -> None:
-        if isinstance(error, S3StreamError):
-            engine_error = translate(error)
-            engine_error.__cause__ = error
-            error = engine_error
-        self._then(cast(AppendResult, self.result), error)
+        self._then(self.result, None if error is None else engine_error(error))
 
 
-def _call_retried(
-    then: AppendCall, result: AppendResult, retried: asyncio.Future[AppendResult]
-) -> None:
+def _call_retried(settle: AppendSettle, retried: asyncio.Future[AppendResult]) -> None:
     # Never cancelled: nothing else holds the wrapped future.
-    then(result, retried.exception())
+    settle(retried.exception())
 
 
 def _settle(done: Future[AppendResult], result: AppendResult, error: BaseException | None) -> None:

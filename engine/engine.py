@@ -30,8 +30,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
 from engine import clock, exit_close, offset_lookup
-from engine.acks import Acks, AppendCall
+from engine.acks import Acks, AppendCall, CallThen
 from engine.acl_authorizer import engine_authorizer
+from engine.append_settle import AppendSettle
 from engine.authorization import AuthorizationConfig
 from engine.broker_config import BrokerAlteration, BrokerConfigs, engine_static
 from engine.catalog import Catalog
@@ -749,30 +750,32 @@ class Engine:
         ``then(result, error)`` if it failed (Acks.submit_then)."""
         self._check_open()
         leader = self.partition(topic, partition, auto_create=True, may_create=may_create)
-        self._acks.submit_then(leader, records, then, remote, provenance, one_batch)
+        self._acks.submit_then(leader, records, CallThen(then), remote, provenance, one_batch)
 
     def submit_then_to(
         self,
         leader: Partition,
         records: bytes | bytearray | memoryview,
-        then: AppendCall,
+        settle: AppendSettle,
         *,
         provenance: Provenance | None = None,
         one_batch: bool = False,
         may_create: CreateCheck | None = None,
     ) -> None:
         """submit_then to a leader the caller has just looked up
-        (``partition``), with the topic's own durability: the Produce
+        (``partition``), with the topic's own durability, answered through
+        the caller's own ``settle`` (Acks.submit_then): the Produce
         handler's one-partition path, which looks at the partition before
         it appends and need not look it up a second time. A topic deleted
         since is looked up again, as submit_then looks it up: created
         again where ``may_create`` allows."""
-        self._check_open()
+        if self._closed:  # _check_open, without its call: once a Produce
+            raise EngineClosed
         if leader.deleted:
             leader = self.partition(
                 leader.topic, leader.index, auto_create=True, may_create=may_create
             )
-        self._acks.submit_then(leader, records, then, None, provenance, one_batch)
+        self._acks.submit_then(leader, records, settle, None, provenance, one_batch)
 
     def appends_gathered(self) -> contextlib.AbstractContextManager[None]:
         """Appends made inside the block (one request's partitions) share one

@@ -15,8 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -102,7 +101,6 @@ _REFUSABLE_ATTRIBUTES = CONTROL_BIT | TRANSACTIONAL_BIT | TIMESTAMP_TYPE_BIT
 """A batch's attributes _validate may refuse it for, read one by one only
 when one of them is set."""
 
-T = TypeVar("T")
 _new = tuple.__new__
 
 
@@ -317,7 +315,7 @@ class Partition:
         # Accepted under the partition's lock, which Fetch takes on the
         # event loop: the wait for room (the object store slow or down)
         # comes once it is released.
-        appended = self._append(data, self.store.submit, PACED_LATER, remote, provenance, one_batch)
+        appended = self._append(data, None, PACED_LATER, remote, provenance, one_batch)
         self.store.wait_for_room()
         return appended
 
@@ -333,18 +331,19 @@ class Partition:
         on the loop once the append is durable (StreamStore.submit_then). A
         duplicate (``AppendResult.duplicate``) is appended again never, and
         ``then`` is not called for it."""
-        store_then = partial(self.store.submit_then, then)
-        return self._append(data, store_then, PACED, remote, provenance, one_batch)[0]
+        return self._append(data, then, PACED, remote, provenance, one_batch)[0]
 
     def _append(
         self,
         data: BytesLike,
-        submit: Callable[..., T],
+        then: Callable[[BaseException | None], None] | None,
         options: ByRemote,
         remote: bool | None,
         provenance: Provenance | None,
         one_batch: bool,
-    ) -> tuple[AppendResult, T | None]:
+    ) -> tuple[AppendResult, Future[int] | None]:
+        """The append of submit (``then`` None: the store's future is
+        returned) or of submit_then (the store calls ``then``)."""
         checked_by = self.record_check
         # One reading of the clock an append, as Kafka's UnifiedLog.append
         # hands LogValidator one ``now`` for the timestamp bounds and the
@@ -425,7 +424,10 @@ class Partition:
                     header.max_timestamp,
                 )
                 offset += header.last_offset_delta + 1
-                max_timestamp = max(max_timestamp, header.max_timestamp)
+                # A compare, not max(): the builtin parses its arguments as
+                # keywords, some 700 instructions a call on every append.
+                if header.max_timestamp > max_timestamp:  # noqa: PLR1730
+                    max_timestamp = header.max_timestamp
             last = offset - 1
             wait_remote = self.config.remote_acks if remote is None else remote
             # The batches are checked and their CRCs right (rewrite_batch keeps
@@ -446,9 +448,31 @@ class Partition:
                 and self.txns.on_batch(producer_batch.producer_id, base)
             )
             try:
-                handle = submit(
-                    self.stream_id, base, last, buffer, options[wait_remote], payload_crc=checksum
-                )
+                # The store's two calls written out, where a partial bound
+                # submit_then to ``then``: a partial's call enters the
+                # interpreter again from C, and its making is an object more.
+                # The buffer is a bytearray where the request's was one: the
+                # store keeps it as it is, and nothing writes to it after.
+                if then is None:
+                    handle = self.store.submit(
+                        self.stream_id,
+                        base,
+                        last,
+                        buffer,  # type: ignore[arg-type]
+                        options[wait_remote],
+                        payload_crc=checksum,
+                    )
+                else:
+                    handle = None
+                    self.store.submit_then(
+                        then,
+                        self.stream_id,
+                        base,
+                        last,
+                        buffer,  # type: ignore[arg-type]
+                        options[wait_remote],
+                        payload_crc=checksum,
+                    )
             except BaseException:
                 if opened and producer_batch is not None:
                     self.txns.forget_open(producer_batch.producer_id)
@@ -461,7 +485,13 @@ class Partition:
                 base, max_timestamp if stamp is None else stamp, len(buffer)
             )
             self.bytes_in += len(buffer)
-            largest = headers[0].size if len(headers) == 1 else max(h.size for h in headers)
+            # The batch's length field, not BatchHeader.size: a property,
+            # a Python call an append.
+            largest = (
+                headers[0].batch_length + LENGTH_PREFIX
+                if len(headers) == 1
+                else max(h.size for h in headers)
+            )
             # One compare an append, not a max() call: the produce path's cost.
             if largest > self.largest_batch_appended:  # noqa: PLR1730
                 self.largest_batch_appended = largest
@@ -543,7 +573,7 @@ class Partition:
             raise batch_error(error, self.topic, self.index) from error
         if not headers:
             raise InvalidRecord("a produce request must carry at least one record batch")
-        if one_batch and headers[0].size < len(data):
+        if one_batch and headers[0].batch_length + LENGTH_PREFIX < len(data):  # its size
             # Bytes after the one batch too short to be another: Kafka's
             # UnifiedLog.trimInvalidBytes drops them, and so no offset, WAL
             # record or stored byte is ever made of them here either.
@@ -613,8 +643,15 @@ class Partition:
         before, after = config.timestamp_before_max_ms, config.timestamp_after_max_ms
         if config.log_append_time or (before == LONG_MAX and after == LONG_MAX):
             return None, None
-        low = None if before == LONG_MAX else max(now - before, -LONG_MAX - 1)
-        high = None if after == LONG_MAX else min(now + after, LONG_MAX)
+        # Compares, not max() and min(): a topic's defaults bound every
+        # append an hour ahead, and each builtin parses its arguments as
+        # keywords (some 700 instructions a call).
+        low = None if before == LONG_MAX else now - before
+        if low is not None and low < -LONG_MAX - 1:
+            low = -LONG_MAX - 1
+        high = None if after == LONG_MAX else now + after
+        if high is not None and high > LONG_MAX:
+            high = LONG_MAX
         return low, high
 
     def _recompress_to(self, headers: Sequence[BatchHeader]) -> int | None:
@@ -1295,7 +1332,9 @@ MIN_INFLATION_LIMIT = 1024 * 1024
 def inflation_limit(config: TopicConfig) -> int:
     """The most one compressed batch of a topic may inflate to: a budget of
     the topic's, never a size the batch claims (docs/record-batch.md)."""
-    return max(INFLATION_FACTOR * config.max_message_bytes, MIN_INFLATION_LIMIT)
+    limit = INFLATION_FACTOR * config.max_message_bytes
+    # A compare, not max(): looked at on every append.
+    return limit if limit > MIN_INFLATION_LIMIT else MIN_INFLATION_LIMIT
 
 
 def _past_max_message_bytes(data: BytesLike, max_message_bytes: int) -> RecordTooLarge | None:

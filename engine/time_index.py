@@ -43,7 +43,8 @@ class TimeIndex:
             self.offsets.append(base_offset)
             self.bytes_since_entry = 0
             self.unsaved += 1
-        self.max_timestamp = max(self.max_timestamp, max_timestamp)
+        if max_timestamp > self.max_timestamp:  # noqa: PLR1730 (a compare: every append's)
+            self.max_timestamp = max_timestamp
         self.bytes_since_entry += size
 
     def start_for(self, timestamp: int) -> int | None:

@@ -11,8 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
-from typing import TypeVar, cast
+from typing import cast
 
 from s3stream.append_options import AppendOptions, Pacing
 from s3stream.config import StreamStoreConfig
@@ -24,6 +23,7 @@ from s3stream.errors import (
     OffsetOutOfRange,
     StoreClosed,
     StoreFailed,
+    StreamNotFound,
     StreamNotOpen,
 )
 from s3stream.log_cache import CacheBlock
@@ -32,13 +32,15 @@ from s3stream.objects import StoredBatch
 from s3stream.store_state import StoreState, StreamState, fail_all
 from s3stream.uploader import Uploader
 from s3stream.wal_entries import WAL_OWNED_DATA, WAL_OWNED_TRIM
-from wal import Outcome, Position, WalError, WalOutcome, WriteAheadLog
+from wal import LoopCall, Outcome, Position, Waiter, WalError, WalOutcome, WriteAheadLog
 
 log = logging.getLogger("tidelog.s3stream")
 
-W = TypeVar("W")
-"""What the WAL's submit hands back: a concurrent future for submit, None
-for submit_then (whose call stands in for a future)."""
+_WAIT = Pacing.WAIT
+_NEVER = Pacing.NEVER
+"""Pacing's members, read once: an Enum class's attribute is looked up
+through its metaclass's __getattr__ hook, some 900 instructions a read,
+and every append reads one or two."""
 
 _WalTag = tuple["StreamState | None", CacheBlock, int]
 """What the WAL's commit hook is given for each append: the stream (None for
@@ -95,7 +97,9 @@ class Appender:
         done: Future[int] = Future()
         done.set_running_or_notify_cancel()
         end = batch.end_offset
-        future, uploaded = self._append(self._wal.submit, stream_id, batch, options)
+        future: Future[Position] = Future()
+        future.set_running_or_notify_cancel()  # an append cannot be taken back
+        uploaded = self._append(future, stream_id, batch, options)
 
         def durable(wal_future: Future[Position]) -> None:
             error = wal_future.exception()
@@ -109,7 +113,7 @@ class Appender:
                 uploaded.add_done_callback(lambda f: _copy_outcome(f, done))
 
         future.add_done_callback(durable)
-        if options.pacing is Pacing.WAIT:
+        if options.pacing is _WAIT:
             self._wait_for_room()  # after accepting: the caller's offsets stay valid
         return done
 
@@ -126,25 +130,27 @@ class Appender:
         ``then(error)`` if it failed, and never before this returns. No
         future or task is made for it (the server's hot path). Refusals
         raise here, as submit's do."""
-        durable = _Durable(self, then, options.pacing is Pacing.WAIT)
-        # The WAL's submit_then bound to the durable's call (a partial, not
-        # a method of its own: one Python frame less an append).
-        wal_submit = partial(self._wal.submit_then, durable.wal_done)
-        uploaded = self._append(wal_submit, stream_id, batch, options)[1]
+        # The durable is the WAL's waiter itself (a LoopCall), handed to
+        # the WAL by _append as submit's future is: no partial binds the
+        # WAL's call to it (a partial's call enters the interpreter again
+        # from C, and its making is an object more).
+        durable = _Durable(self, then, options.pacing is _WAIT)
+        uploaded = self._append(durable, stream_id, batch, options)
         if uploaded is not None:
             durable.wait_remote(uploaded)
 
     def _append(
         self,
-        wal_submit: Callable[..., W],
+        waiter: Waiter,
         stream_id: int,
         batch: StoredBatch,
         options: AppendOptions,
-    ) -> tuple[W, Future[int] | None]:
-        """Accepts the append and hands it to the WAL (``submit`` or
-        ``submit_then``) under the store's lock, so appends reach the WAL in
-        offset order; returns the WAL's answer and, for ``remote``, the
-        future settled once the append is in a committed object."""
+    ) -> Future[int] | None:
+        """Accepts the append and hands it to the WAL with its ``waiter``
+        (submit's future, or submit_then's _Durable) under the store's
+        lock, so appends reach the WAL in offset order; returns, for
+        ``remote``, the future settled once the append is in a committed
+        object."""
         end = batch.end_offset
         size = len(batch.payload)
         if size > self.max_append_bytes:
@@ -153,11 +159,12 @@ class Appender:
             # and its refusal would fail the whole store.
             raise AppendTooLarge(stream_id, size, self.max_append_bytes)
         with self._state.lock:
-            if options.pacing is Pacing.NEVER:
+            if options.pacing is _NEVER:
                 self._check_headroom_locked(stream_id)
             stream, block = self._accept(stream_id, batch)
             try:
-                future = wal_submit(
+                self._wal.submit_to(
+                    waiter,
                     batch.payload,
                     stream_id=stream_id,
                     start_offset=batch.base_offset,
@@ -173,10 +180,7 @@ class Appender:
                 # sync of an idle interval reaches no hook at all.
                 failed = self._wal_failed_locked(error)
             else:
-                uploaded = (
-                    self._uploader.wait_remote_locked(stream_id, end) if options.remote else None
-                )
-                return future, uploaded
+                return self._uploader.wait_remote_locked(stream_id, end) if options.remote else None
         fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
         raise self._state.failure_error()
 
@@ -194,8 +198,14 @@ class Appender:
     def _accept(self, stream_id: int, batch: StoredBatch) -> tuple[StreamState, CacheBlock]:
         """Checks an append and adds it to the log cache (under the lock);
         the batch's ``crc`` stays with it for its upload."""
-        self._state.check_usable()
-        stream = self._state.stream_locked(stream_id)
+        state = self._state
+        # check_usable and stream_locked written out: two calls an append,
+        # each for a check that passes.
+        if state.closed or state.failure is not None:
+            state.check_usable()
+        stream = state.streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
         if not stream.opened:
             raise StreamNotOpen(stream_id)
         if batch.base_offset != stream.next_offset:
@@ -204,7 +214,8 @@ class Appender:
             raise ValueError(
                 f"last offset {batch.end_offset - 1} < base offset {batch.base_offset}"
             )
-        was_empty = self._state.cache.active.empty
+        active = self._state.cache.active
+        was_empty = not active.batches and not active.trims  # CacheBlock.empty, without its call
         block = self._state.cache.add(stream_id, batch)
         block.unconfirmed += 1
         if was_empty:
@@ -308,7 +319,7 @@ def _copy_outcome(source: Future[int], target: Future[int]) -> None:
         target.set_exception(error)
 
 
-class _Durable:
+class _Durable(LoopCall):
     """What follows one append's WAL commit, for submit_then, as plain calls
     on the loop in the order submit's callbacks check them: the WAL's
     outcome, the fence, with ``uploaded`` (remote) the upload's outcome,
@@ -316,11 +327,11 @@ class _Durable:
     after accepting, so the caller's offsets stay valid; waited for off
     the loop).
 
-    A local append (acks=all on the fsynced WAL, the usual one) is called
-    on its loop by the WAL itself: only a remote one is handed back to the
-    loop from the uploader's thread, so only ``wait_remote`` looks the
-    loop's handoff up, and the loop itself is looked up only by a wait for
-    room (from a call already on it)."""
+    It is the WAL's waiter (a LoopCall, settled on the loop of the append
+    as an asyncio future is): a local append (acks=all on the fsynced WAL,
+    the usual one) is answered in ``durable`` itself. Only a remote one is
+    handed back to the loop from the uploader's thread, so only
+    ``wait_remote`` looks the loop's handoff up."""
 
     __slots__ = ("_appender", "_handoff", "_then", "_waits_for_room", "uploaded")
 
@@ -330,6 +341,10 @@ class _Durable:
         then: Callable[[BaseException | None], None],
         waits_for_room: bool,
     ) -> None:
+        # LoopCall's one field, set here rather than by its __init__ (a
+        # frame more an append). RuntimeError off a running loop, as the
+        # WAL's submit_then raises it.
+        self._loop = asyncio.get_running_loop()
         self._appender = appender
         self._then = then
         self._waits_for_room = waits_for_room
@@ -340,10 +355,10 @@ class _Durable:
     def wait_remote(self, uploaded: Future[int]) -> None:
         """Waits for ``uploaded`` after the WAL's commit: called on the
         running loop, whose handoff the upload's call comes back through."""
-        self._handoff = self._appender.handoff(asyncio.get_running_loop())
+        self._handoff = self._appender.handoff(self._loop)
         self.uploaded = uploaded
 
-    def wal_done(self, outcome: WalOutcome) -> None:
+    def durable(self, outcome: WalOutcome) -> None:
         if isinstance(outcome, BaseException):
             self._then(StoreFailed(outcome) if isinstance(outcome, WalError) else outcome)
             return
@@ -389,8 +404,7 @@ class _Durable:
             return
         try:
             # On the loop: called by the WAL's settling or the handoff's run.
-            loop = asyncio.get_running_loop()
-            waited = loop.run_in_executor(appender._room_waits, appender._wait_for_room)
+            waited = self._loop.run_in_executor(appender._room_waits, appender._wait_for_room)
         except RuntimeError:  # the waits were ended: the store is closed
             self._then(StoreClosed())
             return

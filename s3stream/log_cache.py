@@ -85,7 +85,8 @@ class LogCache:
 
     def add(self, stream_id: int, batch: StoredBatch) -> CacheBlock:
         block = self.active
-        if block.empty:
+        # CacheBlock.empty written out: a property, a Python call an append.
+        if not block.batches and not block.trims:
             block.created = time.monotonic()  # the upload age counts from the first append
         block.batches.setdefault(stream_id, []).append(batch)
         size = len(batch.payload)

@@ -403,8 +403,23 @@ class StreamStore:
     def append_offsets(self, stream_id: int) -> tuple[int, int]:
         """(start offset, next offset), read together: an append's one look
         at the stream before it is made (its base offset, and the log start
-        its answer carries)."""
-        stream = self._stream(stream_id)
+        its answer carries).
+
+        Read without the store's lock, one dict look-up and two attribute
+        reads (each whole under the GIL): the lock and two calls cost an
+        append more than the read. The pair is still one the stream had.
+        ``next_offset`` moves only in an append accepted under the store's
+        lock (Appender._accept), and the caller holds the lock that orders
+        every append of the stream (Partition.lock), so no append moves it
+        between the two reads. ``start_offset`` moves forward under the
+        store's lock (a trim, retention): a reader may see it just before
+        or just after such a move, as a reader under the lock may (the move
+        can come the moment the lock is released), and never past the next
+        offset, which it does not pass. A stream deleted under it is either
+        found or StreamNotFound, as with the lock."""
+        stream = self._state.streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
         return stream.start_offset, stream.next_offset
 
     def fenced_or_failed(self) -> bool:

@@ -16,9 +16,9 @@ from wal.errors import (
     RecordTooLarge,
     WalError,
 )
-from wal.group_commit import CommitHook, Durability, Outcome, WalStats
+from wal.group_commit import CommitHook, Durability, Outcome, Waiter, WalStats
 from wal.log import DATA, DEFAULT_SEGMENT_BYTES, Append, WriteAheadLog
-from wal.loop_call import WalOutcome
+from wal.loop_call import LoopCall, WalOutcome
 from wal.recovery import Damage, Inspection, RecoveryReport, inspect
 from wal.segment import Entry, Position
 
@@ -38,12 +38,14 @@ __all__ = [
     "LogFailed",
     "LogIOError",
     "LogLocked",
+    "LoopCall",
     "NoRoomForSegment",
     "Outcome",
     "PermissionDenied",
     "Position",
     "RecordTooLarge",
     "RecoveryReport",
+    "Waiter",
     "WalError",
     "WalOutcome",
     "WalStats",

@@ -40,7 +40,7 @@ from wal.group_commit import (
     new_pending_batch,
 )
 from wal.interrupts import released_contextmanager
-from wal.loop_call import LoopCall, WalOutcome
+from wal.loop_call import CallOnLoop, WalOutcome
 from wal.recovery import FREE_PREFIX, RecoveryReport, recover
 from wal.segment import (
     Entry,
@@ -336,7 +336,41 @@ class WriteAheadLog:
         never before this returns; an exception it raises goes to the
         loop's exception handler."""
         self._queue(
-            LoopCall(asyncio.get_running_loop(), then),
+            CallOnLoop(asyncio.get_running_loop(), then),
+            payload,
+            stream_id,
+            start_offset,
+            end_offset,
+            record_type,
+            tag,
+            prefix,
+            payload_crc,
+        )
+
+    def submit_to(
+        self,
+        waiter: Waiter,
+        payload: BytesLike,
+        *,
+        stream_id: int = 0,
+        start_offset: int = 0,
+        end_offset: int = 0,
+        record_type: int = DATA,
+        tag: object = None,
+        prefix: bytes = b"",
+        payload_crc: int | None = None,
+    ) -> None:
+        """Queues an append whose waiter the caller made, settled as the
+        others' are: a concurrent future, set running (``submit``'s), an
+        asyncio future of the running loop (``submit_async``'s), or a
+        LoopCall of the running loop, the caller's own subclass, whose
+        ``durable`` runs on that loop once the append is durable (or
+        failed), never before this returns. For a caller with its own
+        waiter or state to carry to that moment: no future, partial or
+        bound method is made for it, and the caller's call is a plain one
+        (the server's every Produce)."""
+        self._queue(
+            waiter,
             payload,
             stream_id,
             start_offset,

@@ -22,11 +22,16 @@ is durable, or the error that failed it (a WalError)."""
 
 
 class LoopCall:
-    __slots__ = ("_call", "_loop")
+    """Settled as an asyncio future is, on its loop; settling it runs its
+    ``durable`` with the append's outcome. A caller with state of its own
+    to carry to that moment subclasses it (``WriteAheadLog.submit_to``):
+    the one object is then the waiter and the state, where a call bound
+    to the state, a partial and a LoopCall were made an append."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, call: Callable[[WalOutcome], None]) -> None:
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._call = call
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
@@ -34,25 +39,49 @@ class LoopCall:
     def cancelled(self) -> bool:
         return False  # a call is never taken back: the append cannot be
 
+    def durable(self, outcome: WalOutcome) -> None:
+        """Runs on the loop with the append's position, or its WalError."""
+        raise NotImplementedError
+
     def set_result(self, position: Position) -> None:
-        self._run(position)
-
-    def set_exception(self, error: BaseException) -> None:
-        self._run(error)
-
-    def _run(self, outcome: WalOutcome) -> None:
         # The group's other waiters are settled in the same call: a failing
-        # function must not leave them unsettled, so its error is the loop's
+        # durable must not leave them unsettled, so its error is the loop's
         # to report, as a failing done-callback's is.
         # Any error, as asyncio's Handle does: a CancelledError too (a
         # BaseException), which would otherwise cut the group's settling
         # short. SystemExit and KeyboardInterrupt still stop the loop, once
         # the group's settling has run (group_commit._settle_on_loop).
+        # Written out here, not in a helper shared with set_exception: this
+        # is every local acknowledgement's call, the helper a frame more.
         try:
-            self._call(outcome)
+            self.durable(position)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as error:
-            context: dict[str, Any] = {"message": "an append's durable call failed"}
-            context["exception"] = error
-            self._loop.call_exception_handler(context)
+            self._report(error)
+
+    def set_exception(self, error: BaseException) -> None:
+        try:
+            self.durable(error)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as raised:
+            self._report(raised)
+
+    def _report(self, error: BaseException) -> None:
+        context: dict[str, Any] = {"message": "an append's durable call failed"}
+        context["exception"] = error
+        self._loop.call_exception_handler(context)
+
+
+class CallOnLoop(LoopCall):
+    """A LoopCall that calls a function (``WriteAheadLog.submit_then``)."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, call: Callable[[WalOutcome], None]) -> None:
+        super().__init__(loop)
+        self._call = call
+
+    def durable(self, outcome: WalOutcome) -> None:
+        self._call(outcome)

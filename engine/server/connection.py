@@ -93,6 +93,9 @@ _BUDGET_ONLY = frozenset({"server"})
 _NO_BYTES = b"\0\0\0\0"
 _SIZE_BYTES = 4
 """A request's size prefix."""
+_SASL_AUTHENTICATE = ApiKey.SASL_AUTHENTICATE
+"""Read once: an Enum class's attribute is looked up through its
+metaclass's __getattr__ hook (some 900 instructions), once a request."""
 _SIZE = struct.Struct(">i")
 """frames.read_size's, read here without its call: once a request."""
 
@@ -633,9 +636,12 @@ class Connection(asyncio.BufferedProtocol):
             if off_loop:
                 self._after_off_loop(result if until is None else until)
         seconds = self.server.now() - started if timed else 0.0
-        answer = max(answer_bytes - size, 0)
+        answer = answer_bytes - size
+        # A compare, not max(): the builtin parses its arguments as keywords.
+        if answer < 0:  # noqa: PLR1730
+            answer = 0
         self._queue(_Pending(header, result, size, seconds, started, answer))
-        if header.api_key == ApiKey.SASL_AUTHENTICATE and isinstance(result, asyncio.Future):
+        if header.api_key == _SASL_AUTHENTICATE and isinstance(result, asyncio.Future):
             self._read_after(result)
         elif authentication is not None:
             self._refuse_after(authentication)

@@ -16,7 +16,7 @@ import pytest
 
 import engine
 import native
-from engine.acks import AppendCall
+from engine.acks import AppendCall, CallThen
 from engine.engine import Engine
 from engine.errors import UnknownTopic
 from engine.partition import AppendResult, Partition
@@ -31,7 +31,7 @@ def _appended(opened: Engine, stale: Partition) -> tuple[AppendResult, BaseExcep
             asyncio.get_running_loop().create_future()
         )
         then: AppendCall = lambda result, error: done.set_result((result, error))  # noqa: E731
-        opened.submit_then_to(stale, BATCH, then)
+        opened.submit_then_to(stale, BATCH, CallThen(then))
         return await asyncio.wait_for(done, 30)
 
     return asyncio.run(append())
@@ -81,7 +81,7 @@ def test_a_remote_topics_append_is_answered_once_its_object_is_committed(
                 committed_when_answered.append(uploaded.done())
                 done.set_result(error)
 
-            opened.submit_then_to(leader, BATCH, then)
+            opened.submit_then_to(leader, BATCH, CallThen(then))
             return await asyncio.wait_for(done, 60)
 
         assert asyncio.run(append()) is None

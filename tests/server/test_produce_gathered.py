@@ -40,13 +40,17 @@ def test_a_produce_for_many_partitions_is_one_wal_group(
     opened.create_topic("wide", PARTITIONS)
     monkeypatch.setattr(group_commit, "HOLD_LIMIT_S", TIMEOUT)  # the request ends the hold
     wal = opened.store.wal
-    submit = WriteAheadLog.submit_then
+    # The appender's own way into the WAL (Appender._append): slowed there,
+    # each batch would go alone unless the request holds the writer.
+    submit = WriteAheadLog.submit_to
+    slowed: list[object] = []
 
-    def slow_submit_then(self: WriteAheadLog, *args: object, **kwargs: object) -> None:
+    def slow_submit_to(self: WriteAheadLog, *args: object, **kwargs: object) -> None:
         submit(self, *args, **kwargs)  # type: ignore[arg-type]
+        slowed.append(kwargs.get("stream_id"))
         time.sleep(0.002)  # time enough for an unheld writer to take each batch alone
 
-    monkeypatch.setattr(WriteAheadLog, "submit_then", slow_submit_then)
+    monkeypatch.setattr(WriteAheadLog, "submit_to", slow_submit_to)
     produce = build(
         request_schema(ApiKey.PRODUCE, 9),
         transactional_id=None,
@@ -66,6 +70,7 @@ def test_a_produce_for_many_partitions_is_one_wal_group(
         answer = wire.request(produce)
     codes = [p.error_code for t in answer.responses for p in t.partition_responses]
     assert codes == [0] * PARTITIONS
+    assert len(slowed) == PARTITIONS  # every batch went the slowed way
     assert wal.stats.groups - groups == 1
     for partition in range(PARTITIONS):
         assert opened.offsets("wide", partition) == (0, 1)

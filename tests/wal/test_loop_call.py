@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.wal.conftest import payloads
-from wal import LogFailed, Position, WalOutcome, WriteAheadLog, group_commit
+from wal import LogFailed, LoopCall, Position, WalOutcome, WriteAheadLog, group_commit
 
 OpenLog = Callable[..., WriteAheadLog]
 TIMEOUT = 30
@@ -144,3 +144,52 @@ def test_a_call_stopping_the_loop_leaves_its_group_settled(
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+class _Raising(LoopCall):
+    """A caller's own waiter (WriteAheadLog.submit_to) whose call raises."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.seen: list[WalOutcome] = []
+
+    def durable(self, outcome: WalOutcome) -> None:
+        self.seen.append(outcome)
+        raise RuntimeError("a broken call")
+
+
+def test_a_call_raising_on_a_failed_append_leaves_the_rest_of_its_group_failed(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed group is settled through each waiter's set_exception: a
+    LoopCall whose call raises there is reported to the loop's exception
+    handler as on success, and every other append of the group is still
+    given the failure, not left waiting."""
+    log = open_log()
+    reported: list[dict[str, Any]] = []
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise ValueError("a defect in the writer")
+
+    monkeypatch.setattr(group_commit, "encode_placed_record_header", broken)
+
+    async def main() -> tuple[_Raising, list[BaseException | Position]]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        first = _Raising(loop)
+        with log.gathered():  # one group: the raising call first, then the others
+            log.submit_to(first, b"first")
+            after = [log.submit_async(b"second"), log.submit_async(b"third")]
+        outcomes = asyncio.gather(*after, return_exceptions=True)
+        return first, await asyncio.wait_for(outcomes, TIMEOUT)
+
+    first, outcomes = asyncio.run(main())
+    assert [isinstance(outcome, LogFailed) for outcome in first.seen] == [True]
+    assert [isinstance(outcome, LogFailed) for outcome in outcomes] == [True, True]
+    # Reported by the LoopCall itself, as its call's failure, not let out
+    # to cut the group's settling short.
+    assert [(type(c["exception"]), c["message"]) for c in reported] == [
+        (RuntimeError, "an append's durable call failed")
+    ]

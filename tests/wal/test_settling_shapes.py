@@ -22,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wal import Append, LogFailed, LogIOError, Position, WalOutcome, WriteAheadLog
-from wal.group_commit import LoopCall, PendingAppend, PendingBatch, Queued, _settle
+from wal.group_commit import PendingAppend, PendingBatch, Queued, _settle
+from wal.loop_call import CallOnLoop
 from wal.segment import SegmentWriter
 
 OpenLog = Callable[..., WriteAheadLog]
@@ -96,7 +97,7 @@ def test_every_waiter_of_any_group_is_settled_once_with_its_own_outcome(
             loop = made.by_name(kind.split("_")[1])
             if kind.startswith("call"):
                 calls[index] = []
-                waiters.append(LoopCall(loop, calls[index].append))
+                waiters.append(CallOnLoop(loop, calls[index].append))
             else:
                 waiters.append(loop.create_future())
         made.closed.close()  # its waiters' coroutines are gone: nobody waits any more

@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from engine.append_settle import AppendSettle, engine_error
 from engine.batch_refusals import produce_framing_refusal
 from engine.errors import EngineError, UnsupportedCompressionType, error_code
 from engine.internal_topics import is_internal_topic
@@ -247,6 +248,11 @@ def _produce_now(
         return _produce(context, request)
 
 
+_WRITE = AclOperation.WRITE
+"""Read once: an Enum class's attribute is looked up through its
+metaclass's __getattr__ hook (some 900 instructions), once a Produce."""
+
+
 def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
     """_produce for librdkafka's every request to a topic of thousands of
     partitions: one partition's non-transactional batch, acks=1 or all, to
@@ -265,7 +271,7 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         or context.header.api_version < FIRST_ZSTD_VERSION
         or transactional_producer(records) is not None
         or is_internal_topic(name)
-        or authorize.refused_topics(context, AclOperation.WRITE, (name,))
+        or authorize.refused_topics(context, _WRITE, (name,))
     ):
         return None
     try:
@@ -281,7 +287,7 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         engine.submit_then_to(
             leader,
             records,
-            one.durable,
+            one,
             provenance=context.identity.provenance(context.header.client_id),
             one_batch=True,  # see _produce
             may_create=partial(authorize.check_create_topic, context),  # see _produce
@@ -293,11 +299,12 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
     return one.answer_within(context.server.deadlines, request.timeout_ms)
 
 
-class _OneAppend:
+class _OneAppend(AppendSettle):
     """The answer to a request of one append (_produce_one): a future
-    settled by the append's own call (Engine.submit_then_to) or by the
-    request's timeout, as _when_durable answers; no future of the append's
-    between the store and the answer, and no task."""
+    settled by the append's own call (Engine.submit_then_to, which calls
+    this object itself) or by the request's timeout, as _when_durable
+    answers; no future of the append's between the store and the answer,
+    and no task."""
 
     __slots__ = ("_answer", "_header", "_index", "_name", "_timed_out", "_waiting")
 
@@ -326,7 +333,10 @@ class _OneAppend:
             results: Results = [(self._name, [timed_out])]
             self._answer.set_result(_response(self._header.api_version, results))
 
-    def durable(self, appended: AppendResult, error: BaseException | None) -> None:
+    def __call__(self, error: BaseException | None) -> None:
+        if error is not None:
+            error = engine_error(error)
+        appended = self.result
         answer = self._answer
         # Off the deadlines first: a request whose connection closed is
         # answered (cancelled) without its timeout, and would be held until
@@ -680,7 +690,7 @@ class _DurableAnswer:
         self._settle()
 
     def _settle(self, _: object = None) -> None:
-        # Off the deadlines first, as _OneAppend.durable: a connection
+        # Off the deadlines first, as _OneAppend answers: a connection
         # closed answers without them.
         if self._waiting is not None:
             self._waiting.pop(self, None)
