@@ -48,5 +48,12 @@ echo "== pytest (native: C)"; pytest -q "${workers[@]}" "$@"
 # recovery, the engine's produce/fetch paths, one real client end to end).
 # tests/native_twin.py lists them and says why; tests/test_native_twin.py
 # fails when a module that imports native/ is left out without a reason.
+# Its properties run at ci's 500 examples, as the C pass's do: the
+# properties of the WAL, s3stream and the engine drive the twin on inputs
+# those paths build, and the C pass holds several of the twin's functions
+# to the C on its own draws at 100 to 300 examples only (@differential's
+# place_wal_record, rewrite_batch and crc32c_batches; encode_entries,
+# stamp_batch, join_parts), so this pass is where the twin meets 500
+# (docs/testing.md, "What the pure-Python pass runs").
 echo "== pytest (native: pure Python)"
 TIDELOG_PURE=1 pytest -q "${workers[@]}" -m "native_twin and not slow" "$@"

@@ -138,3 +138,32 @@ def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
     cases = [line for line in listed if "::" in line]
     assert any(case.endswith("[python]") for case in cases), cases
     assert not any("[c]" in case or "[c-" in case or "-c]" in case for case in cases), cases
+
+
+def test_the_pure_pass_runs_its_properties_at_the_c_passs_profile(tmp_path: Path) -> None:
+    """tests/run.sh's two pytest runs, with pytest replaced by one that
+    tells the profile it was handed: the twin meets ci's 500 examples a
+    property in the pure pass (the C pass's differential properties hold
+    several of its functions to the C at 100 to 300), so the pure pass must
+    not run fewer than the C pass does."""
+    script = (ROOT / "tests/run.sh").read_text()
+    passes = script[script.index('echo "== pytest (native: C)"') :]
+    profiles = tmp_path / "profiles"
+    runner = "\n".join(
+        [
+            "set -euo pipefail",
+            'pytest() { echo "$TIDELOG_HYPOTHESIS" >> "$PROFILES"; }',
+            "workers=()",
+            passes,
+        ]
+    )
+    for given in ("ci", "thorough"):
+        profiles.write_text("")
+        subprocess.run(
+            ["bash", "-c", runner],
+            env=os.environ | {"TIDELOG_HYPOTHESIS": given, "PROFILES": str(profiles)},
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        assert profiles.read_text().split() == [given, given]

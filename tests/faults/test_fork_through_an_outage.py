@@ -15,6 +15,7 @@ from kio.index import load_request_schema as request_schema
 
 from engine.engine import Engine
 from engine.errors import AdminTimedOut
+from engine.memory import forks
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from tests.faults.outages import engine_through_an_outage
@@ -24,6 +25,10 @@ from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
+FORK_UPLOAD_WAIT_S = 8.0
+"""How long the fork waits for the store to take its parent's records,
+where the engine's is 30 s: long enough for a loaded machine to answer a
+request meanwhile, and the test waits it out once, not 30 s of it."""
 
 
 @pytest.fixture
@@ -33,9 +38,10 @@ def down(tmp_path: Path) -> Iterator[tuple[Engine, FaultyStore]]:
 
 
 def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(
-    down: tuple[Engine, FaultyStore],
+    down: tuple[Engine, FaultyStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     e, faulty = down
+    monkeypatch.setattr(forks, "_UPLOAD_TIMEOUT_S", FORK_UPLOAD_WAIT_S)
     server = InProcessServer(e)
     try:
         producer_id, epoch = e.transactions.init_producer_id("tx", 60_000).result(TIMEOUT)
@@ -61,7 +67,7 @@ def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(
         )
         with Wire(server.bootstrap, timeout=TIMEOUT) as wire:
             answer = wire.request(request)
-        # Answered while the fork still waits on the store (30 s), not once
+        # Answered while the fork still waits on the store, not once
         # it gave up on it and let go of the engine's lock.
         assert not outcome and fork.is_alive(), outcome
         (topic,) = answer.results_by_topic_v3_and_below

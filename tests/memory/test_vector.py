@@ -23,12 +23,29 @@ topic_ids = st.one_of(st.just(NO_TOPIC_ID), st.binary(min_size=16, max_size=16).
 places = st.tuples(st.integers(0, 2**63 - 1), st.integers(-1, 2**31 - 1))
 
 
+_TOPICS_AT_MOST = 5
+_named = st.dictionaries(topics, topic_ids, min_size=1, max_size=_TOPICS_AT_MOST)
+_placed = st.lists(
+    st.tuples(st.integers(0, _TOPICS_AT_MOST - 1), st.integers(0, 1000), places), max_size=20
+)
+
+
 @st.composite
 def vectors(draw: st.DrawFn) -> OffsetVector:
-    """A vector whose positions of each topic name one topic id (or none)."""
-    ids = draw(st.dictionaries(topics, topic_ids, min_size=1, max_size=5))
-    tps = st.builds(TopicPartition, st.sampled_from(sorted(ids)), st.integers(0, 1000))
-    chosen = draw(st.dictionaries(tps, places, max_size=20))
+    """A vector whose positions of each topic name one topic id (or none).
+
+    Its parts are drawn from strategies built once: a strategy built per
+    example (a sampled_from of the topics drawn) is built and validated
+    again each time, which was most of an example's cost. A position's
+    topic is an index among the names drawn, so any topic drawn can hold
+    any partition, as a sampled_from of them gives; a partition drawn
+    twice keeps its last position (a vector holds one a partition)."""
+    ids = draw(_named)
+    names = sorted(ids)
+    chosen = {
+        TopicPartition(names[index % len(names)], partition): place
+        for index, partition, place in draw(_placed)
+    }
     return OffsetVector(
         {tp: Position(offset, epoch, ids[tp.topic]) for tp, (offset, epoch) in chosen.items()}
     )
