@@ -10,6 +10,7 @@ answered only once the object holding it is committed."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,13 @@ import engine
 import native
 from engine.acks import AppendCall, CallThen
 from engine.engine import Engine
-from engine.errors import UnknownTopic
+from engine.errors import StorageError, UnknownTopic
 from engine.partition import AppendResult, Partition
 from native import RecordSpec
+from s3stream import StoreFailed
+from s3stream.store import ObjectStoreClosed
+from tests.engine.conftest import FAST_STORE
+from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
 
 BATCH = bytes(native.encode_batch([RecordSpec(0, None, b"kept", ())]))
 
@@ -86,3 +91,38 @@ def test_a_remote_topics_append_is_answered_once_its_object_is_committed(
 
         assert asyncio.run(append()) is None
     assert committed_when_answered == [True]
+
+
+def test_a_remote_append_over_an_object_store_closed_under_it_is_answered_not_left_waiting(
+    tmp_path: Path,
+    s3_endpoint: S3Endpoint,  # noqa: F811
+) -> None:
+    """The Produce path's settle object (Acks.submit_then, append_offsets
+    read without the store's lock) against a stream store failed by its
+    owner's close of the object store: an append waiting for its object
+    is answered with the engine's StorageError, and one made after is
+    refused as it is made, with the same error, never accepted and left
+    waiting for an upload that cannot come."""
+    objects = s3_endpoint.store(f"closed-produce-{uuid.uuid4().hex}/")
+    opened = engine.open(tmp_path / "node", objects, engine.EngineConfig(store=FAST_STORE))
+    try:
+        opened.create_topic("r", 1, {"tidelog.ack.durability": "remote"})
+        leader = opened.partition("r", 0)
+        objects.close()
+
+        async def append() -> tuple[BaseException | None, BaseException]:
+            done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+            then: AppendCall = lambda _, error: done.set_result(error)  # noqa: E731
+            opened.submit_then_to(leader, BATCH, CallThen(then))
+            answered = await asyncio.wait_for(done, 60)
+            with pytest.raises(StorageError) as refused:
+                opened.submit_then_to(leader, BATCH, CallThen(then))
+            return answered, refused.value
+
+        answered, refused = asyncio.run(append())
+        assert isinstance(answered, StorageError), answered
+        assert isinstance(answered.__cause__, StoreFailed), answered.__cause__
+        assert isinstance(answered.__cause__.cause, ObjectStoreClosed)
+        assert isinstance(refused.__cause__, StoreFailed), refused.__cause__
+    finally:
+        opened.close()
