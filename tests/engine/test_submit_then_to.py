@@ -21,8 +21,9 @@ from engine.acks import AppendCall, CallThen
 from engine.engine import Engine
 from engine.errors import StorageError, UnknownTopic
 from engine.partition import AppendResult, Partition
+from engine.protocol.kafka_code import KafkaCode
 from native import RecordSpec
-from s3stream import StoreFailed
+from s3stream import StoreFailed, StreamStore
 from s3stream.store import ObjectStoreClosed
 from tests.engine.conftest import FAST_STORE
 from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
@@ -126,3 +127,51 @@ def test_a_remote_append_over_an_object_store_closed_under_it_is_answered_not_le
         assert isinstance(refused.__cause__, StoreFailed), refused.__cause__
     finally:
         opened.close()
+
+
+def _deleting_at_the_append(
+    monkeypatch: pytest.MonkeyPatch, opened: Engine, topic: str
+) -> list[bool]:
+    """The topic deleted once, as the append first reads its stream's
+    offsets: after the caller's look at the partition, before the store
+    takes the append (a DeleteTopics racing the Produce)."""
+    read_offsets = StreamStore.append_offsets
+    deleted: list[bool] = []
+
+    def deleted_first(store: StreamStore, stream_id: int) -> tuple[int, int]:
+        if not deleted:
+            deleted.append(True)
+            opened.delete_topic(topic)
+        return read_offsets(store, stream_id)
+
+    monkeypatch.setattr(StreamStore, "append_offsets", deleted_first)
+    return deleted
+
+
+@pytest.mark.parametrize("path", ["submit", "submit_async", "submit_then_to"])
+def test_an_append_whose_topic_is_deleted_under_it_is_refused_as_unknown_topic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """UNKNOWN_TOPIC_OR_PARTITION, on which a producer refreshes its
+    metadata, as a read over a deletion answers: never KAFKA_STORAGE_ERROR
+    for a stream gone with its topic, which has it retry the same log."""
+    with engine.open(tmp_path / "node") as opened:
+        opened.create_topic("t", 1)
+        leader = opened.partition("t", 0)
+        deleted = _deleting_at_the_append(monkeypatch, opened, "t")
+
+        async def append() -> None:
+            if path == "submit_async":
+                await opened.submit_async("t", 0, BATCH)
+            else:
+                unanswered: AppendCall = lambda _, error: None  # noqa: E731
+                opened.submit_then_to(leader, BATCH, CallThen(unanswered))
+
+        with pytest.raises(UnknownTopic) as refused:
+            if path == "submit":
+                opened.submit("t", 0, BATCH).result(30)
+            else:
+                asyncio.run(append())
+        assert deleted, "the append never read its stream's offsets"
+        assert refused.value.code == KafkaCode.UNKNOWN_TOPIC_OR_PARTITION
+        assert "t" not in opened.list_topics()
