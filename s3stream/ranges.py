@@ -10,7 +10,7 @@ these (docs/design/0132).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from s3stream.errors import ConfigOutOfRange
@@ -177,11 +177,6 @@ def check_texts(config: object, texts: Mapping[str, Text]) -> None:
     """Checks each of ``config``'s attributes named in ``texts``."""
     for setting, accepted in texts.items():
         check_text(setting, getattr(config, setting), accepted)
-
-
-def check_choice(setting: str, value: object, choices: Sequence[str]) -> None:
-    """Raises ConfigOutOfRange when ``value`` is none of ``choices``."""
-    check_text(setting, value, Text(choices=tuple(choices)))
 
 
 _ORDERED = {

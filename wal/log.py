@@ -335,16 +335,18 @@ class WriteAheadLog:
         future to wake and no task awaiting it. ``then`` runs on the loop,
         never before this returns; an exception it raises goes to the
         loop's exception handler."""
-        self._queue(
+        # Through submit_to, a frame more: the server's appends go to
+        # submit_to with a LoopCall of their own, none through here.
+        self.submit_to(
             CallOnLoop(asyncio.get_running_loop(), then),
             payload,
-            stream_id,
-            start_offset,
-            end_offset,
-            record_type,
-            tag,
-            prefix,
-            payload_crc,
+            stream_id=stream_id,
+            start_offset=start_offset,
+            end_offset=end_offset,
+            record_type=record_type,
+            tag=tag,
+            prefix=prefix,
+            payload_crc=payload_crc,
         )
 
     def submit_to(

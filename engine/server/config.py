@@ -564,7 +564,9 @@ def load_config_file(path: str | Path) -> FileConfig:
         _check_types(server_table, _SERVER_TYPES)
         for key in _SERVER_ADDRESSES:
             if key in server_table and not isinstance(server_table[key], str):
-                raise ValueError(f"{key} must be a string, not {server_table[key]!r}")
+                # A ConfigOutOfRange, which _as_written names as the file
+                # wrote it ("advertised.listeners").
+                raise ConfigOutOfRange(key, server_table[key], "a string")
         if "listen" in server_table:
             host, port = parse_address(server_table.pop("listen"))
             server = replace(server, host=host, port=port)
@@ -606,7 +608,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         check_engine_ranges(apart)
         for key in _ADDRESSES:
             if key in engine_table and not isinstance(engine_table[key], str):
-                raise ValueError(f"{key} must be a string, not {engine_table[key]!r}")
+                raise ConfigOutOfRange(key, engine_table[key], "a string")
     except ValueError as error:
         raise ConfigFileError(f"{path}: [engine]: {error}") from error
     for nested, config in _NESTED.items():

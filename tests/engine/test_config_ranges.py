@@ -393,6 +393,10 @@ def test_an_http_listen_that_is_no_host_and_port_is_refused_by_name(
         ("[server]\nlisten = 9092\n", "[server]: listen must be a string, not 9092"),
         ("[server]\nadvertised = [1]\n", "[server]: advertised must be a string, not [1]"),
         ("[server]\nlisteners = 5\n", "[server]: listeners must be a string, not 5"),
+        (
+            '[server]\n"advertised.listeners" = 5\n',
+            "[server]: advertised.listeners must be a string, not 5",
+        ),
         ('[server]\n"super.users" = [1]\n', "[server]: super.users must be a list of principals"),
         ("[engine]\ndata_dir = 5\n", "[engine]: data_dir must be a string, not 5"),
         ("[engine]\nobject_store = true\n", "[engine]: object_store must be a string, not True"),
