@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s3stream import manifest as manifest_module
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import ChainHash
 from s3stream.manifest import (
@@ -23,6 +24,8 @@ from s3stream.manifest import (
     checkpoint_key,
     decode_record,
     encode_record,
+    load,
+    load_state,
 )
 from s3stream.manifest_state import ManifestState, ObjectMeta, RangeMeta
 from s3stream.objects import ObjectKind
@@ -115,28 +118,37 @@ def test_the_first_checkpoint_after_an_open_reuses_the_read_ones_bytes(
     assert set(opener.state.objects) - reused <= set(packed)
 
 
-def test_an_open_of_a_large_checkpoint_packs_only_the_new_objects(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    store = MemoryStore()
+_LINKS = RangeLinks(ChainHash.SHA256, bytes(32), bytes(range(32)))
+
+
+def _checkpointed(store: MemoryStore, objects: int) -> None:
+    """``objects`` streams of an object each, then commits up to a checkpoint."""
     writer = Manifest.open(store, checkpoint_every=EVERY)
-    writer.commit([["create_stream", s, 0] for s in range(1, 51)])
-    links = RangeLinks(ChainHash.SHA256, bytes(32), bytes(range(32)))
+    writer.commit([["create_stream", s, 0] for s in range(1, objects + 1)])
     ops = [
         [
             "add_object",
             ObjectMeta(
-                oid, f"o/{oid}", ObjectKind.STREAM_SET, 10, 0, (RangeMeta(oid, 0, 5, 10, links),)
+                oid, f"o/{oid}", ObjectKind.STREAM_SET, 10, 0, (RangeMeta(oid, 0, 5, 10, _LINKS),)
             ).to_wire(),
         ]
-        for oid in range(1, 51)
+        for oid in range(1, objects + 1)
     ]
     writer.commit(ops)
     while writer.state.seq % EVERY:
         writer.commit([["trim", 1, 0]])
+
+
+def test_an_open_of_a_large_checkpoint_packs_only_the_new_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore()
+    _checkpointed(store, 50)
     with packs_counted(monkeypatch) as packed:
         opener = Manifest.open(store, checkpoint_every=EVERY)
-        new = ObjectMeta(51, "o/51", ObjectKind.STREAM_SET, 10, 0, (RangeMeta(1, 5, 9, 10, links),))
+        new = ObjectMeta(
+            51, "o/51", ObjectKind.STREAM_SET, 10, 0, (RangeMeta(1, 5, 9, 10, _LINKS),)
+        )
         opener.commit([["add_object", new.to_wire()]])
         packed.clear()  # the commit's own delta
         while opener.state.seq % EVERY:
@@ -144,6 +156,32 @@ def test_an_open_of_a_large_checkpoint_packs_only_the_new_objects(
     assert packed == [51]
     _, written = _newest_checkpoint(store)
     assert written == encode_record(opener.state.to_wire())
+
+
+def test_a_load_only_to_read_does_not_walk_the_checkpoint_for_packed_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI and reads from outside the writer load the whole manifest
+    for each question; the checkpoint's packed objects serve only a
+    writer's next checkpoint, so they neither walk for them nor hold
+    their bytes."""
+    store = MemoryStore()
+    _checkpointed(store, 50)
+    walks: list[int] = []
+    walk = manifest_module.packed_objects
+
+    def counted(*args: Any) -> dict[int, tuple[ObjectMeta, bytes]]:
+        found = walk(*args)
+        walks.append(len(found))
+        return found
+
+    monkeypatch.setattr(manifest_module, "packed_objects", counted)
+    assert len(load_state(store).objects) == 50
+    assert not load(store).packed_objects
+    assert walks == []
+    assert len(load(store, keep_packed=True).packed_objects) == 50
+    Manifest.open(store, checkpoint_every=EVERY)
+    assert walks == [50, 50]
 
 
 _link = st.binary(min_size=32, max_size=32)
