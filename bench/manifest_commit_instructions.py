@@ -1,7 +1,8 @@
 """A manifest commit's cost as the manifest grows: instructions, CPU and bytes per commit.
 
     python bench/manifest_commit_instructions.py [--tree DIR]... [--streams 1,100,1000,10000]
-        [--objects-per-stream 3] [--commits 128] [--width 8] [--cpu] [--quick] [--json]
+        [--objects-per-stream 3] [--commits 128] [--width 8] [--reopen] [--cpu] [--quick]
+        [--json]
 
 For each tree (a checkout of any revision, its C extension built; this
 checkout when none is named) and each stream count, a child Python opens
@@ -23,7 +24,11 @@ checkpoints included, which move with the machine's load where the
 instructions do not. Bytes per commit are those the commits put in the
 store: each version's delta, and the checkpoints' bytes spread over the
 commits. Trees are measured in turns, each stream count's trees side by
-side. ``--json`` prints one JSON object.
+side. With ``--reopen`` the manifest is opened again after the set-up's
+checkpoint, as a restart or a takeover opens it, so that the first
+checkpoint counted is the first after an open: it packs every object
+unless the open kept the packed objects of the checkpoint it read
+(docs/design/0145). ``--json`` prints one JSON object.
 """
 
 from __future__ import annotations
@@ -47,8 +52,8 @@ from s3stream.manifest_state import ObjectMeta, RangeMeta
 from s3stream.objects import ObjectKind
 from s3stream.store.memory import MemoryStore
 
-streams, per_stream, commits, width = map(int, sys.argv[1:5])
-out = sys.argv[5]
+streams, per_stream, commits, width, reopen = map(int, sys.argv[1:6])
+out = sys.argv[6]
 
 class CountingStore(MemoryStore):
     def __init__(self):
@@ -91,6 +96,8 @@ manifest.commit(ops)
 while manifest.state.seq % 64:
     manifest.commit([["trim", ids[0], 0]])
 manifest.join_cleanup()
+if reopen:  # as a restart opens it: the set-up's checkpoint is the one read
+    manifest = Manifest.open(store, checkpoint_every=64, background_cleanup=True)
 start = per_stream * 10
 uploads = []
 for c in range(commits):
@@ -137,8 +144,11 @@ sys.stdin.readline()
 """
 
 
-def _child_args(streams: int, per_stream: int, commits: int, width: int) -> list[str]:
-    return ["-c", CHILD, str(streams), str(per_stream), str(commits), str(min(width, streams))]
+def _child_args(
+    streams: int, per_stream: int, commits: int, width: int, reopen: bool = False
+) -> list[str]:
+    counts = [streams, per_stream, commits, min(width, streams), int(reopen)]
+    return ["-c", CHILD, *map(str, counts)]
 
 
 def _run(tree: Path, args: list[str], cpu: bool) -> dict[str, Any]:
@@ -207,6 +217,9 @@ def main() -> None:
     parser.add_argument("--objects-per-stream", type=int, default=3)
     parser.add_argument("--commits", type=int, default=128)
     parser.add_argument("--width", type=int, default=8, help="streams an upload's object holds")
+    parser.add_argument(
+        "--reopen", action="store_true", help="open again before the counted commits"
+    )
     parser.add_argument("--cpu", action="store_true", help="CPU time instead of instructions")
     args = parser.parse_args()
     trees = args.tree or [Path(__file__).resolve().parent.parent]
@@ -216,12 +229,13 @@ def main() -> None:
         "commits": commits,
         "objects_per_stream": args.objects_per_stream,
         "width": args.width,
+        "reopen": args.reopen,
         "measure": "cpu" if args.cpu else "instructions",
         "trees": [str(t) for t in trees],
         **_harness.cpus(),
     }
     for streams in counts:
-        child = _child_args(streams, args.objects_per_stream, commits, args.width)
+        child = _child_args(streams, args.objects_per_stream, commits, args.width, args.reopen)
         row: dict[str, Any] = {}
         for tree in trees:
             row[str(tree)] = _per_commit(_run(tree, child, args.cpu), commits)
@@ -255,7 +269,8 @@ def _per_commit(figures: dict[str, Any], commits: int) -> dict[str, float]:
 def print_table(results: dict[str, Any]) -> None:
     print(
         f"per commit ({results['commits']} commits, {results['width']} streams an upload, "
-        f"{results['objects_per_stream']} objects a stream; {results['measure']})"
+        f"{results['objects_per_stream']} objects a stream; {results['measure']}"
+        f"{'; opened again before them' if results.get('reopen') else ''})"
     )
     trees = results["trees"]
     for key, row in results.items():

@@ -108,7 +108,7 @@ def inputs_unchanged(
     no stream shares one (``share_range``) since: removing it would take
     the shared range's bytes from under that stream."""
     inputs = set(object_ids)
-    if not inputs <= after.objects.keys() or inputs & after.shared_object_ids():
+    if not all(oid in after.objects for oid in inputs) or inputs & after.shared_object_ids():
         return False
     return not any(oid in inputs for _, _, oid in after.dropped - before.dropped)
 

@@ -25,16 +25,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import msgpack
 
 from native import crc32c
-from s3stream.checkpoint_encoding import CheckpointEncoder
+from s3stream.checkpoint_encoding import CheckpointEncoder, packed_objects
 from s3stream.conditional_probe import check_conditional_writes
 from s3stream.errors import CorruptObject, Fenced, StoreClosed
-from s3stream.manifest_state import InvalidOperation, ManifestState, Op
+from s3stream.manifest_state import InvalidOperation, ManifestState, ObjectMeta, Op
 from s3stream.store import ObjectNotFound, ObjectStore, ObjectStoreError, PreconditionFailed
 from wal.thread_priority import NORMAL, ThreadPriority
 
@@ -205,11 +206,16 @@ class Manifest:
                     # After a lost race, read only the versions the winner
                     # added: a writer committing faster than a full load
                     # must not keep its successor out.
-                    loaded = load(store) if loaded is None else catch_up(store, loaded)
+                    loaded = (
+                        load(store, keep_packed=True)
+                        if loaded is None
+                        else catch_up(store, loaded, keep_packed=True)
+                    )
                     manifest.state = loaded.state
                     manifest.conflicts = loaded.conflicts
                     manifest._tip_version = loaded.tip_version
                     manifest._checkpoints = list(loaded.checkpoints)
+                    manifest._checkpoint_encoder.prime(loaded.packed_objects)
                     # Above every epoch in the log, left-out versions' too: a
                     # writer whose versions were left out must not share it.
                     newest = max([loaded.state.epoch] + [c.epoch or 0 for c in loaded.conflicts])
@@ -550,6 +556,9 @@ class LoadedManifest(NamedTuple):
     """The writer that fenced the current epoch, once seen."""
     checkpoints: tuple[int, ...] = ()
     """The versions of the checkpoints listed at the load."""
+    packed_objects: Mapping[int, tuple[ObjectMeta, bytes]] = MappingProxyType({})
+    """The objects of the checkpoint read, as it packed them, for the
+    writer's next checkpoint (checkpoint_encoding.packed_objects)."""
 
 
 def load_state(store: ObjectStore) -> ManifestState:
@@ -557,13 +566,18 @@ def load_state(store: ObjectStore) -> ManifestState:
     return load(store).state
 
 
-def load(store: ObjectStore) -> LoadedManifest:
-    """The newest committed state, and the versions left out of it as conflicting."""
+def load(store: ObjectStore, *, keep_packed: bool = False) -> LoadedManifest:
+    """The newest committed state, and the versions left out of it as
+    conflicting; with ``keep_packed``, also the objects of the checkpoint
+    read as it packed them, for an opener's checkpoint encoder: a walk of
+    the checkpoint and a copy of its objects' bytes that a load only to
+    read (``load_state``: the CLI, reads from outside the writer) would
+    throw away (docs/design/0145)."""
     left_out: dict[int, str] = {}  # versions whose operations failed to apply, and why
     attempt = 0
     while attempt < _LOAD_ATTEMPTS:
         try:
-            return _load_once(store, left_out)
+            return _load_once(store, left_out, keep_packed)
         except _LoadAgain:
             continue  # one more version is left out each time: this ends
         except ObjectNotFound:
@@ -572,10 +586,13 @@ def load(store: ObjectStore) -> LoadedManifest:
     raise CorruptObject(LOG_PREFIX, "manifest versions are missing (checked repeatedly)")
 
 
-def catch_up(store: ObjectStore, loaded: LoadedManifest) -> LoadedManifest:
+def catch_up(
+    store: ObjectStore, loaded: LoadedManifest, *, keep_packed: bool = False
+) -> LoadedManifest:
     """``loaded`` with the versions written after it, read one by one (a GET
     each) instead of a full load; a full load if the next one is gone (a
-    checkpoint deleted it) or one of them does not apply."""
+    checkpoint deleted it) or one of them does not apply (``keep_packed``
+    as for ``load``)."""
     replay = _Replay(loaded.state.copy(), {}, loaded)
     seq = loaded.state.seq + 1
     while True:
@@ -586,9 +603,11 @@ def catch_up(store: ObjectStore, loaded: LoadedManifest) -> LoadedManifest:
         try:
             replay.add(delta_key(seq), seq, data, version)
         except _LoadAgain:
-            return load(store)
+            return load(store, keep_packed=keep_packed)
         seq += 1
-    return replay.result() if replay.state.seq > loaded.state.seq else load(store)
+    if replay.state.seq > loaded.state.seq:
+        return replay.result()
+    return load(store, keep_packed=keep_packed)
 
 
 class _LoadAgain(Exception):
@@ -608,6 +627,7 @@ class _Replay:
         self.conflicts = list(since.conflicts) if since else []
         self.tip_version = since.tip_version if since else None
         self.checkpoints = since.checkpoints if since else ()
+        self.packed_objects = since.packed_objects if since else MappingProxyType({})
 
     def add(self, key: str, seq: int, data: bytes, version: str | None) -> None:
         delta = decode_record(key, data)
@@ -634,14 +654,20 @@ class _Replay:
 
     def result(self) -> LoadedManifest:
         return LoadedManifest(
-            self.state, self.conflicts, self.tip_version, self.owner, self.checkpoints
+            self.state,
+            self.conflicts,
+            self.tip_version,
+            self.owner,
+            self.checkpoints,
+            self.packed_objects,
         )
 
 
-def _load_once(store: ObjectStore, left_out: dict[int, str]) -> LoadedManifest:
+def _load_once(store: ObjectStore, left_out: dict[int, str], keep_packed: bool) -> LoadedManifest:
     checkpoints = [i.key for i in store.list(CHECKPOINT_PREFIX)]
-    state, damaged = _newest_readable_checkpoint(store, checkpoints)
+    state, damaged, packed = _newest_readable_checkpoint(store, checkpoints, keep_packed)
     replay = _Replay(state, left_out)
+    replay.packed_objects = packed
     replay.checkpoints = tuple(sorted(_seq_of(key) for key in checkpoints))
     for info in store.list(LOG_PREFIX):
         seq = _seq_of(info.key)
@@ -682,10 +708,11 @@ def _contradiction(
 
 
 def _newest_readable_checkpoint(
-    store: ObjectStore, checkpoints: list[str]
-) -> tuple[ManifestState, CorruptObject | None]:
+    store: ObjectStore, checkpoints: list[str], keep_packed: bool
+) -> tuple[ManifestState, CorruptObject | None, Mapping[int, tuple[ObjectMeta, bytes]]]:
     """The state of the newest checkpoint that reads back (the empty state
-    if there is none), and the damage of the newest one if it did not.
+    if there is none), the damage of the newest one if it did not, and
+    with ``keep_packed`` that checkpoint's objects as it packed them.
 
     A checkpoint is a shortcut: the checkpoint before it and the deltas
     after that (kept until the next checkpoint, see ``_checkpoint``) rebuild
@@ -694,13 +721,18 @@ def _newest_readable_checkpoint(
     damaged: CorruptObject | None = None
     for key in reversed(checkpoints):
         try:
-            state = ManifestState.from_wire(decode_record(key, store.get(key)))
+            data = store.get(key)
+            body = decode_record(key, data)
+            state = ManifestState.from_wire(body)
         except CorruptObject as error:
             log.error("manifest checkpoint %s is damaged (%s); trying the one before", key, error)
             damaged = damaged or error
             continue
-        return state, damaged
-    return ManifestState(), damaged
+        if not keep_packed:
+            return state, damaged, MappingProxyType({})
+        payload = memoryview(data)[len(MAGIC) + 4 :]
+        return state, damaged, packed_objects(payload, body["objects"], state)
+    return ManifestState(), damaged, MappingProxyType({})
 
 
 def _applied(state: ManifestState, ops: list[Op]) -> ManifestState:

@@ -17,6 +17,8 @@ from itertools import pairwise
 from operator import attrgetter
 from typing import Any
 
+from immutables import Map
+
 from s3stream.chain import RangeLinks
 from s3stream.objects import ObjectKind
 
@@ -100,6 +102,26 @@ class ObjectMeta:
             self.created_ms,
             [r.to_wire() for r in self.ranges],
         ]
+
+    @staticmethod
+    def wire_is_current(raw: list[Any]) -> bool:
+        """Whether ``to_wire`` of the object read from ``raw`` gives ``raw``
+        back, so its packed bytes are those the current code packs: not
+        so for a range whose chain links were written without their
+        algorithm (2 or 4 links, before ``ChainHash``), which reads as
+        SHA-256 and is written with the algorithm's id. A look at each
+        range's shape, not a ``to_wire``, which is what a checkpoint's
+        packing spends its time on (docs/design/0145)."""
+        if len(raw) != 6 or type(raw[2]) is not int:
+            return False
+        for r in raw[5]:
+            if len(r) == 5:
+                links = r[4]
+                if len(links) not in (3, 5) or type(links[-1]) is not int:
+                    return False
+            elif len(r) != 4:
+                return False
+        return True
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> ObjectMeta:
@@ -190,8 +212,8 @@ class ManifestState:
     so its next commit collides with it however long it has been away."""
     next_stream_id: int = 1
     next_object_id: int = 1
-    streams: dict[int, StreamMeta] = field(default_factory=dict)
-    objects: dict[int, ObjectMeta] = field(default_factory=dict)
+    streams: Map[int, StreamMeta] = field(default_factory=Map)
+    objects: Map[int, ObjectMeta] = field(default_factory=Map)
     garbage: dict[str, int] = field(default_factory=dict)
     """Keys of removed objects and when (ms) they may be deleted."""
     dropped: set[tuple[int, int, int]] = field(default_factory=set)
@@ -205,7 +227,7 @@ class ManifestState:
     The ranges are in the stream's ``ranges`` too; this says which stream's
     blocks of the object hold them. Each dict is replaced, never changed in
     place, so versions can share it."""
-    ranges: dict[int, StreamRanges] = field(default_factory=dict, repr=False, compare=False)
+    ranges: Map[int, StreamRanges] = field(default_factory=Map, repr=False, compare=False)
     _owned: set[int] | None = field(default=None, repr=False, compare=False)
     """Streams whose ``StreamMeta`` and ``StreamRanges`` this state may change
     in place (it made them, or copied them from the version it was copied
@@ -235,8 +257,8 @@ class ManifestState:
     def _create_stream(self, stream_id: int, created_ms: int) -> None:
         if stream_id in self.streams or stream_id < self.next_stream_id:
             raise InvalidOperation(f"stream {stream_id} was already created")
-        self.streams[stream_id] = StreamMeta(stream_id, created_ms=created_ms)
-        self.ranges[stream_id] = StreamRanges()
+        self.streams = self.streams.set(stream_id, StreamMeta(stream_id, created_ms=created_ms))
+        self.ranges = self.ranges.set(stream_id, StreamRanges())
         if self._owned is not None:
             self._owned.add(stream_id)
         self.next_stream_id = stream_id + 1
@@ -250,8 +272,8 @@ class ManifestState:
 
     def _delete_stream(self, stream_id: int) -> None:
         self._stream(stream_id)
-        del self.streams[stream_id]
-        del self.ranges[stream_id]
+        self.streams = self.streams.delete(stream_id)
+        self.ranges = self.ranges.delete(stream_id)
         self.shares.pop(stream_id, None)
         if self.dropped:
             self.dropped = {d for d in self.dropped if d[0] != stream_id}
@@ -267,7 +289,7 @@ class ManifestState:
         meta = ObjectMeta.from_wire(raw)
         if meta.object_id in self.objects:
             raise InvalidOperation(f"object {meta.object_id} was already added")
-        self.objects[meta.object_id] = meta
+        self.objects = self.objects.set(meta.object_id, meta)
         self.next_object_id = max(self.next_object_id, meta.object_id + 1)
         for r in meta.ranges:
             stream = self.streams.get(r.stream_id)
@@ -289,7 +311,7 @@ class ManifestState:
             self._own(stream_id)
             self.ranges[stream_id].remove(start, object_id)
             self._unshare(stream_id, start, object_id)
-        del self.objects[object_id]
+        self.objects = self.objects.delete(object_id)
         for r in meta.ranges:
             if r.stream_id in self.ranges:
                 self._own(r.stream_id)
@@ -446,8 +468,10 @@ class ManifestState:
             return stream
         stream = stream.copy()
         ranges = self.ranges[stream_id]
-        self.streams[stream_id] = stream
-        self.ranges[stream_id] = StreamRanges(list(ranges.starts), list(ranges.entries))
+        self.streams = self.streams.set(stream_id, stream)
+        self.ranges = self.ranges.set(
+            stream_id, StreamRanges(list(ranges.starts), list(ranges.entries))
+        )
         self._owned.add(stream_id)
         return stream
 
@@ -460,12 +484,17 @@ class ManifestState:
     # -- snapshots ----------------------------------------------------------
 
     def copy(self) -> ManifestState:
-        """A copy to change, sharing every entry with this state: the maps
-        are copied (a C-speed copy of references, no per-entry Python work)
-        and a stream's entries are copied only when the copy first changes
-        them, so a commit costs what its operations touch. Object metadata
-        is immutable and always shared. This state is never changed again
-        through the copy, so readers holding it need no lock."""
+        """A copy to change, sharing every entry with this state: the
+        streams', their ranges' and the objects' maps are persistent (a
+        change makes a new map that shares all but a path of trie nodes
+        with the old), so they are not copied at all, and a stream's
+        entries are copied only when the copy first changes them: a
+        commit costs what its operations touch, where copying the maps
+        was 3.7 M instructions at 10,000 streams (docs/design/0145). The
+        small maps (garbage, dropped ranges, shares) are still copied.
+        Object metadata is immutable and always shared. This state is
+        never changed again through the copy, so readers holding it need
+        no lock."""
         return ManifestState(
             seq=self.seq,
             epoch=self.epoch,
@@ -474,12 +503,12 @@ class ManifestState:
             fence_versions=self.fence_versions,
             next_stream_id=self.next_stream_id,
             next_object_id=self.next_object_id,
-            streams=dict(self.streams),
-            objects=dict(self.objects),
+            streams=self.streams,
+            objects=self.objects,
             garbage=dict(self.garbage),
             dropped=set(self.dropped),
             shares=dict(self.shares),
-            ranges=dict(self.ranges),
+            ranges=self.ranges,
             _owned=set(),
         )
 
@@ -520,18 +549,24 @@ class ManifestState:
             next_stream_id=raw["next_stream_id"],
             next_object_id=raw["next_object_id"],
         )
+        # Built as dicts, then made maps at once: a set each would make a
+        # path of trie nodes per entry, only to drop it at the next.
+        streams: dict[int, StreamMeta] = {}
+        ranges: dict[int, StreamRanges] = {}
+        objects: dict[int, ObjectMeta] = {}
         for stream_id, epoch, start, end, created in raw["streams"]:
-            state.streams[stream_id] = StreamMeta(stream_id, epoch, start, end, created)
-            state.ranges[stream_id] = StreamRanges()
+            streams[stream_id] = StreamMeta(stream_id, epoch, start, end, created)
+            ranges[stream_id] = StreamRanges()
         # A checkpoint written before drop_range existed has no "dropped".
         state.dropped = {(s, start, o) for s, start, o in raw.get("dropped", ())}
         for wire in raw["objects"]:
             meta = ObjectMeta.from_wire(wire)
-            state.objects[meta.object_id] = meta
+            objects[meta.object_id] = meta
             for r in meta.ranges:
                 dropped = (r.stream_id, r.start_offset, meta.object_id) in state.dropped
-                if r.stream_id in state.ranges and not dropped:
-                    state.ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
+                if r.stream_id in ranges and not dropped:
+                    ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
+        state.streams, state.ranges, state.objects = Map(streams), Map(ranges), Map(objects)
         state.garbage = {k: v for k, v in raw["garbage"]}
         # A checkpoint written before share_range existed has no "shared".
         for stream_id, source, start, object_id in raw.get("shared", ()):

@@ -91,7 +91,9 @@ def test_an_object_of_other_metadata_under_a_kept_id_is_packed_again() -> None:
     encoder.encode(state)
     changed = state.copy()
     old = changed.objects[1]
-    changed.objects[1] = ObjectMeta(old.object_id, "objects/other", old.kind, 5, 9, old.ranges)
+    changed.objects = changed.objects.set(
+        1, ObjectMeta(old.object_id, "objects/other", old.kind, 5, 9, old.ranges)
+    )
     assert encoder.encode(changed) == _packed_afresh(changed)
 
 

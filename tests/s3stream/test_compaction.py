@@ -178,7 +178,7 @@ def test_fully_trimmed_and_deleted_streams_free_their_objects(
     store.trim(keep, store.end_offset(keep))  # now nothing in it can be read
     store.flush(timeout=30)
     store.compact()
-    assert store.manifest.state.objects == {}
+    assert not store.manifest.state.objects
     assert object_keys(bucket) == set()
 
 

@@ -285,7 +285,7 @@ def test_a_hedge_that_loses_the_race_gets_412_and_the_version_is_still_ours(
         held.release.set()
         assert held.finished.wait(TIMEOUT)
         manifest.commit([["create_stream", 12, 0]])  # and the manifest goes on
-        assert load_state(store).streams.keys() == set(range(1, 13))
+        assert set(load_state(store).streams) == set(range(1, 13))
     finally:
         hedging.stop()
 

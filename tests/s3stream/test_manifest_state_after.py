@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -125,10 +126,14 @@ def test_a_foreseen_state_commits_what_applying_afresh_commits(data: st.DataObje
     of its operations (nothing, another commit, an operation refused, or a
     write whose answer was lost before it, which the commit settles first),
     the manifest holds what applying every committed operation in order to
-    the opened state makes, and so does the store."""
+    the opened state makes, and so does the store. Every version handed
+    out, committed or laid out and left, reads as it did when it was made
+    however many versions are made after it: they share their maps and
+    entries, which no later version may change under a reader holding it."""
     faulty = LoseThenFail(MemoryStore())
     manifest = Manifest.open(faulty)
     model = manifest.state
+    held: list[tuple[ManifestState, Any]] = []
     for _ in range(data.draw(st.integers(1, 10), label="commits")):
         between = data.draw(st.sampled_from(["nothing", "commit", "refused", "lost"]))
         if between == "lost":  # its answer lost, then the store down past the deadline
@@ -163,6 +168,13 @@ def test_a_foreseen_state_commits_what_applying_afresh_commits(data: st.DataObje
             model = expected
         assert manifest.state.to_wire() == model.to_wire()
         assert load_state(faulty).to_wire() == model.to_wire()
+        held += [(s, _as_read(s)) for s in (foreseen, manifest.state, model)]
+        assert all(_as_read(state) == read for state, read in held)
+
+
+def _as_read(state: ManifestState) -> Any:
+    """All a reader of the state can see: its wire form and each stream's ranges."""
+    return state.to_wire(), {sid: list(r.entries) for sid, r in state.ranges.items()}
 
 
 def _afresh(state: ManifestState, ops: list[Op]) -> ManifestState:

@@ -516,7 +516,7 @@ def test_a_replacement_trimmed_past_is_deleted(store: StreamStore, bucket: Hooke
     store.trim(stream, 24)
     assert store.flush(timeout=30)
     store.compact()
-    assert store.manifest.state.objects == {}
+    assert not store.manifest.state.objects
     assert object_keys(bucket) == set()
 
 
