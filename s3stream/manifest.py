@@ -723,7 +723,7 @@ def _newest_readable_checkpoint(
         try:
             data = store.get(key)
             body = decode_record(key, data)
-            state = ManifestState.from_wire(body)
+            state = _state_of_checkpoint(key, body)
         except CorruptObject as error:
             log.error("manifest checkpoint %s is damaged (%s); trying the one before", key, error)
             damaged = damaged or error
@@ -733,6 +733,18 @@ def _newest_readable_checkpoint(
         payload = memoryview(data)[len(MAGIC) + 4 :]
         return state, damaged, packed_objects(payload, body["objects"], state)
     return ManifestState(), damaged, MappingProxyType({})
+
+
+def _state_of_checkpoint(key: str, body: Any) -> ManifestState:
+    """The state a checkpoint's decoded body holds. A body whose checksum
+    held but whose fields are not a state (a writer's bug, a layout this
+    code does not know) is damage as a failed checksum is: the caller goes
+    back to the checkpoint before, whose deltas rebuild the same version,
+    rather than failing every open of the bucket."""
+    try:
+        return ManifestState.from_wire(body)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
+        raise CorruptObject(key, f"undecodable manifest checkpoint: {error!r}") from error
 
 
 def _applied(state: ManifestState, ops: list[Op]) -> ManifestState:

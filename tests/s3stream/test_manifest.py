@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -283,3 +284,46 @@ def test_a_missing_version_is_reported(memory_store: MemoryStore) -> None:
     memory_store.delete(delta_key(2))
     with pytest.raises(CorruptObject, match="missing"):
         load_state(memory_store)
+
+
+def _drop_streams(body: dict[str, object]) -> None:
+    del body["streams"]
+
+
+def _an_unknown_object_kind(body: dict[str, object]) -> None:
+    objects = body["objects"]
+    assert isinstance(objects, list) and objects
+    objects[0][2] = 250  # no ObjectKind
+
+
+def _a_short_object(body: dict[str, object]) -> None:
+    objects = body["objects"]
+    assert isinstance(objects, list) and objects
+    objects[0] = objects[0][:3]
+
+
+@pytest.mark.parametrize("mangle", [_drop_streams, _an_unknown_object_kind, _a_short_object])
+@pytest.mark.parametrize("opened", [False, True], ids=["load", "open"])
+def test_a_checkpoint_that_checks_but_does_not_decode_gives_way_to_the_one_before(
+    memory_store: MemoryStore, mangle: Callable[[dict[str, object]], None], opened: bool
+) -> None:
+    """A checkpoint whose checksum holds but whose body is not a state (a
+    writer's bug, or a newer layout) is damage like a failed checksum: the
+    checkpoint before it and the deltas after that rebuild the version,
+    for a reader (load_state) and for the next writer (Manifest.open)."""
+    manifest = Manifest.open(memory_store, checkpoint_every=4)
+    manifest.commit([["create_stream", 1, 0]])
+    for i in range(1, 10):
+        manifest.commit([add_object_op(i, 1, (i - 1) * 10, i * 10)])
+    wanted = manifest.state.to_wire()
+    checkpoints = [i.key for i in memory_store.list(CHECKPOINT_PREFIX)]
+    assert len(checkpoints) == 2
+    newest = checkpoints[-1]
+    body = decode_record(newest, memory_store.get(newest))
+    mangle(body)
+    memory_store.put(newest, encode_record(body))
+    if opened:
+        state = Manifest.open(memory_store, checkpoint_every=4).state
+        assert state.streams[1].end_offset == 90 and len(state.objects) == 9
+    else:
+        assert load_state(memory_store).to_wire() == wanted
