@@ -122,11 +122,12 @@ def test_a_case_given_the_c_extension_runs_once_and_the_pure_case_twice() -> Non
         assert given_the_c_extension({"impl": C_IMPL})
 
 
-def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
+def _pure_pass_cases(module: str) -> list[str]:
+    """The node ids of ``module`` the pure pass runs, as it collects them."""
     listed = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"),
-            *("-m", "native_twin and not slow", "tests/native/test_golden.py"),
+            *("-m", "native_twin and not slow", module),
         ],
         cwd=ROOT,
         env=os.environ | {"TIDELOG_PURE": "1"},
@@ -135,6 +136,73 @@ def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
         timeout=120,
         check=True,
     ).stdout.splitlines()
-    cases = [line for line in listed if "::" in line]
+    return [line for line in listed if "::" in line]
+
+
+def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
+    cases = _pure_pass_cases("tests/native/test_golden.py")
     assert any(case.endswith("[python]") for case in cases), cases
     assert not any("[c]" in case or "[c-" in case or "-c]" in case for case in cases), cases
+
+
+def _names_the_live_native(module: str) -> list[str]:
+    """The tests marked ``needs_c`` in ``module`` that reach the live native/:
+    the bare ``native`` name or a function imported from it, in their body
+    or in a module-level helper or value they use. native/'s own modules
+    (``_pure``, ``_cnative``, ``compression``, ``records``, ...) are the
+    same on either implementation."""
+    tree = ast.parse((ROOT / module).read_text(), module)
+    live: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            live |= {alias.asname or alias.name for alias in node.names if alias.name == "native"}
+        if isinstance(node, ast.ImportFrom) and node.module == "native":
+            live |= {
+                alias.asname or alias.name
+                for alias in node.names
+                if not (ROOT / "native" / alias.name).with_suffix(".py").exists()
+                and alias.name != "_cnative"
+            }
+    helpers: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            helpers[node.name] = node
+        elif isinstance(node, ast.Assign):
+            helpers |= {t.id: node for t in node.targets if isinstance(t, ast.Name)}
+    grew = True
+    while grew:  # a helper that uses a live name is live too
+        grew = False
+        for name, node in helpers.items():
+            if name not in live and _names(node) & live:
+                live.add(name)
+                grew = True
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(ast.unparse(d) == "needs_c" for d in node.decorator_list)
+        and _names(node) & live
+    ]
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {name.id for name in ast.walk(node) if isinstance(name, ast.Name)}
+
+
+@pytest.mark.parametrize("module", [m for m in _test_modules() if m.startswith("tests/native/")])
+def test_a_test_left_out_as_one_of_the_c_extension_never_reaches_the_live_native(
+    module: str,
+) -> None:
+    """needs_c keeps a test out of the pure pass: only right when the test
+    runs the same there, naming the C extension and the twin, never the
+    implementation TIDELOG_PURE chooses."""
+    assert _names_the_live_native(module) == []
+
+
+def test_the_pure_pass_leaves_out_the_tests_of_the_c_extension_itself() -> None:
+    cases = [
+        case.partition("::")[2] for case in _pure_pass_cases("tests/native/test_record_walk.py")
+    ]
+    assert "test_a_batch_is_accepted_exactly_when_its_records_decode" in cases, cases
+    assert any(case.startswith("test_a_header_key_must_be_utf8[python") for case in cases)
+    assert not any(case.startswith("test_c_and_python_agree_on") for case in cases), cases
