@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.native_twin import given_the_c_extension, in_pure_pass
+from tests.native_twin import given_the_c_extension, in_pure_pass, tests_the_c_extension
 
 settings.register_profile(
     "default",
@@ -52,7 +52,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
-        if in_pure_pass(item.nodeid) and not given_the_c_extension(params):
+        if (
+            in_pure_pass(item.nodeid)
+            and not given_the_c_extension(params)
+            and not tests_the_c_extension(mark.name for mark in item.iter_markers())
+        ):
             item.add_marker(pytest.mark.native_twin)
 
 

@@ -11,17 +11,22 @@ suite (group coordination, admin, the CLI, framing, limits, ...) runs the
 same Python whichever native/ is loaded, so one pass over it is enough.
 
 A test belongs to the pure pass when its node id starts with an entry of
-``PURE_PASS`` and it is not handed the C extension itself as a parameter
+``PURE_PASS``, it is not handed the C extension itself as a parameter
 (tests/native/'s ``impl`` of ``c``: that case runs the same in both
-passes). tests/conftest.py marks those ``native_twin`` and the pure pass
-selects ``-m native_twin``. tests/test_native_twin.py keeps the list honest:
-every entry exists, and a test module that imports native/ is either in the
-pure pass or named in ``ONE_PASS_ONLY`` with the reason it need not be.
+passes) and it is not marked ``c_extension`` (tests/native/conftest.py's
+``needs_c``: a test of the C extension itself, against the twin or a
+reference, that names both modules and never the live native/, so the pure
+pass would only run again what the C pass ran). tests/conftest.py marks
+those ``native_twin`` and the pure pass selects ``-m native_twin``.
+tests/test_native_twin.py keeps the list honest: every entry exists, and a
+test module that imports native/ is either in the pure pass or named in
+``ONE_PASS_ONLY`` with the reason it need not be; a test marked
+``c_extension`` names the C extension and not the live native/.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 
 PURE_PASS: tuple[str, ...] = (
@@ -227,3 +232,10 @@ def given_the_c_extension(params: Mapping[str, object]) -> bool:
         isinstance(value, ModuleType) and value.__name__ == "native._cnative"
         for value in params.values()
     )
+
+
+def tests_the_c_extension(marks: Iterable[str]) -> bool:
+    """Whether a test with these marks tests native/'s C extension itself
+    (``c_extension``, set by tests/native/conftest.py's ``needs_c``): it
+    runs the same whichever implementation is live."""
+    return "c_extension" in marks

@@ -122,11 +122,12 @@ def test_a_case_given_the_c_extension_runs_once_and_the_pure_case_twice() -> Non
         assert given_the_c_extension({"impl": C_IMPL})
 
 
-def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
+def _pure_pass_cases(module: str) -> list[str]:
+    """The node ids of ``module`` the pure pass runs, as it collects them."""
     listed = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"),
-            *("-m", "native_twin and not slow", "tests/native/test_golden.py"),
+            *("-m", "native_twin and not slow", module),
         ],
         cwd=ROOT,
         env=os.environ | {"TIDELOG_PURE": "1"},
@@ -135,7 +136,11 @@ def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
         timeout=120,
         check=True,
     ).stdout.splitlines()
-    cases = [line for line in listed if "::" in line]
+    return [line for line in listed if "::" in line]
+
+
+def test_the_pure_pass_selects_the_pure_case_and_not_the_c_case() -> None:
+    cases = _pure_pass_cases("tests/native/test_golden.py")
     assert any(case.endswith("[python]") for case in cases), cases
     assert not any("[c]" in case or "[c-" in case or "-c]" in case for case in cases), cases
 
@@ -167,3 +172,139 @@ def test_the_pure_pass_runs_its_properties_at_the_c_passs_profile(tmp_path: Path
             check=True,
         )
         assert profiles.read_text().split() == [given, given]
+
+
+def _names_the_live_native(module: str) -> list[str]:
+    """The tests marked ``needs_c`` in ``module`` that reach the live native/."""
+    return _needs_c_tests_reaching_the_live_native((ROOT / module).read_text())
+
+
+def _needs_c_tests_reaching_the_live_native(source: str) -> list[str]:
+    tree = ast.parse(source)
+    live = _live_names(tree)
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(ast.unparse(d) == "needs_c" for d in node.decorator_list)
+        and _names(node) & live
+    ]
+
+
+# Our own packages, whose functions a test may call: one of them that calls
+# the live native/ (wal.format's crc32c, say) is as live as ``native`` itself.
+_PROJECT_PACKAGES = ("engine", "s3stream", "wal", "tests")
+_LIVE_IN_MODULE: dict[str, frozenset[str]] = {}
+
+
+def _live_in_module(name: str) -> frozenset[str]:
+    """The top-level names of the project module ``name`` that reach the
+    live native/ (empty for a module that cannot be found)."""
+    if name not in _LIVE_IN_MODULE:
+        _LIVE_IN_MODULE[name] = frozenset()  # an import cycle reads it empty
+        path = ROOT / Path(*name.split("."))
+        source = (
+            path.with_suffix(".py") if path.with_suffix(".py").is_file() else path / "__init__.py"
+        )
+        if source.is_file():
+            _LIVE_IN_MODULE[name] = frozenset(_live_names(ast.parse(source.read_text(), name)))
+    return _LIVE_IN_MODULE[name]
+
+
+def _live_names(tree: ast.Module) -> set[str]:
+    """The names in a module that reach the live native/: the bare
+    ``native`` name or a function imported from it, anywhere in the module
+    (an import inside a test binds the same name), a name imported from one
+    of our modules where it is live, and a module-level function, class or
+    value that uses any of them. native/'s own modules (``_pure``,
+    ``_cnative``, ``compression``, ``records``, ...) are the same on either
+    implementation."""
+    live: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            live |= {alias.asname or alias.name for alias in node.names if alias.name == "native"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "native":
+            live |= {
+                alias.asname or alias.name
+                for alias in node.names
+                if not (ROOT / "native" / alias.name).with_suffix(".py").exists()
+                and alias.name != "_cnative"
+            }
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module is not None
+            and node.module.split(".")[0] in _PROJECT_PACKAGES
+        ):
+            reached = _live_in_module(node.module)
+            live |= {alias.asname or alias.name for alias in node.names if alias.name in reached}
+    helpers: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            helpers[node.name] = node
+        elif isinstance(node, ast.Assign):
+            helpers |= {t.id: node for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            helpers[node.target.id] = node
+    grew = True
+    while grew:  # a helper that uses a live name is live too
+        grew = False
+        for name, node in helpers.items():
+            if name not in live and _names(node) & live:
+                live.add(name)
+                grew = True
+    return live
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {name.id for name in ast.walk(node) if isinstance(name, ast.Name)}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # imported inside the test, as test_crc32c imports _cnative
+        "@needs_c\ndef test_x() -> None:\n    from native import decode_records\n"
+        "    decode_records(b'')\n",
+        "@needs_c\ndef test_x() -> None:\n    import native\n    native.crc32c(b'')\n",
+        # through one of our modules that calls the live native/
+        "from wal.format import encode_segment_header\n\n"
+        "@needs_c\ndef test_x() -> None:\n    encode_segment_header(1)\n",
+        # through a module-level class or annotated value
+        "import native\n\nclass Helper:\n    check = staticmethod(native.crc32c)\n\n"
+        "@needs_c\ndef test_x() -> None:\n    Helper.check(b'')\n",
+        "import native\n\nCHECK: object = native.crc32c\n\n"
+        "@needs_c\ndef test_x() -> None:\n    print(CHECK)\n",
+    ],
+)
+def test_a_needs_c_test_reaching_the_live_native_is_found(source: str) -> None:
+    assert _needs_c_tests_reaching_the_live_native(source) == ["test_x"]
+
+
+def test_a_needs_c_test_of_the_c_and_the_twin_by_name_is_not_flagged() -> None:
+    source = (
+        "from native import _cnative, _pure\nfrom wal.format import encode_record_address\n\n"
+        "@needs_c\ndef test_x() -> None:\n"
+        "    assert _cnative.crc32c(encode_record_address(1, 2, 3)) == "
+        "_pure.crc32c(encode_record_address(1, 2, 3))\n"
+    )
+    assert _needs_c_tests_reaching_the_live_native(source) == []
+
+
+@pytest.mark.parametrize("module", [m for m in _test_modules() if m.startswith("tests/native/")])
+def test_a_test_left_out_as_one_of_the_c_extension_never_reaches_the_live_native(
+    module: str,
+) -> None:
+    """needs_c keeps a test out of the pure pass: only right when the test
+    runs the same there, naming the C extension and the twin, never the
+    implementation TIDELOG_PURE chooses."""
+    assert _names_the_live_native(module) == []
+
+
+def test_the_pure_pass_leaves_out_the_tests_of_the_c_extension_itself() -> None:
+    cases = [
+        case.partition("::")[2] for case in _pure_pass_cases("tests/native/test_record_walk.py")
+    ]
+    assert "test_a_batch_is_accepted_exactly_when_its_records_decode" in cases, cases
+    assert any(case.startswith("test_a_header_key_must_be_utf8[python") for case in cases)
+    assert not any(case.startswith("test_c_and_python_agree_on") for case in cases), cases

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from types import ModuleType
+from typing import TypeVar
 
 import pytest
 from hypothesis import settings
@@ -25,7 +27,17 @@ C_IMPL = _load_c()
 IMPLEMENTATIONS = [pytest.param(_pure, id="python")] + (
     [pytest.param(C_IMPL, id="c")] if C_IMPL is not None else []
 )
-needs_c = pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def needs_c(test: _F) -> _F:
+    """A test of the C extension itself (against the twin or a reference),
+    skipped when it is not built. It names the C module and the twin, never
+    the live native/, so it runs the same in both passes: marked
+    ``c_extension``, the pure pass leaves it out (tests/native_twin.py)."""
+    skipped = pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")(test)
+    marked: _F = pytest.mark.c_extension(skipped)
+    return marked
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

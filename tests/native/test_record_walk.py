@@ -31,7 +31,7 @@ from native.errors import (
 )
 from native.records import HEADER_SIZE, MAX_RECORD_ERRORS, Compression, RecordSpec
 from tests.native.bombs import wrap
-from tests.native.conftest import C_IMPL, codecs, differential, record_lists
+from tests.native.conftest import C_IMPL, codecs, differential, needs_c, record_lists
 
 T0 = 1_700_000_000_000
 SPECS = [
@@ -349,7 +349,7 @@ def _mutate(area: bytes, steps: list[tuple[str, int, int]]) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+@needs_c
 @settings(max_examples=300)
 @given(record_lists, codecs, mutations, st.integers(-2, 2), rules)
 @example([RecordSpec(0, b"k", b"v")], Compression.ZSTD, [], 999_999_999, {})
@@ -372,7 +372,7 @@ def test_c_and_python_agree_on_mutated_records(
         assert C_IMPL.decode_records(batch, max_inflated=limit) == decoded
 
 
-@pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+@needs_c
 @differential
 @given(record_lists, codecs, rules)
 def test_c_and_python_agree_on_valid_batches(
@@ -527,7 +527,7 @@ def hostile_record(draw: st.DrawFn, index: int) -> bytes:
     return length + (body if cut is None else body[:cut])
 
 
-@pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
+@needs_c
 @settings(max_examples=500)
 @given(
     st.integers(1, 4).flatmap(lambda n: st.tuples(*map(hostile_record, range(n)))).map(list),

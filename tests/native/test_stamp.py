@@ -25,7 +25,6 @@ from tests.native.conftest import (
     c_impl,
     codecs,
     maybe_bytes,
-    needs_c,
     timestamps,
 )
 
@@ -121,7 +120,9 @@ def test_a_stamped_batch_holds_the_records_plus_the_stamp(
         assert native.decode_records(out) == _stamped(batch, stamp, reserved)
 
 
-@needs_c
+# Not needs_c: the batch is built and the stamped batches decoded by the live
+# native/, the twin in the pure pass.
+@pytest.mark.skipif(C_IMPL is None, reason="the C extension is not built")
 @settings(max_examples=150, deadline=None)
 @given(specs=records, stamp=stamps, reserved=reserved_names, fields=batch_fields)
 def test_c_and_pure_stamp_alike(
