@@ -43,10 +43,16 @@ def test_an_append_answers_a_log_start_the_stream_had(tmp_path: Path) -> None:
         opened.submit("t", 0, _batch(b"first")).result(30)
         stop = threading.Event()
         moved_to = [0]
+        failed: list[BaseException] = []
 
         def delete_records() -> None:
-            while not stop.is_set():
-                moved_to.append(opened.delete_records("t", 0, -1))
+            # A failure here would end the moves and leave the assertions
+            # below checking appends that raced nothing: it fails the test.
+            try:
+                while not stop.is_set():
+                    moved_to.append(opened.delete_records("t", 0, -1))
+            except BaseException as error:
+                failed.append(error)
 
         deleter = threading.Thread(target=delete_records)
         deleter.start()
@@ -55,6 +61,8 @@ def test_an_append_answers_a_log_start_the_stream_had(tmp_path: Path) -> None:
         finally:
             stop.set()
             deleter.join(30)
+        assert not failed and not deleter.is_alive()
+        assert len(moved_to) > 1, "no DeleteRecords ran beside the appends"
         starts = [result.log_start_offset for result in results]
         assert [result.base_offset for result in results] == list(range(1, 301))
         assert all(r.log_start_offset <= r.base_offset for r in results)
