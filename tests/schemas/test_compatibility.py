@@ -3,8 +3,10 @@ own reader, and Confluent's JSON Schema rules."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
@@ -43,6 +45,25 @@ def _default(schema: Any) -> Any:
     return {"enum": lambda: schema["symbols"][0], "array": list, "map": dict}[schema["type"]]()
 
 
+def built_once(
+    build: Callable[[Any], st.SearchStrategy[Any]],
+) -> Callable[[Any], st.SearchStrategy[Any]]:
+    """``build`` once per distinct schema (told apart by its repr): the
+    same strategy each time, not one built and validated again for every
+    example, which took most of an example's time."""
+    built: dict[str, st.SearchStrategy[Any]] = {}
+
+    @functools.wraps(build)
+    def once(schema: Any) -> st.SearchStrategy[Any]:
+        key = repr(schema)
+        if key not in built:
+            built[key] = build(schema)
+        return built[key]
+
+    return once
+
+
+@built_once
 def field_types(field: str) -> st.SearchStrategy[Any]:
     """A field's type; named types are named after the field, so a schema
     never defines one name twice."""
@@ -68,6 +89,7 @@ def field_types(field: str) -> st.SearchStrategy[Any]:
     return st.one_of(prim, enum, union, array, mapping, nested)
 
 
+@built_once
 def changed(schema: Any) -> st.SearchStrategy[Any]:
     """A small change to a writer's type, as a schema's next version makes."""
     prim = st.sampled_from(PRIMITIVES)
@@ -128,6 +150,7 @@ def schema_pairs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
+@built_once
 def datum(schema: Any) -> st.SearchStrategy[Any]:
     """A value of ``schema``. Bytes are UTF-8 text: Avro reads bytes as a
     string by decoding them, so bytes->string holds for UTF-8 bytes only."""
