@@ -10,13 +10,14 @@ markers are never records. Records retention removed are never skipped in
 silence: a start below the partition's log start, or a log start that
 passes the replay while it runs, raises :class:`RecordsRemoved`.
 
-A topic the ``until`` vector names by id that is deleted before the replay
-opens, or while it checks the partitions' offsets (perhaps created again
-under its name), raises UnknownTopicId; one named by name, UnknownTopic.
-The offsets checked are the partition's looked up at the start, never of
-a partition looked up again by name (engine/memory/deleted_topics.py); a
-deletion while the replay runs is found at its next fetch (the consumer's
-check of the bound's topic ids).
+A topic the ``until`` or the ``since`` vector names by id that is deleted
+before the replay opens, or while it checks the partitions' offsets
+(perhaps created again under its name), raises UnknownTopicId; one named
+by name, UnknownTopic. The offsets checked are the partition's looked up
+at the start, never of a partition looked up again by name
+(engine/memory/deleted_topics.py); a deletion while the replay runs is
+found at its next fetch (the consumer's check of the bound's topic ids,
+which carry ``since``'s id where ``until`` names none).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from engine.client.host import ClientHost
 from engine.errors import EngineError, OffsetOutOfRange, UnknownTopic
 from engine.memory.deleted_topics import deleted_under, gone
 from engine.memory.snapshot import READ_COMMITTED, check_position
-from engine.memory.vector import InvalidVector, OffsetVector
+from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import store_errors
 from engine.topic_id import NO_TOPIC_ID
@@ -94,7 +95,7 @@ class Replay:
         # Kafka answers TOPIC_AUTHORIZATION_FAILED before anything else).
         self._consumer = Consumer(
             host,
-            until=until,
+            until=_placed(until, self.since),
             isolation_level=isolation_level,
             auto_offset_reset="none",
             enable_auto_commit=False,
@@ -219,6 +220,28 @@ def check_timeout(timeout: float) -> None:
     number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
     if not (number and math.isfinite(timeout) and timeout >= 0):
         raise ValueError(f"timeout must be a finite number of seconds, 0 or more, not {timeout!r}")
+
+
+def _placed(until: OffsetVector, since: OffsetVector) -> OffsetVector:
+    """``until``'s positions, each topic's placed in the topic either vector
+    names by id (``until``'s first; ``since`` holds none of another topic).
+    The consumer checks a bound's id at every fetch, so a topic that
+    ``since`` alone names by id, deleted and created again while the replay
+    runs, is UnknownTopicId there, as one ``until`` names is: never the new
+    topic's records at the offsets the vectors name read as the old one's."""
+    ids = {
+        topic: since.topic_id(topic)
+        for topic in since.topics
+        if until.topic_id(topic) == NO_TOPIC_ID and since.topic_id(topic) != NO_TOPIC_ID
+    }
+    if not ids:
+        return until
+    return OffsetVector(
+        {
+            tp: Position(p.offset, p.leader_epoch, ids.get(tp.topic, p.topic_id))
+            for tp, p in until.items()
+        }
+    )
 
 
 def _removed(error: OffsetOutOfRange) -> RecordsRemoved:
