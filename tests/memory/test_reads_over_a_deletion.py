@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.client.consumer import Consumer
 from engine.errors import UnknownTopic, UnknownTopicId
 from engine.memory import snapshot as memory_snapshot
 from engine.memory.vector import OffsetVector, Position
@@ -539,3 +540,51 @@ def test_a_replay_since_a_vector_with_ids_of_a_topic_created_again_smaller_is_un
     with pytest.raises(UnknownTopicId) as raised:
         uploaded.replay(until, since, timeout=5)
     assert raised.value.topic_id == since.topic_id("t") != NO_TOPIC_ID
+
+
+@pytest.mark.parametrize("how", ["iter", "aiter"])
+def test_a_replay_by_name_of_a_topic_created_again_mid_replay_raises_unknown_topic(
+    uploaded: engine.Engine, how: str
+) -> None:
+    """Neither vector names an id: the replay reads the topic the name held
+    as it began, and the topic created again once the first record is
+    handed out ends it as a deletion under a read by name does."""
+    until = _vector_by_name(uploaded.snapshot(["t"]))
+    replay = uploaded.replay(until, timeout=5, fetch_max_bytes=1)
+    handed: list[bytes | None] = []
+
+    def take(record: Any) -> None:
+        handed.append(record.value)
+        if len(handed) == 1:
+            _created_again(uploaded)()
+
+    async def iterated() -> None:
+        async for record in replay:
+            take(record)
+
+    with replay, pytest.raises(UnknownTopic) as raised:
+        if how == "iter":
+            for record in replay:
+                take(record)
+        else:
+            asyncio.run(iterated())
+    assert type(raised.value) is UnknownTopic
+    assert handed[:1] == [b"old-0"]
+    assert b"second" not in handed and len(handed) < 2 * RECORDS
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["vector_with_id", "vector_by_name"])
+def test_a_replay_of_a_topic_created_again_smaller_between_its_partitions_starts_raises(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch, with_id: bool
+) -> None:
+    """Partition 0's start checked, then the topic created again with one
+    partition before partition 1's: the topic the replay began on is gone,
+    not UnknownPartition for the partition the new one lacks."""
+    vector = _vector(uploaded, with_id=with_id)
+    changed = _after_the_first(
+        monkeypatch, Consumer, "seek", lambda: _created_again_with_one_partition(uploaded)
+    )
+    with pytest.raises(UnknownTopicId if with_id else UnknownTopic) as raised:
+        uploaded.replay(vector, timeout=5)
+    assert changed
+    assert with_id or type(raised.value) is UnknownTopic
