@@ -508,25 +508,31 @@ def test_a_replay_since_a_vector_with_ids_of_a_topic_created_again_mid_replay_ra
     handed out; every record after it would be the new topic's."""
     replay, topic_id = _replayed(uploaded, fetch_max_bytes=1)
     handed: list[bytes | None] = []
+    with replay, pytest.raises(UnknownTopicId) as raised:
+        _read_changing(replay, how, _created_again(uploaded), handed)
+    assert raised.value.topic_id == topic_id
+    assert handed[:1] == [b"old-0"]
+    assert b"second" not in handed and len(handed) < 2 * RECORDS
+
+
+def _read_changing(replay: Any, how: str, change: Callable[[], None], handed: list[Any]) -> None:
+    """Reads ``replay`` whole (``iter`` or ``aiter``) into ``handed``,
+    ``change`` made once the first record is handed out."""
 
     def take(record: Any) -> None:
         handed.append(record.value)
         if len(handed) == 1:
-            _created_again(uploaded)()
+            change()
 
     async def iterated() -> None:
         async for record in replay:
             take(record)
 
-    with replay, pytest.raises(UnknownTopicId) as raised:
-        if how == "iter":
-            for record in replay:
-                take(record)
-        else:
-            asyncio.run(iterated())
-    assert raised.value.topic_id == topic_id
-    assert handed[:1] == [b"old-0"]
-    assert b"second" not in handed and len(handed) < 2 * RECORDS
+    if how == "iter":
+        for record in replay:
+            take(record)
+    else:
+        asyncio.run(iterated())
 
 
 def test_a_replay_since_a_vector_with_ids_of_a_topic_created_again_smaller_is_unknown_topic_id(
@@ -552,22 +558,8 @@ def test_a_replay_by_name_of_a_topic_created_again_mid_replay_raises_unknown_top
     until = _vector_by_name(uploaded.snapshot(["t"]))
     replay = uploaded.replay(until, timeout=5, fetch_max_bytes=1)
     handed: list[bytes | None] = []
-
-    def take(record: Any) -> None:
-        handed.append(record.value)
-        if len(handed) == 1:
-            _created_again(uploaded)()
-
-    async def iterated() -> None:
-        async for record in replay:
-            take(record)
-
     with replay, pytest.raises(UnknownTopic) as raised:
-        if how == "iter":
-            for record in replay:
-                take(record)
-        else:
-            asyncio.run(iterated())
+        _read_changing(replay, how, _created_again(uploaded), handed)
     assert type(raised.value) is UnknownTopic
     assert handed[:1] == [b"old-0"]
     assert b"second" not in handed and len(handed) < 2 * RECORDS
