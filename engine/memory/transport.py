@@ -298,16 +298,18 @@ class EmbeddedTransport:
         raise RecordNotFound(f"no record at {ref} within {timeout} s")
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
+        # First, as Kafka answers TOPIC_AUTHORIZATION_FAILED whether a topic
+        # exists or not: a principal that may not read learns nothing else,
+        # so the refusal is outside the scan whose errors a deletion turns
+        # into UnknownTopicId (which would tell the topic's id).
+        access = Access(self._engine.authorizer, self._principal)
+        for topic in topics:
+            access.topic(AclOperation.READ, topic)
         ids = {topic: self._topic_id(topic) for topic in topics}
         with scanned_topics(ids, self._topic_id):
             return self._scan(topics, header, timeout)
 
     def _scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
-        # First, as Kafka answers TOPIC_AUTHORIZATION_FAILED whether a topic
-        # exists or not: a principal that may not read learns nothing else.
-        access = Access(self._engine.authorizer, self._principal)
-        for topic in topics:
-            access.topic(AclOperation.READ, topic)
         partitions = self._engine.topic_partitions(topics)
         stable = {
             tp: self._engine.list_offset(tp.topic, tp.partition, LATEST, READ_COMMITTED).offset

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.authorization import AclOperation, TopicAuthorizationFailed
 from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory
 from engine.memory.replay import Replay
@@ -236,3 +237,34 @@ def test_a_history_of_a_topic_deleted_after_its_partitions_are_listed_is_unknown
             agent.history("task", topics=["payments"])
         assert changed
         assert refused.value.topic_id == scanned
+
+
+def test_a_history_refused_to_a_principal_is_refused_also_when_the_topic_goes_meanwhile(
+    memory_engine: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A principal that may not read the topic learns nothing of it, as
+    Kafka answers TOPIC_AUTHORIZATION_FAILED whether the topic exists or
+    not: not its id, nor that it was deleted while its read was refused."""
+    with AgentMemory(memory_engine, AGENT) as agent, agent.decide_and_act(correlation_id="t") as a:
+        a.send("payments", b"paid")
+    deleted: list[bool] = []
+
+    class RefusingReadsAsTheTopicGoes:
+        def authorize(
+            self, principal: str, operation: AclOperation, *args: Any, **kwargs: Any
+        ) -> bool:
+            if principal != "User:nobody" or operation != AclOperation.READ:
+                return True
+            if not deleted:
+                deleted.append(True)
+                memory_engine.delete_topic("payments")
+            return False
+
+    monkeypatch.setattr(memory_engine, "authorizer", RefusingReadsAsTheTopicGoes())
+    with (
+        AgentMemory(memory_engine, AGENT, principal="User:nobody") as nobody,
+        pytest.raises(TopicAuthorizationFailed) as refused,
+    ):
+        nobody.history("t", topics=["payments"])
+    assert deleted
+    assert type(refused.value) is TopicAuthorizationFailed
