@@ -584,8 +584,16 @@ class Consumer:
             return
         try:
             found = self._engine.partition(tp.topic, tp.partition).topic_id
-        except (UnknownTopic, UnknownPartition):  # gone, or another with fewer partitions
+        except UnknownTopic:
             found = None
+        except UnknownPartition:
+            leaders = self._engine.topic_leaders(tp.topic)
+            if leaders and leaders[0].topic_id == wanted:
+                # The bound's own topic never had it: as Kafka's
+                # ReplicaManager answers a partition of a known topic id it
+                # does not host, UNKNOWN_TOPIC_OR_PARTITION, not UNKNOWN_TOPIC_ID.
+                raise
+            found = None  # gone, or another created again with fewer partitions
         if found != wanted:
             raise UnknownTopicId(tp.topic, wanted)
 

@@ -4,7 +4,7 @@ engine, so the core can build clients without an import cycle."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol
 
@@ -60,6 +60,10 @@ class ClientHost(Protocol):
         self, name: str, may_create: Callable[[str], None] | None = None
     ) -> int: ...
     def topic_partitions(self, topics: Iterable[str]) -> list[TopicPartition]: ...
+    def topic_leaders(self, name: str) -> Sequence[Partition] | None:
+        """A topic's partitions from one look at it (None: no such topic)."""
+        ...
+
     def offsets(self, topic: str, partition: int) -> tuple[int, int]: ...
     def init_producer_id(self) -> tuple[int, int]: ...
     def submit(

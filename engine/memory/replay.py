@@ -10,27 +10,36 @@ markers are never records. Records retention removed are never skipped in
 silence: a start below the partition's log start, or a log start that
 passes the replay while it runs, raises :class:`RecordsRemoved`.
 
-A topic the ``until`` vector names by id that is deleted before the replay
-opens, or while it checks the partitions' offsets (perhaps created again
-under its name), raises UnknownTopicId; one named by name, UnknownTopic.
-The offsets checked are the partition's looked up at the start, never of
-a partition looked up again by name (engine/memory/deleted_topics.py); a
-deletion while the replay runs is found at its next fetch (the consumer's
-check of the bound's topic ids).
+A topic the ``until`` or the ``since`` vector names by id that is deleted
+before the replay opens, or while it checks the partitions' offsets
+(perhaps created again under its name), raises UnknownTopicId; one named
+by name, UnknownTopic. The offsets checked are the partition's looked up
+at the start, never of a partition looked up again by name
+(engine/memory/deleted_topics.py); a deletion while the replay runs is
+found at its next fetch: the consumer checks the id of each topic of its
+bound, ``until``'s, else ``since``'s, else (a topic neither names by id)
+the one the name held as the replay began, which is UnknownTopic.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engine.client.consumer import Consumer
 from engine.client.host import ClientHost
-from engine.errors import EngineError, OffsetOutOfRange, UnknownTopic
+from engine.errors import (
+    EngineError,
+    OffsetOutOfRange,
+    UnknownPartition,
+    UnknownTopic,
+    UnknownTopicId,
+)
 from engine.memory.deleted_topics import deleted_under, gone
 from engine.memory.snapshot import READ_COMMITTED, check_position
-from engine.memory.vector import InvalidVector, OffsetVector
+from engine.memory.vector import InvalidVector, OffsetVector, Position
 from engine.protocol.kafka_code import KafkaCode
 from engine.store_errors import store_errors
 from engine.topic_id import NO_TOPIC_ID
@@ -89,18 +98,27 @@ class Replay:
         self.until = until
         self.since = since or OffsetVector()
         self.timeout = timeout
+        self._by_name = {
+            topic
+            for topic in until.topics
+            if until.topic_id(topic) == self.since.topic_id(topic) == NO_TOPIC_ID
+        }
+        """The topics neither vector names by id: the replay reads the topic
+        each name held as it began, and a deletion of it is UnknownTopic."""
         # First: its assignment checks that the principal may read each
         # topic, so one that may not learns nothing of the logs below (as
         # Kafka answers TOPIC_AUTHORIZATION_FAILED before anything else).
-        self._consumer = Consumer(
-            host,
-            until=until,
-            isolation_level=isolation_level,
-            auto_offset_reset="none",
-            enable_auto_commit=False,
-            iter_timeout=timeout,
-            **consumer_options,
-        )
+        self._bound = _placed(until, self.since, _ids_now(host, self._by_name))
+        with self._reads():
+            self._consumer = Consumer(
+                host,
+                until=self._bound,
+                isolation_level=isolation_level,
+                auto_offset_reset="none",
+                enable_auto_commit=False,
+                iter_timeout=timeout,
+                **consumer_options,
+            )
         try:
             for tp, start in starts.items():
                 self._check_start(host, tp, start)
@@ -117,6 +135,15 @@ class Replay:
             leader = host.partition(tp.topic, tp.partition)
         except UnknownTopic as error:  # deleted before: the id the vector names is unknown
             raise gone(tp.topic, named) from error
+        except UnknownPartition as error:
+            if self._bound.topic_id(tp.topic) == NO_TOPIC_ID:
+                raise
+            # The consumer's assignment found the partition in the topic its
+            # bound names: this is another, created again with fewer.
+            raise gone(tp.topic, named) from error
+        if tp.topic in self._by_name and self._bound.topic_id(tp.topic) != leader.topic_id:
+            # Not the topic the name held as the replay began (none, or one deleted since).
+            raise UnknownTopic(tp.topic)
         self.until.check_topic_id(tp.topic, leader.topic_id)  # a topic deleted since: no records
         self.since.check_topic_id(tp.topic, leader.topic_id)
         # The offsets of the partition checked, never of one looked up by
@@ -148,20 +175,16 @@ class Replay:
         within ``timeout`` while some are owed."""
         if self.at_end():
             return []
-        try:
+        with self._reads():
             records = self._consumer.poll(self.timeout, max_records)
-        except OffsetOutOfRange as error:
-            raise _removed(error) from error
         self._check_owed(records)
         return records
 
     async def poll_async(self, max_records: int | None = None) -> list[ConsumerRecord]:
         if self.at_end():
             return []
-        try:
+        with self._reads():
             records = await self._consumer.poll_async(self.timeout, max_records)
-        except OffsetOutOfRange as error:
-            raise _removed(error) from error
         self._check_owed(records)
         return records
 
@@ -170,21 +193,32 @@ class Replay:
         # or after ``timeout`` without a record (then some are still owed).
         if self.at_end():
             return
-        try:
+        with self._reads():
             yield from self._consumer
-        except OffsetOutOfRange as error:
-            raise _removed(error) from error
         self._check_owed([])
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
         if self.at_end():
             return
-        try:
+        with self._reads():
             async for record in self._consumer:
                 yield record
+        self._check_owed([])
+
+    @contextmanager
+    def _reads(self) -> Iterator[None]:
+        """What the consumer's reads raise, as a replay says it: records
+        gone from the log are RecordsRemoved, and a topic named by name
+        whose id the consumer found changed (deleted, perhaps created
+        again, since the replay began) is UnknownTopic."""
+        try:
+            yield
         except OffsetOutOfRange as error:
             raise _removed(error) from error
-        self._check_owed([])
+        except UnknownTopicId as error:
+            if error.topic in self._by_name:
+                raise UnknownTopic(error.topic) from error
+            raise
 
     def _check_owed(self, records: list[ConsumerRecord]) -> None:
         if records or self.at_end():
@@ -219,6 +253,41 @@ def check_timeout(timeout: float) -> None:
     number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
     if not (number and math.isfinite(timeout) and timeout >= 0):
         raise ValueError(f"timeout must be a finite number of seconds, 0 or more, not {timeout!r}")
+
+
+def _ids_now(host: ClientHost, topics: Iterable[str]) -> dict[str, bytes]:
+    """The id of the topic each name holds now (none for a name that holds
+    none: the consumer's assignment then says it is unknown, after its
+    check that the principal may read it)."""
+    ids = {}
+    for topic in topics:
+        leaders = host.topic_leaders(topic)
+        if leaders:
+            ids[topic] = leaders[0].topic_id
+    return ids
+
+
+def _placed(until: OffsetVector, since: OffsetVector, by_name: dict[str, bytes]) -> OffsetVector:
+    """``until``'s positions, each topic's placed in the topic either vector
+    names by id (``until``'s first; ``since`` holds none of another topic),
+    or that neither does in the topic ``by_name`` found. The consumer
+    checks a bound's id at every fetch, so a topic deleted and created
+    again while the replay runs is UnknownTopicId there, however the
+    vectors named it: never the new topic's records at the offsets the
+    vectors name read as the old one's."""
+    ids = by_name | {
+        topic: since.topic_id(topic)
+        for topic in since.topics
+        if until.topic_id(topic) == NO_TOPIC_ID and since.topic_id(topic) != NO_TOPIC_ID
+    }
+    if not ids:
+        return until
+    return OffsetVector(
+        {
+            tp: Position(p.offset, p.leader_epoch, ids.get(tp.topic, p.topic_id))
+            for tp, p in until.items()
+        }
+    )
 
 
 def _removed(error: OffsetOutOfRange) -> RecordsRemoved:

@@ -17,10 +17,13 @@ from the partition's leader-epoch history (-1 when it includes none), and
 the id of the topic it was cut in.
 
 A topic deleted before the call is UnknownTopic. One deleted while the
-snapshot cuts it (and maybe created again under its name) is UnknownTopic
-too, whatever its cut's read met: a vector of what the deleted stream had
-left, or one with positions of two incarnations of the name, names no
-point in time of a topic that exists (engine/memory/deleted_topics.py).
+snapshot cuts it (and maybe created again under its name, with fewer
+partitions or more) is UnknownTopic too, whatever its cut's read met: a
+vector of what the deleted stream had left, or one with positions of two
+incarnations of the name, or of some of the new one's partitions, names
+no point in time of a topic that exists (engine/memory/deleted_topics.py).
+So each topic's partitions are those of one look at it, never looked up
+again by name one by one.
 A topic created again before the call is cut as the topic the name holds.
 """
 
@@ -58,11 +61,10 @@ def snapshot(
     # A topic deleted (and maybe created again) under the cuts: UnknownTopic,
     # never a cut of what its stream had left, nor one of two incarnations.
     with deleted_under(cut, {}):
-        for tp in _partitions(host, topics):
-            leader = host.partition(tp.topic, tp.partition)
+        for leader in _partitions(host, topics):
             cut.append(leader)
-            with unanswered_reads(tp.topic, tp.partition):  # a cut by time reads objects
-                positions[tp] = _cut(leader, at, committed)
+            with unanswered_reads(leader.topic, leader.index):  # a cut by time reads objects
+                positions[_tp(leader)] = _cut(leader, at, committed)
     return OffsetVector(positions)
 
 
@@ -85,11 +87,10 @@ def earliest(host: ClientHost, topics: Iterable[str]) -> OffsetVector:
     positions: dict[TopicPartition, Position] = {}
     read: list[Partition] = []
     with deleted_under(read, {}):  # as a snapshot's cuts
-        for tp in _partitions(host, topics):
-            leader = host.partition(tp.topic, tp.partition)
+        for leader in _partitions(host, topics):
             read.append(leader)
             start = leader.log_start_offset
-            positions[tp] = Position(start, epoch_of(leader, start - 1), leader.topic_id)
+            positions[_tp(leader)] = Position(start, epoch_of(leader, start - 1), leader.topic_id)
     return OffsetVector(positions)
 
 
@@ -186,14 +187,23 @@ def _cut(leader: Partition, at: int | None, committed: bool) -> Position:
     return Position(end, epoch_of(leader, end - 1), leader.topic_id)
 
 
-def _partitions(host: ClientHost, topics: Iterable[str]) -> list[TopicPartition]:
-    names = list(dict.fromkeys(topics))
-    found = host.topic_partitions(names)
-    known = {tp.topic for tp in found}
-    for name in names:
-        if name not in known:
+def _partitions(host: ClientHost, topics: Iterable[str]) -> list[Partition]:
+    """Every partition of ``topics``, each topic's from one look at it:
+    never a partition looked up again by name, which a topic deleted and
+    created again meanwhile answers from the new topic (another log, with
+    maybe fewer partitions or more); a deletion after the look is the
+    caller's ``deleted_under`` to find."""
+    found: list[Partition] = []
+    for name in dict.fromkeys(topics):
+        leaders = host.topic_leaders(name)
+        if leaders is None:
             raise UnknownTopic(name)
+        found += leaders
     return found
+
+
+def _tp(leader: Partition) -> TopicPartition:
+    return TopicPartition(leader.topic, leader.index)
 
 
 def _committed(isolation_level: str) -> bool:

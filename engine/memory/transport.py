@@ -16,7 +16,8 @@ overlapped raises UnknownTopicId rather than name a record of the other
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from engine.authorization import ANONYMOUS, AclOperation
@@ -117,6 +118,39 @@ def same_topic(topic: str, wanted: bytes, found: bytes | None) -> bytes:
     if wanted not in (NO_TOPIC_ID, found):
         raise UnknownTopicId(topic, wanted)
     return found
+
+
+@contextmanager
+def scanned_topics(
+    ids: Mapping[str, bytes | None], topic_id: Callable[[str], bytes | None]
+) -> Iterator[None]:
+    """UnknownTopicId for a scan of a topic that ``ids`` (the id of each
+    topic named, as the scan began; None: no such topic) names and that is
+    gone, or another, by its end (``topic_id`` finds the one of the name
+    now): at the end of a scan, and in place of any error it raised (an
+    Exception, never a cancellation), which a deletion under a scan brings
+    about as often as not (a partition the scan listed is in no topic of
+    the name any more, or is empty while the scan waits for records). A
+    scan's records are of one incarnation of each topic, or there is no
+    answer."""
+    try:
+        yield
+    except Exception as error:
+        try:
+            same_topics(ids, topic_id)
+        except UnknownTopicId as gone:
+            raise gone from error
+        except Exception:
+            pass  # the check could not tell (its own wait ran out): the scan's error stands
+        raise
+    same_topics(ids, topic_id)
+
+
+def same_topics(ids: Mapping[str, bytes | None], topic_id: Callable[[str], bytes | None]) -> None:
+    """``same_topic`` for each topic ``ids`` names an id of."""
+    for topic, named in ids.items():
+        if named is not None:
+            same_topic(topic, named, topic_id(topic))
 
 
 class EmbeddedTransport:
@@ -264,19 +298,18 @@ class EmbeddedTransport:
         raise RecordNotFound(f"no record at {ref} within {timeout} s")
 
     def scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
-        ids = {topic: self._topic_id(topic) for topic in topics}
-        found = self._scan(topics, header, timeout)
-        for topic, topic_id in ids.items():
-            if topic_id is not None:
-                same_topic(topic, topic_id, self._topic_id(topic))
-        return found
-
-    def _scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
         # First, as Kafka answers TOPIC_AUTHORIZATION_FAILED whether a topic
-        # exists or not: a principal that may not read learns nothing else.
+        # exists or not: a principal that may not read learns nothing else,
+        # so the refusal is outside the scan whose errors a deletion turns
+        # into UnknownTopicId (which would tell the topic's id).
         access = Access(self._engine.authorizer, self._principal)
         for topic in topics:
             access.topic(AclOperation.READ, topic)
+        ids = {topic: self._topic_id(topic) for topic in topics}
+        with scanned_topics(ids, self._topic_id):
+            return self._scan(topics, header, timeout)
+
+    def _scan(self, topics: Sequence[str], header: Header, timeout: float) -> list[StoredRecord]:
         partitions = self._engine.topic_partitions(topics)
         stable = {
             tp: self._engine.list_offset(tp.topic, tp.partition, LATEST, READ_COMMITTED).offset

@@ -26,7 +26,13 @@ from typing import Any
 from engine.clock import Clock
 from engine.errors import EngineError
 from engine.memory.snapshot import VectorDiverged
-from engine.memory.transport import RecordNotFound, StoredRecord, passed_over, same_topic
+from engine.memory.transport import (
+    RecordNotFound,
+    StoredRecord,
+    passed_over,
+    same_topic,
+    scanned_topics,
+)
 from engine.memory.vector import Position, RecordRef
 from engine.protocol.kafka_code import KafkaCode
 from engine.topic_id import NO_TOPIC_ID, from_java_bits
@@ -397,12 +403,10 @@ class WireTransport:
         # Each description gets what is left of the timeout: given the whole
         # of it, n topics could wait n timeouts before the scan began.
         ids = {topic: self._topic_id(topic, deadline - self._clock.monotonic()) for topic in topics}
-        found = self._scan(topics, header, ids, deadline - self._clock.monotonic())
-        for topic, topic_id in ids.items():
-            if topic_id is not None:
-                remaining = deadline - self._clock.monotonic()
-                same_topic(topic, topic_id, self._topic_id(topic, remaining))
-        return found
+        with scanned_topics(
+            ids, lambda topic: self._topic_id(topic, deadline - self._clock.monotonic())
+        ):
+            return self._scan(topics, header, ids, deadline - self._clock.monotonic())
 
     def _scan(
         self,

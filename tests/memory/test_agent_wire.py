@@ -548,3 +548,53 @@ def test_over_the_wire_a_compensation_given_an_action_id_checks_it(served: Serve
     assert undone.offset == 1
     with AgentMemory(served.engine, AGENT) as reader:
         assert reader.read(undone).action["causation_id"] == action_id
+
+
+class _ListedThenChanged:
+    """A librdkafka consumer whose first metadata answer is followed by
+    ``change`` (the answer given is the one from before it)."""
+
+    def __init__(self, consumer: Any, change: Callable[[], None]) -> None:
+        self._consumer = consumer
+        self._change = change
+
+    def list_topics(self, *args: Any, **kwargs: Any) -> Any:
+        listed = self._consumer.list_topics(*args, **kwargs)
+        self._change()
+        return listed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+@pytest.mark.parametrize("partitions", [0, 1], ids=["deleted", "fewer"])
+def test_over_the_wire_a_history_of_a_topic_deleted_after_its_listing_is_unknown_topic_id(
+    served: Served, monkeypatch: pytest.MonkeyPatch, partitions: int
+) -> None:
+    """As embedded: the scan listed the topic's two partitions (librdkafka's
+    metadata), then the topic is gone, or another of the name with one
+    partition: UnknownTopicId for the topic it began on, not the
+    client's error for the partition it can no longer read."""
+    with AgentMemory(served.bootstrap, AGENT, kafka_config=QUIET, timeout=10) as agent:
+        with agent.decide_and_act(correlation_id="task") as act:
+            act.send("payments", b"paid")
+        scanned = served.engine.topic_id("payments")
+        transport = agent._transport
+        assert isinstance(transport, WireTransport)
+        consumer = transport._consumer
+        changed: list[bool] = []
+
+        def change() -> None:
+            if not changed:
+                changed.append(True)
+                served.engine.delete_topic("payments")
+                if partitions:
+                    served.engine.create_topic("payments", partitions)
+
+        monkeypatch.setattr(
+            transport, "_consumer", lambda *args: _ListedThenChanged(consumer(*args), change)
+        )
+        with pytest.raises(UnknownTopicId) as refused:
+            agent.history("task", topics=["payments"])
+        assert changed
+        assert refused.value.topic_id == scanned

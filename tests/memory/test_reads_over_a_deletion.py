@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.client.consumer import Consumer
 from engine.errors import UnknownTopic, UnknownTopicId
 from engine.memory import snapshot as memory_snapshot
 from engine.memory.vector import OffsetVector, Position
@@ -92,9 +93,9 @@ def _after_the_first(
 def test_a_snapshot_of_a_topic_deleted_before_its_offsets_are_read_raises_unknown_topic(
     uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The partition looked up, then its stream gone before the cut reads
-    its offsets: not a storage error."""
-    changed = _after_the_first(monkeypatch, uploaded, "partition", _deleted(uploaded))
+    """The topic's partitions looked up, then their streams gone before the
+    cut reads their offsets: not a storage error."""
+    changed = _after_the_first(monkeypatch, uploaded, "topic_leaders", _deleted(uploaded))
     with pytest.raises(UnknownTopic):
         uploaded.snapshot(["t"])
     assert changed
@@ -376,3 +377,206 @@ def test_a_lookup_of_a_topic_deleted_between_its_partitions_raises_unknown_topic
     with pytest.raises(UnknownTopic):
         uploaded.lookup("t", "h", b"v")
     assert changed
+
+
+# -- a topic created again between a snapshot's look and its cuts -------------------
+
+
+def _created_again_with(partitions: int) -> Callable[[engine.Engine], Callable[[], None]]:
+    def changing(opened: engine.Engine) -> Callable[[], None]:
+        def change() -> None:
+            opened.delete_topic("t")
+            opened.create_topic("t", partitions, COMPACT)
+
+        return change
+
+    return changing
+
+
+SHAPES = pytest.mark.parametrize(
+    "change", [_created_again_with(1), _created_again_with(3)], ids=["fewer", "more"]
+)
+
+
+def _cuts(opened: engine.Engine, call: str) -> OffsetVector:
+    if call == "snapshot":
+        return opened.snapshot(["t"])
+    if call == "snapshot_at":
+        return opened.snapshot(["t"], 2**41)
+    if call == "snapshot_async_at":
+        return asyncio.run(opened.snapshot_async(["t"], 2**41))
+    return opened.earliest(["t"])
+
+
+@SHAPES
+@pytest.mark.parametrize("call", ["snapshot", "snapshot_at", "snapshot_async_at", "earliest"])
+def test_a_snapshot_of_a_topic_created_again_after_its_partitions_are_listed_raises_unknown_topic(
+    uploaded: engine.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Callable[..., Any],
+    call: str,
+) -> None:
+    """The topic's partitions listed, then the topic deleted and created
+    again with fewer (or more) before any is cut: the topic the call named
+    is gone, as for a deletion alone; never UnknownPartition for the
+    listed partition the new topic lacks, nor a vector of some of the new
+    topic's partitions."""
+    changed = _after_the_first(monkeypatch, memory_snapshot, "_partitions", change(uploaded))
+    with pytest.raises(UnknownTopic) as raised:
+        _cuts(uploaded, call)
+    assert changed
+    assert type(raised.value) is UnknownTopic
+    assert raised.value.topic == "t"
+
+
+@SHAPES
+def test_a_state_of_a_topic_created_again_after_its_lookup_raises_unknown_topic(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch, change: Callable[..., Any]
+) -> None:
+    """A state by name counts the partitions of the topic it looked up
+    (not of one looked up again): the partition the new topic lacks is
+    still one of the topic read, which is gone."""
+    vector = _vector(uploaded, with_id=False)
+    registry = uploaded._registry
+    changed = _after_the_first(monkeypatch, registry, "topic", change(uploaded))
+    with pytest.raises(UnknownTopic) as raised:
+        uploaded.state_at("t", vector=vector, partitions=[1])
+    assert changed
+    assert type(raised.value) is UnknownTopic
+
+
+# -- a replay from a vector with ids to one without ---------------------------------
+
+
+def _replayed(opened: engine.Engine, **options: Any) -> tuple[Any, bytes]:
+    """A replay of every record of ``t``, from its earliest vector (with the
+    topic's id) to a snapshot by name (no ids); and the id."""
+    since = opened.earliest(["t"])
+    until = _vector_by_name(opened.snapshot(["t"]))
+    assert since.topic_id("t") != NO_TOPIC_ID == until.topic_id("t")
+    return opened.replay(until, since, timeout=5, **options), since.topic_id("t")
+
+
+def _read_all(replay: Any, how: str) -> list[Any]:
+    if how == "iter":
+        return list(replay)
+    if how == "poll":
+        records: list[Any] = []
+        while not replay.at_end():
+            records += replay.poll()
+        return records
+    if how == "aiter":
+
+        async def iterated() -> list[Any]:
+            return [record async for record in replay]
+
+        return asyncio.run(iterated())
+
+    async def polled() -> list[Any]:
+        records: list[Any] = []
+        while not replay.at_end():
+            records += await replay.poll_async()
+        return records
+
+    return asyncio.run(polled())
+
+
+READS = pytest.mark.parametrize("how", ["iter", "poll", "aiter", "poll_async"])
+
+
+@READS
+def test_a_replay_since_a_vector_with_ids_of_a_topic_created_again_after_its_start_raises(
+    uploaded: engine.Engine, how: str
+) -> None:
+    """The start checked the topic ``since`` names by id; the topic
+    deleted and created again (records at the same offsets) before the
+    first fetch: UnknownTopicId, as where ``until`` names the id, never
+    the new topic's records read as the old one's."""
+    replay, topic_id = _replayed(uploaded)
+    with replay:
+        _created_again(uploaded)()
+        with pytest.raises(UnknownTopicId) as raised:
+            _read_all(replay, how)
+    assert raised.value.topic_id == topic_id
+
+
+@pytest.mark.parametrize("how", ["iter", "aiter"])
+def test_a_replay_since_a_vector_with_ids_of_a_topic_created_again_mid_replay_raises(
+    uploaded: engine.Engine, how: str
+) -> None:
+    """One batch a fetch: the topic created again once the first record is
+    handed out; every record after it would be the new topic's."""
+    replay, topic_id = _replayed(uploaded, fetch_max_bytes=1)
+    handed: list[bytes | None] = []
+    with replay, pytest.raises(UnknownTopicId) as raised:
+        _read_changing(replay, how, _created_again(uploaded), handed)
+    assert raised.value.topic_id == topic_id
+    assert handed[:1] == [b"old-0"]
+    assert b"second" not in handed and len(handed) < 2 * RECORDS
+
+
+def _read_changing(replay: Any, how: str, change: Callable[[], None], handed: list[Any]) -> None:
+    """Reads ``replay`` whole (``iter`` or ``aiter``) into ``handed``,
+    ``change`` made once the first record is handed out."""
+
+    def take(record: Any) -> None:
+        handed.append(record.value)
+        if len(handed) == 1:
+            change()
+
+    async def iterated() -> None:
+        async for record in replay:
+            take(record)
+
+    if how == "iter":
+        for record in replay:
+            take(record)
+    else:
+        asyncio.run(iterated())
+
+
+def test_a_replay_since_a_vector_with_ids_of_a_topic_created_again_smaller_is_unknown_topic_id(
+    uploaded: engine.Engine,
+) -> None:
+    """Before the replay: the topic ``since`` names is gone, whatever the
+    new one's shape; not UnknownPartition for the partition it lacks."""
+    since = uploaded.earliest(["t"])
+    until = _vector_by_name(uploaded.snapshot(["t"]))
+    _created_again_with_one_partition(uploaded)
+    with pytest.raises(UnknownTopicId) as raised:
+        uploaded.replay(until, since, timeout=5)
+    assert raised.value.topic_id == since.topic_id("t") != NO_TOPIC_ID
+
+
+@pytest.mark.parametrize("how", ["iter", "aiter"])
+def test_a_replay_by_name_of_a_topic_created_again_mid_replay_raises_unknown_topic(
+    uploaded: engine.Engine, how: str
+) -> None:
+    """Neither vector names an id: the replay reads the topic the name held
+    as it began, and the topic created again once the first record is
+    handed out ends it as a deletion under a read by name does."""
+    until = _vector_by_name(uploaded.snapshot(["t"]))
+    replay = uploaded.replay(until, timeout=5, fetch_max_bytes=1)
+    handed: list[bytes | None] = []
+    with replay, pytest.raises(UnknownTopic) as raised:
+        _read_changing(replay, how, _created_again(uploaded), handed)
+    assert type(raised.value) is UnknownTopic
+    assert handed[:1] == [b"old-0"]
+    assert b"second" not in handed and len(handed) < 2 * RECORDS
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["vector_with_id", "vector_by_name"])
+def test_a_replay_of_a_topic_created_again_smaller_between_its_partitions_starts_raises(
+    uploaded: engine.Engine, monkeypatch: pytest.MonkeyPatch, with_id: bool
+) -> None:
+    """Partition 0's start checked, then the topic created again with one
+    partition before partition 1's: the topic the replay began on is gone,
+    not UnknownPartition for the partition the new one lacks."""
+    vector = _vector(uploaded, with_id=with_id)
+    changed = _after_the_first(
+        monkeypatch, Consumer, "seek", lambda: _created_again_with_one_partition(uploaded)
+    )
+    with pytest.raises(UnknownTopicId if with_id else UnknownTopic) as raised:
+        uploaded.replay(vector, timeout=5)
+    assert changed
+    assert with_id or type(raised.value) is UnknownTopic

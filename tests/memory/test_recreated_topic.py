@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import engine
+from engine.authorization import AclOperation, TopicAuthorizationFailed
 from engine.errors import UnknownTopicId
 from engine.memory import Actor, AgentMemory
 from engine.memory.replay import Replay
@@ -196,3 +197,74 @@ def test_a_topic_recreated_with_fewer_partitions_mid_replay_is_unknown_topic_id(
         with pytest.raises(UnknownTopicId):
             while not replay.at_end():
                 replay.poll()
+
+
+def deleted_and_created_with(opened: engine.Engine, topic: str, partitions: int) -> None:
+    """``topic`` deleted, and created again with ``partitions`` (0: not)."""
+    opened.delete_topic(topic)
+    if partitions:
+        opened.create_topic(topic, partitions)
+
+
+SHAPES = pytest.mark.parametrize("partitions", [0, 1, 3], ids=["deleted", "fewer", "more"])
+
+
+@SHAPES
+def test_a_history_of_a_topic_deleted_after_its_partitions_are_listed_is_unknown_topic_id(
+    memory_engine: engine.Engine, monkeypatch: pytest.MonkeyPatch, partitions: int
+) -> None:
+    """The scan listed the topic's two partitions, then the topic is gone
+    (or another of the name, with fewer partitions or more) before it
+    reads them: the topic it began on is gone, as a scan that ends with
+    it gone says, never UnknownTopic or UnknownPartition for a listed
+    partition the new topic lacks."""
+    with AgentMemory(memory_engine, AGENT) as agent:
+        with agent.decide_and_act(correlation_id="task") as act:
+            act.send("payments", b"paid")
+        scanned = memory_engine.topic_id("payments")
+        listed = memory_engine.topic_partitions
+        changed: list[bool] = []
+
+        def listed_then_changed(topics: Any) -> Any:
+            found = listed(topics)
+            if not changed:
+                changed.append(True)
+                deleted_and_created_with(memory_engine, "payments", partitions)
+            return found
+
+        monkeypatch.setattr(memory_engine, "topic_partitions", listed_then_changed)
+        with pytest.raises(UnknownTopicId) as refused:
+            agent.history("task", topics=["payments"])
+        assert changed
+        assert refused.value.topic_id == scanned
+
+
+def test_a_history_refused_to_a_principal_is_refused_also_when_the_topic_goes_meanwhile(
+    memory_engine: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A principal that may not read the topic learns nothing of it, as
+    Kafka answers TOPIC_AUTHORIZATION_FAILED whether the topic exists or
+    not: not its id, nor that it was deleted while its read was refused."""
+    with AgentMemory(memory_engine, AGENT) as agent, agent.decide_and_act(correlation_id="t") as a:
+        a.send("payments", b"paid")
+    deleted: list[bool] = []
+
+    class RefusingReadsAsTheTopicGoes:
+        def authorize(
+            self, principal: str, operation: AclOperation, *args: Any, **kwargs: Any
+        ) -> bool:
+            if principal != "User:nobody" or operation != AclOperation.READ:
+                return True
+            if not deleted:
+                deleted.append(True)
+                memory_engine.delete_topic("payments")
+            return False
+
+    monkeypatch.setattr(memory_engine, "authorizer", RefusingReadsAsTheTopicGoes())
+    with (
+        AgentMemory(memory_engine, AGENT, principal="User:nobody") as nobody,
+        pytest.raises(TopicAuthorizationFailed) as refused,
+    ):
+        nobody.history("t", topics=["payments"])
+    assert deleted
+    assert type(refused.value) is TopicAuthorizationFailed

@@ -13,12 +13,13 @@ import pytest
 import engine
 from engine.authorization import AuthorizationConfig, TopicAuthorizationFailed
 from engine.clock import ManualClock
-from engine.errors import UnknownTopic
+from engine.errors import UnknownPartition, UnknownTopic
 from engine.memory import Actor, AgentMemory
 from engine.memory.replay import RecordsRemoved, ReplayStalled
 from engine.memory.snapshot import VectorDiverged
 from engine.memory.stored_state import stored_state_at
 from engine.memory.vector import InvalidVector, OffsetVector, Position
+from engine.topic_id import NO_TOPIC_ID
 from engine.types import TopicPartition
 from s3stream.store.local import LocalStore
 from tests.engine.conftest import QUIET_STORE
@@ -234,6 +235,27 @@ def test_a_vector_past_the_log_or_a_since_past_until_is_refused(tmp_path: Path) 
             e.replay(OffsetVector({T0: Position(5)}))
         with pytest.raises(InvalidVector):
             e.replay(OffsetVector({T0: Position(1)}), OffsetVector({T0: Position(2)}))
+
+
+@pytest.mark.parametrize("named", ["by_name", "since_id", "until_id"])
+def test_a_vector_naming_a_partition_its_topic_never_had_is_unknown_partition(
+    tmp_path: Path, named: str
+) -> None:
+    """The topic exists, and is the one the vectors name: its partition 5
+    does not, which Kafka answers UNKNOWN_TOPIC_OR_PARTITION for; never a
+    topic said not to exist, or said deleted."""
+    with engine.open(tmp_path / "node") as e:
+        e.create_topic("t", partitions=1)
+        _produce(e, 0, b"a")
+        topic_id = e.topic_id("t")
+        absent = TopicPartition("t", 5)
+        until = OffsetVector(
+            {absent: Position(0, -1, topic_id if named == "until_id" else NO_TOPIC_ID)}
+        )
+        since = OffsetVector({absent: Position(0, -1, topic_id)}) if named == "since_id" else None
+        with pytest.raises(UnknownPartition) as raised:
+            e.replay(until, since, timeout=1)
+        assert raised.value.partition == 5
 
 
 def test_a_vector_replays_the_same_records_after_a_restart(tmp_path: Path) -> None:
