@@ -393,7 +393,7 @@ def test_the_config_file_takes_kafka_s_settings(tmp_path: Path) -> None:
     [
         (
             '"sasl.oauthbearer.jwks.url" = "x"\n',
-            r"unknown settings \['sasl\.oauthbearer\.jwks\.url'\]",
+            r"unknown keys in \[server\]: \['sasl\.oauthbearer\.jwks\.url'\]",
         ),
         ("", "OAUTHBEARER is enabled but no token validator is"),
     ],
