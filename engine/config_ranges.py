@@ -171,9 +171,10 @@ MIRROR_TEXTS: dict[str, Text] = {
     "target": Text(nonempty=True),
     "topics": Text(),  # a regular expression (MirrorSettings compiles it)
     "groups": Text(),
-    # librdkafka's properties of each side's clients, all strings to it
-    "source_config": Text(table=True),
-    "target_config": Text(table=True),
+    # librdkafka's properties of each side's clients, all strings to it;
+    # secret, since they hold sasl.password and ssl.key.password
+    "source_config": Text(table=True, secret=True),
+    "target_config": Text(table=True, secret=True),
 }
 """MirrorSettings' strings."""
 
