@@ -118,11 +118,14 @@ def check_listener(setting: str, listener: object) -> None:
 
 OAUTH_RANGES: dict[str, Range] = {
     # Kafka's sasl.oauthbearer.jwks.endpoint.* are LONGs (its
-    # clock.skew.seconds an INT); the key set's refresh paces a loop, so
-    # above 0, the waits 0 or more, as they always were.
+    # clock.skew.seconds an INT). The refresh and the retry backoffs pace
+    # KeySource's loop, which retries an unreachable provider for as long
+    # as the server runs: a wait of 0 there (a backoff, or a backoff's
+    # most, which caps its doubling) asks the provider again at once, so
+    # above 0.
     "jwks_endpoint_refresh_ms": at_least(1),
-    "jwks_endpoint_retry_backoff_ms": at_least(0),
-    "jwks_endpoint_retry_backoff_max_ms": at_least(0),
+    "jwks_endpoint_retry_backoff_ms": at_least(1),
+    "jwks_endpoint_retry_backoff_max_ms": at_least(1),
     "jwks_endpoint_refresh_min_interval_ms": at_least(0),
     "clock_skew_seconds": count(0),
 }
