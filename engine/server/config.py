@@ -69,7 +69,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.config import normalize
 from engine.credentials import MECHANISMS
@@ -269,12 +269,15 @@ class ServerConfig:
         ):
             for listener in named:
                 check_listener(setting, listener)
+        listed = SERVER_TEXTS["sasl_enabled_mechanisms"]
+        per_listener = []
         for name, mechanisms in self.listener_sasl_enabled_mechanisms:
-            check_text(
-                f"listener.name.{name.lower()}.sasl.enabled.mechanisms",
-                mechanisms,
-                SERVER_TEXTS["sasl_enabled_mechanisms"],
-            )
+            check_text(f"listener.name.{name.lower()}.sasl.enabled.mechanisms", mechanisms, listed)
+            # Kafka's "A,B" kept as its names, as check_texts keeps
+            # sasl_enabled_mechanisms: a string kept whole would be read
+            # letter by letter where the handshake asks for a mechanism.
+            per_listener.append((name, cast("tuple[str, ...]", listed.names_of(mechanisms))))
+        object.__setattr__(self, "listener_sasl_enabled_mechanisms", tuple(per_listener))
         uses_oauthbearer = any(
             OAUTHBEARER in self.mechanisms(listener)
             for listener in self.effective_listeners
@@ -359,11 +362,9 @@ def listener_settings(table: dict[str, Any]) -> dict[str, Any]:
     for key in list(settings):
         found = _PER_LISTENER_MECHANISMS.fullmatch(key)
         if found is not None:
-            value = settings.pop(key)
-            # "A,B" or ["A", "B"] as a tuple; anything else left as it is,
-            # for ServerConfig to refuse as it refuses sasl.enabled.mechanisms.
-            names = SERVER_TEXTS["sasl_enabled_mechanisms"].names_of(value)
-            per_listener.append((found[1].upper(), value if names is None else names))
+            # "A,B" or ["A", "B"], read (or refused) by ServerConfig as it
+            # reads sasl.enabled.mechanisms
+            per_listener.append((found[1].upper(), settings.pop(key)))
     if per_listener:
         settings["listener_sasl_enabled_mechanisms"] = tuple(per_listener)
     for key in ("listeners", "advertised_listeners"):

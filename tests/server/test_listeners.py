@@ -116,3 +116,15 @@ def test_a_listener_accepts_only_its_own_mechanisms(tmp_path: Path) -> None:
                 assert wire.closed_by_server(30.0)
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize("written", ["PLAIN, SCRAM-SHA-512", ["PLAIN", "SCRAM-SHA-512"]])
+def test_one_listeners_mechanisms_in_kafkas_string_are_its_names(written: object) -> None:
+    """The string was taken and kept whole: the handshake then looked for
+    a mechanism among its letters and refused every client."""
+    listener = Listener("SASL_PLAINTEXT", "127.0.0.1", 0)
+    config = ServerConfig(
+        listeners=(listener,),
+        listener_sasl_enabled_mechanisms=(("SASL_PLAINTEXT", written),),  # type: ignore[arg-type]
+    )
+    assert config.mechanisms(listener) == ("PLAIN", "SCRAM-SHA-512")
