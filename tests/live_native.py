@@ -91,7 +91,9 @@ class Scope:
     """A module's names: which reach the live native/, which are bound to
     our modules, which mark a test of the C extension, and its fixtures."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, fixtures_above: frozenset[str] = frozenset()) -> None:
+        """``fixtures_above``: the live fixtures of the conftest.py files
+        above, which a fixture of this module may ask for."""
         self.modules: dict[str, str] = {}
         """A name bound to one of our modules, and the module."""
         self.live: set[str] = set()
@@ -124,7 +126,9 @@ class Scope:
                 if name in self.live:
                     continue
                 asked = self.fixtures_asked(node) if name in self.fixtures else set()
-                if self.uses_live(node) or asked & self.live:
+                # a fixture of the same name above is the one a fixture asking
+                # for its own name gets (pytest's override)
+                if self.uses_live(node) or asked & (self.live | fixtures_above):
                     self.live.add(name)
                     grew = True
 
@@ -253,26 +257,26 @@ def live_fixtures_above(
     module: Path, top: Path = ROOT / "tests"
 ) -> tuple[frozenset[str], frozenset[str]]:
     """The fixtures of the conftest.py files above ``module`` up to ``top``
-    that reach the live native/, and those of them that are autouse (a
-    nearer conftest's fixture stands in for a farther one's of the same
-    name)."""
-    seen: set[str] = set()
-    live: set[str] = set()
-    autouse: set[str] = set()
+    that reach the live native/, also through a fixture of a farther
+    conftest.py they ask for, and those of them that are autouse (a nearer
+    conftest's fixture stands in for a farther one's of the same name)."""
+    conftests = []
     directory = module.parent
     while directory == top or top in directory.parents:
-        conftest = directory / "conftest.py"
-        if conftest.is_file():
-            scope = Scope(ast.parse(conftest.read_text(), str(conftest)))
-            for name, fixture in scope.fixtures.items():
-                if name in seen:
-                    continue
-                seen.add(name)
-                if name in scope.live:
-                    live.add(name)
-                    if _autouse(fixture):
-                        autouse.add(name)
+        if (directory / "conftest.py").is_file():
+            conftests.append(directory / "conftest.py")
         directory = directory.parent
+    live: set[str] = set()
+    autouse: set[str] = set()
+    for conftest in reversed(conftests):  # the farthest first, overridden by nearer ones
+        scope = Scope(ast.parse(conftest.read_text(), str(conftest)), frozenset(live))
+        for name, fixture in scope.fixtures.items():
+            live.discard(name)
+            autouse.discard(name)
+            if name in scope.live:
+                live.add(name)
+                if _autouse(fixture):
+                    autouse.add(name)
     return frozenset(live), frozenset(autouse)
 
 
@@ -285,7 +289,7 @@ def c_tests_reaching_the_live_native(
     the live native/; ``fixtures_above``: the live fixtures of the
     conftest.py files above it (``autouse_above`` those used by every test)."""
     tree = ast.parse(source)
-    scope = Scope(tree)
+    scope = Scope(tree, fixtures_above)
     own_autouse = {name for name, f in scope.fixtures.items() if _autouse(f) and name in scope.live}
     inherited = fixtures_above - set(scope.fixtures)
     found = []

@@ -271,6 +271,30 @@ def test_a_fixture_of_a_conftest_above_reaching_the_live_native_is_followed(
     assert c_tests_reaching_the_live_native(source, fixtures, autouse) == ["test_x", "test_y"]
 
 
+def test_a_fixture_asking_for_a_live_fixture_of_a_conftest_above_is_followed(
+    tmp_path: Path,
+) -> None:
+    """A fixture of the module, or of a nearer conftest.py, asking for a
+    farther conftest's fixture that reaches the live native/ was passed
+    over: only a chain of fixtures inside one file was followed."""
+    (tmp_path / "conftest.py").write_text(
+        "import native\nimport pytest\n\n@pytest.fixture\ndef live() -> object:\n"
+        "    return native.crc32c\n"
+    )
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef nearer(live: object) -> object:\n    return live\n"
+    )
+    fixtures, autouse = live_fixtures_above(tmp_path / "inner" / "test_x.py", tmp_path)
+    assert fixtures == frozenset({"live", "nearer"})
+    source = (
+        "import pytest\n\n@pytest.fixture\ndef outer(live: object) -> object:\n"
+        "    return live\n\n@needs_c\ndef test_x(outer: object) -> None:\n    pass\n\n"
+        "@needs_c\ndef test_y(nearer: object) -> None:\n    pass\n"
+    )
+    assert c_tests_reaching_the_live_native(source, fixtures, autouse) == ["test_x", "test_y"]
+
+
 def test_a_needs_c_test_of_the_c_through_the_package_by_name_is_not_flagged() -> None:
     """``native._cnative`` after ``import native`` names the C module, not
     the live native/ ``native.crc32c`` would be."""
