@@ -13,10 +13,9 @@ from typing import cast
 
 from engine.append_settle import AppendSettle, engine_error
 from engine.data_waiters import DataWaiters
-from engine.errors import UnknownTopic
 from engine.partition import AppendResult, Partition
 from engine.provenance import Provenance
-from engine.store_errors import translate, translate_optional
+from engine.store_errors import refused_append, translate, translate_optional
 from s3stream import S3StreamError, StreamStore
 
 
@@ -37,7 +36,7 @@ class Acks:
         try:
             result, stored = leader.submit(records, remote, provenance, one_batch)
         except S3StreamError as error:  # store_errors(), with a deletion's answer
-            raise _refused(leader, error) from error
+            raise refused_append(leader, error) from error
         if stored is None:  # a retry: answered once the original is durable
             return self._retry_durable(leader, result, remote)
         done: Future[AppendResult] = Future()
@@ -66,7 +65,7 @@ class Acks:
         try:
             result = leader.submit_then(records, settle, remote, provenance, one_batch)
         except S3StreamError as error:  # store_errors(), as submit_then spells it
-            raise _refused(leader, error) from error
+            raise refused_append(leader, error) from error
         if result.duplicate:  # a retry: answered once the original is durable
             return asyncio.wrap_future(self._retry_durable(leader, result, remote))
         settle.result = result
@@ -94,7 +93,7 @@ class Acks:
         except S3StreamError as error:
             # store_errors() spelled out: its __enter__ and __exit__ are two
             # Python calls a Produce, and a try costs nothing until it catches.
-            raise _refused(leader, error) from error
+            raise refused_append(leader, error) from error
         settle.result = result  # before any call: the store's comes on a later turn
         if result.duplicate:  # a retry: answered once the original is durable
             retried = asyncio.wrap_future(self._retry_durable(leader, result, remote))
@@ -161,20 +160,6 @@ class CallThen(AppendSettle):
 
     def __call__(self, error: BaseException | None) -> None:
         self._then(self.result, None if error is None else engine_error(error))
-
-
-def _refused(leader: Partition, error: S3StreamError) -> BaseException:
-    """The engine's error for the store's refusal of an append to
-    ``leader``. Its topic deleted since the caller looked the partition up
-    (its stream deleted before the append reached it: StreamNotFound) is
-    UnknownTopic, as a read over a deletion answers (ReadOfDeleted), not a
-    storage failure: Kafka's ReplicaManager answers a produce to a
-    partition it no longer hosts UNKNOWN_TOPIC_OR_PARTITION
-    (getPartitionOrException), on which a producer refreshes its metadata,
-    where KAFKA_STORAGE_ERROR would have it retry the same log."""
-    if leader.deleted:
-        return UnknownTopic(leader.topic)
-    return translate(error)
 
 
 def _call_retried(settle: AppendSettle, retried: asyncio.Future[AppendResult]) -> None:

@@ -16,8 +16,10 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.config_ranges import AUTHORIZATION_FLAGS, AUTHORIZATION_TEXTS
 from engine.errors import EngineError
 from engine.protocol.kafka_code import KafkaCode
+from s3stream.ranges import check_flags, check_texts
 
 
 class AclOperation(enum.IntEnum):
@@ -129,6 +131,10 @@ class AuthorizationConfig:
 
     super_users: tuple[str, ...] = ()
     allow_everyone_if_no_acl_found: bool = False
+
+    def __post_init__(self) -> None:
+        check_texts(self, AUTHORIZATION_TEXTS)
+        check_flags(self, AUTHORIZATION_FLAGS)
 
 
 class TopicAuthorizationFailed(EngineError):

@@ -64,12 +64,17 @@ GROUP_RANGES: dict[str, Range] = {
 }
 """GroupConfig's numbers (Kafka's group.* and offsets.* settings)."""
 
+SERVER_ASSIGNORS = ("uniform", "range")
+"""The server-side assignors of KIP-848 groups, by name (engine/groups/assignors.py)."""
+
 MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
 """Kafka's ConsumerGroupMigrationPolicy values (case does not matter)."""
 
 GROUP_TEXTS: dict[str, Text] = {
     # Kafka's ConsumerGroupMigrationPolicy.parse reads the name in any case.
     "group_consumer_migration_policy": Text(choices=MIGRATION_POLICIES, any_case=True),
+    # Kafka's group.consumer.assignors, a LIST: the first is the default.
+    "group_consumer_assignors": Text(choices=SERVER_ASSIGNORS, nonempty=True, listed=True),
 }
 """GroupConfig's strings."""
 
@@ -166,5 +171,18 @@ MIRROR_TEXTS: dict[str, Text] = {
     "target": Text(nonempty=True),
     "topics": Text(),  # a regular expression (MirrorSettings compiles it)
     "groups": Text(),
+    # librdkafka's properties of each side's clients, all strings to it;
+    # secret, since they hold sasl.password and ssl.key.password
+    "source_config": Text(table=True, secret=True),
+    "target_config": Text(table=True, secret=True),
 }
 """MirrorSettings' strings."""
+
+AUTHORIZATION_TEXTS: dict[str, Text] = {
+    # Kafka's super.users: principals, "User:a;User:b" in its own form.
+    "super_users": Text(listed=True, separator=";"),
+}
+"""AuthorizationConfig's strings (the server's file sets them as [server]'s super.users)."""
+
+AUTHORIZATION_FLAGS = ("allow_everyone_if_no_acl_found",)
+"""AuthorizationConfig's flags."""

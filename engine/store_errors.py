@@ -164,11 +164,35 @@ class ReadOfDeleted:
             _gone_if_deleted(self.leader, error)
 
 
-def _gone_if_deleted(leader: Partition, error: BaseException) -> None:
-    # Exception only: a cancellation (or an interrupt) met in a read of a
-    # deleted topic is the caller's, and must reach it as it is.
+def answer_over_deletion(leader: Partition, error: BaseException) -> UnknownTopic | None:
+    """UnknownTopic when ``error``, met over ``leader`` by a read or an
+    append, means its topic was deleted since the caller looked the
+    partition up (its stream deleted under it: StreamNotFound, an object
+    gone), None when it is the error to answer. The one place the read
+    path (ReadOfDeleted, PartitionRead) and the append path (engine/acks.py)
+    decide it, so a deletion is answered alike on both: Kafka's
+    ReplicaManager answers a partition it no longer hosts
+    UNKNOWN_TOPIC_OR_PARTITION (getPartitionOrException), on which a client
+    refreshes its metadata, where KAFKA_STORAGE_ERROR would have it retry
+    the same log (docs/design/0144)."""
+    # Exception only: a cancellation (or an interrupt) met over a deleted
+    # topic is the caller's, and must reach it as it is.
     if leader.deleted and isinstance(error, Exception):
-        raise UnknownTopic(leader.topic) from error
+        return UnknownTopic(leader.topic)
+    return None
+
+
+def refused_append(leader: Partition, error: S3StreamError) -> BaseException:
+    """The engine's error for the store's refusal of an append to ``leader``:
+    UnknownTopic over a deletion (answer_over_deletion), else the store's error
+    translated."""
+    return answer_over_deletion(leader, error) or translate(error)
+
+
+def _gone_if_deleted(leader: Partition, error: BaseException) -> None:
+    gone = answer_over_deletion(leader, error)
+    if gone is not None:
+        raise gone from error
 
 
 @contextlib.contextmanager

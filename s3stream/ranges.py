@@ -128,26 +128,65 @@ class Text:
     another type, a number or a list a file gives, is refused in the same
     words as a string out of its set. ``any_case``: a choice matched in
     any case, as Kafka reads the setting; ``secret``: a refusal names the
-    value's type, never the value."""
+    value's type, never the value.
+
+    ``listed``: a list of such names, none empty (Kafka's LIST type), given
+    as a list or tuple or as one string of them split at ``separator``
+    (Kafka's comma, or super.users' semicolon), and kept as a tuple;
+    ``nonempty`` then asks for one name at least. ``table``: a table of
+    strings by string (a client's properties)."""
 
     choices: tuple[str, ...] = ()
     nonempty: bool = False
     optional: bool = False
     any_case: bool = False
     secret: bool = False
+    listed: bool = False
+    separator: str = ","
+    table: bool = False
 
     def accepts(self, value: object) -> bool:
         if value is None:
             return self.optional
+        if self.table:
+            return isinstance(value, dict) and all(
+                isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+            )
+        if self.listed:
+            names = self.names_of(value)
+            return (
+                names is not None
+                and all(map(self._accepts_one, names))
+                and (bool(names) or not self.nonempty)
+            )
+        return self._accepts_one(value)
+
+    def _accepts_one(self, value: object) -> bool:
         if not isinstance(value, str):
             return False
         if self.choices:
             return (value.lower() if self.any_case else value) in self.choices
-        return bool(value) or not self.nonempty
+        return bool(value) or not (self.nonempty or self.listed)
+
+    def names_of(self, value: object) -> tuple[str, ...] | None:
+        """A listed setting's names: a string split at the separator (its
+        names stripped, empty ones dropped, as Kafka's ConfigDef parses a
+        LIST), a list or tuple of strings as it is; None for anything else."""
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(self.separator) if name.strip())
+        if isinstance(value, list | tuple) and all(isinstance(name, str) for name in value):
+            return tuple(value)
+        return None
 
     def phrase(self) -> str:
         """What an error says the setting must be."""
-        if self.choices:
+        if self.table:
+            text = "a table of strings"
+        elif self.listed:
+            some = "one or more" if self.nonempty else "any"
+            text = f"a list of {some} of " + ", ".join(self.choices) if self.choices else ""
+            text = text or ("a list of one or more names" if self.nonempty else "a list of names")
+        elif self.choices:
             text = "one of " + ", ".join(choice or '""' for choice in self.choices)
         else:
             text = "a non-empty string" if self.nonempty else "a string"
@@ -174,9 +213,24 @@ def check_text(setting: str, value: object, accepted: Text) -> None:
 
 
 def check_texts(config: object, texts: Mapping[str, Text]) -> None:
-    """Checks each of ``config``'s attributes named in ``texts``."""
+    """Checks each of ``config``'s attributes named in ``texts``, and keeps
+    a listed one as the tuple of its names (a frozen dataclass's field set
+    as its ``__post_init__`` may)."""
     for setting, accepted in texts.items():
-        check_text(setting, getattr(config, setting), accepted)
+        value = getattr(config, setting)
+        check_text(setting, value, accepted)
+        if accepted.listed and value is not None:
+            object.__setattr__(config, setting, accepted.names_of(value))
+
+
+def check_flags(config: object, flags: tuple[str, ...]) -> None:
+    """Raises ConfigOutOfRange for the first of ``config``'s attributes
+    named in ``flags`` that is not a bool (a string "false" is true to
+    Python, and 0 or 1 is no answer a file means)."""
+    for flag in flags:
+        value = getattr(config, flag)
+        if not isinstance(value, bool):
+            raise ConfigOutOfRange(flag, value, "true or false")
 
 
 _ORDERED = {

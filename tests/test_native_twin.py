@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 
 from native import _pure
+from tests.live_native import (
+    c_tests_reaching_the_live_native,
+    live_fixtures_above,
+    misplaced_c_tests,
+)
 from tests.native.conftest import C_IMPL
 from tests.native_twin import ONE_PASS_ONLY, PURE_PASS, given_the_c_extension, in_pure_pass
 
@@ -174,92 +179,6 @@ def test_the_pure_pass_runs_its_properties_at_the_c_passs_profile(tmp_path: Path
         assert profiles.read_text().split() == [given, given]
 
 
-def _names_the_live_native(module: str) -> list[str]:
-    """The tests marked ``needs_c`` in ``module`` that reach the live native/."""
-    return _needs_c_tests_reaching_the_live_native((ROOT / module).read_text())
-
-
-def _needs_c_tests_reaching_the_live_native(source: str) -> list[str]:
-    tree = ast.parse(source)
-    live = _live_names(tree)
-    return [
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and any(ast.unparse(d) == "needs_c" for d in node.decorator_list)
-        and _names(node) & live
-    ]
-
-
-# Our own packages, whose functions a test may call: one of them that calls
-# the live native/ (wal.format's crc32c, say) is as live as ``native`` itself.
-_PROJECT_PACKAGES = ("engine", "s3stream", "wal", "tests")
-_LIVE_IN_MODULE: dict[str, frozenset[str]] = {}
-
-
-def _live_in_module(name: str) -> frozenset[str]:
-    """The top-level names of the project module ``name`` that reach the
-    live native/ (empty for a module that cannot be found)."""
-    if name not in _LIVE_IN_MODULE:
-        _LIVE_IN_MODULE[name] = frozenset()  # an import cycle reads it empty
-        path = ROOT / Path(*name.split("."))
-        source = (
-            path.with_suffix(".py") if path.with_suffix(".py").is_file() else path / "__init__.py"
-        )
-        if source.is_file():
-            _LIVE_IN_MODULE[name] = frozenset(_live_names(ast.parse(source.read_text(), name)))
-    return _LIVE_IN_MODULE[name]
-
-
-def _live_names(tree: ast.Module) -> set[str]:
-    """The names in a module that reach the live native/: the bare
-    ``native`` name or a function imported from it, anywhere in the module
-    (an import inside a test binds the same name), a name imported from one
-    of our modules where it is live, and a module-level function, class or
-    value that uses any of them. native/'s own modules (``_pure``,
-    ``_cnative``, ``compression``, ``records``, ...) are the same on either
-    implementation."""
-    live: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            live |= {alias.asname or alias.name for alias in node.names if alias.name == "native"}
-        elif isinstance(node, ast.ImportFrom) and node.module == "native":
-            live |= {
-                alias.asname or alias.name
-                for alias in node.names
-                if not (ROOT / "native" / alias.name).with_suffix(".py").exists()
-                and alias.name != "_cnative"
-            }
-        elif (
-            isinstance(node, ast.ImportFrom)
-            and node.level == 0
-            and node.module is not None
-            and node.module.split(".")[0] in _PROJECT_PACKAGES
-        ):
-            reached = _live_in_module(node.module)
-            live |= {alias.asname or alias.name for alias in node.names if alias.name in reached}
-    helpers: dict[str, ast.AST] = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            helpers[node.name] = node
-        elif isinstance(node, ast.Assign):
-            helpers |= {t.id: node for t in node.targets if isinstance(t, ast.Name)}
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            helpers[node.target.id] = node
-    grew = True
-    while grew:  # a helper that uses a live name is live too
-        grew = False
-        for name, node in helpers.items():
-            if name not in live and _names(node) & live:
-                live.add(name)
-                grew = True
-    return live
-
-
-def _names(node: ast.AST) -> set[str]:
-    return {name.id for name in ast.walk(node) if isinstance(name, ast.Name)}
-
-
 @pytest.mark.parametrize(
     "source",
     [
@@ -278,7 +197,112 @@ def _names(node: ast.AST) -> set[str]:
     ],
 )
 def test_a_needs_c_test_reaching_the_live_native_is_found(source: str) -> None:
-    assert _needs_c_tests_reaching_the_live_native(source) == ["test_x"]
+    assert c_tests_reaching_the_live_native(source) == ["test_x"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # a fixture of the module asked for, its name never used in the body
+        "import native\nimport pytest\n\n@pytest.fixture\ndef crc() -> object:\n"
+        "    return native.crc32c\n\n@needs_c\ndef test_x(crc: object) -> None:\n    pass\n",
+        # a fixture asking for another that reaches it
+        "import pytest\nfrom native import crc32c\n\n@pytest.fixture\ndef inner() -> object:\n"
+        "    return crc32c\n\n@pytest.fixture\ndef outer(inner: object) -> None:\n    pass\n\n"
+        "@needs_c\ndef test_x(outer: None) -> None:\n    pass\n",
+        # by usefixtures, or autouse
+        "import native\nimport pytest\n\n@pytest.fixture\ndef live() -> None:\n"
+        "    native.crc32c(b'')\n\n@needs_c\n@pytest.mark.usefixtures('live')\n"
+        "def test_x() -> None:\n    pass\n",
+        "import native\nimport pytest\n\n@pytest.fixture(autouse=True)\ndef live() -> None:\n"
+        "    native.crc32c(b'')\n\n@needs_c\ndef test_x() -> None:\n    pass\n",
+        # dotted access through a package
+        "import wal.format\n\n@needs_c\ndef test_x() -> None:\n"
+        "    wal.format.encode_segment_header(1)\n",
+        "import wal.format as wal_format\n\n@needs_c\ndef test_x() -> None:\n"
+        "    wal_format.encode_segment_header(1)\n",
+        "from wal import format\n\n@needs_c\ndef test_x() -> None:\n"
+        "    format.encode_segment_header(1)\n",
+        # marked otherwise than by a decorator spelled needs_c
+        "import native\nimport pytest\n\n@pytest.mark.c_extension\ndef test_x() -> None:\n"
+        "    native.crc32c(b'')\n",
+        "import native\nfrom tests.native.conftest import needs_c as c_only\n\n@c_only\n"
+        "def test_x() -> None:\n    native.crc32c(b'')\n",
+        "import native\nfrom tests.native import conftest\n\n@conftest.needs_c\n"
+        "def test_x() -> None:\n    native.crc32c(b'')\n",
+        "import native\nimport pytest\n\nc_only = pytest.mark.c_extension\n\n@c_only\n"
+        "def test_x() -> None:\n    native.crc32c(b'')\n",
+        "import native\nimport pytest\n\npytestmark = [pytest.mark.c_extension]\n\n"
+        "def test_x() -> None:\n    native.crc32c(b'')\n",
+        "import native\n\n@needs_c\nclass TestC:\n    def test_x(self) -> None:\n"
+        "        native.crc32c(b'')\n",
+    ],
+)
+def test_a_c_extension_test_reaching_the_live_native_otherwise_is_found(source: str) -> None:
+    found = c_tests_reaching_the_live_native(source)
+    assert found == ["test_x"]
+
+
+def test_a_fixture_of_a_conftest_above_reaching_the_live_native_is_followed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "conftest.py").write_text(
+        "import native\nimport pytest\n\n@pytest.fixture\ndef live() -> object:\n"
+        "    return native.crc32c\n\n@pytest.fixture(autouse=True)\ndef everywhere() -> None:\n"
+        "    native.crc32c(b'')\n\n@pytest.fixture\ndef twin() -> object:\n"
+        "    from native import _pure\n    return _pure.crc32c\n"
+    )
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef everywhere() -> None:\n    pass\n"
+    )
+    module = tmp_path / "inner" / "test_x.py"
+    # the inner conftest's everywhere, which reaches nothing, stands in for the outer's
+    assert live_fixtures_above(module, tmp_path) == (frozenset({"live"}), frozenset())
+    assert live_fixtures_above(tmp_path / "test_x.py", tmp_path) == (
+        frozenset({"live", "everywhere"}),
+        frozenset({"everywhere"}),
+    )
+    source = "@needs_c\ndef test_x(live: object) -> None:\n    pass\n\n"
+    source += "@needs_c\ndef test_y(twin: object) -> None:\n    pass\n"
+    fixtures, autouse = live_fixtures_above(module, tmp_path)
+    assert c_tests_reaching_the_live_native(source, fixtures, autouse) == ["test_x"]
+    fixtures, autouse = live_fixtures_above(tmp_path / "test_x.py", tmp_path)
+    assert c_tests_reaching_the_live_native(source, fixtures, autouse) == ["test_x", "test_y"]
+
+
+def test_a_fixture_asking_for_a_live_fixture_of_a_conftest_above_is_followed(
+    tmp_path: Path,
+) -> None:
+    """A fixture of the module, or of a nearer conftest.py, asking for a
+    farther conftest's fixture that reaches the live native/ was passed
+    over: only a chain of fixtures inside one file was followed."""
+    (tmp_path / "conftest.py").write_text(
+        "import native\nimport pytest\n\n@pytest.fixture\ndef live() -> object:\n"
+        "    return native.crc32c\n"
+    )
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef nearer(live: object) -> object:\n    return live\n"
+    )
+    fixtures, autouse = live_fixtures_above(tmp_path / "inner" / "test_x.py", tmp_path)
+    assert fixtures == frozenset({"live", "nearer"})
+    source = (
+        "import pytest\n\n@pytest.fixture\ndef outer(live: object) -> object:\n"
+        "    return live\n\n@needs_c\ndef test_x(outer: object) -> None:\n    pass\n\n"
+        "@needs_c\ndef test_y(nearer: object) -> None:\n    pass\n"
+    )
+    assert c_tests_reaching_the_live_native(source, fixtures, autouse) == ["test_x", "test_y"]
+
+
+def test_a_needs_c_test_of_the_c_through_the_package_by_name_is_not_flagged() -> None:
+    """``native._cnative`` after ``import native`` names the C module, not
+    the live native/ ``native.crc32c`` would be."""
+    source = (
+        "import native\nimport native._pure\n\n@needs_c\ndef test_x() -> None:\n"
+        "    assert native._cnative.crc32c(b'') == native._pure.crc32c(b'')\n"
+    )
+    assert c_tests_reaching_the_live_native(source) == []
 
 
 def test_a_needs_c_test_of_the_c_and_the_twin_by_name_is_not_flagged() -> None:
@@ -288,17 +312,18 @@ def test_a_needs_c_test_of_the_c_and_the_twin_by_name_is_not_flagged() -> None:
         "    assert _cnative.crc32c(encode_record_address(1, 2, 3)) == "
         "_pure.crc32c(encode_record_address(1, 2, 3))\n"
     )
-    assert _needs_c_tests_reaching_the_live_native(source) == []
+    assert c_tests_reaching_the_live_native(source) == []
 
 
-@pytest.mark.parametrize("module", [m for m in _test_modules() if m.startswith("tests/native/")])
+@pytest.mark.parametrize("module", _test_modules())
 def test_a_test_left_out_as_one_of_the_c_extension_never_reaches_the_live_native(
     module: str,
 ) -> None:
-    """needs_c keeps a test out of the pure pass: only right when the test
-    runs the same there, naming the C extension and the twin, never the
-    implementation TIDELOG_PURE chooses."""
-    assert _names_the_live_native(module) == []
+    """needs_c (the c_extension mark) keeps a test out of the pure pass:
+    only right when the test runs the same there, naming the C extension
+    and the twin, never the implementation TIDELOG_PURE chooses. Every
+    module of tests/, since the mark may be set anywhere."""
+    assert misplaced_c_tests(module) == []
 
 
 def test_the_pure_pass_leaves_out_the_tests_of_the_c_extension_itself() -> None:

@@ -76,7 +76,6 @@ from engine.groups.results import (
     SyncResult,
 )
 from engine.groups.subscription import CONSUMER_PROTOCOL_TYPE
-from engine.groups.target_assignment import check_assignors
 from engine.groups.topic_subscriptions import TopicInfo
 from engine.protocol.kafka_code import KafkaCode
 from engine.state_log import StateLog
@@ -108,7 +107,6 @@ class GroupCoordinator:
         topics: Callable[[], Mapping[str, TopicInfo]] = dict,
     ) -> None:
         self.config = config or GroupConfig()
-        check_assignors(self.config)
         self._run = GroupExecutor(state_log, clock)
         self._closing = Closing("GroupCoordinator")
         self._offsets = OffsetManager(self, self.config, partition_count)

@@ -17,18 +17,6 @@ def default_assignor(config: GroupConfig) -> str:
     return config.group_consumer_assignors[0]
 
 
-def check_assignors(config: GroupConfig) -> None:
-    """Refuses a configuration naming no assignor or one that does not exist."""
-    names = config.group_consumer_assignors
-    if not names:
-        raise ValueError("group_consumer_assignors names no assignor")
-    unknown = [name for name in names if name not in ASSIGNORS]
-    if unknown:
-        raise ValueError(
-            f"group_consumer_assignors: unknown assignors {unknown}; there are {sorted(ASSIGNORS)}"
-        )
-
-
 def assignor_name(members: Mapping[str, ConsumerMember], config: GroupConfig) -> str:
     """The assignor most members ask for (the configured default if none
     does; a tie goes to the one configured first)."""

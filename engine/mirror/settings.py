@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config_ranges import MIRROR_RANGES, MIRROR_TEXTS
+from s3stream.errors import ConfigOutOfRange
 from s3stream.ranges import check_ranges, check_texts
 
 DEFAULT_CHECKPOINT_INTERVAL_S = 10.0
@@ -98,25 +99,44 @@ def settings_from_table(table: dict[str, Any], source: str) -> MirrorSettings:
     target = table.get("to")
     if not isinstance(target, str) or not target:
         raise MirrorSettingsError("to must be the target's bootstrap servers, host:port[,...]")
-    properties = {}
-    for key in ("to_config", "from_config"):
-        value = table.get(key, {})
-        if not isinstance(value, dict):
-            raise MirrorSettingsError(f"{key} must be a table of librdkafka properties")
-        properties[key] = {str(k): str(v) for k, v in value.items()}
     # Numbers and strings of the wrong type are MirrorSettings' to refuse,
     # in the words it refuses them in from Python (MIRROR_RANGES, MIRROR_TEXTS).
     numbers = {key: value for key, value in table.items() if key in MIRROR_RANGES}
     masked_copies = table.get("masked_copies", False)
     if not isinstance(masked_copies, bool):
         raise MirrorSettingsError("masked_copies must be true or false")
-    return MirrorSettings(
-        source=source,
-        target=target,
-        topics=table.get("topics", ".*"),
-        groups=table.get("groups", ".*"),
-        source_config=properties["from_config"],
-        target_config=properties["to_config"],
-        masked_copies=masked_copies,
-        **numbers,
-    )
+    try:
+        return MirrorSettings(
+            source=source,
+            target=target,
+            topics=table.get("topics", ".*"),
+            groups=table.get("groups", ".*"),
+            source_config=_properties(table.get("from_config", {})),
+            target_config=_properties(table.get("to_config", {})),
+            masked_copies=masked_copies,
+            **numbers,
+        )
+    except ConfigOutOfRange as refused:  # named by the table's key
+        key = _TABLE_KEYS.get(refused.setting, refused.setting)
+        raise ConfigOutOfRange(key, refused.value, refused.accepted) from None
+
+
+_TABLE_KEYS = {"target": "to", "source_config": "from_config", "target_config": "to_config"}
+"""MirrorSettings' fields the [mirror] table sets by other keys."""
+
+
+def _properties(value: object) -> Any:  # dict[str, str], or what MirrorSettings refuses
+    """A [mirror] table of librdkafka properties with its TOML numbers and
+    booleans as the strings librdkafka reads (``true``, ``5``), which
+    ``"linger.ms" = 5`` means; anything else as it is, for MirrorSettings
+    to refuse (an array, a table, a table that is no table)."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        key: ("true" if item else "false")
+        if isinstance(item, bool)
+        else str(item)
+        if isinstance(item, int | float)
+        else item
+        for key, item in value.items()
+    }

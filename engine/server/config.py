@@ -69,7 +69,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.config import normalize
 from engine.credentials import MECHANISMS
@@ -84,7 +84,12 @@ from engine.errors import InvalidConfig
 from engine.groups.config import GroupConfig
 from engine.mirror.settings import settings_from_table
 from engine.server.address_shares import default_share
-from engine.server.config_ranges import LISTEN_PORT, SERVER_RANGES, SERVER_TEXTS
+from engine.server.config_ranges import (
+    LISTEN_PORT,
+    SERVER_RANGES,
+    SERVER_TEXTS,
+    check_listener,
+)
 from engine.server.engine_ranges import check_engine_ranges
 from engine.server.http_config import DEFAULT_HTTP_PORT, HttpConfig
 from engine.server.http_config import KEYS as HTTP_KEYS
@@ -97,11 +102,7 @@ from engine.tables.settings import tables_settings
 from engine.transactions.config import TransactionConfig
 from s3stream import StreamStoreConfig
 from s3stream.errors import ConfigOutOfRange
-from s3stream.ranges import check_range, check_ranges, check_texts
-
-SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
-"""What sasl.enabled.mechanisms may name: those with stored credentials,
-and OAUTHBEARER, whose tokens a validator checks."""
+from s3stream.ranges import check_range, check_ranges, check_text, check_texts
 
 
 class ConfigFileError(ValueError):
@@ -267,23 +268,16 @@ class ServerConfig:
             ("advertised_listeners", self.advertised_listeners),
         ):
             for listener in named:
-                # parse_listeners refuses these in a file; a Listener made in
-                # Python would otherwise reach the bind or a Metadata answer.
-                check_range(f"{setting}' port", listener.port, SERVER_RANGES["port"])
-        users: object = self.super_users
-        if isinstance(users, str):  # Kafka's form: "User:a;User:b"
-            users = tuple(u.strip() for u in users.split(";") if u.strip())
-        if not isinstance(users, (tuple, list)) or not all(isinstance(u, str) for u in users):
-            raise ValueError(f"super.users must be a list of principals, not {users!r}")
-        object.__setattr__(self, "super_users", tuple(str(u) for u in users))
-        chosen = [self.sasl_enabled_mechanisms]
-        chosen += [mechanisms for _, mechanisms in self.listener_sasl_enabled_mechanisms]
-        for mechanism in (m for mechanisms in chosen for m in mechanisms):
-            if mechanism not in SASL_MECHANISMS:
-                raise ValueError(
-                    f"sasl.enabled.mechanisms: {mechanism!r} is not one of"
-                    f" {', '.join(SASL_MECHANISMS)}"
-                )
+                check_listener(setting, listener)
+        listed = SERVER_TEXTS["sasl_enabled_mechanisms"]
+        per_listener = []
+        for name, mechanisms in self.listener_sasl_enabled_mechanisms:
+            check_text(f"listener.name.{name.lower()}.sasl.enabled.mechanisms", mechanisms, listed)
+            # Kafka's "A,B" kept as its names, as check_texts keeps
+            # sasl_enabled_mechanisms: a string kept whole would be read
+            # letter by letter where the handshake asks for a mechanism.
+            per_listener.append((name, cast("tuple[str, ...]", listed.names_of(mechanisms))))
+        object.__setattr__(self, "listener_sasl_enabled_mechanisms", tuple(per_listener))
         uses_oauthbearer = any(
             OAUTHBEARER in self.mechanisms(listener)
             for listener in self.effective_listeners
@@ -368,25 +362,19 @@ def listener_settings(table: dict[str, Any]) -> dict[str, Any]:
     for key in list(settings):
         found = _PER_LISTENER_MECHANISMS.fullmatch(key)
         if found is not None:
-            per_listener.append((found[1].upper(), _mechanism_list(settings.pop(key))))
+            # "A,B" or ["A", "B"], read (or refused) by ServerConfig as it
+            # reads sasl.enabled.mechanisms
+            per_listener.append((found[1].upper(), settings.pop(key)))
     if per_listener:
         settings["listener_sasl_enabled_mechanisms"] = tuple(per_listener)
     for key in ("listeners", "advertised_listeners"):
         if key in settings:
             settings[key] = parse_listeners(str(settings[key]))
-    if "sasl_enabled_mechanisms" in settings:
-        settings["sasl_enabled_mechanisms"] = _mechanism_list(settings["sasl_enabled_mechanisms"])
     return settings
 
 
 _PER_LISTENER_MECHANISMS = re.compile(r"listener_name_(\w+?)_sasl_enabled_mechanisms")
 """listener.name.<name>.sasl.enabled.mechanisms, its dots made underscores."""
-
-
-def _mechanism_list(value: Any) -> tuple[str, ...]:
-    """``"A,B"`` or ``["A", "B"]`` as a tuple of names."""
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(str(m).strip() for m in items if str(m).strip())
 
 
 @dataclass(frozen=True)
@@ -409,7 +397,15 @@ class FileConfig:
     """The [mirror] table as written (engine/mirror/settings.py reads it)."""
 
 
-_PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+_PLAIN_TYPES: dict[str, type] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "str": str,
+    # A list of names (Kafka's LIST): a TOML array or one comma-separated
+    # string, whose type is its config's to check, as a string's is.
+    "tuple[str, ...]": str,
+}
 _NESTED: dict[str, type[GroupConfig] | type[TransactionConfig]] = {
     "groups": GroupConfig,
     "transactions": TransactionConfig,
@@ -447,11 +443,14 @@ def _check_types(table: dict[str, Any], types: dict[str, type]) -> None:
 def _as_written(error: Exception, written: dict[str, str]) -> Exception:
     """``error`` naming its setting as the file wrote it: the config knows
     ``ssl_client_auth`` where the file (and docs/server.md) says
-    ``ssl.client.auth``, a key the reader would look for in vain."""
-    if isinstance(error, ConfigOutOfRange) and written.get(error.setting, error.setting) != (
-        error.setting
-    ):
-        return ConfigOutOfRange(written[error.setting], error.value, error.accepted)
+    ``ssl.client.auth``, a key the reader would look for in vain; and a
+    listener's field by the key that holds it (``advertised.listeners'
+    port``)."""
+    if not isinstance(error, ConfigOutOfRange):
+        return error
+    key, quote, field = error.setting.partition("'")
+    if key in written and written[key] != key:
+        return ConfigOutOfRange(written[key] + quote + field, error.value, error.accepted)
     return error
 
 
@@ -477,6 +476,8 @@ _SERVER_INTERNAL = {
 sasl.oauthbearer.* and listener.name.<name>.sasl.enabled.mechanisms."""
 _SERVER_KEYS = {f.name for f in fields(ServerConfig)} - _SERVER_INTERNAL | {"listen", "advertised"}
 _SERVER_TYPES = _plain_settings(ServerConfig)
+_OAUTH_KEYS = {OAUTH_PREFIX + f.name for f in fields(OAuthBearerConfig)}
+"""[server]'s sasl.oauthbearer.* keys, dots made underscores."""
 _ENGINE_KEYS = {"data_dir", "object_store", "auto_create_topics", "default_partitions"}
 _ENGINE_KEYS |= set(_ENGINE_SETTINGS)
 _STORE_KEYS = {f.name for f in fields(StreamStoreConfig)}
@@ -555,10 +556,12 @@ def load_config_file(path: str | Path) -> FileConfig:
             key
             for key in set(table) - known
             if name != "server"
-            or not (_PER_LISTENER_MECHANISMS.fullmatch(key) or key.startswith(OAUTH_PREFIX))
+            or not (_PER_LISTENER_MECHANISMS.fullmatch(key) or key in _OAUTH_KEYS)
         }
         if extra:
-            raise ConfigFileError(f"{path}: unknown keys in [{name}]: {sorted(extra)}")
+            # [server]'s keys as the file wrote them, dotted or not
+            named = sorted(written.get(key, key) if name == "server" else key for key in extra)
+            raise ConfigFileError(f"{path}: unknown keys in [{name}]: {named}")
     server = ServerConfig()
     try:
         _check_types(server_table, _SERVER_TYPES)

@@ -11,7 +11,9 @@ listeners' own bounds are the ones they always had.
 
 from __future__ import annotations
 
-from engine.config_ranges import DELEGATION_TOKEN_RANGES
+from engine.config_ranges import AUTHORIZATION_TEXTS, DELEGATION_TOKEN_RANGES
+from engine.credentials import MECHANISMS
+from engine.server.sasl.oauthbearer import OAUTHBEARER
 from s3stream.errors import ConfigOutOfRange
 from s3stream.ranges import (
     INT_MAX,
@@ -21,6 +23,7 @@ from s3stream.ranges import (
     Text,
     at_least,
     check_range,
+    check_text,
     choice,
     count,
     seconds,
@@ -66,6 +69,10 @@ SERVER_RANGES: dict[str, Range] = {
 """ServerConfig's numbers (the [server] table, which also takes Kafka's
 dotted names for them)."""
 
+SASL_MECHANISMS = (*MECHANISMS, OAUTHBEARER)
+"""What sasl.enabled.mechanisms may name: those with stored credentials,
+and OAUTHBEARER, whose tokens a validator checks."""
+
 SERVER_TEXTS: dict[str, Text] = {
     "host": Text(),  # "": every interface, as asyncio binds it
     "advertised_host": Text(optional=True),  # None: the listen host
@@ -79,8 +86,62 @@ SERVER_TEXTS: dict[str, Text] = {
     "log_format": choice("text", "json"),
     # Kafka's authorizer.class.name, by tidelog's names: none, or the ACLs.
     "authorizer": choice("", "acl"),
+    # Kafka's sasl.enabled.mechanisms, a LIST (listener.name.<name>.sasl.
+    # enabled.mechanisms, each listener's, is checked against it too).
+    "sasl_enabled_mechanisms": Text(choices=SASL_MECHANISMS, listed=True),
+    "super_users": AUTHORIZATION_TEXTS["super_users"],
 }
 """ServerConfig's strings: paths and names, and its choices."""
+
+LISTENER_TEXTS: dict[str, Text] = {
+    # A listener's name is its security protocol (Kafka's default
+    # listener.security.protocol.map), upper case as Kafka normalises it.
+    "name": choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    "host": Text(),  # "": every interface
+}
+"""A Listener's strings (ServerConfig's listeners and advertised_listeners)."""
+
+LISTENER_RANGES: dict[str, Range] = {"port": SERVER_RANGES["port"]}
+"""A Listener's numbers."""
+
+
+def check_listener(setting: str, listener: object) -> None:
+    """Raises ConfigOutOfRange naming ``setting``'s field (``listeners'
+    port``) for a listener out of LISTENER_TEXTS and LISTENER_RANGES: one
+    parse_listeners read from a file, or one made in Python, which would
+    otherwise reach the bind or a Metadata answer."""
+    for field, text in LISTENER_TEXTS.items():
+        check_text(f"{setting}' {field}", getattr(listener, field), text)
+    for field, accepted in LISTENER_RANGES.items():
+        check_range(f"{setting}' {field}", getattr(listener, field), accepted)
+
+
+OAUTH_RANGES: dict[str, Range] = {
+    # Kafka's sasl.oauthbearer.jwks.endpoint.* are LONGs (its
+    # clock.skew.seconds an INT). The refresh and the retry backoffs pace
+    # KeySource's loop, which retries an unreachable provider for as long
+    # as the server runs: a wait of 0 there (a backoff, or a backoff's
+    # most, which caps its doubling) asks the provider again at once, so
+    # above 0.
+    "jwks_endpoint_refresh_ms": at_least(1),
+    "jwks_endpoint_retry_backoff_ms": at_least(1),
+    "jwks_endpoint_retry_backoff_max_ms": at_least(1),
+    "jwks_endpoint_refresh_min_interval_ms": at_least(0),
+    "clock_skew_seconds": count(0),
+}
+"""OAuthBearerConfig's numbers ([server]'s sasl.oauthbearer.*)."""
+
+OAUTH_TEXTS: dict[str, Text] = {
+    "jwks_endpoint_url": Text(optional=True),  # and an http://, https:// or file:// URL
+    "expected_audience": Text(listed=True),  # none: not checked
+    "expected_issuer": Text(optional=True),
+    "sub_claim_name": Text(nonempty=True),  # a claim's name
+    "scope_claim_name": Text(nonempty=True),
+}
+"""OAuthBearerConfig's strings."""
+
+OAUTH_FLAGS = ("unsecured",)
+"""OAuthBearerConfig's flags."""
 
 CONNECTION_RANGES: dict[str, Range] = {
     "max_connections": at_least(1, most=100_000),

@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from engine.authorization import AuthorizationConfig
 from engine.cli.main import main
 from engine.config_ranges import (
+    AUTHORIZATION_TEXTS,
     DELEGATION_TOKEN_RANGES,
     DELEGATION_TOKEN_TEXTS,
     ENGINE_RANGES,
@@ -32,25 +34,32 @@ from engine.config_ranges import (
     KEEP_SNAPSHOTS_S_MOST,
     MIRROR_RANGES,
     MIRROR_TEXTS,
+    SERVER_ASSIGNORS,
     TABLES_RANGES,
     TABLES_TEXTS,
     TRANSACTION_RANGES,
 )
 from engine.delegation_tokens import DelegationTokenConfig
 from engine.engine import EngineConfig
+from engine.groups.assignors import ASSIGNORS
 from engine.groups.config import GroupConfig
-from engine.mirror.settings import MirrorSettings
+from engine.mirror.settings import MirrorSettings, settings_from_table
 from engine.server.config import ConfigFileError, ServerConfig, load_config_file
 from engine.server.config_ranges import (
     HTTP_RANGES,
+    LISTENER_RANGES,
+    LISTENER_TEXTS,
+    OAUTH_RANGES,
+    OAUTH_TEXTS,
     REGISTRY_RANGES,
     REGISTRY_TEXTS,
     SERVER_RANGES,
     SERVER_TEXTS,
 )
 from engine.server.http_config import HttpConfig
-from engine.server.listeners import Listener
+from engine.server.listeners import Listener, SecurityProtocol
 from engine.server.registry_config import RegistryConfig
+from engine.server.sasl.oauth_config import OAuthBearerConfig
 from engine.tables.settings import TablesConfig
 from engine.transactions.config import TransactionConfig
 from s3stream import ConfigOutOfRange, StreamStoreConfig
@@ -85,7 +94,11 @@ SERVED: dict[type[Any], dict[str, Range]] = {
 MIRRORED: dict[type[Any], dict[str, Range]] = {MirrorSettings: MIRROR_RANGES}
 """The mirror's settings (``tidelog mirror``'s flags, the [mirror] table)."""
 
-CONFIGS = {**EMBEDDED, **SERVED, **MIRRORED}
+SECURED: dict[type[Any], dict[str, Range]] = {OAuthBearerConfig: OAUTH_RANGES}
+"""The configs of the server's security settings that hold numbers (the
+[server] table's sasl.oauthbearer.*)."""
+
+CONFIGS = {**EMBEDDED, **SERVED, **MIRRORED, **SECURED}
 
 TEXTS: dict[type[Any], dict[str, Text]] = {
     EngineConfig: {},
@@ -98,8 +111,11 @@ TEXTS: dict[type[Any], dict[str, Text]] = {
     HttpConfig: {},
     RegistryConfig: REGISTRY_TEXTS,
     MirrorSettings: MIRROR_TEXTS,
+    OAuthBearerConfig: OAUTH_TEXTS,
+    AuthorizationConfig: AUTHORIZATION_TEXTS,
 }
-"""Each config's strings and choices, by the same configs."""
+"""Each config's strings and choices, lists of them and tables of them,
+by the same configs."""
 
 REQUIRED: dict[type[Any], dict[str, str]] = {
     MirrorSettings: {"source": "source-1:9092", "target": "target-1:9092"},
@@ -118,8 +134,25 @@ FILE_SECTION: dict[type[Any], str | None] = {
     HttpConfig: "http",
     RegistryConfig: "schema_registry",
     MirrorSettings: "mirror",
+    OAuthBearerConfig: "server",
+    AuthorizationConfig: None,  # [server]'s super.users and allow.everyone.if.no.acl.found
 }
 """The config file's table that sets each config's fields."""
+
+FILE_KEYS: dict[tuple[type[Any], str], str] = {
+    (MirrorSettings, "source_config"): "from_config",
+    (MirrorSettings, "target_config"): "to_config",
+}
+"""Settings a file sets by a key of another name."""
+
+FILE_KEY_PREFIX: dict[type[Any], str] = {OAuthBearerConfig: "sasl_oauthbearer_"}
+"""Configs whose settings a file's keys name with a prefix."""
+
+
+def _written_key(config: type[Any], setting: str) -> str:
+    """The key a file sets ``setting`` of ``config`` by."""
+    return FILE_KEYS.get((config, setting), FILE_KEY_PREFIX.get(config, "") + setting)
+
 
 SET_BY_OTHER_NAMES = {
     ServerConfig: {"port", "advertised_port", "host", "advertised_host"},
@@ -223,13 +256,15 @@ def test_every_number_of_every_config_has_a_range() -> None:
 def test_every_string_of_every_config_has_a_kind() -> None:
     """The inventory of strings: a string or choice field added without
     its entry in its config's table of strings fails here."""
-    strings = ("str", "str | None", "Durability | str")
+    strings = ("str", "str | None", "Durability | str", "tuple[str, ...]", "dict[str, str]")
     for config, texts in TEXTS.items():
         named = {f.name for f in fields(config) if str(f.type) in strings}
         assert named == set(texts), config.__name__
         for setting, accepted in texts.items():
             declared = next(str(f.type) for f in fields(config) if f.name == setting)
             assert accepted.optional == declared.endswith("| None"), setting
+            assert accepted.listed == declared.startswith("tuple"), setting
+            assert accepted.table == declared.startswith("dict"), setting
 
 
 def test_every_default_and_the_small_footprint_are_in_range() -> None:
@@ -271,25 +306,31 @@ def test_the_config_file_refuses_the_same_values_in_the_same_words(
     inside, outside = _boundaries(accepted)
     base = FILE_REQUIRED.get(str(section), "")
     base += "".join(f"{k} = {v}\n" for k, v in companions(setting).items())
+    key = _written_key(config, setting)
     for value in inside:
         if value is None:
             continue  # a file leaves such a key out
-        path.write_text(f"[{section}]\n{base}{setting} = {value!r}\n")
+        path.write_text(f"[{section}]\n{base}{key} = {value!r}\n")
         load_config_file(path)
     for value in outside:
         if value is None or isinstance(value, bool | str):
             continue  # no TOML value; a wrong type, refused as one by its type check
         if accepted.integer and isinstance(value, float) and not accepted.optional:
             continue  # refused by the file's type check first, as a wrong type
-        path.write_text(f"[{section}]\n{base}{setting} = {_toml(value)}\n")
+        path.write_text(f"[{section}]\n{base}{key} = {_toml(value)}\n")
         with pytest.raises(ConfigFileError) as refused:
             load_config_file(path)
-        from_python = f"{setting} must be {accepted.phrase()}, not "
+        from_python = f"{key} must be {accepted.phrase()}, not "
         assert f"{path}: [{section}]: {from_python}" in str(refused.value)
         assert isinstance(refused.value.__cause__, ConfigOutOfRange)
 
 
 TEXT_CASES = _cases(TEXTS)
+
+TEXTS_INSIDE: dict[tuple[type[Any], str], list[object]] = {
+    (OAuthBearerConfig, "jwks_endpoint_url"): ["https://idp.test/jwks", "file:///keys.json", None],
+}
+"""Strings a setting takes where not every string is one (a URL's scheme)."""
 
 
 NOT_STRINGS: list[object] = [5, 1.5, True, [1, 2], {"a": 1}, b"bytes"]
@@ -299,14 +340,23 @@ arrays and tables, and Python's bytes."""
 
 def _text_values(accepted: Text) -> tuple[list[object], list[object]]:
     """Strings ``accepted`` takes, and values it refuses."""
-    inside: list[object] = list(accepted.choices) or ["a-name", "/a/path"]
-    outside: list[object] = list(NOT_STRINGS)
+    if accepted.table:
+        inside: list[object] = [{}, {"bootstrap.servers": "h:1"}]
+        outside: list[object] = [*NOT_STRINGS, "a-string", {"retries": 5}]
+        (inside if accepted.optional else outside).append(None)
+        return inside, outside
+    inside = list(accepted.choices) or ["a-name", "/a/path"]
+    if accepted.listed:  # a list, and Kafka's string of names
+        inside += [list(inside), tuple(inside), ",".join(map(str, inside))]
+        outside = [5, 1.5, True, [1, 2], {"a": 1}, b"bytes", ["a-name", 5]]
+    else:
+        outside = list(NOT_STRINGS)
     if accepted.choices:
         outside.append("none-of-them")
         if accepted.any_case:
             inside += [choice.upper() for choice in accepted.choices]
         else:
-            outside += [choice.upper() for choice in accepted.choices if choice]
+            outside += [c.upper() for c in accepted.choices if c and c.upper() != c]
     elif accepted.nonempty:
         outside.append("")
     else:
@@ -322,6 +372,7 @@ def test_each_string_takes_its_kind_and_is_refused_another_type(
     config: type[Any], setting: str, accepted: Text
 ) -> None:
     inside, outside = _text_values(accepted)
+    inside = TEXTS_INSIDE.get((config, setting), inside)
     base = REQUIRED.get(config, {})
     for value in inside:
         config(**{**base, setting: value})
@@ -330,7 +381,8 @@ def test_each_string_takes_its_kind_and_is_refused_another_type(
             config(**{**base, setting: value})
         assert (refused.value.setting, refused.value.accepted) == (setting, accepted.phrase())
         if accepted.secret:
-            assert repr(value) not in str(refused.value)
+            # None's repr is in its stand-in's words, "a NoneType"
+            assert value is None or repr(value) not in str(refused.value)
             assert f"a {type(value).__name__} (not shown)" in str(refused.value)
         else:
             assert refused.value.value is value
@@ -356,17 +408,20 @@ def test_the_config_file_refuses_another_type_for_a_string_in_the_configs_words(
     Python, and the file's [mirror] and [server] tables each had words of
     their own."""
     section = _file_key(config, setting)
+    key = _written_key(config, setting)
     path = tmp_path / "tidelog.toml"
     refused = {**TOML_NOT_STRINGS}
     if accepted.choices:
         refused['"none-of-them"'] = "none-of-them"
+    if accepted.table:  # its numbers are librdkafka's strings, "5"
+        del refused["{ a = 1 }"]
+        refused["{ a = [1] }"] = {"a": [1]}
     for written, value in refused.items():
-        path.write_text(
-            f"[{section}]\n{FILE_REQUIRED.get(str(section), '')}{setting} = {written}\n"
-        )
+        path.write_text(f"[{section}]\n{FILE_REQUIRED.get(str(section), '')}{key} = {written}\n")
         with pytest.raises(ConfigFileError) as from_file:
             load_config_file(path)
-        words = f"{setting} must be {accepted.phrase()}, not {value!r}"
+        shown = f"a {type(value).__name__} (not shown)" if accepted.secret else repr(value)
+        words = f"{key} must be {accepted.phrase()}, not {shown}"
         assert str(from_file.value) == f"{path}: [{section}]: {words}"
         assert isinstance(from_file.value.__cause__, ConfigOutOfRange)
 
@@ -397,7 +452,7 @@ def test_an_http_listen_that_is_no_host_and_port_is_refused_by_name(
             '[server]\n"advertised.listeners" = 5\n',
             "[server]: advertised.listeners must be a string, not 5",
         ),
-        ('[server]\n"super.users" = [1]\n', "[server]: super.users must be a list of principals"),
+        ('[server]\n"super.users" = [1]\n', "[server]: super.users must be a list of names"),
         ("[engine]\ndata_dir = 5\n", "[engine]: data_dir must be a string, not 5"),
         ("[engine]\nobject_store = true\n", "[engine]: object_store must be a string, not True"),
         ("server = 5\n", "server must be a table, [server], not 5"),
@@ -879,7 +934,10 @@ def test_docs_engine_md_lists_the_embedded_apis_ranges() -> None:
 
 
 FILE_TABLES: dict[str, dict[str, Range]] = {
-    "server": {k: v for k, v in SERVER_RANGES.items() if k not in SET_BY_OTHER_NAMES[ServerConfig]},
+    "server": {
+        **{k: v for k, v in SERVER_RANGES.items() if k not in SET_BY_OTHER_NAMES[ServerConfig]},
+        **{f"sasl_oauthbearer_{k}": v for k, v in OAUTH_RANGES.items()},
+    },
     "engine": {**ENGINE_RANGES, **GROUP_RANGES, **TRANSACTION_RANGES},
     "store": STORE_RANGES,
     "http": HTTP_RANGES,
@@ -911,7 +969,8 @@ def test_docs_server_md_lists_the_choices_of_each_table_of_the_file() -> None:
             str(_file_key(config, setting)),
             setting,
             ", ".join(name or '""' for name in accepted.choices)
-            + (" (in any case)" if accepted.any_case else ""),
+            + (" (in any case)" if accepted.any_case else "")
+            + (" (a list)" if accepted.listed else ""),
         )
         for config, setting, accepted in TEXT_FILE_CASES
         if accepted.choices
@@ -942,6 +1001,7 @@ def test_tidelog_mirror_refuses_an_interval_out_of_range_in_the_tables_words(
 SERVER_DOTTED = sorted(
     {name for name in (*SERVER_TEXTS, *SERVER_RANGES) if "_" in name}
     - {"advertised_host", "advertised_port"}
+    | {f"sasl_oauthbearer_{name}" for name in (*OAUTH_TEXTS, *OAUTH_RANGES, "unsecured")}
 )
 """[server] settings a file may write in Kafka's dotted form (the
 advertised host and port are set by ``advertised``, never by keys of their own)."""
@@ -954,8 +1014,145 @@ def test_a_refusal_names_a_server_key_as_the_file_wrote_it(tmp_path: Path, setti
     the file for it finds nothing."""
     dotted = setting.replace("_", ".")
     path = tmp_path / "tidelog.toml"
-    path.write_text(f'[server]\n"{dotted}" = ["of", "no", "kind"]\n')
+    path.write_text(f'[server]\n"{dotted}" = {{ of = [1] }}\n')
     with pytest.raises(ConfigFileError) as from_file:
         load_config_file(path)
     assert f"[server]: {dotted} must be " in str(from_file.value)
     assert f"{setting} must be" not in str(from_file.value)
+
+
+@pytest.mark.parametrize(
+    ("written", "named"),
+    [
+        ('"max.conections" = 1\n', ["max.conections"]),
+        ("max_conections = 1\n", ["max_conections"]),
+        ('"sasl.oauthbearer.jwks.url" = "x"\n', ["sasl.oauthbearer.jwks.url"]),
+        (
+            '"ssl.key.pasword" = "x"\nsasl_oauthbearer_jwks_url = "x"\n',
+            ["sasl_oauthbearer_jwks_url", "ssl.key.pasword"],
+        ),
+    ],
+)
+def test_unknown_server_keys_are_named_as_the_file_wrote_them(
+    tmp_path: Path, written: str, named: list[str]
+) -> None:
+    """``"max.conections"`` was named ``max_conections``, a key the file
+    does not have; an unknown sasl.oauthbearer.* key was refused in words
+    of its own, apart from the others."""
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f"[server]\n{written}")
+    with pytest.raises(ConfigFileError) as refused:
+        load_config_file(path)
+    assert str(refused.value) == f"{path}: unknown keys in [server]: {named}"
+
+
+def test_the_group_assignors_offered_are_the_ones_there_are() -> None:
+    assert set(SERVER_ASSIGNORS) == set(ASSIGNORS)
+    assert GroupConfig().group_consumer_assignors == SERVER_ASSIGNORS
+    assert GroupConfig(group_consumer_assignors="range, uniform").group_consumer_assignors == (
+        "range",
+        "uniform",
+    )
+
+
+@pytest.mark.parametrize("setting", ["listeners", "advertised_listeners"])
+@pytest.mark.parametrize(
+    ("field", "listener", "value"),
+    [
+        ("name", Listener("SASL_FOO", "127.0.0.1", 9092), "SASL_FOO"),
+        ("host", Listener("PLAINTEXT", 5, 9092), 5),  # type: ignore[arg-type]
+        ("port", Listener("PLAINTEXT", "127.0.0.1", 65536), 65536),
+    ],
+)
+def test_a_listener_is_refused_from_its_table_naming_the_key_as_written(
+    tmp_path: Path, setting: str, field: str, listener: Listener, value: object
+) -> None:
+    """A listener's name was refused by parse_listeners alone, in words of
+    its own that named neither key, and one made in Python was taken and
+    failed at the bind or at Metadata; its host was never checked."""
+    accepted = {**LISTENER_TEXTS, **LISTENER_RANGES}[field].phrase()
+    with pytest.raises(ConfigOutOfRange) as refused:
+        plain = (Listener("PLAINTEXT", "127.0.0.1", 9092),)
+        ServerConfig(**{"listeners": plain, setting: (listener,)})
+    assert str(refused.value) == f"{setting}' {field} must be {accepted}, not {value!r}"
+    if field == "host":
+        return  # a file's listener is parsed from a string: its host is one
+    dotted = setting.replace("_", ".")
+    path = tmp_path / "tidelog.toml"
+    path.write_text(
+        '[server]\nlisteners = "PLAINTEXT://127.0.0.1:9092"\n'
+        f'"{dotted}" = "{str(listener).replace("PLAINTEXT", listener.name)}"\n'
+        if setting == "advertised_listeners"
+        else f'[server]\n"{dotted}" = "{listener}"\n'
+    )
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert (
+        str(from_file.value)
+        == f"{path}: [server]: {dotted}' {field} must be {accepted}, not {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "flag", "key"),
+    [
+        (AuthorizationConfig, "allow_everyone_if_no_acl_found", None),
+        (OAuthBearerConfig, "unsecured", "sasl.oauthbearer.unsecured"),
+    ],
+)
+@pytest.mark.parametrize("value", ["false", 0, 1, None])
+def test_a_flag_that_is_not_true_or_false_is_refused_by_name(
+    tmp_path: Path, config: type[Any], flag: str, key: str | None, value: object
+) -> None:
+    """``"false"`` was taken, and is true to Python."""
+    with pytest.raises(ConfigOutOfRange) as refused:
+        config(**{flag: value})
+    assert str(refused.value) == f"{flag} must be true or false, not {value!r}"
+    if key is None or value is None:
+        return
+    path = tmp_path / "tidelog.toml"
+    path.write_text(
+        f'[server]\n"{key}" = {_toml(value) if value != "false" else chr(34) + "false" + chr(34)}\n'
+    )
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert str(from_file.value) == f"{path}: [server]: {key} must be true or false, not {value!r}"
+
+
+def test_a_mirror_property_written_as_a_toml_number_or_boolean_is_librdkafkas_string(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tidelog.toml"
+    path.write_text(
+        '[mirror]\nto = "target-1:9092"\n'
+        '[mirror.to_config]\n"linger.ms" = 5\n"enable.idempotence" = true\n"acks" = "all"\n'
+    )
+    loaded = load_config_file(path)
+    assert loaded.mirror is not None
+    settings = settings_from_table(loaded.mirror, "source-1:9092")
+    assert settings.target_config == {"linger.ms": "5", "enable.idempotence": "true", "acks": "all"}
+
+
+def test_a_listeners_names_are_the_security_protocols() -> None:
+    assert LISTENER_TEXTS["name"].choices == tuple(SecurityProtocol.__members__)
+
+
+def test_a_refused_mirror_table_of_client_properties_never_shows_their_values(
+    tmp_path: Path,
+) -> None:
+    """A side's properties hold its passwords (sasl.password): a refusal
+    showed the whole table, password and all, to the terminal and the log."""
+    path = tmp_path / "tidelog.toml"
+    path.write_text(
+        '[mirror]\nto = "target-1:9092"\n'
+        '[mirror.to_config]\n"sasl.password" = "hunter2"\n"retries" = [1]\n'
+    )
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert "hunter2" not in str(from_file.value)
+    assert str(from_file.value).endswith(
+        "to_config must be a table of strings, not a dict (not shown)"
+    )
+    with pytest.raises(ConfigOutOfRange) as from_python:
+        MirrorSettings("s:1", "t:1", source_config={"sasl.password": "hunter2", "retries": 5})  # type: ignore[dict-item]
+    assert "hunter2" not in str(from_python.value)

@@ -34,16 +34,18 @@ def test_listeners_parse_as_kafka_writes_them() -> None:
     ("text", "complaint"),
     [
         ("127.0.0.1:9092", "NAME://host:port"),
-        ("CLIENT://127.0.0.1:9092", "security protocol"),
+        ("CLIENT://127.0.0.1:9092", "listeners' name must be one of PLAINTEXT, SSL"),
         ("PLAINTEXT://127.0.0.1", "no port"),
-        ("PLAINTEXT://h:99999", "out of range"),
+        ("PLAINTEXT://h:99999", "listeners' port must be a 64-bit integer, from 0 to 65535"),
         ("PLAINTEXT://a:1,PLAINTEXT://b:2", "named twice"),
         ("", "no listener"),
     ],
 )
 def test_bad_listeners_are_refused_with_the_reason(text: str, complaint: str) -> None:
+    """Read by parse_listeners, its name and port checked by ServerConfig's
+    table of a listener's fields, as a listener made in Python is."""
     with pytest.raises(ValueError, match=complaint):
-        parse_listeners(text)
+        ServerConfig(listeners=parse_listeners(text))
 
 
 def test_the_config_file_sets_listeners_and_their_security(tmp_path: Path) -> None:
@@ -78,7 +80,10 @@ def test_without_listeners_listen_and_advertised_make_one_plaintext_listener() -
     ("lines", "complaint"),
     [
         ('listeners = "SSL://127.0.0.1:9093"\n', "needs ssl.keystore.location"),
-        ('"sasl.enabled.mechanisms" = "GSSAPI"\n', "not one of"),
+        (
+            '"sasl.enabled.mechanisms" = "GSSAPI"\n',
+            "sasl.enabled.mechanisms must be a list of any of",
+        ),
         (
             '"ssl.client.auth" = "always"\n',
             "ssl.client.auth must be one of required, requested, none",
@@ -111,3 +116,15 @@ def test_a_listener_accepts_only_its_own_mechanisms(tmp_path: Path) -> None:
                 assert wire.closed_by_server(30.0)
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize("written", ["PLAIN, SCRAM-SHA-512", ["PLAIN", "SCRAM-SHA-512"]])
+def test_one_listeners_mechanisms_in_kafkas_string_are_its_names(written: object) -> None:
+    """The string was taken and kept whole: the handshake then looked for
+    a mechanism among its letters and refused every client."""
+    listener = Listener("SASL_PLAINTEXT", "127.0.0.1", 0)
+    config = ServerConfig(
+        listeners=(listener,),
+        listener_sasl_enabled_mechanisms=(("SASL_PLAINTEXT", written),),  # type: ignore[arg-type]
+    )
+    assert config.mechanisms(listener) == ("PLAIN", "SCRAM-SHA-512")

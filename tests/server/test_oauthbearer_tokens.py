@@ -22,12 +22,14 @@ from hypothesis import strategies as st
 from engine.server.config import ConfigFileError, load_config_file
 from engine.server.sasl.jwks import MAX_JWKS_BYTES, JwksError, KeySource, fetch_url, parse_jwks
 from engine.server.sasl.jwt_validator import ClaimRules, JwksValidator, UnsecuredValidator
+from engine.server.sasl.oauth_config import OAuthBearerConfig
 from engine.server.sasl.oauthbearer import (
     MAX_INITIAL_RESPONSE_BYTES,
     InvalidToken,
     MalformedInitialResponse,
     parse_initial_response,
 )
+from s3stream.errors import ConfigOutOfRange
 from tests.server.oauth_tokens import (
     AUDIENCE,
     ISSUER,
@@ -393,7 +395,7 @@ def test_the_config_file_takes_kafka_s_settings(tmp_path: Path) -> None:
     [
         (
             '"sasl.oauthbearer.jwks.url" = "x"\n',
-            r"unknown settings \['sasl\.oauthbearer\.jwks\.url'\]",
+            r"unknown keys in \[server\]: \['sasl\.oauthbearer\.jwks\.url'\]",
         ),
         ("", "OAUTHBEARER is enabled but no token validator is"),
     ],
@@ -407,3 +409,24 @@ def test_the_config_file_refuses_what_cannot_work(tmp_path: Path, lines: str, er
     )
     with pytest.raises(ConfigFileError, match=error):
         load_config_file(path)
+
+
+@pytest.mark.parametrize(
+    "setting", ["jwks_endpoint_retry_backoff_ms", "jwks_endpoint_retry_backoff_max_ms"]
+)
+def test_a_retry_backoff_of_zero_is_refused_by_name(tmp_path: Path, setting: str) -> None:
+    """0 was taken: the key source's loop then read an unreachable
+    provider again at once, for as long as the server ran (a most of 0
+    caps every doubled backoff at 0 too)."""
+    with pytest.raises(ConfigOutOfRange) as refused:
+        OAuthBearerConfig(jwks_endpoint_url="https://idp.test/jwks", **{setting: 0})
+    assert str(refused.value) == f"{setting} must be a 64-bit integer, 1 or more, not 0"
+    key = "sasl.oauthbearer." + setting.replace("_", ".")
+    path = tmp_path / "tidelog.toml"
+    path.write_text(f'[server]\n"{key}" = 0\n')
+    with pytest.raises(ConfigFileError) as from_file:
+        load_config_file(path)
+    assert (
+        str(from_file.value)
+        == f"{path}: [server]: {key} must be a 64-bit integer, 1 or more, not 0"
+    )

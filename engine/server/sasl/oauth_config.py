@@ -19,9 +19,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlparse
 
+from engine.server.config_ranges import OAUTH_FLAGS, OAUTH_RANGES, OAUTH_TEXTS
 from engine.server.sasl.jwks import KeySource
 from engine.server.sasl.jwt_validator import ClaimRules, JwksValidator, UnsecuredValidator
 from engine.server.sasl.oauthbearer import TokenValidator
+from s3stream.errors import ConfigOutOfRange
+from s3stream.ranges import check_flags, check_ranges, check_texts
 
 log = logging.getLogger("tidelog.server")
 
@@ -55,33 +58,15 @@ class OAuthBearerConfig:
     """Accept unsigned tokens (``alg: none``): for development only."""
 
     def __post_init__(self) -> None:
-        audience: object = self.expected_audience
-        if isinstance(audience, str):  # Kafka's form: a comma-separated list
-            audience = tuple(a.strip() for a in audience.split(",") if a.strip())
-        if not isinstance(audience, (tuple, list)) or not all(isinstance(a, str) for a in audience):
-            raise ValueError(f"{_name('expected_audience')} must be a list of names")
-        object.__setattr__(self, "expected_audience", tuple(audience))
-        for name in (
-            "jwks_endpoint_refresh_ms",
-            "jwks_endpoint_retry_backoff_ms",
-            "jwks_endpoint_retry_backoff_max_ms",
-            "jwks_endpoint_refresh_min_interval_ms",
-            "clock_skew_seconds",
-        ):
-            value = getattr(self, name)
-            if type(value) is not int or value < 0 or (name.endswith("refresh_ms") and not value):
-                raise ValueError(f"{_name(name)} must be a positive integer, not {value!r}")
-        if type(self.unsecured) is not bool:
-            raise ValueError(f"{_name('unsecured')} must be true or false")
-        for name in ("sub_claim_name", "scope_claim_name"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f"{_name(name)} must be a claim's name")
+        # A comma-separated audience (Kafka's form) is kept as its tuple.
+        check_texts(self, OAUTH_TEXTS)
+        check_ranges(self, OAUTH_RANGES)
+        check_flags(self, OAUTH_FLAGS)
         url = self.jwks_endpoint_url
         if url is not None:
-            if not isinstance(url, str) or urlparse(url).scheme not in ("http", "https", "file"):
-                raise ValueError(
-                    f"{_name('jwks_endpoint_url')} must be an http://, https:// or file:// URL,"
-                    f" not {url!r}"
+            if urlparse(url).scheme not in ("http", "https", "file"):
+                raise ConfigOutOfRange(
+                    "jwks_endpoint_url", url, "an http://, https:// or file:// URL, or unset"
                 )
             if self.unsecured:
                 raise ValueError(
@@ -105,7 +90,12 @@ class OAuthBearerConfig:
         unknown = set(mine) - known
         if unknown:
             raise ValueError(f"unknown settings {sorted(_name(k) for k in unknown)}")
-        return cls(**mine)
+        try:
+            return cls(**mine)
+        except ConfigOutOfRange as refused:  # named by its key among the others
+            raise ConfigOutOfRange(
+                PREFIX + refused.setting, refused.value, refused.accepted
+            ) from None
 
     def rules(self) -> ClaimRules:
         return ClaimRules(
