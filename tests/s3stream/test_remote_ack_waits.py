@@ -1,0 +1,121 @@
+"""What a remote acknowledgement waits on, from the store's own record of
+its uploads (s3stream/ack_trace.py): at most the upload in flight when it
+asked, then its own, however many appends ask behind a slow PUT.
+
+The object store's PUTs are held on cue here (the one thing a real store
+cannot do); the test counts uploads, it never bounds a duration.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from s3stream import REMOTE, StreamStore, StreamStoreConfig
+from s3stream.ack_trace import Append, ack_waits, covered
+from s3stream.manifest import LOG_PREFIX
+from s3stream.store import MemoryStore
+from s3stream.uploader import OBJECT_PREFIX
+
+TIMEOUT = 30.0
+
+
+class SlowObjectPuts(MemoryStore):
+    """A memory store whose object PUTs wait, once ``hold`` is set, until
+    ``release`` is: a PUT that takes as long as the test says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.release = threading.Event()
+        self.held = threading.Event()
+
+    def put(self, key: str, data: object) -> str:
+        if key.startswith(OBJECT_PREFIX) and self.hold.is_set():
+            self.held.set()
+            assert self.release.wait(TIMEOUT), "the PUT was never released"
+        return super().put(key, data)  # type: ignore[arg-type]
+
+
+def test_appends_behind_a_slow_put_wait_for_it_and_their_own_upload_only(tmp_path: Path) -> None:
+    store = SlowObjectPuts()
+    # An upload interval no test outlives: only the waiting appends start uploads.
+    config = StreamStoreConfig(
+        upload_interval_s=3600, wal_segment_bytes=1024 * 1024, wal_preallocate=False
+    )
+    stream_store = StreamStore.open(tmp_path / "data", store, config)
+    try:
+        streams = [stream_store.create_stream() for _ in range(4)]
+        for stream in streams:
+            stream_store.open_stream(stream, 1)
+        trace = stream_store.trace_uploads()
+        appends: list[Append] = []
+
+        def remote(stream: int) -> Future[int]:
+            asked = time.monotonic()
+            acked = stream_store.submit(stream, 0, 0, b"x", REMOTE)
+            acked.add_done_callback(
+                lambda _: appends.append(Append(stream, 1, asked, time.monotonic()))
+            )
+            return acked
+
+        store.hold.set()
+        first = remote(streams[0])
+        assert store.held.wait(TIMEOUT), "no upload started for a waiting append"
+        # Three appends ask, one after another, while the first upload's PUT
+        # is slow: were each to start an upload of its own, the last would
+        # wait for three uploads after the one in flight.
+        behind = [remote(stream) for stream in streams[1:]]
+        assert not first.done() and not any(f.done() for f in behind)
+        store.release.set()
+        assert [f.result(TIMEOUT) for f in [first, *behind]] == [1, 1, 1, 1]
+        waits = ack_waits(trace.uploads(), appends)
+        assert len(waits) == 4
+        assert sorted(w.uploads_waited for w in waits) == [1, 2, 2, 2]
+        assert stream_store.stats.uploads == 2
+        for wait in waits:
+            # Each waited on its uploads' requests, and on nothing longer than itself.
+            assert 0 < wait.requests <= wait.latency
+            assert wait.own_share >= 0 and wait.hand_back >= 0
+    finally:
+        store.release.set()
+        stream_store.close()
+
+
+def test_an_uploads_requests_are_its_object_puts_and_its_commits(tmp_path: Path) -> None:
+    store = MemoryStore()
+    stream_store = StreamStore.open(tmp_path / "data", store, StreamStoreConfig())
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        stream_store.submit(stream, 0, 0, b"x").result(TIMEOUT)
+        trace = stream_store.trace_uploads()
+        for offset in (1, 2):
+            stream_store.submit(stream, offset, offset, b"x", REMOTE).result(TIMEOUT)
+        uploads = trace.uploads()
+        assert [u.ends for u in uploads] == [{stream: 2}, {stream: 3}]
+        for upload in uploads:
+            kinds = [(r.operation, r.key.split("/")[0] + "/") for r in upload.requests]
+            assert ("put", OBJECT_PREFIX) in kinds
+            assert ("put_if_absent", LOG_PREFIX.split("/")[0] + "/") in kinds
+            assert all(
+                upload.sealed <= r.started <= r.ended <= upload.committed for r in upload.requests
+            )
+            assert 0 < upload.window_opened <= upload.sealed <= upload.committed <= upload.answered
+            assert upload.window_opened < upload.due <= upload.window_opened + 0.002
+    finally:
+        stream_store.close()
+
+
+spans = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=12)
+
+
+@given(spans)
+def test_covered_is_the_length_of_the_union(drawn: list[tuple[int, int]]) -> None:
+    cells = {cell for start, end in drawn for cell in range(start, end)}
+    assert covered((float(s), float(e)) for s, e in drawn) == len(cells)
