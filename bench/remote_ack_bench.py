@@ -35,10 +35,11 @@ store's own record of its uploads (``StreamStore.trace_uploads``,
 s3stream/ack_trace.py, docs/design/0151): ``uploads_waited_max``, the
 most uploads any acknowledgement waited for (the one in flight when it
 asked and its own: 2); the server's own share of each wait, its latency
-less the time a store request of those uploads was in flight (the
-batching window, layout, the WAL's readiness, the commit's encoding, the
-hand-back), p50/p99 beside the configured window (``remote_linger_s``),
-the windows' p99 and longest, and how long after it was due (the window
+less the time a store request of those uploads was in flight or they
+waited for the WAL's sync (the batching window, layout, the commit's
+encoding, the threads' hand-offs; the WAL's share reported beside it),
+p50/p99 beside the configured window (``remote_linger_s``), the
+windows' p99 and longest, and how long after it was due (the window
 over, or the batch complete) a block was sealed; and
 ``remote_ack_p99_vs_own_requests``, the p99 over all acknowledgements
 of each one's latency over the requests it waited on: the cadence's
@@ -223,6 +224,7 @@ def _per_ack(waits: list[AckWait], linger_s: float) -> dict[str, Any]:
         ),
         "own_share_p50_ms": round(_quantile(own, 0.50), 2),
         "own_share_p99_ms": round(_quantile(own, 0.99), 2),
+        "wal_wait_p99_ms": round(_quantile([w.wal * 1e3 for w in waits], 0.99), 2),
         "window_ms": round(linger_s * 1000, 2),
         "window_p99_ms": round(_quantile(windows, 0.99), 2),
         "window_max_ms": round(max(windows), 2),
@@ -352,7 +354,8 @@ def print_table(results: dict[str, Any]) -> None:
             f"{results['uploads_waited']} (most {results['uploads_waited_max']}); "
             f"in flight left, p99 {results['in_flight_left_p99_ms']:.2f} ms\n"
             f"server's own share p50 {results['own_share_p50_ms']:.2f} ms, "
-            f"p99 {results['own_share_p99_ms']:.2f} ms; window configured "
+            f"p99 {results['own_share_p99_ms']:.2f} ms (WAL's sync waited, p99 "
+            f"{results['wal_wait_p99_ms']:.2f} ms); window configured "
             f"{results['window_ms']:.2f} ms, p99 {results['window_p99_ms']:.2f}, "
             f"max {results['window_max_ms']:.2f}; sealed after due, p99 "
             f"{results['seal_late_p99_ms']:.2f}, max {results['seal_late_max_ms']:.2f} ms\n"

@@ -10,7 +10,9 @@ made, with its start and end. A stream store records nothing of this
 unless asked (``StreamStore.trace_uploads``): the uploader and the metered
 store each test one attribute that is None. Asked, an upload costs a few
 monotonic timestamps, its streams' end offsets and a tuple per request,
-never anything per record.
+never anything per record. The wait for the WAL to make the whole block
+durable before its commit (uploader.py, ``_wait_ready``) is recorded as a
+span of its own: the local disk's, not the object store's nor the cadence's.
 
 ``ack_waits`` joins the trace with the appends' own times (each append's
 stream, end offset, when it was made and when its acknowledgement reached
@@ -18,7 +20,7 @@ its caller) into what each acknowledgement waited on: how many uploads
 ended while it waited (the one in flight when it asked, if any, and its
 own: docs/durability.md, "Remote mode's cost and tuning"), what was left of
 the one in flight, its own upload's batching window, the time its
-uploads' store requests took while it waited, and the hand-back from the
+uploads' store requests and WAL waits took while it waited, and the hand-back from the
 upload thread to its caller (docs/design/0151).
 """
 
@@ -63,6 +65,9 @@ class UploadTimes:
     committed: float
     answered: float
     """When the upload thread began to answer the appends its commit covers."""
+    wal_wait: tuple[float, float] = (0.0, 0.0)
+    """When the upload began and ended waiting for the WAL to make its
+    block durable (all of it, before the commit)."""
     requests: list[Request] = field(default_factory=list)
     """The store requests it made (filled in by ``UploadTrace.uploads``)."""
 
@@ -93,14 +98,17 @@ class AckWait(NamedTuple):
     requests: float
     """Time within the wait during which a request of an upload it waited
     for was in flight (overlapping requests counted once)."""
+    wal: float
+    """Time within the wait during which an upload it waited for waited
+    for the WAL's sync and no request of those uploads was in flight."""
     hand_back: float
     """From its upload's answer on the upload thread to its acknowledgement."""
 
     @property
     def own_share(self) -> float:
-        """The time not spent waiting on the store: window, layout, the WAL's
-        readiness, the commit's encoding and the hand-back."""
-        return self.latency - self.requests
+        """The time spent waiting on neither the object store nor the WAL:
+        window, layout, the commit's encoding, the threads' hand-offs."""
+        return self.latency - self.requests - self.wal
 
 
 class UploadTrace:
@@ -111,6 +119,7 @@ class UploadTrace:
         self._lock = threading.Lock()
         self._complete: dict[int, float] = {}
         self._sealed: dict[int, tuple[float, float, float]] = {}
+        self._wal_waits: dict[int, tuple[float, float]] = {}
         self._uploads: list[UploadTimes] = []
         self._requests: list[Request] = []
 
@@ -128,6 +137,10 @@ class UploadTrace:
                 if complete is not None:
                     due = min(due, max(complete, window_opened))
             self._sealed[block_id] = (window_opened, now, due)
+
+    def wal_waited(self, block_id: int, started: float, ended: float) -> None:
+        with self._lock:
+            self._wal_waits[block_id] = (started, ended)
 
     def request(self, operation: str, key: str, started: float, ended: float) -> None:
         with self._lock:
@@ -155,6 +168,7 @@ class UploadTrace:
                     version,
                     committed,
                     answered,
+                    self._wal_waits.pop(block_id, (0.0, 0.0)),
                 )
             )
 
@@ -198,11 +212,9 @@ def ack_waits(uploads: Sequence[UploadTimes], appends: Iterable[Append]) -> list
         waited = [u for u in uploads[: own + 1] if u.answered > append.asked]
         before = [u for u in waited if u is not mine]
         in_flight_left = max((u.answered for u in before), default=append.asked) - append.asked
-        spans = [
-            (max(r.started, append.asked), min(r.ended, append.acknowledged))
-            for u in waited
-            for r in u.requests
-        ]
+        spans = [clipped(r.started, r.ended, append) for u in waited for r in u.requests]
+        syncs = [clipped(*u.wal_wait, append) for u in waited]
+        requests = covered(spans)
         window = mine.sealed - mine.window_opened if mine.window_opened else 0.0
         seal_late = max(0.0, mine.sealed - mine.due) if mine.due else 0.0
         waits.append(
@@ -212,11 +224,17 @@ def ack_waits(uploads: Sequence[UploadTimes], appends: Iterable[Append]) -> list
                 in_flight_left=in_flight_left,
                 window=window,
                 seal_late=seal_late,
-                requests=covered(spans),
+                requests=requests,
+                wal=covered(spans + syncs) - requests,
                 hand_back=append.acknowledged - mine.answered,
             )
         )
     return waits
+
+
+def clipped(start: float, end: float, append: Append) -> tuple[float, float]:
+    """The part of ``[start, end)`` within the append's wait."""
+    return max(start, append.asked), min(end, append.acknowledged)
 
 
 def covered(spans: Iterable[tuple[float, float]]) -> float:

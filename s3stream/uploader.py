@@ -617,8 +617,11 @@ class Uploader:
             if prepared is None:
                 return False
             objects = prepared
+        waited_from = 0.0 if self.trace is None else time.monotonic()
         if not self._wait_ready(block):
             return False
+        if self.trace is not None:
+            self.trace.wal_waited(block.block_id, waited_from, time.monotonic())
         ops = add_ops(objects)
         ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
         try:

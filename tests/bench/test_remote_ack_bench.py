@@ -55,6 +55,7 @@ def assert_acks_traced(report: dict[str, Any]) -> None:
     assert report["uploads_waited_max"] == max(map(int, report["uploads_waited"]))
     assert 0 <= report["own_share_p50_ms"] <= report["own_share_p99_ms"]
     assert report["own_share_p99_ms"] <= report["remote_ack_max_ms"]
+    assert 0 <= report["wal_wait_p99_ms"] <= report["remote_ack_max_ms"]
     assert report["window_ms"] == 2.0  # the store's remote_linger_s
     assert 0 <= report["window_p99_ms"] <= report["window_max_ms"]
     assert 0 <= report["seal_late_p99_ms"] <= report["seal_late_max_ms"]

@@ -81,7 +81,7 @@ def test_appends_behind_a_slow_put_wait_for_it_and_their_own_upload_only(tmp_pat
         for wait in waits:
             # Each waited on its uploads' requests, and on nothing longer than itself.
             assert 0 < wait.requests <= wait.latency
-            assert wait.own_share >= 0 and wait.hand_back >= 0
+            assert wait.wal >= 0 and wait.own_share >= 0 and wait.hand_back >= 0
     finally:
         store.release.set()
         stream_store.close()
@@ -108,6 +108,7 @@ def test_an_uploads_requests_are_its_object_puts_and_its_commits(tmp_path: Path)
             )
             assert 0 < upload.window_opened <= upload.sealed <= upload.committed <= upload.answered
             assert upload.window_opened < upload.due <= upload.window_opened + 0.002
+            assert upload.sealed <= upload.wal_wait[0] <= upload.wal_wait[1] <= upload.committed
     finally:
         stream_store.close()
 
