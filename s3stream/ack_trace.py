@@ -69,7 +69,7 @@ class UploadTimes:
     """When the upload began and ended waiting for the WAL to make its
     block durable (all of it, before the commit)."""
     requests: list[Request] = field(default_factory=list)
-    """The store requests it made (filled in by ``UploadTrace.uploads``)."""
+    """The store requests it made (filled in as the upload is recorded)."""
 
 
 class Append(NamedTuple):
@@ -122,6 +122,11 @@ class UploadTrace:
         self._wal_waits: dict[int, tuple[float, float]] = {}
         self._uploads: list[UploadTimes] = []
         self._requests: list[Request] = []
+        """Requests a sealed block not yet uploaded may still claim: those
+        started since the oldest such seal. Any other (a fetch's GET, a
+        request while no block waits to be uploaded) belongs to no upload
+        and is not kept, so what is held is bounded by one upload's span,
+        not by the run's length."""
 
     def complete(self, block_id: int, now: float) -> None:
         """The appends waiting on the active block ``block_id`` are a complete batch."""
@@ -144,7 +149,10 @@ class UploadTrace:
 
     def request(self, operation: str, key: str, started: float, ended: float) -> None:
         with self._lock:
-            self._requests.append(Request(operation, key, started, ended))
+            # Blocks are sealed in order, so the first pending seal is the oldest.
+            oldest = next(iter(self._sealed.values()), None)
+            if oldest is not None and started >= oldest[1]:
+                self._requests.append(Request(operation, key, started, ended))
 
     def uploaded(
         self,
@@ -157,20 +165,31 @@ class UploadTrace:
     ) -> None:
         with self._lock:
             window_opened, sealed, due = self._sealed.pop(block_id, (0.0, 0.0, 0.0))
-            self._uploads.append(
-                UploadTimes(
-                    block_id,
-                    window_opened,
-                    sealed,
-                    due,
-                    ends,
-                    frozenset(object_keys),
-                    version,
-                    committed,
-                    answered,
-                    self._wal_waits.pop(block_id, (0.0, 0.0)),
-                )
+            upload = UploadTimes(
+                block_id,
+                window_opened,
+                sealed,
+                due,
+                ends,
+                frozenset(object_keys),
+                version,
+                committed,
+                answered,
+                self._wal_waits.pop(block_id, (0.0, 0.0)),
             )
+            version_keys = {delta_key(version), delta_key(version - 1)}
+            upload.requests = [
+                request
+                for request in self._requests
+                if (request.key in upload.object_keys or request.key in version_keys)
+                and request.operation != "delete"
+                and sealed <= request.started
+                and request.ended <= committed
+            ]
+            # A later upload's block was sealed after this one's: what
+            # started before this seal can be none of its requests.
+            self._requests = [r for r in self._requests if r.started >= sealed]
+            self._uploads.append(upload)
 
     def uploads(self) -> list[UploadTimes]:
         """The uploads so far, in commit order, each with its requests: its
@@ -178,19 +197,7 @@ class UploadTrace:
         HEAD of the version before (docs/object-format.md), those made
         between its seal and its commit's end."""
         with self._lock:
-            uploads = list(self._uploads)
-            requests = list(self._requests)
-        for upload in uploads:
-            version_keys = {delta_key(upload.version), delta_key(upload.version - 1)}
-            upload.requests = [
-                request
-                for request in requests
-                if (request.key in upload.object_keys or request.key in version_keys)
-                and request.operation != "delete"
-                and upload.sealed <= request.started
-                and request.ended <= upload.committed
-            ]
-        return uploads
+            return list(self._uploads)
 
 
 def ack_waits(uploads: Sequence[UploadTimes], appends: Iterable[Append]) -> list[AckWait]:

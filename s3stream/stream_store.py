@@ -656,8 +656,9 @@ class StreamStore:
     def trace_uploads(self) -> UploadTrace:
         """Starts recording what remote acknowledgements wait on (each
         upload's window, seal, requests, commit and answer: ack_trace.py),
-        for a benchmark or a test; it grows with every upload and request
-        until the store is closed, so a serving store never turns it on."""
+        for a benchmark or a test; it grows with every upload until the
+        store is closed, so a serving store never turns it on. A request is
+        held only until the upload that may claim it is recorded."""
         trace = UploadTrace(self.config.remote_linger_s)
         self.store.trace = trace.request
         self._uploader.trace = trace

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -120,3 +121,41 @@ spans = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=12)
 def test_covered_is_the_length_of_the_union(drawn: list[tuple[int, int]]) -> None:
     cells = {cell for start, end in drawn for cell in range(start, end)}
     assert covered((float(s), float(e)) for s, e in drawn) == len(cells)
+
+
+def test_the_trace_keeps_no_request_that_no_upload_can_claim(tmp_path: Path) -> None:
+    # A store traced for a long run serves reads too: each is a request of
+    # no upload's, and what the trace holds must not grow with them.
+    store = MemoryStore()
+    stream_store = StreamStore.open(tmp_path / "data", store, StreamStoreConfig())
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        trace = stream_store.trace_uploads()
+        stream_store.submit(stream, 0, 0, b"x", REMOTE).result(TIMEOUT)
+        (upload,) = trace.uploads()
+        (key,) = upload.object_keys
+        tracemalloc.start()
+        try:
+            before = _held_by_the_trace()
+            for _ in range(20_000):
+                stream_store.store.get(key)
+            grown = _held_by_the_trace() - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 16 * 1024, f"the trace grew by {grown} bytes over 20,000 GETs"
+        # Uploads after them are still told their own requests.
+        stream_store.submit(stream, 1, 1, b"x", REMOTE).result(TIMEOUT)
+        last = trace.uploads()[-1]
+        assert last.ends == {stream: 2}
+        assert {r.operation for r in last.requests} >= {"put", "put_if_absent"}
+    finally:
+        stream_store.close()
+
+
+def _held_by_the_trace() -> int:
+    """Bytes allocated by s3stream/ack_trace.py and still held."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(True, "*/s3stream/ack_trace.py")]
+    )
+    return sum(stat.size for stat in snapshot.statistics("filename"))
