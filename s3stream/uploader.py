@@ -489,6 +489,9 @@ class Uploader:
         self._remote_asked = time.monotonic()
         if not self._wanted:
             self._wanted = time.monotonic()
+            if self.trace is not None and self._batch_complete_locked():
+                # Its first ask completes the batch (one appender): due now.
+                self.trace.complete(self._state.cache.active.block_id, self._wanted)
             self._state.changed.notify_all()
         elif self._batch_complete_locked():
             if self.trace is not None:

@@ -108,7 +108,8 @@ def test_an_uploads_requests_are_its_object_puts_and_its_commits(tmp_path: Path)
                 upload.sealed <= r.started <= r.ended <= upload.committed for r in upload.requests
             )
             assert 0 < upload.window_opened <= upload.sealed <= upload.committed <= upload.answered
-            assert upload.window_opened < upload.due <= upload.window_opened + 0.002
+            # Due at the window's end, or at once if its first ask completes the batch.
+            assert upload.window_opened <= upload.due <= upload.window_opened + 0.002
             assert upload.sealed <= upload.wal_wait[0] <= upload.wal_wait[1] <= upload.committed
     finally:
         stream_store.close()
@@ -159,3 +160,28 @@ def _held_by_the_trace() -> int:
         [tracemalloc.Filter(True, "*/s3stream/ack_trace.py")]
     )
     return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+def test_a_batch_complete_at_its_first_ask_is_due_at_once(tmp_path: Path) -> None:
+    # One appender: the commit before answered one append, so the next
+    # block's first ask completes its batch and the cadence asks for the
+    # seal then, not at the end of a window (here an hour) it never holds.
+    config = StreamStoreConfig(remote_linger_s=3600.0)
+    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), config)
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        first = stream_store.submit(stream, 0, 0, b"x", REMOTE)
+        assert stream_store.flush(TIMEOUT)
+        assert first.result(TIMEOUT) == 1
+        trace = stream_store.trace_uploads()
+        appends: list[Append] = []
+        asked = time.monotonic()
+        assert stream_store.submit(stream, 1, 1, b"x", REMOTE).result(TIMEOUT) == 2
+        appends.append(Append(stream, 2, asked, time.monotonic()))
+        (upload,) = trace.uploads()
+        assert upload.window_opened <= upload.due <= upload.sealed
+        (wait,) = ack_waits([upload], appends)
+        assert wait.seal_late == upload.sealed - upload.due
+    finally:
+        stream_store.close()
