@@ -609,6 +609,9 @@ class Uploader:
         )
 
     def _upload(self, block: CacheBlock, live: set[int]) -> bool:
+        # Read once: tracing turned on while this upload runs must find it
+        # recorded whole or not at all, never with its early times unset.
+        trace = self.trace
         ahead, self._ahead = self._ahead, None
         put_ahead = None if ahead is None else ahead.result()  # put while the previous commit ran
         if put_ahead is not None and put_ahead.block is block:
@@ -620,11 +623,11 @@ class Uploader:
             if prepared is None:
                 return False
             objects = prepared
-        waited_from = 0.0 if self.trace is None else time.monotonic()
+        waited_from = 0.0 if trace is None else time.monotonic()
         if not self._wait_ready(block):
             return False
-        if self.trace is not None:
-            self.trace.wal_waited(block.block_id, waited_from, time.monotonic())
+        if trace is not None:
+            trace.wal_waited(block.block_id, waited_from, time.monotonic())
         ops = add_ops(objects)
         ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
         try:
@@ -641,7 +644,7 @@ class Uploader:
                     # commit opens now: those it answers may join them.
                     self._wanted = max(self._wanted, time.monotonic())
                 self._state.changed.notify_all()
-        committed = 0.0 if self.trace is None else time.monotonic()
+        committed = 0.0 if trace is None else time.monotonic()
         self._stats.uploads += 1
         self._stats.uploaded_bytes += sum(o.meta.size for o in objects)
         with self._state.lock:
@@ -650,8 +653,8 @@ class Uploader:
             reached = self._reached_locked() if self._waiters else []
             if reached:
                 self._batch = len(reached) + sum(map(len, self._waiters.values()))
-        if self.trace is not None:
-            self._traced(block, objects, version, committed)
+        if trace is not None:
+            _traced(trace, block, objects, version, committed)
         for waiter, end in reached:
             waiter.set_result(end)
         if block.last_position is not None:
@@ -660,16 +663,6 @@ class Uploader:
             except WalError as error:
                 log.warning("WAL trim failed: %s", error)
         return True
-
-    def _traced(
-        self, block: CacheBlock, objects: list[PreparedObject], version: int, committed: float
-    ) -> None:
-        """Records ``block``'s upload in the trace, as its waiters are about to be answered."""
-        assert self.trace is not None
-        now = time.monotonic()
-        ends = {sid: batches[-1].end_offset for sid, batches in block.batches.items() if batches}
-        keys = [o.meta.key for o in objects]
-        self.trace.uploaded(block.block_id, ends, keys, version, committed, now)
 
     def _prepare_and_put(
         self, block: CacheBlock, live: set[int], state: ManifestState
@@ -771,3 +764,17 @@ class Uploader:
                     return False
                 state.changed.wait(0.5)
         return True
+
+
+def _traced(
+    trace: UploadTrace,
+    block: CacheBlock,
+    objects: list[PreparedObject],
+    version: int,
+    committed: float,
+) -> None:
+    """Records ``block``'s upload in ``trace``, as its waiters are about to be answered."""
+    now = time.monotonic()
+    ends = {sid: batches[-1].end_offset for sid, batches in block.batches.items() if batches}
+    keys = [o.meta.key for o in objects]
+    trace.uploaded(block.block_id, ends, keys, version, committed, now)

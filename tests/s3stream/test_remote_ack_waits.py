@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
-from s3stream.ack_trace import Append, ack_waits, covered
+from s3stream.ack_trace import Append, UploadTrace, ack_waits, covered
+from s3stream.log_cache import CacheBlock
 from s3stream.manifest import LOG_PREFIX
 from s3stream.store import MemoryStore
 from s3stream.uploader import OBJECT_PREFIX
@@ -183,5 +184,33 @@ def test_a_batch_complete_at_its_first_ask_is_due_at_once(tmp_path: Path) -> Non
         assert upload.window_opened <= upload.due <= upload.sealed
         (wait,) = ack_waits([upload], appends)
         assert wait.seal_late == upload.sealed - upload.due
+    finally:
+        stream_store.close()
+
+
+def test_tracing_turned_on_during_an_upload_records_it_whole_or_not(tmp_path: Path) -> None:
+    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), StreamStoreConfig())
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        uploader = stream_store._uploader
+        wait_ready = uploader._wait_ready
+        traces: list[UploadTrace] = []
+
+        def turned_on_meanwhile(block: CacheBlock) -> bool:
+            # Tracing turned on while an upload waits for the WAL's sync.
+            if not traces:
+                traces.append(stream_store.trace_uploads())
+            return wait_ready(block)
+
+        uploader._wait_ready = turned_on_meanwhile  # type: ignore[method-assign]
+        stream_store.submit(stream, 0, 0, b"x", REMOTE).result(TIMEOUT)
+        stream_store.submit(stream, 1, 1, b"x", REMOTE).result(TIMEOUT)
+        (trace,) = traces
+        *begun_before, whole = trace.uploads()
+        for upload in begun_before:
+            assert upload.wal_wait == (0.0, 0.0) or upload.wal_wait[0] > 0
+        assert whole.ends == {stream: 2}
+        assert 0 < whole.sealed <= whole.wal_wait[0] <= whole.wal_wait[1] <= whole.committed
     finally:
         stream_store.close()
