@@ -8,9 +8,11 @@ cannot do); the test counts uploads, it never bounds a duration.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -90,11 +92,7 @@ def test_appends_behind_a_slow_put_wait_for_it_and_their_own_upload_only(tmp_pat
 
 
 def test_an_uploads_requests_are_its_object_puts_and_its_commits(tmp_path: Path) -> None:
-    store = MemoryStore()
-    stream_store = StreamStore.open(tmp_path / "data", store, StreamStoreConfig())
-    try:
-        stream = stream_store.create_stream()
-        stream_store.open_stream(stream, 1)
+    with _one_stream(tmp_path) as (stream_store, stream):
         stream_store.submit(stream, 0, 0, b"x").result(TIMEOUT)
         trace = stream_store.trace_uploads()
         for offset in (1, 2):
@@ -112,6 +110,18 @@ def test_an_uploads_requests_are_its_object_puts_and_its_commits(tmp_path: Path)
             # Due at the window's end, or at once if its first ask completes the batch.
             assert upload.window_opened <= upload.due <= upload.window_opened + 0.002
             assert upload.sealed <= upload.wal_wait[0] <= upload.wal_wait[1] <= upload.committed
+
+
+@contextlib.contextmanager
+def _one_stream(
+    tmp_path: Path, config: StreamStoreConfig | None = None
+) -> Iterator[tuple[StreamStore, int]]:
+    """A stream store on a memory store, with one stream opened."""
+    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), config or StreamStoreConfig())
+    try:
+        stream = stream_store.create_stream()
+        stream_store.open_stream(stream, 1)
+        yield stream_store, stream
     finally:
         stream_store.close()
 
@@ -128,11 +138,7 @@ def test_covered_is_the_length_of_the_union(drawn: list[tuple[int, int]]) -> Non
 def test_the_trace_keeps_no_request_that_no_upload_can_claim(tmp_path: Path) -> None:
     # A store traced for a long run serves reads too: each is a request of
     # no upload's, and what the trace holds must not grow with them.
-    store = MemoryStore()
-    stream_store = StreamStore.open(tmp_path / "data", store, StreamStoreConfig())
-    try:
-        stream = stream_store.create_stream()
-        stream_store.open_stream(stream, 1)
+    with _one_stream(tmp_path) as (stream_store, stream):
         trace = stream_store.trace_uploads()
         stream_store.submit(stream, 0, 0, b"x", REMOTE).result(TIMEOUT)
         (upload,) = trace.uploads()
@@ -151,8 +157,6 @@ def test_the_trace_keeps_no_request_that_no_upload_can_claim(tmp_path: Path) -> 
         last = trace.uploads()[-1]
         assert last.ends == {stream: 2}
         assert {r.operation for r in last.requests} >= {"put", "put_if_absent"}
-    finally:
-        stream_store.close()
 
 
 def _held_by_the_trace() -> int:
@@ -168,10 +172,7 @@ def test_a_batch_complete_at_its_first_ask_is_due_at_once(tmp_path: Path) -> Non
     # block's first ask completes its batch and the cadence asks for the
     # seal then, not at the end of a window (here an hour) it never holds.
     config = StreamStoreConfig(remote_linger_s=3600.0)
-    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), config)
-    try:
-        stream = stream_store.create_stream()
-        stream_store.open_stream(stream, 1)
+    with _one_stream(tmp_path, config) as (stream_store, stream):
         first = stream_store.submit(stream, 0, 0, b"x", REMOTE)
         assert stream_store.flush(TIMEOUT)
         assert first.result(TIMEOUT) == 1
@@ -184,15 +185,10 @@ def test_a_batch_complete_at_its_first_ask_is_due_at_once(tmp_path: Path) -> Non
         assert upload.window_opened <= upload.due <= upload.sealed
         (wait,) = ack_waits([upload], appends)
         assert wait.seal_late == upload.sealed - upload.due
-    finally:
-        stream_store.close()
 
 
 def test_tracing_turned_on_during_an_upload_records_it_whole_or_not(tmp_path: Path) -> None:
-    stream_store = StreamStore.open(tmp_path / "data", MemoryStore(), StreamStoreConfig())
-    try:
-        stream = stream_store.create_stream()
-        stream_store.open_stream(stream, 1)
+    with _one_stream(tmp_path) as (stream_store, stream):
         uploader = stream_store._uploader
         wait_ready = uploader._wait_ready
         traces: list[UploadTrace] = []
@@ -212,5 +208,3 @@ def test_tracing_turned_on_during_an_upload_records_it_whole_or_not(tmp_path: Pa
             assert upload.wal_wait == (0.0, 0.0) or upload.wal_wait[0] > 0
         assert whole.ends == {stream: 2}
         assert 0 < whole.sealed <= whole.wal_wait[0] <= whole.wal_wait[1] <= whole.committed
-    finally:
-        stream_store.close()
