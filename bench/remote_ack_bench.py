@@ -29,6 +29,21 @@ baseline are never hedged. ``--store local`` writes to a local directory
 store instead (every PUT a file written and fsynced, docs/operations.md),
 the figures without moto's process and its HTTP: what the store itself
 adds to the uploads. ``--json`` prints one JSON object.
+
+Beside them, ack by ack, what each acknowledgement waited on, from the
+store's own record of its uploads (``StreamStore.trace_uploads``,
+s3stream/ack_trace.py, docs/design/0151): ``uploads_waited_max``, the
+most uploads any acknowledgement waited for (the one in flight when it
+asked and its own: 2); the server's own share of each wait, its latency
+less the time a store request of those uploads was in flight or they
+waited for the WAL's sync (the batching window, layout, the commit's
+encoding, the threads' hand-offs; the WAL's share reported beside it),
+p50/p99 beside the configured window (``remote_linger_s``), the
+windows' p99 and longest, and how long after it was due (the window
+over, or the batch complete) a block was sealed; and
+``remote_ack_p99_vs_own_requests``, the p99 over all acknowledgements
+of each one's latency over the requests it waited on: the cadence's
+share, apart from the store's own tail.
 """
 
 from __future__ import annotations
@@ -39,6 +54,7 @@ import dataclasses
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +63,7 @@ import _harness
 from replay_bench import BUCKET, moto_server
 
 if TYPE_CHECKING:
+    from s3stream.ack_trace import AckWait, Append
     from s3stream.store import ObjectStore
 
 BATCH = 1024
@@ -115,6 +132,7 @@ def run(
     stream_count: int = 0,
 ) -> dict[str, Any]:
     from s3stream import StreamStore, StreamStoreConfig
+    from s3stream.ack_trace import ack_waits
 
     config = StreamStoreConfig()
     if hedge_after is not None:
@@ -130,7 +148,8 @@ def run(
             store.open_stream(stream, 1)
         _fill_streams(store, max(stream_count - appenders, 0))
         plain = make_store()
-        acks: list[float] = []
+        trace = store.trace_uploads()
+        appended: list[Append] = []
         puts: list[float] = []
         small_puts: list[float] = []
         heads: list[float] = []
@@ -138,7 +157,7 @@ def run(
         try:
             for round_number in range(rounds):
                 before = (store.stats.uploads, store.stats.uploaded_bytes)
-                acks += asyncio.run(_append_all(store, streams, appends // appenders))
+                appended += asyncio.run(_append_all(store, streams, appends // appenders))
                 uploads += store.stats.uploads - before[0]
                 uploaded += store.stats.uploaded_bytes - before[1]
                 size = max(1, uploaded // max(uploads, 1))
@@ -146,9 +165,11 @@ def run(
                 small_puts += _put_latencies(plain, f"small-{round_number}", 512)
                 heads += _head_latencies(plain, f"latency/small-{round_number}-0")
             sent, won = store.hedges.snapshot() if store.hedges else ({}, {})
+            waits = ack_waits(trace.uploads(), appended)
         finally:
             store.close()
             plain.close()
+    acks = [(a.acknowledged - a.asked) * 1000 for a in appended]
     put_ms = statistics.median(puts)
     small_ms = statistics.median(small_puts)
     upload_ms = put_ms + small_ms
@@ -177,12 +198,43 @@ def run(
         "hedges_won": won,
         "remote_ack_p50_vs_upload": round(_quantile(acks, 0.50) / upload_ms, 3),
         "remote_ack_p99_vs_upload": round(_quantile(acks, 0.99) / upload_ms, 3),
+        **_per_ack(waits, config.remote_linger_s),
         **_harness.cpus(),
     }
     results["targets"] = {
         f"{key} <= {bound}": results[key] <= bound for key, bound in TARGETS.items()
     }
     return results
+
+
+def _per_ack(waits: list[AckWait], linger_s: float) -> dict[str, Any]:
+    """The figures of what each acknowledgement waited on (module docstring)."""
+    if not waits:
+        return {"acks_traced": 0}
+    own = [w.own_share * 1000 for w in waits]
+    ratios = [w.latency / w.requests for w in waits if w.requests > 0]
+    windows = [w.window * 1000 for w in waits]
+    waited = Counter(w.uploads_waited for w in waits)
+    return {
+        "acks_traced": len(waits),
+        "uploads_waited_max": max(waited),
+        "uploads_waited": {str(n): waited[n] for n in sorted(waited)},
+        "in_flight_left_p99_ms": round(
+            _quantile([w.in_flight_left * 1000 for w in waits], 0.99), 2
+        ),
+        "own_share_p50_ms": round(_quantile(own, 0.50), 2),
+        "own_share_p99_ms": round(_quantile(own, 0.99), 2),
+        "wal_wait_p99_ms": round(_quantile([w.wal * 1e3 for w in waits], 0.99), 2),
+        "window_ms": round(linger_s * 1000, 2),
+        "window_p99_ms": round(_quantile(windows, 0.99), 2),
+        "window_max_ms": round(max(windows), 2),
+        "seal_late_p99_ms": round(_quantile([w.seal_late * 1e3 for w in waits], 0.99), 2),
+        "seal_late_max_ms": round(max(w.seal_late for w in waits) * 1e3, 2),
+        "hand_back_p50_ms": round(_quantile([w.hand_back * 1000 for w in waits], 0.50), 2),
+        "hand_back_p99_ms": round(_quantile([w.hand_back * 1000 for w in waits], 0.99), 2),
+        "remote_ack_p50_vs_own_requests": round(_quantile(ratios, 0.50), 3),
+        "remote_ack_p99_vs_own_requests": round(_quantile(ratios, 0.99), 3),
+    }
 
 
 @contextlib.contextmanager
@@ -223,21 +275,23 @@ def _fill_streams(store: Any, count: int) -> None:
     store.flush()
 
 
-async def _append_all(store: Any, streams: list[int], per_appender: int) -> list[float]:
+async def _append_all(store: Any, streams: list[int], per_appender: int) -> list[Append]:
+    """Each append's stream, end offset and times, on the trace's clock."""
     from s3stream import REMOTE
+    from s3stream.ack_trace import Append
 
     payload = os.urandom(BATCH)
-    latencies: list[float] = []
+    appended: list[Append] = []
 
     async def appender(stream: int) -> None:
         for _ in range(per_appender):
             base = store.next_offset(stream)
-            started = time.perf_counter()
+            started = time.monotonic()
             await store.append_async(stream, base, base, payload, REMOTE)
-            latencies.append((time.perf_counter() - started) * 1000)
+            appended.append(Append(stream, base + 1, started, time.monotonic()))
 
     await asyncio.gather(*(appender(stream) for stream in streams))
-    return latencies
+    return appended
 
 
 def _put_latencies(store: Any, name: str, size: int) -> list[float]:
@@ -294,6 +348,22 @@ def print_table(results: dict[str, Any]) -> None:
         f"remote_ack_p50_vs_upload {results['remote_ack_p50_vs_upload']:.2f}   "
         f"remote_ack_p99_vs_upload {results['remote_ack_p99_vs_upload']:.2f}"
     )
+    if results["acks_traced"]:
+        print(
+            f"\nack by ack ({results['acks_traced']:,} traced): uploads waited "
+            f"{results['uploads_waited']} (most {results['uploads_waited_max']}); "
+            f"in flight left, p99 {results['in_flight_left_p99_ms']:.2f} ms\n"
+            f"server's own share p50 {results['own_share_p50_ms']:.2f} ms, "
+            f"p99 {results['own_share_p99_ms']:.2f} ms (WAL's sync waited, p99 "
+            f"{results['wal_wait_p99_ms']:.2f} ms); window configured "
+            f"{results['window_ms']:.2f} ms, p99 {results['window_p99_ms']:.2f}, "
+            f"max {results['window_max_ms']:.2f}; sealed after due, p99 "
+            f"{results['seal_late_p99_ms']:.2f}, max {results['seal_late_max_ms']:.2f} ms\n"
+            f"hand-back p50 "
+            f"{results['hand_back_p50_ms']:.2f}, p99 {results['hand_back_p99_ms']:.2f} ms\n"
+            f"remote_ack_p50_vs_own_requests {results['remote_ack_p50_vs_own_requests']:.2f}   "
+            f"remote_ack_p99_vs_own_requests {results['remote_ack_p99_vs_own_requests']:.2f}"
+        )
     _harness.print_targets(results["targets"])
 
 

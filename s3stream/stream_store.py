@@ -38,6 +38,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from s3stream.ack_trace import UploadTrace
 from s3stream.append_options import LOCAL, AppendOptions
 from s3stream.appender import Appender
 from s3stream.block_cache import BlockCache
@@ -651,6 +652,17 @@ class StreamStore:
             self._state.check_usable()
             self._state.stream_locked(stream_id)
             return self._uploader.wait_remote_locked(stream_id, end)
+
+    def trace_uploads(self) -> UploadTrace:
+        """Starts recording what remote acknowledgements wait on (each
+        upload's window, seal, requests, commit and answer: ack_trace.py),
+        for a benchmark or a test; it grows with every upload until the
+        store is closed, so a serving store never turns it on. A request is
+        held only until the upload that may claim it is recorded."""
+        trace = UploadTrace(self.config.remote_linger_s)
+        self.store.trace = trace.request
+        self._uploader.trace = trace
+        return trace
 
     def add_listener(self, listener: Callable[[set[int]], None]) -> None:
         """Calls ``listener`` with the ids of the streams whose end offset grew,

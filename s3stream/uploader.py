@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from s3stream import chain
+from s3stream.ack_trace import UploadTrace
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import CURRENT
 from s3stream.chain_hash import extend as extend_chain
@@ -419,6 +420,8 @@ class Uploader:
         """Whether a commit of an upload is in flight (under the lock)."""
         self._remote_asked = -float("inf")
         """When (monotonic) an append last asked to be remotely durable."""
+        self.trace: UploadTrace | None = None
+        """Records each upload's times when set (s3stream/ack_trace.py)."""
         # Puts ahead only while appends wait to be remotely durable: at the
         # opener's priority, as the upload thread.
         self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="s3stream-upload-ahead")
@@ -444,9 +447,12 @@ class Uploader:
     # -- sealing and flushing (callers of *_locked hold the store's lock) -----
 
     def seal_locked(self) -> None:
-        self._wanted = 0.0  # whoever waited has its data in the sealed block
+        wanted, self._wanted = self._wanted, 0.0  # whoever waited is in the sealed block
         self._asking = 0
-        if self._state.cache.seal() is not None:
+        sealed = self._state.cache.seal()
+        if sealed is not None:
+            if self.trace is not None:
+                self.trace.sealed(sealed.block_id, wanted, time.monotonic())
             self._state.changed.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -483,8 +489,13 @@ class Uploader:
         self._remote_asked = time.monotonic()
         if not self._wanted:
             self._wanted = time.monotonic()
+            if self.trace is not None and self._batch_complete_locked():
+                # Its first ask completes the batch (one appender): due now.
+                self.trace.complete(self._state.cache.active.block_id, self._wanted)
             self._state.changed.notify_all()
         elif self._batch_complete_locked():
+            if self.trace is not None:
+                self.trace.complete(self._state.cache.active.block_id, time.monotonic())
             self._state.changed.notify_all()
         return waiter
 
@@ -598,6 +609,9 @@ class Uploader:
         )
 
     def _upload(self, block: CacheBlock, live: set[int]) -> bool:
+        # Read once: tracing turned on while this upload runs must find it
+        # recorded whole or not at all, never with its early times unset.
+        trace = self.trace
         ahead, self._ahead = self._ahead, None
         put_ahead = None if ahead is None else ahead.result()  # put while the previous commit ran
         if put_ahead is not None and put_ahead.block is block:
@@ -609,14 +623,17 @@ class Uploader:
             if prepared is None:
                 return False
             objects = prepared
+        waited_from = 0.0 if trace is None else time.monotonic()
         if not self._wait_ready(block):
             return False
+        if trace is not None:
+            trace.wal_waited(block.block_id, waited_from, time.monotonic())
         ops = add_ops(objects)
         ops += [["trim", sid, start] for sid, start in block.trims.items() if sid in live]
         try:
             with self._writer.serial:
                 self._put_ahead(block, ops)
-                self._writer.commit(ops)
+                version = self._writer.commit(ops).seq
         except StoreClosed:
             return False
         finally:
@@ -627,6 +644,7 @@ class Uploader:
                     # commit opens now: those it answers may join them.
                     self._wanted = max(self._wanted, time.monotonic())
                 self._state.changed.notify_all()
+        committed = 0.0 if trace is None else time.monotonic()
         self._stats.uploads += 1
         self._stats.uploaded_bytes += sum(o.meta.size for o in objects)
         with self._state.lock:
@@ -635,6 +653,8 @@ class Uploader:
             reached = self._reached_locked() if self._waiters else []
             if reached:
                 self._batch = len(reached) + sum(map(len, self._waiters.values()))
+        if trace is not None:
+            _traced(trace, block, objects, version, committed)
         for waiter, end in reached:
             waiter.set_result(end)
         if block.last_position is not None:
@@ -744,3 +764,17 @@ class Uploader:
                     return False
                 state.changed.wait(0.5)
         return True
+
+
+def _traced(
+    trace: UploadTrace,
+    block: CacheBlock,
+    objects: list[PreparedObject],
+    version: int,
+    committed: float,
+) -> None:
+    """Records ``block``'s upload in ``trace``, as its waiters are about to be answered."""
+    now = time.monotonic()
+    ends = {sid: batches[-1].end_offset for sid, batches in block.batches.items() if batches}
+    keys = [o.meta.key for o in objects]
+    trace.uploaded(block.block_id, ends, keys, version, committed, now)

@@ -49,6 +49,9 @@ class MeteredStore(ObjectStore):
         self.requests: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.latency: dict[str, PlainHistogram] = {}
+        self.trace: Callable[[str, str, float, float], None] | None = None
+        """Told each request's operation, key, start and end when set
+        (s3stream/ack_trace.py's UploadTrace.request)."""
         self._lock = threading.Lock()
 
     def _timed(
@@ -80,6 +83,8 @@ class MeteredStore(ObjectStore):
                 if histogram is None:
                     histogram = self.latency[operation] = PlainHistogram()
                 histogram.observe(elapsed)
+            if self.trace is not None:
+                self.trace(operation, key, started, started + elapsed)
             if stalls.isEnabledFor(logging.DEBUG):
                 log_request(operation, key, elapsed, size, result, outcome)
 

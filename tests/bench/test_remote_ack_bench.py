@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,27 @@ def test_remote_ack_bench_reports_ack_latency_beside_the_puts_it_waits_on(
     assert 0 < report["uploads"] <= report["appends"]
     assert set(report["targets"]) == {"remote_ack_p99_vs_upload <= 2.5"}
     assert list(tmp_path.iterdir()) == []
+    assert_acks_traced(report)
+
+
+def assert_acks_traced(report: dict[str, Any]) -> None:
+    """The figures of what each acknowledgement waited on: every append
+    traced, none waiting for more than the upload in flight and its own,
+    and shares no larger than the waits they are part of."""
+    assert report["acks_traced"] == report["appends"]
+    assert sum(report["uploads_waited"].values()) == report["appends"]
+    assert 1 <= report["uploads_waited_max"] <= 2
+    assert report["uploads_waited_max"] == max(map(int, report["uploads_waited"]))
+    assert 0 <= report["own_share_p50_ms"] <= report["own_share_p99_ms"]
+    assert report["own_share_p99_ms"] <= report["remote_ack_max_ms"]
+    assert 0 <= report["wal_wait_p99_ms"] <= report["remote_ack_max_ms"]
+    assert report["window_ms"] == 2.0  # the store's remote_linger_s
+    assert 0 <= report["window_p99_ms"] <= report["window_max_ms"]
+    assert 0 <= report["seal_late_p99_ms"] <= report["seal_late_max_ms"]
+    assert 0 <= report["in_flight_left_p99_ms"] <= report["remote_ack_max_ms"]
+    assert 0 <= report["hand_back_p50_ms"] <= report["hand_back_p99_ms"]
+    # An acknowledgement's latency holds the requests it waited on.
+    assert 1 <= report["remote_ack_p50_vs_own_requests"] <= report["remote_ack_p99_vs_own_requests"]
 
 
 @pytest.mark.slow
@@ -61,3 +83,4 @@ def test_remote_ack_bench_holds_as_many_streams_as_asked(tmp_path: Path) -> None
     assert report["streams"] == 40 and report["appenders"] == 8
     assert report["appends"] == 600 and report["remote_ack_p99_ms"] > 0
     assert list(tmp_path.iterdir()) == []
+    assert_acks_traced(report)
