@@ -19,6 +19,8 @@ or on its class.
 from __future__ import annotations
 
 import ast
+import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,9 +60,29 @@ def live_in_module(module: str) -> frozenset[str]:
         _LIVE_IN_MODULE[module] = frozenset()  # an import cycle reads it empty
         source = _source_of(module)
         if source is not None:
-            scope = Scope(ast.parse(source.read_text(), str(source)))
+            scope = Scope(_parsed(source.read_text(), str(source)))
             _LIVE_IN_MODULE[module] = frozenset(scope.live)
     return _LIVE_IN_MODULE[module]
+
+
+@functools.cache
+def _parsed(source: str, filename: str) -> ast.Module:
+    """The tree of ``source``, parsed once a session: a conftest.py is read
+    for every module below it. Keyed by the text, so a file written again
+    is parsed again."""
+    return ast.parse(source, filename)
+
+
+_C_MARK_WORD = re.compile(rf"\b(?:{'|'.join(C_MARKS)})\b")
+
+
+def _may_mark_c(source: str) -> bool:
+    """Whether ``source`` can mark a test of the C extension at all: every
+    way Scope.marks_c knows of spells ``needs_c`` or ``c_extension`` as a
+    word (a decorator, an attribute, an import under another name, an
+    assignment from one of those), so a module naming neither has no test
+    to find and needs neither its tree nor its conftest.py files."""
+    return _C_MARK_WORD.search(source) is not None
 
 
 def _attribute_is_live(module: str, name: str) -> bool:
@@ -269,15 +291,25 @@ def live_fixtures_above(
     live: set[str] = set()
     autouse: set[str] = set()
     for conftest in reversed(conftests):  # the farthest first, overridden by nearer ones
-        scope = Scope(ast.parse(conftest.read_text(), str(conftest)), frozenset(live))
-        for name, fixture in scope.fixtures.items():
-            live.discard(name)
-            autouse.discard(name)
-            if name in scope.live:
-                live.add(name)
-                if _autouse(fixture):
-                    autouse.add(name)
+        defined, live_here, autouse_here = _conftest_fixtures(
+            conftest.read_text(), str(conftest), frozenset(live)
+        )
+        live = (live - defined) | live_here
+        autouse = (autouse - defined) | autouse_here
     return frozenset(live), frozenset(autouse)
+
+
+@functools.cache
+def _conftest_fixtures(
+    source: str, filename: str, live_above: frozenset[str]
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """A conftest.py's fixtures, those of them that reach the live native/
+    (``live_above``: the live fixtures of the conftest.py files above it)
+    and those of these that are autouse; once a session for each text."""
+    scope = Scope(_parsed(source, filename), live_above)
+    live = {name for name in scope.fixtures if name in scope.live}
+    autouse = {name for name in live if _autouse(scope.fixtures[name])}
+    return frozenset(scope.fixtures), frozenset(live), frozenset(autouse)
 
 
 def c_tests_reaching_the_live_native(
@@ -288,7 +320,9 @@ def c_tests_reaching_the_live_native(
     """The tests of ``source`` marked as the C extension's own that reach
     the live native/; ``fixtures_above``: the live fixtures of the
     conftest.py files above it (``autouse_above`` those used by every test)."""
-    tree = ast.parse(source)
+    if not _may_mark_c(source):
+        return []
+    tree = _parsed(source, "<module>")
     scope = Scope(tree, fixtures_above)
     own_autouse = {name for name, f in scope.fixtures.items() if _autouse(f) and name in scope.live}
     inherited = fixtures_above - set(scope.fixtures)
@@ -311,5 +345,8 @@ def misplaced_c_tests(module: str) -> list[str]:
     """The tests of ``module`` (a path under the root) marked as the C
     extension's own that reach the live native/."""
     path = ROOT / module
+    source = path.read_text()
+    if not _may_mark_c(source):
+        return []
     fixtures, autouse = live_fixtures_above(path)
-    return c_tests_reaching_the_live_native(path.read_text(), fixtures, autouse)
+    return c_tests_reaching_the_live_native(source, fixtures, autouse)

@@ -99,6 +99,7 @@ def test_installed_on_a_loggers_handlers() -> None:
         assert lines == ["0: refused"]
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def test_every_handler_of_a_logger_writes_the_same_lines() -> None:
@@ -132,6 +133,7 @@ def test_every_handler_of_a_logger_writes_the_same_lines() -> None:
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def test_lines_from_many_threads_past_the_bound_of_templates_never_raise() -> None:

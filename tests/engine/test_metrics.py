@@ -173,6 +173,7 @@ def test_json_log_lines_carry_the_fields_of_the_line() -> None:
             logger.exception("failed")
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "uploaded 3 objects"
     assert (first["level"], first["logger"]) == ("WARNING", "tidelog.test_json_lines")
@@ -199,6 +200,7 @@ def test_a_json_line_after_held_back_repeats_says_how_many_in_a_field() -> None:
         logger.warning("object store error (will retry): %s", "SlowDown")
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
     first, last = (json.loads(line) for line in stream.getvalue().splitlines())
     assert "repeated" not in first
     assert last["repeated"] == 4

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
+from tests.logging_state import logging_kept
 from tests.mirror.conftest import MockCluster, read_topic
 from tests.mirror.sides import assert_mirrored_exactly, create, produce_plain
 from tests.server.conftest import GROUP_SERVER_CONFIG, ServerProcess
@@ -64,5 +65,6 @@ def test_a_bad_mirror_section_is_refused_at_start(
 ) -> None:
     config = tmp_path / "tidelog.toml"
     config.write_text('[mirror]\nto = "127.0.0.1:1"\ntopics = "("\n')
-    assert main(["serve", "--config", str(config), "--data-dir", str(tmp_path / "d")]) == 2
+    with logging_kept():  # serve's filters on the root logger's handlers, pytest's for the session
+        assert main(["serve", "--config", str(config), "--data-dir", str(tmp_path / "d")]) == 2
     assert "[mirror]: topics: not a regular expression" in caplog.text

@@ -104,6 +104,8 @@ def test_a_fenced_fetch_follows_the_named_leader_without_a_metadata_loop(tmp_pat
         server.stop()
         opened.close()
         proxy.close()
+        log.removeHandler(lines)
+        log.setLevel(logging.NOTSET)
     assert any("FENCED_LEADER_EPOCH" in line for line in lines.lines), "no fetch was fenced"
     answered = server.server.request_metrics.requests
     fetches = sum(n for (key, version, _), n in answered.items() if key == ApiKey.FETCH)

@@ -10,7 +10,6 @@ validator only when configured, and the start refused without a validator."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from engine.server.listeners import parse_listeners
 from engine.server.sasl.jwks import JwksError
 from engine.server.sasl.oauth_config import OAuthBearerConfig
 from engine.server.server import Server
+from tests.logging_state import records_of
 from tests.server.in_process import InProcessServer
 from tests.server.oauth_tokens import (
     AUDIENCE,
@@ -122,14 +122,14 @@ def test_a_valid_token_logs_in_with_its_expiry_as_the_session_lifetime(
 
 
 def test_a_refused_token_fails_at_once_with_the_json_error_as_the_message(
-    server: InProcessServer, caplog: pytest.LogCaptureFixture
+    server: InProcessServer,
 ) -> None:
     token = mint(KEY, claims("agent-7", aud="someone-else"))
-    with caplog.at_level(logging.WARNING, "tidelog.server"), Wire(server.bootstrap) as wire:
+    with records_of("tidelog.server") as records, Wire(server.bootstrap) as wire:
         handshake(wire)
         assert_token_refused(authenticate(wire, initial_response(token)))
         assert wire.closed_by_server(TIMEOUT)
-    logged = [r.getMessage() for r in caplog.records if "OAUTHBEARER" in r.getMessage()]
+    logged = [r.getMessage() for r in records if "OAUTHBEARER" in r.getMessage()]
     assert any("audience 'someone-else', none of the expected ones" in m for m in logged), logged
     assert not any(token.split(".")[2] in m or token.split(".")[1] in m for m in logged)
     with Wire(server.bootstrap) as again:  # the server goes on serving
@@ -152,12 +152,12 @@ OTHER_KEY = SigningKey.ec("file-key")
     ],
 )
 def test_each_refusal_is_logged_with_why_and_without_the_token(
-    server: InProcessServer, caplog: pytest.LogCaptureFixture, token: str, reason: str
+    server: InProcessServer, token: str, reason: str
 ) -> None:
-    with caplog.at_level(logging.WARNING, "tidelog.server"), Wire(server.bootstrap) as wire:
+    with records_of("tidelog.server") as records, Wire(server.bootstrap) as wire:
         handshake(wire)
         assert_token_refused(authenticate(wire, initial_response(token)))
-    logged = [r.getMessage() for r in caplog.records if "OAUTHBEARER" in r.getMessage()]
+    logged = [r.getMessage() for r in records if "OAUTHBEARER" in r.getMessage()]
     assert any(f"SASL authentication failed: OAUTHBEARER: {reason}" in m for m in logged), logged
     assert len([m for m in logged if "failed" in m]) == 1  # one line per refusal
     _, payload, signature = token.split(".")
@@ -187,9 +187,7 @@ def test_a_malformed_initial_response_fails_at_once(server: InProcessServer) -> 
         assert wire.closed_by_server(TIMEOUT)
 
 
-def test_an_expired_token_s_session_refuses_requests_after_its_exp(
-    server: InProcessServer, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_an_expired_token_s_session_refuses_requests_after_its_exp(server: InProcessServer) -> None:
     token = mint(KEY, claims("agent-7", lifetime_s=1))
     with Wire(server.bootstrap) as wire:
         handshake(wire)
@@ -197,17 +195,17 @@ def test_an_expired_token_s_session_refuses_requests_after_its_exp(
         assert answer.error_code == KafkaCode.NONE
         assert answer.session_lifetime.total_seconds() <= 1
         time.sleep(answer.session_lifetime.total_seconds() + 0.3)  # past the token's exp
-        with caplog.at_level(logging.WARNING, "tidelog.server"):
+        with records_of("tidelog.server") as records:
             wire.send(METADATA)
             assert wire.closed_by_server(TIMEOUT)
+    logged = [r.getMessage() for r in records]
     assert any(
-        "the SASL session of 'agent-7' expired (its credential's expiry)" in r.getMessage()
-        for r in caplog.records
-    ), caplog.text
+        "the SASL session of 'agent-7' expired (its credential's expiry)" in m for m in logged
+    ), logged
 
 
 def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
-    tmp_path: Path, key_file: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, key_file: Path
 ) -> None:
     token = unsigned(claims("dev"))
     with engine.open(tmp_path / "node") as opened:
@@ -215,8 +213,7 @@ def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
             (_secure(key_file), (KafkaCode.SASL_AUTHENTICATION_FAILED, INVALID_TOKEN)),
             (OAuthBearerConfig(unsecured=True), (KafkaCode.NONE, None)),
         ):
-            caplog.clear()
-            with caplog.at_level(logging.WARNING, "tidelog.server"):
+            with records_of("tidelog.server") as records:
                 wire_server = InProcessServer(opened, config=_config(oauthbearer))
             try:
                 with Wire(wire_server.bootstrap) as wire:
@@ -226,7 +223,9 @@ def test_an_unsigned_token_is_refused_unless_unsecured_is_configured(
             finally:
                 wire_server.stop()
             # The unsecured validator is announced at start, loudly; the JWKS one is not.
-            warned = "SASL/OAUTHBEARER takes UNSIGNED tokens" in caplog.text
+            warned = any(
+                "SASL/OAUTHBEARER takes UNSIGNED tokens" in r.getMessage() for r in records
+            )
             assert warned == oauthbearer.unsecured
 
 
@@ -267,19 +266,19 @@ def test_a_token_with_a_header_of_its_own_making_is_refused(server: InProcessSer
 
 
 def test_a_refused_token_in_a_bare_frame_gets_the_json_error_then_is_closed_after_x01(
-    server: InProcessServer, caplog: pytest.LogCaptureFixture
+    server: InProcessServer,
 ) -> None:
     """After a SaslHandshake v0 the exchange has no error code: the JSON
     error is the challenge, and the client's ``\\x01`` ends it (Kafka
     closes a failed bare-frame exchange without an answer)."""
     token = mint(KEY, claims("agent-7", aud="someone-else"))
-    with caplog.at_level(logging.WARNING, "tidelog.server"), Wire(server.bootstrap) as wire:
+    with records_of("tidelog.server") as records, Wire(server.bootstrap) as wire:
         handshake(wire, version=0)
         wire.send_raw(frame(initial_response(token)))
         assert wire.read_frame() == INVALID_TOKEN.encode()
         wire.send_raw(frame(b"\x01"))
         assert wire.closed_by_server(TIMEOUT)
-    logged = [r.getMessage() for r in caplog.records if "OAUTHBEARER" in r.getMessage()]
+    logged = [r.getMessage() for r in records if "OAUTHBEARER" in r.getMessage()]
     assert len([m for m in logged if "audience 'someone-else'" in m]) == 1, logged
 
 

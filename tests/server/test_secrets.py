@@ -26,7 +26,9 @@ SECRET = "Sekr3t/Key+Never-Logged"
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug_level = werkzeug.level  # kept for the modules that run after this one
+    werkzeug.setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -44,6 +46,7 @@ def moto_endpoint() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+        werkzeug.setLevel(werkzeug_level)
 
 
 def s3_url(endpoint: str, **parameters: str) -> str:
