@@ -56,7 +56,6 @@ from confluent_kafka import KafkaError, Message, Producer
 from kafka_bench import HOST, MIB, PRODUCER_CONFIG, RECORD_BYTES
 
 TOPIC = "instructions"
-SETTLE_S = 2.0
 THREAD_MARKS = (
     # (name, a C function only that thread calls), first match wins.
     ("loop", "epoll_pwait"),
@@ -143,11 +142,11 @@ def run(warm_mb: int, mb: int, spans: int, top: int, scratch: Path) -> dict[str,
             subprocess.run(
                 ["callgrind_control", "-z", str(server.pid)], check=True, capture_output=True
             )
-            # The command is carried out when one of the server's threads
-            # next runs valgrind's code, not when callgrind_control returns:
-            # its timers wake it within this, so the zero lands before the
-            # produce does.
-            time.sleep(SETTLE_S)
+            # callgrind_control returns once the zero is done: vgdb waits for
+            # the answer ("OK.") of valgrind's gdbserver, which runs the
+            # command in the server (forcing it in with ptrace past
+            # --max-invoke-ms when every thread is blocked), so the zero lands
+            # before the produce does, as -d's dump is written before it returns.
             _produce(address, mb)
             subprocess.run(
                 ["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True

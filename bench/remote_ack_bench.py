@@ -146,7 +146,7 @@ def run(
         streams = [store.create_stream() for _ in range(appenders)]
         for stream in streams:
             store.open_stream(stream, 1)
-        _fill_streams(store, max(stream_count - appenders, 0))
+        filled = _fill_streams(store, max(stream_count - appenders, 0))
         plain = make_store()
         trace = store.trace_uploads()
         appended: list[Append] = []
@@ -176,7 +176,7 @@ def run(
     results: dict[str, Any] = {
         "appends": len(acks),
         "appenders": appenders,
-        "streams": max(stream_count, appenders),
+        "streams": len(streams) + filled,
         "rounds": rounds,
         "batch_bytes": BATCH,
         "store": store_kind,
@@ -262,10 +262,11 @@ def _object_store(kind: str, scratch: Path) -> Iterator[Callable[[], ObjectStore
         yield make_store
 
 
-def _fill_streams(store: Any, count: int) -> None:
-    """``count`` more streams, each holding one uploaded batch."""
+def _fill_streams(store: Any, count: int) -> int:
+    """``count`` more streams, each holding one uploaded batch; how many
+    were made."""
     if not count:
-        return
+        return 0
     payload = os.urandom(BATCH)
     added = store.create_streams(count)
     for stream in added:
@@ -273,6 +274,7 @@ def _fill_streams(store: Any, count: int) -> None:
     for written in [store.submit(stream, 0, 0, payload) for stream in added]:
         written.result()
     store.flush()
+    return len(added)
 
 
 async def _append_all(store: Any, streams: list[int], per_appender: int) -> list[Append]:

@@ -1,4 +1,6 @@
-"""bench/remote_ack_bench.py, run as people run it: the quick pass."""
+"""bench/remote_ack_bench.py, run as people run it, at its smallest size
+that still runs every phase: one round of appends (ten for each of the
+eight appenders), then its PUTs and HEADs."""
 
 from __future__ import annotations
 
@@ -10,18 +12,52 @@ import pytest
 
 from tests.bench.run import run_bench
 
+APPENDS = 80
+STREAMS = 40
+
+
+def _run(directory: Path, *args: str) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(
+        run_bench(
+            "remote_ack_bench.py",
+            "--appends",
+            str(APPENDS),
+            "--rounds",
+            "1",
+            "--json",
+            "--dir",
+            str(directory),
+            *args,
+        )
+    )
+    return report
+
+
+Run = tuple[dict[str, Any], Path]
+"""A run's report and the scratch directory it was given."""
+
+
+@pytest.fixture(scope="module")
+def moto_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    scratch = tmp_path_factory.mktemp("moto")
+    return _run(scratch, "--store", "moto"), scratch
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The local store's run, holding ``STREAMS`` streams: both tests below
+    check it, each for different things of the one output."""
+    scratch = tmp_path_factory.mktemp("local")
+    return _run(scratch, "--store", "local", "--streams", str(STREAMS)), scratch
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["moto", "local"])
 def test_remote_ack_bench_reports_ack_latency_beside_the_puts_it_waits_on(
-    tmp_path: Path, store: str
+    request: pytest.FixtureRequest, store: str
 ) -> None:
-    report = json.loads(
-        run_bench(
-            "remote_ack_bench.py", "--quick", "--json", "--store", store, "--dir", str(tmp_path)
-        )
-    )
-    assert report["appends"] == 600
+    report, scratch = request.getfixturevalue(f"{store}_run")
+    assert report["appends"] == APPENDS
     assert report["store"] == store
     for key in (
         "remote_ack_p50_ms",
@@ -41,7 +77,7 @@ def test_remote_ack_bench_reports_ack_latency_beside_the_puts_it_waits_on(
     # Acks share uploads: never more uploads than acknowledged appends.
     assert 0 < report["uploads"] <= report["appends"]
     assert set(report["targets"]) == {"remote_ack_p99_vs_upload <= 2.5"}
-    assert list(tmp_path.iterdir()) == []
+    assert list(scratch.iterdir()) == []
     assert_acks_traced(report)
 
 
@@ -66,21 +102,9 @@ def assert_acks_traced(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-def test_remote_ack_bench_holds_as_many_streams_as_asked(tmp_path: Path) -> None:
-    report = json.loads(
-        run_bench(
-            "remote_ack_bench.py",
-            "--quick",
-            "--json",
-            "--store",
-            "local",
-            "--streams",
-            "40",
-            "--dir",
-            str(tmp_path),
-        )
-    )
-    assert report["streams"] == 40 and report["appenders"] == 8
-    assert report["appends"] == 600 and report["remote_ack_p99_ms"] > 0
-    assert list(tmp_path.iterdir()) == []
+def test_remote_ack_bench_holds_as_many_streams_as_asked(local_run: Run) -> None:
+    report, scratch = local_run
+    assert report["streams"] == STREAMS and report["appenders"] == 8
+    assert report["appends"] == APPENDS and report["remote_ack_p99_ms"] > 0
+    assert list(scratch.iterdir()) == []
     assert_acks_traced(report)
