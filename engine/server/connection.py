@@ -718,10 +718,14 @@ class Connection(asyncio.BufferedProtocol):
         self.server.inflight_bytes += pending.size
         self.answer_bytes += pending.answer
         self._pending.append(pending)
-        self._idle.clear()
         if isinstance(result, asyncio.Future):
             result.add_done_callback(self._completed)
         if len(self._pending) == 1:
+            # Only the request that makes the queue non-empty clears it:
+            # _idle is set only with the queue empty (_write_ready_gathered,
+            # a close), so behind another request it is clear already, and
+            # Event.clear is a Python call a request.
+            self._idle.clear()
             self._write_ready()
         self._check_budgets()
 
@@ -743,6 +747,9 @@ class Connection(asyncio.BufferedProtocol):
             self._flush()
 
     def _write_ready_gathered(self) -> None:
+        # Read once for the answers written together (a property call each),
+        # not once an answer: no quota change is ordered against them.
+        timed = self.server.quotas.active  # the one check when no quota is set
         while self._pending and not self.closed:
             pending = self._pending[0]
             result = pending.result
@@ -770,7 +777,6 @@ class Connection(asyncio.BufferedProtocol):
             self._pending.popleft()
             if result is not None:
                 try:
-                    timed = self.server.quotas.active  # the one check when no quota is set
                     encoding = self.server.now() if timed else 0.0
                     parts = encode_response(pending.header, result)
                     if timed:
@@ -789,7 +795,7 @@ class Connection(asyncio.BufferedProtocol):
                     result.get("error_code", 0) if isinstance(result, dict) else 0,
                     self.server.now() - pending.read,
                 )
-            elif self.server.quotas.active:  # acks=0: no answer, but the bytes count
+            elif timed:  # acks=0: no answer, but the bytes count
                 self._throttle(pending, None, [])
             self._release(pending)
             authentication = self.authentication
