@@ -788,10 +788,12 @@ class Connection(asyncio.BufferedProtocol):
                     self.abort(error)
                     return
                 self._write(parts)
-                header = pending.header
+                # One unpack, where each field read by name is a descriptor
+                # call (3.11's NamedTuple), once an answer.
+                api_key, api_version, _, _, _ = pending.header
                 self.server.request_metrics.answered(
-                    header.api_key,
-                    header.api_version,
+                    api_key,
+                    api_version,
                     result.get("error_code", 0) if isinstance(result, dict) else 0,
                     self.server.now() - pending.read,
                 )

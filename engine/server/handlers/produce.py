@@ -91,7 +91,7 @@ Results = list[tuple[str, list[tuple[int, Outcome, str | None]]]]
 def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     """Decoded by hand, so that record data stays a slice of the frame; the
     common one-partition request in a few struct reads (produce_single.py)."""
-    version, offset = header.api_version, header.body_offset
+    _, version, _, _, offset = header  # one unpack: see _produce_one
     if version < FIRST_FLEXIBLE_VERSION or offset >= len(frame) or frame[offset]:
         offset = body_offset(header, frame)
     else:
@@ -131,8 +131,8 @@ def _decode_produce(header: RequestHeader, frame: memoryview) -> ProduceRequest:
     },
 )
 def handle_produce(context: RequestContext, request: ProduceRequest) -> Response:
-    topics = request.topics
-    if request.transactional_id is None and len(topics) == 1 and len(topics[0].partitions) == 1:
+    transactional_id, _, _, topics = request  # one unpack: see _produce_one
+    if transactional_id is None and len(topics) == 1 and len(topics[0].partitions) == 1:
         # librdkafka's every request to a topic of thousands of partitions:
         # straight to its append when _produce_one takes it (an existing
         # topic: nothing to create, no transaction to add to).
@@ -363,13 +363,14 @@ class _OneAppend(AppendSettle):
                 log.warning("an append answered REQUEST_TIMED_OUT failed later: %s", error)
             return
         if error is None:
+            base_offset, _, log_append_time, log_start_offset, _ = appended  # see _produce_one
             encoded = accepted_answer(
                 self._header,
                 self._name,
                 self._index,
-                appended.base_offset,
-                appended.log_append_time,
-                appended.log_start_offset,
+                base_offset,
+                log_append_time,
+                log_start_offset,
             )
             if encoded is not None:
                 answer.set_result(encoded)
