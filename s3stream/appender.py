@@ -167,16 +167,17 @@ class Appender:
                 self._check_headroom_locked(stream_id)
             stream, block = self._accept(stream_id, batch, base, end)
             try:
+                # By position: a keyword call matches each name, once an append.
                 self._wal.submit_to(
                     waiter,
                     payload,
-                    stream_id=stream_id,
-                    start_offset=base,
-                    end_offset=end,
-                    record_type=WAL_OWNED_DATA,
-                    tag=(stream, block, end),
-                    prefix=self._wal_prefix,  # written before the payload, never joined to it
-                    payload_crc=crc,
+                    stream_id,
+                    base,  # start_offset
+                    end,  # end_offset
+                    WAL_OWNED_DATA,  # record_type
+                    (stream, block, end),  # tag
+                    self._wal_prefix,  # prefix: written before the payload, never joined to it
+                    crc,  # payload_crc
                 )
             except WalError as error:
                 # The WAL failed before the store heard of it: its commit
