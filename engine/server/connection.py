@@ -60,7 +60,7 @@ from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication, SaslResult
-from engine.server.context import Identity, OffLoop
+from engine.server.context import Identity, OffLoop, ServerState
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
 from engine.server.sliced_writes import SlicedWriter
@@ -147,6 +147,7 @@ class Connection(asyncio.BufferedProtocol):
         "_outgoing_bytes",
         "_pauses",
         "_pending",
+        "_state",
         "_throttled",
         "_tls",
         "_writer",
@@ -222,6 +223,9 @@ class Connection(asyncio.BufferedProtocol):
         """The close a failed SASL exchange put off (connection.failed.authentication.delay.ms)."""
         self.partial_since: float | None = None
         """When the request being read began arriving, or None between requests."""
+        self._state: ServerState | None = None
+        """The server's state, read at the first request (Server.state is a
+        property, a call from C a request); one for the server's life."""
 
     # -- asyncio protocol ------------------------------------------------------------
 
@@ -612,9 +616,12 @@ class Connection(asyncio.BufferedProtocol):
                 return
         timed = self.server.quotas.active  # the request quota counts the loop's time
         started = self.server.now()
+        state = self._state
+        if state is None:
+            state = self._state = self.server.state
         try:
             header, result, answer_bytes = dispatch(
-                self.server.state, header, memoryview(frame), self.identity, authentication
+                state, header, memoryview(frame), self.identity, authentication
             )
         except ProtocolError as error:
             self.abort(error)
