@@ -267,11 +267,12 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
     # handle_produce and _produce_now checked the request has.
     _, acks, timeout_ms, ((name, ((index, records),)),) = request
     server, header, identity, _ = context
+    _, version, _, client_id, _ = header
     engine = server.engine
     if (
         records is None
         or acks not in _ACKS_ANSWERED
-        or header.api_version < FIRST_ZSTD_VERSION
+        or version < FIRST_ZSTD_VERSION
         or transactional_producer(records) is not None
         or is_internal_topic(name)
         # refused_topics' own first look, without its call and its empty set
@@ -289,22 +290,20 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
         return None
     if leader.record_check is not None:
         return None
-    one = _OneAppend(context, name, index)
+    one = _OneAppend(context, header, name, index)
     try:
         engine.submit_then_to(
             leader,
             records,
             one,
-            provenance=identity.provenance(header.client_id),
+            provenance=identity.provenance(client_id),
             one_batch=True,  # see _produce
             # A bound method, where a partial of check_create_topic was made
             # for every request: called only for a topic deleted under it.
             may_create=one.may_create,  # see _produce
         )
     except EngineError as error:
-        return _response(
-            header.api_version, [(name, [_refused_append(name, index, records, error)])]
-        )
+        return _response(version, [(name, [_refused_append(name, index, records, error)])])
     return one.answer_within(server.deadlines, timeout_ms)
 
 
@@ -317,9 +316,11 @@ class _OneAppend(AppendSettle):
 
     __slots__ = ("_answer", "_context", "_header", "_index", "_name", "_timed_out", "_waiting")
 
-    def __init__(self, context: RequestContext, name: str, index: int) -> None:
-        self._context = context
-        self._header = context.header
+    def __init__(
+        self, context: RequestContext, header: RequestHeader, name: str, index: int
+    ) -> None:
+        self._context = context  # for may_create alone
+        self._header = header
         self._name = name
         self._index = index
         self._waiting: Waiting | None = None
