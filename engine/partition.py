@@ -414,6 +414,9 @@ class Partition:
                 # LogValidator sets the topic's type on every path), and a
                 # CreateTime batch with its records' largest timestamp, the
                 # header's as validated, whatever the producer claimed.
+                # Read once: a NamedTuple field by name is a call of its
+                # descriptor on 3.11, and this one was read three times.
+                batch_max_timestamp = header.max_timestamp
                 native.rewrite_batch(
                     buffer,
                     header.position,
@@ -421,13 +424,13 @@ class Partition:
                     self.leader_epoch,
                     stamp,
                     stamp is None,  # create_time, by position: no keyword parsing per batch
-                    header.max_timestamp,
+                    batch_max_timestamp,
                 )
                 offset += header.last_offset_delta + 1
                 # A compare, not max(): the builtin parses its arguments as
                 # keywords, some 700 instructions a call on every append.
-                if header.max_timestamp > max_timestamp:  # noqa: PLR1730
-                    max_timestamp = header.max_timestamp
+                if batch_max_timestamp > max_timestamp:  # noqa: PLR1730
+                    max_timestamp = batch_max_timestamp
             last = offset - 1
             wait_remote = self.config.remote_acks if remote is None else remote
             # The batches are checked and their CRCs right (rewrite_batch keeps

@@ -134,7 +134,8 @@ class Appender:
         # the WAL by _append as submit's future is: no partial binds the
         # WAL's call to it (a partial's call enters the interpreter again
         # from C, and its making is an object more).
-        durable = _Durable(self, then, options.pacing is _WAIT)
+        _, pacing = options  # one unpack: see _append
+        durable = _Durable(self, then, pacing is _WAIT)
         uploaded = self._append(durable, stream_id, batch, options)
         if uploaded is not None:
             durable.wait_remote(uploaded)
@@ -151,28 +152,32 @@ class Appender:
         lock, so appends reach the WAL in offset order; returns, for
         ``remote``, the future settled once the append is in a committed
         object."""
-        end = batch.end_offset
-        size = len(batch.payload)
+        # Unpacked once: on 3.11 a NamedTuple field read by name is a call
+        # of its descriptor, and an append read eight of them.
+        base, end, payload, crc = batch
+        remote, pacing = options
+        size = len(payload)
         if size > self.max_append_bytes:
             # Refused here, before the log cache or the stream's next offset
             # hear of it: the WAL would refuse it only after both took it,
             # and its refusal would fail the whole store.
             raise AppendTooLarge(stream_id, size, self.max_append_bytes)
         with self._state.lock:
-            if options.pacing is _NEVER:
+            if pacing is _NEVER:
                 self._check_headroom_locked(stream_id)
-            stream, block = self._accept(stream_id, batch)
+            stream, block = self._accept(stream_id, batch, base, end)
             try:
+                # By position: a keyword call matches each name, once an append.
                 self._wal.submit_to(
                     waiter,
-                    batch.payload,
-                    stream_id=stream_id,
-                    start_offset=batch.base_offset,
-                    end_offset=end,
-                    record_type=WAL_OWNED_DATA,
-                    tag=(stream, block, end),
-                    prefix=self._wal_prefix,  # written before the payload, never joined to it
-                    payload_crc=batch.crc,
+                    payload,
+                    stream_id,
+                    base,  # start_offset
+                    end,  # end_offset
+                    WAL_OWNED_DATA,  # record_type
+                    (stream, block, end),  # tag
+                    self._wal_prefix,  # prefix: written before the payload, never joined to it
+                    crc,  # payload_crc
                 )
             except WalError as error:
                 # The WAL failed before the store heard of it: its commit
@@ -180,7 +185,7 @@ class Appender:
                 # sync of an idle interval reaches no hook at all.
                 failed = self._wal_failed_locked(error)
             else:
-                return self._uploader.wait_remote_locked(stream_id, end) if options.remote else None
+                return self._uploader.wait_remote_locked(stream_id, end) if remote else None
         fail_all(failed, StoreFailed(cast(BaseException, self._state.failure)))
         raise self._state.failure_error()
 
@@ -195,9 +200,12 @@ class Appender:
             self._state.check_usable()  # a closed or failed store says so first
             raise NoRoom(stream_id, unuploaded, limit)
 
-    def _accept(self, stream_id: int, batch: StoredBatch) -> tuple[StreamState, CacheBlock]:
+    def _accept(
+        self, stream_id: int, batch: StoredBatch, base: int, end: int
+    ) -> tuple[StreamState, CacheBlock]:
         """Checks an append and adds it to the log cache (under the lock);
-        the batch's ``crc`` stays with it for its upload."""
+        the batch's ``crc`` stays with it for its upload. ``base`` and
+        ``end``: its offsets, as _append unpacked them."""
         state = self._state
         # check_usable and stream_locked written out: two calls an append,
         # each for a check that passes.
@@ -208,19 +216,17 @@ class Appender:
             raise StreamNotFound(stream_id)
         if not stream.opened:
             raise StreamNotOpen(stream_id)
-        if batch.base_offset != stream.next_offset:
-            raise OffsetMismatch(stream_id, stream.next_offset, batch.base_offset)
-        if batch.end_offset <= batch.base_offset:
-            raise ValueError(
-                f"last offset {batch.end_offset - 1} < base offset {batch.base_offset}"
-            )
+        if base != stream.next_offset:
+            raise OffsetMismatch(stream_id, stream.next_offset, base)
+        if end <= base:
+            raise ValueError(f"last offset {end - 1} < base offset {base}")
         active = self._state.cache.active
         was_empty = not active.batches and not active.trims  # CacheBlock.empty, without its call
         block = self._state.cache.add(stream_id, batch)
         block.unconfirmed += 1
         if was_empty:
             self._state.changed.notify_all()  # starts the uploader's age clock
-        stream.next_offset = batch.end_offset
+        stream.next_offset = end
         if self._state.cache.active.size >= self._config.upload_bytes:
             self._uploader.seal_locked()
         return stream, block

@@ -89,14 +89,15 @@ class LogCache:
         if not block.batches and not block.trims:
             block.created = time.monotonic()  # the upload age counts from the first append
         block.batches.setdefault(stream_id, []).append(batch)
-        size = len(batch.payload)
+        _, end, payload, _ = batch  # one unpack: each field by name is a descriptor call
+        size = len(payload)
         block.size += size
         self.size += size
         self.unuploaded_bytes += size
         cache = self._streams.get(stream_id)
         if cache is None:
             cache = self._streams[stream_id] = _StreamCache()
-        cache.ends.append(batch.end_offset)
+        cache.ends.append(end)
         cache.batches.append(batch)
         return block
 

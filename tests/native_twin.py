@@ -208,6 +208,8 @@ ONE_PASS_ONLY: dict[str, str] = {
     "is how often an append reads the clock, the same Python on either",
     "tests/engine/test_submit_then_to.py": "builds its batch with native/; what it "
     "tests is which leader an append reaches and when it is answered, the same Python on either",
+    "tests/server/test_produce_one_create_check.py": "builds its batch with native/; what it "
+    "tests is when the Produce handler makes and asks its create check, the same Python on either",
 }
 
 

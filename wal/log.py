@@ -236,7 +236,7 @@ class WriteAheadLog:
         append = Append(
             payload, stream_id, start_offset, end_offset, record_type, tag, prefix, payload_crc
         )
-        self._queue(future, *append)
+        self.submit_to(future, *append)
         return future
 
     def append(
@@ -278,10 +278,10 @@ class WriteAheadLog:
         made, started and finished around the future it awaited, was the
         loop's work per append for nothing (docs/design/0104).
         """
-        # Queued here rather than through submit_async: handing the keywords
+        # Queued through submit_to rather than submit_async: handing the keywords
         # on costs a call per append, a few percent of an append's CPU.
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._queue(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
+        self.submit_to(waiter, payload, stream_id, start_offset, end_offset, record_type, tag)
         return waiter
 
     def submit_async(
@@ -303,7 +303,7 @@ class WriteAheadLog:
         ``prefix`` and ``payload_crc`` are as for ``submit``.
         """
         waiter: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
-        self._queue(
+        self.submit_to(
             waiter,
             payload,
             stream_id,
@@ -353,7 +353,6 @@ class WriteAheadLog:
         self,
         waiter: Waiter,
         payload: BytesLike,
-        *,
         stream_id: int = 0,
         start_offset: int = 0,
         end_offset: int = 0,
@@ -370,17 +369,42 @@ class WriteAheadLog:
         failed), never before this returns. For a caller with its own
         waiter or state to carry to that moment: no future, partial or
         bound method is made for it, and the caller's call is a plain one
-        (the server's every Produce)."""
-        self._queue(
-            waiter,
-            payload,
-            stream_id,
-            start_offset,
-            end_offset,
-            record_type,
-            tag,
-            prefix,
-            payload_crc,
+        (the server's every Produce).
+
+        Every append is queued here: it checks the append, computes its
+        payload's CRC (on the caller's thread) or combines it from the one
+        the caller gave, and queues it. It takes the fields one by one, and
+        positionally too (an ``Append``'s, unpacked): the server's appends
+        then build no ``Append`` only to take it apart again, match no
+        keywords, and make one call here, where a second frame checked and
+        queued."""
+        if not 1 <= record_type <= MAX_USER_TYPE:
+            raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
+        if not isinstance(payload, bytes):
+            payload = _byte_view(payload)
+        length = len(prefix) + len(payload)
+        if length > self._max_payload:
+            raise RecordTooLarge(length, self._max_payload)
+        if payload_crc is None:
+            crc = crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload)
+        elif prefix:
+            crc = crc32c_combine(crc32c(prefix), payload_crc, len(payload))
+        else:
+            crc = payload_crc
+        try:
+            # Packed once, here: the writer puts these bytes in the header.
+            address = encode_record_address(stream_id, start_offset, end_offset)
+            if payload_crc is not None:  # one computed here always fits
+                CRC_FIELD.pack(crc)
+        except struct.error:
+            # Found by the writer, it would stop the log's only writer thread
+            # and leave every append after it unanswered. The batch framer's
+            # checks name the field at fault and raise what submit_many does.
+            fields = Append(b"", stream_id, start_offset, end_offset, record_type, None)
+            frame_wal_records([fields._replace(payload_crc=payload_crc)], 0)
+            raise  # not reached: the framer refuses whatever struct does
+        self._committer.submit(
+            new_pending_append((waiter, record_type, address, payload, crc, length, tag, prefix))
         )
 
     # -- appending many at once -----------------------------------------
@@ -458,53 +482,6 @@ class WriteAheadLog:
         untagged = tags.count(None) == len(tags)
         self._committer.submit_batch(
             new_pending_batch((waiter, frame, len(batch), None if untagged else BatchTags(tags)))
-        )
-
-    def _queue(
-        self,
-        waiter: Waiter,
-        payload: BytesLike,
-        stream_id: int,
-        start_offset: int,
-        end_offset: int,
-        record_type: int,
-        tag: object,
-        prefix: bytes = b"",
-        payload_crc: int | None = None,
-    ) -> None:
-        """Checks an append, computes its payload's CRC (on the caller's
-        thread) or combines it from the one the caller gave, and queues it.
-        It takes the fields one by one (an ``Append``'s, unpacked): an
-        asyncio append, the server's hot path, then builds no ``Append``
-        only to take it apart again; and it queues, so that an append is
-        one call here, not one to check and another to queue."""
-        if not 1 <= record_type <= MAX_USER_TYPE:
-            raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
-        if not isinstance(payload, bytes):
-            payload = _byte_view(payload)
-        length = len(prefix) + len(payload)
-        if length > self._max_payload:
-            raise RecordTooLarge(length, self._max_payload)
-        if payload_crc is None:
-            crc = crc32c(payload, crc32c(prefix)) if prefix else crc32c(payload)
-        elif prefix:
-            crc = crc32c_combine(crc32c(prefix), payload_crc, len(payload))
-        else:
-            crc = payload_crc
-        try:
-            # Packed once, here: the writer puts these bytes in the header.
-            address = encode_record_address(stream_id, start_offset, end_offset)
-            if payload_crc is not None:  # one computed here always fits
-                CRC_FIELD.pack(crc)
-        except struct.error:
-            # Found by the writer, it would stop the log's only writer thread
-            # and leave every append after it unanswered. The batch framer's
-            # checks name the field at fault and raise what submit_many does.
-            fields = Append(b"", stream_id, start_offset, end_offset, record_type, None)
-            frame_wal_records([fields._replace(payload_crc=payload_crc)], 0)
-            raise  # not reached: the framer refuses whatever struct does
-        self._committer.submit(
-            new_pending_append((waiter, record_type, address, payload, crc, length, tag, prefix))
         )
 
     # -- reading --------------------------------------------------------

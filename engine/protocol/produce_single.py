@@ -101,7 +101,9 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
         size, at = read_uvarint(frame, at)
     if size < 1 or at + size - 1 > end:
         return None
-    name = bytes(frame[at : at + size - 1]).decode()
+    # Decoded from the frame's bytes: a bytes copy first was a call of
+    # its type and an object more, once a request.
+    name = str(frame[at : at + size - 1], "utf-8")
     at += size - 1
     partitions, index = _BYTE_INT32.unpack_from(frame, at)
     if partitions != 2:  # one partition
@@ -122,7 +124,8 @@ def _flexible(frame: memoryview, at: int) -> ProduceRequest | None:
     records = frame[at : at + size - 1]
     at += size - 1
     # No tagged fields on the partition, the topic or the request.
-    if bytes(frame[at : at + 3]) != b"\0\0\0":
+    # Byte by byte, where a slice and its bytes copy were two objects a request.
+    if end - at < 3 or frame[at] or frame[at + 1] or frame[at + 2]:
         return None
     # tuple.__new__ itself: each NamedTuple's own __new__ is a Python call.
     topic = _new(TopicData, (name, [_new(PartitionData, (index, records))]))

@@ -60,7 +60,7 @@ from engine.protocol.errors import ProtocolError, RequestTooLarge
 from engine.protocol.frames import RequestHeader, parse_header, read_size
 from engine.protocol.kafka_code import KafkaCode
 from engine.server.authentication import SASL_MAX_RECEIVE_BYTES, Authentication, SaslResult
-from engine.server.context import Identity, OffLoop
+from engine.server.context import Identity, OffLoop, ServerState
 from engine.server.dispatch import dispatch
 from engine.server.listeners import Listener
 from engine.server.sliced_writes import SlicedWriter
@@ -147,6 +147,7 @@ class Connection(asyncio.BufferedProtocol):
         "_outgoing_bytes",
         "_pauses",
         "_pending",
+        "_state",
         "_throttled",
         "_tls",
         "_writer",
@@ -222,6 +223,9 @@ class Connection(asyncio.BufferedProtocol):
         """The close a failed SASL exchange put off (connection.failed.authentication.delay.ms)."""
         self.partial_since: float | None = None
         """When the request being read began arriving, or None between requests."""
+        self._state: ServerState | None = None
+        """The server's state, read at the first request (Server.state is a
+        property, a call from C a request); one for the server's life."""
 
     # -- asyncio protocol ------------------------------------------------------------
 
@@ -612,9 +616,12 @@ class Connection(asyncio.BufferedProtocol):
                 return
         timed = self.server.quotas.active  # the request quota counts the loop's time
         started = self.server.now()
+        state = self._state
+        if state is None:
+            state = self._state = self.server.state
         try:
             header, result, answer_bytes = dispatch(
-                self.server.state, header, memoryview(frame), self.identity, authentication
+                state, header, memoryview(frame), self.identity, authentication
             )
         except ProtocolError as error:
             self.abort(error)
@@ -718,10 +725,14 @@ class Connection(asyncio.BufferedProtocol):
         self.server.inflight_bytes += pending.size
         self.answer_bytes += pending.answer
         self._pending.append(pending)
-        self._idle.clear()
         if isinstance(result, asyncio.Future):
             result.add_done_callback(self._completed)
         if len(self._pending) == 1:
+            # Only the request that makes the queue non-empty clears it:
+            # _idle is set only with the queue empty (_write_ready_gathered,
+            # a close), so behind another request it is clear already, and
+            # Event.clear is a Python call a request.
+            self._idle.clear()
             self._write_ready()
         self._check_budgets()
 
@@ -743,6 +754,9 @@ class Connection(asyncio.BufferedProtocol):
             self._flush()
 
     def _write_ready_gathered(self) -> None:
+        # Read once for the answers written together (a property call each),
+        # not once an answer: no quota change is ordered against them.
+        timed = self.server.quotas.active  # the one check when no quota is set
         while self._pending and not self.closed:
             pending = self._pending[0]
             result = pending.result
@@ -770,7 +784,6 @@ class Connection(asyncio.BufferedProtocol):
             self._pending.popleft()
             if result is not None:
                 try:
-                    timed = self.server.quotas.active  # the one check when no quota is set
                     encoding = self.server.now() if timed else 0.0
                     parts = encode_response(pending.header, result)
                     if timed:
@@ -782,14 +795,16 @@ class Connection(asyncio.BufferedProtocol):
                     self.abort(error)
                     return
                 self._write(parts)
-                header = pending.header
+                # One unpack, where each field read by name is a descriptor
+                # call (3.11's NamedTuple), once an answer.
+                api_key, api_version, _, _, _ = pending.header
                 self.server.request_metrics.answered(
-                    header.api_key,
-                    header.api_version,
+                    api_key,
+                    api_version,
                     result.get("error_code", 0) if isinstance(result, dict) else 0,
                     self.server.now() - pending.read,
                 )
-            elif self.server.quotas.active:  # acks=0: no answer, but the bytes count
+            elif timed:  # acks=0: no answer, but the bytes count
                 self._throttle(pending, None, [])
             self._release(pending)
             authentication = self.authentication

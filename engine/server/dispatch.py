@@ -46,11 +46,13 @@ def dispatch(
     authentication: Authentication | None = None,
 ) -> Dispatched:
     """Decodes and handles one request."""
-    served = registration(header.api_key, header.api_version)
+    # One unpack, where each field read by name is a descriptor call (3.11).
+    api_key, api_version, _, _, _ = header
+    served = registration(api_key, api_version)
     if served is None:
-        if header.api_key == ApiKey.API_VERSIONS:
+        if api_key == ApiKey.API_VERSIONS:
             return Dispatched(header._replace(api_version=0), unsupported_api_versions(), 0)
-        raise UnsupportedRequest(header.api_key, header.api_version)
+        raise UnsupportedRequest(api_key, api_version)
     # tuple.__new__ itself: a NamedTuple's own __new__ is a Python call,
     # and these are made for every request.
     context = _new(RequestContext, (state, header, identity, authentication))

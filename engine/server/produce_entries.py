@@ -114,13 +114,14 @@ def accepted_answer(
     holding only accepted_entry's entry and a throttle time of 0 (a
     quota's throttle is written in later, at ``throttle_at``). None for a
     topic whose answer cannot be templated."""
-    made = _answer_template(header.api_version, topic)
+    # Unpacked, where each field read by name is a descriptor call (3.11).
+    _, version, correlation_id, _, _ = header
+    made = _answer_template(version, topic)
     if made is None:
         return None
     whole, before, after, throttle_from_end = made
     size = whole.size - SIZE_PREFIX  # the size counts what follows it
-    correlation_id = header.correlation_id
-    if header.api_version >= FIRST_LOG_START_VERSION:
+    if version >= FIRST_LOG_START_VERSION:
         frame = whole.pack(
             size, correlation_id, before, index, _NO_ERROR, base_offset, log_append_time,
             log_start_offset, after,

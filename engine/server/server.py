@@ -174,6 +174,11 @@ class Server:
                     listener.port,
                     reuse_address=True,
                     backlog=1024,
+                    # Served only once the state below is made: a request
+                    # read before then would find none, or, in a server
+                    # started again, the last start's (stopped) one, which
+                    # its connection keeps (Connection._state).
+                    start_serving=False,
                 )
         except BaseException:
             for opened in self._servers.values():
@@ -218,6 +223,8 @@ class Server:
         self._reporter = asyncio.create_task(self._report_activity())
         self._sweeper = asyncio.create_task(self._sweep_connections())
         self.loop_lag.start()
+        for opened in self._servers.values():
+            await opened.start_serving()
         for listener in listeners:
             advertised = brokers[listener.name]
             log.info(

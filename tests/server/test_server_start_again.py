@@ -1,0 +1,91 @@
+"""A server started again serves each connection with that start's state: a
+client that reaches it while its listeners open is answered as the started
+server answers (Metadata names the port it listens on now), never with the
+state the last stop left behind, which a connection keeps once it has read
+it (Connection._state)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import engine
+from engine.protocol.apis import ApiKey, request_schema
+from engine.server.config import ServerConfig
+from engine.server.listeners import parse_listeners
+from engine.server.server import Server
+from tests.server.wire import Wire, build
+
+TIMEOUT = 30.0
+METADATA = build(request_schema(ApiKey.METADATA, 4), topics=None)
+
+
+def _advertised_ports(wire: Wire) -> set[int]:
+    return {broker.port for broker in wire.request(METADATA).brokers}
+
+
+def _ports_while_starting(port: int) -> tuple[Wire | None, set[int] | None]:
+    """A connection to ``port`` and its first Metadata answer, or (None,
+    None) when the listener refuses it (not serving yet)."""
+    try:
+        wire = Wire(f"127.0.0.1:{port}", timeout=5.0)
+    except ConnectionRefusedError:
+        return None, None
+    return wire, _advertised_ports(wire)
+
+
+def test_a_client_of_a_server_started_again_is_answered_with_its_new_state(
+    tmp_path: Path,
+) -> None:
+    config = ServerConfig(
+        listeners=parse_listeners("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0")
+    )
+
+    async def run(opened: engine.Engine) -> list[tuple[set[int], set[int]]]:
+        server = Server(opened, config)
+        await server.start()
+        await server.stop()
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+        first_port: asyncio.Future[int] = loop.create_future()
+        gate = asyncio.Event()
+
+        async def held_create_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+            # The second listener opens only once the client has tried the
+            # first: the window a slow one (a name to resolve) leaves.
+            if first_port.done():
+                await asyncio.wait_for(gate.wait(), TIMEOUT)
+            opened_server = await create_server(*args, **kwargs)
+            if not first_port.done():
+                first_port.set_result(opened_server.sockets[0].getsockname()[1])
+            return opened_server
+
+        loop.create_server = held_create_server  # type: ignore[method-assign]
+        starting = asyncio.ensure_future(server.start())
+        try:
+            port = await asyncio.wait_for(first_port, TIMEOUT)
+            wire, during = await asyncio.to_thread(_ports_while_starting, port)
+            gate.set()
+            await asyncio.wait_for(starting, TIMEOUT)
+            loop.create_server = create_server  # type: ignore[method-assign]
+            now = {server.ports["PLAINTEXT"]}  # Metadata names the listener asked
+            if wire is None:  # refused while starting: the client connects again
+                wire = await asyncio.to_thread(Wire, f"127.0.0.1:{port}", TIMEOUT)
+            answers = [await asyncio.to_thread(_advertised_ports, wire) for _ in range(2)]
+            if during is not None:
+                answers.insert(0, during)
+            wire.close()
+            return [(answer, now) for answer in answers]
+        finally:
+            gate.set()
+            loop.create_server = create_server  # type: ignore[method-assign]
+            if not starting.done():
+                await asyncio.wait_for(starting, TIMEOUT)
+            await server.stop()
+
+    with engine.open(tmp_path / "node") as opened:
+        pairs = asyncio.run(run(opened))
+    assert pairs
+    for answered, listening in pairs:
+        assert answered == listening
