@@ -32,7 +32,7 @@ from engine import refusal
 from engine.authorization import AuthorizationConfig
 from engine.cli.help_format import HelpFormatter, examples
 from engine.engine import Engine, EngineConfig
-from engine.gc_pause import freeze_what_start_made
+from engine.gc_pause import collect_less_often_while_serving, freeze_what_start_made
 from engine.log_json import use_json_lines
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
@@ -349,6 +349,7 @@ async def _serve(
         server = server_type(engine, server_config)
         await server.start()
         freeze_what_start_made()
+        collect_less_often_while_serving()
         registry = None
         operations = None
         mirror: Any = None
