@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -181,11 +182,19 @@ embedded in a user's process, with its wire server or without, leaves
 the thresholds to the application that owns the interpreter."""
 
 
-def collect_less_often_while_serving() -> None:
-    """Raises the young generation's threshold to SERVING_GEN0_THRESHOLD,
-    keeping the older generations' as they are."""
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(SERVING_GEN0_THRESHOLD, older, oldest)
+@contextmanager
+def collecting_less_often_while_serving() -> Iterator[None]:
+    """Raises the young generation's threshold to SERVING_GEN0_THRESHOLD
+    inside the with block, keeping the older generations' as they are,
+    and puts back all three on leaving: ``serve`` run in a process that
+    lives on after it (a test, a script calling the CLI's main) leaves
+    the collector as it found it."""
+    kept = gc.get_threshold()
+    gc.set_threshold(SERVING_GEN0_THRESHOLD, *kept[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*kept)
 
 
 class PausedWhileRunning(_Part, Generic[T]):

@@ -1,7 +1,7 @@
-"""``tidelog serve`` raises the young generation's threshold once started,
-so that the cyclic collector runs some thirty times less often on the
-event loop that acknowledges produces (engine/gc_pause.py,
-docs/design/0152); an engine embedded in a user's process, with or
+"""``tidelog serve`` raises the young generation's threshold once started
+(and puts it back when it stops), so that the cyclic collector runs some
+thirty times less often on the event loop that acknowledges produces
+(engine/gc_pause.py, docs/design/0152); an engine embedded in a user's process, with or
 without its wire server, leaves every threshold as the application set
 it: the interpreter is the application's."""
 
@@ -42,7 +42,7 @@ def application_thresholds() -> Iterator[tuple[int, int, int]]:
         gc.unfreeze()
 
 
-def test_serve_raises_the_young_threshold_once_listening_and_keeps_the_older_ones(
+def test_serve_raises_the_young_threshold_once_listening_keeps_the_older_ones_and_restores_them(
     tmp_path: Path, application_thresholds: tuple[int, int, int]
 ) -> None:
     seen_while_serving: list[tuple[int, int, int]] = []
@@ -63,6 +63,9 @@ def test_serve_raises_the_young_threshold_once_listening_and_keeps_the_older_one
 
     assert asyncio.run(serve_then_stop()) == 0
     assert seen_while_serving == [(gc_pause.SERVING_GEN0_THRESHOLD, 7, 9)]
+    # serve run in a process that lives on (these tests, a script calling
+    # the CLI's main) leaves the thresholds as it found them.
+    assert gc.get_threshold() == application_thresholds
     assert gc_pause.SERVING_GEN0_THRESHOLD == 20_000
 
 
