@@ -170,14 +170,17 @@ survivors set off a young collection every hundred requests or so, an
 older one every thousand and a full one, which walks the whole log
 cache, every ten thousand: some 2,000 to 9,000 of a small request's
 176,000 instructions on the event loop, and most of their spread. At
-20,000 a young collection runs every 5,000 requests; the collector's CPU
-a request fell to an eighth, its longest pause from 30-46 ms to 3-4 ms;
-a full collection, every 10,000 requests before, waits for ten older
-ones, so for 500,000 requests at least (docs/design/0152; 5,000 and
-50,000 measured too). The cost is cyclic
-garbage freed later: at most 20,000 tracked objects' worth between young
-collections (none was found on the produce path); acyclic objects are
-freed at once as before. Set by ``tidelog serve`` only: an engine
+20,000 a young collection runs every 5,000-6,000 requests and the
+collector's CPU a request fell to a third (80,000 requests). The longest
+pause is no shorter, only rarer: the batches that survive young
+collections now wait in the middle generation, whose collection, every
+60,000-70,000 requests, walks them all as a full one did every 10,000
+(55-62 ms of CPU against 72-85 ms, measured); a full one waits for ten
+middle ones (docs/design/0152; 5,000 and 50,000 measured too). The cost
+is cyclic garbage freed later: at most 20,000 tracked objects' worth
+between young collections, and whatever large buffers those hold (a
+Produce's refusals held the request's bytes so, until kept without their
+tracebacks); acyclic objects are freed at once as before. Set by ``tidelog serve`` only: an engine
 embedded in a user's process, with its wire server or without, leaves
 the thresholds to the application that owns the interpreter."""
 
