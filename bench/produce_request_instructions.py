@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _callgrind_costs import costs
 from confluent_kafka.admin import AdminClient, NewTopic
 from small_produce_bench import _produce_v9, _send_pipelined
 from tail_instructions import HERE, HOST, _callgrind_threads, _Server
@@ -45,6 +47,14 @@ import native
 from native import RecordSpec
 
 TOPIC = "requests"
+COLLECTOR = re.compile(
+    r"^(gc_collect|collect_generations|update_refs|subtract_refs|move_unreachable|visit_"
+    r"|untrack_|move_legacy|handle_legacy|handle_weakrefs|deduce_unreachable|gc_list_"
+    r"|invoke_gc_callback|finalize_garbage|delete_garbage|\w*traverse)"
+)
+"""CPython's cyclic collector (Modules/gcmodule.c) and the tp_traverse
+functions only it calls on the broker's path: their exclusive counts
+added up are the collector's share of the loop's instructions."""
 SHAPES = {
     # shape: (records a batch, record bytes)
     "small": (1, 100),
@@ -61,6 +71,18 @@ def _frames(shape: str, partitions: int) -> list[bytes]:
     return [_produce_v9(i, TOPIC, i % partitions, batch) for i in range(max(partitions, 64))]
 
 
+def warmed(server: _Server, shape: str, partitions: int, warm: int) -> tuple[str, list[bytes]]:
+    """The served topic made, and ``warm`` requests (at least two per
+    partition) sent and answered: the server's address and the frames."""
+    address = f"{HOST}:{server.port}"
+    admin = AdminClient({"bootstrap.servers": address})
+    for future in admin.create_topics([NewTopic(TOPIC, partitions, 1)]).values():
+        future.result(300)
+    frames = _frames(shape, partitions)
+    _send_pipelined(address, frames, max(warm, 2 * partitions))
+    return address, frames
+
+
 def run_one(
     tree: Path,
     shape: str,
@@ -73,12 +95,7 @@ def run_one(
     scratch = Path(tempfile.mkdtemp(prefix="produce-request-instructions-"))
     server = _Server(tree, scratch, mode)
     try:
-        address = f"{HOST}:{server.port}"
-        admin = AdminClient({"bootstrap.servers": address})
-        for future in admin.create_topics([NewTopic(TOPIC, partitions, 1)]).values():
-            future.result(300)
-        frames = _frames(shape, partitions)
-        _send_pipelined(address, frames, max(warm, 2 * partitions))
+        address, frames = warmed(server, shape, partitions, warm)
         server.counting(True)
         started = time.perf_counter()
         _send_pipelined(address, frames, requests)
@@ -90,6 +107,7 @@ def run_one(
     result: dict[str, Any] = {"requests": requests, "seconds": round(elapsed, 1)}
     if mode == "callgrind":
         result["threads"] = _callgrind_threads(scratch, server.process.pid)
+        result["collector"] = _collector(scratch, server.process.pid)
         if keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
         else:
@@ -99,14 +117,30 @@ def run_one(
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _collector(scratch: Path, pid: int) -> int:
+    """The cyclic collector's instructions on the event loop's thread
+    (thread 1) in the window's dump."""
+    total = 0
+    for path in scratch.glob(f"callgrind.out.{pid}.1-01"):
+        _, exclusive = costs(path)
+        total += sum(count for name, count in exclusive.items() if COLLECTOR.match(name))
+    return total
+
+
+def add_window_arguments(parser: argparse.ArgumentParser, requests: int) -> None:
+    """The trees, the shape and the window's size, as every bench of these
+    requests takes them."""
     parser.add_argument("--tree", action="append", type=Path, default=[])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
     parser.add_argument("--partitions", type=int, default=None, help="1000 small, 1 large")
     parser.add_argument("--warm", type=int, default=500)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=requests)
     parser.add_argument("--rounds", type=int, default=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_window_arguments(parser, requests=3000)
     parser.add_argument("--profile", action="store_true", help="cProfile instead of callgrind")
     parser.add_argument("--keep", type=Path, help="copy each run's dumps under this directory")
     parser.add_argument("--json", action="store_true")
@@ -128,7 +162,9 @@ def main() -> None:
                         f"{tree}: {one['requests']} requests"
                         f" ({args.shape}, {partitions} partitions);"
                         f" per request loop {per['loop']:,.0f} wal {per['wal']:,.0f}"
-                        f" other {per['other']:,.0f}",
+                        f" other {per['other']:,.0f};"
+                        f" of the loop's, the collector's"
+                        f" {one['collector'] / one['requests']:,.0f}",
                         flush=True,
                     )
                 else:

@@ -84,7 +84,12 @@ def _free_port() -> int:
 
 
 class _Server:
-    def __init__(self, tree: Path, scratch: Path, mode: str) -> None:
+    def __init__(
+        self, tree: Path, scratch: Path, mode: str, script: tuple[str, list[str]] | None = None
+    ) -> None:
+        """``mode`` callgrind, plain or profile; or any other with ``script``,
+        a wrapper's text and its arguments before serve's, which SIGUSR1 and
+        SIGUSR2 start and stop as they do the profiler."""
         self.port = _free_port()
         self.scratch = scratch
         self.mode = mode
@@ -106,9 +111,10 @@ class _Server:
         elif mode == "plain":
             command = [python, "-m", "engine", *serve]
         else:
-            script = scratch / "profiled.py"
-            script.write_text(PROFILER)
-            command = [python, str(script), str(scratch / "profile.out"), *serve]
+            text, arguments = script or (PROFILER, [str(scratch / "profile.out")])
+            wrapper = scratch / f"{mode}.py"
+            wrapper.write_text(text)
+            command = [python, str(wrapper), *arguments, *serve]
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONUNBUFFERED="1")
         self.log = open(scratch / "server.log", "w+b")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -133,7 +139,7 @@ class _Server:
             else:
                 self._control("--dump")
                 self._control("--instr=off")
-        elif self.mode == "profile":
+        elif self.mode != "plain":
             self.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     def _control(self, what: str) -> None:

@@ -32,7 +32,7 @@ from engine import refusal
 from engine.authorization import AuthorizationConfig
 from engine.cli.help_format import HelpFormatter, examples
 from engine.engine import Engine, EngineConfig
-from engine.gc_pause import freeze_what_start_made
+from engine.gc_pause import collecting_less_often_while_serving, freeze_what_start_made
 from engine.log_json import use_json_lines
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
@@ -349,36 +349,37 @@ async def _serve(
         server = server_type(engine, server_config)
         await server.start()
         freeze_what_start_made()
-        registry = None
-        operations = None
-        mirror: Any = None
-        try:
-            if registry_server_for is not None and registry_config is not None:
-                # One pool checks passwords for both sides (docs/design/0031).
-                registry = registry_server_for(
-                    engine, registry_config, server_config, server.password_checks
-                )
-                await registry.start()
-            if operations_server is not None and http_config is not None:
-                operations = operations_server(engine, http_config)
-                await operations.start()
-            if mirror_table is not None:
-                # confluent-kafka is imported only when a mirror runs.
-                from engine.mirror.background import BackgroundMirror  # noqa: PLC0415
+        with collecting_less_often_while_serving():
+            registry = None
+            operations = None
+            mirror: Any = None
+            try:
+                if registry_server_for is not None and registry_config is not None:
+                    # One pool checks passwords for both sides (docs/design/0031).
+                    registry = registry_server_for(
+                        engine, registry_config, server_config, server.password_checks
+                    )
+                    await registry.start()
+                if operations_server is not None and http_config is not None:
+                    operations = operations_server(engine, http_config)
+                    await operations.start()
+                if mirror_table is not None:
+                    # confluent-kafka is imported only when a mirror runs.
+                    from engine.mirror.background import BackgroundMirror  # noqa: PLC0415
 
-                first = server_config.effective_listeners[0]
-                mirror = BackgroundMirror.from_table(mirror_table, first.host, server.port)
-                mirror.start()
-            await stop.wait()
-            log.info("shutting down")
-        finally:
-            if mirror is not None:
-                await loop.run_in_executor(None, mirror.stop)
-            if operations is not None:
-                await operations.stop()
-            if registry is not None:
-                await registry.stop()
-            await server.stop()
+                    first = server_config.effective_listeners[0]
+                    mirror = BackgroundMirror.from_table(mirror_table, first.host, server.port)
+                    mirror.start()
+                await stop.wait()
+                log.info("shutting down")
+            finally:
+                if mirror is not None:
+                    await loop.run_in_executor(None, mirror.stop)
+                if operations is not None:
+                    await operations.stop()
+                if registry is not None:
+                    await registry.stop()
+                await server.stop()
     finally:
         await loop.run_in_executor(None, engine.close)
     return _report_close(engine, data_dir)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from engine import clock
 from engine.server.broker_loggers import check, logger_names
 from engine.server.loop_lag import IDLE_TICK_S, LATE_S, TICK_S, LoopLag
 
@@ -118,3 +119,32 @@ def test_the_stalls_logger_can_be_turned_on_as_a_broker_logger() -> None:
     # docs/operations.md: kafka-configs --entity-type broker-loggers ... tidelog.stalls=DEBUG
     assert "tidelog.stalls" in logger_names()
     check("tidelog.stalls", "SET", "DEBUG")  # refused with InvalidConfig if it were not
+
+
+def test_a_younger_collection_is_logged_when_it_held_the_gil_late_s_or_more(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under serve's young threshold the middle generation holds the log
+    # cache's batches: its collection is the longest pause, and a stall
+    # line must say so. The collector's own calls, on a virtual clock.
+    now = [100.0]
+    monkeypatch.setattr(clock, "monotonic", lambda: now[0])
+    lag = LoopLag()
+
+    def collection(generation: int, took_s: float) -> None:
+        lag._collected("start", {"generation": generation, "collected": 0, "uncollectable": 0})
+        now[0] += took_s
+        lag._collected("stop", {"generation": generation, "collected": 3, "uncollectable": 0})
+
+    with caplog.at_level(logging.DEBUG, logger="tidelog.stalls"):
+        collection(1, LATE_S * 6)
+        collection(0, LATE_S * 2)
+        collection(0, LATE_S / 2)
+        collection(1, LATE_S / 2)
+        collection(2, LATE_S / 2)
+    lines = [r.getMessage() for r in caplog.records if "garbage collection" in r.getMessage()]
+    assert lines == [
+        "garbage collection of generation 1 took 60.0 ms (3 objects freed)",
+        "garbage collection of generation 0 took 20.0 ms (3 objects freed)",
+        "full garbage collection took 5.0 ms (3 objects freed)",
+    ]
