@@ -93,9 +93,7 @@ class OAuthBearerConfig:
         try:
             return cls(**mine)
         except ConfigOutOfRange as refused:  # named by its key among the others
-            raise ConfigOutOfRange(
-                PREFIX + refused.setting, refused.value, refused.accepted
-            ) from None
+            raise refused.named(PREFIX + refused.setting) from None
 
     def rules(self) -> ClaimRules:
         return ClaimRules(
