@@ -18,6 +18,7 @@ from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from engine.server.server import Server
+from tests.server.conftest import free_port
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
@@ -94,13 +95,6 @@ def test_a_client_of_a_server_started_again_is_answered_with_its_new_state(
         assert answered == listening
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_a_start_failing_before_its_state_closes_its_listeners(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,7 +107,7 @@ def test_a_start_failing_before_its_state_closes_its_listeners(
         raise OSError("the cluster id could not be read")
 
     monkeypatch.setattr("engine.server.server.cluster_id_for", unreadable)
-    port = _free_port()
+    port = free_port()
     config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
 
     async def run(opened: engine.Engine) -> None:
