@@ -234,3 +234,9 @@ class ConfigOutOfRange(S3StreamError, ValueError):
         self.setting = setting
         self.value = value
         self.accepted = accepted
+
+    def named(self, setting: str) -> ConfigOutOfRange:
+        """The same refusal naming the setting as its reader wrote it (a
+        file's key, a table's, a prefixed name), where the config that
+        refused it knows it by its field's name."""
+        return ConfigOutOfRange(setting, self.value, self.accepted)

@@ -117,8 +117,7 @@ def settings_from_table(table: dict[str, Any], source: str) -> MirrorSettings:
             **numbers,
         )
     except ConfigOutOfRange as refused:  # named by the table's key
-        key = _TABLE_KEYS.get(refused.setting, refused.setting)
-        raise ConfigOutOfRange(key, refused.value, refused.accepted) from None
+        raise refused.named(_TABLE_KEYS.get(refused.setting, refused.setting)) from None
 
 
 _TABLE_KEYS = {"target": "to", "source_config": "from_config", "target_config": "to_config"}

@@ -450,7 +450,7 @@ def _as_written(error: Exception, written: dict[str, str]) -> Exception:
         return error
     key, quote, field = error.setting.partition("'")
     if key in written and written[key] != key:
-        return ConfigOutOfRange(written[key] + quote + field, error.value, error.accepted)
+        return error.named(written[key] + quote + field)
     return error
 
 

@@ -166,6 +166,10 @@ class Server:
                 tls[listener.protocol] = server_context(
                     self.config, client_auth=listener.protocol is SecurityProtocol.SSL
                 )
+        # Until the state is made, a failure closes what this start opened:
+        # its listeners are bound but not serving, and stop() has no state
+        # to stop (a start that failed to read the cluster id or the ACLs
+        # held its ports, and its stop() raised).
         try:
             for listener in listeners:
                 self._servers[listener.name] = await loop.create_server(
@@ -180,6 +184,14 @@ class Server:
                     # its connection keeps (Connection._state).
                     start_serving=False,
                 )
+            ports = self.ports
+            brokers = {
+                listener.name: Broker(
+                    self.config.node_id, *self.config.advertised(listener, ports[listener.name])
+                )
+                for listener in listeners
+            }
+            self._state = self._new_state(brokers[listeners[0].name], brokers)
         except BaseException:
             for opened in self._servers.values():
                 opened.close()
@@ -187,30 +199,6 @@ class Server:
             if self._token_keys is not None:
                 await self._token_keys.stop()
             raise
-        ports = self.ports
-        brokers = {
-            listener.name: Broker(
-                self.config.node_id, *self.config.advertised(listener, ports[listener.name])
-            )
-            for listener in listeners
-        }
-        broker = brokers[listeners[0].name]
-        sessions = FetchSessionCache(
-            slots=self.config.max_incremental_fetch_session_cache_slots,
-            eviction_ms=self.config.min_incremental_fetch_session_eviction_ms,
-            max_partitions=self.config.max_incremental_fetch_session_partitions,
-        )
-        self._state = ServerState(
-            self.engine,
-            self.config,
-            cluster_id_for(self.engine),
-            broker,
-            fetch_sessions=sessions,
-            authorizer=authorizer_for(self.config, self.engine),
-            brokers=brokers,
-            quotas=self.quotas,
-            mutations=MutationQuotas(self.engine.client_quotas, self.now),
-        )
         self.engine.broker_configs.set_static(
             {
                 "broker.id": self.config.node_id,
@@ -246,6 +234,25 @@ class Server:
                     listener.host or "every interface",
                     ports[listener.name],
                 )
+
+    def _new_state(self, broker: Broker, brokers: dict[str, Broker]) -> ServerState:
+        """This start's state, its listeners bound."""
+        sessions = FetchSessionCache(
+            slots=self.config.max_incremental_fetch_session_cache_slots,
+            eviction_ms=self.config.min_incremental_fetch_session_eviction_ms,
+            max_partitions=self.config.max_incremental_fetch_session_partitions,
+        )
+        return ServerState(
+            self.engine,
+            self.config,
+            cluster_id_for(self.engine),
+            broker,
+            fetch_sessions=sessions,
+            authorizer=authorizer_for(self.config, self.engine),
+            brokers=brokers,
+            quotas=self.quotas,
+            mutations=MutationQuotas(self.engine.client_quotas, self.now),
+        )
 
     def _collector(self) -> Collector:
         """The server's metrics collector, made when the engine's metrics

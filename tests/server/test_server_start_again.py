@@ -7,14 +7,18 @@ it (Connection._state)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import engine
 from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
 from engine.server.server import Server
+from tests.server.conftest import free_port
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
@@ -89,3 +93,30 @@ def test_a_client_of_a_server_started_again_is_answered_with_its_new_state(
     assert pairs
     for answered, listening in pairs:
         assert answered == listening
+
+
+def test_a_start_failing_before_its_state_closes_its_listeners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start that cannot make its state (the cluster id or the ACLs
+    unreadable) leaves nothing open: its listeners were left bound, not
+    serving, and stop() raised as it found no state to stop, so the port
+    stayed taken until the process ended."""
+
+    def unreadable(_: object) -> str:
+        raise OSError("the cluster id could not be read")
+
+    monkeypatch.setattr("engine.server.server.cluster_id_for", unreadable)
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        with pytest.raises(OSError, match="cluster id"):
+            await server.start()
+        await server.stop()  # nothing left to stop
+        with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
+            again.bind(("127.0.0.1", port))
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
