@@ -35,18 +35,20 @@ EVERY = 8
 
 
 @contextmanager
-def packs_counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The ids of the objects turned into wire lists while inside: what a
-    checkpoint packs rather than reuses."""
+def packs_counted(
+    monkeypatch: pytest.MonkeyPatch, kind: type[Any] = ObjectMeta, id_field: str = "object_id"
+) -> Iterator[list[int]]:
+    """The ids of the objects (or of another ``kind``'s entries) turned into
+    wire lists while inside: what a checkpoint packs rather than reuses."""
     packed: list[int] = []
-    to_wire = ObjectMeta.to_wire
+    to_wire = kind.to_wire
 
-    def counted(meta: ObjectMeta) -> list[Any]:
-        packed.append(meta.object_id)
-        return to_wire(meta)
+    def counted(meta: Any) -> list[Any]:
+        packed.append(getattr(meta, id_field))
+        return list(to_wire(meta))
 
     with monkeypatch.context() as patch:
-        patch.setattr(ObjectMeta, "to_wire", counted)
+        patch.setattr(kind, "to_wire", counted)
         yield packed
 
 

@@ -1,0 +1,126 @@
+"""A checkpoint repacks only the streams and objects that the commits
+since the last one touched, as each state's record of its operations
+names them (s3stream/manifest_changes.py), and still writes the bytes a
+fresh encoder writes for the whole state (docs/design/0150)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3stream.checkpoint_encoding import CheckpointEncoder
+from s3stream.manifest import Manifest
+from s3stream.manifest_records import checkpoint_key, encode_record
+from s3stream.manifest_state import ManifestState, Op, StreamMeta
+from s3stream.store import MemoryStore
+from tests.s3stream.test_checkpoint_encoding import _object_op, _packed_afresh, _step
+from tests.s3stream.test_checkpoint_priming import packs_counted
+from tests.s3stream.test_manifest_state_after import _afresh
+
+EVERY = 3
+
+
+def _commit_ops(state: ManifestState, data: st.DataObject) -> list[Op]:
+    """One commit's operations: ``_step``'s, or a stream's epoch raised
+    (a change to a stream's metadata alone, which no object shows)."""
+    if len(state.streams) > 0 and data.draw(st.booleans()):
+        stream_id = data.draw(st.sampled_from(sorted(state.streams)))
+        return [["open_stream", stream_id, state.streams[stream_id].epoch + 1]]
+    return _step(state, data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_each_checkpoint_of_a_line_of_states_is_what_a_fresh_encoder_writes(
+    data: st.DataObject,
+) -> None:
+    """Versions made as commits make them, some laid out and left (as an
+    upload's next state is, when the commit before it fails), some
+    encoded twice, and a checkpoint drawn at any of them."""
+    encoder = CheckpointEncoder()
+    state = ManifestState()
+    for _ in range(data.draw(st.integers(1, 30))):
+        state = _afresh(state, _commit_ops(state, data))
+        if data.draw(st.booleans()):
+            _afresh(state, _commit_ops(state, data))  # laid out against it, never committed
+        if data.draw(st.integers(0, 2)) == 0:
+            for _ in range(data.draw(st.integers(1, 2))):
+                assert encoder.encode(state) == _packed_afresh(state)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_a_writers_checkpoints_are_what_a_fresh_encoder_writes(data: st.DataObject) -> None:
+    """Through the manifest itself: commits laid out first or not, opened
+    again now and then (the open primes the encoder with the objects the
+    checkpoint it read packed), every checkpoint in the store byte for
+    byte the state of its version packed afresh."""
+    store = MemoryStore()
+    manifest = Manifest.open(store, checkpoint_every=EVERY)
+    for _ in range(data.draw(st.integers(1, 40))):
+        ops = _commit_ops(manifest.state, data)
+        if data.draw(st.booleans()):
+            manifest.state_after(ops)
+        state = manifest.commit(ops)
+        if state.seq % EVERY == 0:
+            assert store.get(checkpoint_key(state.seq)) == encode_record(state.to_wire())
+        if data.draw(st.integers(0, 9)) == 0:
+            manifest = Manifest.open(store, checkpoint_every=EVERY)
+
+
+def test_a_checkpoint_packs_only_the_streams_changed_since_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder = CheckpointEncoder()
+    state = ManifestState()
+    state = _afresh(state, [["create_stream", s, 0] for s in range(1, 101)])
+    state = _afresh(state, [_object_op(state, list(range(1, 101)), True, 10)])
+    with packs_counted(monkeypatch, StreamMeta, "stream_id") as packed:
+        encoder.encode(state)  # the first packs every stream: nothing was kept
+    assert sorted(packed) == list(range(1, 101))
+    state = _afresh(state, [["trim", 7, 3], ["open_stream", 9, 2]])
+    state = _afresh(state, [_object_op(state, [11, 12], True, 5)])  # their end offsets move
+    state = _afresh(state, [["delete_stream", 13], ["create_stream", 101, 0]])
+    with packs_counted(monkeypatch, StreamMeta, "stream_id") as packed:
+        body = encoder.encode(state)
+    assert body == _packed_afresh(state)
+    assert sorted(packed) == [7, 9, 11, 12, 101]
+
+
+def test_a_stream_set_on_the_state_by_hand_is_packed_again() -> None:
+    """A map set on a state other than by an operation is not in its
+    record: the encoder packs every stream afresh rather than trust it."""
+    encoder = CheckpointEncoder()
+    state = _afresh(ManifestState(), [["create_stream", 1, 0], ["create_stream", 2, 0]])
+    encoder.encode(state)
+    changed = state.copy()
+    changed.streams = changed.streams.set(1, StreamMeta(1, epoch=9, end_offset=4))
+    assert encoder.encode(changed) == _packed_afresh(changed)
+    later = _afresh(changed, [["trim", 2, 0]])  # a copy of it does not trust it either
+    assert encoder.encode(later) == _packed_afresh(later)
+
+
+def test_the_records_of_the_commits_since_a_checkpoint_are_all_that_is_kept() -> None:
+    """A checkpoint's record is cut from the ones before it, so a writer
+    keeps the records of the commits since its last checkpoint, never the
+    whole history's."""
+    encoder = CheckpointEncoder()
+    state = _afresh(ManifestState(), [["create_stream", 1, 0]])
+    for _ in range(5):
+        state = _afresh(state, [["trim", 1, 0]])
+    encoder.encode(state)
+    for _ in range(3):
+        state = _afresh(state, [["open_stream", 1, state.streams[1].epoch + 1]])
+    chain: list[Any] = []
+    node = state._changes
+    while node is not None:
+        chain.append(node)
+        node = node.parent
+    assert len(chain) == 4  # three commits' records and the checkpoint's, sealed
+    assert chain[-1].sealed and all(not n.sealed for n in chain[:-1])
+    body = encoder.encode(state)
+    assert msgpack.unpackb(body, raw=False, strict_map_key=False)["streams"] == [[1, 3, 0, 0, 0]]
