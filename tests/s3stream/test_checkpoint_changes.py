@@ -5,6 +5,7 @@ fresh encoder writes for the whole state (docs/design/0150)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -14,9 +15,11 @@ from hypothesis import strategies as st
 
 from s3stream.checkpoint_encoding import CheckpointEncoder
 from s3stream.manifest import Manifest
-from s3stream.manifest_records import checkpoint_key, encode_record
+from s3stream.manifest_records import CHECKPOINT_PREFIX, checkpoint_key, encode_record, seq_of
 from s3stream.manifest_state import ManifestState, Op, StreamMeta
 from s3stream.store import MemoryStore
+from s3stream.store.base import ObjectData, joined
+from tests.s3stream.faults import FaultyStore, InjectedFault
 from tests.s3stream.test_checkpoint_encoding import _object_op, _packed_afresh, _step
 from tests.s3stream.test_checkpoint_priming import packs_counted
 from tests.s3stream.test_manifest_state_after import _afresh
@@ -124,3 +127,109 @@ def test_the_records_of_the_commits_since_a_checkpoint_are_all_that_is_kept() ->
     assert chain[-1].sealed and all(not n.sealed for n in chain[:-1])
     body = encoder.encode(state)
     assert msgpack.unpackb(body, raw=False, strict_map_key=False)["streams"] == [[1, 3, 0, 0, 0]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data(), st.booleans())
+def test_checkpoints_after_a_refused_or_lost_checkpoint_put_are_what_a_fresh_encoder_writes(
+    data: st.DataObject, background: bool
+) -> None:
+    """A checkpoint's PUT refused by the store, or written with its answer
+    lost, has still sealed the record of the state it encoded: every later
+    checkpoint must name what changed since that state, and a reopen
+    reads the last state committed."""
+    store = _LosesCheckpointAnswers(MemoryStore())
+    manifest = Manifest.open(store, checkpoint_every=EVERY, background_cleanup=background)
+    for _ in range(data.draw(st.integers(EVERY, 40))):
+        ops = _commit_ops(manifest.state, data)
+        fault = data.draw(st.sampled_from(["none", "refused", "lost"]))
+        if fault == "refused":
+            store.fail("put", prefix=CHECKPOINT_PREFIX)
+        store.lose_checkpoint_answers = fault == "lost"
+        state = manifest.commit(ops)
+        manifest.join_cleanup(timeout=30)
+        store.heal()
+        store.lose_checkpoint_answers = False
+        if state.seq % EVERY == 0:
+            key = checkpoint_key(state.seq)
+            if fault == "refused":
+                assert not store.inner.list(key)
+            else:
+                assert store.inner.get(key) == encode_record(state.to_wire())
+    reopened = Manifest.open(store, checkpoint_every=EVERY)
+    assert _entries(reopened.state) == _entries(manifest.state)
+
+
+class _LosesCheckpointAnswers(FaultyStore):
+    """Checkpoint PUTs land in the store and answer with an error while
+    ``lose_checkpoint_answers``, as a request that timed out after the
+    store wrote it does."""
+
+    lose_checkpoint_answers = False
+
+    def put(self, key: str, data: ObjectData) -> str:
+        version = super().put(key, data)
+        if self.lose_checkpoint_answers and key.startswith(CHECKPOINT_PREFIX):
+            raise InjectedFault("put", key)
+        return version
+
+
+def _entries(state: ManifestState) -> dict[str, Any]:
+    """The body but for what a reopen's own fence changes."""
+    fenced = ("seq", "epoch", "owner", "owner_since", "fence_versions")
+    return {key: value for key, value in state.to_wire().items() if key not in fenced}
+
+
+def test_commits_made_while_a_background_checkpoint_encodes_reach_the_next_checkpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clean-up thread encodes a checkpoint while commits go on: a
+    commit made between the state it encodes and its seal, and a
+    checkpoint that replaces one still waiting for the thread, must both
+    be in the next checkpoint's bytes."""
+    store = _KeepsCheckpoints()
+    manifest = Manifest.open(store, checkpoint_every=EVERY, background_cleanup=True)
+    manifest.commit([["create_stream", s, 0] for s in range(1, 9)])
+    sealing, resume = threading.Event(), threading.Event()
+    seal_changes = ManifestState.seal_changes
+
+    def held(state: ManifestState) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            sealing.set()
+            assert resume.wait(30)
+        return seal_changes(state)
+
+    monkeypatch.setattr(ManifestState, "seal_changes", held)
+    states: dict[int, ManifestState] = {}
+    while manifest.state.seq % EVERY:
+        state = manifest.commit([["trim", 1, 0]])
+        states[state.seq] = state
+    assert sealing.wait(30)  # encoded, not yet sealed: the commits go on
+    for stream_id in range(2, 9):
+        state = manifest.commit([["open_stream", stream_id, 5], ["trim", stream_id, 0]])
+        states[state.seq] = state
+    resume.set()
+    manifest.join_cleanup(timeout=30)
+    monkeypatch.setattr(ManifestState, "seal_changes", seal_changes)
+    for stream_id in range(1, 9):
+        state = manifest.commit([["open_stream", stream_id, 9]])
+        states[state.seq] = state
+        manifest.join_cleanup(timeout=30)
+    # The held one, the last of those made while it was held (the ones
+    # before it replaced while waiting), and those after.
+    assert len(store.written) >= 4
+    for seq, body in store.written.items():
+        assert body == encode_record(states[seq].to_wire())
+
+
+class _KeepsCheckpoints(MemoryStore):
+    """Keeps each checkpoint's body as written, the ones clean-up deletes too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: dict[int, bytes] = {}
+
+    def put(self, key: str, data: ObjectData) -> str:
+        if key.startswith(CHECKPOINT_PREFIX):
+            self.written[seq_of(key)] = bytes(joined(data))
+        return super().put(key, data)
