@@ -12,15 +12,26 @@ those of the commits since the last checkpoint: sets of ids, no maps.
 
 from __future__ import annotations
 
+LONGEST_CHAIN = 512
+"""The most records a chain keeps: ``checkpoint_every`` has no upper
+bound, and without one a writer configured to checkpoint seldom kept a
+record (a set of the streams a commit touched) for every commit since
+its last checkpoint. A longer chain is cut, and the next checkpoint
+packs every stream, as the first after an open does."""
+
 
 class Changes:
     """The streams and objects one state's operations touched."""
 
-    __slots__ = ("objects", "parent", "sealed", "streams")
+    __slots__ = ("depth", "objects", "parent", "sealed", "streams")
 
     def __init__(self, parent: Changes | None, streams: set[int]) -> None:
+        if parent is not None and parent.depth >= LONGEST_CHAIN:
+            parent = None
         self.parent = parent
         """The record of the state this one was copied from (None: unknown)."""
+        self.depth: int = 0 if parent is None else parent.depth + 1
+        """How many records lie above this one in the chain."""
         self.streams = streams
         """The streams created, changed or deleted: the state's own set of
         the streams it copied on change (``ManifestState._owned``)."""
@@ -52,4 +63,5 @@ def seal(node: Changes) -> Changes:
     further back than the last checkpoint's record, so none is kept."""
     node.sealed = True
     node.parent = None
+    node.depth = 0
     return node

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from s3stream.checkpoint_encoding import CheckpointEncoder
 from s3stream.manifest import Manifest
+from s3stream.manifest_changes import LONGEST_CHAIN
 from s3stream.manifest_records import CHECKPOINT_PREFIX, checkpoint_key, encode_record, seq_of
 from s3stream.manifest_state import ManifestState, Op, StreamMeta
 from s3stream.store import MemoryStore
@@ -233,3 +234,21 @@ class _KeepsCheckpoints(MemoryStore):
         if key.startswith(CHECKPOINT_PREFIX):
             self.written[seq_of(key)] = bytes(joined(data))
         return super().put(key, data)
+
+
+def test_a_writer_that_checkpoints_seldom_keeps_a_bounded_chain_of_records() -> None:
+    """``checkpoint_every`` has no upper bound: the records of the commits
+    since the last checkpoint are cut at ``LONGEST_CHAIN``, and the
+    checkpoint after still writes the state's bytes."""
+    encoder = CheckpointEncoder()
+    state = _afresh(ManifestState(), [["create_stream", s, 0] for s in range(1, 5)])
+    encoder.encode(state)
+    for n in range(2 * LONGEST_CHAIN):
+        state = _afresh(state, [["trim", 1 + n % 4, n]])
+    chain = 0
+    node = state._changes
+    while node is not None:
+        chain += 1
+        node = node.parent
+    assert chain <= LONGEST_CHAIN + 1
+    assert encoder.encode(state) == _packed_afresh(state)
