@@ -103,6 +103,16 @@ class CheckpointWriter:
         Failures only cost a longer open next time, so they are logged."""
         try:
             data = framed_record(self._checkpoint_encoder.encode(state))
+        except Exception:
+            # A checkpoint only shortens the next open: an encoder that
+            # failed part way must neither fail the commit that reached it
+            # (its version is written) nor end the clean-up thread, whose
+            # end join_cleanup waits for. What it kept is not trusted: the
+            # next checkpoint packs the whole state afresh.
+            log.exception("manifest checkpoint at version %d: encoding failed", state.seq)
+            self._checkpoint_encoder = CheckpointEncoder()
+            return
+        try:
             self.store.put(checkpoint_key(state.seq), data)
         except ObjectStoreError as error:
             log.warning("manifest checkpoint at version %d failed: %s", state.seq, error)

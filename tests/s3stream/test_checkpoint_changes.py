@@ -252,3 +252,36 @@ def test_a_writer_that_checkpoints_seldom_keeps_a_bounded_chain_of_records() -> 
         node = node.parent
     assert chain <= LONGEST_CHAIN + 1
     assert encoder.encode(state) == _packed_afresh(state)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_checkpoint_whose_encoding_fails_fails_neither_the_commit_nor_the_next_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    """The commit that reached the checkpoint has written its version: it
+    returns, the clean-up thread ends (join_cleanup does not wait out
+    its timeout), and the next checkpoint is the bytes of its state."""
+    store = _KeepsCheckpoints()
+    manifest = Manifest.open(store, checkpoint_every=EVERY, background_cleanup=background)
+    manifest.commit([["create_stream", s, 0] for s in range(1, 5)])
+    encode = CheckpointEncoder.encode
+    failures = []
+
+    def fails_once_part_way(encoder: CheckpointEncoder, state: ManifestState) -> bytes:
+        if not failures:
+            failures.append(state.seq)
+            encode(encoder, state)  # what it kept is changed, then it fails
+            raise MemoryError
+        return encode(encoder, state)
+
+    monkeypatch.setattr(CheckpointEncoder, "encode", fails_once_part_way)
+    states = {}
+    for n in range(3 * EVERY):
+        state = manifest.commit([["trim", 1 + n % 4, n]])
+        states[state.seq] = state
+        manifest.join_cleanup(timeout=30)
+        assert manifest._checkpoint_writer._cleaner is None
+    assert failures and failures[0] not in store.written
+    assert len(store.written) >= 2
+    for seq, body in store.written.items():
+        assert body == encode_record(states[seq].to_wire())
