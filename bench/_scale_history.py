@@ -130,7 +130,7 @@ def write_history(data_dir: Path, streams: list[int], total: int, object_bytes: 
             began = time.perf_counter()
             store.delete_stream(store.create_stream())  # two commits over the whole state
             commits.append((time.perf_counter() - began) / 2)
-        from s3stream.manifest import encode_record
+        from s3stream.manifest_records import encode_record
 
         state = store.manifest.state
         manifest_bytes = len(encode_record(state.to_wire()))

@@ -20,6 +20,7 @@ from typing import Any
 from immutables import Map
 
 from s3stream.chain import RangeLinks
+from s3stream.manifest_changes import Changes, seal, since
 from s3stream.objects import ObjectKind
 
 _range_key = attrgetter("stream_id", "start_offset")
@@ -145,6 +146,9 @@ class StreamMeta:
     """The end of the stream's data in committed objects: its remote watermark."""
     created_ms: int = 0
 
+    def to_wire(self) -> list[int]:
+        return [self.stream_id, self.epoch, self.start_offset, self.end_offset, self.created_ms]
+
     def copy(self) -> StreamMeta:
         """A copy to change (every field named: a commit copies each stream
         it touches, a thousand a block, where ``dataclasses.replace`` took
@@ -234,6 +238,18 @@ class ManifestState:
     from); None: all of them. The other entries are shared with older
     versions, which readers may still hold, so they are copied on first
     change (see ``copy``)."""
+    _changes: Changes | None = field(default=None, repr=False, compare=False)
+    """The streams and objects this state's operations touched, linked to
+    the record of the state it was copied from (manifest_changes.py); its
+    streams are ``_owned`` itself, which every change to a stream already
+    goes through. None (and ``_owned`` None) for a state read from a
+    checkpoint or made empty, until a copy or a checkpoint of it."""
+    _recorded_streams: Map[int, StreamMeta] | None = field(default=None, repr=False, compare=False)
+    _recorded_objects: Map[int, ObjectMeta] | None = field(default=None, repr=False, compare=False)
+    """The ``streams`` and ``objects`` maps as the last operation (or the
+    copy) left them: a map set on the state by anything but an operation
+    (nothing in the code does; a test may) leaves them different, and
+    ``_changes`` then says nothing of what changed."""
 
     # -- applying operations ---------------------------------------------
 
@@ -242,7 +258,42 @@ class ManifestState:
         handler = _HANDLERS.get(name)
         if handler is None:
             raise InvalidOperation(f"unknown manifest operation {name!r}")
+        changes = self._changes
+        if changes is not None and changes.sealed:
+            self._record_anew()  # changed after a checkpoint encoded it
         handler(self, *args)
+
+    def _record_anew(self) -> Changes:
+        """A new record for this state, linked to its own (if it names all
+        that changed the maps), with no stream owned: the next change to
+        each stream copies it and so lands in the new record."""
+        owned: set[int] = set()
+        self._owned = owned
+        self._changes = Changes(self._known_changes(), owned)
+        self._recorded_streams = self.streams
+        self._recorded_objects = self.objects
+        return self._changes
+
+    def _known_changes(self) -> Changes | None:
+        """This state's record, if it names all that changed the maps: a
+        map set on the state other than by an operation is in none."""
+        if self._recorded_streams is not self.streams or self._recorded_objects is not self.objects:
+            return None
+        return self._changes
+
+    def changes_since(self, last: Changes | None) -> tuple[set[int], set[int]] | None:
+        """The streams and objects changed since the state whose record
+        ``seal_changes`` returned as ``last``, or None if not known."""
+        changes = self._known_changes()
+        return None if changes is None else since(changes, last)
+
+    def seal_changes(self) -> Changes:
+        """This state's record, ended: its next operation starts another,
+        so ``changes_since`` it names what came after."""
+        changes = self._known_changes()
+        if changes is None or changes.sealed:
+            changes = self._record_anew()
+        return seal(changes)
 
     def _fence(self, epoch: int, owner: str = "") -> None:
         if epoch <= self.epoch:
@@ -261,6 +312,7 @@ class ManifestState:
         self.ranges = self.ranges.set(stream_id, StreamRanges())
         if self._owned is not None:
             self._owned.add(stream_id)
+            self._recorded_streams = self.streams
         self.next_stream_id = stream_id + 1
 
     def _open_stream(self, stream_id: int, epoch: int) -> None:
@@ -273,6 +325,9 @@ class ManifestState:
     def _delete_stream(self, stream_id: int) -> None:
         self._stream(stream_id)
         self.streams = self.streams.delete(stream_id)
+        if self._owned is not None:  # gone from the map, and named in the record
+            self._owned.add(stream_id)
+            self._recorded_streams = self.streams
         self.ranges = self.ranges.delete(stream_id)
         self.shares.pop(stream_id, None)
         if self.dropped:
@@ -290,6 +345,7 @@ class ManifestState:
         if meta.object_id in self.objects:
             raise InvalidOperation(f"object {meta.object_id} was already added")
         self.objects = self.objects.set(meta.object_id, meta)
+        self._touched_object(meta.object_id)
         self.next_object_id = max(self.next_object_id, meta.object_id + 1)
         for r in meta.ranges:
             stream = self.streams.get(r.stream_id)
@@ -312,6 +368,7 @@ class ManifestState:
             self.ranges[stream_id].remove(start, object_id)
             self._unshare(stream_id, start, object_id)
         self.objects = self.objects.delete(object_id)
+        self._touched_object(object_id)
         for r in meta.ranges:
             if r.stream_id in self.ranges:
                 self._own(r.stream_id)
@@ -462,7 +519,9 @@ class ManifestState:
         self.garbage.pop(key, None)
 
     def _own(self, stream_id: int) -> StreamMeta:
-        """The stream's entries, copied first if an older version shares them."""
+        """The stream's entries, copied first if an older version shares
+        them; every change to a stream's metadata takes them here, and
+        ``_owned`` is the streams of this state's record of changes."""
         stream = self.streams[stream_id]
         if self._owned is None or stream_id in self._owned:
             return stream
@@ -473,7 +532,13 @@ class ManifestState:
             stream_id, StreamRanges(list(ranges.starts), list(ranges.entries))
         )
         self._owned.add(stream_id)
+        self._recorded_streams = self.streams
         return stream
+
+    def _touched_object(self, object_id: int) -> None:
+        if self._changes is not None:  # None: building from a checkpoint
+            self._changes.objects.add(object_id)
+            self._recorded_objects = self.objects
 
     def _stream(self, stream_id: int) -> StreamMeta:
         stream = self.streams.get(stream_id)
@@ -495,6 +560,7 @@ class ManifestState:
         Object metadata is immutable and always shared. This state is
         never changed again through the copy, so readers holding it need
         no lock."""
+        owned: set[int] = set()
         return ManifestState(
             seq=self.seq,
             epoch=self.epoch,
@@ -509,12 +575,16 @@ class ManifestState:
             dropped=set(self.dropped),
             shares=dict(self.shares),
             ranges=self.ranges,
-            _owned=set(),
+            _owned=owned,
+            _changes=Changes(self._known_changes(), owned),
+            _recorded_streams=self.streams,
+            _recorded_objects=self.objects,
         )
 
-    def to_wire(self, *, objects: bool = True) -> dict[str, Any]:
-        """The checkpoint's body; without ``objects``, its objects' list is
-        left empty for a caller that packs them itself (checkpoint_encoding.py)."""
+    def to_wire(self, *, entries: bool = True) -> dict[str, Any]:
+        """The checkpoint's body; without ``entries``, its streams' and
+        objects' lists are left empty for a caller that packs them itself
+        (checkpoint_encoding.py)."""
         return {
             "seq": self.seq,
             "epoch": self.epoch,
@@ -523,11 +593,8 @@ class ManifestState:
             "fence_versions": self.fence_versions,
             "next_stream_id": self.next_stream_id,
             "next_object_id": self.next_object_id,
-            "streams": [
-                [s.stream_id, s.epoch, s.start_offset, s.end_offset, s.created_ms]
-                for s in self.streams.values()
-            ],
-            "objects": [o.to_wire() for o in self.objects.values()] if objects else [],
+            "streams": [s.to_wire() for s in self.streams.values()] if entries else [],
+            "objects": [o.to_wire() for o in self.objects.values()] if entries else [],
             "garbage": [[k, v] for k, v in self.garbage.items()],
             "dropped": [list(d) for d in sorted(self.dropped)],
             "shared": [

@@ -9,7 +9,7 @@ from typing import Any
 
 from native.buffers import BytesLike
 from s3stream import StreamStoreConfig
-from s3stream.manifest import LOG_PREFIX, decode_record
+from s3stream.manifest_records import LOG_PREFIX, decode_record
 from s3stream.store.local import LocalStore
 from tests.s3stream.faults import FaultyStore
 

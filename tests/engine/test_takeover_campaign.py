@@ -52,7 +52,7 @@ import engine
 from engine.config import ACK_DURABILITY
 from engine.partition import AppendResult
 from s3stream import ObjectStore, ObjectStoreError, StreamStoreConfig
-from s3stream.manifest import LOG_PREFIX
+from s3stream.manifest_records import LOG_PREFIX
 from s3stream.store import open_store
 from s3stream.uploader import OBJECT_PREFIX
 from tests.engine.helpers_records import batch, read_partition

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 import engine
 from s3stream import StreamStoreConfig
 from s3stream.errors import CorruptObject
-from s3stream.manifest import CHECKPOINT_PREFIX, Manifest, load_state
+from s3stream.manifest import Manifest, load_state
+from s3stream.manifest_records import CHECKPOINT_PREFIX
 from s3stream.store import MemoryStore
 from tests.engine.helpers_records import read_partition
 from tests.faults.damage import (

@@ -24,7 +24,7 @@ import pytest
 import wal.log
 from native.buffers import BytesLike
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
-from s3stream.manifest import CHECKPOINT_PREFIX, LOG_PREFIX
+from s3stream.manifest_records import CHECKPOINT_PREFIX, LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStore
 from s3stream.store.base import ObjectData, ObjectStoreClosed
 from s3stream.uploader import OBJECT_PREFIX

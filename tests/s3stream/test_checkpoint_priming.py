@@ -15,17 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stream import manifest as manifest_module
+from s3stream import manifest_load
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import ChainHash
-from s3stream.manifest import (
+from s3stream.manifest import Manifest, load_state
+from s3stream.manifest_load import load
+from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
-    Manifest,
     checkpoint_key,
     decode_record,
     encode_record,
-    load,
-    load_state,
 )
 from s3stream.manifest_state import ManifestState, ObjectMeta, RangeMeta
 from s3stream.objects import ObjectKind
@@ -36,18 +35,20 @@ EVERY = 8
 
 
 @contextmanager
-def packs_counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The ids of the objects turned into wire lists while inside: what a
-    checkpoint packs rather than reuses."""
+def packs_counted(
+    monkeypatch: pytest.MonkeyPatch, kind: type[Any] = ObjectMeta, id_field: str = "object_id"
+) -> Iterator[list[int]]:
+    """The ids of the objects (or of another ``kind``'s entries) turned into
+    wire lists while inside: what a checkpoint packs rather than reuses."""
     packed: list[int] = []
-    to_wire = ObjectMeta.to_wire
+    to_wire = kind.to_wire
 
-    def counted(meta: ObjectMeta) -> list[Any]:
-        packed.append(meta.object_id)
-        return to_wire(meta)
+    def counted(meta: Any) -> list[Any]:
+        packed.append(getattr(meta, id_field))
+        return list(to_wire(meta))
 
     with monkeypatch.context() as patch:
-        patch.setattr(ObjectMeta, "to_wire", counted)
+        patch.setattr(kind, "to_wire", counted)
         yield packed
 
 
@@ -168,14 +169,14 @@ def test_a_load_only_to_read_does_not_walk_the_checkpoint_for_packed_objects(
     store = MemoryStore()
     _checkpointed(store, 50)
     walks: list[int] = []
-    walk = manifest_module.packed_objects
+    walk = manifest_load.packed_objects
 
     def counted(*args: Any) -> dict[int, tuple[ObjectMeta, bytes]]:
         found = walk(*args)
         walks.append(len(found))
         return found
 
-    monkeypatch.setattr(manifest_module, "packed_objects", counted)
+    monkeypatch.setattr(manifest_load, "packed_objects", counted)
     assert len(load_state(store).objects) == 50
     assert not load(store).packed_objects
     assert walks == []

@@ -13,7 +13,7 @@ import pytest
 
 from s3stream import StreamStore
 from s3stream.errors import CorruptObject
-from s3stream.manifest import delta_key
+from s3stream.manifest_records import delta_key
 from s3stream.manifest_state import ManifestState, ObjectMeta
 from s3stream.objects import FOOTER_SIZE, read_index
 from s3stream.store import LocalStore, ObjectStoreError

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.errors import Fenced
-from s3stream.manifest import Manifest, delta_key, load_state
+from s3stream.manifest import Manifest, load_state
+from s3stream.manifest_records import delta_key
 from s3stream.store import LocalStore, S3Store
 from s3stream.store.hedged import _MIN_SAMPLES as MIN_SAMPLES
 from s3stream.store.hedged import _WINDOW as WINDOW

@@ -10,14 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3stream.errors import CorruptObject, Fenced
-from s3stream.manifest import (
+from s3stream.manifest import Manifest, load_state
+from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
     LOG_PREFIX,
-    Manifest,
     decode_record,
     delta_key,
     encode_record,
-    load_state,
 )
 from s3stream.manifest_state import KEPT_FENCES, InvalidOperation, ManifestState
 from s3stream.objects import ObjectKind

@@ -19,14 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
-from s3stream.manifest import (
-    CHECKPOINT_PREFIX,
-    LOG_PREFIX,
-    Manifest,
-    checkpoint_key,
-    delta_key,
-    load_state,
-)
+from s3stream.manifest import Manifest, load_state
+from s3stream.manifest_records import CHECKPOINT_PREFIX, LOG_PREFIX, checkpoint_key, delta_key
 from s3stream.manifest_state import KEPT_FENCES
 from s3stream.store import MemoryStore, ObjectNotFound
 from s3stream.store.base import ObjectData, ObjectInfo

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from s3stream import ConditionalWritesNotEnforced, Fenced, StreamStore, StreamStoreConfig
 from s3stream.conditional_probe import PROBE_PREFIX, check_conditional_writes
-from s3stream.manifest import Manifest, delta_key, encode_record, load
+from s3stream.manifest import Manifest
+from s3stream.manifest_load import load
+from s3stream.manifest_records import delta_key, encode_record
 from s3stream.store import (
     ConditionalWrites,
     LocalStore,

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from s3stream.errors import Fenced
-from s3stream.manifest import LOG_PREFIX, Manifest, load_state
+from s3stream.manifest import Manifest, load_state
+from s3stream.manifest_records import LOG_PREFIX
 from s3stream.manifest_state import ManifestState, Op
 from s3stream.store import MemoryStore, ObjectStoreError
 from tests.s3stream.faults import FaultyStore

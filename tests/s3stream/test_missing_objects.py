@@ -13,7 +13,7 @@ import pytest
 
 from s3stream import StreamStore
 from s3stream.errors import CorruptObject
-from s3stream.manifest import delta_key
+from s3stream.manifest_records import delta_key
 from s3stream.store import LocalStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.faults import FailsOneHead

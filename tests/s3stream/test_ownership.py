@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from native.buffers import BytesLike
 from s3stream import CorruptIdentity, Fenced, StreamStore, StreamStoreConfig
-from s3stream.manifest import LOG_PREFIX
+from s3stream.manifest_records import LOG_PREFIX
 from s3stream.manifest_state import ManifestState
 from s3stream.store import ObjectInfo, ObjectStore, open_store
 from s3stream.uploader import OBJECT_PREFIX

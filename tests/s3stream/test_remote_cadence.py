@@ -21,7 +21,8 @@ import pytest
 
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.chain_verify import verify_stream
-from s3stream.manifest import LOG_PREFIX, load_state
+from s3stream.manifest import load_state
+from s3stream.manifest_records import LOG_PREFIX
 from s3stream.store import MemoryStore, ObjectStoreError
 from s3stream.store_state import StoreStats
 from s3stream.uploader import OBJECT_PREFIX

@@ -26,7 +26,8 @@ from s3stream import (
     StreamStoreConfig,
 )
 from s3stream.compaction import dead_objects, inputs_unchanged, merge_objects
-from s3stream.manifest import CHECKPOINT_PREFIX, encode_record, load_state
+from s3stream.manifest import load_state
+from s3stream.manifest_records import CHECKPOINT_PREFIX, encode_record
 from s3stream.manifest_state import InvalidOperation, ManifestState
 from s3stream.objects import ObjectKind
 from s3stream.store import MemoryStore, ObjectStore

@@ -31,7 +31,8 @@ from s3stream.header_index import (
     read_offsets,
     region_end,
 )
-from s3stream.manifest import checkpoint_key, delta_key, load_state
+from s3stream.manifest import load_state
+from s3stream.manifest_records import checkpoint_key, delta_key
 from s3stream.manifest_state import KEPT_FENCES
 from s3stream.objects import (
     SUFFIX_READ_BYTES,

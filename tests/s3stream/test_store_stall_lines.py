@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from s3stream.manifest import checkpoint_key, delta_key
+from s3stream.manifest_records import checkpoint_key, delta_key
 from s3stream.objects import ObjectKind
 from s3stream.store import LocalStore, ObjectNotFound, PreconditionFailed, stall_lines
 from s3stream.store.metered import MeteredStore

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from s3stream import StoreClosed, StreamStore
-from s3stream.manifest import LOG_PREFIX
+from s3stream.manifest_records import LOG_PREFIX
 from s3stream.store import LocalStore, ObjectStore
 from tests.s3stream.faults import FaultyStore, InjectedFault
 from tests.s3stream.test_forks import CONFIG, object_keys, uploaded
