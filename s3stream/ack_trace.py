@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from s3stream.manifest import delta_key
+from s3stream.manifest_records import delta_key
 
 
 class Request(NamedTuple):

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from s3stream import REMOTE, StreamStore, StreamStoreConfig
 from s3stream.ack_trace import Append, UploadTrace, ack_waits, covered
 from s3stream.log_cache import CacheBlock
-from s3stream.manifest import LOG_PREFIX
+from s3stream.manifest_records import LOG_PREFIX
 from s3stream.store import MemoryStore
 from s3stream.uploader import OBJECT_PREFIX
 
