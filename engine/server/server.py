@@ -166,10 +166,12 @@ class Server:
                 tls[listener.protocol] = server_context(
                     self.config, client_auth=listener.protocol is SecurityProtocol.SSL
                 )
-        # Until the state is made, a failure closes what this start opened:
+        # Until the listeners serve, a failure closes what this start opened:
         # its listeners are bound but not serving, and stop() has no state
         # to stop (a start that failed to read the cluster id or the ACLs
-        # held its ports, and its stop() raised).
+        # held its ports, and its stop() raised), or a state half made (the
+        # broker configs or the metrics refused after it: its tasks and
+        # pools left running until a stop() of a server never started).
         try:
             for listener in listeners:
                 self._servers[listener.name] = await loop.create_server(
@@ -192,27 +194,23 @@ class Server:
                 for listener in listeners
             }
             self._state = self._new_state(brokers[listeners[0].name], brokers)
-        except BaseException:
+            self.engine.broker_configs.set_static(
+                {
+                    "broker.id": self.config.node_id,
+                    "max.connections": self.config.max_connections,
+                    "socket.request.max.bytes": self.config.max_request_bytes,
+                    "connections.max.reauth.ms": self.config.connections_max_reauth_ms,
+                }
+            )
+            self.engine.metrics().add_source(self, self._collector)
+            self._reporter = asyncio.create_task(self._report_activity())
+            self._sweeper = asyncio.create_task(self._sweep_connections())
+            self.loop_lag.start()
             for opened in self._servers.values():
-                opened.close()
-            self._servers.clear()
-            if self._token_keys is not None:
-                await self._token_keys.stop()
+                await opened.start_serving()
+        except BaseException:
+            await self._abandon_start()
             raise
-        self.engine.broker_configs.set_static(
-            {
-                "broker.id": self.config.node_id,
-                "max.connections": self.config.max_connections,
-                "socket.request.max.bytes": self.config.max_request_bytes,
-                "connections.max.reauth.ms": self.config.connections_max_reauth_ms,
-            }
-        )
-        self.engine.metrics().add_source(self, self._collector)
-        self._reporter = asyncio.create_task(self._report_activity())
-        self._sweeper = asyncio.create_task(self._sweep_connections())
-        self.loop_lag.start()
-        for opened in self._servers.values():
-            await opened.start_serving()
         for listener in listeners:
             advertised = brokers[listener.name]
             log.info(
@@ -234,6 +232,33 @@ class Server:
                     listener.host or "every interface",
                     ports[listener.name],
                 )
+
+    async def _abandon_start(self) -> None:
+        """Undoes what a failed start made, whatever step it reached, so
+        that its ports can be bound again and stop() finds nothing to stop:
+        its listeners, the state's tasks, pools and timer, the metrics'
+        source and the token keys' refresh. Each undo is of something that
+        may not have been made, and is a no-op then."""
+        for opened in self._servers.values():
+            opened.close()
+        tasks = [task for task in (self._reporter, self._sweeper) if task is not None]
+        for task in tasks:
+            task.cancel()
+        self._reporter = self._sweeper = None
+        self.loop_lag.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.engine.metrics().remove_source(self)
+        state, self._state = self._state, None
+        if state is not None:
+            state.stopping.set()
+            state.admin.shutdown(wait=False, cancel_futures=True)
+            state.record_checks.shutdown(wait=False, cancel_futures=True)
+            state.deadlines.close()
+        for opened in self._servers.values():
+            await opened.wait_closed()
+        self._servers.clear()
+        if self._token_keys is not None:
+            await self._token_keys.stop()
 
     def _new_state(self, broker: Broker, brokers: dict[str, Broker]) -> ServerState:
         """This start's state, its listeners bound."""

@@ -7,6 +7,7 @@ it (Connection._state)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,47 @@ def test_a_start_failing_before_its_state_closes_its_listeners(
         await server.stop()  # nothing left to stop
         with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
             again.bind(("127.0.0.1", port))
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def _refuse(*_: object) -> None:
+    raise OSError("refused after the state was made")
+
+
+@pytest.mark.parametrize(
+    "step", ["broker_configs.set_static", "metrics.add_source", "loop_lag.start"]
+)
+def test_a_start_failing_after_its_state_leaves_nothing_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """A start whose state is made but that fails after it (the broker
+    configs or the metrics refusing the server, or a step after its tasks
+    and metrics' source are made) leaves nothing open: its listeners were
+    left bound, its tasks running and its metrics' source in place until a
+    stop()."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        owner, method = step.split(".")
+        targets = {
+            "broker_configs": opened.broker_configs,
+            "metrics": opened.metrics(),
+            "loop_lag": server.loop_lag,
+        }
+        monkeypatch.setattr(targets[owner], method, _refuse)
+        with pytest.raises(OSError, match="after the state"):
+            await server.start()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert all(task.done() for task in others)  # no reporter, sweeper or tick left
+        assert server.loop_lag._collected not in gc.callbacks
+        assert server not in opened.metrics()._sources
+        with socket.socket() as again:  # free before any stop(): refused while bound
+            again.bind(("127.0.0.1", port))
+        await asyncio.wait_for(server.stop(), TIMEOUT)  # nothing left to stop
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
