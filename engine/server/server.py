@@ -155,6 +155,10 @@ class Server:
         loop = asyncio.get_running_loop()
         if self.password_checks.stopped:  # a server started again after stop()
             self.password_checks = self._new_password_checks()
+        if self._closing.finished:
+            # Likewise its close: the last stop's, finished, would make the
+            # next stop() return at once, its listeners left bound.
+            self._closing = Closing("Server")
         listeners = self.config.effective_listeners
         if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
             self.token_validator, self._token_keys = await start_validator(

@@ -162,3 +162,22 @@ def test_a_start_failing_after_its_state_leaves_nothing_open(
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
+
+
+def test_a_server_started_again_is_stopped_by_its_next_stop(tmp_path: Path) -> None:
+    """The second stop() of a server started, stopped and started again
+    closes its listeners as the first did: it found the first's close
+    finished and returned at once, its port held until the process ended."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        for _ in range(2):
+            await server.start()
+            await asyncio.wait_for(server.stop(), TIMEOUT)
+            with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
+                again.bind(("127.0.0.1", port))
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
