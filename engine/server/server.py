@@ -153,9 +153,14 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._closing.begun and not self._closing.finished:
+            # A stop cut short is finished first: its close, kept, would
+            # skip the steps it did (closing the listeners) for this
+            # start's, and the next stop() wait for ever on them.
+            await self.stop()
         if self.password_checks.stopped:  # a server started again after stop()
             self.password_checks = self._new_password_checks()
-        if self._closing.finished:
+        if self._closing.begun:
             # Likewise its close: the last stop's, finished, would make the
             # next stop() return at once, its listeners left bound.
             self._closing = Closing("Server")

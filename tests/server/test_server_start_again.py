@@ -181,3 +181,33 @@ def test_a_server_started_again_is_stopped_by_its_next_stop(tmp_path: Path) -> N
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
+
+
+def test_a_server_started_after_a_stop_cut_short_is_stopped_by_its_next_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start after a stop cut short (its drain failed) finishes that
+    stop first: the next stop() closes the new listeners, where the cut
+    close, kept, skipped its listeners' step and waited for ever on
+    listeners it never closed."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+    drain = Server._drain
+
+    async def cut_drain(server: Server, connections: list[Any]) -> None:
+        monkeypatch.setattr(Server, "_drain", drain)  # fails once
+        raise RuntimeError("drain cut short")
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        await server.start()
+        monkeypatch.setattr(Server, "_drain", cut_drain)
+        with pytest.raises(RuntimeError, match="drain cut short"):
+            await server.stop()
+        await server.start()
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
+            again.bind(("127.0.0.1", port))
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
