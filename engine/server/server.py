@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -247,27 +248,36 @@ class Server:
         that its ports can be bound again and stop() finds nothing to stop:
         its listeners, the state's tasks, pools and timer, the metrics'
         source and the token keys' refresh. Each undo is of something that
-        may not have been made, and is a no-op then."""
+        may not have been made, and is a no-op then. An undo that fails is
+        logged and the next one still made: the start's own error is the
+        one its caller gets, not the clean-up's."""
         for opened in self._servers.values():
             opened.close()
         tasks = [task for task in (self._reporter, self._sweeper) if task is not None]
         for task in tasks:
             task.cancel()
         self._reporter = self._sweeper = None
-        self.loop_lag.stop()
+        _undo("loop lag", self.loop_lag.stop)
         await asyncio.gather(*tasks, return_exceptions=True)
-        self.engine.metrics().remove_source(self)
+        _undo("metrics", lambda: self.engine.metrics().remove_source(self))
         state, self._state = self._state, None
         if state is not None:
             state.stopping.set()
-            state.admin.shutdown(wait=False, cancel_futures=True)
-            state.record_checks.shutdown(wait=False, cancel_futures=True)
-            state.deadlines.close()
-        for opened in self._servers.values():
-            await opened.wait_closed()
+            _undo("admin", lambda: state.admin.shutdown(wait=False, cancel_futures=True))
+            _undo(
+                "record checks",
+                lambda: state.record_checks.shutdown(wait=False, cancel_futures=True),
+            )
+            _undo("request deadlines", state.deadlines.close)
+        servers = list(self._servers.values())
         self._servers.clear()
+        for opened in servers:
+            await opened.wait_closed()
         if self._token_keys is not None:
-            await self._token_keys.stop()
+            try:
+                await self._token_keys.stop()
+            except Exception:
+                log.exception("a failed start's token keys did not stop")
 
     def _new_state(self, broker: Broker, brokers: dict[str, Broker]) -> ServerState:
         """This start's state, its listeners bound."""
@@ -517,3 +527,12 @@ def _is_loopback(host: str) -> bool:
 def _close_all(connections: list[Connection]) -> None:
     for connection in connections:
         connection.close()
+
+
+def _undo(name: str, action: Callable[[], object]) -> None:
+    """One undo of a failed start (Server._abandon_start): its failure is
+    logged, so that the start's own error reaches its caller."""
+    try:
+        action()
+    except Exception:
+        log.exception("a failed start's %s could not be undone", name)

@@ -211,3 +211,31 @@ def test_a_server_started_after_a_stop_cut_short_is_stopped_by_its_next_stop(
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
+
+
+def test_a_failed_start_raises_its_own_error_when_an_undo_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start failing after its state is made raises its own error when
+    undoing it fails too (the metrics refusing to drop the server's
+    source), and still undoes the rest: the undo's error replaced the
+    start's and left the state's pools running and its listeners listed."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    def refuse_removal(*_: object) -> None:
+        raise RuntimeError("the metrics refused to drop the source")
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        monkeypatch.setattr(server.loop_lag, "start", _refuse)
+        monkeypatch.setattr(opened.metrics(), "remove_source", refuse_removal)
+        with pytest.raises(OSError, match="after the state"):
+            await server.start()
+        assert server._state is None and not server._servers
+        with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
+            again.bind(("127.0.0.1", port))
+        await asyncio.wait_for(server.stop(), TIMEOUT)  # nothing left to stop
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
