@@ -26,6 +26,12 @@ TIMEOUT = 30.0
 METADATA = build(request_schema(ApiKey.METADATA, 4), topics=None)
 
 
+def _assert_port_free(port: int) -> None:
+    """Binds ``port`` without SO_REUSEADDR: refused while a listener holds it."""
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))
+
+
 def _advertised_ports(wire: Wire) -> set[int]:
     return {broker.port for broker in wire.request(METADATA).brokers}
 
@@ -116,8 +122,7 @@ def test_a_start_failing_before_its_state_closes_its_listeners(
         with pytest.raises(OSError, match="cluster id"):
             await server.start()
         await server.stop()  # nothing left to stop
-        with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
-            again.bind(("127.0.0.1", port))
+        _assert_port_free(port)
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
@@ -156,8 +161,7 @@ def test_a_start_failing_after_its_state_leaves_nothing_open(
         assert all(task.done() for task in others)  # no reporter, sweeper or tick left
         assert server.loop_lag._collected not in gc.callbacks
         assert server not in opened.metrics()._sources
-        with socket.socket() as again:  # free before any stop(): refused while bound
-            again.bind(("127.0.0.1", port))
+        _assert_port_free(port)
         await asyncio.wait_for(server.stop(), TIMEOUT)  # nothing left to stop
 
     with engine.open(tmp_path / "node") as opened:
@@ -176,8 +180,7 @@ def test_a_server_started_again_is_stopped_by_its_next_stop(tmp_path: Path) -> N
         for _ in range(2):
             await server.start()
             await asyncio.wait_for(server.stop(), TIMEOUT)
-            with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
-                again.bind(("127.0.0.1", port))
+            _assert_port_free(port)
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
@@ -206,8 +209,7 @@ def test_a_server_started_after_a_stop_cut_short_is_stopped_by_its_next_stop(
             await server.stop()
         await server.start()
         await asyncio.wait_for(server.stop(), TIMEOUT)
-        with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
-            again.bind(("127.0.0.1", port))
+        _assert_port_free(port)
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
@@ -233,8 +235,7 @@ def test_a_failed_start_raises_its_own_error_when_an_undo_fails(
         with pytest.raises(OSError, match="after the state"):
             await server.start()
         assert server._state is None and not server._servers
-        with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
-            again.bind(("127.0.0.1", port))
+        _assert_port_free(port)
         await asyncio.wait_for(server.stop(), TIMEOUT)  # nothing left to stop
 
     with engine.open(tmp_path / "node") as opened:
