@@ -15,7 +15,7 @@ from engine.append_settle import AppendSettle, engine_error
 from engine.data_waiters import DataWaiters
 from engine.partition import AppendResult, Partition
 from engine.provenance import Provenance
-from engine.store_errors import refused_append, translate, translate_optional
+from engine.store_errors import refused_append
 from s3stream import S3StreamError, StreamStore
 
 
@@ -43,8 +43,7 @@ class Acks:
         done.set_running_or_notify_cancel()
 
         def durable(future: Future[int]) -> None:
-            error = future.exception()
-            _settle(done, result, None if error is None else translate(error))
+            _settle(done, result, _failure(leader, future.exception()))
 
         stored.add_done_callback(durable)
         return done
@@ -61,7 +60,7 @@ class Acks:
         append is durable. It is settled by the store's call (no task, no
         coroutine per append); cancelling it stops the wait, not the append."""
         done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        settle = _SettleAsync(done)
+        settle = _SettleAsync(done, leader)
         try:
             result = leader.submit_then(records, settle, remote, provenance, one_batch)
         except S3StreamError as error:  # store_errors(), as submit_then spells it
@@ -88,6 +87,7 @@ class Acks:
         raise here. The Produce handler's one-partition path: its answer is
         the settle itself, with no future or object between the store and
         it."""
+        settle.leader = leader  # for the answer to a failure (engine_error)
         try:
             result = leader.submit_then(records, settle, remote, provenance, one_batch)
         except S3StreamError as error:
@@ -115,10 +115,10 @@ class Acks:
             try:
                 uploaded = self.store.when_remote(leader.stream_id, result.last_offset + 1)
             except S3StreamError as failure:
-                _settle(done, result, translate(failure))
+                _settle(done, result, engine_error(leader, failure))
                 return
             uploaded.add_done_callback(
-                lambda f: _settle(done, result, translate_optional(f.exception()))
+                lambda f: _settle(done, result, _failure(leader, f.exception()))
             )
 
         self.waiters.when_durable(leader, result.last_offset, locally_durable)
@@ -127,12 +127,14 @@ class Acks:
 
 class _SettleAsync:
     """Settles an append's asyncio future from the store's call on the loop,
-    with the engine's error for a store's (as store_errors() raises it)."""
+    with the engine's error for a store's (engine_error: UnknownTopic over
+    the deletion of ``leader``'s topic)."""
 
-    __slots__ = ("_done", "result")
+    __slots__ = ("_done", "_leader", "result")
 
-    def __init__(self, done: asyncio.Future[AppendResult]) -> None:
+    def __init__(self, done: asyncio.Future[AppendResult], leader: Partition) -> None:
         self._done = done
+        self._leader = leader
         self.result: AppendResult | None = None
         """Set once the append is accepted, before the store can call."""
 
@@ -142,7 +144,7 @@ class _SettleAsync:
         if error is None:
             self._done.set_result(cast(AppendResult, self.result))
         else:
-            self._done.set_exception(engine_error(error))
+            self._done.set_exception(engine_error(self._leader, error))
 
 
 AppendCall = Callable[[AppendResult, BaseException | None], None]
@@ -159,12 +161,16 @@ class CallThen(AppendSettle):
         self._then = then
 
     def __call__(self, error: BaseException | None) -> None:
-        self._then(self.result, None if error is None else engine_error(error))
+        self._then(self.result, None if error is None else engine_error(self.leader, error))
 
 
 def _call_retried(settle: AppendSettle, retried: asyncio.Future[AppendResult]) -> None:
     # Never cancelled: nothing else holds the wrapped future.
     settle(retried.exception())
+
+
+def _failure(leader: Partition, error: BaseException | None) -> BaseException | None:
+    return None if error is None else engine_error(leader, error)
 
 
 def _settle(done: Future[AppendResult], result: AppendResult, error: BaseException | None) -> None:

@@ -5,8 +5,8 @@ an append (the Produce handler's one-partition answer is one)."""
 
 from __future__ import annotations
 
-from engine.partition import AppendResult
-from engine.store_errors import translate
+from engine.partition import AppendResult, Partition
+from engine.store_errors import answer_over_deletion, translate
 from s3stream import S3StreamError
 
 
@@ -14,23 +14,32 @@ class AppendSettle:
     """What Acks.submit_then calls on the loop once an append is durable
     (``None``) or failed (the store's error, or a retry's engine error):
     the caller's own object, whose ``result`` is set once the append is
-    accepted, before any call. A subclass's ``__call__`` gives a store's
-    error to ``engine_error`` for the engine's, as store_errors() raises
-    it: the one object carries the result and answers, where a settle
-    object and the caller's call were made an append."""
+    accepted, before any call, and ``leader`` to the partition appended
+    to. A subclass's ``__call__`` gives a store's error to ``engine_error``
+    with ``leader`` for the engine's: the one object carries the result
+    and answers, where a settle object and the caller's call were made an
+    append."""
 
-    __slots__ = ("result",)
+    __slots__ = ("leader", "result")
 
     result: AppendResult
+    leader: Partition
 
     def __call__(self, error: BaseException | None) -> None:
         raise NotImplementedError
 
 
-def engine_error(error: BaseException) -> BaseException:
-    """The engine's error for a store's (its cause), others as they are."""
-    if not isinstance(error, S3StreamError):
-        return error
-    translated = translate(error)
-    translated.__cause__ = error
-    return translated
+def engine_error(leader: Partition, error: BaseException) -> BaseException:
+    """The engine's error for the failure of an append to ``leader`` once
+    accepted: UnknownTopic if its topic was deleted under it (its stream's
+    deletion fails a remote acknowledgement's wait), as a refusal before
+    acceptance answers it (refused_append: answer_over_deletion, the one
+    decision, docs/design/0144); else the engine's error for a store's,
+    others as they are. The store's error is its cause."""
+    answer: BaseException | None = answer_over_deletion(leader, error)
+    if answer is None:
+        if not isinstance(error, S3StreamError):
+            return error
+        answer = translate(error)
+    answer.__cause__ = error
+    return answer

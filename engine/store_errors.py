@@ -169,7 +169,8 @@ def answer_over_deletion(leader: Partition, error: BaseException) -> UnknownTopi
     append, means its topic was deleted since the caller looked the
     partition up (its stream deleted under it: StreamNotFound, an object
     gone), None when it is the error to answer. The one place the read
-    path (ReadOfDeleted, PartitionRead) and the append path (engine/acks.py)
+    path (ReadOfDeleted, PartitionRead) and the append path (refused_append
+    before acceptance, engine/append_settle.py's engine_error after)
     decide it, so a deletion is answered alike on both: Kafka's
     ReplicaManager answers a partition it no longer hosts
     UNKNOWN_TOPIC_OR_PARTITION (getPartitionOrException), on which a client
@@ -222,10 +223,6 @@ def unanswered_reads(topic: str, partition: int) -> Iterator[None]:
 
 def _advice(error: ObjectStoreError) -> str:
     return f" ({CHECK_THE_STORE})" if error.misconfigured else ""
-
-
-def translate_optional(error: BaseException | None) -> BaseException | None:
-    return None if error is None else translate(error)
 
 
 def translate(error: BaseException) -> BaseException:

@@ -212,6 +212,10 @@ ONE_PASS_ONLY: dict[str, str] = {
     "tests is which leader an append reaches and when it is answered, the same Python on either",
     "tests/server/test_produce_one_create_check.py": "builds its batch with native/; what it "
     "tests is when the Produce handler makes and asks its create check, the same Python on either",
+    "tests/engine/test_acks_over_a_deletion.py": "builds its batches with native/; what it "
+    "tests tells an acknowledgement failed over a topic's deletion from a storage failure",
+    "tests/server/test_produce_over_a_deletion.py": "builds its batch with native/; what it "
+    "tests is the one-partition Produce's answer to an acknowledgement failed over a deletion",
 }
 
 

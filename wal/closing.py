@@ -42,6 +42,11 @@ class Closing:
         """Whether every step is done (``finish`` was reached)."""
         return self._finished
 
+    @property
+    def begun(self) -> bool:
+        """Whether a step is done: a close begun, finished or cut short."""
+        return bool(self._done)
+
     def finish(self) -> None:
         self._finished = True
 

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -153,8 +154,17 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._closing.begun and not self._closing.finished:
+            # A stop cut short is finished first: its close, kept, would
+            # skip the steps it did (closing the listeners) for this
+            # start's, and the next stop() wait for ever on them.
+            await self.stop()
         if self.password_checks.stopped:  # a server started again after stop()
             self.password_checks = self._new_password_checks()
+        if self._closing.begun:
+            # Likewise its close: the last stop's, finished, would make the
+            # next stop() return at once, its listeners left bound.
+            self._closing = Closing("Server")
         listeners = self.config.effective_listeners
         if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
             self.token_validator, self._token_keys = await start_validator(
@@ -166,10 +176,12 @@ class Server:
                 tls[listener.protocol] = server_context(
                     self.config, client_auth=listener.protocol is SecurityProtocol.SSL
                 )
-        # Until the state is made, a failure closes what this start opened:
+        # Until the listeners serve, a failure closes what this start opened:
         # its listeners are bound but not serving, and stop() has no state
         # to stop (a start that failed to read the cluster id or the ACLs
-        # held its ports, and its stop() raised).
+        # held its ports, and its stop() raised), or a state half made (the
+        # broker configs or the metrics refused after it: its tasks and
+        # pools left running until a stop() of a server never started).
         try:
             for listener in listeners:
                 self._servers[listener.name] = await loop.create_server(
@@ -192,27 +204,23 @@ class Server:
                 for listener in listeners
             }
             self._state = self._new_state(brokers[listeners[0].name], brokers)
-        except BaseException:
+            self.engine.broker_configs.set_static(
+                {
+                    "broker.id": self.config.node_id,
+                    "max.connections": self.config.max_connections,
+                    "socket.request.max.bytes": self.config.max_request_bytes,
+                    "connections.max.reauth.ms": self.config.connections_max_reauth_ms,
+                }
+            )
+            self.engine.metrics().add_source(self, self._collector)
+            self._reporter = asyncio.create_task(self._report_activity())
+            self._sweeper = asyncio.create_task(self._sweep_connections())
+            self.loop_lag.start()
             for opened in self._servers.values():
-                opened.close()
-            self._servers.clear()
-            if self._token_keys is not None:
-                await self._token_keys.stop()
+                await opened.start_serving()
+        except BaseException:
+            await self._abandon_start()
             raise
-        self.engine.broker_configs.set_static(
-            {
-                "broker.id": self.config.node_id,
-                "max.connections": self.config.max_connections,
-                "socket.request.max.bytes": self.config.max_request_bytes,
-                "connections.max.reauth.ms": self.config.connections_max_reauth_ms,
-            }
-        )
-        self.engine.metrics().add_source(self, self._collector)
-        self._reporter = asyncio.create_task(self._report_activity())
-        self._sweeper = asyncio.create_task(self._sweep_connections())
-        self.loop_lag.start()
-        for opened in self._servers.values():
-            await opened.start_serving()
         for listener in listeners:
             advertised = brokers[listener.name]
             log.info(
@@ -234,6 +242,42 @@ class Server:
                     listener.host or "every interface",
                     ports[listener.name],
                 )
+
+    async def _abandon_start(self) -> None:
+        """Undoes what a failed start made, whatever step it reached, so
+        that its ports can be bound again and stop() finds nothing to stop:
+        its listeners, the state's tasks, pools and timer, the metrics'
+        source and the token keys' refresh. Each undo is of something that
+        may not have been made, and is a no-op then. An undo that fails is
+        logged and the next one still made: the start's own error is the
+        one its caller gets, not the clean-up's."""
+        for opened in self._servers.values():
+            opened.close()
+        tasks = [task for task in (self._reporter, self._sweeper) if task is not None]
+        for task in tasks:
+            task.cancel()
+        self._reporter = self._sweeper = None
+        _undo("loop lag", self.loop_lag.stop)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _undo("metrics", lambda: self.engine.metrics().remove_source(self))
+        state, self._state = self._state, None
+        if state is not None:
+            state.stopping.set()
+            _undo("admin", lambda: state.admin.shutdown(wait=False, cancel_futures=True))
+            _undo(
+                "record checks",
+                lambda: state.record_checks.shutdown(wait=False, cancel_futures=True),
+            )
+            _undo("request deadlines", state.deadlines.close)
+        servers = list(self._servers.values())
+        self._servers.clear()
+        for opened in servers:
+            await opened.wait_closed()
+        if self._token_keys is not None:
+            try:
+                await self._token_keys.stop()
+            except Exception:
+                log.exception("a failed start's token keys did not stop")
 
     def _new_state(self, broker: Broker, brokers: dict[str, Broker]) -> ServerState:
         """This start's state, its listeners bound."""
@@ -483,3 +527,12 @@ def _is_loopback(host: str) -> bool:
 def _close_all(connections: list[Connection]) -> None:
     for connection in connections:
         connection.close()
+
+
+def _undo(name: str, action: Callable[[], object]) -> None:
+    """One undo of a failed start (Server._abandon_start): its failure is
+    logged, so that the start's own error reaches its caller."""
+    try:
+        action()
+    except Exception:
+        log.exception("a failed start's %s could not be undone", name)

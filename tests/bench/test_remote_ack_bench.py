@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench.run import run_bench
+from tests.bench.run import load_bench, run_bench
 
 APPENDS = 80
 STREAMS = 40
@@ -108,3 +108,46 @@ def test_remote_ack_bench_holds_as_many_streams_as_asked(local_run: Run) -> None
     assert report["appends"] == APPENDS and report["remote_ack_p99_ms"] > 0
     assert list(scratch.iterdir()) == []
     assert_acks_traced(report)
+
+
+def test_per_ack_reports_the_request_ratios_absent_when_no_ack_overlapped_a_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Acknowledgements traced, none of them while a store request of its
+    uploads was in flight (``requests`` 0 for each): the ratios over the
+    requests waited on are absent (None), the other figures stand, and
+    the table says why the ratios are missing."""
+    from s3stream.ack_trace import AckWait
+
+    bench = load_bench("remote_ack_bench.py", "remote_ack_bench_for_per_ack")
+    waits = [
+        AckWait(
+            latency=0.004,
+            uploads_waited=1,
+            in_flight_left=0.0,
+            window=0.002,
+            seal_late=0.0,
+            requests=0.0,
+            wal=0.001,
+            hand_back=0.0002,
+        ),
+        AckWait(
+            latency=0.006,
+            uploads_waited=2,
+            in_flight_left=0.001,
+            window=0.002,
+            seal_late=0.0005,
+            requests=0.0,
+            wal=0.0,
+            hand_back=0.0003,
+        ),
+    ]
+    figures = bench._per_ack(waits, 0.002)
+    assert figures["acks_traced"] == 2
+    assert figures["acks_over_requests"] == 0
+    assert figures["remote_ack_p50_vs_own_requests"] is None
+    assert figures["remote_ack_p99_vs_own_requests"] is None
+    assert figures["uploads_waited_max"] == 2
+    assert figures["window_ms"] == 2.0
+    line = bench._over_own_requests(figures)
+    assert "absent" in line and "no traced acknowledgement overlapped a store request" in line

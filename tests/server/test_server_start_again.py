@@ -7,6 +7,7 @@ it (Connection._state)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
 METADATA = build(request_schema(ApiKey.METADATA, 4), topics=None)
+
+
+def _assert_port_free(port: int) -> None:
+    """Binds ``port`` without SO_REUSEADDR: refused while a listener holds it."""
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))
 
 
 def _advertised_ports(wire: Wire) -> set[int]:
@@ -115,8 +122,121 @@ def test_a_start_failing_before_its_state_closes_its_listeners(
         with pytest.raises(OSError, match="cluster id"):
             await server.start()
         await server.stop()  # nothing left to stop
-        with socket.socket() as again:  # no SO_REUSEADDR: refused while bound
-            again.bind(("127.0.0.1", port))
+        _assert_port_free(port)
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def _refuse(*_: object) -> None:
+    raise OSError("refused after the state was made")
+
+
+@pytest.mark.parametrize(
+    "step", ["broker_configs.set_static", "metrics.add_source", "loop_lag.start"]
+)
+def test_a_start_failing_after_its_state_leaves_nothing_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """A start whose state is made but that fails after it (the broker
+    configs or the metrics refusing the server, or a step after its tasks
+    and metrics' source are made) leaves nothing open: its listeners were
+    left bound, its tasks running and its metrics' source in place until a
+    stop()."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        owner, method = step.split(".")
+        targets = {
+            "broker_configs": opened.broker_configs,
+            "metrics": opened.metrics(),
+            "loop_lag": server.loop_lag,
+        }
+        monkeypatch.setattr(targets[owner], method, _refuse)
+        with pytest.raises(OSError, match="after the state"):
+            await server.start()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert all(task.done() for task in others)  # no reporter, sweeper or tick left
+        assert server.loop_lag._collected not in gc.callbacks
+        assert server not in opened.metrics()._sources
+        _assert_port_free(port)
+        await asyncio.wait_for(server.stop(), TIMEOUT)  # nothing left to stop
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def test_a_server_started_again_is_stopped_by_its_next_stop(tmp_path: Path) -> None:
+    """The second stop() of a server started, stopped and started again
+    closes its listeners as the first did: it found the first's close
+    finished and returned at once, its port held until the process ended."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        for _ in range(2):
+            await server.start()
+            await asyncio.wait_for(server.stop(), TIMEOUT)
+            _assert_port_free(port)
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def test_a_server_started_after_a_stop_cut_short_is_stopped_by_its_next_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start after a stop cut short (its drain failed) finishes that
+    stop first: the next stop() closes the new listeners, where the cut
+    close, kept, skipped its listeners' step and waited for ever on
+    listeners it never closed."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+    drain = Server._drain
+
+    async def cut_drain(server: Server, connections: list[Any]) -> None:
+        monkeypatch.setattr(Server, "_drain", drain)  # fails once
+        raise RuntimeError("drain cut short")
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        await server.start()
+        monkeypatch.setattr(Server, "_drain", cut_drain)
+        with pytest.raises(RuntimeError, match="drain cut short"):
+            await server.stop()
+        await server.start()
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        _assert_port_free(port)
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def test_a_failed_start_raises_its_own_error_when_an_undo_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start failing after its state is made raises its own error when
+    undoing it fails too (the metrics refusing to drop the server's
+    source), and still undoes the rest: the undo's error replaced the
+    start's and left the state's pools running and its listeners listed."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    def refuse_removal(*_: object) -> None:
+        raise RuntimeError("the metrics refused to drop the source")
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        monkeypatch.setattr(server.loop_lag, "start", _refuse)
+        monkeypatch.setattr(opened.metrics(), "remove_source", refuse_removal)
+        with pytest.raises(OSError, match="after the state"):
+            await server.start()
+        assert server._state is None and not server._servers
+        _assert_port_free(port)
+        await asyncio.wait_for(server.stop(), TIMEOUT)  # nothing left to stop
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))

@@ -351,7 +351,7 @@ class _OneAppend(AppendSettle):
 
     def __call__(self, error: BaseException | None) -> None:
         if error is not None:
-            error = engine_error(error)
+            error = engine_error(self.leader, error)
         appended = self.result
         answer = self._answer
         # Off the deadlines first: a request whose connection closed is
