@@ -111,21 +111,6 @@ def test_a_remote_append_of_a_live_topic_whose_upload_fails_answers_a_storage_er
         opened.close()  # the store failed, as set up: what it held stays in the WAL
 
 
-def test_a_local_append_acknowledged_before_the_deletion_stays_acknowledged(
-    tmp_path: Path,
-) -> None:
-    with engine.open(tmp_path / "node", config=engine.EngineConfig(store=HELD)) as opened:
-        opened.create_topic("t", 1)
-
-        async def append() -> BaseException | None:
-            future = opened.submit_async("t", 0, BATCH)
-            await asyncio.wait_for(future, TIMEOUT)  # acknowledged
-            opened.delete_topic("t")
-            return None
-
-        assert asyncio.run(append()) is None
-
-
 def test_a_producers_retry_waiting_for_the_originals_object_answers_unknown_topic(
     held: engine.Engine,
 ) -> None:
