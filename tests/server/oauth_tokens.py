@@ -7,12 +7,14 @@ must refuse: unsigned, and HS256 with the public key as the secret."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.server
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,10 +139,14 @@ class JwksServer:
         self.status = 200
         """What the endpoint answers: 200 and the key set, or this error."""
         self.failures = 0
+        self._open = threading.Event()
+        self._open.set()
+        """Cleared while reads are held (:meth:`holding`)."""
         served = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                served._open.wait(_TIMEOUT)
                 body = served.provider.document()
                 if served.status != 200:
                     served.failures += 1
@@ -170,6 +176,18 @@ class JwksServer:
         while self.reads <= since:
             assert time.monotonic() < deadline, "the JWKS was not read again"
             time.sleep(0.02)
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Holds every read that comes (the server waits on its fetch)
+        until the block ends, when each is answered with the set as it is
+        then: what the server holds cannot change inside the block, however
+        late a read it had scheduled before comes."""
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._open.set()
 
     def close(self) -> None:
         self.http.shutdown()

@@ -19,9 +19,15 @@ steps; the waits are bounded only so that a hang fails the test.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import fcntl
 import socket
 import ssl
 import struct
+import termios
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +63,15 @@ LOGIN = build(
     load_request_schema(ApiKey.SASL_AUTHENTICATE, 2), auth_bytes=f"\0alice\0{PASSWORD}".encode()
 )
 API_VERSIONS = build(load_request_schema(ApiKey.API_VERSIONS, 0))
-ATTEMPTS = 8
-"""Non-readers tried until one is stopped for writing in the middle of
-what TLS fed it (where is the kernel's doing)."""
+SERVER_SEND_BUFFER = 4096
+"""The server's socket buffer for a non-reader's answers (set on its side
+of the connection): with the client's small receive buffer, the kernel
+takes little of them, so that writing stops at what asyncio buffers."""
+BURST_BYTES = 48 * 1024
+"""What a non-reader has queued at the server before the server reads any
+of it: read at once, its answers (some twenty times as many bytes) pass
+what the transports buffer before they stop the connection for writing,
+so that it stops in the middle of that read, with the rest held."""
 
 
 class TlsWire(Wire):
@@ -142,6 +154,44 @@ def log_in_with_a_request_behind(
 def connection_of(node: Node, wire: TlsWire) -> Connection:
     (connection,) = [c for c in node.wire.server.connections if c.peer == wire.peer]
     return connection
+
+
+def queued_at(connection: Connection) -> int:
+    """Bytes in the kernel's receive queue of the server's side of ``connection``."""
+    assert connection.transport is not None
+    sock = connection.transport.get_extra_info("socket")
+    (queued,) = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))
+    return int(queued)
+
+
+@contextlib.contextmanager
+def loop_held_until_queued(node: Node, connection: Connection, size: int) -> Iterator[None]:
+    """Holds the server's event loop from the start of the block until
+    ``size`` bytes the block makes its client send are queued at the
+    server, unread: the server then reads them all at once (however loaded
+    the machine, whose timing would otherwise choose how much each read
+    takes). The connection's socket buffer is made small first."""
+    assert connection.transport is not None
+    sock = connection.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SERVER_SEND_BUFFER)
+    entered = threading.Event()
+    held: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+    def hold() -> None:
+        entered.set()
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            while (queued := queued_at(connection)) < size and time.monotonic() < deadline:
+                time.sleep(0.002)
+        except OSError as error:
+            held.set_exception(error)
+        else:
+            held.set_result(queued)
+
+    node.wire.loop.call_soon_threadsafe(hold)
+    assert entered.wait(TIMEOUT)
+    yield
+    assert held.result(2 * TIMEOUT) >= size, f"only {held.result()} bytes came in {TIMEOUT} s"
 
 
 def hold_past_the_budget(node: Node, first_extra: bytes = b"") -> tuple[list[TlsWire], TlsWire]:
@@ -234,17 +284,14 @@ def test_what_tls_non_readers_hold_leaves_the_servers_count_and_it_returns_to_0_
         return "writing" in connection._pauses and bool(connection._held)
 
     try:
-        for _ in range(ATTEMPTS):
-            wire = TlsWire(node.port, node.tls)
-            wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RECEIVE_BUFFER)
-            assert wire.request(HANDSHAKE).error_code == KafkaCode.NONE
-            assert wire.request(LOGIN).error_code == KafkaCode.NONE
+        wire = TlsWire(node.port, node.tls)
+        wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RECEIVE_BUFFER)
+        assert wire.request(HANDSHAKE).error_code == KafkaCode.NONE
+        assert wire.request(LOGIN).error_code == KafkaCode.NONE
+        with loop_held_until_queued(node, connection_of(node, wire), BURST_BYTES):
             non_readers.append(NonReader(wire.sock, wire.next_correlation_id()))
-            node.on_loop(lambda wire=wire: "writing" in connection_of(node, wire)._pauses)
-            if node.wire.on_loop(lambda wire=wire: holding(wire)):
-                break
-        else:
-            raise AssertionError(f"no read of {ATTEMPTS} non-readers was stopped in its middle")
+        node.on_loop(lambda: "writing" in connection_of(node, wire)._pauses)
+        assert node.wire.on_loop(lambda: holding(wire)), "its read was not stopped in its middle"
     finally:
         for non_reader in non_readers:
             non_reader.reset()
