@@ -240,3 +240,50 @@ def test_a_failed_start_raises_its_own_error_when_an_undo_fails(
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
+
+
+def test_a_start_cancelled_again_in_its_clean_up_leaves_its_port_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start cancelled after its state is made, and cancelled a second
+    time while it cleans up (awaiting its cancelled tasks), frees its port
+    all the same: the listeners are closed before anything is awaited. The
+    next stop() finishes the clean-up cut short (the tasks ended, the
+    metrics' source dropped, the state's pools shut down), and the server
+    starts and stops again."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        loop = asyncio.get_running_loop()
+
+        def cancelled_here() -> None:
+            # The first cancellation lands once the state and its tasks are
+            # made; the second at the clean-up's first await.
+            starting = asyncio.current_task()
+            assert starting is not None
+            loop.call_soon(starting.cancel)
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(server.loop_lag, "start", cancelled_here)
+        starting = asyncio.ensure_future(server.start())
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        assert starting.cancelling() == 1  # the second cancellation reached it
+        _assert_port_free(port)
+        state = server._state
+        assert state is not None
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert all(task.done() for task in others)
+        assert server not in opened.metrics()._sources
+        assert state.admin._shutdown and state.record_checks._shutdown
+        _assert_port_free(port)
+        monkeypatch.undo()
+        await server.start()
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        _assert_port_free(port)
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
