@@ -70,6 +70,7 @@ from s3stream.objects import (
 )
 from s3stream.store import ObjectStore, ObjectStoreClosed, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
+from s3stream.transient_retries import backoff_delay
 from wal import Position, WalError
 from wal.thread_priority import NORMAL, ThreadPriority
 
@@ -350,7 +351,7 @@ def put_objects(
                 raise
             except ObjectStoreError as error:
                 on_error(error)
-                if stop.wait(min(5.0, 0.05 * 2 ** min(attempt, 7))):
+                if stop.wait(backoff_delay(attempt, first_s=0.05, doublings=7)):
                     return False
                 attempt += 1
     return True
