@@ -112,14 +112,10 @@ def test_a_remote_append_of_a_live_topic_whose_upload_fails_answers_a_storage_er
         opened.close()  # the store failed, as set up: what it held stays in the WAL
 
 
-def test_a_producers_retry_waiting_for_the_originals_object_answers_unknown_topic(
-    held: engine.Engine,
-) -> None:
-    """A retry of a batch already appended waits until the original is in
-    a committed object (Acks._retry_durable); the deletion of its topic
-    fails that wait, and the retry is answered as the original is."""
-    producer_id, epoch = held.init_producer_id()
-    batch = bytes(
+def _producers_first_batch(opened: engine.Engine) -> bytes:
+    """An idempotent producer's first batch: sent again, it is a retry."""
+    producer_id, epoch = opened.init_producer_id()
+    return bytes(
         native.encode_batch(
             [RecordSpec(0, None, b"once", ())],
             producer_id=producer_id,
@@ -127,6 +123,15 @@ def test_a_producers_retry_waiting_for_the_originals_object_answers_unknown_topi
             base_sequence=0,
         )
     )
+
+
+def test_a_producers_retry_waiting_for_the_originals_object_answers_unknown_topic(
+    held: engine.Engine,
+) -> None:
+    """A retry of a batch already appended waits until the original is in
+    a committed object (Acks._retry_durable); the deletion of its topic
+    fails that wait, and the retry is answered as the original is."""
+    batch = _producers_first_batch(held)
     held.submit("r", 0, batch, remote=False).result(TIMEOUT)  # in the WAL: acknowledged
     retried = held.submit("r", 0, batch)
     assert not retried.done()
@@ -150,15 +155,7 @@ def _fail_the_wait(
 
 def _retried(opened: engine.Engine) -> BaseException | None:
     """A producer's batch appended, then sent again: the retry's error."""
-    producer_id, epoch = opened.init_producer_id()
-    batch = bytes(
-        native.encode_batch(
-            [RecordSpec(0, None, b"once", ())],
-            producer_id=producer_id,
-            producer_epoch=epoch,
-            base_sequence=0,
-        )
-    )
+    batch = _producers_first_batch(opened)
     opened.submit("r", 0, batch, remote=False).result(TIMEOUT)
     return opened.submit("r", 0, batch).exception(TIMEOUT)
 
