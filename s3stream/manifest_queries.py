@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from immutables import Map
 
-    from s3stream.manifest_state import ObjectMeta, RangeMeta, StreamMeta, StreamRanges
+    from s3stream.manifest_entries import ObjectMeta, RangeMeta, StreamMeta, StreamRanges
 
 
 class ManifestQueries:

@@ -57,7 +57,8 @@ from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
 from s3stream.header_index import Indexer, StreamKeys, encode_region, stream_keys
 from s3stream.log_cache import CacheBlock
-from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
+from s3stream.manifest_state import ManifestState, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import (
     EMPTY_HEADER_INDEX,
