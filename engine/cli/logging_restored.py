@@ -45,9 +45,11 @@ class LoggingRestored:
         for handler, (formatter, filters) in self.handlers.items():
             handler.setFormatter(formatter)
             handler.filters[:] = filters
-        root.setLevel(self.root_level)
         for name, level in self.levels.items():
             logging.getLogger(name).setLevel(level)
+        # After the named loggers: "root" may be one of them, its level kept
+        # by set_level after basicConfig had already changed it.
+        root.setLevel(self.root_level)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli.logging_restored import logging_restored
 from engine.cli.main import main
 from tests.logging_state import logging_kept
 from tests.server.conftest import free_port
@@ -96,3 +97,18 @@ def test_serve_run_twice_leaves_logging_and_the_collector_as_it_found_them(
         assert stalls.level == logging.NOTSET
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
+
+
+def test_a_level_given_the_root_logger_by_name_is_put_back_too() -> None:
+    """``--log-level INFO,root=DEBUG`` names the root logger among the
+    single ones (``logging.getLogger("root")`` is the root): its level,
+    set by basicConfig before the named ones are, is put back as serve
+    found it, not as basicConfig left it."""
+    root = logging.getLogger()
+    with logging_kept():
+        root.setLevel(logging.WARNING)
+        with logging_restored() as restored:
+            root.setLevel(logging.INFO)  # basicConfig(level=...), as run() calls it
+            restored.set_level("root", "DEBUG")
+            assert root.level == logging.DEBUG
+        assert root.level == logging.WARNING
