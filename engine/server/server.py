@@ -165,16 +165,19 @@ class Server:
             # next stop() return at once, its listeners left bound.
             self._closing = Closing("Server")
         listeners = self.config.effective_listeners
-        if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
-            self.token_validator, self._token_keys = await start_validator(
-                self.config.oauthbearer, clock.time_ms
-            )
+        # The TLS contexts before the token keys: a keystore that cannot be
+        # read fails the start with nothing yet running (the keys' refresh
+        # is a task, which the clean-up below would not reach from here).
         tls: dict[SecurityProtocol, ssl.SSLContext] = {}
         for listener in listeners:
             if listener.protocol.uses_tls and listener.protocol not in tls:
                 tls[listener.protocol] = server_context(
                     self.config, client_auth=listener.protocol is SecurityProtocol.SSL
                 )
+        if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
+            self.token_validator, self._token_keys = await start_validator(
+                self.config.oauthbearer, clock.time_ms
+            )
         # Until the listeners serve, a failure closes what this start opened
         # with stop()'s own steps, over whatever it made (_close): its
         # listeners bound but not serving, a state half made, its tasks and

@@ -18,8 +18,10 @@ import engine
 from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
+from engine.server.sasl.oauth_config import OAuthBearerConfig
 from engine.server.server import Server
 from tests.server.conftest import free_port
+from tests.server.oauth_tokens import AUDIENCE, SigningKey, jwks
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
@@ -284,6 +286,33 @@ def test_a_start_cancelled_again_in_its_clean_up_leaves_its_port_free(
         await server.start()
         await asyncio.wait_for(server.stop(), TIMEOUT)
         _assert_port_free(port)
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def test_a_start_refused_its_tls_context_leaves_no_key_refresh_running(tmp_path: Path) -> None:
+    """A SASL_SSL listener whose keystore cannot be read fails the start
+    (server.tls.server_context) before any listener is bound: the token
+    keys' refresh of an OAUTHBEARER listener is not left running behind
+    it, polling its endpoint for a server that never started."""
+    key_file = tmp_path / "jwks.json"
+    key_file.write_bytes(jwks(SigningKey.ec("start-key")))
+    config = ServerConfig(
+        listeners=parse_listeners("SASL_SSL://127.0.0.1:0"),
+        sasl_enabled_mechanisms=("OAUTHBEARER",),
+        oauthbearer=OAuthBearerConfig(
+            jwks_endpoint_url=key_file.as_uri(), expected_audience=(AUDIENCE,)
+        ),
+        ssl_keystore_location=str(tmp_path / "missing.pem"),
+    )
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        with pytest.raises(FileNotFoundError):
+            await server.start()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert others == set()
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
