@@ -304,7 +304,11 @@ class Server:
         shutdown timeout), then closes every connection. The engine is the
         caller's to close. A stop cut short (a cancellation, an exception)
         is finished by the next call (wal/closing.py)."""
-        if not self._servers or self._closing.finished:
+        if self._closing.finished:
+            return
+        if not self._servers and not self._closing.begun:
+            # Never started. A failed start's clean-up cut short may have no
+            # listener (its port refused) and still its token keys to stop.
             return
         await self._close(self._closing)
 

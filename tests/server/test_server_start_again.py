@@ -18,6 +18,7 @@ import engine
 from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
+from engine.server.sasl.jwks import KeySource
 from engine.server.sasl.oauth_config import OAuthBearerConfig
 from engine.server.server import Server
 from tests.server.conftest import free_port
@@ -316,3 +317,50 @@ def test_a_start_refused_its_tls_context_leaves_no_key_refresh_running(tmp_path:
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
+
+
+def test_a_start_cancelled_in_its_clean_up_before_any_listener_is_finished_by_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start refused its port (held by another socket) binds no
+    listener; cancelled again while its clean-up stops the token keys'
+    refresh, it leaves that refresh running, and the next stop() finishes
+    the clean-up though the server has no listener to close."""
+    key_file = tmp_path / "jwks.json"
+    key_file.write_bytes(jwks(SigningKey.ec("start-key")))
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    config = ServerConfig(
+        listeners=parse_listeners(f"SASL_PLAINTEXT://127.0.0.1:{port}"),
+        sasl_enabled_mechanisms=("OAUTHBEARER",),
+        oauthbearer=OAuthBearerConfig(
+            jwks_endpoint_url=key_file.as_uri(), expected_audience=(AUDIENCE,)
+        ),
+    )
+    stop_keys = KeySource.stop
+    stops: list[str] = []
+
+    async def cancelled_once(source: KeySource) -> None:
+        stops.append("stop")
+        if len(stops) == 1:
+            raise asyncio.CancelledError  # a second cancellation, landing here
+        await stop_keys(source)
+
+    monkeypatch.setattr(KeySource, "stop", cancelled_once)
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        with pytest.raises(asyncio.CancelledError):
+            await server.start()
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        assert stops == ["stop", "stop"]
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert others == set()
+
+    try:
+        with engine.open(tmp_path / "node") as opened:
+            asyncio.run(run(opened))
+    finally:
+        holder.close()
