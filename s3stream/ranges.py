@@ -168,8 +168,13 @@ class Text:
         in any case when ``any_case``), or None. A list of choices names a
         set, in order of preference: one named again says nothing more and
         is most likely a slip (another name meant in its place), shown
-        rather than dropped. Lists of free names (super users, audiences)
-        may repeat one harmlessly and are left as given."""
+        rather than dropped. Kafka refuses a repeat in
+        ``group.consumer.assignors`` (GroupCoordinatorConfig's
+        ``ConfigDef.ValidList.anyNonDuplicateValues``, KIP-1161: "values
+        must not be duplicated"); its ``sasl.enabled.mechanisms`` is defined
+        with no validator and takes one, which this refuses all the same:
+        the slip is as likely there. Lists of free names (super users,
+        audiences) may repeat one harmlessly and are left as given."""
         if not (self.listed and self.choices):
             return None
         seen: set[str] = set()
