@@ -29,19 +29,23 @@ WAIT_S = 30.0
 """Bound of the wait for each run to listen."""
 
 
-def _stop_once_listening(port: int) -> threading.Thread:
+def _stop_once_listening(port: int, wait_s: float = WAIT_S) -> threading.Thread:
     """Sends this process SIGTERM (serve's own handler: a clean stop) once
-    ``port`` accepts a connection."""
+    ``port`` accepts a connection, and never if it does not within
+    ``wait_s``: a serve that failed to start has returned, and its handler
+    with it, so the signal would end the test process itself (a serve
+    still starting is then ended by the test's timeout)."""
 
     def wait_then_stop() -> None:
-        deadline = time.monotonic() + WAIT_S
+        deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-                break
             except OSError:
                 time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)
+                continue
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
     stopper = threading.Thread(target=wait_then_stop, daemon=True)
     stopper.start()
@@ -112,3 +116,16 @@ def test_a_level_given_the_root_logger_by_name_is_put_back_too() -> None:
             restored.set_level("root", "DEBUG")
             assert root.level == logging.DEBUG
         assert root.level == logging.WARNING
+
+
+def test_the_stopper_sends_nothing_when_serve_never_listens() -> None:
+    """A serve that could not start (its port taken meanwhile) has no
+    handler left for SIGTERM: the stopper, never let in, sends none."""
+    port = free_port()
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
+    try:
+        _stop_once_listening(port, wait_s=0.3).join(WAIT_S)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == []
