@@ -28,7 +28,8 @@ from typing import Any
 import msgpack
 
 from s3stream.manifest_changes import Changes
-from s3stream.manifest_state import ManifestState, ObjectMeta
+from s3stream.manifest_entries import ObjectMeta
+from s3stream.manifest_state import ManifestState
 
 
 def packed_objects(

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from s3stream.checkpoint_encoding import CheckpointEncoder
+from s3stream.manifest_entries import ObjectMeta
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
     LOG_PREFIX,
@@ -21,7 +22,7 @@ from s3stream.manifest_records import (
     framed_record,
     seq_of,
 )
-from s3stream.manifest_state import ManifestState, ObjectMeta
+from s3stream.manifest_state import ManifestState
 from s3stream.store import ObjectStore, ObjectStoreError
 from wal.thread_priority import NORMAL, ThreadPriority
 

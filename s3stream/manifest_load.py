@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from s3stream.checkpoint_encoding import packed_objects
 from s3stream.errors import CorruptObject
+from s3stream.manifest_entries import ObjectMeta
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
     HEADER_SIZE,
@@ -24,7 +25,7 @@ from s3stream.manifest_records import (
     delta_key,
     seq_of,
 )
-from s3stream.manifest_state import InvalidOperation, ManifestState, ObjectMeta, Op
+from s3stream.manifest_state import InvalidOperation, ManifestState, Op
 from s3stream.store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger("tidelog.manifest")
