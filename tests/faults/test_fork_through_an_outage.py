@@ -6,7 +6,6 @@ froze every connection for as long as the fork waited."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from kio.index import load_request_schema as request_schema
 
 from engine.engine import Engine
 from engine.errors import AdminTimedOut
-from engine.memory import forks
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
 from tests.faults.outages import engine_through_an_outage
@@ -25,10 +23,6 @@ from tests.server.in_process import InProcessServer
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
-FORK_UPLOAD_WAIT_S = 8.0
-"""How long the fork waits for the store to take its parent's records,
-where the engine's is 30 s: long enough for a loaded machine to answer a
-request meanwhile, and the test waits it out once, not 30 s of it."""
 
 
 @pytest.fixture
@@ -41,7 +35,19 @@ def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(
     down: tuple[Engine, FaultyStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     e, faulty = down
-    monkeypatch.setattr(forks, "_UPLOAD_TIMEOUT_S", FORK_UPLOAD_WAIT_S)
+    # The fork's wait on the store that takes nothing lasts until the
+    # request is answered, not the engine's 30 s: a fork waiting under the
+    # engine's lock leaves the request unanswered until the wait's own
+    # bound, and the test fails on the fork having given up first.
+    waiting, answered = threading.Event(), threading.Event()
+    flush = e.store.flush
+
+    def flush_until_answered(timeout: float | None = None) -> bool:
+        waiting.set()
+        answered.wait(timeout)
+        return flush(0.0)
+
+    monkeypatch.setattr(e.store, "flush", flush_until_answered)
     server = InProcessServer(e)
     try:
         producer_id, epoch = e.transactions.init_producer_id("tx", 60_000).result(TIMEOUT)
@@ -56,7 +62,7 @@ def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(
 
         fork = threading.Thread(target=forking, daemon=True)
         fork.start()
-        time.sleep(0.5)  # the fork is waiting on the store by now
+        assert waiting.wait(TIMEOUT), outcome
         assert fork.is_alive(), outcome
         request = build(
             request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, 3),
@@ -70,6 +76,7 @@ def test_add_partitions_is_answered_while_a_fork_waits_on_the_store(
         # Answered while the fork still waits on the store, not once
         # it gave up on it and let go of the engine's lock.
         assert not outcome and fork.is_alive(), outcome
+        answered.set()
         (topic,) = answer.results_by_topic_v3_and_below
         (result,) = topic.results_by_partition
         # Taken, or refused for room as Kafka's coordinator refuses a write

@@ -41,3 +41,12 @@ def server_fixtures(
             started.kill()
 
     return module_server, test_server
+
+
+def with_config(server: ServerProcess, config_text: str) -> ServerProcess:
+    """``server``, not started yet, with a config file holding ``config_text``
+    beside its data directory."""
+    config = server.data_dir.parent / f"{server.data_dir.name}-tidelog.toml"
+    config.write_text(config_text)
+    server.args = [*server.args, "--config", str(config)]
+    return server

@@ -78,8 +78,11 @@ class Cluster:
 
 @contextmanager
 def open_cluster(path: Path) -> Iterator[Cluster]:
-    """An engine at ``path`` and the servers its principals connect to."""
-    with engine.open(path, config=engine.EngineConfig()) as opened:
+    """An engine at ``path`` and the servers its principals connect to.
+    A group's first rebalance does not wait Kafka's 3 s for more members:
+    each group here has one."""
+    one_member_groups = engine.GroupConfig(group_initial_rebalance_delay_ms=0)
+    with engine.open(path, config=engine.EngineConfig(groups=one_member_groups)) as opened:
         running = Cluster(opened)
         try:
             yield running

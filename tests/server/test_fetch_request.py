@@ -210,7 +210,10 @@ def test_librdkafkas_fetch_is_decoded_here(tmp_path: Path, monkeypatch: pytest.M
         return request
 
     monkeypatch.setattr(FETCH_BODIES, "first", counted)
-    with engine.open(tmp_path / "data") as opened, InProcessServer(opened) as server:
+    # The consumer is its group's one member: its first rebalance need not
+    # wait Kafka's 3 s for more.
+    config = engine.EngineConfig(groups=engine.GroupConfig(group_initial_rebalance_delay_ms=0))
+    with engine.open(tmp_path / "data", config=config) as opened, InProcessServer(opened) as server:
         opened.create_topic("t", 3)
         producer = Producer({"bootstrap.servers": server.bootstrap})
         producer.produce("t", b"x", partition=1)

@@ -577,13 +577,15 @@ def test_a_static_member_restarted_with_the_consumer_protocol_takes_its_own_plac
 
 HELD_CONFIG = """
 [engine]
-group_initial_rebalance_delay_ms = 15000
+group_initial_rebalance_delay_ms = 8000
 group_min_session_timeout_ms = 500
 group_consumer_heartbeat_interval_ms = 250
 group_consumer_min_heartbeat_interval_ms = 250
 """
-"""The classic group's first rebalance waits 15 s for more members: held open
-long enough for a loaded machine to send the requests the test makes in it."""
+"""The classic group's first rebalance waits 8 s for more members: held open
+long enough for a loaded machine to send the requests the test makes in it
+(a few round trips and librdkafka's first heartbeat, under a second at a
+load average of 15), and waited out once the test has made them."""
 
 
 @pytest.fixture(name="held_server")

@@ -19,7 +19,8 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from engine.provenance import RESERVED_NAMES
-from tests.server.conftest import ServerProcess, quiet_librdkafka
+from tests.server.configured_servers import with_config
+from tests.server.conftest import GROUP_SERVER_CONFIG, ServerProcess, quiet_librdkafka
 from tests.server.test_kcat import kcat
 from tests.server.test_sasl import (
     PASSWORD,
@@ -38,7 +39,9 @@ STAMP = {"tidelog.provenance": "stamp"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("provenance")
-    process = sasl_server(root)
+    # consume_values's consumer is its group's one member: the first
+    # rebalance need not wait Kafka's 3 s for more.
+    process = with_config(sasl_server(root), GROUP_SERVER_CONFIG)
     add_user(process.data_dir, "alice", PASSWORD, "SCRAM-SHA-512")
     add_user(process.data_dir, "bob", PASSWORD, "PLAIN")
     process.start()

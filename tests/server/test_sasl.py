@@ -27,7 +27,8 @@ from kio.index import load_request_schema
 
 from engine.protocol.apis import ApiKey
 from engine.protocol.kafka_code import KafkaCode
-from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
+from tests.server.configured_servers import with_config
+from tests.server.conftest import GROUP_SERVER_CONFIG, ServerProcess, free_port, quiet_librdkafka
 from tests.server.wire import Wire, build, frame
 
 # Real clients against a server process: run once, in the C pass (the
@@ -71,7 +72,9 @@ def sasl_bootstrap(server: ServerProcess) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("sasl")
-    process = sasl_server(root)
+    # round_trip's consumer is its group's one member: the first rebalance
+    # need not wait Kafka's 3 s for more.
+    process = with_config(sasl_server(root), GROUP_SERVER_CONFIG)
     add_user(process.data_dir, "alice", PASSWORD)
     process.start()
     yield process
@@ -277,7 +280,7 @@ def test_kcat_over_sasl_plain(server: ServerProcess, topic: str) -> None:
 
 
 def test_users_added_with_the_cli_survive_a_restart(tmp_path: Path, topic: str) -> None:
-    process = sasl_server(tmp_path)
+    process = with_config(sasl_server(tmp_path), GROUP_SERVER_CONFIG)
     output = add_user(process.data_dir, "erin", "erin's secret", "SCRAM-SHA-512")
     assert output == "user erin: SCRAM-SHA-512\n"
     process.start()

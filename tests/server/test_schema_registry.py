@@ -35,7 +35,8 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSe
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from engine.cli.schemas import agent_action_schema
-from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
+from tests.server.configured_servers import with_config
+from tests.server.conftest import GROUP_SERVER_CONFIG, ServerProcess, free_port, quiet_librdkafka
 from tests.server.test_sasl import PASSWORD, add_user, confluent, sasl_server
 
 TIMEOUT = 30.0
@@ -80,7 +81,9 @@ def url(server: ServerProcess) -> str:
 def served_with_registry(data_dir: Path) -> Iterator[ServerProcess]:
     """A module fixture's body: ``tidelog serve --schema-registry`` on
     ``data_dir``, ready; after its tests, it must stop cleanly."""
-    process = start(with_registry(ServerProcess(data_dir)))
+    # round_trip's consumer is its group's one member: the first rebalance
+    # need not wait Kafka's 3 s for more.
+    process = start(with_registry(with_config(ServerProcess(data_dir), GROUP_SERVER_CONFIG)))
     yield process
     if process.running:
         assert process.stop() == 0, process.log()

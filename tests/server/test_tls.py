@@ -42,6 +42,9 @@ def tls_server(tls: Tls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         f'SASL_SSL://127.0.0.1:{sasl_ssl_port}"\n'
         f'"ssl.keystore.location" = "{tls.keystore}"\n'
         f'"ssl.key.password.file" = "{tls.key_password}"\n'
+        # round_trip's consumer is its group's one member: the first
+        # rebalance need not wait Kafka's 3 s for more.
+        "[engine]\ngroup_initial_rebalance_delay_ms = 0\n"
     )
     process.args = ["--config", str(config)]
     secret = root / "alice.password"
