@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from s3stream.checkpoint_encoding import CheckpointEncoder
+from s3stream.checkpoint_reading import KeptEntries
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
     LOG_PREFIX,
@@ -21,7 +22,7 @@ from s3stream.manifest_records import (
     framed_record,
     seq_of,
 )
-from s3stream.manifest_state import ManifestState, ObjectMeta
+from s3stream.manifest_state import ManifestState
 from s3stream.store import ObjectStore, ObjectStoreError
 from wal.thread_priority import NORMAL, ThreadPriority
 
@@ -58,14 +59,12 @@ class CheckpointWriter:
         (None: not known yet, the deltas are listed)."""
         self._checkpoint_encoder = CheckpointEncoder()
 
-    def opened(
-        self, checkpoints: Iterable[int], packed: Mapping[int, tuple[ObjectMeta, bytes]]
-    ) -> None:
-        """The checkpoints an open listed, and the objects of the one it
-        read as that checkpoint packed them (for the next checkpoint's
-        encoder, docs/design/0145)."""
+    def opened(self, checkpoints: Iterable[int], kept: KeptEntries | None) -> None:
+        """The checkpoints an open listed, and the streams and objects of
+        the one it read as that checkpoint packed them (for the next
+        checkpoint's encoder, docs/design/0145, 0150)."""
         self._checkpoints = list(checkpoints)
-        self._checkpoint_encoder.prime(packed)
+        self._checkpoint_encoder.prime(kept)
 
     def checkpoint(self, state: ManifestState) -> None:
         """Writes the full state, then deletes what it makes unnecessary:

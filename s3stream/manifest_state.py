@@ -11,6 +11,7 @@ reading it back means replaying the same operations (docs/object-format.md).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -24,6 +25,7 @@ from s3stream.manifest_changes import Changes, seal, since
 from s3stream.objects import ObjectKind
 
 _range_key = attrgetter("stream_id", "start_offset")
+_KINDS = {int(kind): kind for kind in ObjectKind}
 
 Op = list[Any]
 """An operation: ``[name, *arguments]`` of msgpack-friendly values."""
@@ -51,9 +53,13 @@ class RangeMeta:
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> RangeMeta:
+        if len(raw) == 5:  # what every range since the chain is: no slice made
+            stream_id, start, end, size, links = raw
+            return cls(stream_id, start, end, size, RangeLinks.from_wire(links))
         stream_id, start, end, size = raw[:4]
-        links = RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None
-        return cls(stream_id, start, end, size, links)
+        return cls(
+            stream_id, start, end, size, RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None
+        )
 
 
 @dataclass(frozen=True)
@@ -127,13 +133,16 @@ class ObjectMeta:
     @classmethod
     def from_wire(cls, raw: list[Any]) -> ObjectMeta:
         object_id, key, kind, size, created_ms, ranges = raw
+        # A dict's look for an int, not the enum's call (a tenth of an
+        # open's walk of 30,000 objects); anything else as the enum says it.
+        known = _KINDS.get(kind) if type(kind) is int else None
         return cls(
             object_id,
             key,
-            ObjectKind(kind),
+            ObjectKind(kind) if known is None else known,
             size,
             created_ms,
-            tuple(RangeMeta.from_wire(r) for r in ranges),
+            tuple(map(RangeMeta.from_wire, ranges)),
         )
 
 
@@ -148,6 +157,11 @@ class StreamMeta:
 
     def to_wire(self) -> list[int]:
         return [self.stream_id, self.epoch, self.start_offset, self.end_offset, self.created_ms]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> StreamMeta:
+        stream_id, epoch, start, end, created = raw
+        return cls(stream_id, epoch, start, end, created)
 
     def copy(self) -> StreamMeta:
         """A copy to change (every field named: a commit copies each stream
@@ -606,6 +620,19 @@ class ManifestState:
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> ManifestState:
+        return cls.from_entries(
+            raw,
+            map(StreamMeta.from_wire, raw["streams"]),
+            map(ObjectMeta.from_wire, raw["objects"]),
+        )
+
+    @classmethod
+    def from_entries(
+        cls, raw: dict[str, Any], streams: Iterable[StreamMeta], objects: Iterable[ObjectMeta]
+    ) -> ManifestState:
+        """The state of a checkpoint's body ``raw`` whose streams and
+        objects, in the body's order, are ``streams`` and ``objects``
+        (each made from its entry as it is read: checkpoint_reading.py)."""
         state = cls(
             seq=raw["seq"],
             epoch=raw["epoch"],
@@ -618,22 +645,26 @@ class ManifestState:
         )
         # Built as dicts, then made maps at once: a set each would make a
         # path of trie nodes per entry, only to drop it at the next.
-        streams: dict[int, StreamMeta] = {}
+        by_id: dict[int, StreamMeta] = {}
         ranges: dict[int, StreamRanges] = {}
-        objects: dict[int, ObjectMeta] = {}
-        for stream_id, epoch, start, end, created in raw["streams"]:
-            streams[stream_id] = StreamMeta(stream_id, epoch, start, end, created)
-            ranges[stream_id] = StreamRanges()
+        by_object_id: dict[int, ObjectMeta] = {}
+        for stream in streams:
+            by_id[stream.stream_id] = stream
+            ranges[stream.stream_id] = StreamRanges()
         # A checkpoint written before drop_range existed has no "dropped".
         state.dropped = {(s, start, o) for s, start, o in raw.get("dropped", ())}
-        for wire in raw["objects"]:
-            meta = ObjectMeta.from_wire(wire)
-            objects[meta.object_id] = meta
+        dropped = state.dropped
+        for meta in objects:
+            object_id = meta.object_id
+            by_object_id[object_id] = meta
             for r in meta.ranges:
-                dropped = (r.stream_id, r.start_offset, meta.object_id) in state.dropped
-                if r.stream_id in ranges and not dropped:
-                    ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
-        state.streams, state.ranges, state.objects = Map(streams), Map(ranges), Map(objects)
+                stream_ranges = ranges.get(r.stream_id)
+                if stream_ranges is not None and not (
+                    dropped and (r.stream_id, r.start_offset, object_id) in dropped
+                ):
+                    stream_ranges.add(r.start_offset, r.end_offset, object_id)
+        state.streams, state.ranges = Map(by_id), Map(ranges)
+        state.objects = Map(by_object_id)
         state.garbage = {k: v for k, v in raw["garbage"]}
         # A checkpoint written before share_range existed has no "shared".
         for stream_id, source, start, object_id in raw.get("shared", ()):

@@ -1,0 +1,94 @@
+"""A checkpoint read back in one pass (s3stream/checkpoint_reading.py)
+reads what decoding the whole body and then the state from it reads, and
+refuses what it refuses; the entries' bytes it keeps are those the
+current code packs for them (docs/design/0150, "Amended")."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3stream.checkpoint_reading import read_checkpoint
+from s3stream.errors import CorruptObject
+from s3stream.manifest_records import HEADER_SIZE, decode_record, framed_record
+from s3stream.manifest_state import ManifestState
+from tests.s3stream.test_checkpoint_encoding import _step
+
+KEY = "manifest/checkpoint/00000000000000000001"
+
+
+def _state(data: st.DataObject) -> ManifestState:
+    state = ManifestState()
+    for _ in range(data.draw(st.integers(0, 20))):
+        after = state.copy()
+        for op in _step(state, data):
+            after.apply(op)
+        after.seq = state.seq + 1
+        state = after
+    return state
+
+
+def _as_decoded_whole(data: bytes) -> ManifestState:
+    """The state as the body decoded whole (``msgpack.unpackb``), then
+    read, reads: damage refused as CorruptObject either way."""
+    body = decode_record(KEY, data)
+    try:
+        return ManifestState.from_wire(body)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
+        raise CorruptObject(KEY, repr(error)) from error
+
+
+def _damaged(payload: bytes, data: st.DataObject) -> bytes:
+    """The body with bytes flipped, cut or added (its framing made again,
+    so the checksum holds and the walk meets the damage)."""
+    damage = data.draw(st.sampled_from(["none", "flip", "cut", "extra"]))
+    body = bytearray(payload)
+    if damage == "flip" and body:
+        for _ in range(data.draw(st.integers(1, 3))):
+            position = data.draw(st.integers(0, len(body) - 1))
+            body[position] = data.draw(st.integers(0, 255))
+    elif damage == "cut":
+        del body[data.draw(st.integers(0, max(len(body) - 1, 0))) :]
+    elif damage == "extra":
+        body += data.draw(st.binary(min_size=1, max_size=4))
+    return bytes(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_checkpoint_read_in_one_pass_is_the_state_read_from_the_whole_body(
+    data: st.DataObject,
+) -> None:
+    state = _state(data)
+    payload = _damaged(msgpack.packb(state.to_wire(), use_bin_type=True), data)
+    framed = framed_record(payload)
+    try:
+        expected = _as_decoded_whole(framed).to_wire()
+    except CorruptObject:
+        with pytest.raises(CorruptObject):
+            read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
+        return
+    read, kept = read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
+    assert read.to_wire() == expected
+    assert kept is not None
+    # Kept: bytes that are what the current code packs for the entry.
+    for stream_id, packed in kept.streams.items():
+        assert packed == msgpack.packb(read.streams[stream_id].to_wire(), use_bin_type=True)
+    for object_id, packed in kept.object_bytes.items():
+        assert kept.object_metas[object_id] is read.objects[object_id]
+        assert packed == msgpack.packb(read.objects[object_id].to_wire(), use_bin_type=True)
+    assert set(kept.streams) | kept.repack_streams == set(read.streams)
+    assert set(kept.object_bytes) | kept.repack_objects == set(read.objects)
+
+
+def test_a_body_that_is_no_map_is_refused_as_no_state() -> None:
+    with pytest.raises(CorruptObject, match="undecodable manifest checkpoint"):
+        read_checkpoint(KEY, framed_record(msgpack.packb([1, 2])), HEADER_SIZE, keep=True)
+
+
+def test_a_body_with_bytes_after_it_is_refused_as_an_undecodable_record() -> None:
+    payload = msgpack.packb(ManifestState().to_wire()) + b"\x00"
+    with pytest.raises(CorruptObject, match="undecodable manifest record"):
+        read_checkpoint(KEY, framed_record(payload), HEADER_SIZE, keep=False)
