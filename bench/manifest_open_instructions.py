@@ -38,9 +38,6 @@ ends with a full collection, so that none it made due lands in a window.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -157,52 +154,8 @@ def _run(tree: Path, args: list[str], wall: bool) -> dict[str, Any]:
     checkpoint's on the clean-up threads (every thread but the main one)."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)
-        command = [sys.executable, "-c", CHILD, *args, str(out / "figures.json")]
-        if not wall:
-            command[:0] = [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={out}/callgrind.out",
-            ]
-        env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-        errors = open(out / "stderr", "w")  # noqa: SIM115 (the child's, closed below)
-        child = subprocess.Popen(
-            command,
-            cwd=tree,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-        assert child.stdin is not None and child.stdout is not None
-        for number, expected in enumerate(WINDOWS):
-            line = child.stdout.readline().strip()
-            if line != expected:
-                child.kill()
-                child.wait()
-                errors.close()
-                tail = (out / "stderr").read_text()[-2000:]
-                raise RuntimeError(f"the child said {line!r}, not {expected!r}:\n{tail}")
-            if not wall:
-                control = ["--zero", "--instr=on"] if number == 0 else ["--dump"]
-                if number == len(WINDOWS) - 1:
-                    control.append("--instr=off")
-                for word in control:
-                    subprocess.run(
-                        ["callgrind_control", word, str(child.pid)],
-                        check=True,
-                        capture_output=True,
-                    )
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        failed = child.wait(3600) != 0
-        errors.close()
-        if failed:
-            tail = (out / "stderr").read_text()[-2000:]
-            raise RuntimeError(f"the child failed in {tree}:\n{tail}")
+        argv = ["-c", CHILD, *args, str(out / "figures.json")]
+        _callgrind_costs.run_in_windows(tree, argv, out, WINDOWS, counted=not wall)
         figures: dict[str, Any] = json.loads((out / "figures.json").read_text())
         if not wall:
             # Dump part N holds window N; its thread 01 is the main one.
