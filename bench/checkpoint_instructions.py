@@ -35,13 +35,14 @@ IDLE_ROUNDS = 10
 figure must stand above what two runs' set-ups differ by."""
 
 CHILD = r"""
-import sys, shutil, tempfile
+import atexit, sys, shutil, tempfile
 from pathlib import Path
 import engine, native
 from native import RecordSpec
 
 kind, calls = sys.argv[1], int(sys.argv[2])
 root = Path(tempfile.mkdtemp())
+atexit.register(shutil.rmtree, root, True)  # a failed run's too
 config = engine.EngineConfig(cleaner_interval_s=3600, checkpoint_interval_s=3600)
 e = engine.open(root / "data", f"file://{root / 'objects'}", config)
 e.create_topic("t", 1)
@@ -62,7 +63,6 @@ for i in range(1, calls + 1):
         if written is not None:
             written.result(30)
 e.close()
-shutil.rmtree(root)
 """
 
 

@@ -26,7 +26,7 @@ import _callgrind_costs
 KINDS = ("classic_heartbeat", "consumer_heartbeat", "durable_commit")
 
 CHILD = r"""
-import sys, shutil, tempfile
+import atexit, sys, shutil, tempfile
 from pathlib import Path
 import engine
 from engine.groups.consumer_heartbeat import Heartbeat
@@ -34,6 +34,7 @@ from engine.types import OffsetAndMetadata, TopicPartition
 
 kind, calls = sys.argv[1], int(sys.argv[2])
 root = Path(tempfile.mkdtemp())
+atexit.register(shutil.rmtree, root, True)  # a failed run's too
 groups = engine.GroupConfig(group_initial_rebalance_delay_ms=0)
 config = engine.EngineConfig(cleaner_interval_s=3600, groups=groups)
 e = engine.open(root / "data", f"file://{root / 'objects'}", config)
@@ -55,7 +56,6 @@ for i in range(calls):
         g.commit_offsets("c", joined.generation_id, joined.member_id, None,
                          {tp: OffsetAndMetadata(i)}).result(30)
 e.close()
-shutil.rmtree(root)
 """
 
 

@@ -47,7 +47,7 @@ CHILD = r"""
 import json, os, sys, threading, time
 from s3stream.chain import ChainHash, RangeLinks
 from s3stream.manifest import Manifest
-from s3stream.manifest_state import ObjectMeta, RangeMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
 from s3stream.objects import ObjectKind
 from s3stream.store.memory import MemoryStore
 

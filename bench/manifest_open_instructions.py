@@ -50,7 +50,7 @@ import gc, hashlib, json, os, sys, threading, time
 from s3stream.chain import ChainHash, RangeLinks
 from s3stream.manifest import Manifest
 from s3stream.manifest_checkpoints import CheckpointWriter
-from s3stream.manifest_state import ObjectMeta, RangeMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
 from s3stream.objects import ObjectKind
 from s3stream.store.memory import MemoryStore
 

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import _harness
 from produce_request_instructions import add_window_arguments, warmed
 from small_produce_bench import _send_pipelined
 from tail_instructions import HERE, _Server
@@ -108,7 +107,17 @@ def _peak_rss_kib(pid: int) -> int:
 def run_one(
     tree: Path, shape: str, partitions: int, warm: int, requests: int, gen0: int
 ) -> dict[str, Any]:
-    scratch = Path(tempfile.mkdtemp(prefix="produce-gc-collections-"))
+    with _harness.scratch(None, "produce-gc-collections-") as scratch:
+        figures = _counted_in(scratch, tree, shape, partitions, warm, requests, gen0)
+    figures["requests"] = requests
+    return figures
+
+
+def _counted_in(
+    scratch: Path, tree: Path, shape: str, partitions: int, warm: int, requests: int, gen0: int
+) -> dict[str, Any]:
+    """The hook's figures of a run in ``scratch``: a server that fails to
+    start leaves it to run_one's removal like one that ran."""
     out = scratch / "gc.json"
     server = _Server(tree, scratch, "hooked", (HOOK, [str(out), str(gen0)]))
     try:
@@ -125,8 +134,6 @@ def run_one(
         figures["peak_rss_kib"] = _peak_rss_kib(server.process.pid)
     finally:
         server.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
-    figures["requests"] = requests
     return figures
 
 

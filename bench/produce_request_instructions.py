@@ -2,7 +2,8 @@
 for the two shapes whose rate the server's CPU per request bounds.
 
     python bench/produce_request_instructions.py [--tree DIR]... [--shape small|large]
-        [--partitions N] [--warm N] [--requests N] [--rounds N] [--profile] [--json]
+        [--partitions N] [--warm N] [--requests N] [--rounds N] [--profile] [--keep DIR]
+        [--json]
 
 For each source tree (a checkout of any revision, its C extension built;
 this checkout when none is named), ``python -m engine serve`` runs under
@@ -24,7 +25,10 @@ unlike CPU time, do not move with the machine's load; the loop's count is
 the steadiest (the WAL's per request moves with how appends fall into
 groups under valgrind's slowness). Trees are run in turns, ``--rounds``
 times. ``--profile`` runs cProfile on the loop's thread over the same
-window instead, and names its dump, for the Python calls per request.
+window instead and prints its costliest calls, for the Python calls per
+request. Each run's scratch (callgrind's dumps, 400-500 MB) is removed
+however the run ends; ``--keep DIR`` copies the dumps, or the profiles,
+there first.
 """
 
 from __future__ import annotations
@@ -33,15 +37,23 @@ import argparse
 import json
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import _harness
 from _callgrind_costs import costs
 from confluent_kafka.admin import AdminClient, NewTopic
 from small_produce_bench import _produce_v9, _send_pipelined
-from tail_instructions import HERE, HOST, _callgrind_threads, _Server
+from tail_instructions import (
+    HERE,
+    HOST,
+    _callgrind_threads,
+    _Server,
+    keep_profile,
+    print_profile,
+    profiles_to,
+)
 
 import native
 from native import RecordSpec
@@ -91,30 +103,33 @@ def run_one(
     requests: int,
     mode: str,
     keep: Path | None = None,
+    profile_to: Path | None = None,
 ) -> dict[str, Any]:
-    scratch = Path(tempfile.mkdtemp(prefix="produce-request-instructions-"))
-    server = _Server(tree, scratch, mode)
-    try:
-        address, frames = warmed(server, shape, partitions, warm)
-        server.counting(True)
-        started = time.perf_counter()
-        _send_pipelined(address, frames, requests)
-        server.counting(False)
-        elapsed = time.perf_counter() - started
-        time.sleep(1.0 if mode == "callgrind" else 0.3)
-    finally:
-        server.stop()
-    result: dict[str, Any] = {"requests": requests, "seconds": round(elapsed, 1)}
-    if mode == "callgrind":
-        result["threads"] = _callgrind_threads(scratch, server.process.pid)
-        result["collector"] = _collector(scratch, server.process.pid)
-        if keep is None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    """One run in a scratch directory of its own, removed however the run
+    ends: callgrind's dumps are 400-500 MB a run. What outlives it is
+    copied out first: with ``keep``, the dumps under it; in profile mode,
+    the profile to ``profile_to``, a file the caller owns."""
+    with _harness.scratch(None, "produce-request-instructions-") as scratch:
+        server = _Server(tree, scratch, mode)
+        try:
+            address, frames = warmed(server, shape, partitions, warm)
+            server.counting(True)
+            started = time.perf_counter()
+            _send_pipelined(address, frames, requests)
+            server.counting(False)
+            elapsed = time.perf_counter() - started
+            time.sleep(1.0 if mode == "callgrind" else 0.3)
+        finally:
+            server.stop()
+        result: dict[str, Any] = {"requests": requests, "seconds": round(elapsed, 1)}
+        if mode == "callgrind":
+            result["threads"] = _callgrind_threads(scratch, server.process.pid)
+            result["collector"] = _collector(scratch, server.process.pid)
+            if keep is not None:
+                shutil.copytree(scratch, keep / f"{tree.name}-{time.monotonic_ns()}")
         else:
-            shutil.copytree(scratch, keep / f"{tree.name}-{time.monotonic_ns()}")
-    else:
-        result["profile"] = str(scratch / "profile.out")
-    return result
+            result["profile"] = keep_profile(scratch, profile_to)
+        return result
 
 
 def _collector(scratch: Path, pid: int) -> int:
@@ -142,7 +157,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_window_arguments(parser, requests=3000)
     parser.add_argument("--profile", action="store_true", help="cProfile instead of callgrind")
-    parser.add_argument("--keep", type=Path, help="copy each run's dumps under this directory")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="copy each run's dumps (or --profile's profile) under this directory",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     partitions = args.partitions or (1000 if args.shape == "small" else 1)
@@ -151,11 +170,23 @@ def main() -> None:
     trees = args.tree or [HERE]
     mode = "profile" if args.profile else "callgrind"
     results: dict[str, list[dict[str, Any]]] = {str(t): [] for t in trees}
-    for _ in range(args.rounds):
-        for tree in trees:
-            one = run_one(tree, args.shape, partitions, args.warm, args.requests, mode, args.keep)
-            results[str(tree)].append(one)
-            if not args.json:
+    with profiles_to(args.keep if args.profile else None) as profiles:
+        for round_number in range(args.rounds):
+            for i, tree in enumerate(trees):
+                profile_to = profiles / f"{i}-{tree.name}-{round_number}.prof"
+                one = run_one(
+                    tree,
+                    args.shape,
+                    partitions,
+                    args.warm,
+                    args.requests,
+                    mode,
+                    args.keep,
+                    profile_to,
+                )
+                results[str(tree)].append(one)
+                if args.json:
+                    continue
                 if mode == "callgrind":
                     per = {k: v / one["requests"] for k, v in one["threads"].items()}
                     print(
@@ -168,9 +199,9 @@ def main() -> None:
                         flush=True,
                     )
                 else:
-                    print(f"{tree}: {one['profile']}", flush=True)
-    if args.json:
-        print(json.dumps(results, indent=1))
+                    print_profile(f"{tree}: {one['requests']} requests", one["profile"])
+        if args.json:
+            print(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Instructions a one-partition tail costs the server, counted by callgrind.
 
     python bench/tail_instructions.py [--tree DIR]... [--rate N] [--warm N]
-        [--records N] [--rounds N] [--catch-up] [--plain | --profile] [--json]
+        [--records N] [--rounds N] [--catch-up] [--plain | --profile [--keep DIR]] [--json]
 
 For each source tree (a checkout of any revision, its C extension built;
 this checkout when none is named), ``python -m engine serve`` runs under
@@ -24,8 +24,9 @@ calls), which instructions counted in user space leave out. Neither moves
 with the machine's load, as the CPU time of a few 10 ms ticks does
 (docs/design/0088). ``--plain`` runs without valgrind (the kernel's
 counts only); ``--profile`` runs with cProfile on the event loop's thread
-over the same window and names its dump, for the Python calls per Fetch,
-function by function.
+over the same window and prints its costliest calls (``--keep DIR`` keeps
+the profiles there), for the Python calls per Fetch, function by
+function. Each run's scratch is removed however the run ends.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import pstats
 import re
 import shutil
 import signal
@@ -42,9 +44,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import _harness
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -112,7 +117,9 @@ class _Server:
             command = [python, "-m", "engine", *serve]
         else:
             text, arguments = script or (PROFILER, [str(scratch / "profile.out")])
-            wrapper = scratch / f"{mode}.py"
+            # Not "profile.py": the wrapper's directory comes first on the path,
+            # and cProfile's own "import profile" would find it.
+            wrapper = scratch / f"serve_under_{mode}.py"
             wrapper.write_text(text)
             command = [python, str(wrapper), *arguments, *serve]
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONUNBUFFERED="1")
@@ -123,7 +130,13 @@ class _Server:
         deadline = time.monotonic() + 600
         while f"listening on {HOST}:{self.port}".encode() not in _read(scratch / "server.log"):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(_read(scratch / "server.log")[-3000:].decode("utf-8", "replace"))
+                said = _read(scratch / "server.log")[-3000:].decode("utf-8", "replace")
+                # Ended, so that the caller can remove its scratch: a server
+                # that never listened is still writing there.
+                self.process.kill()
+                self.process.wait()
+                self.log.close()
+                raise RuntimeError(said)
             time.sleep(0.2)
 
     def counting(self, on: bool) -> None:
@@ -223,9 +236,31 @@ def produce_all(producer: Producer, count: int, rate: float) -> None:
 
 
 def run_one(
-    tree: Path, rate: float, warm: int, records: int, mode: str, catch_up: bool = False
+    tree: Path,
+    rate: float,
+    warm: int,
+    records: int,
+    mode: str,
+    catch_up: bool = False,
+    profile_to: Path | None = None,
 ) -> dict[str, Any]:
-    scratch = Path(tempfile.mkdtemp(prefix="tail-instructions-"))
+    """One run in a scratch directory of its own, removed however the run
+    ends (callgrind's dumps are hundreds of MB); in profile mode the
+    profile is copied to ``profile_to`` first, a file the caller owns."""
+    with _harness.scratch(None, "tail-instructions-") as directory:
+        return _run_in(directory, tree, rate, warm, records, mode, catch_up, profile_to)
+
+
+def _run_in(
+    scratch: Path,
+    tree: Path,
+    rate: float,
+    warm: int,
+    records: int,
+    mode: str,
+    catch_up: bool,
+    profile_to: Path | None,
+) -> dict[str, Any]:
     server = _Server(tree, scratch, mode)
     try:
         address = f"{HOST}:{server.port}"
@@ -303,8 +338,33 @@ def run_one(
     if mode == "callgrind":
         result["threads"] = _callgrind_threads(scratch, server.process.pid)
     elif mode == "profile":
-        result["profile"] = str(scratch / "profile.out")
+        result["profile"] = keep_profile(scratch, profile_to)
     return result
+
+
+def keep_profile(scratch: Path, profile_to: Path | None) -> str:
+    """The run's profile copied out of its scratch to ``profile_to``; its path."""
+    assert profile_to is not None, "a profile run needs a file to keep its profile in"
+    shutil.copyfile(scratch / "profile.out", profile_to)
+    return str(profile_to)
+
+
+def print_profile(label: str, path: str, lines: int = 25) -> None:
+    """The profile's costliest calls, by cumulative time."""
+    print(f"{label}: {path}", flush=True)
+    pstats.Stats(path).sort_stats("cumulative").print_stats(lines)
+
+
+@contextmanager
+def profiles_to(keep: Path | None) -> Iterator[Path]:
+    """Where a run's profiles go: ``keep`` when given (made if need be),
+    else a directory of the caller's removed once it is done with them."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="profiles-") as held:
+        yield Path(held)
 
 
 def _callgrind_threads(scratch: Path, pid: int) -> dict[str, int]:
@@ -345,6 +405,7 @@ def main() -> None:
         action="store_true",
         help="count a consumer reading every record from offset 0 after they are produced",
     )
+    parser.add_argument("--keep", type=Path, help="keep each --profile run's profile here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not (args.profile or args.plain) and shutil.which("valgrind") is None:
@@ -352,28 +413,32 @@ def main() -> None:
     trees = args.tree or [HERE]
     results: dict[str, list[dict[str, Any]]] = {str(t): [] for t in trees}
     mode = "profile" if args.profile else "plain" if args.plain else "callgrind"
-    for _ in range(args.rounds):
-        for tree in trees:
-            results[str(tree)].append(
-                run_one(tree, args.rate, args.warm, args.records, mode, args.catch_up)
-            )
-    if args.json:
-        print(json.dumps(results, indent=1))
-        return
-    for tree, runs in results.items():
-        for one in runs:
-            if mode == "callgrind":
-                per = {k: v / one["records"] for k, v in one["threads"].items()}
-                per_fetch = {k: v / max(1, one["fetches"]) for k, v in one["threads"].items()}
-                print(
-                    f"{tree}: {one['records']} records, {one['fetches']} fetches;"
-                    f" per record loop {per['loop']:,.0f} wal {per['wal']:,.0f}"
-                    f" other {per['other']:,.0f}; per fetch loop {per_fetch['loop']:,.0f}"
+    with profiles_to(args.keep) as profiles:
+        for round_number in range(args.rounds):
+            for i, tree in enumerate(trees):
+                profile_to = profiles / f"{i}-{tree.name}-{round_number}.prof"
+                results[str(tree)].append(
+                    run_one(
+                        tree, args.rate, args.warm, args.records, mode, args.catch_up, profile_to
+                    )
                 )
-            else:
-                print(
-                    f"{tree}: {one['records']} records, {one['fetches']} fetches: {one['profile']}"
-                )
+        if args.json:
+            print(json.dumps(results, indent=1))
+            return
+        for tree, runs in results.items():
+            for one in runs:
+                said = f"{tree}: {one['records']} records, {one['fetches']} fetches"
+                if mode == "callgrind":
+                    per = {k: v / one["records"] for k, v in one["threads"].items()}
+                    per_fetch = {k: v / max(1, one["fetches"]) for k, v in one["threads"].items()}
+                    print(
+                        f"{said}; per record loop {per['loop']:,.0f} wal {per['wal']:,.0f}"
+                        f" other {per['other']:,.0f}; per fetch loop {per_fetch['loop']:,.0f}"
+                    )
+                elif mode == "profile":
+                    print_profile(said, one["profile"])
+                else:
+                    print(f"{said}; the kernel's counts {one['kernel']}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ THREAD_MARKS = (("loop", "epoll_pwait"), ("wal_writer", "pwritev2"))
 STATS = re.compile(r"^stats appends=(\d+) groups=(\d+) syncs=(\d+)$", re.M)
 
 RUN = r"""
-import asyncio, gc, os, sys, tempfile
+import asyncio, gc, os, sys
 import uvloop
 from wal import Append, WriteAheadLog
 
@@ -72,7 +72,8 @@ async def appender(log):
 async def run(log):
     await asyncio.gather(*(appender(log) for _ in range(tasks)))
 
-with WriteAheadLog(tempfile.mkdtemp()) as log:
+os.makedirs(sys.argv[4])  # in the parent's scratch, removed with it
+with WriteAheadLog(sys.argv[4]) as log:
     gc.collect()
     gc.freeze()
     uvloop.run(run(log))
@@ -110,6 +111,7 @@ def _count(
                 str(appends // appenders // batch),
                 str(appenders),
                 str(batch),
+                str(Path(scratch) / "wal"),
             ],
             cwd=tree,
             env=env,

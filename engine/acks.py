@@ -110,7 +110,9 @@ class Acks:
 
         def locally_durable(error: BaseException | None) -> None:
             if error is not None or not wait_remote:
-                _settle(done, result, error)
+                # The engine's error, as the original's: UnknownTopic over
+                # its topic's deletion, a store's failure a storage error.
+                _settle(done, result, _failure(leader, error))
                 return
             try:
                 uploaded = self.store.when_remote(leader.stream_id, result.last_offset + 1)

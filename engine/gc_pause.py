@@ -142,20 +142,34 @@ def _pause(part: _Counted) -> None:
             gc.disable()
 
 
-def freeze_what_start_made() -> None:
+@contextmanager
+def what_start_made_frozen() -> Iterator[None]:
     """Moves every object the collector tracks now into its permanent
-    generation, which no collection walks again.
+    generation, which no collection walks again, until the with block
+    ends.
 
-    Called once a server has started: what its start made (modules,
+    Entered once a server has started: what its start made (modules,
     classes, functions, the engine's and the server's state) lives as long
-    as the process. A full collection holds the GIL for as long as it walks,
+    as the server. A full collection holds the GIL for as long as it walks,
     and so holds the event loop that acknowledges produces: on a server
     that has opened and imported all it serves, tens of milliseconds per
     collection for objects that can never be garbage. Frozen, a full
     collection walks only what was made since. Cycles already garbage at
     the moment of the call stay allocated: a bounded, one-time amount.
+
+    On leaving, the objects are given back to the collections (``serve``
+    run in a process that lives on after it: a test, a script calling the
+    CLI's main), unless something was frozen before: the permanent
+    generation cannot be given back in part, and what the application
+    froze stays frozen as it asked, with what this froze beside it.
     """
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
 
 
 SERVING_GEN0_THRESHOLD = 20_000

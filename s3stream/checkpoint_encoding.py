@@ -27,7 +27,8 @@ import msgpack
 
 from s3stream.checkpoint_reading import KeptEntries
 from s3stream.manifest_changes import Changes
-from s3stream.manifest_state import ManifestState, ObjectMeta
+from s3stream.manifest_entries import ObjectMeta
+from s3stream.manifest_state import ManifestState
 
 
 class CheckpointEncoder:

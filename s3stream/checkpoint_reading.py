@@ -21,7 +21,8 @@ import msgpack
 
 from s3stream.errors import CorruptObject
 from s3stream.manifest_changes import Changes
-from s3stream.manifest_state import ManifestState, ObjectMeta, StreamMeta
+from s3stream.manifest_entries import ObjectMeta, StreamMeta
+from s3stream.manifest_state import ManifestState
 
 
 class KeptEntries(NamedTuple):

@@ -20,7 +20,8 @@ from s3stream.chain import RangeLinks
 from s3stream.config import StreamStoreConfig
 from s3stream.errors import CorruptObject, Fenced, StoreClosed, StoreFailed
 from s3stream.header_index import Indexer, StreamKeys, parse_region, region_end, stream_keys
-from s3stream.manifest_state import ManifestState, ObjectMeta, Op
+from s3stream.manifest_entries import ObjectMeta
+from s3stream.manifest_state import ManifestState, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import ObjectKind, StoredBatch, parse_object
 from s3stream.store import (

@@ -10,22 +10,15 @@ reading it back means replaying the same operations (docs/object-format.md).
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
-from itertools import pairwise
-from operator import attrgetter
 from typing import Any
 
 from immutables import Map
 
-from s3stream.chain import RangeLinks
 from s3stream.manifest_changes import Changes, seal, since
-from s3stream.objects import ObjectKind
-
-_range_key = attrgetter("stream_id", "start_offset")
-_KINDS = {int(kind): kind for kind in ObjectKind}
+from s3stream.manifest_entries import ObjectMeta, StreamMeta, StreamRanges
+from s3stream.manifest_queries import ManifestQueries
 
 Op = list[Any]
 """An operation: ``[name, *arguments]`` of msgpack-friendly values."""
@@ -33,189 +26,12 @@ Op = list[Any]
 KEPT_FENCES = 16
 
 
-@dataclass(frozen=True)
-class RangeMeta:
-    """Offsets ``[start_offset, end_offset)`` of one stream, held in ``size`` bytes."""
-
-    stream_id: int
-    start_offset: int
-    end_offset: int
-    size: int
-    links: RangeLinks | None = None
-    """The stream's hash chain at both ends of the range (s3stream/chain.py);
-    None for ranges written before the chain existed."""
-
-    def to_wire(self) -> list[Any]:
-        fields: list[Any] = [self.stream_id, self.start_offset, self.end_offset, self.size]
-        if self.links is not None:
-            fields.append(self.links.to_wire())
-        return fields
-
-    @classmethod
-    def from_wire(cls, raw: list[Any]) -> RangeMeta:
-        if len(raw) == 5:  # what every range since the chain is: no slice made
-            stream_id, start, end, size, links = raw
-            return cls(stream_id, start, end, size, RangeLinks.from_wire(links))
-        stream_id, start, end, size = raw[:4]
-        return cls(
-            stream_id, start, end, size, RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None
-        )
-
-
-@dataclass(frozen=True)
-class ObjectMeta:
-    object_id: int
-    key: str
-    kind: ObjectKind
-    size: int
-    created_ms: int
-    ranges: tuple[RangeMeta, ...]
-
-    def range_at(self, stream_id: int, start_offset: int) -> RangeMeta | None:
-        """The object's range of ``stream_id`` starting at ``start_offset``
-        (the first such, as a walk of ``ranges`` finds it), or None: an
-        upload looks up the range at the head of each of a thousand streams'
-        chains, most in one stream-set object of a thousand ranges, where a
-        walk each was a million steps. Objects lay their ranges out in
-        (stream, start) order, so a binary search finds it with nothing kept
-        per range: a dict per object would cost some 84 bytes per range for
-        as long as the object is in the manifest, a fifth more memory."""
-        ranges = self.ranges
-        if self._in_order:
-            i = bisect.bisect_left(ranges, (stream_id, start_offset), key=_range_key)
-            if i < len(ranges):
-                found = ranges[i]
-                if found.stream_id == stream_id and found.start_offset == start_offset:
-                    return found
-            return None
-        for r in ranges:
-            if r.stream_id == stream_id and r.start_offset == start_offset:
-                return r
-        return None
-
-    @cached_property
-    def _in_order(self) -> bool:
-        """Whether the ranges are in (stream, start) order, as every object
-        this code writes has them; one walk on the first look."""
-        keys = [(r.stream_id, r.start_offset) for r in self.ranges]
-        return all(a <= b for a, b in pairwise(keys))
-
-    def to_wire(self) -> list[Any]:
-        return [
-            self.object_id,
-            self.key,
-            int(self.kind),
-            self.size,
-            self.created_ms,
-            [r.to_wire() for r in self.ranges],
-        ]
-
-    @staticmethod
-    def wire_is_current(raw: list[Any]) -> bool:
-        """Whether ``to_wire`` of the object read from ``raw`` gives ``raw``
-        back, so its packed bytes are those the current code packs: not
-        so for a range whose chain links were written without their
-        algorithm (2 or 4 links, before ``ChainHash``), which reads as
-        SHA-256 and is written with the algorithm's id. A look at each
-        range's shape, not a ``to_wire``, which is what a checkpoint's
-        packing spends its time on (docs/design/0145)."""
-        if len(raw) != 6 or type(raw[2]) is not int:
-            return False
-        for r in raw[5]:
-            if len(r) == 5:
-                links = r[4]
-                if len(links) not in (3, 5) or type(links[-1]) is not int:
-                    return False
-            elif len(r) != 4:
-                return False
-        return True
-
-    @classmethod
-    def from_wire(cls, raw: list[Any]) -> ObjectMeta:
-        object_id, key, kind, size, created_ms, ranges = raw
-        # A dict's look for an int, not the enum's call (a tenth of an
-        # open's walk of 30,000 objects); anything else as the enum says it.
-        known = _KINDS.get(kind) if type(kind) is int else None
-        return cls(
-            object_id,
-            key,
-            ObjectKind(kind) if known is None else known,
-            size,
-            created_ms,
-            tuple(map(RangeMeta.from_wire, ranges)),
-        )
-
-
-@dataclass
-class StreamMeta:
-    stream_id: int
-    epoch: int = 0
-    start_offset: int = 0
-    end_offset: int = 0
-    """The end of the stream's data in committed objects: its remote watermark."""
-    created_ms: int = 0
-
-    def to_wire(self) -> list[int]:
-        return [self.stream_id, self.epoch, self.start_offset, self.end_offset, self.created_ms]
-
-    @classmethod
-    def from_wire(cls, raw: list[Any]) -> StreamMeta:
-        stream_id, epoch, start, end, created = raw
-        return cls(stream_id, epoch, start, end, created)
-
-    def copy(self) -> StreamMeta:
-        """A copy to change (every field named: a commit copies each stream
-        it touches, a thousand a block, where ``dataclasses.replace`` took
-        three times as long)."""
-        return StreamMeta(
-            self.stream_id, self.epoch, self.start_offset, self.end_offset, self.created_ms
-        )
-
-
-@dataclass
-class StreamRanges:
-    """A stream's committed ranges in offset order: ``(start, end, object_id)``."""
-
-    starts: list[int] = field(default_factory=list)
-    entries: list[tuple[int, int, int]] = field(default_factory=list)
-
-    def add(self, start: int, end: int, object_id: int) -> None:
-        i = bisect.bisect_left(self.starts, start)
-        self.starts.insert(i, start)
-        self.entries.insert(i, (start, end, object_id))
-
-    def remove(self, start: int, object_id: int) -> None:
-        i = bisect.bisect_left(self.starts, start)
-        while i < len(self.entries) and self.entries[i][0] == start:
-            if self.entries[i][2] == object_id:
-                del self.starts[i], self.entries[i]
-                return
-            i += 1
-
-    def holds(self, start: int, object_id: int) -> bool:
-        """Whether the object's range starting at ``start`` is one of these."""
-        i = bisect.bisect_left(self.starts, start)
-        while i < len(self.entries) and self.entries[i][0] == start:
-            if self.entries[i][2] == object_id:
-                return True
-            i += 1
-        return False
-
-    def find(self, offset: int) -> tuple[int, int, int] | None:
-        """The range holding ``offset``, or else the first range after it."""
-        i = bisect.bisect_right(self.starts, offset) - 1
-        if i >= 0 and self.entries[i][1] > offset:
-            return self.entries[i]
-        i += 1
-        return self.entries[i] if i < len(self.entries) else None
-
-
 class InvalidOperation(ValueError):
     """An operation does not apply to the state (a bug, or a corrupt manifest)."""
 
 
 @dataclass
-class ManifestState:
+class ManifestState(ManifestQueries):
     seq: int = 0
     epoch: int = 0
     owner: str = ""
@@ -443,91 +259,6 @@ class ManifestState:
             self.shares[stream_id] = left
         else:
             del self.shares[stream_id]
-
-    def source_of(self, stream_id: int, start_offset: int, object_id: int) -> int:
-        """The stream whose blocks of the object hold the stream's range
-        starting at ``start_offset``: the stream itself, or for a shared
-        range the stream that wrote it."""
-        shares = self.shares.get(stream_id)
-        if shares is None:
-            return stream_id
-        return shares.get((start_offset, object_id), stream_id)
-
-    def sharers(self, object_id: int) -> list[tuple[int, int]]:
-        """The ``(stream_id, start_offset)`` of every shared range of the object."""
-        return [
-            (stream_id, start)
-            for stream_id, shares in self.shares.items()
-            for start, oid in shares
-            if oid == object_id
-        ]
-
-    def shared_object_ids(self) -> set[int]:
-        """Objects some stream holds a shared range of (live or not): a merge
-        leaves them as they are, so a fork's view never changes under it."""
-        return {oid for shares in self.shares.values() for _, oid in shares}
-
-    def _entry_live(self, stream_id: int, start_offset: int, object_id: int) -> bool:
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            return False
-        ranges = self.ranges[stream_id]
-        i = bisect.bisect_left(ranges.starts, start_offset)
-        while i < len(ranges.entries) and ranges.entries[i][0] == start_offset:
-            if ranges.entries[i][2] == object_id:
-                return ranges.entries[i][1] > stream.start_offset
-            i += 1
-        return False
-
-    def object_live(self, meta: ObjectMeta) -> bool:
-        """Whether any stream can still read any of the object's ranges: its
-        own (``range_live``) or one another stream shares. Objects are
-        reference counted by the streams that hold their ranges."""
-        if any(self.range_live(meta.object_id, r) for r in meta.ranges):
-            return True
-        return any(
-            self._entry_live(stream_id, start, meta.object_id)
-            for stream_id, start in self.sharers(meta.object_id)
-        )
-
-    def range_live(self, object_id: int, r: RangeMeta) -> bool:
-        """Whether a range of an object can still be read: its stream exists,
-        has not been trimmed past it, and still holds it (not dropped)."""
-        stream = self.streams.get(r.stream_id)
-        return (
-            stream is not None
-            and r.end_offset > stream.start_offset
-            and self.ranges[r.stream_id].holds(r.start_offset, object_id)
-        )
-
-    def range_meta(
-        self, stream_id: int, start_offset: int, object_id: int, *, source: bool = False
-    ) -> RangeMeta | None:
-        """The object's range of the stream that starts at ``start_offset``
-        (a shared range's as its source wrote it; with ``source``, the
-        range ``stream_id`` itself wrote)."""
-        meta = self.objects.get(object_id)
-        if meta is None:
-            return None
-        writer = stream_id if source else self.source_of(stream_id, start_offset, object_id)
-        return meta.range_at(writer, start_offset)
-
-    def names_key(self, key: str) -> bool:
-        """Whether an object of this state has this key (one removed since
-        is in ``garbage``, or forgotten)."""
-        return any(meta.key == key for meta in self.objects.values())
-
-    def chain_head(self, stream_id: int) -> tuple[int, bytes] | None:
-        """The end offset of the stream's last committed range and the chain's
-        link there, or None if that range has no links (or there is none)."""
-        ranges = self.ranges.get(stream_id)
-        if ranges is None or not ranges.entries:
-            return None
-        start, end, object_id = ranges.entries[-1]
-        meta = self.range_meta(stream_id, start, object_id)
-        if meta is None or meta.links is None:
-            return None
-        return end, meta.links.after
 
     def _forget_garbage(self, key: str) -> None:
         self.garbage.pop(key, None)

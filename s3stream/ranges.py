@@ -133,8 +133,9 @@ class Text:
     ``listed``: a list of such names, none empty (Kafka's LIST type), given
     as a list or tuple or as one string of them split at ``separator``
     (Kafka's comma, or super.users' semicolon), and kept as a tuple;
-    ``nonempty`` then asks for one name at least. ``table``: a table of
-    strings by string (a client's properties)."""
+    ``nonempty`` then asks for one name at least, and with ``choices``
+    each is named once (:meth:`repeated`). ``table``: a table of strings
+    by string (a client's properties)."""
 
     choices: tuple[str, ...] = ()
     nonempty: bool = False
@@ -158,8 +159,31 @@ class Text:
                 names is not None
                 and all(map(self._accepts_one, names))
                 and (bool(names) or not self.nonempty)
+                and self.repeated(value) is None
             )
         return self._accepts_one(value)
+
+    def repeated(self, value: object) -> str | None:
+        """The first choice a listed setting names twice (``uniform,uniform``,
+        in any case when ``any_case``), or None. A list of choices names a
+        set, in order of preference: one named again says nothing more and
+        is most likely a slip (another name meant in its place), shown
+        rather than dropped. Kafka refuses a repeat in
+        ``group.consumer.assignors`` (GroupCoordinatorConfig's
+        ``ConfigDef.ValidList.anyNonDuplicateValues``, KIP-1161: "values
+        must not be duplicated"); its ``sasl.enabled.mechanisms`` is defined
+        with no validator and takes one, which this refuses all the same:
+        the slip is as likely there. Lists of free names (super users,
+        audiences) may repeat one harmlessly and are left as given."""
+        if not (self.listed and self.choices):
+            return None
+        seen: set[str] = set()
+        for name in self.names_of(value) or ():
+            key = name.lower() if self.any_case else name
+            if key in seen:
+                return name
+            seen.add(key)
+        return None
 
     def _accepts_one(self, value: object) -> bool:
         if not isinstance(value, str):
@@ -209,7 +233,11 @@ def check_text(setting: str, value: object, accepted: Text) -> None:
     """Raises ConfigOutOfRange when ``value`` is not of ``accepted``."""
     if not accepted.accepts(value):
         shown = _Withheld(type(value).__name__) if accepted.secret else value
-        raise ConfigOutOfRange(setting, shown, accepted.phrase())
+        phrase = accepted.phrase()
+        twice = accepted.repeated(value)
+        if twice is not None:
+            phrase = f"{phrase}, each named once ({twice!r} is named twice)"
+        raise ConfigOutOfRange(setting, shown, phrase)
 
 
 def check_texts(config: object, texts: Mapping[str, Text]) -> None:

@@ -42,7 +42,8 @@ from typing import Any, NamedTuple
 
 from s3stream.block_cache import BlockCache, Loader
 from s3stream.errors import CorruptObject
-from s3stream.manifest_state import ManifestState, ObjectMeta
+from s3stream.manifest_entries import ObjectMeta
+from s3stream.manifest_state import ManifestState
 from s3stream.objects import (
     INDEX_ENTRY,
     SUFFIX_READ_BYTES,

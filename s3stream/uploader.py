@@ -57,7 +57,8 @@ from s3stream.config import StreamStoreConfig
 from s3stream.errors import Fenced, StoreClosed
 from s3stream.header_index import Indexer, StreamKeys, encode_region, stream_keys
 from s3stream.log_cache import CacheBlock
-from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
+from s3stream.manifest_state import ManifestState, Op
 from s3stream.manifest_writer import ManifestWriter
 from s3stream.objects import (
     EMPTY_HEADER_INDEX,
@@ -70,6 +71,7 @@ from s3stream.objects import (
 )
 from s3stream.store import ObjectStore, ObjectStoreClosed, ObjectStoreError
 from s3stream.store_state import StoreState, StoreStats
+from s3stream.transient_retries import backoff_delay
 from wal import Position, WalError
 from wal.thread_priority import NORMAL, ThreadPriority
 
@@ -350,7 +352,7 @@ def put_objects(
                 raise
             except ObjectStoreError as error:
                 on_error(error)
-                if stop.wait(min(5.0, 0.05 * 2 ** min(attempt, 7))):
+                if stop.wait(backoff_delay(attempt, first_s=0.05, doublings=7)):
                     return False
                 attempt += 1
     return True

@@ -15,25 +15,36 @@ Python's own SIGINT handler it runs as a release of wal/interrupts.py, so
 a Ctrl-C landing in it is raised once it is marked done. Under another
 handler (an event loop's) nothing raises in it.
 
+A ``best_effort`` close is the clean-up of something that failed part
+way (a server's start): a step that raises is logged with its owner and
+name, counted done, and the next step still runs, so the error its
+caller sees is the failure's own, not the clean-up's. A cancellation is
+not caught: the close is left cut short, and the next call resumes it.
+
 In wal/, the lowest package that closes this way: s3stream and engine
 close their layers with it too (docs/design/0113).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from wal.interrupts import Releasing, release
+
+log = logging.getLogger("tidelog.closing")
 
 
 class Closing:
     """The steps of one owner's close, and which of them are done."""
 
-    __slots__ = ("_done", "_finished", "owner")
+    __slots__ = ("_done", "_finished", "best_effort", "owner")
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, *, best_effort: bool = False) -> None:
         self.owner = owner
         """The closing class's name: a step is known as ``owner.name``."""
+        self.best_effort = best_effort
+        """Whether a step that raises is logged and the next still run."""
         self._done: set[str] = set()
         self._finished = False
 
@@ -54,13 +65,30 @@ class Closing:
         """Runs ``action`` unless a close before this one finished it."""
         if name in self._done:
             return
-        run_step(self.owner, name, action, lambda: self._done.add(name), atomic)
+        try:
+            run_step(self.owner, name, action, lambda: self._done.add(name), atomic)
+        except Exception:
+            if not self.best_effort:
+                raise
+            self._gave_up(name)
 
     async def step_async(self, name: str, action: Callable[[], Awaitable[object]]) -> None:
         """Awaits ``action()`` unless a close before this one finished it."""
         if name in self._done:
             return
-        await run_step_async(self.owner, name, action)
+        try:
+            await run_step_async(self.owner, name, action)
+        except Exception:
+            if not self.best_effort:
+                raise
+            self._gave_up(name)
+            return
+        self._done.add(name)
+
+    def _gave_up(self, name: str) -> None:
+        """A best-effort step failed: logged, and counted done so that a
+        close resumed later does not fail on it again."""
+        log.exception("%s.%s failed; the steps after it still run", self.owner, name)
         self._done.add(name)
 
 

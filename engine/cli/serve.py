@@ -31,8 +31,9 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 from engine import refusal
 from engine.authorization import AuthorizationConfig
 from engine.cli.help_format import HelpFormatter, examples
+from engine.cli.logging_restored import logging_restored
 from engine.engine import Engine, EngineConfig
-from engine.gc_pause import collecting_less_often_while_serving, freeze_what_start_made
+from engine.gc_pause import collecting_less_often_while_serving, what_start_made_frozen
 from engine.log_json import use_json_lines
 from engine.log_limit import limit_repeated_lines
 from engine.server.config import (
@@ -242,13 +243,21 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"tidelog serve: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=root_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for name, level in logger_levels.items():
-        logging.getLogger(name).setLevel(level)
+    # The process may live on after serve returns (a test, a script calling
+    # main): its logging is left as serve found it.
+    with logging_restored() as restored:
+        logging.basicConfig(
+            level=root_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        for name, level in logger_levels.items():
+            restored.set_level(name, level)
+        return _run_configured(args)
+
+
+def _run_configured(args: argparse.Namespace) -> int:
+    """``run`` once its logging is set up."""
     try:
         file, server_config = settings(args)
     except (ConfigFileError, ValueError) as error:
@@ -348,8 +357,7 @@ async def _serve(
     try:
         server = server_type(engine, server_config)
         await server.start()
-        freeze_what_start_made()
-        with collecting_less_often_while_serving():
+        with what_start_made_frozen(), collecting_less_often_while_serving():
             registry = None
             operations = None
             mirror: Any = None

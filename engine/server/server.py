@@ -11,7 +11,6 @@ import ipaddress
 import logging
 import ssl
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -166,22 +165,24 @@ class Server:
             # next stop() return at once, its listeners left bound.
             self._closing = Closing("Server")
         listeners = self.config.effective_listeners
-        if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
-            self.token_validator, self._token_keys = await start_validator(
-                self.config.oauthbearer, clock.time_ms
-            )
+        # The TLS contexts before the token keys: a keystore that cannot be
+        # read fails the start with nothing yet running (the keys' refresh
+        # is a task, which the clean-up below would not reach from here).
         tls: dict[SecurityProtocol, ssl.SSLContext] = {}
         for listener in listeners:
             if listener.protocol.uses_tls and listener.protocol not in tls:
                 tls[listener.protocol] = server_context(
                     self.config, client_auth=listener.protocol is SecurityProtocol.SSL
                 )
-        # Until the listeners serve, a failure closes what this start opened:
-        # its listeners are bound but not serving, and stop() has no state
-        # to stop (a start that failed to read the cluster id or the ACLs
-        # held its ports, and its stop() raised), or a state half made (the
-        # broker configs or the metrics refused after it: its tasks and
-        # pools left running until a stop() of a server never started).
+        if any(OAUTHBEARER in self.config.mechanisms(x) for x in listeners if x.protocol.uses_sasl):
+            self.token_validator, self._token_keys = await start_validator(
+                self.config.oauthbearer, clock.time_ms
+            )
+        # Until the listeners serve, a failure closes what this start opened
+        # with stop()'s own steps, over whatever it made (_close): its
+        # listeners bound but not serving, a state half made, its tasks and
+        # pools. Its port is free and stop() finds nothing left to stop.
+        self._state = None  # the last start's, stopped with it
         try:
             for listener in listeners:
                 self._servers[listener.name] = await loop.create_server(
@@ -219,7 +220,12 @@ class Server:
             for opened in self._servers.values():
                 await opened.start_serving()
         except BaseException:
-            await self._abandon_start()
+            # Its own close, best-effort: a step that fails is logged and the
+            # rest still run, so the caller gets the start's error. One cut
+            # short (cancelled again) is finished by stop() or the next start.
+            self._closing = Closing("Server", best_effort=True)
+            await self._close(self._closing)
+            self._state = None
             raise
         for listener in listeners:
             advertised = brokers[listener.name]
@@ -242,42 +248,6 @@ class Server:
                     listener.host or "every interface",
                     ports[listener.name],
                 )
-
-    async def _abandon_start(self) -> None:
-        """Undoes what a failed start made, whatever step it reached, so
-        that its ports can be bound again and stop() finds nothing to stop:
-        its listeners, the state's tasks, pools and timer, the metrics'
-        source and the token keys' refresh. Each undo is of something that
-        may not have been made, and is a no-op then. An undo that fails is
-        logged and the next one still made: the start's own error is the
-        one its caller gets, not the clean-up's."""
-        for opened in self._servers.values():
-            opened.close()
-        tasks = [task for task in (self._reporter, self._sweeper) if task is not None]
-        for task in tasks:
-            task.cancel()
-        self._reporter = self._sweeper = None
-        _undo("loop lag", self.loop_lag.stop)
-        await asyncio.gather(*tasks, return_exceptions=True)
-        _undo("metrics", lambda: self.engine.metrics().remove_source(self))
-        state, self._state = self._state, None
-        if state is not None:
-            state.stopping.set()
-            _undo("admin", lambda: state.admin.shutdown(wait=False, cancel_futures=True))
-            _undo(
-                "record checks",
-                lambda: state.record_checks.shutdown(wait=False, cancel_futures=True),
-            )
-            _undo("request deadlines", state.deadlines.close)
-        servers = list(self._servers.values())
-        self._servers.clear()
-        for opened in servers:
-            await opened.wait_closed()
-        if self._token_keys is not None:
-            try:
-                await self._token_keys.stop()
-            except Exception:
-                log.exception("a failed start's token keys did not stop")
 
     def _new_state(self, broker: Broker, brokers: dict[str, Broker]) -> ServerState:
         """This start's state, its listeners bound."""
@@ -334,22 +304,35 @@ class Server:
         shutdown timeout), then closes every connection. The engine is the
         caller's to close. A stop cut short (a cancellation, an exception)
         is finished by the next call (wal/closing.py)."""
-        closing = self._closing
-        if not self._servers or closing.finished:
+        if self._closing.finished:
             return
+        if not self._servers and not self._closing.begun:
+            # Never started. A failed start's clean-up cut short may have no
+            # listener (its port refused) and still its token keys to stop.
+            return
+        await self._close(self._closing)
+
+    async def _close(self, closing: Closing) -> None:
+        """The steps of stop(), and of a failed start's clean-up: each a
+        no-op for what the start did not make (a state, tasks, token keys),
+        the listeners closed first, before anything is awaited."""
         closing.step("listeners", self._stop_accepting)
         connections = list(self.connections)
-        closing.step("admin", lambda: self.state.admin.shutdown(wait=False, cancel_futures=True))
+        state = self._state
+        if state is not None:
+            closing.step("admin", lambda: state.admin.shutdown(wait=False, cancel_futures=True))
         if connections:
             log.info("finishing requests in flight on %d connections", len(connections))
         await closing.step_async("drain", lambda: self._drain(connections))
         closing.step("connections", lambda: _close_all(connections))
-        closing.step("request deadlines", self.state.deadlines.close)
-        closing.step(
-            "record checks",
-            lambda: self.state.record_checks.shutdown(wait=False, cancel_futures=True),
-        )
+        if state is not None:
+            closing.step("request deadlines", state.deadlines.close)
+            closing.step(
+                "record checks",
+                lambda: state.record_checks.shutdown(wait=False, cancel_futures=True),
+            )
         closing.step("password checks", self.password_checks.shutdown)
+        await closing.step_async("tasks", self._tasks_ended)
         await closing.step_async("listeners closed", self._wait_closed)
         if self._token_keys is not None:
             await closing.step_async("token keys", self._token_keys.stop)
@@ -369,7 +352,17 @@ class Server:
         self.loop_lag.stop()
         for connection in list(self.connections):
             connection.stop_reading()
-        self.state.stopping.set()  # coordinator waits give up (see until_stopping)
+        if self._state is not None:
+            self._state.stopping.set()  # coordinator waits give up (see until_stopping)
+
+    async def _tasks_ended(self) -> None:
+        """The reporter and the sweeper have ended (cancelled again: a
+        best-effort listeners' step that failed may not have reached them)."""
+        tasks = [task for task in (self._reporter, self._sweeper) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._reporter = self._sweeper = None
 
     async def _drain(self, connections: list[Connection]) -> None:
         await asyncio.gather(*(c.drain(self.config.shutdown_timeout_s) for c in connections))
@@ -527,12 +520,3 @@ def _is_loopback(host: str) -> bool:
 def _close_all(connections: list[Connection]) -> None:
     for connection in connections:
         connection.close()
-
-
-def _undo(name: str, action: Callable[[], object]) -> None:
-    """One undo of a failed start (Server._abandon_start): its failure is
-    logged, so that the start's own error reaches its caller."""
-    try:
-        action()
-    except Exception:
-        log.exception("a failed start's %s could not be undone", name)

@@ -26,6 +26,7 @@ from engine.partition import AppendResult
 from engine.protocol.kafka_code import KafkaCode
 from native import RecordSpec
 from s3stream import StreamStoreConfig
+from s3stream.errors import StoreFailed
 from s3stream.uploader import Uploader
 
 TIMEOUT = 30.0
@@ -111,14 +112,10 @@ def test_a_remote_append_of_a_live_topic_whose_upload_fails_answers_a_storage_er
         opened.close()  # the store failed, as set up: what it held stays in the WAL
 
 
-def test_a_producers_retry_waiting_for_the_originals_object_answers_unknown_topic(
-    held: engine.Engine,
-) -> None:
-    """A retry of a batch already appended waits until the original is in
-    a committed object (Acks._retry_durable); the deletion of its topic
-    fails that wait, and the retry is answered as the original is."""
-    producer_id, epoch = held.init_producer_id()
-    batch = bytes(
+def _producers_first_batch(opened: engine.Engine) -> bytes:
+    """An idempotent producer's first batch: sent again, it is a retry."""
+    producer_id, epoch = opened.init_producer_id()
+    return bytes(
         native.encode_batch(
             [RecordSpec(0, None, b"once", ())],
             producer_id=producer_id,
@@ -126,9 +123,69 @@ def test_a_producers_retry_waiting_for_the_originals_object_answers_unknown_topi
             base_sequence=0,
         )
     )
+
+
+def test_a_producers_retry_waiting_for_the_originals_object_answers_unknown_topic(
+    held: engine.Engine,
+) -> None:
+    """A retry of a batch already appended waits until the original is in
+    a committed object (Acks._retry_durable); the deletion of its topic
+    fails that wait, and the retry is answered as the original is."""
+    batch = _producers_first_batch(held)
     held.submit("r", 0, batch, remote=False).result(TIMEOUT)  # in the WAL: acknowledged
     retried = held.submit("r", 0, batch)
     assert not retried.done()
     held.delete_topic("r")
     error = retried.exception(TIMEOUT)
+    assert isinstance(error, UnknownTopic), repr(error)
+
+
+def _fail_the_wait(
+    opened: engine.Engine, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    """The retry's wait for its original fails with ``error``, as a store
+    stopping under it fails it (fault injection: the store cannot fail on
+    cue in the middle of the wait)."""
+
+    def failed(_: object, __: int, callback: Callable[[BaseException | None], None]) -> None:
+        callback(error)
+
+    monkeypatch.setattr(opened._waiters, "when_durable", failed)
+
+
+def _retried(opened: engine.Engine) -> BaseException | None:
+    """A producer's batch appended, then sent again: the retry's error."""
+    batch = _producers_first_batch(opened)
+    opened.submit("r", 0, batch, remote=False).result(TIMEOUT)
+    return opened.submit("r", 0, batch).exception(TIMEOUT)
+
+
+def test_a_retry_whose_originals_wait_fails_answers_the_engines_error(
+    held: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's error for a retry's failed wait is answered as the
+    engine's (a storage error), as an original's failed append is: the raw
+    store error reached the retry's caller, a class no Kafka code maps."""
+    _fail_the_wait(held, monkeypatch, StoreFailed(OSError("the WAL failed")))
+    error = _retried(held)
+    assert isinstance(error, StorageError), repr(error)
+    assert error.code is KafkaCode.KAFKA_STORAGE_ERROR
+
+
+def test_a_retry_whose_originals_wait_fails_over_a_deletion_answers_unknown_topic(
+    held: engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry whose wait fails with the stopped store's error once its
+    topic is deleted is answered UnknownTopic, as its original is
+    (engine_error over answer_over_deletion)."""
+    leader = held.partition("r", 0)
+
+    def deleted_then_failed(
+        _: object, __: int, callback: Callable[[BaseException | None], None]
+    ) -> None:
+        monkeypatch.setattr(leader, "deleted", True)
+        callback(StorageError("the store stopped"))
+
+    monkeypatch.setattr(held._waiters, "when_durable", deleted_then_failed)
+    error = _retried(held)
     assert isinstance(error, UnknownTopic), repr(error)

@@ -1156,3 +1156,37 @@ def test_a_refused_mirror_table_of_client_properties_never_shows_their_values(
     with pytest.raises(ConfigOutOfRange) as from_python:
         MirrorSettings("s:1", "t:1", source_config={"sasl.password": "hunter2", "retries": 5})  # type: ignore[dict-item]
     assert "hunter2" not in str(from_python.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "twice"),
+    [
+        ("uniform,uniform", "uniform"),
+        ("range, uniform, range", "range"),
+        (["range", "range"], "range"),
+    ],
+)
+def test_an_assignor_named_twice_is_refused_naming_it(given: object, twice: str) -> None:
+    with pytest.raises(ConfigOutOfRange) as refused:
+        GroupConfig(group_consumer_assignors=given)  # type: ignore[arg-type]
+    assert refused.value.setting == "group_consumer_assignors"
+    assert f"{twice!r} is named twice" in str(refused.value)
+
+
+def test_a_sasl_mechanism_named_twice_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigOutOfRange, match="'PLAIN' is named twice"):
+        ServerConfig(sasl_enabled_mechanisms="PLAIN,SCRAM-SHA-256,PLAIN")  # type: ignore[arg-type]
+
+
+def test_a_choice_named_twice_in_another_case_is_refused_when_any_case() -> None:
+    accepted = Text(choices=("a", "b"), any_case=True, listed=True)
+    assert accepted.repeated("a,B,A") == "A"
+    assert not accepted.accepts("a,B,A")
+    assert accepted.accepts("a,B")
+
+
+def test_free_names_listed_may_repeat() -> None:
+    """super.users and an audience name no set of choices: a name given
+    twice there is harmless, and kept as given."""
+    assert AuthorizationConfig(super_users="User:a;User:a").super_users == ("User:a", "User:a")
+    assert Text(listed=True).accepts("aud,aud")

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from s3stream.checkpoint_encoding import CheckpointEncoder
 from s3stream.manifest import Manifest
 from s3stream.manifest_changes import LONGEST_CHAIN
+from s3stream.manifest_entries import StreamMeta
 from s3stream.manifest_records import CHECKPOINT_PREFIX, checkpoint_key, encode_record, seq_of
-from s3stream.manifest_state import ManifestState, Op, StreamMeta
+from s3stream.manifest_state import ManifestState, Op
 from s3stream.store import MemoryStore
 from s3stream.store.base import ObjectData, joined
 from tests.s3stream.faults import FaultyStore, InjectedFault

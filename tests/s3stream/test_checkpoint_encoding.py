@@ -13,8 +13,9 @@ from s3stream.chain import RangeLinks
 from s3stream.chain_hash import ChainHash
 from s3stream.checkpoint_encoding import CheckpointEncoder
 from s3stream.manifest import Manifest
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
 from s3stream.manifest_records import CHECKPOINT_PREFIX, decode_record, encode_record
-from s3stream.manifest_state import ManifestState, ObjectMeta, Op, RangeMeta
+from s3stream.manifest_state import ManifestState, Op
 from s3stream.objects import ObjectKind
 from s3stream.store import MemoryStore
 

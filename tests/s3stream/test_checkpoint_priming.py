@@ -20,6 +20,7 @@ from s3stream.chain import RangeLinks
 from s3stream.chain_hash import ChainHash
 from s3stream.checkpoint_reading import KeptEntries, read_checkpoint
 from s3stream.manifest import Manifest, load_state
+from s3stream.manifest_entries import ObjectMeta, RangeMeta, StreamMeta
 from s3stream.manifest_load import load
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
@@ -27,7 +28,7 @@ from s3stream.manifest_records import (
     decode_record,
     encode_record,
 )
-from s3stream.manifest_state import ManifestState, ObjectMeta, RangeMeta, StreamMeta
+from s3stream.manifest_state import ManifestState
 from s3stream.objects import ObjectKind
 from s3stream.store import MemoryStore
 from tests.s3stream.test_checkpoint_encoding import _step

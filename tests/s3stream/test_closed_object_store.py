@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from s3stream import StoreFailed, StreamStore, StreamStoreConfig
-from s3stream.manifest_state import ObjectMeta
+from s3stream.manifest_entries import ObjectMeta
 from s3stream.objects import ObjectKind
 from s3stream.store import ObjectStoreClosed
 from s3stream.uploader import PreparedObject, put_objects

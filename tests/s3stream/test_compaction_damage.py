@@ -13,8 +13,9 @@ import pytest
 
 from s3stream import StreamStore
 from s3stream.errors import CorruptObject
+from s3stream.manifest_entries import ObjectMeta
 from s3stream.manifest_records import delta_key
-from s3stream.manifest_state import ManifestState, ObjectMeta
+from s3stream.manifest_state import ManifestState
 from s3stream.objects import FOOTER_SIZE, read_index
 from s3stream.store import LocalStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX

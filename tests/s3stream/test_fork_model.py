@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3stream.compaction import dead_objects, removal_ops
-from s3stream.manifest_state import ManifestState, ObjectMeta, RangeMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
+from s3stream.manifest_state import ManifestState
 from s3stream.objects import ObjectKind
 
 

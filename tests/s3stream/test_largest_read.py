@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from s3stream import reader as reader_module
 from s3stream.block_cache import BlockCache
-from s3stream.manifest_state import ManifestState, ObjectMeta, RangeMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
+from s3stream.manifest_state import ManifestState
 from s3stream.objects import (
     FOOTER_SIZE,
     ObjectKind,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3stream.chain import RangeLinks
-from s3stream.manifest_state import ObjectMeta, RangeMeta, StreamMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta, StreamMeta
 from s3stream.objects import ObjectKind
 
 

@@ -41,19 +41,35 @@ def test_what_the_start_made_is_frozen_once_the_server_listens(tmp_path: Path) -
 
     try:
         assert asyncio.run(serve_then_stop()) == 0
+        assert gc.get_freeze_count() == 0  # given back to the collections once stopped
     finally:
         gc.unfreeze()
     # Everything alive then: thousands of objects (modules, functions, the engine).
     assert frozen_while_serving[0] > 10_000
 
 
-def test_freezing_moves_every_tracked_object_out_of_the_collections() -> None:
+def test_freezing_moves_every_tracked_object_out_of_the_collections_until_left() -> None:
     gc.unfreeze()
     try:
         kept: list[list[int]] = [[] for _ in range(1000)]  # tracked containers
-        gc_pause.freeze_what_start_made()
-        assert gc.get_freeze_count() >= len(kept)
-        walked = {id(found) for found in gc.get_objects()}  # what a collection walks
-        assert not walked & {id(kept), *map(id, kept)}
+        with gc_pause.what_start_made_frozen():
+            assert gc.get_freeze_count() >= len(kept)
+            walked = {id(found) for found in gc.get_objects()}  # what a collection walks
+            assert not walked & {id(kept), *map(id, kept)}
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
+def test_what_an_application_froze_before_stays_frozen() -> None:
+    """The permanent generation cannot be given back in part: what the
+    application froze is left as it asked, with what the start made."""
+    gc.unfreeze()
+    try:
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        with gc_pause.what_start_made_frozen():
+            pass
+        assert gc.get_freeze_count() >= frozen
     finally:
         gc.unfreeze()

@@ -18,8 +18,11 @@ import engine
 from engine.protocol.apis import ApiKey, request_schema
 from engine.server.config import ServerConfig
 from engine.server.listeners import parse_listeners
+from engine.server.sasl.jwks import KeySource
+from engine.server.sasl.oauth_config import OAuthBearerConfig
 from engine.server.server import Server
 from tests.server.conftest import free_port
+from tests.server.oauth_tokens import AUDIENCE, SigningKey, jwks
 from tests.server.wire import Wire, build
 
 TIMEOUT = 30.0
@@ -240,3 +243,124 @@ def test_a_failed_start_raises_its_own_error_when_an_undo_fails(
 
     with engine.open(tmp_path / "node") as opened:
         asyncio.run(run(opened))
+
+
+def test_a_start_cancelled_again_in_its_clean_up_leaves_its_port_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start cancelled after its state is made, and cancelled a second
+    time while it cleans up (awaiting its cancelled tasks), frees its port
+    all the same: the listeners are closed before anything is awaited. The
+    next stop() finishes the clean-up cut short (the tasks ended, the
+    metrics' source dropped, the state's pools shut down), and the server
+    starts and stops again."""
+    port = free_port()
+    config = ServerConfig(listeners=parse_listeners(f"PLAINTEXT://127.0.0.1:{port}"))
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        loop = asyncio.get_running_loop()
+
+        def cancelled_here() -> None:
+            # The first cancellation lands once the state and its tasks are
+            # made; the second at the clean-up's first await.
+            starting = asyncio.current_task()
+            assert starting is not None
+            loop.call_soon(starting.cancel)
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(server.loop_lag, "start", cancelled_here)
+        starting = asyncio.ensure_future(server.start())
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        assert starting.cancelling() == 1  # the second cancellation reached it
+        _assert_port_free(port)
+        state = server._state
+        assert state is not None
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert all(task.done() for task in others)
+        assert server not in opened.metrics()._sources
+        assert state.admin._shutdown and state.record_checks._shutdown
+        _assert_port_free(port)
+        monkeypatch.undo()
+        await server.start()
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        _assert_port_free(port)
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def test_a_start_refused_its_tls_context_leaves_no_key_refresh_running(tmp_path: Path) -> None:
+    """A SASL_SSL listener whose keystore cannot be read fails the start
+    (server.tls.server_context) before any listener is bound: the token
+    keys' refresh of an OAUTHBEARER listener is not left running behind
+    it, polling its endpoint for a server that never started."""
+    key_file = tmp_path / "jwks.json"
+    key_file.write_bytes(jwks(SigningKey.ec("start-key")))
+    config = ServerConfig(
+        listeners=parse_listeners("SASL_SSL://127.0.0.1:0"),
+        sasl_enabled_mechanisms=("OAUTHBEARER",),
+        oauthbearer=OAuthBearerConfig(
+            jwks_endpoint_url=key_file.as_uri(), expected_audience=(AUDIENCE,)
+        ),
+        ssl_keystore_location=str(tmp_path / "missing.pem"),
+    )
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        with pytest.raises(FileNotFoundError):
+            await server.start()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert others == set()
+
+    with engine.open(tmp_path / "node") as opened:
+        asyncio.run(run(opened))
+
+
+def test_a_start_cancelled_in_its_clean_up_before_any_listener_is_finished_by_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start refused its port (held by another socket) binds no
+    listener; cancelled again while its clean-up stops the token keys'
+    refresh, it leaves that refresh running, and the next stop() finishes
+    the clean-up though the server has no listener to close."""
+    key_file = tmp_path / "jwks.json"
+    key_file.write_bytes(jwks(SigningKey.ec("start-key")))
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    config = ServerConfig(
+        listeners=parse_listeners(f"SASL_PLAINTEXT://127.0.0.1:{port}"),
+        sasl_enabled_mechanisms=("OAUTHBEARER",),
+        oauthbearer=OAuthBearerConfig(
+            jwks_endpoint_url=key_file.as_uri(), expected_audience=(AUDIENCE,)
+        ),
+    )
+    stop_keys = KeySource.stop
+    stops: list[str] = []
+
+    async def cancelled_once(source: KeySource) -> None:
+        stops.append("stop")
+        if len(stops) == 1:
+            raise asyncio.CancelledError  # a second cancellation, landing here
+        await stop_keys(source)
+
+    monkeypatch.setattr(KeySource, "stop", cancelled_once)
+
+    async def run(opened: engine.Engine) -> None:
+        server = Server(opened, config)
+        with pytest.raises(asyncio.CancelledError):
+            await server.start()
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+        assert stops == ["stop", "stop"]
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert others == set()
+
+    try:
+        with engine.open(tmp_path / "node") as opened:
+            asyncio.run(run(opened))
+    finally:
+        holder.close()

@@ -1,0 +1,201 @@
+"""The entries of a manifest state: a stream's metadata (StreamMeta), an
+object's and the stream ranges it holds (ObjectMeta, RangeMeta), and a
+stream's committed ranges in offset order (StreamRanges), with their wire
+forms (docs/object-format.md).
+
+Apart from the state (s3stream/manifest_state.py) so that its read-side
+queries (s3stream/manifest_queries.py), its base, name them without
+importing the state that derives from them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import pairwise
+from operator import attrgetter
+from typing import Any
+
+from s3stream.chain import RangeLinks
+from s3stream.objects import ObjectKind
+
+_range_key = attrgetter("stream_id", "start_offset")
+_KINDS = {int(kind): kind for kind in ObjectKind}
+
+
+@dataclass(frozen=True)
+class RangeMeta:
+    """Offsets ``[start_offset, end_offset)`` of one stream, held in ``size`` bytes."""
+
+    stream_id: int
+    start_offset: int
+    end_offset: int
+    size: int
+    links: RangeLinks | None = None
+    """The stream's hash chain at both ends of the range (s3stream/chain.py);
+    None for ranges written before the chain existed."""
+
+    def to_wire(self) -> list[Any]:
+        fields: list[Any] = [self.stream_id, self.start_offset, self.end_offset, self.size]
+        if self.links is not None:
+            fields.append(self.links.to_wire())
+        return fields
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> RangeMeta:
+        if len(raw) == 5:  # what every range since the chain is: no slice made
+            stream_id, start, end, size, links = raw
+            return cls(stream_id, start, end, size, RangeLinks.from_wire(links))
+        stream_id, start, end, size = raw[:4]
+        return cls(
+            stream_id, start, end, size, RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None
+        )
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    object_id: int
+    key: str
+    kind: ObjectKind
+    size: int
+    created_ms: int
+    ranges: tuple[RangeMeta, ...]
+
+    def range_at(self, stream_id: int, start_offset: int) -> RangeMeta | None:
+        """The object's range of ``stream_id`` starting at ``start_offset``
+        (the first such, as a walk of ``ranges`` finds it), or None: an
+        upload looks up the range at the head of each of a thousand streams'
+        chains, most in one stream-set object of a thousand ranges, where a
+        walk each was a million steps. Objects lay their ranges out in
+        (stream, start) order, so a binary search finds it with nothing kept
+        per range: a dict per object would cost some 84 bytes per range for
+        as long as the object is in the manifest, a fifth more memory."""
+        ranges = self.ranges
+        if self._in_order:
+            i = bisect.bisect_left(ranges, (stream_id, start_offset), key=_range_key)
+            if i < len(ranges):
+                found = ranges[i]
+                if found.stream_id == stream_id and found.start_offset == start_offset:
+                    return found
+            return None
+        for r in ranges:
+            if r.stream_id == stream_id and r.start_offset == start_offset:
+                return r
+        return None
+
+    @cached_property
+    def _in_order(self) -> bool:
+        """Whether the ranges are in (stream, start) order, as every object
+        this code writes has them; one walk on the first look."""
+        keys = [(r.stream_id, r.start_offset) for r in self.ranges]
+        return all(a <= b for a, b in pairwise(keys))
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.object_id,
+            self.key,
+            int(self.kind),
+            self.size,
+            self.created_ms,
+            [r.to_wire() for r in self.ranges],
+        ]
+
+    @staticmethod
+    def wire_is_current(raw: list[Any]) -> bool:
+        """Whether ``to_wire`` of the object read from ``raw`` gives ``raw``
+        back, so its packed bytes are those the current code packs: not
+        so for a range whose chain links were written without their
+        algorithm (2 or 4 links, before ``ChainHash``), which reads as
+        SHA-256 and is written with the algorithm's id. A look at each
+        range's shape, not a ``to_wire``, which is what a checkpoint's
+        packing spends its time on (docs/design/0145)."""
+        if len(raw) != 6 or type(raw[2]) is not int:
+            return False
+        for r in raw[5]:
+            if len(r) == 5:
+                links = r[4]
+                if len(links) not in (3, 5) or type(links[-1]) is not int:
+                    return False
+            elif len(r) != 4:
+                return False
+        return True
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> ObjectMeta:
+        object_id, key, kind, size, created_ms, ranges = raw
+        # A dict's look for an int, not the enum's call (a tenth of an
+        # open's walk of 30,000 objects); anything else as the enum says it.
+        known = _KINDS.get(kind) if type(kind) is int else None
+        return cls(
+            object_id,
+            key,
+            ObjectKind(kind) if known is None else known,
+            size,
+            created_ms,
+            tuple(map(RangeMeta.from_wire, ranges)),
+        )
+
+
+@dataclass
+class StreamMeta:
+    stream_id: int
+    epoch: int = 0
+    start_offset: int = 0
+    end_offset: int = 0
+    """The end of the stream's data in committed objects: its remote watermark."""
+    created_ms: int = 0
+
+    def to_wire(self) -> list[int]:
+        return [self.stream_id, self.epoch, self.start_offset, self.end_offset, self.created_ms]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> StreamMeta:
+        stream_id, epoch, start, end, created = raw
+        return cls(stream_id, epoch, start, end, created)
+
+    def copy(self) -> StreamMeta:
+        """A copy to change (every field named: a commit copies each stream
+        it touches, a thousand a block, where ``dataclasses.replace`` took
+        three times as long)."""
+        return StreamMeta(
+            self.stream_id, self.epoch, self.start_offset, self.end_offset, self.created_ms
+        )
+
+
+@dataclass
+class StreamRanges:
+    """A stream's committed ranges in offset order: ``(start, end, object_id)``."""
+
+    starts: list[int] = field(default_factory=list)
+    entries: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def add(self, start: int, end: int, object_id: int) -> None:
+        i = bisect.bisect_left(self.starts, start)
+        self.starts.insert(i, start)
+        self.entries.insert(i, (start, end, object_id))
+
+    def remove(self, start: int, object_id: int) -> None:
+        i = bisect.bisect_left(self.starts, start)
+        while i < len(self.entries) and self.entries[i][0] == start:
+            if self.entries[i][2] == object_id:
+                del self.starts[i], self.entries[i]
+                return
+            i += 1
+
+    def holds(self, start: int, object_id: int) -> bool:
+        """Whether the object's range starting at ``start`` is one of these."""
+        i = bisect.bisect_left(self.starts, start)
+        while i < len(self.entries) and self.entries[i][0] == start:
+            if self.entries[i][2] == object_id:
+                return True
+            i += 1
+        return False
+
+    def find(self, offset: int) -> tuple[int, int, int] | None:
+        """The range holding ``offset``, or else the first range after it."""
+        i = bisect.bisect_right(self.starts, offset) - 1
+        if i >= 0 and self.entries[i][1] > offset:
+            return self.entries[i]
+        i += 1
+        return self.entries[i] if i < len(self.entries) else None
