@@ -126,6 +126,11 @@ class _Read:
             try:
                 count = unpacker.read_array_header()
             except ValueError:  # not an array header (nothing read)
+                # A name given twice is read as its last value, as a decode
+                # of the whole body reads it: a list made for an earlier
+                # one must not stand in for a value that is no state.
+                self.entries.pop(name, None)
+                self.ends.pop(name, None)
                 body[name] = unpack()
                 continue
             made: list[Any] = []

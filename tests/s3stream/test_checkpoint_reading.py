@@ -92,3 +92,26 @@ def test_a_body_with_bytes_after_it_is_refused_as_an_undecodable_record() -> Non
     payload = msgpack.packb(ManifestState().to_wire()) + b"\x00"
     with pytest.raises(CorruptObject, match="undecodable manifest record"):
         read_checkpoint(KEY, framed_record(payload), HEADER_SIZE, keep=False)
+
+
+@pytest.mark.parametrize("name", ["streams", "objects"])
+def test_a_list_named_again_with_a_value_that_is_no_list_is_refused_as_no_state(
+    name: str,
+) -> None:
+    """A body whose checksum holds but which names its streams (or
+    objects) twice, the last time with no list, is refused as a decode of
+    the whole body refuses it (its last value wins, and is no state), not
+    read from the list of the first."""
+    state = ManifestState()
+    state.apply(["create_stream", 1, 0])
+    packer = msgpack.Packer(use_bin_type=True)
+    wire = state.to_wire()
+    payload = packer.pack_map_header(len(wire) + 1)
+    for key, value in wire.items():
+        payload += packer.pack(key) + packer.pack(value)
+    payload += packer.pack(name) + packer.pack(7)
+    framed = framed_record(payload)
+    with pytest.raises(CorruptObject):
+        _as_decoded_whole(framed)
+    with pytest.raises(CorruptObject, match="undecodable manifest checkpoint"):
+        read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
