@@ -222,9 +222,28 @@ def test_an_object_is_current_exactly_when_it_reads_back_to_its_own_bytes(
 
 def _stream_step(state: ManifestState, data: st.DataObject) -> list[Any]:
     """One commit changing one stream drawn from ``state``'s: its epoch
-    raised, a trim, an object of its range, or its deletion; or a new one."""
-    kind = data.draw(st.sampled_from(["epoch", "trim", "add", "delete", "create"]))
-    if kind == "create" or not state.streams:
+    raised, a trim, an object of its range, or its deletion; or a new one,
+    made as a fork sharing a range of another; or one object's range
+    dropped from its stream, or an object removed."""
+    kind = data.draw(
+        st.sampled_from(["epoch", "trim", "add", "delete", "create", "fork", "drop", "remove"])
+    )
+    held = [
+        (stream_id, start, object_id)
+        for stream_id, ranges in state.ranges.items()
+        for start, _, object_id in ranges.entries
+    ]
+    if kind == "fork" and held:
+        source, start, object_id = data.draw(st.sampled_from(held))
+        if (start, object_id) not in state.shares.get(source, {}):
+            fork = state.next_stream_id
+            return [["create_stream", fork, 0], ["share_range", fork, source, start, object_id]]
+    if kind == "drop" and held:
+        return [["drop_range", *data.draw(st.sampled_from(held))]]
+    unshared = sorted(set(state.objects) - {o for _, _, o in held if state.sharers(o)})
+    if kind == "remove" and unshared:
+        return [["remove_object", data.draw(st.sampled_from(unshared)), 0]]
+    if kind in ("create", "fork", "drop", "remove") or not state.streams:
         return [["create_stream", state.next_stream_id, data.draw(st.integers(0, 10**12))]]
     stream_id = data.draw(st.sampled_from(sorted(state.streams)))
     stream = state.streams[stream_id]
@@ -260,16 +279,18 @@ def test_the_first_checkpoint_after_an_open_repacks_only_the_streams_changed_sin
     while writer.state.seq % EVERY:
         writer.commit(_stream_step(writer.state, data))
     read = {stream_id: meta.to_wire() for stream_id, meta in writer.state.streams.items()}
-    changed: set[int] = set()
+    # A stream sharing a range is read with its end raised to the range's,
+    # so its bytes are not kept (checkpoint_reading.py): packed again.
+    changed: set[int] = set(writer.state.shares)
     for _ in range(data.draw(st.integers(0, EVERY - 2))):  # replayed by the open
         ops = _stream_step(writer.state, data)
-        changed |= _streams_of(ops)
+        changed |= _streams_of(writer.state, ops)
         writer.commit(ops)
     with packs_counted(pytest.MonkeyPatch(), StreamMeta, "stream_id") as packed:
         opener = Manifest.open(store, checkpoint_every=EVERY)
         while opener.state.seq % EVERY:
             ops = _stream_step(opener.state, data)
-            changed |= _streams_of(ops)
+            changed |= _streams_of(opener.state, ops)
             opener.commit(ops)
     key, written = _newest_checkpoint(store)
     assert key == checkpoint_key(opener.state.seq)
@@ -283,12 +304,14 @@ def test_the_first_checkpoint_after_an_open_repacks_only_the_streams_changed_sin
     assert differ <= set(packed)
 
 
-def _streams_of(ops: list[Any]) -> set[int]:
-    """The streams a commit's operations change."""
+def _streams_of(state: ManifestState, ops: list[Any]) -> set[int]:
+    """The streams a commit's operations on ``state`` change."""
     streams: set[int] = set()
     for op in ops:
         if op[0] == "add_object":
             streams |= {r[0] for r in op[1][5]}
+        elif op[0] == "remove_object":
+            streams |= {r.stream_id for r in state.objects[op[1]].ranges}
         else:
             streams.add(op[1])
     return streams

@@ -10,10 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s3stream.chain import RangeLinks
+from s3stream.chain_hash import ChainHash
 from s3stream.checkpoint_reading import read_checkpoint
 from s3stream.errors import CorruptObject
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
 from s3stream.manifest_records import HEADER_SIZE, decode_record, framed_record
 from s3stream.manifest_state import ManifestState
+from s3stream.objects import ObjectKind
 from tests.s3stream.test_checkpoint_encoding import _step
 
 KEY = "manifest/checkpoint/00000000000000000001"
@@ -115,3 +119,27 @@ def test_a_list_named_again_with_a_value_that_is_no_list_is_refused_as_no_state(
         _as_decoded_whole(framed)
     with pytest.raises(CorruptObject, match="undecodable manifest checkpoint"):
         read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
+
+
+def test_a_stream_whose_end_a_shared_range_raises_is_not_kept_as_read() -> None:
+    """A stream whose end in the body lies below the end of a range it
+    shares is read with its end raised to the range's: its bytes as read
+    are then not its own, and the next checkpoint packs it again rather
+    than write the lower end back."""
+    state = ManifestState()
+    state.apply(["create_stream", 1, 0])
+    links = RangeLinks(ChainHash.SHA256, bytes(32), bytes(range(32)))
+    ranges = (RangeMeta(1, 0, 5, 10, links),)
+    state.apply(
+        ["add_object", ObjectMeta(1, "o/1", ObjectKind.STREAM_SET, 10, 0, ranges).to_wire()]
+    )
+    state.apply(["create_stream", 2, 0])
+    state.apply(["share_range", 2, 1, 0, 1])
+    wire = state.to_wire()
+    wire["streams"] = [[2, 0, 0, 0, 0] if s[0] == 2 else s for s in wire["streams"]]
+    framed = framed_record(msgpack.packb(wire, use_bin_type=True))
+    read, kept = read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
+    assert read.streams[2].end_offset == 5
+    assert kept is not None
+    assert 2 not in kept.streams and 2 in kept.repack_streams
+    assert 1 in kept.streams
