@@ -93,7 +93,8 @@ class _Read:
         """Per list, the offset (in the body) of each entry's start and
         of the last one's end."""
         self.current: list[bool] = []
-        """Per object, whether its bytes are those ``to_wire`` packs."""
+        """Per object of the list read, whether its bytes are those
+        ``to_wire`` packs."""
         unpacker = msgpack.Unpacker(
             raw=False, strict_map_key=False, max_buffer_size=max(len(data) - start, 1)
         )
@@ -115,7 +116,6 @@ class _Read:
         except ValueError:  # not a map header (nothing read): not a state
             raise _NotAState(TypeError(f"a checkpoint is a map, not {unpack()!r:.80}")) from None
         body = self.body
-        current = self.current.append
         is_current = ObjectMeta.wire_is_current
         for _ in range(fields):
             name = unpack()
@@ -131,10 +131,15 @@ class _Read:
                 # one must not stand in for a value that is no state.
                 self.entries.pop(name, None)
                 self.ends.pop(name, None)
+                if name == "objects":
+                    self.current = []
                 body[name] = unpack()
                 continue
             made: list[Any] = []
             checks = keep and name == "objects"
+            if checks:  # of this list only, should the name come again
+                self.current = []
+            current = self.current.append
             offsets = [tell()]
             add, add_offset = made.append, offsets.append
             for _ in range(count):

@@ -143,3 +143,33 @@ def test_a_stream_whose_end_a_shared_range_raises_is_not_kept_as_read() -> None:
     assert kept is not None
     assert 2 not in kept.streams and 2 in kept.repack_streams
     assert 1 in kept.streams
+
+
+@pytest.mark.parametrize("name", ["streams", "objects"])
+def test_a_list_named_twice_is_read_as_its_last(name: str) -> None:
+    """A body whose checksum holds but which names its streams (or
+    objects) twice, each time with a list, is read as a decode of the
+    whole body reads it (the last list), its entries' bytes kept from
+    that list: not an error other than CorruptObject, which would fail
+    the open rather than send it to the checkpoint before."""
+    state = ManifestState()
+    state.apply(["create_stream", 1, 0])
+    links = RangeLinks(ChainHash.SHA256, bytes(32), bytes(range(32)))
+    ranges = (RangeMeta(1, 0, 5, 10, links),)
+    state.apply(
+        ["add_object", ObjectMeta(1, "o/1", ObjectKind.STREAM_SET, 10, 0, ranges).to_wire()]
+    )
+    packer = msgpack.Packer(use_bin_type=True)
+    wire = state.to_wire()
+    payload = packer.pack_map_header(len(wire) + 1)
+    payload += packer.pack(name) + packer.pack(wire[name] * 2)
+    for key, value in wire.items():
+        payload += packer.pack(key) + packer.pack(value)
+    framed = framed_record(payload)
+    assert _as_decoded_whole(framed).to_wire() == wire
+    read, kept = read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
+    assert read.to_wire() == wire
+    assert kept is not None
+    assert set(kept.streams) == {1} and set(kept.object_bytes) == {1}
+    for object_id, packed in kept.object_bytes.items():
+        assert packed == msgpack.packb(read.objects[object_id].to_wire(), use_bin_type=True)
