@@ -109,6 +109,62 @@ def thread_instructions(tree: Path, argv: Sequence[str]) -> list[int]:
         return [_total(dump) for dump in dumps]
 
 
+def run_in_windows(
+    tree: Path, argv: Sequence[str], out: Path, windows: Sequence[str], *, counted: bool
+) -> None:
+    """Runs ``python *argv`` from a source tree (its code imported first;
+    under callgrind when ``counted``, counting nothing until told, its
+    dumps ``out/callgrind.out.N-TT``), which prints each of ``windows`` in
+    turn and waits for a line on its stdin after each: the counters are
+    zeroed and started at the first, dumped at each after it (dump N
+    holds window N), and stopped at the last. Hash seeds are fixed.
+    Raises with the tail of the child's stderr if it says anything else
+    or fails."""
+    command = [sys.executable, *argv]
+    if counted:
+        command[:0] = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}/callgrind.out",
+        ]
+    env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    with open(out / "stderr", "w") as errors:
+        child = subprocess.Popen(
+            command,
+            cwd=tree,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        for number, expected in enumerate(windows):
+            line = child.stdout.readline().strip()
+            if line != expected:
+                child.kill()
+                child.wait()
+                raise RuntimeError(f"the child said {line!r}, not {expected!r}:\n{_tail(out)}")
+            control = ["--zero", "--instr=on"] if number == 0 else ["--dump"]
+            if number == len(windows) - 1:
+                control.append("--instr=off")
+            for word in control if counted else ():
+                subprocess.run(
+                    ["callgrind_control", word, str(child.pid)], check=True, capture_output=True
+                )
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        failed = child.wait(3600) != 0
+    if failed:
+        raise RuntimeError(f"the child failed in {tree}:\n{_tail(out)}")
+
+
+def _tail(out: Path) -> str:
+    return (out / "stderr").read_text()[-2000:]
+
+
 def _total(dump: Path) -> int:
     """A dump's instructions: its summary line, or its totals line where
     a valgrind release writes that instead."""

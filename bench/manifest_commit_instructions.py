@@ -36,9 +36,6 @@ it made due falls in one run's counted commits and not another's
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -164,47 +161,8 @@ def _run(tree: Path, args: list[str], cpu: bool) -> dict[str, Any]:
     committing thread's, and the checkpoint threads' (those after it)."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)
-        command = [sys.executable, *args, str(out / "figures.json")]
-        if not cpu:
-            command[:0] = [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={out}/callgrind.out",
-            ]
-        env = os.environ | {"PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-        errors = open(out / "stderr", "w")  # noqa: SIM115 (the child's, closed below)
-        child = subprocess.Popen(
-            command,
-            cwd=tree,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-        assert child.stdin is not None and child.stdout is not None
-
-        def step(expected: str, *control: str) -> None:
-            assert child.stdin is not None and child.stdout is not None
-            line = child.stdout.readline().strip()
-            if line != expected:
-                raise RuntimeError(f"the child said {line!r}, not {expected!r}")
-            for word in control if not cpu else ():
-                subprocess.run(
-                    ["callgrind_control", word, str(child.pid)], check=True, capture_output=True
-                )
-            child.stdin.write("go\n")
-            child.stdin.flush()
-
-        step("ready", "--zero", "--instr=on")
-        step("done", "--dump", "--instr=off")
-        failed = child.wait(1800) != 0
-        errors.close()
-        if failed:
-            tail = (out / "stderr").read_text()[-2000:]
-            raise RuntimeError(f"the child failed in {tree}:\n{tail}")
+        argv = [*args, str(out / "figures.json")]
+        _callgrind_costs.run_in_windows(tree, argv, out, ("ready", "done"), counted=not cpu)
         figures: dict[str, Any] = json.loads((out / "figures.json").read_text())
         if not cpu:
             # The first dump (part 1) of each thread: 01 the main one, which

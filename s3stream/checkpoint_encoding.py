@@ -10,61 +10,25 @@ outlives many checkpoints, so an object's packed bytes are kept from one
 checkpoint to the next and spliced into the body as they are. The body
 is the same bytes ``msgpack.packb(state.to_wire())`` makes: the format
 (docs/object-format.md) does not change, and checkpoints written before
-read as they did. An open keeps the packed objects of the checkpoint
-it read (``packed_objects``), so the first checkpoint after it packs
-only what is new as well (docs/design/0145). From one checkpoint to the
-next, the states' own records of what their operations touched
-(manifest_changes.py) name the streams and objects to pack again, and
-the rest are joined as kept without a step over each: at 10,000 streams
-a checkpoint walked and rebuilt every stream's list and every object's
-entry (docs/design/0150).
+read as they did. From one checkpoint to the next, the states' own
+records of what their operations touched (manifest_changes.py) name the
+streams and objects to pack again, and the rest are joined as kept
+without a step over each: at 10,000 streams a checkpoint walked and
+rebuilt every stream's list and every object's entry (docs/design/0150).
+An open keeps the streams and objects of the checkpoint it read as it
+packed them, with the record of changes of the state as read
+(checkpoint_reading.py), so the first checkpoint after it repacks only
+what changed since as well (docs/design/0145, 0150).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 import msgpack
 
+from s3stream.checkpoint_reading import KeptEntries
 from s3stream.manifest_changes import Changes
 from s3stream.manifest_entries import ObjectMeta
 from s3stream.manifest_state import ManifestState
-
-
-def packed_objects(
-    payload: bytes | memoryview, wires: Sequence[list[Any]], state: ManifestState
-) -> dict[int, tuple[ObjectMeta, bytes]]:
-    """Each object's packed bytes as they lie in a checkpoint's msgpack
-    ``payload``, keyed by object id with the object's metadata in
-    ``state`` (the state read from that payload, whose decoded objects'
-    list is ``wires``), for ``CheckpointEncoder.prime``. Only objects whose
-    wire form is what ``to_wire`` gives back (``ObjectMeta.wire_is_current``)
-    are kept: the rest, of ranges written before the chain's algorithm was
-    stored, are packed again by the next checkpoint. Every checkpoint was
-    packed by msgpack's own packer, whose bytes for a value are always the
-    same, so the bytes found are those the current code packs."""
-    unpacker = msgpack.Unpacker(max_buffer_size=len(payload))
-    unpacker.feed(payload)
-    spans: list[tuple[int, int]] = []
-    for _ in range(unpacker.read_map_header()):
-        if unpacker.unpack() != "objects":
-            unpacker.skip()
-            continue
-        for _ in range(unpacker.read_array_header()):
-            start = unpacker.tell()
-            unpacker.skip()
-            spans.append((start, unpacker.tell()))
-    if len(spans) != len(wires):
-        return {}  # not the body ``wires`` came from: prime nothing
-    view = memoryview(payload)
-    packed: dict[int, tuple[ObjectMeta, bytes]] = {}
-    objects = state.objects
-    for wire, (start, end) in zip(wires, spans, strict=True):
-        meta = objects.get(wire[0])
-        if meta is not None and ObjectMeta.wire_is_current(wire):
-            packed[meta.object_id] = (meta, bytes(view[start:end]))
-    return packed
 
 
 class CheckpointEncoder:
@@ -83,17 +47,28 @@ class CheckpointEncoder:
         self._last: Changes | None = None
         """The record of the state the last checkpoint encoded: what
         changed since is repacked, the rest spliced in as kept."""
+        self._unkept_streams: set[int] = set()
+        self._unkept_objects: set[int] = set()
+        """Entries of the checkpoint an open read whose bytes were not
+        kept: the next checkpoint packs them, changed or not."""
 
-    def prime(self, packed: Mapping[int, tuple[ObjectMeta, bytes]]) -> None:
-        """Keeps ``packed`` (object id to the metadata and its packed bytes,
-        as ``packed_objects`` finds them in the checkpoint an open read)
-        for the next checkpoint, as if this encoder had written it: the
-        first checkpoint after an open then packs only the objects new
-        since, where it packed all 30,000 at 10,000 streams (0145)."""
-        self._object_metas = {object_id: meta for object_id, (meta, _) in packed.items()}
-        self._object_bytes = {object_id: data for object_id, (_, data) in packed.items()}
-        self._stream_bytes = {}
-        self._last = None
+    def prime(self, kept: KeptEntries | None) -> None:
+        """Keeps ``kept`` (the streams and objects of the checkpoint an
+        open read, as checkpoint_reading.py finds them, and the record of
+        the state as read) for the next checkpoint, as if this encoder had
+        written it: the first checkpoint after an open then packs only the
+        streams and objects changed since, where it packed all 30,000
+        objects (0145) and then all 10,000 streams (0150) at 10,000
+        streams. None: nothing kept, as for a new encoder."""
+        if kept is None:
+            kept = KeptEntries(None, {}, {}, {}, set(), set())
+        # Copies: an open that loses a race primes again from the same entries.
+        self._object_metas = dict(kept.object_metas)
+        self._object_bytes = dict(kept.object_bytes)
+        self._stream_bytes = dict(kept.streams)
+        self._unkept_streams = set(kept.repack_streams)
+        self._unkept_objects = set(kept.repack_objects)
+        self._last = kept.record
 
     @property
     def kept_objects(self) -> int:
@@ -107,7 +82,11 @@ class CheckpointEncoder:
         if changed is None:
             self._pack_all(packer, state)
         else:
-            self._repack(packer, state, *changed)
+            streams, objects = changed
+            streams |= self._unkept_streams
+            objects |= self._unkept_objects
+            self._repack(packer, state, streams, objects)
+        self._unkept_streams, self._unkept_objects = set(), set()
         self._last = state.seal_changes()
         wire = state.to_wire(entries=False)
         parts: list[bytes] = [packer.pack_map_header(len(wire))]
@@ -152,8 +131,8 @@ class CheckpointEncoder:
         objects: set[int],
     ) -> None:
         """Only the streams and objects changed since the last checkpoint
-        packed again (or forgotten, if gone); the rest are kept as they
-        are, with no step taken over them."""
+        (or read without their bytes kept) packed again, or forgotten if
+        gone; the rest are kept as they are, with no step taken over them."""
         stream_bytes = self._stream_bytes
         for stream_id in streams:
             stream = state.streams.get(stream_id)

@@ -183,7 +183,7 @@ class Manifest:
                     manifest.state = loaded.state
                     manifest.conflicts = loaded.conflicts
                     manifest._tip_version = loaded.tip_version
-                    manifest._checkpoint_writer.opened(loaded.checkpoints, loaded.packed_objects)
+                    manifest._checkpoint_writer.opened(loaded.checkpoints, loaded.kept)
                     # Above every epoch in the log, left-out versions' too: a
                     # writer whose versions were left out must not share it.
                     newest = max([loaded.state.epoch] + [c.epoch or 0 for c in loaded.conflicts])

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from s3stream.checkpoint_encoding import CheckpointEncoder
-from s3stream.manifest_entries import ObjectMeta
+from s3stream.checkpoint_reading import KeptEntries
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
     LOG_PREFIX,
@@ -59,14 +59,12 @@ class CheckpointWriter:
         (None: not known yet, the deltas are listed)."""
         self._checkpoint_encoder = CheckpointEncoder()
 
-    def opened(
-        self, checkpoints: Iterable[int], packed: Mapping[int, tuple[ObjectMeta, bytes]]
-    ) -> None:
-        """The checkpoints an open listed, and the objects of the one it
-        read as that checkpoint packed them (for the next checkpoint's
-        encoder, docs/design/0145)."""
+    def opened(self, checkpoints: Iterable[int], kept: KeptEntries | None) -> None:
+        """The checkpoints an open listed, and the streams and objects of
+        the one it read as that checkpoint packed them (for the next
+        checkpoint's encoder, docs/design/0145, 0150)."""
         self._checkpoints = list(checkpoints)
-        self._checkpoint_encoder.prime(packed)
+        self._checkpoint_encoder.prime(kept)
 
     def checkpoint(self, state: ManifestState) -> None:
         """Writes the full state, then deletes what it makes unnecessary:

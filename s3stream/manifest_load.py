@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from s3stream.checkpoint_encoding import packed_objects
+from s3stream.checkpoint_reading import KeptEntries, read_checkpoint
 from s3stream.errors import CorruptObject
-from s3stream.manifest_entries import ObjectMeta
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
     HEADER_SIZE,
     LOG_PREFIX,
+    check_framing,
     decode_record,
     delta_key,
     seq_of,
@@ -58,9 +56,9 @@ class LoadedManifest(NamedTuple):
     """The writer that fenced the current epoch, once seen."""
     checkpoints: tuple[int, ...] = ()
     """The versions of the checkpoints listed at the load."""
-    packed_objects: Mapping[int, tuple[ObjectMeta, bytes]] = MappingProxyType({})
-    """The objects of the checkpoint read, as it packed them, for the
-    writer's next checkpoint (checkpoint_encoding.packed_objects)."""
+    kept: KeptEntries | None = None
+    """The streams and objects of the checkpoint read, as it packed them,
+    for the writer's next checkpoint (checkpoint_reading.py)."""
 
 
 def load_state(store: ObjectStore) -> ManifestState:
@@ -70,11 +68,11 @@ def load_state(store: ObjectStore) -> ManifestState:
 
 def load(store: ObjectStore, *, keep_packed: bool = False) -> LoadedManifest:
     """The newest committed state, and the versions left out of it as
-    conflicting; with ``keep_packed``, also the objects of the checkpoint
-    read as it packed them, for an opener's checkpoint encoder: a walk of
-    the checkpoint and a copy of its objects' bytes that a load only to
-    read (``load_state``: the CLI, reads from outside the writer) would
-    throw away (docs/design/0145)."""
+    conflicting; with ``keep_packed``, also the streams and objects of the
+    checkpoint read as it packed them, for an opener's checkpoint encoder:
+    a copy of their bytes that a load only to read (``load_state``: the
+    CLI, reads from outside the writer) would throw away (docs/design/0145,
+    0150)."""
     left_out: dict[int, str] = {}  # versions whose operations failed to apply, and why
     attempt = 0
     while attempt < _LOAD_ATTEMPTS:
@@ -129,7 +127,7 @@ class _Replay:
         self.conflicts = list(since.conflicts) if since else []
         self.tip_version = since.tip_version if since else None
         self.checkpoints = since.checkpoints if since else ()
-        self.packed_objects = since.packed_objects if since else MappingProxyType({})
+        self.kept = since.kept if since else None
 
     def add(self, key: str, seq: int, data: bytes, version: str | None) -> None:
         delta = decode_record(key, data)
@@ -161,15 +159,15 @@ class _Replay:
             self.tip_version,
             self.owner,
             self.checkpoints,
-            self.packed_objects,
+            self.kept,
         )
 
 
 def _load_once(store: ObjectStore, left_out: dict[int, str], keep_packed: bool) -> LoadedManifest:
     checkpoints = [i.key for i in store.list(CHECKPOINT_PREFIX)]
-    state, damaged, packed = _newest_readable_checkpoint(store, checkpoints, keep_packed)
+    state, damaged, kept = _newest_readable_checkpoint(store, checkpoints, keep_packed)
     replay = _Replay(state, left_out)
-    replay.packed_objects = packed
+    replay.kept = kept
     replay.checkpoints = tuple(sorted(seq_of(key) for key in checkpoints))
     for info in store.list(LOG_PREFIX):
         seq = seq_of(info.key)
@@ -211,10 +209,10 @@ def _contradiction(
 
 def _newest_readable_checkpoint(
     store: ObjectStore, checkpoints: list[str], keep_packed: bool
-) -> tuple[ManifestState, CorruptObject | None, Mapping[int, tuple[ObjectMeta, bytes]]]:
+) -> tuple[ManifestState, CorruptObject | None, KeptEntries | None]:
     """The state of the newest checkpoint that reads back (the empty state
     if there is none), the damage of the newest one if it did not, and
-    with ``keep_packed`` that checkpoint's objects as it packed them.
+    with ``keep_packed`` that checkpoint's entries as it packed them.
 
     A checkpoint is a shortcut: the checkpoint before it and the deltas
     after that (kept until the next checkpoint, see manifest_checkpoints.py) rebuild
@@ -224,26 +222,11 @@ def _newest_readable_checkpoint(
     for key in reversed(checkpoints):
         try:
             data = store.get(key)
-            body = decode_record(key, data)
-            state = _state_of_checkpoint(key, body)
+            check_framing(key, data)
+            state, kept = read_checkpoint(key, data, HEADER_SIZE, keep=keep_packed)
         except CorruptObject as error:
             log.error("manifest checkpoint %s is damaged (%s); trying the one before", key, error)
             damaged = damaged or error
             continue
-        if not keep_packed:
-            return state, damaged, MappingProxyType({})
-        payload = memoryview(data)[HEADER_SIZE:]
-        return state, damaged, packed_objects(payload, body["objects"], state)
-    return ManifestState(), damaged, MappingProxyType({})
-
-
-def _state_of_checkpoint(key: str, body: Any) -> ManifestState:
-    """The state a checkpoint's decoded body holds. A body whose checksum
-    held but whose fields are not a state (a writer's bug, a layout this
-    code does not know) is damage as a failed checksum is: the caller goes
-    back to the checkpoint before, whose deltas rebuild the same version,
-    rather than failing every open of the bucket."""
-    try:
-        return ManifestState.from_wire(body)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
-        raise CorruptObject(key, f"undecodable manifest checkpoint: {error!r}") from error
+        return state, damaged, kept
+    return ManifestState(), damaged, None

@@ -45,12 +45,20 @@ def framed_record(payload: bytes) -> bytes:
     return MAGIC + crc32c(payload).to_bytes(4, "little") + payload
 
 
-def decode_record(key: str, data: bytes) -> Any:
+def check_framing(key: str, data: bytes) -> None:
+    """Refuses a record whose MAGIC or body's CRC32C is wrong: its body,
+    ``data[HEADER_SIZE:]``, is then the bytes written."""
     if len(data) < HEADER_SIZE or data[: len(MAGIC)] != MAGIC:
         raise CorruptObject(key, "not a manifest record (bad magic)")
-    if crc32c(data[HEADER_SIZE:]) != int.from_bytes(data[len(MAGIC) : HEADER_SIZE], "little"):
+    body = memoryview(data)[HEADER_SIZE:]
+    if crc32c(body) != int.from_bytes(data[len(MAGIC) : HEADER_SIZE], "little"):
         raise CorruptObject(key, "manifest record checksum mismatch")
+
+
+def decode_record(key: str, data: bytes) -> Any:
+    check_framing(key, data)
     try:
         return msgpack.unpackb(data[HEADER_SIZE:], raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData) as error:
+    except (TypeError, ValueError, msgpack.ExtraData) as error:
+        # TypeError: a map whose key is an array or a map (unhashable).
         raise CorruptObject(key, f"undecodable manifest record: {error}") from error

@@ -10,6 +10,7 @@ reading it back means replaying the same operations (docs/object-format.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -350,6 +351,19 @@ class ManifestState(ManifestQueries):
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> ManifestState:
+        return cls.from_entries(
+            raw,
+            map(StreamMeta.from_wire, raw["streams"]),
+            map(ObjectMeta.from_wire, raw["objects"]),
+        )
+
+    @classmethod
+    def from_entries(
+        cls, raw: dict[str, Any], streams: Iterable[StreamMeta], objects: Iterable[ObjectMeta]
+    ) -> ManifestState:
+        """The state of a checkpoint's body ``raw`` whose streams and
+        objects, in the body's order, are ``streams`` and ``objects``
+        (each made from its entry as it is read: checkpoint_reading.py)."""
         state = cls(
             seq=raw["seq"],
             epoch=raw["epoch"],
@@ -362,22 +376,26 @@ class ManifestState(ManifestQueries):
         )
         # Built as dicts, then made maps at once: a set each would make a
         # path of trie nodes per entry, only to drop it at the next.
-        streams: dict[int, StreamMeta] = {}
+        by_id: dict[int, StreamMeta] = {}
         ranges: dict[int, StreamRanges] = {}
-        objects: dict[int, ObjectMeta] = {}
-        for stream_id, epoch, start, end, created in raw["streams"]:
-            streams[stream_id] = StreamMeta(stream_id, epoch, start, end, created)
-            ranges[stream_id] = StreamRanges()
+        by_object_id: dict[int, ObjectMeta] = {}
+        for stream in streams:
+            by_id[stream.stream_id] = stream
+            ranges[stream.stream_id] = StreamRanges()
         # A checkpoint written before drop_range existed has no "dropped".
         state.dropped = {(s, start, o) for s, start, o in raw.get("dropped", ())}
-        for wire in raw["objects"]:
-            meta = ObjectMeta.from_wire(wire)
-            objects[meta.object_id] = meta
+        dropped = state.dropped
+        for meta in objects:
+            object_id = meta.object_id
+            by_object_id[object_id] = meta
             for r in meta.ranges:
-                dropped = (r.stream_id, r.start_offset, meta.object_id) in state.dropped
-                if r.stream_id in ranges and not dropped:
-                    ranges[r.stream_id].add(r.start_offset, r.end_offset, meta.object_id)
-        state.streams, state.ranges, state.objects = Map(streams), Map(ranges), Map(objects)
+                stream_ranges = ranges.get(r.stream_id)
+                if stream_ranges is not None and not (
+                    dropped and (r.stream_id, r.start_offset, object_id) in dropped
+                ):
+                    stream_ranges.add(r.start_offset, r.end_offset, object_id)
+        state.streams, state.ranges = Map(by_id), Map(ranges)
+        state.objects = Map(by_object_id)
         state.garbage = {k: v for k, v in raw["garbage"]}
         # A checkpoint written before share_range existed has no "shared".
         for stream_id, source, start, object_id in raw.get("shared", ()):

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from s3stream import manifest_load
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import ChainHash
+from s3stream.checkpoint_reading import KeptEntries, read_checkpoint
 from s3stream.manifest import Manifest, load_state
-from s3stream.manifest_entries import ObjectMeta, RangeMeta
+from s3stream.manifest_entries import ObjectMeta, RangeMeta, StreamMeta
 from s3stream.manifest_load import load
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
@@ -160,30 +161,34 @@ def test_an_open_of_a_large_checkpoint_packs_only_the_new_objects(
     assert written == encode_record(opener.state.to_wire())
 
 
-def test_a_load_only_to_read_does_not_walk_the_checkpoint_for_packed_objects(
+def test_a_load_only_to_read_does_not_keep_the_checkpoints_packed_entries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The CLI and reads from outside the writer load the whole manifest
-    for each question; the checkpoint's packed objects serve only a
-    writer's next checkpoint, so they neither walk for them nor hold
-    their bytes."""
+    for each question; the checkpoint's packed entries serve only a
+    writer's next checkpoint, so they neither copy them nor hold them."""
     store = MemoryStore()
     _checkpointed(store, 50)
-    walks: list[int] = []
-    walk = manifest_load.packed_objects
+    kept: list[int] = []
+    read = read_checkpoint
 
-    def counted(*args: Any) -> dict[int, tuple[ObjectMeta, bytes]]:
-        found = walk(*args)
-        walks.append(len(found))
-        return found
+    def counted(
+        key: str, data: bytes, start: int, *, keep: bool
+    ) -> tuple[ManifestState, KeptEntries | None]:
+        state, entries = read(key, data, start, keep=keep)
+        if entries is not None:
+            kept.append(len(entries.object_bytes))
+        return state, entries
 
-    monkeypatch.setattr(manifest_load, "packed_objects", counted)
+    monkeypatch.setattr(manifest_load, "read_checkpoint", counted)
     assert len(load_state(store).objects) == 50
-    assert not load(store).packed_objects
-    assert walks == []
-    assert len(load(store, keep_packed=True).packed_objects) == 50
+    assert load(store).kept is None
+    assert kept == []
+    entries = load(store, keep_packed=True).kept
+    assert entries is not None and len(entries.object_bytes) == 50
+    assert len(entries.streams) == 50
     Manifest.open(store, checkpoint_every=EVERY)
-    assert walks == [50, 50]
+    assert kept == [50, 50]
 
 
 _link = st.binary(min_size=32, max_size=32)
@@ -213,3 +218,100 @@ def test_an_object_is_current_exactly_when_it_reads_back_to_its_own_bytes(
     packed = msgpack.packb(wire, use_bin_type=True)
     again = msgpack.packb(ObjectMeta.from_wire(wire).to_wire(), use_bin_type=True)
     assert ObjectMeta.wire_is_current(wire) == (packed == again)
+
+
+def _stream_step(state: ManifestState, data: st.DataObject) -> list[Any]:
+    """One commit changing one stream drawn from ``state``'s: its epoch
+    raised, a trim, an object of its range, or its deletion; or a new one,
+    made as a fork sharing a range of another; or one object's range
+    dropped from its stream, or an object removed."""
+    kind = data.draw(
+        st.sampled_from(["epoch", "trim", "add", "delete", "create", "fork", "drop", "remove"])
+    )
+    held = [
+        (stream_id, start, object_id)
+        for stream_id, ranges in state.ranges.items()
+        for start, _, object_id in ranges.entries
+    ]
+    if kind == "fork" and held:
+        source, start, object_id = data.draw(st.sampled_from(held))
+        if (start, object_id) not in state.shares.get(source, {}):
+            fork = state.next_stream_id
+            return [["create_stream", fork, 0], ["share_range", fork, source, start, object_id]]
+    if kind == "drop" and held:
+        return [["drop_range", *data.draw(st.sampled_from(held))]]
+    unshared = sorted(set(state.objects) - {o for _, _, o in held if state.sharers(o)})
+    if kind == "remove" and unshared:
+        return [["remove_object", data.draw(st.sampled_from(unshared)), 0]]
+    if kind in ("create", "fork", "drop", "remove") or not state.streams:
+        return [["create_stream", state.next_stream_id, data.draw(st.integers(0, 10**12))]]
+    stream_id = data.draw(st.sampled_from(sorted(state.streams)))
+    stream = state.streams[stream_id]
+    if kind == "epoch":
+        return [["open_stream", stream_id, stream.epoch + data.draw(st.integers(0, 3))]]
+    if kind == "trim":
+        return [["trim", stream_id, data.draw(st.integers(0, stream.end_offset + 5))]]
+    if kind == "delete":
+        return [["delete_stream", stream_id]]
+    meta = ObjectMeta(
+        state.next_object_id,
+        f"o/{state.next_object_id}",
+        ObjectKind.STREAM_SET,
+        10,
+        0,
+        (RangeMeta(stream_id, stream.end_offset, stream.end_offset + 5, 10, _LINKS),),
+    )
+    return [["add_object", meta.to_wire()]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_the_first_checkpoint_after_an_open_repacks_only_the_streams_changed_since_the_read_one(
+    data: st.DataObject,
+) -> None:
+    """The open keeps each stream's bytes as the checkpoint it read holds
+    them: the first checkpoint after it packs only the streams the deltas
+    after that checkpoint and the commits after the open changed, and is
+    the bytes of the state packed afresh (so it reads back to that state)."""
+    store = MemoryStore()
+    writer = Manifest.open(store, checkpoint_every=EVERY)
+    writer.commit([["create_stream", s, 0] for s in range(1, data.draw(st.integers(1, 30)))])
+    while writer.state.seq % EVERY:
+        writer.commit(_stream_step(writer.state, data))
+    read = {stream_id: meta.to_wire() for stream_id, meta in writer.state.streams.items()}
+    # A stream sharing a range is read with its end raised to the range's,
+    # so its bytes are not kept (checkpoint_reading.py): packed again.
+    changed: set[int] = set(writer.state.shares)
+    for _ in range(data.draw(st.integers(0, EVERY - 2))):  # replayed by the open
+        ops = _stream_step(writer.state, data)
+        changed |= _streams_of(writer.state, ops)
+        writer.commit(ops)
+    with packs_counted(pytest.MonkeyPatch(), StreamMeta, "stream_id") as packed:
+        opener = Manifest.open(store, checkpoint_every=EVERY)
+        while opener.state.seq % EVERY:
+            ops = _stream_step(opener.state, data)
+            changed |= _streams_of(opener.state, ops)
+            opener.commit(ops)
+    key, written = _newest_checkpoint(store)
+    assert key == checkpoint_key(opener.state.seq)
+    assert written == encode_record(opener.state.to_wire())
+    again = ManifestState.from_wire(decode_record(key, written))
+    assert again.to_wire() == opener.state.to_wire()
+    # Packed: streams that operations since the checkpoint read touched,
+    # among them every one that differs from it (or is new), and no other.
+    assert set(packed) <= changed
+    differ = {s for s, meta in opener.state.streams.items() if read.get(s) != meta.to_wire()}
+    assert differ <= set(packed)
+
+
+def _streams_of(state: ManifestState, ops: list[Any]) -> set[int]:
+    """The streams a commit's operations on ``state`` change."""
+    streams: set[int] = set()
+    for op in ops:
+        if op[0] == "add_object":
+            streams |= {r[0] for r in op[1][5]}
+        elif op[0] == "remove_object":
+            streams |= {r.stream_id for r in state.objects[op[1]].ranges}
+        else:
+            streams.add(op[1])
+    return streams
