@@ -44,6 +44,26 @@ def _as_decoded_whole(data: bytes) -> ManifestState:
         raise CorruptObject(KEY, repr(error)) from error
 
 
+def _same_value(packed: bytes, wire: object) -> bool:
+    """Whether ``packed`` decodes to ``wire`` as packed by msgpack, types
+    included (True is not 1, 1.0 is not 1)."""
+    decoded = msgpack.unpackb(packed, raw=False, strict_map_key=False)
+    canonical = msgpack.unpackb(
+        msgpack.packb(wire, use_bin_type=True), raw=False, strict_map_key=False
+    )
+    return _typed(decoded) == _typed(canonical)
+
+
+def _typed(value: object) -> object:
+    """``value`` with each scalar paired with its type, for a comparison
+    that == alone would pass across bool, int and float."""
+    if isinstance(value, list | tuple):
+        return [_typed(item) for item in value]
+    if isinstance(value, dict):
+        return {_typed(key): _typed(item) for key, item in value.items()}
+    return (type(value).__name__, value)
+
+
 def _damaged(payload: bytes, data: st.DataObject) -> bytes:
     """The body with bytes flipped, cut or added (its framing made again,
     so the checksum holds and the walk meets the damage)."""
@@ -77,12 +97,15 @@ def test_a_checkpoint_read_in_one_pass_is_the_state_read_from_the_whole_body(
     read, kept = read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
     assert read.to_wire() == expected
     assert kept is not None
-    # Kept: bytes that are what the current code packs for the entry.
+    # Kept: each entry's bytes as read, which decode to what the current
+    # code packs for it. A body may hold a value in a wider form than
+    # msgpack's shortest (an int 0 as uint8: a flipped byte makes one);
+    # such an entry is kept as read, equal in value, not repacked.
     for stream_id, packed in kept.streams.items():
-        assert packed == msgpack.packb(read.streams[stream_id].to_wire(), use_bin_type=True)
+        assert _same_value(packed, read.streams[stream_id].to_wire())
     for object_id, packed in kept.object_bytes.items():
         assert kept.object_metas[object_id] is read.objects[object_id]
-        assert packed == msgpack.packb(read.objects[object_id].to_wire(), use_bin_type=True)
+        assert _same_value(packed, read.objects[object_id].to_wire())
     assert set(kept.streams) | kept.repack_streams == set(read.streams)
     assert set(kept.object_bytes) | kept.repack_objects == set(read.objects)
 
