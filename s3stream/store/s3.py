@@ -85,9 +85,10 @@ _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
 _MAX_PARTS = 10_000
 _PART_WORKERS = 4
 _MAX_KEYS_PER_DELETE = 1000
-_SERVICE_MODELS = botocore.loaders.create_loader()
-"""The loader every store's session reads botocore's service models through:
-it keeps what it parsed (botocore's Loader caches per instance)."""
+_service_models: list[botocore.loaders.Loader] = []
+"""The loader every store's session reads botocore's service models
+through, once the first store made it: it keeps what it parsed (botocore's
+Loader caches per instance)."""
 _NOT_IMPLEMENTED = {"NotImplemented", "MethodNotAllowed"}
 """What a server that lacks an operation (DeleteObjects, on some S3-compatible ones) answers."""
 _BOTO_ERRORS = (
@@ -147,6 +148,17 @@ _MISCONFIGURED_BOTOCORE = (
 )
 
 
+def _share_service_models(session: botocore.session.Session) -> None:
+    """Has ``session`` read its service models through the process's loader:
+    the first session's own (made from its ``data_path``, as botocore makes
+    it), kept for every later one. Two first stores at once may each keep
+    theirs: a model is then parsed twice, never wrong."""
+    if _service_models:
+        session.register_component("data_loader", _service_models[0])
+    else:
+        _service_models.append(session.get_component("data_loader"))
+
+
 class S3Connection(NamedTuple):
     """An S3 store's endpoint, region and credentials (None: the SDK's default)."""
 
@@ -204,7 +216,7 @@ class S3Store(ObjectStore):
         # loader, which reads and parses botocore's JSON once: a loader per
         # session did it again for every store, 0.1 to 0.2 s of CPU each.
         self._session = botocore.session.get_session()
-        self._session.register_component("data_loader", _SERVICE_MODELS)
+        _share_service_models(self._session)
         if access_key_id is not None or secret_access_key is not None:
             self._session.set_credentials(access_key_id, secret_access_key)
         if region is not None:
