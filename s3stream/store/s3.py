@@ -85,10 +85,14 @@ _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
 _MAX_PARTS = 10_000
 _PART_WORKERS = 4
 _MAX_KEYS_PER_DELETE = 1000
-_service_models: list[botocore.loaders.Loader] = []
-"""The loader every store's session reads botocore's service models
-through, once the first store made it: it keeps what it parsed (botocore's
-Loader caches per instance)."""
+_service_models: dict[str | None, botocore.loaders.Loader] = {}
+"""The loader the stores' sessions read botocore's service models through,
+by the data path it searches (AWS_DATA_PATH or a profile's data_path; None:
+botocore's own models only): the first such store's, kept for every later
+one, as it keeps what it parsed (botocore's Loader caches per instance).
+About 12 MiB once S3's model is parsed, where each store held a copy of
+its own."""
+_service_models_lock = threading.Lock()
 _NOT_IMPLEMENTED = {"NotImplemented", "MethodNotAllowed"}
 """What a server that lacks an operation (DeleteObjects, on some S3-compatible ones) answers."""
 _BOTO_ERRORS = (
@@ -149,14 +153,22 @@ _MISCONFIGURED_BOTOCORE = (
 
 
 def _share_service_models(session: botocore.session.Session) -> None:
-    """Has ``session`` read its service models through the process's loader:
-    the first session's own (made from its ``data_path``, as botocore makes
-    it), kept for every later one. Two first stores at once may each keep
-    theirs: a model is then parsed twice, never wrong."""
-    if _service_models:
-        session.register_component("data_loader", _service_models[0])
-    else:
-        _service_models.append(session.get_component("data_loader"))
+    """Has ``session`` read its service models through the process's loader
+    for its data path: the first such session's own (as botocore makes it),
+    kept for every later one. A session whose data path differs (custom or
+    patched models) gets a loader of its own that searches it, as it did
+    with a loader per session. A Loader is safe to share between threads:
+    its cache is a dict filled check-then-set (two threads at once at worst
+    parse a file twice), and client creation only reads what it returns
+    (the one write, the extras merged into a model as it is loaded, puts
+    the same values each time)."""
+    data_path = session.get_config_variable("data_path")
+    with _service_models_lock:
+        shared = _service_models.get(data_path)
+        if shared is None:
+            _service_models[data_path] = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", shared)
 
 
 class S3Connection(NamedTuple):
