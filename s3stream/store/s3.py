@@ -229,7 +229,9 @@ class S3Store(ObjectStore):
         # session did it again for every store, 0.1 to 0.2 s of CPU each.
         self._session = botocore.session.get_session()
         _share_service_models(self._session)
-        if access_key_id is not None or secret_access_key is not None:
+        # Empty keys are no keys, as boto3's Session took them: the default
+        # chain answers (a caller passing os.environ.get(name, "") means none).
+        if access_key_id or secret_access_key:
             self._session.set_credentials(access_key_id, secret_access_key)
         if region is not None:
             self._session.set_config_variable("region", region)

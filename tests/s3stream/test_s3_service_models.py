@@ -112,3 +112,20 @@ def test_stores_opened_at_once_from_threads_share_one_loader(
     finally:
         for store in stores:
             store.close()
+
+
+def test_empty_keys_leave_the_credentials_to_the_default_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As a store built on boto3's Session did: empty keys are none given."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id-from-the-environment")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-from-the-environment")
+    store = _store("empty", access_key_id="", secret_access_key="")
+    try:
+        connection = store.connection()
+        assert (connection.access_key_id, connection.secret_access_key) == (
+            "id-from-the-environment",
+            "secret-from-the-environment",
+        )
+    finally:
+        store.close()
