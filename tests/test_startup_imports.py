@@ -27,8 +27,8 @@ HEAVY = (
     "hypothesis",  # a test tool; kio imports it whenever it can
     "pytest",
     "moto",
-    "boto3",  # only for an s3:// object store
-    "botocore",
+    "botocore",  # only for an s3:// object store
+    "boto3",  # a plain S3 client of the tests and benchmarks
     "aiohttp",  # only for the schema registry and /metrics
     "prometheus_client",  # only once something reads the metrics
     "jsonschema",  # only when an agent action or a JSON schema is checked

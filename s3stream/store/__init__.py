@@ -14,9 +14,10 @@
   default, checked at open; or ``unenforced-single-writer`` for a server
   that ignores If-None-Match / If-Match, see docs/object-format.md); values
   are percent-encoded as in any query.
-  Without keys, credentials come from boto3's usual chain (the
-  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables, the
-  shared credentials file, an instance role);
+  Without keys, credentials come from botocore's default chain, the one
+  boto3 uses (the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment
+  variables, AWS_PROFILE and the shared credentials file, an instance or
+  container role);
 - ``memory://``: a new, empty in-process store (MemoryStore), for tests.
 """
 
@@ -46,9 +47,9 @@ if TYPE_CHECKING:
 
 
 def _s3_store_class() -> type[S3Store]:
-    """S3Store, imported when first needed: boto3 and botocore take a quarter
-    of a second to import, which an engine on a local directory (and every
-    ``tidelog`` command on one) need not pay."""
+    """S3Store, imported when first needed: botocore is slow to import (most
+    of the quarter of a second boto3 and botocore took), which an engine on
+    a local directory (and every ``tidelog`` command on one) need not pay."""
     store_class: type[S3Store] = importlib.import_module("s3stream.store.s3").S3Store
     return store_class
 

@@ -1,4 +1,4 @@
-"""An object store on S3 (AWS S3, MinIO, moto's server) via boto3.
+"""An object store on S3 (AWS S3, MinIO, moto's server) via botocore.
 
 Path-style addressing, so any endpoint works without DNS tricks. Throttling,
 5xx responses and timeouts are retried by botocore's "standard" retry mode
@@ -58,9 +58,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 
-import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 import urllib3.exceptions
 
 from native.buffers import BytesLike
@@ -84,6 +85,14 @@ _MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
 _MAX_PARTS = 10_000
 _PART_WORKERS = 4
 _MAX_KEYS_PER_DELETE = 1000
+_service_models: dict[str | None, botocore.loaders.Loader] = {}
+"""The loader the stores' sessions read botocore's service models through,
+by the data path it searches (AWS_DATA_PATH or a profile's data_path; None:
+botocore's own models only): the first such store's, kept for every later
+one, as it keeps what it parsed (botocore's Loader caches per instance).
+About 12 MiB once S3's model is parsed, where each store held a copy of
+its own."""
+_service_models_lock = threading.Lock()
 _NOT_IMPLEMENTED = {"NotImplemented", "MethodNotAllowed"}
 """What a server that lacks an operation (DeleteObjects, on some S3-compatible ones) answers."""
 _BOTO_ERRORS = (
@@ -143,6 +152,25 @@ _MISCONFIGURED_BOTOCORE = (
 )
 
 
+def _share_service_models(session: botocore.session.Session) -> None:
+    """Has ``session`` read its service models through the process's loader
+    for its data path: the first such session's own (as botocore makes it),
+    kept for every later one. A session whose data path differs (custom or
+    patched models) gets a loader of its own that searches it, as it did
+    with a loader per session. A Loader is safe to share between threads:
+    its cache is a dict filled check-then-set (two threads at once at worst
+    parse a file twice), and client creation only reads what it returns
+    (the one write, the extras merged into a model as it is loaded, puts
+    the same values each time)."""
+    data_path = session.get_config_variable("data_path")
+    with _service_models_lock:
+        shared = _service_models.get(data_path)
+        if shared is None:
+            _service_models[data_path] = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", shared)
+
+
 class S3Connection(NamedTuple):
     """An S3 store's endpoint, region and credentials (None: the SDK's default)."""
 
@@ -195,18 +223,23 @@ class S3Store(ObjectStore):
             raise ValueError(
                 f"unknown conditional_writes {conditional_writes!r} (known: {known})"
             ) from None
-        # A session per store: boto3's default session is not thread-safe to create clients on.
-        self._session = boto3.session.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            region_name=region,
-        )
+        # A session per store: botocore's default session is not thread-safe
+        # to create clients on. Its service models come from the process's one
+        # loader, which reads and parses botocore's JSON once: a loader per
+        # session did it again for every store, 0.1 to 0.2 s of CPU each.
+        self._session = botocore.session.get_session()
+        _share_service_models(self._session)
+        # Empty keys are no keys, as boto3's Session took them: the default
+        # chain answers (a caller passing os.environ.get(name, "") means none).
+        if access_key_id or secret_access_key:
+            self._session.set_credentials(access_key_id, secret_access_key)
+        if region is not None:
+            self._session.set_config_variable("region", region)
         # As boto3's transfer manager does: when botocore checksums what it can
         # (AWS_REQUEST_CHECKSUM_CALCULATION, when_supported by default), uploads
         # carry CRC32s; multipart parts too, and the completion lists them.
         self._checksums = (
-            self._session._session.get_config_variable("request_checksum_calculation")
-            == "when_supported"
+            self._session.get_config_variable("request_checksum_calculation") == "when_supported"
         )
         config = botocore.config.Config(
             # With a CRC32 on every upload, the payload goes unsigned
@@ -230,7 +263,9 @@ class S3Store(ObjectStore):
             response_checksum_validation="when_required",
         )
         self._endpoint_url = endpoint_url
-        self._client: Any = self._session.client("s3", endpoint_url=endpoint_url, config=config)
+        self._client: Any = self._session.create_client(
+            "s3", endpoint_url=endpoint_url, config=config
+        )
         send_small_bodies_at_once(self._client, expect_continue_bytes)
         self._deletes_many = True
         """Whether the server implements DeleteObjects (until it says not)."""
@@ -266,7 +301,7 @@ class S3Store(ObjectStore):
         frozen = credentials.get_frozen_credentials() if credentials is not None else None
         return S3Connection(
             self._endpoint_url,
-            self._session.region_name,
+            self._session.get_config_variable("region"),
             frozen.access_key if frozen is not None else None,
             frozen.secret_key if frozen is not None else None,
             frozen.token if frozen is not None else None,
