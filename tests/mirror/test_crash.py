@@ -42,7 +42,7 @@ KILLS = 8 if FULL else 1
 """How many times the mirror is killed mid-run."""
 KILLS_WITH_GROUPS = 20 if FULL else 6
 """How many times the slow variant kills the target while checkpoints run."""
-DOWN_S = 3.0
+DOWN_S = 2.0
 """How long the target stays down: twice the mirror's delivery timeout."""
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from tests.mirror.conftest import FULL, group_consumer
 from tests.mirror.sides import create
@@ -54,6 +54,18 @@ while True:
 """
 
 
+def _committed_past(
+    check: Consumer, partition: list[TopicPartition], offset: int
+) -> list[TopicPartition]:
+    """The group's committed offsets once they pass ``offset`` (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = check.committed(partition, timeout=30)
+        if found[0].offset > offset or time.monotonic() > deadline:
+            return list(found)
+        time.sleep(0.05)
+
+
 def test_group_offsets_survive_restarts_of_the_cluster_under_load(
     own_target_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -75,15 +87,17 @@ def test_group_offsets_survive_restarts_of_the_cluster_under_load(
             time.sleep(pace.uniform(0.05, 0.5))
             server.start()
             assert child.poll() is None, log.read_text(errors="replace")[-2000:]
-        time.sleep(2)
-        assert child.poll() is None, log.read_text(errors="replace")[-2000:]
-        # The groups' commits go on once the cluster stays up.
+        # The groups' commits go on once the cluster stays up: a first commit
+        # after the last start, then a later one, each polled for.
         check = group_consumer(server.bootstrap, "restarts-0")
-        (first,) = check.committed([TopicPartition("restarts", 0)], timeout=30)
-        time.sleep(1)
-        (later,) = check.committed([TopicPartition("restarts", 0)], timeout=30)
+        partition = [TopicPartition("restarts", 0)]
+        (first,) = check.committed(partition, timeout=30)
+        (first,) = _committed_past(check, partition, first.offset)
+        assert child.poll() is None, log.read_text(errors="replace")[-2000:]
+        (later,) = _committed_past(check, partition, first.offset)
         check.close()
         assert later.offset > first.offset >= 0
+        assert child.poll() is None, log.read_text(errors="replace")[-2000:]
     finally:
         child.kill()
         child.wait(30)

@@ -1,5 +1,6 @@
 """kafkajs 2.2.4 against the wire server, through the node driver in
-tests/clients/node (one subprocess per kafkajs call, each with a timeout).
+tests/clients/node (its serve mode: one node process per test process runs
+the calls one after another, each with a timeout).
 
 Covers the producer (keys, values, headers, timestamps and partitions as
 sent, with and without gzip, idempotence and acks=all), read back with
@@ -13,14 +14,18 @@ resuming from the offset its group committed.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
+import queue
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import pytest
 from confluent_kafka import (
@@ -84,17 +89,90 @@ def _result(proc: subprocess.CompletedProcess[bytes]) -> Any:
     raise AssertionError(f"the driver exited with {proc.returncode}:\n{stderr}")
 
 
+class ServingDriver:
+    """The driver in serve mode: node starts once (a second or more on a
+    loaded machine) and each call makes its own kafkajs client in it, as a
+    process of its own would. A call that times out or a driver that dies
+    ends the process; the next call starts another."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._answers: queue.Queue[bytes] = queue.Queue()
+        self._stderr: IO[bytes] | None = None
+
+    def call(self, command: str, args: Mapping[str, Any]) -> Any:
+        process = self._running()
+        assert process.stdin is not None
+        try:
+            process.stdin.write(json.dumps({"command": command, "args": args}).encode() + b"\n")
+            process.stdin.flush()
+            line = self._answers.get(timeout=CALL_TIMEOUT)
+        except queue.Empty:
+            self.close()
+            raise subprocess.TimeoutExpired([str(DRIVER), command], CALL_TIMEOUT) from None
+        except BrokenPipeError:
+            line = b""
+        if not line:  # the driver died: what it said on the way out is on its stderr
+            self.close()
+            raise AssertionError(f"the driver ended during {command}:\n{self._stderr_tail()}")
+        answer = json.loads(line)
+        if "result" in answer:
+            return answer["result"]
+        if answer["usage"]:
+            raise AssertionError(f"the driver refused {command}: {answer['error']}")
+        raise KafkaJSError(answer["error"], answer["log"])
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        self.close()
+        # It lives as long as the driver, across calls: no with-block fits.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self._process = subprocess.Popen(
+            ["node", str(DRIVER), "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self._answers = queue.Queue()
+        threading.Thread(
+            target=self._read, args=(self._process, self._answers), daemon=True
+        ).start()
+        return self._process
+
+    @staticmethod
+    def _read(process: subprocess.Popen[bytes], answers: queue.Queue[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            answers.put(line)
+        answers.put(b"")
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(CALL_TIMEOUT)
+            for pipe in (self._process.stdin, self._process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            self._process = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+
+_DRIVER = ServingDriver()
+atexit.register(_DRIVER.close)
+
+
 def kafkajs(command: str, bootstrap: str, **args: Any) -> Any:
-    """One driver call; arguments go over stdin, so they may be large."""
-    body = json.dumps({"brokers": bootstrap, **args}).encode()
-    proc = subprocess.run(
-        ["node", str(DRIVER), command, "-"],
-        input=body,
-        capture_output=True,
-        timeout=CALL_TIMEOUT,
-        check=False,
-    )
-    return _result(proc)
+    """One driver call; arguments go over a pipe, so they may be large."""
+    return _DRIVER.call(command, {"brokers": bootstrap, **args})
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,17 @@
 // stderr is a JSON object {"error": {name, message, type, code, ...}}; any
 // earlier stderr lines are kafkajs' own error log.
 //
+//   node kafkajs_client.js serve
+//
+// runs calls one after another in one process, which spares each call node's
+// start (a second or more on a loaded machine): each line on stdin is a JSON
+// object {command, args}, and each answer is one line on stdout, either
+// {result} or {error, usage, log}, where `usage` is true for a usage error
+// and `log` is what the call would have written on stderr, its kafkajs error
+// log. Each call makes its own Kafka client, as a process of its own would.
+// Commands that read stdin themselves (produce_steps, group_consume with
+// untilStdin) are usage errors there. The process ends when stdin closes.
+//
 // Four commands go beyond one call of kafkajs' public API:
 // - create_topics with `withErrors: true` prints {created, errors}: kafkajs'
 //   result and the per-topic errors it decoded from the CreateTopics response
@@ -77,11 +88,17 @@ class UsageError extends Error {
 
 // kafkajs logs through console.*; send everything to stderr so stdout only
 // ever holds the result document.
+// In serve mode a call's lines are kept for its answer instead.
+let callLog = null
+
+function logLine(text) {
+  if (callLog === null) process.stderr.write(text + '\n')
+  else callLog.push(text)
+}
+
 const stderrLogCreator = () => ({ namespace, label, log }) => {
   const prefix = namespace ? `[${namespace}] ` : ''
-  process.stderr.write(
-    `kafkajs ${label}: ${JSON.stringify({ ...log, message: prefix + log.message })}\n`
-  )
+  logLine(`kafkajs ${label}: ${JSON.stringify({ ...log, message: prefix + log.message })}`)
 }
 
 // A short retry policy: the tests want failures reported quickly rather than
@@ -151,19 +168,25 @@ function toKafkajsMessage(m) {
 
 // Records the per-topic errors of CreateTopics responses as kafkajs decoded
 // them, before its admin folds TOPIC_ALREADY_EXISTS into a `false` result.
+// The wrapper is put in once, so that calls in one serve process do not
+// stack wrappers; each call gets a list of its own.
+let createTopicsErrors = null
+
 function recordCreateTopicsErrors() {
   const Broker = require('kafkajs/src/broker')
-  const original = Broker.prototype.createTopics
-  const errors = []
-  Broker.prototype.createTopics = async function (...callArgs) {
-    try {
-      return await original.apply(this, callArgs)
-    } catch (e) {
-      if (Array.isArray(e.errors)) errors.push(...e.errors)
-      throw e
+  if (createTopicsErrors === null) {
+    const original = Broker.prototype.createTopics
+    Broker.prototype.createTopics = async function (...callArgs) {
+      try {
+        return await original.apply(this, callArgs)
+      } catch (e) {
+        if (Array.isArray(e.errors) && createTopicsErrors !== null) createTopicsErrors.push(...e.errors)
+        throw e
+      }
     }
   }
-  return errors
+  createTopicsErrors = []
+  return createTopicsErrors
 }
 
 async function createTopics(admin, args) {
@@ -347,7 +370,7 @@ async function consume(kafka, args) {
     if (lastCrash) {
       fail(lastCrash)
     } else {
-      process.stderr.write(`consume: timed out with ${received.length} of ${count} messages\n`)
+      logLine(`consume: timed out with ${received.length} of ${count} messages`)
       finish()
     }
   }, timeoutMs)
@@ -681,10 +704,7 @@ function parseArgs(argv) {
   } catch (e) {
     throw new UsageError(`arguments are not valid JSON: ${e.message}`)
   }
-  if (args === null || typeof args !== 'object' || Array.isArray(args)) {
-    throw new UsageError('arguments must be a JSON object')
-  }
-  return { command, args }
+  return { command, args: checkArgs(args) }
 }
 
 // Everything the Python side may want to assert on, including the kafkajs
@@ -705,16 +725,63 @@ function exit(code, stream, text) {
   stream.write(text + '\n', () => process.exit(code))
 }
 
+function checkArgs(args) {
+  if (args === null || typeof args !== 'object' || Array.isArray(args)) {
+    throw new UsageError('arguments must be a JSON object')
+  }
+  return args
+}
+
+async function run(command, args) {
+  const kafka = makeKafka(args)
+  const result = CLIENTS[command]
+    ? await CLIENTS[command](kafka, args)
+    : await runAdmin(kafka, command, args)
+  return result === undefined ? null : result
+}
+
+// Commands that read stdin themselves, which serve mode owns.
+function readsStdin(command, args) {
+  return command === 'produce_steps' || (command === 'group_consume' && args.untilStdin)
+}
+
+async function serveOne(line) {
+  callLog = []
+  try {
+    let request
+    try {
+      request = JSON.parse(line)
+    } catch (e) {
+      throw new UsageError(`the call is not valid JSON: ${e.message}`)
+    }
+    const { command } = request
+    const args = checkArgs(request.args)
+    if (!COMMANDS.includes(command) || readsStdin(command, args)) {
+      throw new UsageError(`not a command for serve: ${command}`)
+    }
+    return { result: await run(command, args) }
+  } catch (e) {
+    return { error: describeError(e), usage: e instanceof UsageError, log: callLog.join('\n') }
+  } finally {
+    callLog = null
+  }
+}
+
+async function serve() {
+  const lines = require('readline').createInterface({ input: process.stdin })
+  for await (const line of lines) {
+    const answer = await serveOne(line)
+    await new Promise(resolve => process.stdout.write(JSON.stringify(answer) + '\n', resolve))
+  }
+}
+
 async function main() {
+  if (process.argv[2] === 'serve' && process.argv.length === 3) return serve()
   let command
   let args
   try {
     ;({ command, args } = parseArgs(process.argv.slice(2)))
-    const kafka = makeKafka(args)
-    const result = CLIENTS[command]
-      ? await CLIENTS[command](kafka, args)
-      : await runAdmin(kafka, command, args)
-    exit(0, process.stdout, JSON.stringify(result === undefined ? null : result))
+    exit(0, process.stdout, JSON.stringify(await run(command, args)))
   } catch (e) {
     const code = e instanceof UsageError ? EXIT_USAGE : EXIT_ERROR
     exit(code, process.stderr, JSON.stringify({ error: describeError(e) }))
