@@ -60,6 +60,14 @@ def _select() -> tuple[ModuleType, str]:
 
 _impl, IMPLEMENTATION = _select()
 
+FLAT_BUFFER_TYPES: tuple[type, ...] = (
+    (bytes, _impl.ByteSlice) if IMPLEMENTATION == "c" else (bytes,)
+)
+"""The buffer types whose len() is always their size in bytes and whose
+bytes never change: bytes, and with the C extension its ByteSlice
+(untracked_view's), which a caller takes as they are where it would
+otherwise make a flat memoryview of a buffer."""
+
 if TYPE_CHECKING:
     # Both implementations share the pure one's signatures.
     from native._pure import (
@@ -81,6 +89,8 @@ if TYPE_CHECKING:
         stamp_batch,
         stamp_wal_records,
         unfilled_bytearray,
+        untracked_record,
+        untracked_view,
         validate_batches,
     )
 else:
@@ -103,6 +113,8 @@ else:
     frame_wal_records = _impl.frame_wal_records
     stamp_wal_records = _impl.stamp_wal_records
     place_wal_record = _impl.place_wal_record
+    untracked_view = _impl.untracked_view
+    untracked_record = _impl.untracked_record
 
 
 def decode_columns(
@@ -124,6 +136,7 @@ def decode_columns(
 
 __all__ = [
     "CRC_COMBINE_MIN_BYTES",
+    "FLAT_BUFFER_TYPES",
     "IMPLEMENTATION",
     "MAX_INFLATED",
     "MAX_RECORD_ERRORS",
@@ -170,5 +183,7 @@ __all__ = [
     "stamp_batch",
     "stamp_wal_records",
     "unfilled_bytearray",
+    "untracked_record",
+    "untracked_view",
     "validate_batches",
 ]
