@@ -1401,9 +1401,10 @@ def _untrackable(view: memoryview) -> bool:
 
 
 def untracked_record(cls: type[_Record], *items: object) -> _Record:
-    """``cls`` (a tuple subclass without a __dict__: a NamedTuple) of
-    ``items``, without its Python __new__, each item as untracked_view
-    gives it; as tuple.__new__, no field's default is filled in. In C,
+    """``cls`` (a tuple subclass without a __dict__ that has _fields: a
+    NamedTuple) of ``items``, one for each of its fields (no default is
+    filled in), without its Python __new__, each item as untracked_view
+    gives it. In C,
     the record is untracked when none of its items can ever be tracked
     (bytes, ints, None, a ByteSlice, an untracked exact tuple: what
     CPython's collector does to an exact tuple at its first collection,
@@ -1411,6 +1412,13 @@ def untracked_record(cls: type[_Record], *items: object) -> _Record:
     tracked: the same results, only the collector's cost differs."""
     if not isinstance(cls, type) or not issubclass(cls, tuple) or cls.__dictoffset__ != 0:
         raise TypeError("untracked_record's class is a tuple subclass without a __dict__")
+    fields = getattr(cls, "_fields", None)
+    wanted = len(fields) if isinstance(fields, tuple) else -1
+    if wanted != len(items):
+        raise TypeError(
+            "untracked_record takes a NamedTuple class and all its fields: "
+            f"{len(items)} given, {cls.__name__} has {wanted}"
+        )
     return tuple.__new__(
         cls, [untracked_view(item) if type(item) is memoryview else item for item in items]
     )

@@ -251,6 +251,28 @@ PyObject *tl_py_untracked_record(PyObject *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     Py_ssize_t count = nargs - 1;
+    /* Every field given, as a NamedTuple's own __new__ asks: a record short
+     * of one fails where it is read, far from where it was made. And only a
+     * class that has _fields: a C tuple subclass such as a struct sequence
+     * (os.stat_result) keeps hidden items past its visible ones, which its
+     * dealloc reads beyond what tp_alloc gave here. */
+    static PyObject *fields_name = NULL;
+    if (fields_name == NULL && (fields_name = PyUnicode_InternFromString("_fields")) == NULL)
+        return NULL;
+    PyObject *fields = PyObject_GetAttr(cls, fields_name);
+    if (fields == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+    }
+    Py_ssize_t wanted = fields != NULL && PyTuple_Check(fields) ? PyTuple_GET_SIZE(fields) : -1;
+    Py_XDECREF(fields);
+    if (wanted != count) {
+        PyErr_Format(PyExc_TypeError,
+                     "untracked_record takes a NamedTuple class and all its fields: %zd given, "
+                     "%.200s has %zd",
+                     count, ((PyTypeObject *)cls)->tp_name, wanted);
+        return NULL;
+    }
     PyObject *record = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, count);
     if (record == NULL) return NULL;
     int may_be_tracked = 0;

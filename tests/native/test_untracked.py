@@ -236,3 +236,17 @@ def test_the_c_slice_reads_as_the_twins_view(
         assert got == expected
         if not isinstance(expected, int):
             assert bytes(got) == bytes(expected)
+
+
+def test_a_record_takes_every_field_of_a_named_tuple_and_nothing_else(impl: ModuleType) -> None:
+    """Every field is given (a record short of one fails only where that
+    field is read), and only a class with _fields: a C tuple subclass such
+    as os.stat_result keeps hidden items that its dealloc reads past what
+    was allocated (it crashed the process)."""
+    for items in ((1, 2, b"x"), (1, 2, b"x", None, 5), ()):
+        with pytest.raises(TypeError):
+            impl.untracked_record(Batch, *items)
+    for cls, count in ((os.stat_result, 1), (os.stat_result, 10), (os.terminal_size, 2)):
+        with pytest.raises(TypeError):
+            impl.untracked_record(cls, *range(count))
+    assert impl.untracked_record(Batch, 1, 2, b"x", 7) == Batch(1, 2, b"x", 7)
