@@ -127,9 +127,10 @@ static PyObject *slice_richcompare(tl_byte_slice *slice, PyObject *other, int op
         Py_RETURN_NOTIMPLEMENTED;
     }
     /* Equal as a memoryview of format "B" is: the same bytes, where the
-     * other is one-dimensional bytes too; anything else is compared by a
+     * other is one-dimensional bytes too; anything else (a zero-dimensional
+     * byte among them, which is not a one-byte sequence) is compared by a
      * memoryview of this one, which knows formats and shapes. */
-    int plain = theirs.ndim <= 1 && theirs.itemsize == 1 &&
+    int plain = theirs.ndim == 1 && theirs.itemsize == 1 &&
                 (theirs.format == NULL || strcmp(theirs.format, "B") == 0) &&
                 PyBuffer_IsContiguous(&theirs, 'C');
     int equal = 0;
@@ -148,7 +149,11 @@ static PyObject *slice_richcompare(tl_byte_slice *slice, PyObject *other, int op
 }
 
 static Py_hash_t slice_hash(tl_byte_slice *slice) {
-    /* A read-only memoryview's hash: that of bytes of the same value. */
+    /* A read-only memoryview's hash: that of bytes of the same value, and
+     * only where its owner is hashable too (memoryview's memory_hash): the
+     * bytes of a bytearray may still be written through it, and a hash that
+     * changes with them would lose the slice in a set or a dict. */
+    if (PyObject_Hash(slice->owner.obj) == -1) return -1;
     PyObject *copy = PyBytes_FromStringAndSize(slice_data(slice), slice->length);
     if (copy == NULL) return -1;
     Py_hash_t hash = PyObject_Hash(copy);
