@@ -63,10 +63,11 @@ _impl, IMPLEMENTATION = _select()
 FLAT_BUFFER_TYPES: tuple[type, ...] = (
     (bytes, _impl.ByteSlice) if IMPLEMENTATION == "c" else (bytes,)
 )
-"""The buffer types whose len() is always their size in bytes and whose
-bytes never change: bytes, and with the C extension its ByteSlice
-(untracked_view's), which a caller takes as they are where it would
-otherwise make a flat memoryview of a buffer."""
+"""The buffer types whose len() is always their size in bytes and that are
+one buffer, never a sequence of parts: bytes, and with the C extension its
+ByteSlice (untracked_view's, read-only itself, though a bytearray's bytes
+under it may still be written through the bytearray), which a caller takes
+as they are where it would otherwise make a flat memoryview of a buffer."""
 
 if TYPE_CHECKING:
     # Both implementations share the pure one's signatures.

@@ -1,7 +1,8 @@
 """Every NamedTuple made by ``tuple.__new__`` itself or by
 ``native.untracked_record`` (a Python call fewer than its own ``__new__``
 on a path run once a request or a record) is given each of its fields:
-neither checks the count, so a field added to
+``tuple.__new__`` checks no count (untracked_record checks it, but only
+when the site runs), so a field added to
 one of these NamedTuples (with a default) would otherwise leave a site
 making tuples one short, and reading the new field would fail far from it."""
 
