@@ -42,6 +42,7 @@ from engine.governance_log import GovernanceChange, HistoryCounts, bounded
 from engine.packing import pack_yielding
 from engine.quota_entities import Entity, entity_from_wire, entity_to_wire
 from engine.state_parts import Join, cut
+from native.buffers import BytesLike
 from s3stream import (
     LOCAL_LATER,
     UNPACED,
@@ -932,7 +933,7 @@ def read_records(store: StreamStore, stream_id: int) -> list[Any]:
     ]
 
 
-def read_payloads(store: StreamStore, stream_id: int) -> Iterator[bytes | memoryview]:
+def read_payloads(store: StreamStore, stream_id: int) -> Iterator[BytesLike]:
     """Every append's bytes of a stream, from its start to its end."""
     offset, end = store.start_offset(stream_id), store.end_offset(stream_id)
     while offset < end:

@@ -15,10 +15,11 @@ from collections.abc import Iterable, Iterator, Sequence
 import native
 from engine import markers
 from engine.partition_txns import AbortedTxn
+from native.buffers import BytesLike
 
 
 def committed_batches(
-    payloads: Iterable[bytes | memoryview], aborted: Sequence[AbortedTxn]
+    payloads: Iterable[BytesLike], aborted: Sequence[AbortedTxn]
 ) -> Iterator[memoryview]:
     """Each batch of ``payloads`` that is neither a control batch nor part
     of one of the ``aborted`` transactions (ordered by first offset)."""

@@ -115,7 +115,7 @@ class AppendResult(NamedTuple):
 
 
 class PartitionFetch(NamedTuple):
-    records: list[bytes | memoryview]
+    records: list[BytesLike]
     """Stored record batches, as produced (with broker fields rewritten)."""
     next_offset: int
     high_watermark: int
@@ -606,11 +606,11 @@ class Partition:
         if codec is not None:
             buffer = self._recompress(data, headers, codec)
             return buffer, native.validate_batches(buffer, max_inflated=max_inflated)
-        if isinstance(data, bytes):
-            return bytearray(data), headers  # batches are rewritten in place
-        if isinstance(data, memoryview) and data.readonly:
-            return bytearray(data), headers
-        return data, headers
+        if isinstance(data, bytearray) or (isinstance(data, memoryview) and not data.readonly):
+            return data, headers
+        # Batches are rewritten in place: bytes, a read-only view or a
+        # ByteSlice (native.untracked_view's) is copied first.
+        return bytearray(data), headers
 
     def _type_refused(self, header: BatchHeader) -> bool:
         """Kafka's LogValidator.validateTimestamp refuses a batch marked
@@ -1139,7 +1139,7 @@ class Partition:
         # due, as they would have had the leader gone on.
         read = 0
 
-        def unpacked(payload: bytes | memoryview) -> Any:
+        def unpacked(payload: BytesLike) -> Any:
             nonlocal read
             read += len(payload)
             return msgpack.unpackb(payload, raw=False, strict_map_key=False)
@@ -1212,7 +1212,7 @@ class Partition:
         self._since_full.written_ms = now
         return replayed
 
-    def _replay_marker(self, payload: bytes | memoryview, header: BatchHeader, now: int) -> None:
+    def _replay_marker(self, payload: BytesLike, header: BatchHeader, now: int) -> None:
         batch = memoryview(payload)[header.position : header.position + header.size]
         marker = markers.decode(batch)
         if marker is None:
@@ -1297,7 +1297,7 @@ class Partition:
         return epoch_for_offset(epochs, offset)
 
     def _first_at_or_after(
-        self, payload: bytes | memoryview, offset: int, timestamp: int, include_control: bool
+        self, payload: BytesLike, offset: int, timestamp: int, include_control: bool
     ) -> OffsetAndTimestamp | None:
         view = memoryview(payload)
         for header in native.scan_batches(view):

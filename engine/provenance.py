@@ -23,6 +23,7 @@ import native
 from engine.authorization import ANONYMOUS
 from engine.errors import RecordTooLarge
 from native import StampedBatchTooLarge
+from native.buffers import BytesLike
 
 PRINCIPAL = "tidelog.principal"
 CLIENT_ID = "tidelog.client.id"
@@ -86,7 +87,7 @@ produce API, called in-process without a principal)."""
 
 
 def stamp_batches(
-    data: bytes | bytearray | memoryview,
+    data: BytesLike,
     positions: list[tuple[int, int]],
     provenance: Provenance,
     received_ms: int,

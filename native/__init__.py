@@ -60,6 +60,15 @@ def _select() -> tuple[ModuleType, str]:
 
 _impl, IMPLEMENTATION = _select()
 
+FLAT_BUFFER_TYPES: tuple[type, ...] = (
+    (bytes, _impl.ByteSlice) if IMPLEMENTATION == "c" else (bytes,)
+)
+"""The buffer types whose len() is always their size in bytes and that are
+one buffer, never a sequence of parts: bytes, and with the C extension its
+ByteSlice (untracked_view's, read-only itself, though a bytearray's bytes
+under it may still be written through the bytearray), which a caller takes
+as they are where it would otherwise make a flat memoryview of a buffer."""
+
 if TYPE_CHECKING:
     # Both implementations share the pure one's signatures.
     from native._pure import (
@@ -81,6 +90,8 @@ if TYPE_CHECKING:
         stamp_batch,
         stamp_wal_records,
         unfilled_bytearray,
+        untracked_record,
+        untracked_view,
         validate_batches,
     )
 else:
@@ -103,6 +114,8 @@ else:
     frame_wal_records = _impl.frame_wal_records
     stamp_wal_records = _impl.stamp_wal_records
     place_wal_record = _impl.place_wal_record
+    untracked_view = _impl.untracked_view
+    untracked_record = _impl.untracked_record
 
 
 def decode_columns(
@@ -124,6 +137,7 @@ def decode_columns(
 
 __all__ = [
     "CRC_COMBINE_MIN_BYTES",
+    "FLAT_BUFFER_TYPES",
     "IMPLEMENTATION",
     "MAX_INFLATED",
     "MAX_RECORD_ERRORS",
@@ -170,5 +184,7 @@ __all__ = [
     "stamp_batch",
     "stamp_wal_records",
     "unfilled_bytearray",
+    "untracked_record",
+    "untracked_view",
     "validate_batches",
 ]

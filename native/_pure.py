@@ -1368,6 +1368,62 @@ def extend_unfilled(buffer: bytearray, added: int) -> None:
     buffer.extend(bytes(added))
 
 
+_Record = TypeVar("_Record", bound=tuple[Any, ...])
+
+
+def untracked_view(data: BytesLike) -> BytesLike:
+    """``data``'s bytes, read-only, as an object the cyclic collector does
+    not track, where one can be: a memoryview of format "B" over an exact
+    bytes or bytearray (a request's frame) becomes, in C, a ByteSlice of
+    the same bytes, which holds an export of that owner (a bytearray cannot
+    be resized under it) and refers to nothing else; anything else is
+    given back as it is. Here a memoryview stays one (a read-only one, as
+    the ByteSlice is): the same results, only the collector's cost differs
+    (docs/design/0154)."""
+    if type(data) is memoryview and _untrackable(data):
+        return data.toreadonly()
+    return data
+
+
+def _untrackable(view: memoryview) -> bool:
+    """Whether the C twin makes ``view`` a ByteSlice (its checks, in its order)."""
+    try:
+        owner = view.obj
+    except ValueError:  # released: given back, to fail where it is read
+        return False
+    return (
+        type(owner) in (bytes, bytearray)
+        and view.ndim == 1
+        and view.itemsize == 1
+        and view.format == "B"
+        and view.c_contiguous
+    )
+
+
+def untracked_record(cls: type[_Record], *items: object) -> _Record:
+    """``cls`` (a tuple subclass without a __dict__ that has _fields: a
+    NamedTuple) of ``items``, one for each of its fields (no default is
+    filled in), without its Python __new__, each item as untracked_view
+    gives it. In C,
+    the record is untracked when none of its items can ever be tracked
+    (bytes, ints, None, a ByteSlice, an untracked exact tuple: what
+    CPython's collector does to an exact tuple at its first collection,
+    and never to a subclass's): it is then never walked. Here it stays
+    tracked: the same results, only the collector's cost differs."""
+    if not isinstance(cls, type) or not issubclass(cls, tuple) or cls.__dictoffset__ != 0:
+        raise TypeError("untracked_record's class is a tuple subclass without a __dict__")
+    fields = getattr(cls, "_fields", None)
+    wanted = len(fields) if isinstance(fields, tuple) else -1
+    if wanted != len(items):
+        raise TypeError(
+            "untracked_record takes a NamedTuple class and all its fields: "
+            f"{len(items)} given, {cls.__name__} has {wanted}"
+        )
+    return tuple.__new__(
+        cls, [untracked_view(item) if type(item) is memoryview else item for item in items]
+    )
+
+
 def join_parts(parts: Iterable[BytesLike]) -> bytes:
     """The parts' bytes in one bytes object (the C one copies them with the
     GIL released, so a large object's join does not stop other threads)."""

@@ -63,7 +63,7 @@ def compress(codec: int, data: BytesLike) -> bytes:
     if codec == Compression.LZ4:
         return bytes(lz4.frame.compress(data, block_size=lz4.frame.BLOCKSIZE_MAX64KB))
     if codec == Compression.ZSTD:
-        return bytes(zstandard.ZstdCompressor().compress(data))
+        return bytes(zstandard.ZstdCompressor().compress(_zstd_buffer(data)))
     raise ValueError(f"no such compression codec: {codec}")
 
 
@@ -123,14 +123,20 @@ def _lz4_decompress(data: BytesLike, limit: int) -> bytes:
     return bytes(out)
 
 
+def _zstd_buffer(data: BytesLike) -> bytes | bytearray | memoryview:
+    """``data`` as zstandard's signatures take a buffer: a ByteSlice (a
+    stored payload, native.untracked_view) through a memoryview of it."""
+    return data if isinstance(data, bytes | bytearray | memoryview) else memoryview(data)
+
+
 def _zstd_decompress(data: BytesLike, limit: int) -> bytes:
     decompressor = _zstd()
-    declared = zstandard.get_frame_parameters(data).content_size
+    declared = zstandard.get_frame_parameters(_zstd_buffer(data)).content_size
     if declared != _ZSTD_UNKNOWN and declared > 0:
         if declared > limit:
             raise InflationLimit(Compression.ZSTD, limit, declared)
         # One shot into a buffer of the declared size, which a frame cannot overrun.
-        return bytes(decompressor.decompress(data))
+        return bytes(decompressor.decompress(_zstd_buffer(data)))
     reader = decompressor.stream_reader(bytes(data))
     out = bytearray()
     while True:

@@ -27,12 +27,14 @@ from typing import Protocol
 
 import blake3
 
+from native.buffers import BytesLike
+
 
 class Stored(Protocol):
     """A batch as stored (``StoredBatch``): the chain hashes its bytes."""
 
     @property
-    def payload(self) -> bytes | memoryview: ...
+    def payload(self) -> BytesLike: ...
 
 
 LINK_BYTES = 32

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from native.buffers import BytesLike
 from s3stream import chain
 from s3stream.chain_hash import ChainHash
 from s3stream.errors import MISSING, CorruptObject, StreamNotFound
@@ -378,7 +379,7 @@ def stored_payloads(
     state: ManifestState,
     stream_id: int,
     current: Callable[[], ManifestState] | None = None,
-) -> Iterator[bytes | memoryview]:
+) -> Iterator[BytesLike]:
     """Every committed batch's bytes of a stream from its start, read from
     the objects alone (for readers that must not open the store as a writer).
     With ``current`` (the manifest as it is now), a range whose object a

@@ -67,7 +67,10 @@ class StoredBatch(NamedTuple):
 
     base_offset: int
     end_offset: int
-    payload: bytes | memoryview
+    payload: BytesLike
+    """As appended: on the produce path a ByteSlice of the request's bytes
+    (StreamStore.submit_then, native.untracked_view), so that the log cache's
+    batches are never walked by the cyclic collector (docs/design/0154)."""
     crc: int | None = None
     """The payload's CRC32C when the appender has it (the produce path
     combines it from the checked batches' own CRCs): an upload then combines

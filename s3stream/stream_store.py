@@ -38,6 +38,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from native import untracked_record
 from s3stream.ack_trace import UploadTrace
 from s3stream.append_options import LOCAL, AppendOptions
 from s3stream.appender import Appender
@@ -83,7 +84,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tidelog.s3stream")
-_new = tuple.__new__
 
 PROBE_KEY = "readiness-probe"
 CLEANUP_JOIN_S = 30.0
@@ -534,12 +534,15 @@ class StreamStore:
         and is refused (NoRoom) once the bound is passed by
         ``unpaced_headroom_bytes``.
 
-        ``payload`` is stored as given, without a copy; it must not change.
+        ``payload`` is stored without a copy (a memoryview of a bytes or
+        bytearray as a read-only ByteSlice of the same bytes, which keeps a
+        bytearray from being resized: native.untracked_view); it must not
+        change.
         ``payload_crc``, its CRC32C if the caller has it (of checked record
         batches, ``native.crc32c_batches``), spares the WAL a read of it.
         """
         self._fetcher.pace.live()
-        batch = StoredBatch(base_offset, last_offset + 1, payload, payload_crc)
+        batch = untracked_record(StoredBatch, base_offset, last_offset + 1, payload, payload_crc)
         return self._appender.submit(stream_id, batch, options)
 
     @property
@@ -633,9 +636,12 @@ class StreamStore:
         raise here, so a caller holding its own lock can assign offsets and
         submit in one step."""
         self._fetcher.pace.live()
-        # tuple.__new__ itself, all four fields: the NamedTuple's own
-        # __new__ is a Python call, once a Produce.
-        batch = _new(StoredBatch, (base_offset, last_offset + 1, payload, payload_crc))
+        # Made in C, all four fields, without the NamedTuple's own __new__
+        # (a Python call, once a Produce), and out of the cyclic collector's
+        # way for as long as the log cache keeps it: a payload that is a
+        # memoryview of the request's bytes held as a ByteSlice, which the
+        # collector does not track, and the batch untracked (0154).
+        batch = untracked_record(StoredBatch, base_offset, last_offset + 1, payload, payload_crc)
         self._appender.submit_then(then, stream_id, batch, options)
 
     def gathered(self) -> contextlib.AbstractContextManager[None]:

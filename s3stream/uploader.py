@@ -48,6 +48,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from native.buffers import BytesLike
 from s3stream import chain
 from s3stream.ack_trace import UploadTrace
 from s3stream.chain import RangeLinks
@@ -97,7 +98,7 @@ def epoch_of_key(key: str) -> int | None:
 @dataclass
 class PreparedObject:
     meta: ObjectMeta
-    data: list[bytes | bytearray | memoryview]
+    data: list[BytesLike]
     """The object's bytes, in parts (see EncodedObject)."""
 
 

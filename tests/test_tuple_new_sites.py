@@ -1,6 +1,8 @@
-"""Every NamedTuple made by ``tuple.__new__`` itself (a Python call fewer
-than its own ``__new__`` on a path run once a request or a record) is given
-each of its fields: ``tuple.__new__`` checks no count, so a field added to
+"""Every NamedTuple made by ``tuple.__new__`` itself or by
+``native.untracked_record`` (a Python call fewer than its own ``__new__``
+on a path run once a request or a record) is given each of its fields:
+``tuple.__new__`` checks no count (untracked_record checks it, but only
+when the site runs), so a field added to
 one of these NamedTuples (with a default) would otherwise leave a site
 making tuples one short, and reading the new field would fail far from it."""
 
@@ -16,7 +18,7 @@ PACKAGES = ("engine", "s3stream")
 
 def _sites() -> list[tuple[str, int, str, int]]:
     """(module, line, NamedTuple's name, fields given) of each call of a
-    module-level alias of ``tuple.__new__``."""
+    module-level alias of ``tuple.__new__`` or of ``native.untracked_record``."""
     found = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -28,20 +30,21 @@ def _sites() -> list[tuple[str, int, str, int]]:
                 for target in node.targets
                 if isinstance(target, ast.Name)
             }
-            if not aliases:
-                continue
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
             for node in ast.walk(tree):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Name)
-                    and node.func.id in aliases
-                ):
+                if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                    continue
+                if node.func.id in aliases:
                     kind, fields = node.args
-                    assert isinstance(kind, ast.Name), ast.unparse(node)
                     assert isinstance(fields, ast.Tuple), ast.unparse(node)
-                    assert not any(isinstance(e, ast.Starred) for e in fields.elts)
-                    found.append((module, node.lineno, kind.id, len(fields.elts)))
+                    given = fields.elts
+                elif node.func.id == "untracked_record":  # native's: (kind, *fields), unchecked too
+                    kind, *given = node.args
+                else:
+                    continue
+                assert isinstance(kind, ast.Name), ast.unparse(node)
+                assert not any(isinstance(e, ast.Starred) for e in given)
+                found.append((module, node.lineno, kind.id, len(given)))
     return found
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import NamedTuple
 
-from native import crc32c, crc32c_combine, frame_wal_records
+from native import FLAT_BUFFER_TYPES, crc32c, crc32c_combine, frame_wal_records
 from native.buffers import BytesLike
 from wal.closing import Closing
 from wal.directory_lock import lock_directory
@@ -84,7 +84,7 @@ _TAG = operator.itemgetter(Append._fields.index("tag"))
 """An ``Append``'s tag, read in C over a batch."""
 
 
-def _byte_view(payload: bytearray | memoryview) -> memoryview:
+def _byte_view(payload: BytesLike) -> memoryview:
     """The payload as a flat view of its bytes. The writer counts a record's
     bytes with len(), which for a view of wider items (an array's, a 2-D
     one) counts items or rows: the header would state less than is written
@@ -380,7 +380,7 @@ class WriteAheadLog:
         queued."""
         if not 1 <= record_type <= MAX_USER_TYPE:
             raise ValueError(f"record_type {record_type} is not in 1..{MAX_USER_TYPE}")
-        if not isinstance(payload, bytes):
+        if type(payload) not in FLAT_BUFFER_TYPES:  # a stored payload's ByteSlice as it is
             payload = _byte_view(payload)
         length = len(prefix) + len(payload)
         if length > self._max_payload:

@@ -15,6 +15,7 @@ from engine.errors import CorruptRecord
 from engine.isolation import committed_batches
 from engine.partition import PartitionFetch
 from engine.types import ConsumerRecord, TopicPartition
+from native.buffers import BytesLike
 
 
 class Decoded(NamedTuple):
@@ -51,7 +52,7 @@ def decode_fetched(tp: TopicPartition, position: int, fetched: PartitionFetch) -
 def _stop_at_bad_batch(
     tp: TopicPartition,
     position: int,
-    payload: bytes | memoryview,
+    payload: BytesLike,
     max_inflated: int,
     error: native.BatchError,
     decoded: list[ConsumerRecord],

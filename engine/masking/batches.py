@@ -17,6 +17,7 @@ import native
 from engine.batch_encoding import encode_like
 from engine.masking.documents import Masking
 from engine.partition import PartitionFetch
+from native.buffers import BytesLike
 from native.records import BatchHeader
 
 
@@ -27,7 +28,7 @@ def mask_fetch(fetched: PartitionFetch, masking: Masking, limit: int | None) -> 
     stored one, so the batches of one stored append (an embedded append of
     several) may be cut between them; ``next_offset`` says where the next
     fetch starts. A batch is masked only when the ones before it fit."""
-    masked: list[bytes | memoryview] = []
+    masked: list[BytesLike] = []
     size = 0
     for stored in fetched.records:
         view = memoryview(stored)
@@ -41,9 +42,7 @@ def mask_fetch(fetched: PartitionFetch, masking: Masking, limit: int | None) -> 
     return fetched._replace(records=masked)
 
 
-def mask_batch(
-    stored: bytes | memoryview, masking: Masking, max_inflated: int
-) -> bytes | memoryview:
+def mask_batch(stored: BytesLike, masking: Masking, max_inflated: int) -> BytesLike:
     """One stored batch (or a run of them) with its records masked."""
     view = memoryview(stored)
     out = [
@@ -55,9 +54,7 @@ def mask_batch(
     return out[0] if len(out) == 1 else b"".join(out)
 
 
-def _masked(
-    header: BatchHeader, raw: memoryview, masking: Masking, max_inflated: int
-) -> bytes | memoryview:
+def _masked(header: BatchHeader, raw: memoryview, masking: Masking, max_inflated: int) -> BytesLike:
     """One batch with its records masked (a control batch, or one without
     records, as stored)."""
     if header.is_control or header.record_count == 0:

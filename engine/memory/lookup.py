@@ -24,6 +24,7 @@ from engine.memory.vector import RecordRef
 from engine.partition import Partition
 from engine.partition_txns import AbortedTxn
 from engine.topic_id import NO_TOPIC_ID
+from native.buffers import BytesLike
 from native.records import Header
 from s3stream.lookup import Candidates, committed_batches
 
@@ -120,7 +121,7 @@ def _collect(
 
 def _matches(
     partition: Partition,
-    batch: bytes | memoryview,
+    batch: BytesLike,
     header: str,
     value: bytes,
     max_inflated: int,
@@ -135,7 +136,7 @@ def _matches(
 def matching_records(
     topic: str,
     partition: int,
-    batch: bytes | memoryview,
+    batch: BytesLike,
     header: str,
     value: bytes,
     max_inflated: int = native.MAX_INFLATED,
@@ -153,7 +154,7 @@ def matching_records(
 def _matching(
     topic: str,
     partition: int,
-    batch: bytes | memoryview,
+    batch: BytesLike,
     header: str,
     value: bytes,
     max_inflated: int,

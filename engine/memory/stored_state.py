@@ -37,6 +37,7 @@ from engine.memory.vector import OffsetVector
 from engine.partition import PartitionFetch, inflation_limit
 from engine.partition_txns import AbortedTxn
 from engine.verify import uploaded_catalog
+from native.buffers import BytesLike
 from s3stream import ObjectStore
 from s3stream.chain_verify import stored_payloads
 from s3stream.manifest import load_state
@@ -89,7 +90,7 @@ class StoredPartition:
         """As Partition.end_offset_for_epoch, from the stored batches' epochs."""
         return end_offset_for_epoch(self._epochs, epoch, self._end)
 
-    def _stream(self, stream_id: int) -> Iterator[bytes | memoryview]:
+    def _stream(self, stream_id: int) -> Iterator[BytesLike]:
         if stream_id not in self._state.streams:
             return iter(())
         return stored_payloads(self._store, self._state, stream_id, self._current)
@@ -126,7 +127,7 @@ class StoredPartition:
                     open_since.setdefault(producer_id, header.base_offset)
         return aborted, min(open_since.values(), default=self._end)
 
-    def _read(self) -> Iterator[bytes | memoryview]:
+    def _read(self) -> Iterator[BytesLike]:
         for payload in self._stream(self._data):
             headers = native.scan_batches(payload)
             if headers and headers[-1].last_offset >= self._stable:
@@ -136,7 +137,7 @@ class StoredPartition:
     def fetch(self, offset: int, max_bytes: int, read_committed: bool = False) -> PartitionFetch:
         """The next stored payloads from where the last fetch ended (the
         fold asks in order), below the last stable offset."""
-        chunk: list[bytes | memoryview] = []
+        chunk: list[BytesLike] = []
         size = 0
         next_offset = offset
         for payload in self._payloads:

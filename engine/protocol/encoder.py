@@ -23,6 +23,8 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
 
+from native import FLAT_BUFFER_TYPES
+
 __all__ = [
     "EncodedItem",
     "EncodedItems",
@@ -193,9 +195,11 @@ def _string_writer(flexible: bool, nullable: bool, wide: bool) -> Writer:
     return write
 
 
-_BUFFERS = (bytes, bytearray, memoryview)
+_BUFFERS = (bytearray, memoryview, *FLAT_BUFFER_TYPES)
 """A tuple, not a union: ``bytes | bytearray | memoryview`` written in the
-check builds a new union at every call, and isinstance walks it slower."""
+check builds a new union at every call, and isinstance walks it slower.
+With the C extension a stored payload's ByteSlice too (0154): one buffer,
+not a sequence of them."""
 
 
 def _records_writer(flexible: bool, nullable: bool) -> Writer:
@@ -212,7 +216,7 @@ def _records_writer(flexible: bool, nullable: bool) -> Writer:
             else:
                 out += _INT32.pack(-1)
             return
-        chunks = (value,) if isinstance(value, _BUFFERS) else value
+        chunks: Any = (value,) if isinstance(value, _BUFFERS) else value
         total = sum(map(len, chunks))
         if flexible:
             uvarint(out, total + 1)

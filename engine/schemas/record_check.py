@@ -29,6 +29,7 @@ from engine.schemas.compiled import CompiledSchema, CompiledSchemas
 from engine.schemas.types import PROTOBUF, RegisteredSchema, SchemaLookup
 from engine.schemas.wire_format import NotFramed, unframe
 from native import MAX_RECORD_ERRORS, BatchHeader, Record
+from native.buffers import BytesLike
 from native.errors import RecordError
 
 MAX_MESSAGE_CHARS = 500
@@ -109,7 +110,7 @@ class RecordCheck:
 
     def check(
         self,
-        data: bytes | bytearray | memoryview,
+        data: BytesLike,
         headers: Sequence[BatchHeader],
         source: SchemaSource,
         max_inflated: int,

@@ -150,7 +150,10 @@ def tls_writes(parts: Parts) -> Parts:
     def flush() -> None:
         nonlocal small, small_bytes
         if small:
-            writes.append(small[0] if len(small) == 1 else b"".join(small))
+            # One part alone goes as a view of it: a stored batch may be a
+            # ByteSlice (native.untracked_view), and the transport's write
+            # takes only bytes, bytearray and memoryview.
+            writes.append(memoryview(small[0]) if len(small) == 1 else b"".join(small))
             small, small_bytes = [], 0
 
     for part in parts:

@@ -20,10 +20,11 @@ from engine.isolation import committed_batches
 from engine.masking.batches import mask_batch
 from engine.masking.documents import Masking
 from engine.partition import Partition, PartitionFetch
+from native.buffers import BytesLike
 
 
 class SettledRead(NamedTuple):
-    batches: list[bytes | memoryview]
+    batches: list[BytesLike]
     """The committed stored batches read (no control batches, none of an
     aborted transaction), each ending below the settled end; masked when
     the read was given a masking."""
@@ -68,7 +69,7 @@ def read_settled(
     next_offset = fetched.next_offset if len(kept) == len(fetched.records) else kept_end
     next_offset = min(max(next_offset, position), end)
     aborted = fetched.aborted_transactions
-    batches: list[bytes | memoryview] = list(committed_batches(kept, aborted)) if aborted else kept
+    batches: list[BytesLike] = list(committed_batches(kept, aborted)) if aborted else kept
     if masking is not None:
         batches = [mask_batch(batch, masking, fetched.max_inflated) for batch in batches]
     return SettledRead(
@@ -76,12 +77,10 @@ def read_settled(
     )
 
 
-def _below(
-    payloads: PartitionFetch | list[bytes | memoryview], end: int
-) -> tuple[list[bytes | memoryview], int]:
+def _below(payloads: PartitionFetch | list[BytesLike], end: int) -> tuple[list[BytesLike], int]:
     """The stored batches of ``payloads`` that end at or below ``end``, in
     order up to the first that does not, and where the last of them ends."""
-    kept: list[bytes | memoryview] = []
+    kept: list[BytesLike] = []
     kept_end = -1
     for payload in payloads if isinstance(payloads, list) else payloads.records:
         view = memoryview(payload)

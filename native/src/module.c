@@ -14,6 +14,7 @@
 #include "batch_crc.h"
 #include "buffer.h"
 #include "bulk.h"
+#include "byte_slice.h"
 #include "columns.h"
 #include "entries.h"
 #include "prefault.h"
@@ -1152,6 +1153,10 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS, "Build one v2 batch from lists of values and keys."},
     {"encode_entries", (PyCFunction)(void (*)(void))tl_py_encode_entries,
      METH_VARARGS | METH_KEYWORDS, "Lay out an object's entries and blocks."},
+    {"untracked_view", tl_py_untracked_view, METH_O,
+     "The same bytes as an object the cyclic collector does not track, where one can be."},
+    {"untracked_record", (PyCFunction)(void (*)(void))tl_py_untracked_record, METH_FASTCALL,
+     "A NamedTuple of its items (memoryviews as ByteSlices), untracked when they all are."},
     {"join_parts", tl_py_join_parts, METH_O, "Join buffers into one bytes, the GIL released."},
     {"extend_unfilled", (PyCFunction)(void (*)(void))py_extend_unfilled, METH_FASTCALL,
      "Grow a bytearray by bytes that are not zero-filled, for a buffer written before it is read."},
@@ -1197,5 +1202,12 @@ PyMODINIT_FUNC PyInit__cnative(void) {
     if (max_inflated_default == -1 && PyErr_Occurred()) return NULL;
     for (int kind = TL_TRUNCATED; kind < TL_KINDS; kind++)
         if (!(error_types[kind] = import_attr("native.errors", tl_kind_names[kind]))) return NULL;
-    return PyModule_Create(&module_def);
+    if (tl_byte_slice_ready() != 0) return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) return NULL;
+    if (PyModule_AddObjectRef(module, "ByteSlice", (PyObject *)&tl_byte_slice_type) != 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

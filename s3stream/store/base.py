@@ -17,8 +17,12 @@ from typing import NamedTuple
 from native import join_parts
 from native.buffers import BytesLike
 
-ObjectData = BytesLike | Sequence[BytesLike]
-"""An object's bytes: one buffer, or parts to be stored one after another."""
+ObjectBuffer = bytes | bytearray | memoryview
+"""An object's bytes in one buffer."""
+ObjectData = ObjectBuffer | Sequence[BytesLike]
+"""An object's bytes: one buffer, or parts to be stored one after another
+(a ByteSlice among the parts, never one alone: a stored payload is a part,
+and the checks take anything but ObjectBuffer's types for parts)."""
 
 
 def joined(data: ObjectData) -> BytesLike:
@@ -113,11 +117,11 @@ class ObjectStore(abc.ABC):
         """Stores ``data`` under ``key`` (replacing any object); returns its version."""
 
     @abc.abstractmethod
-    def put_if_absent(self, key: str, data: BytesLike) -> str:
+    def put_if_absent(self, key: str, data: ObjectBuffer) -> str:
         """Like put, but raises PreconditionFailed if ``key`` already exists."""
 
     @abc.abstractmethod
-    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+    def put_if_version(self, key: str, data: ObjectBuffer, version: str) -> str:
         """Like put, but raises PreconditionFailed unless ``key`` is at ``version``."""
 
     @abc.abstractmethod

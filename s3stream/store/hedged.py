@@ -49,8 +49,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
-from native.buffers import BytesLike
 from s3stream.store.base import (
+    ObjectBuffer,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -190,7 +190,7 @@ class HedgedStore(ObjectStore):
             f"put/{_size_class(size)}", "put", key, lambda: self.inner.put(key, data)
         )
 
-    def put_if_absent(self, key: str, data: BytesLike) -> str:
+    def put_if_absent(self, key: str, data: ObjectBuffer) -> str:
         size = memoryview(data).nbytes
         return self._hedged(
             f"put_if_absent/{_size_class(size)}",
@@ -209,7 +209,7 @@ class HedgedStore(ObjectStore):
 
     # -- passed on ----------------------------------------------------------------
 
-    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+    def put_if_version(self, key: str, data: ObjectBuffer, version: str) -> str:
         return self.inner.put_if_version(key, data, version)
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:

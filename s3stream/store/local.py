@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from native.buffers import BytesLike
 from s3stream.store.abandoned import TEMP_PREFIX, remove_abandoned_temp_files
 from s3stream.store.base import (
+    ObjectBuffer,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -113,10 +114,10 @@ class LocalStore(ObjectStore):
     def put(self, key: str, data: ObjectData) -> str:
         return self._write(key, data, None)
 
-    def put_if_absent(self, key: str, data: BytesLike) -> str:
+    def put_if_absent(self, key: str, data: ObjectBuffer) -> str:
         return self._write(key, data, ("exists", lambda found: found is None))
 
-    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+    def put_if_version(self, key: str, data: ObjectBuffer, version: str) -> str:
         def at_version(found: os.stat_result | None) -> bool:
             return found is not None and _version(found) == version
 

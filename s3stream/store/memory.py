@@ -11,6 +11,7 @@ import threading
 
 from native.buffers import BytesLike
 from s3stream.store.base import (
+    ObjectBuffer,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -36,14 +37,14 @@ class MemoryStore(ObjectStore):
         with self._lock:
             return self._store(key, joined(data))
 
-    def put_if_absent(self, key: str, data: BytesLike) -> str:
+    def put_if_absent(self, key: str, data: ObjectBuffer) -> str:
         _check_key(key)
         with self._lock:
             if key in self._objects:
                 raise PreconditionFailed(key, "exists")
             return self._store(key, data)
 
-    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+    def put_if_version(self, key: str, data: ObjectBuffer, version: str) -> str:
         _check_key(key)
         with self._lock:
             current = self._objects.get(key)

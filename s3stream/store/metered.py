@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from native.buffers import BytesLike
 from s3stream.store.base import (
+    ObjectBuffer,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -102,12 +102,12 @@ class MeteredStore(ObjectStore):
     def put(self, key: str, data: ObjectData) -> str:
         return self._timed("put", key, lambda: self.inner.put(key, data), data_size(data))
 
-    def put_if_absent(self, key: str, data: BytesLike) -> str:
+    def put_if_absent(self, key: str, data: ObjectBuffer) -> str:
         return self._timed(
             "put_if_absent", key, lambda: self.inner.put_if_absent(key, data), data_size(data)
         )
 
-    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+    def put_if_version(self, key: str, data: ObjectBuffer, version: str) -> str:
         return self._timed(
             "put_if_version",
             key,

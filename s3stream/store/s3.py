@@ -67,6 +67,7 @@ import urllib3.exceptions
 from native.buffers import BytesLike
 from s3stream.store.base import (
     ConditionalWrites,
+    ObjectBuffer,
     ObjectData,
     ObjectInfo,
     ObjectNotFound,
@@ -327,12 +328,12 @@ class S3Store(ObjectStore):
             )
         return str(response["ETag"])
 
-    def put_if_absent(self, key: str, data: BytesLike) -> str:
+    def put_if_absent(self, key: str, data: ObjectBuffer) -> str:
         if self._checks_conditions_itself() and self._version(key) is not None:
             raise PreconditionFailed(key, "exists (checked before the write)")
         return self._put(key, data, {"IfNoneMatch": "*"})
 
-    def put_if_version(self, key: str, data: BytesLike, version: str) -> str:
+    def put_if_version(self, key: str, data: ObjectBuffer, version: str) -> str:
         if self._checks_conditions_itself() and not _same_etag(self._version(key), version):
             raise PreconditionFailed(key, f"version is not {version} (checked before the write)")
         return self._put(key, data, {"IfMatch": version})

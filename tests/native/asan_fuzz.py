@@ -15,7 +15,7 @@ import ctypes
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from native import _cnative as c
 from native import _pure, compression
@@ -331,6 +331,59 @@ def place_hostile(rng: random.Random, data: bytes) -> None:
         raise outcomes[0]("refused alike")  # counted with the other typed refusals
 
 
+class _Stored(NamedTuple):
+    base_offset: int
+    end_offset: int
+    payload: object
+    crc: int | None
+
+
+def slice_hostile(rng: random.Random, data: bytes) -> None:
+    """ByteSlice made, indexed, sliced (nested, strided), compared, hashed,
+    exported and dropped with bounds from the edges; untracked_view and
+    untracked_record on views of every shape: every byte read stays inside
+    the owner, whose export is released with the last slice."""
+    edges = [0, 1, -1, len(data), len(data) + 1, -len(data) - 1, 2**31, 2**62, -(2**62),
+             2**63 - 1, -(2**63), 2**64, None]  # fmt: skip
+    owner: Any = rng.choice([data, bytearray(data), b"", bytearray()])
+    try:
+        whole = c.ByteSlice(owner, *(rng.choice(edges[:-1]) for _ in range(rng.randrange(3))))
+    except EXPECTED:
+        whole = c.ByteSlice(owner)
+    for _ in range(4):
+        key: Any = rng.choice(edges[:-1])
+        if rng.random() < 0.6:
+            key = slice(
+                rng.choice(edges), rng.choice(edges), rng.choice([None, 1, 2, -1, -3, 2**63])
+            )
+        with contextlib.suppress(IndexError, *EXPECTED):
+            part = whole[key]
+            if not isinstance(part, int):
+                bytes(part)
+                whole = part if rng.random() < 0.5 else whole
+    other = rng.choice([data, memoryview(data).cast("c"), memoryview(data[:1]).cast("B", shape=[]),
+                        bytearray(data), whole, "x", None])  # fmt: skip
+    _ = (whole == other, whole != other, whole.hex(), whole.tobytes(), len(whole), repr(whole))
+    with contextlib.suppress(TypeError):
+        hash(whole)
+    with memoryview(whole) as exported:
+        bytes(exported[::-1])
+    views = [memoryview(owner)[rng.randrange(len(owner) + 1) :], memoryview(b"abcd").cast("I"),
+             memoryview(data)[::2], memoryview(whole),
+             memoryview(bytearray(data)).toreadonly()]  # fmt: skip
+    view = rng.choice(views)
+    record = c.untracked_record(_Stored, 0, 1, view, rng.choice([None, 7, (1, [2]), {}]))
+    bytes(c.untracked_view(view))
+    c.crc32c(record.payload)
+    del whole, record, views, view, other
+    part = None
+    if type(owner) is bytearray:
+        try:
+            owner.extend(b"x")
+        except BufferError as error:
+            raise AssertionError("a slice's export outlived the slice") from error
+
+
 def crc_to_the_allocations_end(rng: random.Random) -> None:
     """Each CRC32C implementation the CPU runs over buffers that end where
     their allocation ends (ctypes asks malloc for exactly that many bytes;
@@ -389,6 +442,10 @@ def main() -> int:
             errors += 1
         try:
             place_hostile(rng, data)
+        except EXPECTED:
+            errors += 1
+        try:
+            slice_hostile(rng, data)
         except EXPECTED:
             errors += 1
         try:

@@ -208,3 +208,37 @@ def test_a_large_request_over_tls_arrives_whole(
         assert message.value() == value
     finally:
         consumer.close()
+
+
+def test_batches_kept_in_the_log_cache_are_fetched_over_tls(
+    tls: Tls, tls_server: ServerProcess, topic: str
+) -> None:
+    """Batches fetched from the log cache are views of the requests' bytes
+    that are not memoryviews (the C extension's ByteSlice): a TLS transport
+    takes only bytes, bytearray and memoryview, so a small one that ends up
+    a write of its own (the 128 KiB before it given as one write, a batch
+    above a TLS record's size after it) is not handed to it as it is."""
+    settings = {
+        "bootstrap.servers": f"127.0.0.1:{tls_server.ssl_port}",  # type: ignore[attr-defined]
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(tls.authority.ca),
+        **quiet_librdkafka(),
+    }
+    values = [bytes([i]) * 11_000 for i in range(12)] + [b"L" * 20_000]
+    producer = Producer({**settings, "compression.type": "none", "linger.ms": 0})
+    for value in values:  # a Produce, and so a batch of the log cache, each
+        producer.produce(topic, value)
+        assert producer.flush(TIMEOUT) == 0
+    consumer = Consumer({**settings, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    fetched: list[bytes] = []
+    try:
+        while len(fetched) < len(values):
+            message = consumer.poll(TIMEOUT)
+            assert message is not None, "no record within the timeout"
+            assert message.error() is None, message.error()
+            fetched.append(message.value())
+    finally:
+        consumer.close()
+    assert fetched == values
+    assert "TypeError" not in tls_server.log()

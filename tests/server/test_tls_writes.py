@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from engine.protocol.codec import Parts
 from engine.server.tls import TLS_RECORD_BYTES, TLS_WRITE_BYTES, tls_writes
+from tests.native.conftest import c_impl, needs_c
 
 part_sizes = st.sampled_from([0, 1, 9, 100, TLS_RECORD_BYTES - 1, TLS_RECORD_BYTES])
 part_sizes |= st.integers(0, 3 * TLS_WRITE_BYTES)
@@ -45,3 +46,17 @@ def test_a_large_part_is_cut_into_views_of_it() -> None:
     assert [len(w) for w in writes[1:]] == [TLS_WRITE_BYTES] * (
         len(record_batches) // TLS_WRITE_BYTES
     )
+
+
+@needs_c
+def test_every_write_is_of_a_type_the_transport_takes() -> None:
+    """asyncio's TLS transport refuses a write that is not bytes, bytearray
+    or memoryview: a stored batch kept as a ByteSlice is written as a view
+    of it, also when it is the only small part of a write."""
+    frame = bytearray(range(256)) * 200
+    alone = c_impl().untracked_view(memoryview(frame)[: TLS_RECORD_BYTES - 100])
+    large = c_impl().untracked_view(memoryview(frame)[: TLS_RECORD_BYTES + 100])
+    parts: Parts = [alone, large, alone]
+    writes = tls_writes(parts)
+    assert all(isinstance(write, bytes | bytearray | memoryview) for write in writes)
+    assert b"".join(writes) == b"".join(parts)
