@@ -108,6 +108,7 @@ class ObjectReader:
         readahead_span_bytes: int = 16 * 1024 * 1024,
         index_cache_entries: int = 4096,
         gate: ReadAheadGate | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.block_cache = block_cache
@@ -117,6 +118,12 @@ class ObjectReader:
         self._index_entries = index_cache_entries
         self.gate = gate if gate is not None else ReadAheadGate(0, lambda: False)
         """How many of the workers' loads run at once beside live traffic."""
+        self.clock = clock
+        """Seconds (time.monotonic unless given): when each stream was
+        last read, which says how many are being read at once (ACTIVE_S)
+        and so how large their read-ahead windows may grow. A caller that
+        drives it decides which readers are at once, however slowly the
+        machine runs their reads."""
         self._initial_window = min(readahead_bytes, max(readahead_span_bytes // 2, 1))
         self._indexes: OrderedDict[str, ObjectIndex] = OrderedDict()
         self._index_loads: dict[str, Future[ObjectIndex]] = {}
@@ -230,7 +237,7 @@ class ObjectReader:
         """The read-ahead window for a read at ``offset``: doubled if the
         stream's last read ended there, back to the start if not; never
         more than the stream's share of the block cache."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             read = self._reads.get(stream_id)
             if read is None:
@@ -247,7 +254,7 @@ class ObjectReader:
 
     def _window_limit(self) -> int:
         with self._lock:
-            return self._window_limit_locked(time.monotonic())
+            return self._window_limit_locked(self.clock())
 
     def _window_limit_locked(self, now: float) -> int:
         """``readahead_bytes``, or less when many streams are being read at
