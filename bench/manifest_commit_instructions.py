@@ -42,17 +42,17 @@ from typing import Any
 
 import _callgrind_costs
 import _harness
+import _manifest_setup
 
-CHILD = r"""
+CHILD = (
+    r"""
 import json, os, sys, threading, time
-from s3stream.chain import ChainHash, RangeLinks
-from s3stream.manifest import Manifest
-from s3stream.manifest_entries import ObjectMeta, RangeMeta
-from s3stream.objects import ObjectKind
-from s3stream.store.memory import MemoryStore
-
+"""
+    + _manifest_setup.IMPORTS
+    + r"""
 streams, per_stream, commits, width, reopen = map(int, sys.argv[1:6])
 out = sys.argv[6]
+EVERY = 64
 
 class CountingStore(MemoryStore):
     def __init__(self):
@@ -70,33 +70,13 @@ class CountingStore(MemoryStore):
         self.put_bytes["log"] += len(data)
         return version
 
-random = __import__("random").Random(7)
-def links():
-    return RangeLinks(ChainHash.SHA256, random.randbytes(32), random.randbytes(32))
-
-def object_of(object_id, ranges):
-    return ObjectMeta(object_id, f"o/{object_id}", ObjectKind.STREAM_SET, 4096, 0, tuple(ranges))
-
-store = CountingStore()
-manifest = Manifest.open(store, checkpoint_every=64, background_cleanup=True)
-first = manifest.state.next_stream_id
-ids = list(range(first, first + streams))
-manifest.commit([op for s in ids for op in (["create_stream", s, 0], ["open_stream", s, 1])])
-object_id = manifest.state.next_object_id
-ops = []
-for k in range(per_stream):
-    for s in ids:
-        ranges = [RangeMeta(s, k * 10, k * 10 + 10, 4096, links())]
-        ops.append(["add_object", object_of(object_id, ranges).to_wire()])
-        object_id += 1
-manifest.commit(ops)
 # Up to a checkpoint in the set-up, as a writer that has run a while has
 # written one: the counted commits reach the next ones.
-while manifest.state.seq % 64:
-    manifest.commit([["trim", ids[0], 0]])
-manifest.join_cleanup()
-if reopen:  # as a restart opens it: the set-up's checkpoint is the one read
-    manifest = Manifest.open(store, checkpoint_every=64, background_cleanup=True)
+store = CountingStore()
+"""
+    + _manifest_setup.MANIFEST_UP_TO_A_CHECKPOINT
+    + r"""if reopen:  # as a restart opens it: the set-up's checkpoint is the one read
+    manifest = Manifest.open(store, checkpoint_every=EVERY, background_cleanup=True)
 start = per_stream * 10
 uploads = []
 for c in range(commits):
@@ -118,7 +98,7 @@ def commit_all():
             after = manifest.state.copy()
             for op in ops:
                 after.apply(op)
-        if manifest.commit(ops).seq % 64 == 0:
+        if manifest.commit(ops).seq % EVERY == 0:
             # Each checkpoint written, none replaced by the next while it
             # waits for the cleaner: the same checkpoints in every run.
             manifest.join_cleanup()
@@ -145,6 +125,7 @@ with open(out, "w") as f:
 print("done", flush=True)
 sys.stdin.readline()
 """
+)
 
 
 def _child_args(

@@ -44,26 +44,19 @@ from typing import Any
 
 import _callgrind_costs
 import _harness
+import _manifest_setup
 
-CHILD = r"""
+CHILD = (
+    r"""
 import gc, hashlib, json, os, sys, threading, time
-from s3stream.chain import ChainHash, RangeLinks
-from s3stream.manifest import Manifest
 from s3stream.manifest_checkpoints import CheckpointWriter
-from s3stream.manifest_entries import ObjectMeta, RangeMeta
-from s3stream.objects import ObjectKind
-from s3stream.store.memory import MemoryStore
+"""
+    + _manifest_setup.IMPORTS
+    + r"""
 
 streams, per_stream, after, width = map(int, sys.argv[1:5])
 out = sys.argv[5]
 EVERY = 64
-
-random = __import__("random").Random(7)
-def links():
-    return RangeLinks(ChainHash.SHA256, random.randbytes(32), random.randbytes(32))
-
-def object_of(object_id, ranges):
-    return ObjectMeta(object_id, f"o/{object_id}", ObjectKind.STREAM_SET, 4096, 0, tuple(ranges))
 
 figures = {"load_average": os.getloadavg()[0]}
 checkpoint_times = []
@@ -79,22 +72,9 @@ def timed_checkpoint(self, state):
 CheckpointWriter._write_checkpoint = timed_checkpoint
 
 store = MemoryStore()
-manifest = Manifest.open(store, checkpoint_every=EVERY, background_cleanup=True)
-first = manifest.state.next_stream_id
-ids = list(range(first, first + streams))
-manifest.commit([op for s in ids for op in (["create_stream", s, 0], ["open_stream", s, 1])])
-object_id = manifest.state.next_object_id
-ops = []
-for k in range(per_stream):
-    for s in ids:
-        ranges = [RangeMeta(s, k * 10, k * 10 + 10, 4096, links())]
-        ops.append(["add_object", object_of(object_id, ranges).to_wire()])
-        object_id += 1
-manifest.commit(ops)
-while manifest.state.seq % EVERY:
-    manifest.commit([["trim", ids[0], 0]])
-manifest.join_cleanup()
-start = per_stream * 10
+"""
+    + _manifest_setup.MANIFEST_UP_TO_A_CHECKPOINT
+    + r"""start = per_stream * 10
 uploads = 0
 
 def upload():
@@ -142,6 +122,7 @@ figures["objects"] = len(manifest.state.objects)
 with open(out, "w") as f:
     json.dump(figures, f)
 """
+)
 
 WINDOWS = ("ready", "opened", "first checkpoint", "later checkpoint")
 """What the child says at the start of each window and at the end of the

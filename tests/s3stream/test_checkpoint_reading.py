@@ -144,11 +144,8 @@ def test_a_list_named_again_with_a_value_that_is_no_list_is_refused_as_no_state(
         read_checkpoint(KEY, framed, HEADER_SIZE, keep=True)
 
 
-def test_a_stream_whose_end_a_shared_range_raises_is_not_kept_as_read() -> None:
-    """A stream whose end in the body lies below the end of a range it
-    shares is read with its end raised to the range's: its bytes as read
-    are then not its own, and the next checkpoint packs it again rather
-    than write the lower end back."""
+def _stream_1_in_object_1() -> ManifestState:
+    """A state of stream 1 whose offsets 0 to 5 lie in object 1."""
     state = ManifestState()
     state.apply(["create_stream", 1, 0])
     links = RangeLinks(ChainHash.SHA256, bytes(32), bytes(range(32)))
@@ -156,6 +153,15 @@ def test_a_stream_whose_end_a_shared_range_raises_is_not_kept_as_read() -> None:
     state.apply(
         ["add_object", ObjectMeta(1, "o/1", ObjectKind.STREAM_SET, 10, 0, ranges).to_wire()]
     )
+    return state
+
+
+def test_a_stream_whose_end_a_shared_range_raises_is_not_kept_as_read() -> None:
+    """A stream whose end in the body lies below the end of a range it
+    shares is read with its end raised to the range's: its bytes as read
+    are then not its own, and the next checkpoint packs it again rather
+    than write the lower end back."""
+    state = _stream_1_in_object_1()
     state.apply(["create_stream", 2, 0])
     state.apply(["share_range", 2, 1, 0, 1])
     wire = state.to_wire()
@@ -175,13 +181,7 @@ def test_a_list_named_twice_is_read_as_its_last(name: str) -> None:
     whole body reads it (the last list), its entries' bytes kept from
     that list: not an error other than CorruptObject, which would fail
     the open rather than send it to the checkpoint before."""
-    state = ManifestState()
-    state.apply(["create_stream", 1, 0])
-    links = RangeLinks(ChainHash.SHA256, bytes(32), bytes(range(32)))
-    ranges = (RangeMeta(1, 0, 5, 10, links),)
-    state.apply(
-        ["add_object", ObjectMeta(1, "o/1", ObjectKind.STREAM_SET, 10, 0, ranges).to_wire()]
-    )
+    state = _stream_1_in_object_1()
     packer = msgpack.Packer(use_bin_type=True)
     wire = state.to_wire()
     payload = packer.pack_map_header(len(wire) + 1)
