@@ -32,7 +32,8 @@ from xdist.workermanage import WorkerController
 # tests/bench/test_remote_ack_bench.py left with the fifth pass: the bench
 # at 80 appends, one run fewer. tests/server/test_schema_registry.py left
 # with the sixth pass: 9.5 s alone on a quiet machine, its consumer groups
-# of one member no longer waiting 3 s for more.
+# of one member no longer waiting 3 s for more. tests/engine/test_crash.py
+# joined with the ninth: 51 to 92 s alone, at loads of 3 to 19.
 LONGEST_FIRST = (
     "tests/engine/test_checkpoint_parts.py",
     "tests/mirror/test_group_offsets_restarts.py",
@@ -41,6 +42,7 @@ LONGEST_FIRST = (
     "tests/engine/test_submit_async.py",
     "tests/server/test_serve_double_sigint.py",
     "tests/bench/test_kafka_bench.py",
+    "tests/engine/test_crash.py",
     "tests/tables/test_table_crash.py",
     "tests/native/test_asan_fuzz.py",
     "tests/engine/test_txn_model.py",

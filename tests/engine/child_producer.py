@@ -21,13 +21,16 @@ the log. (The puts of an open that re-uploads the WAL a killed run left do
 not count: on a loaded machine they could reach n before the first send.) With
 KILL_BEFORE_CATALOG=1 it kills itself when the engine first writes to its
 catalog stream, after creating that stream: a brand-new data directory's
-worst moment.
+worst moment. With WAIT_FOR_GO=1 it imports what opening STORE needs and
+then waits for a line on stdin before it opens the engine: the parent starts
+the next child while it still holds the data directory to check the log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import random
 import signal
@@ -82,6 +85,11 @@ def value_of(record_id: int) -> bytes:
 def main() -> None:
     data_dir, store_arg, topic, partitions, first_id = sys.argv[1:6]
     object_store: ObjectStore | str | None = None if store_arg == "-" else store_arg
+    if os.environ.get("WAIT_FOR_GO") == "1":
+        if store_arg != "-":
+            importlib.import_module("s3stream.store.s3")  # boto3's import, before the go
+        if not sys.stdin.readline():
+            return  # the parent gave up on this child before its round
     if os.environ.get("KILL_BEFORE_CATALOG") == "1":
         from engine.catalog import Catalog
 

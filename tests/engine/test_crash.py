@@ -12,6 +12,7 @@ the whole log; the next child appends after what the parent saw.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -42,6 +43,84 @@ class ChildRun:
     stderr: str = ""
 
 
+class StartedChild:
+    """A producer process started and held before its engine's open (its
+    WAIT_FOR_GO): its interpreter and imports run while the parent still
+    checks the previous round's log, and its round begins with ``go``."""
+
+    def __init__(self, node: Path, store: str, first_id: int, log_dir: Path, **env: str) -> None:
+        self.stderr_path = log_dir / f"child-{first_id}.stderr"
+        self.run = ChildRun()
+        self.opened = threading.Event()
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                child_command(
+                    "child_producer.py", str(node), store, TOPIC, str(PARTITIONS), str(first_id)
+                ),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=child_env(WAIT_FOR_GO="1", **env),
+            )
+        self.reader = threading.Thread(target=self._read)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        run = self.run
+        for raw in self.process.stdout:
+            line = raw.decode()
+            if not line.endswith("\n"):
+                break  # cannot happen with one write(2) per line; never trust it
+            words = line.split()
+            if words[0] == "opened":
+                self.opened.set()
+            elif words[0] == "topic":
+                run.topic_created = True
+            elif words[0] == "ack":
+                partition, offset, record_id = map(int, words[1:])
+                run.acked.append((partition, offset, record_id))
+            elif words[0] == "fail":
+                run.failed.append(line)
+        self.opened.set()  # it died before opening the engine
+
+    def go(self, delay: float) -> ChildRun:
+        """Lets the child open the engine, SIGKILLs it ``delay`` seconds after
+        its engine is open (unless it died first), and collects what it
+        acknowledged."""
+        child, run = self.process, self.run
+        assert child.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died first: its stderr says why
+            child.stdin.write(b"go\n")
+            child.stdin.close()
+        self.opened.wait(120)
+        try:
+            child.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            run.killed_by_parent = True
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        self._collect()
+        run.returncode = child.returncode
+        run.stderr = self.stderr_path.read_text(errors="replace")[-3000:]
+        assert run.returncode == -signal.SIGKILL, f"the child did not die by SIGKILL:\n{run.stderr}"
+        assert not run.failed, f"sends failed before the kill: {run.failed[:5]}"
+        return run
+
+    def abandon(self) -> None:
+        """Ends a child whose round never came (an earlier check failed)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._collect()
+
+    def _collect(self) -> None:
+        self.reader.join()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
 def run_child(
     node: Path,
     store: str,
@@ -52,54 +131,7 @@ def run_child(
 ) -> ChildRun:
     """Starts a producer, SIGKILLs it ``delay`` seconds after its engine is
     open (unless it died first), and collects what it acknowledged."""
-    stderr_path = log_dir / f"child-{first_id}.stderr"
-    run = ChildRun()
-    opened = threading.Event()
-    with stderr_path.open("wb") as stderr:
-        child = subprocess.Popen(
-            child_command(
-                "child_producer.py", str(node), store, TOPIC, str(PARTITIONS), str(first_id)
-            ),
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=child_env(**env),
-        )
-        assert child.stdout is not None
-        stdout = child.stdout
-
-        def read() -> None:
-            for raw in stdout:
-                line = raw.decode()
-                if not line.endswith("\n"):
-                    break  # cannot happen with one write(2) per line; never trust it
-                words = line.split()
-                if words[0] == "opened":
-                    opened.set()
-                elif words[0] == "topic":
-                    run.topic_created = True
-                elif words[0] == "ack":
-                    partition, offset, record_id = map(int, words[1:])
-                    run.acked.append((partition, offset, record_id))
-                elif words[0] == "fail":
-                    run.failed.append(line)
-            opened.set()  # it died before opening the engine
-
-        reader = threading.Thread(target=read)
-        reader.start()
-        opened.wait(120)
-        try:
-            child.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            run.killed_by_parent = True
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-        reader.join()
-        stdout.close()
-    run.returncode = child.returncode
-    run.stderr = stderr_path.read_text(errors="replace")[-3000:]
-    assert run.returncode == -signal.SIGKILL, f"the child did not die by SIGKILL:\n{run.stderr}"
-    assert not run.failed, f"sends failed before the kill: {run.failed[:5]}"
-    return run
+    return StartedChild(node, store, first_id, log_dir, **env).go(delay)
 
 
 def check_log(
@@ -157,19 +189,27 @@ def crash_rounds(node: Path, store: str, rounds: int, seed: int, log_dir: Path) 
     check_store = None if store == "-" else store
     seen: dict[int, list[int]] = {}
     total_acked = 0
-    for round_no in range(rounds):
-        if round_no == rounds - 1:
-            delay = rng.uniform(0.4, 1.0)  # long enough that something is acked
-        elif rng.random() < 0.3:
-            delay = rng.uniform(0.0, 0.05)  # around topic creation and the first sends
-        else:
-            delay = rng.uniform(0.05, 1.0)
-        run = run_child(node, store, (round_no + 1) * 1_000_000, delay, log_dir)
-        total_acked += len(run.acked)
-        context = f"seed {seed}, round {round_no}, killed after {delay:.3f} s"
-        seen = check_log(
-            node, check_store, seen, run.acked, flush=round_no % 2 == 0, context=context
-        )
+    child = StartedChild(node, store, 1_000_000, log_dir)
+    try:
+        for round_no in range(rounds):
+            if round_no == rounds - 1:
+                delay = rng.uniform(0.4, 1.0)  # long enough that something is acked
+            elif rng.random() < 0.3:
+                delay = rng.uniform(0.0, 0.05)  # around topic creation and the first sends
+            else:
+                delay = rng.uniform(0.05, 1.0)
+            run = child.go(delay)
+            if round_no < rounds - 1:
+                # The next child starts up while this round's log is checked:
+                # it opens the engine only once the check has closed it.
+                child = StartedChild(node, store, (round_no + 2) * 1_000_000, log_dir)
+            total_acked += len(run.acked)
+            context = f"seed {seed}, round {round_no}, killed after {delay:.3f} s"
+            seen = check_log(
+                node, check_store, seen, run.acked, flush=round_no % 2 == 0, context=context
+            )
+    finally:
+        child.abandon()
     assert total_acked > 0, f"seed {seed}: nothing was acknowledged in {rounds} rounds"
 
 
