@@ -71,6 +71,7 @@ def start():
     before.update(id(o) for o in gc.get_objects())
     state["on"] = True
 def stop():
+    import native
     state["on"] = False
     made = collections.Counter(
         type(o).__qualname__ for o in gc.get_objects() if id(o) not in before
@@ -80,6 +81,7 @@ def stop():
                    "total_s": total, "longest_cpu_s": longest_cpu,
                    "total_cpu_s": total_cpu, "threshold": gc.get_threshold(),
                    "survivors": made.most_common(12),
+                   "native": native.IMPLEMENTATION,
                    "survivor_count": sum(made.values())}, f)
 run = uvloop.run
 async def _signalled(coroutine):

@@ -1,7 +1,8 @@
 """bench/produce_gc_collections.py run as people run it, a short window:
 the served process's collections are counted per generation, at the
-threshold ``serve`` sets or the one ``--gen0`` asks for, and the log
-cache's batches are among what the window leaves alive."""
+threshold ``serve`` sets or the one ``--gen0`` asks for, and what the
+window leaves alive named by type: the log cache's batches among it with
+native/'s pure twin, not with its C (docs/design/0154)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,19 @@ def _one(*args: str) -> dict[str, Any]:
 def test_a_low_young_threshold_is_counted_and_the_batches_survive_the_window() -> None:
     one = _one("--gen0", "100")
     assert one["threshold"][0] == 100
-    # Three tracked objects a batch stay in the log cache (0152): thousands
-    # of survivors, a young collection every few dozen requests.
-    assert one["runs"][0] >= REQUESTS * 3 // 100 // 2
+    # At a threshold of 100, a young collection every hundred or so tracked
+    # objects that survive: at least one a request (the log cache's lists,
+    # the requests' own) however its batches are held.
+    assert one["runs"][0] >= REQUESTS // 100 // 2
     survivors = dict(one["survivors"])
-    assert survivors.get("StoredBatch", 0) >= REQUESTS // 2
+    if one["native"] == "c":
+        # The C's batches are untracked (0154): none is among the survivors,
+        # nor a view of a request's buffer.
+        assert survivors.get("StoredBatch", 0) < REQUESTS // 10, survivors
+        assert survivors.get("memoryview", 0) < REQUESTS // 10, survivors
+    else:
+        # The twin's memoryview keeps each batch tracked (0152, 0154).
+        assert survivors.get("StoredBatch", 0) >= REQUESTS // 2, survivors
     assert one["peak_rss_kib"] > 0 and one["requests"] == REQUESTS
 
 
