@@ -44,8 +44,9 @@ class QuickRun:
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickRun]:
     # One run of every phase serves the report's test and the table's (the
     # table is print_table of the same results, as main() prints it without
-    # --json): a run costs a disk test, a mock cluster, five server starts and four
-    # paced seconds. Two partitions, so a topic of more than one is run too.
+    # --json): a run costs a disk test, a mock cluster, five server starts
+    # and 12 paced seconds. Two partitions, so a topic of more than one is
+    # run too.
     data_dir = tmp_path_factory.mktemp("kafka-bench")
     stdout = run_bench(BENCH, "--quick", "--partitions", "2", "--json", "--data-dir", str(data_dir))
     yield QuickRun(json.loads(stdout), data_dir)

@@ -181,8 +181,9 @@ def test_served_idempotent_producer_loses_nothing_under_store_faults(
         # The server uploads in the background, under faults; once every
         # acknowledged byte is in a committed object, shutdown's last writes
         # (a checkpoint, the manifest) go through cleanly, so the bucket has
-        # everything without the test depending on its luck. The gauge, not
-        # a spell of quiet at the store: that would outwait any retry too.
+        # everything without the test depending on its luck. Polled: a
+        # spell of 3 s without a write at the store ended 3 s after the last
+        # upload, where the gauge is at 0 as soon as it is committed.
         assert wait_uploaded(f"http://{http}/metrics", timeout=FLUSH_TIMEOUT_S)
         s3_fault_proxy.heal()
         assert server.stop() == 0
