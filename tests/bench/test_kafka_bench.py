@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -28,6 +30,26 @@ HEADLINE = (
 
 def _load_bench() -> ModuleType:
     return load_bench(BENCH, "kafka_bench")
+
+
+class QuickRun:
+    """One ``--quick`` run of the bench, which both of its slow tests read:
+    its JSON report and the directory it was given as scratch."""
+
+    def __init__(self, report: dict[str, Any], data_dir: Path) -> None:
+        self.report, self.data_dir = report, data_dir
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickRun]:
+    # One run of every phase serves the report's test and the table's (the
+    # table is print_table of the same results, as main() prints it without
+    # --json): a run costs a disk test, a mock cluster, five server starts
+    # and 12 paced seconds. Two partitions, so a topic of more than one is
+    # run too.
+    data_dir = tmp_path_factory.mktemp("kafka-bench")
+    stdout = run_bench(BENCH, "--quick", "--partitions", "2", "--json", "--data-dir", str(data_dir))
+    yield QuickRun(json.loads(stdout), data_dir)
 
 
 @pytest.mark.parametrize(
@@ -58,9 +80,8 @@ def test_the_lower_ceiling_binds_and_produce_is_measured_against_it(
 
 
 @pytest.mark.slow
-def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path: Path) -> None:
-    stdout = run_bench(BENCH, "--quick", "--json", "--data-dir", str(tmp_path))
-    report = json.loads(stdout)
+def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(quick_run: QuickRun) -> None:
+    report = quick_run.report
     for key in HEADLINE:
         assert isinstance(report[key], int | float), key
         assert report[key] > 0, key
@@ -168,32 +189,15 @@ def test_kafka_bench_reports_every_headline_figure_beside_its_ceilings(tmp_path:
                 sasl_ssl_cpu / plaintext_cpu, rel=0.05
             )
     assert report["sasl_ssl_consume_client_ms_per_mib"] > 0
-    assert list(tmp_path.iterdir()) == []
+    assert list(quick_run.data_dir.iterdir()) == []
 
 
 @pytest.mark.slow
-def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
-    stdout = run_bench(
-        BENCH,
-        "--produce-mb",
-        "4",
-        "--disk-mb",
-        "8",
-        "--latency-seconds",
-        "1",
-        "--partitions",
-        "2",
-        "--fetch-session-partitions",
-        "50",
-        "--fetch-session-fetches",
-        "20",
-        "--compressed-mb",
-        "2",
-        "--sasl-ssl-mb",
-        "2",
-        "--data-dir",
-        str(tmp_path),
-    )
+def test_kafka_bench_prints_a_table_with_the_targets(
+    quick_run: QuickRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _load_bench().print_table(quick_run.report)
+    stdout = capsys.readouterr().out
     assert "produce, tidelog server" in stdout
     assert "produce, librdkafka mock cluster" in stdout
     assert "consume from offset 0" in stdout
@@ -201,10 +205,11 @@ def test_kafka_bench_prints_a_table_with_the_targets(tmp_path: Path) -> None:
     assert "p99_ms <= 10:" in stdout
     assert "produce_vs_write_twice_limit >= 0.9:" in stdout
     assert "binds (write-twice limit" in stdout and "produce_vs_ceiling" in stdout
-    assert "fetch sessions, a consumer of 50 partitions, 20 fetches" in stdout
-    assert "compressed produce, 2 MiB of JSON-like 1 KiB records each:" in stdout
-    assert "SASL_SSL (SCRAM-SHA-512) beside PLAINTEXT, one server, 2 MiB:" in stdout
-    assert list(tmp_path.iterdir()) == []
+    assert "fetch sessions, a consumer of 1,000 partitions, 100 fetches" in stdout
+    assert "compressed produce, 32 MiB of JSON-like 1 KiB records each:" in stdout
+    assert "SASL_SSL (SCRAM-SHA-512) beside PLAINTEXT, one server, 16 MiB:" in stdout
+    assert "32,768 records of 1024 B random bytes to a topic of 2 partition(s)" in stdout
+    assert list(quick_run.data_dir.iterdir()) == []
 
 
 class _FirstReportLate:

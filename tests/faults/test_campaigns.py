@@ -11,6 +11,8 @@ longer campaigns (``TIDELOG_FAULTS_SEED`` picks the proxy's seed).
 
 from __future__ import annotations
 
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -105,9 +107,24 @@ checkpoint_every = 8
 compaction_interval_s = 3600
 """
 SERVED_RECORDS = 6000 if FULL else 1500
-QUIET_S = 3.0
-"""Idle this long, the server has uploaded what it took: longer than botocore's
-usual backoff between retries, which is quiet too."""
+UNUPLOADED = "tidelog_wal_unuploaded_bytes"
+POLL_S = 0.05
+
+
+def wait_uploaded(metrics_url: str, timeout: float) -> bool:
+    """Waits until the server's /metrics report no acknowledged byte left
+    outside a committed object (its WAL's unuploaded bytes at 0); False if
+    that took over ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+            text: str = answer.read().decode()
+        gauge = [line for line in text.splitlines() if line.startswith(UNUPLOADED + " ")]
+        assert gauge, f"{metrics_url} reports no {UNUPLOADED}"
+        if float(gauge[0].rsplit(" ", 1)[1]) == 0:
+            return True
+        time.sleep(POLL_S)
+    return False
 
 
 @pytest.mark.slow
@@ -121,15 +138,16 @@ def test_served_idempotent_producer_loses_nothing_under_store_faults(
     from confluent_kafka import KafkaException, Producer
 
     from tests.server.confluent_helpers import create_topic
-    from tests.server.conftest import ServerProcess, quiet_librdkafka
+    from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
 
     prefix = f"served-{uuid.uuid4().hex}"
     config = tmp_path / "server.toml"
     config.write_text(SERVER_CONFIG)
+    http = f"127.0.0.1:{free_port()}"
     server = ServerProcess(
         tmp_path / "node",
         object_store=faulty_endpoint.store_url(prefix),
-        args=["--config", str(config)],
+        args=["--config", str(config), "--http", http],
     )
     s3_fault_proxy.set_rates(MIXED)
     server.start()
@@ -160,10 +178,13 @@ def test_served_idempotent_producer_loses_nothing_under_store_faults(
             producer.poll(0)
         assert producer.flush(60) == 0
         assert failures == []
-        # The server uploads in the background, under faults; once it has
-        # been idle a while, shutdown's last upload goes through cleanly, so
-        # the bucket has everything without the test depending on its luck.
-        assert s3_fault_proxy.wait_quiet(QUIET_S, timeout=FLUSH_TIMEOUT_S)
+        # The server uploads in the background, under faults; once every
+        # acknowledged byte is in a committed object, shutdown's last writes
+        # (a checkpoint, the manifest) go through cleanly, so the bucket has
+        # everything without the test depending on its luck. Polled: a
+        # spell of 3 s without a write at the store ended 3 s after the last
+        # upload, where the gauge is at 0 as soon as it is committed.
+        assert wait_uploaded(f"http://{http}/metrics", timeout=FLUSH_TIMEOUT_S)
         s3_fault_proxy.heal()
         assert server.stop() == 0
     finally:
