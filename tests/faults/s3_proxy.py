@@ -98,7 +98,6 @@ class S3FaultProxy:
         self._queued: list[tuple[Fault, Match]] = []
         self._rates: dict[Fault, float] = {}
         self._rate_match: Match = any_request
-        self._last_write = time.monotonic()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -144,19 +143,6 @@ class S3FaultProxy:
             self._queued.clear()
             self._rates = {}
 
-    def wait_quiet(self, quiet_s: float, timeout: float) -> bool:
-        """Waits until no write (PUT, POST, DELETE) has arrived for ``quiet_s``
-        (the client's uploads are done; an idle writer still reads, e.g. its
-        fence check's HEAD); False if that took over ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                idle = time.monotonic() - self._last_write
-            if idle >= quiet_s:
-                return True
-            time.sleep(min(quiet_s - idle, 0.05) + 0.001)
-        return False
-
     @property
     def pending(self) -> int:
         """Queued faults not yet injected."""
@@ -166,8 +152,6 @@ class S3FaultProxy:
     def _choose(self, method: str, path: str) -> Fault | None:
         with self._lock:
             self.stats.requests += 1
-            if method not in ("GET", "HEAD"):
-                self._last_write = time.monotonic()
             fault = None
             for index, (queued, match) in enumerate(self._queued):
                 if match(method, path):
