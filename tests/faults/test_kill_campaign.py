@@ -28,6 +28,7 @@ from tests.faults.kill_helpers import (
 )
 from tests.s3stream.conftest import S3Endpoint, s3_endpoint  # noqa: F401
 from tests.server.conftest import ServerProcess
+from tests.server.prewarmed import PrewarmedServer
 from tests.server.test_confluent import (
     all_partitions,
     assert_dense_from,
@@ -100,20 +101,20 @@ def config_file(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_campaign_on_a_local_object_store(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", args=config_file(tmp_path))
+    server = PrewarmedServer(tmp_path / "data", args=config_file(tmp_path))
     try:
         run_campaign(server, campaign_size(8, 100), "local")
     finally:
-        server.kill()
+        server.close()
 
 
 @pytest.mark.slow
 def test_kill_campaign_on_s3(tmp_path: Path, s3_endpoint: S3Endpoint) -> None:  # noqa: F811
     url = s3_endpoint.store_url(f"campaign-{uuid.uuid4().hex}")
-    server = ServerProcess(tmp_path / "data", object_store=url, args=config_file(tmp_path))
+    server = PrewarmedServer(tmp_path / "data", object_store=url, args=config_file(tmp_path))
     started = time.monotonic()
     try:
         run_campaign(server, campaign_size(5, 30), "s3")
     finally:
-        server.kill()
+        server.close()
     print(f"s3 campaign: {time.monotonic() - started:.0f} s")

@@ -31,7 +31,13 @@ from engine.engine import Engine
 from engine.testing import brokers
 from engine.types import TopicPartition
 from tests.mirror.copier import Copied, committed_records, copy_topics
-from tests.server.conftest import ServerProcess, quiet_librdkafka, start_transaction_server
+from tests.server.conftest import (
+    TRANSACTION_SERVER_CONFIG,
+    ServerProcess,
+    quiet_librdkafka,
+    start_transaction_server,
+)
+from tests.server.prewarmed import PrewarmedServer
 
 FULL = os.environ.get("TIDELOG_MIRROR") == "full"
 """Longer campaigns (TIDELOG_MIRROR=full)."""
@@ -124,6 +130,19 @@ def own_target_server(tmp_path: Path) -> Iterator[ServerProcess]:
     server = start_transaction_server(tmp_path / "target")
     yield server
     server.kill()
+
+
+@pytest.fixture
+def restarted_target_server(tmp_path: Path) -> Iterator[PrewarmedServer]:
+    """A target server for one test that kills it and starts it again, each
+    start after the first in a process that has done its imports."""
+    root = tmp_path / "target"
+    root.mkdir()
+    config = root / "tidelog.toml"
+    config.write_text(TRANSACTION_SERVER_CONFIG)
+    server = PrewarmedServer(root / "data", args=["--config", str(config)]).start()
+    yield server
+    server.close()
 
 
 def read_topic(

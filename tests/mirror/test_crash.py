@@ -34,6 +34,7 @@ from tests.mirror.sides import (
     produce_with_transactions,
 )
 from tests.server.conftest import ServerProcess
+from tests.server.prewarmed import PrewarmedServer
 
 PARTITIONS = 3
 RECORDS = 40_000 if FULL else 2_000
@@ -247,14 +248,17 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
 
 @pytest.mark.parametrize("kills", [1, pytest.param(KILLS_WITH_GROUPS, marks=pytest.mark.slow)])
 def test_kill_9_of_the_target_mid_run_while_checkpoints_run_then_restart(
-    source_server: ServerProcess, own_target_server: ServerProcess, tmp_path: Path, kills: int
+    source_server: ServerProcess,
+    restarted_target_server: PrewarmedServer,
+    tmp_path: Path,
+    kills: int,
 ) -> None:
     """The target killed and started again while the mirror (a ``tidelog
     mirror`` child) checkpoints source groups ten times a second: the mirror
     neither aborts nor stops, the target ends with exactly the source's
     records, and each group's offsets on the target are its source offsets
     translated."""
-    target_server = own_target_server
+    target_server = restarted_target_server
     source, target = source_server.bootstrap, target_server.bootstrap
     topic, partitions = f"ck-ledger-{kills}", 4
     create(source, topic, partitions)

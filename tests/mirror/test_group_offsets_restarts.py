@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.mirror.conftest import FULL, group_consumer
 from tests.mirror.sides import create
-from tests.server.conftest import ServerProcess
+from tests.server.prewarmed import PrewarmedServer
 
 pytestmark = pytest.mark.slow  # dozens of restarts of a server
 
@@ -67,9 +67,9 @@ def _committed_past(
 
 
 def test_group_offsets_survive_restarts_of_the_cluster_under_load(
-    own_target_server: ServerProcess, tmp_path: Path
+    restarted_target_server: PrewarmedServer, tmp_path: Path
 ) -> None:
-    server = own_target_server
+    server = restarted_target_server
     create(server.bootstrap, "restarts", 1)
     log = tmp_path / "child.log"
     with log.open("wb") as out:

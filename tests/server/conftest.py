@@ -67,7 +67,7 @@ class ServerProcess:
             log.write(f"--- start {self.starts}\n".encode())
             log.flush()
             this_start = log.tell()
-            self.process = subprocess.Popen(command, stderr=log, stdout=log)
+            self.process = self._launch(command)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -79,6 +79,11 @@ class ServerProcess:
             time.sleep(0.01)
         self.kill()
         raise RuntimeError(f"the server did not start in {timeout} s:\n{self.log()}")
+
+    def _launch(self, command: list[str]) -> subprocess.Popen[bytes]:
+        """The server's process, its output appended to the log."""
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(command, stderr=log, stdout=log)
 
     def _ready(self, this_start: int) -> bool:
         """Whether this start's lines (from ``this_start`` in the log, which
