@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from engine.server.server import Server
 
     RegistryFactory = Callable[
-        [Engine, RegistryConfig, ServerConfig, PasswordChecks | None], SchemaRegistryServer
+        [Engine, RegistryConfig, ServerConfig, Callable[[], PasswordChecks]],
+        SchemaRegistryServer,
     ]
 
 log = logging.getLogger("tidelog.serve")
@@ -363,9 +364,10 @@ async def _serve(
             mirror: Any = None
             try:
                 if registry_server_for is not None and registry_config is not None:
-                    # One pool checks passwords for both sides (docs/design/0031).
+                    # One pool checks passwords for both sides (docs/design/0031):
+                    # the server's current one, which a start after a stop renews.
                     registry = registry_server_for(
-                        engine, registry_config, server_config, server.password_checks
+                        engine, registry_config, server_config, lambda: server.password_checks
                     )
                     await registry.start()
                 if operations_server is not None and http_config is not None:
