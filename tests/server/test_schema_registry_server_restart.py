@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +18,7 @@ import pytest
 import engine
 from engine.server.config import ServerConfig
 from engine.server.registry_config import RegistryConfig
-from engine.server.schema_registry import registry_server_for
+from engine.server.schema_registry import SchemaRegistryServer, registry_server_for
 from engine.server.server import Server
 from tests.engine.conftest import QUIET_STORE
 from tests.server.held_checks import HeldChecks, held_checks
@@ -71,21 +72,33 @@ async def _until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
+@asynccontextmanager
+async def _serving(
+    opened: engine.Engine, server_config: ServerConfig
+) -> AsyncIterator[tuple[Server, SchemaRegistryServer]]:
+    """A Server and a Schema Registry API checking passwords in its
+    current pool, as ``tidelog serve`` runs them, both stopped on leaving."""
+    server = Server(opened, server_config)
+    registry = registry_server_for(
+        opened,
+        RegistryConfig(listen=("127.0.0.1", 0), authentication="basic"),
+        server_config,
+        lambda: server.password_checks,
+    )
+    await server.start()
+    await registry.start()
+    try:
+        yield server, registry
+    finally:
+        await registry.stop()
+        await server.stop()
+
+
 def test_a_registry_checks_passwords_after_its_server_is_stopped_and_started_again(
     tmp_path: Path,
 ) -> None:
     async def run(opened: engine.Engine) -> tuple[list[int], list[int]]:
-        server_config = ServerConfig(host="127.0.0.1", port=0)
-        server = Server(opened, server_config)
-        registry = registry_server_for(
-            opened,
-            RegistryConfig(listen=("127.0.0.1", 0), authentication="basic"),
-            server_config,
-            lambda: server.password_checks,
-        )
-        await server.start()
-        await registry.start()
-        try:
+        async with _serving(opened, ServerConfig(host="127.0.0.1", port=0)) as (server, registry):
             before = await _statuses(registry.port, [("alice", PASSWORD)])
             first_pool = server.password_checks
             await server.stop()
@@ -96,9 +109,6 @@ def test_a_registry_checks_passwords_after_its_server_is_stopped_and_started_aga
             after = await _statuses(
                 registry.port, [("bob", PASSWORD), ("alice", "wrong"), ("mallory", PASSWORD)]
             )
-        finally:
-            await registry.stop()
-            await server.stop()
         return before, after
 
     with engine.open(tmp_path / "node", config=engine.EngineConfig(store=QUIET_STORE)) as opened:
@@ -125,16 +135,7 @@ def test_a_login_waiting_for_a_check_when_its_server_stops_is_told_to_try_again(
 
     async def run(opened: engine.Engine) -> tuple[tuple[int, str | None] | None, ...]:
         server_config = ServerConfig(host="127.0.0.1", port=0, sasl_password_check_threads=1)
-        server = Server(opened, server_config)
-        registry = registry_server_for(
-            opened,
-            RegistryConfig(listen=("127.0.0.1", 0), authentication="basic"),
-            server_config,
-            lambda: server.password_checks,
-        )
-        await server.start()
-        await registry.start()
-        try:
+        async with _serving(opened, server_config) as (server, registry):
             pool = server.password_checks
             derived = asyncio.ensure_future(_answer(registry.port, "alice"))
             await _until(lambda: held.started == derived_before + 1)
@@ -144,9 +145,6 @@ def test_a_login_waiting_for_a_check_when_its_server_stops_is_told_to_try_again(
             refused = await waiting
             held.release()
             return refused, await derived
-        finally:
-            await registry.stop()
-            await server.stop()
 
     with engine.open(tmp_path / "node", config=engine.EngineConfig(store=QUIET_STORE)) as opened:
         held.release()  # setting a password derives its keys too
