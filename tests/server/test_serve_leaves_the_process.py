@@ -1,8 +1,9 @@
 """``tidelog serve`` run in a process that lives on after it (a test, a
 script calling the CLI's ``main``) leaves the process as it found it: no
 handler of its own left on the root logger, no filter or formatter on the
-caller's handlers, the levels it set put back, and nothing left frozen
-out of the cyclic collector's collections. Run twice, the second run
+caller's handlers, the levels it set put back, nothing left frozen out
+of the cyclic collector's collections, and the soft limit on open files
+it raised put back. Run twice, the second run
 found the first's stderr handler, JSON formatter and repeat filter still
 in place, and every object frozen."""
 
