@@ -102,7 +102,7 @@ if TYPE_CHECKING:
     from engine.client.transactional_producer import TransactionalProducer
     from engine.memory.lookup import FoundRecord
     from engine.memory.replay import Replay
-    from engine.memory.state_at import TopicState
+    from engine.memory.state_at import StateQuery, TopicState
     from engine.memory.vector import OffsetVector
     from engine.verify import VerifyReport
 
@@ -1146,17 +1146,9 @@ class Engine:
         datetime) or below ``vector``, from the committed records kept, with
         each partition's exactness (engine/memory/state_at.py, docs/memory.md)."""
         from engine.memory.deleted_topics import deleted_under  # noqa: PLC0415
-        from engine.memory.state_at import rebuild, state_query  # noqa: PLC0415
+        from engine.memory.state_at import rebuild  # noqa: PLC0415
 
-        self._check_open()
-        read = self._state_partitions(topic, vector)
-        query = state_query(topic, at, vector, partitions, len(read))
-        # Appends from now on are dated now or later (LogAppendTime).
-        now = self.clock.time_ms()
-        # The partitions of the topic looked up above, never looked up again
-        # by name: one deleted (and maybe created again) since is answered
-        # as a deletion, not as another topic's or as UnknownPartition.
-        sources = [read[index] for index in query.partitions]
+        query, sources, now = self._state_read(topic, at, vector, partitions)
         with store_errors(), deleted_under(sources, {topic: query.topic_id}):
             reached = _reached(now, sources)
             return rebuild(topic, sources, query, reached, unanswered_reads)
@@ -1170,7 +1162,24 @@ class Engine:
         partitions: Sequence[int] | None = None,
     ) -> TopicState:
         from engine.memory.deleted_topics import deleted_under  # noqa: PLC0415
-        from engine.memory.state_at import rebuild_async, state_query  # noqa: PLC0415
+        from engine.memory.state_at import rebuild_async  # noqa: PLC0415
+
+        query, sources, now = self._state_read(topic, at, vector, partitions)
+        with store_errors(), deleted_under(sources, {topic: query.topic_id}):
+            reached = _reached(now, sources)
+            return await rebuild_async(topic, sources, query, reached, unanswered_reads)
+
+    def _state_read(
+        self,
+        topic: str,
+        at: int | datetime | None,
+        vector: OffsetVector | None,
+        partitions: Sequence[int] | None,
+    ) -> tuple[StateQuery, list[Partition], int]:
+        """What state_at and state_at_async read: the query, the partitions
+        it reads and the time their reach is measured from (appends from
+        then on are dated then or later, LogAppendTime)."""
+        from engine.memory.state_at import state_query  # noqa: PLC0415
 
         self._check_open()
         read = self._state_partitions(topic, vector)
@@ -1179,10 +1188,7 @@ class Engine:
         # The partitions of the topic looked up above, never looked up again
         # by name: one deleted (and maybe created again) since is answered
         # as a deletion, not as another topic's or as UnknownPartition.
-        sources = [read[index] for index in query.partitions]
-        with store_errors(), deleted_under(sources, {topic: query.topic_id}):
-            reached = _reached(now, sources)
-            return await rebuild_async(topic, sources, query, reached, unanswered_reads)
+        return query, [read[index] for index in query.partitions], now
 
     def _state_partitions(self, topic: str, vector: OffsetVector | None) -> list[Partition]:
         """The partitions of the topic a state query reads. A read:

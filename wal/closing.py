@@ -28,7 +28,8 @@ close their layers with it too (docs/design/0113).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 from wal.interrupts import Releasing, release
 
@@ -65,31 +66,29 @@ class Closing:
         """Runs ``action`` unless a close before this one finished it."""
         if name in self._done:
             return
-        try:
+        with self._given_up_on_failure(name):
             run_step(self.owner, name, action, lambda: self._done.add(name), atomic)
-        except Exception:
-            if not self.best_effort:
-                raise
-            self._gave_up(name)
 
     async def step_async(self, name: str, action: Callable[[], Awaitable[object]]) -> None:
         """Awaits ``action()`` unless a close before this one finished it."""
         if name in self._done:
             return
-        try:
+        with self._given_up_on_failure(name):
             await run_step_async(self.owner, name, action)
+            self._done.add(name)
+
+    @contextmanager
+    def _given_up_on_failure(self, name: str) -> Iterator[None]:
+        """Step ``name``'s exception raised, or, in a best-effort close,
+        logged and the step counted done, so that a close resumed later
+        does not fail on it again. A cancellation is never caught."""
+        try:
+            yield
         except Exception:
             if not self.best_effort:
                 raise
-            self._gave_up(name)
-            return
-        self._done.add(name)
-
-    def _gave_up(self, name: str) -> None:
-        """A best-effort step failed: logged, and counted done so that a
-        close resumed later does not fail on it again."""
-        log.exception("%s.%s failed; the steps after it still run", self.owner, name)
-        self._done.add(name)
+            log.exception("%s.%s failed; the steps after it still run", self.owner, name)
+            self._done.add(name)
 
 
 def run_step(

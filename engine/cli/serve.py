@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency, except on Wind
 from engine import refusal
 from engine.authorization import AuthorizationConfig
 from engine.cli.help_format import HelpFormatter, examples
-from engine.cli.logging_restored import logging_restored
+from engine.cli.process_restored import process_restored
 from engine.engine import Engine, EngineConfig
 from engine.gc_pause import collecting_less_often_while_serving, what_start_made_frozen
 from engine.log_json import use_json_lines
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from engine.server.server import Server
 
     RegistryFactory = Callable[
-        [Engine, RegistryConfig, ServerConfig, PasswordChecks | None], SchemaRegistryServer
+        [Engine, RegistryConfig, ServerConfig, Callable[[], PasswordChecks]],
+        SchemaRegistryServer,
     ]
 
 log = logging.getLogger("tidelog.serve")
@@ -244,8 +245,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"tidelog serve: {error}", file=sys.stderr)
         return 2
     # The process may live on after serve returns (a test, a script calling
-    # main): its logging is left as serve found it.
-    with logging_restored() as restored:
+    # main): its logging and open-files limit are left as serve found them.
+    with process_restored() as restored:
         logging.basicConfig(
             level=root_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -363,9 +364,10 @@ async def _serve(
             mirror: Any = None
             try:
                 if registry_server_for is not None and registry_config is not None:
-                    # One pool checks passwords for both sides (docs/design/0031).
+                    # One pool checks passwords for both sides (docs/design/0031):
+                    # the server's current one, which a start after a stop renews.
                     registry = registry_server_for(
-                        engine, registry_config, server_config, server.password_checks
+                        engine, registry_config, server_config, lambda: server.password_checks
                     )
                     await registry.start()
                 if operations_server is not None and http_config is not None:

@@ -295,15 +295,19 @@ class ConsumerGroup:
         """Stores the group's record with the next flush."""
         self._group_changed = True
 
-    def add_member(self, member: ConsumerMember) -> None:
-        """A new member (a classic member's first JoinGroup, or a classic
-        group's member taken over by migration.py)."""
+    def _refuse_when_full(self) -> None:
+        """Refuses a member more once the group has group.consumer.max.size."""
         if len(self.members) >= self.host.config.group_consumer_max_size:
             raise Refused(
                 KafkaCode.GROUP_MAX_SIZE_REACHED,
                 f"group {self.group_id} has reached its maximum size "
                 f"({self.host.config.group_consumer_max_size})",
             )
+
+    def add_member(self, member: ConsumerMember) -> None:
+        """A new member (a classic member's first JoinGroup, or a classic
+        group's member taken over by migration.py)."""
+        self._refuse_when_full()
         self.members[member.member_id] = member
         if member.instance_id is not None:
             self.static_members[member.instance_id] = member.member_id
@@ -366,12 +370,7 @@ class ConsumerGroup:
                 self.static_members[instance_id] = member_id
                 self._changed_members.add(member_id)
             return member, False
-        if len(self.members) >= self.host.config.group_consumer_max_size:
-            raise Refused(
-                KafkaCode.GROUP_MAX_SIZE_REACHED,
-                f"group {self.group_id} has reached its maximum size "
-                f"({self.host.config.group_consumer_max_size})",
-            )
+        self._refuse_when_full()
         member = ConsumerMember(member_id)
         self.members[member_id] = member
         if instance_id is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 import json
 import logging
@@ -152,9 +153,11 @@ class SchemaRegistryServer:
         *,
         authenticate: bool,
         authorizer: Authorizer | None = None,
-        password_checks: PasswordChecks | None = None,
+        password_checks: PasswordChecks | Callable[[], PasswordChecks] | None = None,
     ) -> None:
-        """``password_checks``: the Kafka side's pool; None: a pool of this
+        """``password_checks``: the Kafka side's pool, or where to find it
+        at each check (a Server makes a new pool when started again, and
+        the one it stopped refuses every check); None: a pool of this
         API's own, of the Kafka side's default size. Either way a client
         address has its share of it, as on the Kafka side."""
         self.engine = engine
@@ -171,7 +174,11 @@ class SchemaRegistryServer:
                 defaults.password_checks_per_address,
                 ThreadPriority(),
             )
-        self._password_checks = password_checks
+        self._password_checks: Callable[[], PasswordChecks] = (
+            functools.partial(_the_pool, password_checks)
+            if isinstance(password_checks, PasswordChecks)
+            else password_checks
+        )
         self._verified: dict[tuple[str, bytes], dict[str, ScramCredential]] = {}
         """Passwords checked already, by user and a keyed digest of the
         password, with the credentials they matched: a client's every
@@ -284,7 +291,7 @@ class SchemaRegistryServer:
             user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthorized("Unauthorized: malformed HTTP Basic credentials") from None
-        check = self._password_checks.for_address(request.remote or "")
+        check = self._password_checks().for_address(request.remote or "")
         if not sep or not await self._password_matches(check, user, password):
             log.warning("schema registry: failed authentication for user %r", user)
             raise Unauthorized("Unauthorized: wrong user name or password")
@@ -527,17 +534,23 @@ class SchemaRegistryServer:
         return _json({"mode": await self._off_loop(lambda: self.registry.delete_mode(subject))})
 
 
+def _the_pool(pool: PasswordChecks) -> PasswordChecks:
+    """A pool given as it is, found where a Server's would be."""
+    return pool
+
+
 def registry_server_for(
     engine: Engine,
     config: RegistryConfig,
     server: ServerConfig,
-    password_checks: PasswordChecks | None = None,
+    password_checks: PasswordChecks | Callable[[], PasswordChecks] | None = None,
 ) -> SchemaRegistryServer:
     """The API as ``tidelog serve`` runs it beside the Kafka listeners:
     authenticated when the config says so, or (``auto``) when a Kafka
     listener authenticates (SASL, or TLS requiring client certificates);
     writes authorized by the Kafka side's authorizer; passwords checked
-    by ``password_checks`` (the Kafka side's pool)."""
+    by ``password_checks`` (the Kafka side's pool, or where to find the
+    current one)."""
     kafka_authenticates = any(
         listener.protocol.uses_sasl
         or (listener.protocol.uses_tls and server.ssl_client_auth == "required")

@@ -51,7 +51,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
@@ -172,6 +174,22 @@ def _share_service_models(session: botocore.session.Session) -> None:
             session.register_component("data_loader", shared)
 
 
+USER_AGENT_NAME = "tidelog"
+
+
+@functools.cache
+def user_agent_version() -> str:
+    """The installed distribution's version, for the User-Agent every
+    request names (``tidelog/VERSION md/Botocore#...``, where boto3's
+    sessions named ``Boto3/VERSION``): an object store's access log then
+    tells tidelog's requests from other clients'. Read from the package's
+    metadata, as s3stream may not import engine, where ``__version__`` is."""
+    try:
+        return importlib.metadata.version("tidelog")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree not installed
+        return "unknown"
+
+
 class S3Connection(NamedTuple):
     """An S3 store's endpoint, region and credentials (None: the SDK's default)."""
 
@@ -230,6 +248,8 @@ class S3Store(ObjectStore):
         # session did it again for every store, 0.1 to 0.2 s of CPU each.
         self._session = botocore.session.get_session()
         _share_service_models(self._session)
+        self._session.user_agent_name = USER_AGENT_NAME
+        self._session.user_agent_version = user_agent_version()
         # Empty keys are no keys, as boto3's Session took them: the default
         # chain answers (a caller passing os.environ.get(name, "") means none).
         if access_key_id or secret_access_key:

@@ -118,3 +118,36 @@ def test_an_address_share_is_a_quarter_of_the_queue_unless_set(queue_size: int, 
         sasl_password_check_queue_size=queue_size, sasl_password_check_queue_per_address=5
     )
     assert set_share.password_checks_per_address == 5
+
+
+def test_a_check_waiting_when_the_pool_shuts_down_is_refused_as_busy(held: HeldChecks) -> None:
+    """Shutting down cancels the checks still waiting for a thread: their
+    callers are told to try again (PasswordChecksBusy, the Schema Registry
+    API's 503), as a check arriving after the shutdown is, where the
+    cancellation reached them as their own and dropped the HTTP
+    connection unanswered. A check its own caller gives up stays a
+    cancellation."""
+
+    async def run() -> None:
+        checks = PasswordChecks(threads=1, max_queued=2, per_address=3, priority=NORMAL)
+        check = checks.for_address(PEER)
+        try:
+            running = asyncio.ensure_future(check(CREDENTIAL, PLAIN, b"s3cret"))
+            await until(lambda: held.started == 1)
+            waiting = asyncio.ensure_future(check(CREDENTIAL, PLAIN, b"s3cret"))
+            given_up = asyncio.ensure_future(check(CREDENTIAL, PLAIN, b"s3cret"))
+            await until(lambda: checks.admitted == 3)
+            given_up.cancel()
+            checks.shutdown()
+            with pytest.raises(PasswordChecksBusy):
+                await waiting
+            with pytest.raises(asyncio.CancelledError):
+                await given_up
+            held.release()
+            assert await running  # a check a thread runs still gives its answer
+            await until(lambda: checks.admitted == 0)
+            assert held.finished == 1
+        finally:
+            checks.shutdown()
+
+    asyncio.run(run())

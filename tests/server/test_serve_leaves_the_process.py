@@ -1,8 +1,9 @@
 """``tidelog serve`` run in a process that lives on after it (a test, a
 script calling the CLI's ``main``) leaves the process as it found it: no
 handler of its own left on the root logger, no filter or formatter on the
-caller's handlers, the levels it set put back, and nothing left frozen
-out of the cyclic collector's collections. Run twice, the second run
+caller's handlers, the levels it set put back, nothing left frozen out
+of the cyclic collector's collections, and the soft limit on open files
+it raised put back. Run twice, the second run
 found the first's stderr handler, JSON formatter and repeat filter still
 in place, and every object frozen."""
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -20,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.logging_restored import logging_restored
 from engine.cli.main import main
+from engine.cli.process_restored import process_restored
 from tests.logging_state import logging_kept
 from tests.server.conftest import free_port
 
@@ -103,6 +105,43 @@ def test_serve_run_twice_leaves_logging_and_the_collector_as_it_found_them(
     assert gc.get_threshold() == thresholds
 
 
+LOWERED_OPEN_FILES = 4096
+"""A soft limit on open files below what serve asks for max.connections'
+default (10,000 and room besides): serve raises it while it runs."""
+
+
+@pytest.fixture
+def open_files_lowered() -> Iterator[int]:
+    """The soft limit on open files lowered to LOWERED_OPEN_FILES; the
+    test process's own put back after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= LOWERED_OPEN_FILES:
+        pytest.skip(f"the hard limit on open files ({hard}) leaves serve nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LOWERED_OPEN_FILES, hard))
+    try:
+        yield LOWERED_OPEN_FILES
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_serve_puts_the_soft_limit_on_open_files_back_as_it_found_it(
+    tmp_path: Path, open_files_lowered: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raised: list[int] = []
+    set_limit = resource.setrlimit
+
+    def setrlimit(which: int, limits: tuple[int, int]) -> None:
+        if which == resource.RLIMIT_NOFILE:
+            raised.append(limits[0])
+        set_limit(which, limits)
+
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    with logging_kept():
+        assert _serve(tmp_path / "data") == 0
+    assert raised[0] > open_files_lowered  # serve raised it while it ran
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == open_files_lowered
+
+
 def test_a_level_given_the_root_logger_by_name_is_put_back_too() -> None:
     """``--log-level INFO,root=DEBUG`` names the root logger among the
     single ones (``logging.getLogger("root")`` is the root): its level,
@@ -111,7 +150,7 @@ def test_a_level_given_the_root_logger_by_name_is_put_back_too() -> None:
     root = logging.getLogger()
     with logging_kept():
         root.setLevel(logging.WARNING)
-        with logging_restored() as restored:
+        with process_restored() as restored:
             root.setLevel(logging.INFO)  # basicConfig(level=...), as run() calls it
             restored.set_level("root", "DEBUG")
             assert root.level == logging.DEBUG

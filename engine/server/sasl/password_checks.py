@@ -98,8 +98,8 @@ class PasswordChecks:
         self, address: str, credential: ScramCredential, mechanism: str, password: bytes
     ) -> bool:
         """Whether ``password`` derives ``credential``'s keys; raises
-        PasswordChecksBusy when the pool and its queue are full, or when
-        ``address`` has its share of them."""
+        PasswordChecksBusy when the pool and its queue are full, when
+        ``address`` has its share of them, or once the pool is shut down."""
         with self._lock:
             refusal = self._shares.admit(address)
             if refusal is not None:
@@ -116,13 +116,31 @@ class PasswordChecks:
         # Released when the derivation ends, not when its waiter goes: a
         # check whose client disconnected still holds its thread till then.
         future.add_done_callback(release)
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if _cancelled_by_its_caller():
+                raise
+            # shutdown() cancelled it while it waited for a thread, not its
+            # caller: refused as a check arriving after the shutdown is (try
+            # again). Raised on, a cancellation nobody asked for would end
+            # the caller's task: the Schema Registry API, serving on past
+            # its Server's stop, would drop the connection unanswered.
+            raise PasswordChecksBusy(self._shares.capacity) from None
 
     def _release(self, address: str, _done: concurrent.futures.Future[bool] | None = None) -> None:
         with self._lock:
             self._shares.release(address)
 
     def shutdown(self) -> None:
-        """Stops the threads once their checks end; waiting checks are cancelled."""
+        """Stops the threads once their checks end; checks waiting for a
+        thread are refused (PasswordChecksBusy)."""
         self.stopped = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _cancelled_by_its_caller() -> bool:
+    """Whether the task awaiting a check was cancelled itself (its client
+    went), not only the check's future under it."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
