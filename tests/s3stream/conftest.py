@@ -75,6 +75,9 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
 
     from moto.server import ThreadedMotoServer
 
+    from tests.s3stream.atomic_moto import make_object_writes_atomic
+
+    make_object_writes_atomic()  # as S3's: a check and its write in one step
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # else a log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
