@@ -115,24 +115,38 @@ class LogCache:
         if not counts and not block.trims:
             block.created = time.monotonic()  # the upload age counts from the first append
         _, end, payload, _ = batch  # one unpack: each field by name is a descriptor call
+        cache = self._streams.get(stream_id)
+        if cache is None:
+            cache = self._first_end(stream_id, end)
+        else:
+            # First: the one step that can refuse (an end past int64 raises
+            # OverflowError), before anything counts the batch, so that a
+            # refusal leaves every block's firsts and counts true.
+            cache.ends.append(end)
         size = len(payload)
         block.size += size
         self.size += size
         self.unuploaded_bytes += size
-        cache = self._streams.get(stream_id)
-        if cache is None:
-            cache = self._deleted.get(stream_id)  # an append that raced its stream's deletion
-            if cache is None:
-                cache = self._streams[stream_id] = _StreamCache()
         count = counts.get(stream_id)
         if count is None:
             block.firsts[stream_id] = cache.dropped + len(cache.batches)
             counts[stream_id] = 1
         else:
             counts[stream_id] = count + 1
-        cache.ends.append(end)
         cache.batches.append(batch)
         return block
+
+    def _first_end(self, stream_id: int, end: int) -> _StreamCache:
+        """The cache of a stream not readable here yet, with ``end``
+        appended to its ends; made readable only once that took."""
+        cache = self._deleted.get(stream_id)  # an append that raced its stream's deletion
+        if cache is not None:
+            cache.ends.append(end)
+            return cache
+        cache = _StreamCache()
+        cache.ends.append(end)
+        self._streams[stream_id] = cache
+        return cache
 
     def batches_of(self, block: CacheBlock) -> dict[int, list[StoredBatch]]:
         """The block's batches by stream, in offset order (a deleted

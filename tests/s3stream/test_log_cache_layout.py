@@ -13,7 +13,7 @@ cache did before.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,20 +167,26 @@ def test_what_a_block_adds_is_untracked() -> None:
 
 
 @pytest.fixture
-def opened() -> Iterator[list[StreamStore]]:
+def open_store(tmp_path: Path) -> Iterator[Callable[[], StreamStore]]:
+    """Opens the store of one node and bucket under ``tmp_path`` (again at
+    each call: a restart), uploads only when asked; closes what is open."""
+    bucket = LocalStore(str(tmp_path / "bucket"))
+    config = StreamStoreConfig(upload_interval_s=3600.0, compaction_interval_s=3600.0)
     stores: list[StreamStore] = []
-    yield stores
+
+    def opener() -> StreamStore:
+        stores.append(StreamStore.open(tmp_path / "node", bucket, config))
+        return stores[-1]
+
+    yield opener
     for store in stores:
         store.close(flush=False)
 
 
 def test_a_restarts_replayed_batches_are_untracked_with_the_bytes_appended(
-    tmp_path: Path, opened: list[StreamStore]
+    open_store: Callable[[], StreamStore],
 ) -> None:
-    bucket = LocalStore(str(tmp_path / "bucket"))
-    config = StreamStoreConfig(upload_interval_s=3600.0, compaction_interval_s=3600.0)
-    first = StreamStore.open(tmp_path / "node", bucket, config)
-    opened.append(first)
+    first = open_store()
     stream_id = first.create_stream()
     first.open_stream(stream_id, 1)
     sent = []
@@ -189,11 +195,55 @@ def test_a_restarts_replayed_batches_are_untracked_with_the_bytes_appended(
         first.append(stream_id, offset, offset + 3, payload)
         sent.append((offset, offset + 4, payload))
     first.close(flush=False)  # every append in the WAL alone
-    second = StreamStore.open(tmp_path / "node", bucket, config)
-    opened.append(second)
+    second = open_store()
     assert second.recovery.replayed_appends == len(sent)
     result = second.fetch(stream_id, 0, 1 << 20)
     assert second.reader.gets == 0  # from the log cache: the replayed batches themselves
     assert [(b.base_offset, b.end_offset, bytes(b.payload)) for b in result.batches] == sent
     gc.collect()
     assert [gc.is_tracked(b) for b in result.batches] == [not C] * len(sent)
+
+
+def test_an_end_past_int64_is_refused_with_the_cache_as_it_was() -> None:
+    cache = LogCache(0)  # every uploaded block evicted at once
+    first = native.untracked_record(StoredBatch, 0, 1, b"a", None)
+    cache.add(1, first)
+    with pytest.raises(OverflowError):
+        cache.add(1, StoredBatch(1, 1 << 63, b"x"))
+    with pytest.raises(OverflowError):
+        cache.add(2, StoredBatch(0, 1 << 63, b"y"))  # a stream's first batch
+    assert cache.size == cache.unuploaded_bytes == 1
+    assert cache.unuploaded_appends() == 1
+    assert cache.first_offset(2) is None and not cache.covers(2, 0)
+    second = StoredBatch(1, 2, b"b")
+    cache.add(1, second)
+    block = cache.seal()
+    assert block is not None
+    later = StoredBatch(2, 3, b"c")
+    cache.add(1, later)
+    following = cache.seal()
+    assert following is not None
+    assert cache.batches_of(block) == {1: [first, second]}
+    assert cache.ends_of(block) == {1: 2}
+    cache.mark_uploaded(block)
+    assert cache.batches_of(following) == {1: [later]}
+    assert cache.read(1, 2, 1 << 20, 1 << 62) == [later]
+
+
+def test_a_store_refuses_an_end_past_int64_and_keeps_serving(
+    open_store: Callable[[], StreamStore],
+) -> None:
+    store = open_store()
+    stream_id = store.create_stream()
+    store.open_stream(stream_id, 1)
+    store.append(stream_id, 0, 0, b"a")
+    before = store.log_cache_usage()
+    with pytest.raises(OverflowError):
+        store.append(stream_id, 1, 1 << 63, b"x")
+    assert store.log_cache_usage().size == before.size
+    assert store.log_cache_usage().unuploaded_bytes == before.unuploaded_bytes
+    store.append(stream_id, 1, 1, b"b")
+    store.close(flush=True)
+    again = open_store()
+    result = again.fetch(stream_id, 0, 1 << 20)
+    assert [bytes(b.payload) for b in result.batches] == [b"a", b"b"]
