@@ -247,3 +247,32 @@ def test_a_store_refuses_an_end_past_int64_and_keeps_serving(
     again = open_store()
     result = again.fetch(stream_id, 0, 1 << 20)
     assert [bytes(b.payload) for b in result.batches] == [b"a", b"b"]
+
+
+def test_an_upload_traces_its_ends_when_it_evicts_its_own_block(tmp_path: Path) -> None:
+    # With no room kept for reads, an upload's mark_uploaded evicts its own
+    # block (and a stream whose batches were all in it): the trace's ends
+    # are taken from the block before that, not from what is left after.
+    config = StreamStoreConfig(
+        upload_interval_s=3600.0, compaction_interval_s=3600.0, log_cache_bytes=0
+    )
+    store = StreamStore.open(tmp_path / "node", LocalStore(str(tmp_path / "bucket")), config)
+    try:
+        streams = [store.create_stream() for _ in range(3)]
+        for stream_id in streams:
+            store.open_stream(stream_id, 1)
+        trace = store.trace_uploads()
+        expected: list[dict[int, int]] = []
+        for round_number in range(3):
+            ends = {}
+            for n, stream_id in enumerate(streams[: round_number + 1]):
+                base = store.append_offsets(stream_id)[1]
+                for _ in range(n + 1):
+                    base = store.append(stream_id, base, base + 1, bytes(20 + n))
+                ends[stream_id] = base
+            store.flush()
+            expected.append(ends)
+        assert [upload.ends for upload in trace.uploads()] == expected
+        assert store.log_cache_usage().size == 0
+    finally:
+        store.close(flush=False)
