@@ -120,6 +120,11 @@ def test_the_cache_holds_what_a_list_a_stream_a_block_would(
 
 def _agrees(cache: LogCache, model: _Model) -> None:
     assert cache.size == model.size
+    # A stream's cache is kept while a block holds its batches, and no
+    # longer: a deleted stream's too (no leak once its blocks are evicted).
+    held = {stream_id for kept in model.blocks for stream_id in kept.batches}
+    assert set(cache._streams) == held - model.deleted
+    assert set(cache._deleted) == held & model.deleted
     for kept in model.blocks:
         assert cache.batches_of(kept.block) == kept.batches
         assert cache.ends_of(kept.block) == {s: b[-1].end_offset for s, b in kept.batches.items()}
