@@ -72,35 +72,37 @@ class BlockCache:
     def holds(self, key: BlockKey) -> bool:
         """Whether the block is cached or on its way."""
         with self._lock:
-            return self._holds_locked(key)
-
-    def _holds_locked(self, key: BlockKey) -> bool:
-        return key in self._read or key in self._unread or key in self._loading
+            return key in self._read or key in self._unread or key in self._loading
 
     def ahead(self, key: BlockKey) -> bool:
         """``holds``, for read-ahead that has the block in its window: a
         block already read is unread again (newest), kept like one just
         fetched for the reader about to read it."""
+        # Asked for every block of every read's window, cached or not: a
+        # block ahead of a reader is most often unread already, found with
+        # one look-up as the one-order cache's ``holds`` found it, and
+        # nothing is called beyond the look-ups.
         with self._lock:
-            return self._wanted_locked(key) or self._holds_locked(key)
-
-    def _wanted_locked(self, key: BlockKey) -> bool:
-        """Makes a cached block already read unread again; whether it was one."""
-        cached = self._read.pop(key, None)
-        if cached is None:
-            return False
-        self._unread[key] = cached
-        return True
+            if key in self._unread or key in self._loading:
+                return True
+            cached = self._read.pop(key, None)
+            if cached is None:
+                return False
+            self._unread[key] = cached
+            return True
 
     def claim(self, key: BlockKey) -> bool:
         """Marks a block as being loaded by the caller, unless it is cached
         (a block already read is unread again, as with ``ahead``) or already
         on its way; the caller must then ``fulfil`` or ``abandon`` it."""
         with self._lock:
-            if self._wanted_locked(key) or self._holds_locked(key):
-                return False
-            self._loading[key] = Future()
-            return True
+            if key not in self._unread and key not in self._loading:
+                cached = self._read.pop(key, None)
+                if cached is None:
+                    self._loading[key] = Future()
+                    return True
+                self._unread[key] = cached
+            return False
 
     def fulfil(self, key: BlockKey, size: int, batches: list[StoredBatch]) -> None:
         """A claimed block, fetched ahead of its reader: cached unread."""

@@ -155,8 +155,16 @@ class ObjectReader:
         """Batches of the stream from the one holding ``offset``, up to
         ``max_bytes`` (but one even if bigger, if ``at_least_one``) and not
         past ``end``, from objects only."""
+        # An index read from its tail keeps what the read returns, or as
+        # much as the stream's read-ahead may hold (its window grows to its
+        # limit as the reader goes on; the bytes are fetched already, only
+        # the cache's room is spent, within the stream's share). A worker's
+        # index read for the read-ahead keeps only what is left of its
+        # window: the rest of the share is ahead in the object before it.
+        keep_bytes = max_bytes
         if self._readahead_bytes > 0:
-            window = self._window(stream_id, offset)
+            window, limit = self._window(stream_id, offset)
+            keep_bytes = max(max_bytes, limit)
             found = state.ranges[stream_id].find(offset) if stream_id in state.ranges else None
             if found is not None:  # needed now: read it here, once
                 meta = state.objects[found[2]]
@@ -164,15 +172,13 @@ class ObjectReader:
                 if whole and self.cached_index(meta.key) is None:
                     self._fetch_following_objects(state, stream_id, found[1])
                 source = state.source_of(stream_id, found[0], found[2])
-                keep = _KeepFromTail(source, offset, self._keep_bytes(max_bytes))
+                keep = _KeepFromTail(source, offset, keep_bytes)
                 self._index_for_read(meta, offset, found[0], keep)
             self._read_ahead(state, stream_id, offset, window)
         out: list[StoredBatch] = []
         budget = max_bytes
         try:
-            for ref in self._blocks_from(
-                state, stream_id, offset, keep_bytes=self._keep_bytes(max_bytes)
-            ):
+            for ref in self._blocks_from(state, stream_id, offset, keep_bytes=keep_bytes):
                 for batch in self._block(ref):
                     if batch.end_offset <= offset:
                         continue
@@ -243,10 +249,11 @@ class ObjectReader:
             self._reads.pop(stream_id, None)
             self._at_once.pop(stream_id, None)
 
-    def _window(self, stream_id: int, offset: int) -> int:
+    def _window(self, stream_id: int, offset: int) -> tuple[int, int]:
         """The read-ahead window for a read at ``offset``: doubled if the
         stream's last read ended there, back to the start if not; never
-        more than the stream's share of the block cache."""
+        more than the stream's share of the block cache (the limit, given
+        beside it)."""
         with self._lock:
             read = self._reads.get(stream_id)
             if read is None:
@@ -258,19 +265,7 @@ class ObjectReader:
                 read.window = min(limit, read.window * 2)
             else:
                 read.window = min(limit, self._initial_window)
-            return read.window
-
-    def _keep_bytes(self, max_bytes: int) -> int:
-        """How much of a stream's blocks an index's suffix GET keeps for a
-        read of ``max_bytes``: what the read returns, or as much as the
-        stream's read-ahead may hold (its window grows to that as the
-        reader goes on; the bytes are fetched already, only the cache's
-        room is spent, within the stream's share). A worker's index read
-        for the read-ahead keeps only what is left of its window: the rest
-        of the share is ahead in the object before it."""
-        if self._readahead_bytes <= 0:
-            return max_bytes
-        return max(max_bytes, self._window_limit())
+            return read.window, limit
 
     def _window_limit(self) -> int:
         with self._lock:

@@ -4,8 +4,11 @@ holds, every waiter is answered and no block is both cached and loading."""
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
+from types import FrameType
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,3 +170,34 @@ def test_the_block_cache_keeps_its_bound_and_answers_every_waiter(
         assert not thread.is_alive(), "a waiter was never answered"
         assert answer.done()
     assert cache.in_flight() == 0
+
+
+def _python_calls_within(call: Callable[[BlockKey], object], key: BlockKey) -> list[str]:
+    """The Python functions ``call(key)`` calls (builtins not counted)."""
+    called: list[str] = []
+    depth = [0]
+
+    def profile(frame: FrameType, event: str, _: object) -> None:
+        if event == "call":
+            depth[0] += 1
+            if depth[0] > 1:
+                called.append(frame.f_code.co_name)
+        elif event == "return":
+            depth[0] -= 1
+
+    sys.setprofile(profile)
+    try:
+        call(key)
+    finally:
+        sys.setprofile(None)
+    return called
+
+
+def test_read_ahead_asks_about_a_block_with_look_ups_alone() -> None:
+    # Every read asks about each block of its window: tens of blocks a read,
+    # cached or not, so a cached read costs what these asks cost.
+    cache = BlockCache(30)
+    _fetch_ahead(cache, ("unread", 0), 10)
+    cache.get(("read", 0), 10, lambda: _batches("read"))
+    for key in (("unread", 0), ("read", 0), ("missing", 0)):
+        assert _python_calls_within(cache.ahead, key) == []

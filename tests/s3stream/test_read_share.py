@@ -21,7 +21,7 @@ from tests.s3stream.test_read_path import (
     RecordingGets,
     write_stream_objects,
 )
-from tests.s3stream.test_stream_store import expected, fill, new_stream
+from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
 
 CACHE_BYTES = 256 * 1024
 SLOW_CONSUMERS_PAUSE_S = 0.3
@@ -111,3 +111,29 @@ def test_an_index_looked_up_alone_keeps_no_blocks(tmp_path: Path, bucket: Memory
         (meta,) = reader.manifest.state.objects.values()
         assert reader.reader.index(meta).blocks
         assert reader.block_cache.size == 0
+
+
+def test_a_cached_read_works_out_the_streams_share_once(
+    tmp_path: Path, bucket: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The share walks the streams counted at once under the reader's lock:
+    # a read served from the cache pays for it once, not once more for
+    # each thing sized by it.
+    stream = write_stream_objects(tmp_path, bucket, uploads=1)
+    config = dataclasses.replace(CONFIG, block_cache_bytes=CACHE_BYTES)
+    with StreamStore.open(tmp_path / "reader", bucket, config) as store:
+        assert read_all(store, stream, 4096)
+        reader = store.reader
+        gets = reader.gets
+        worked_out = reader._window_limit_locked
+        calls = []
+
+        def counted() -> int:
+            calls.append(1)
+            return worked_out()
+
+        monkeypatch.setattr(reader, "_window_limit_locked", counted)
+        batches = reader.read(store.manifest.state, stream, 10, 1024, BATCHES)
+        assert batches and batches[0].base_offset == 10
+        assert reader.gets == gets  # served from the cache
+        assert len(calls) == 1
