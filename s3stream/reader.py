@@ -200,10 +200,13 @@ class ObjectReader:
             # one stopped, meets the failure and reports it.
         if self._readahead_bytes > 0:
             with self._lock:
-                self._reads[stream_id].end = offset
                 self._bytes_read += max_bytes - budget
-                if offset >= end:
-                    # Caught up: it has nothing ahead to keep in the cache.
+                read = self._reads.get(stream_id)
+                if read is not None:
+                    read.end = offset
+                if read is None or offset >= end:
+                    # Forgotten meanwhile (deleted while this read ran), or
+                    # caught up: it has nothing ahead to keep in the cache.
                     self._at_once.pop(stream_id, None)
         return out
 

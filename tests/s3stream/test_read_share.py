@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,25 @@ def test_a_cached_read_works_out_the_streams_share_once(
         assert batches and batches[0].base_offset == 10
         assert reader.gets == gets  # served from the cache
         assert len(calls) == 1
+
+
+def test_a_stream_forgotten_while_it_is_read_is_answered_and_not_counted(
+    tmp_path: Path, bucket: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream deleted while a fetch of it runs: the fetch returns what it
+    # read, and the deleted stream holds no share of the cache.
+    streams = _streams(tmp_path, bucket, 2)
+    config = dataclasses.replace(CONFIG, block_cache_bytes=CACHE_BYTES)
+    with StreamStore.open(tmp_path / "reader", bucket, config) as store:
+        reader = store.reader
+        store.fetch(streams[1], 0, 4096)
+        read_ahead = reader._read_ahead
+
+        def deleted_meanwhile(*args: Any) -> None:
+            read_ahead(*args)
+            reader.forget_stream(streams[0])
+
+        monkeypatch.setattr(reader, "_read_ahead", deleted_meanwhile)
+        batches = reader.read(store.manifest.state, streams[0], 0, 4096, BATCHES)
+        assert batches and batches[0].base_offset == 0
+        assert reader._window_limit() == CACHE_BYTES // 2
