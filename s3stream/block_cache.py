@@ -69,11 +69,6 @@ class BlockCache:
             self._load(key, size, loader, future)
         return future.result()
 
-    def holds(self, key: BlockKey) -> bool:
-        """Whether the block is cached or on its way."""
-        with self._lock:
-            return key in self._read or key in self._unread or key in self._loading
-
     def ahead(self, key: BlockKey) -> bool:
         """``holds``, for read-ahead that has the block in its window: a
         block already read is unread again (newest), kept like one just
