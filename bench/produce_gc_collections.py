@@ -15,7 +15,11 @@ longest, and the total, in the collecting thread's CPU time, which the
 machine's load does not stretch, and the longest in wall time too: the
 GIL is held throughout, so the event loop waits that long), and at its
 end lists the objects the collector tracks that were made in the window
-and are still alive, by type. The server's
+and are still alive, by type; at the start of each of the first eight
+middle or full collections, what it walks (its generations' tracked
+objects by type, a list named by its first item's type, and the
+references their ``tp_traverse`` visits), counted before its pause is
+timed. The server's
 peak resident set is read from /proc. ``--gen0 N`` sets the young
 generation's threshold at the window's start, for trying values the
 tree does not set itself. Trees run in turns, ``--rounds`` times; every
@@ -48,10 +52,29 @@ total = [0.0, 0.0, 0.0]
 longest_cpu = [0.0, 0.0, 0.0]
 total_cpu = [0.0, 0.0, 0.0]
 before = set()
+walked = []
+def census(generation):
+    # What a middle or full collection is about to walk: the tracked
+    # objects of its generations by type, and the references their
+    # tp_traverse visits (a list's items, a dict's keys and values).
+    kinds = collections.Counter()
+    visits = collections.Counter()
+    for g in range(generation + 1):
+        for o in gc.get_objects(g):
+            name = type(o).__qualname__
+            if type(o) is list and o:  # a list named by what it holds
+                name = f"list[{type(o[0]).__qualname__}]"
+            kinds[name] += 1
+            visits[name] += len(gc.get_referents(o))
+    walked.append({"generation": generation, "objects": sum(kinds.values()),
+                   "visits": sum(visits.values()),
+                   "by_type": [(k, n, visits[k]) for k, n in kinds.most_common(10)]})
 def hook(phase, info):
     if not state["on"]:
         return
     if phase == "start":
+        if info["generation"] and len(walked) < 8:
+            census(info["generation"])
         state["started"] = time.perf_counter()
         state["cpu"] = time.thread_time()
         return
@@ -80,7 +103,7 @@ def stop():
         json.dump({"runs": runs, "collected": collected, "longest_s": longest,
                    "total_s": total, "longest_cpu_s": longest_cpu,
                    "total_cpu_s": total_cpu, "threshold": gc.get_threshold(),
-                   "survivors": made.most_common(12),
+                   "survivors": made.most_common(12), "walked": walked,
                    "native": native.IMPLEMENTATION,
                    "survivor_count": sum(made.values())}, f)
 run = uvloop.run
@@ -170,6 +193,12 @@ def main() -> None:
             if not args.json:
                 print(_line(tree, one), flush=True)
                 print(f"  survivors by type: {one['survivors']}", flush=True)
+                for walk in one["walked"]:
+                    print(
+                        f"  generation {walk['generation']} walked {walk['objects']} objects,"
+                        f" {walk['visits']} references: {walk['by_type']}",
+                        flush=True,
+                    )
     if args.json:
         print(json.dumps(results, indent=1))
 

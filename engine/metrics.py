@@ -208,6 +208,11 @@ class EngineCollector(Collector):
         yield _gauge("tidelog_block_cache_bytes", "Bytes held in the block cache.", blocks.size)
         yield _counter("tidelog_block_cache_hits", "Block-cache lookups found.", blocks.hits)
         yield _counter("tidelog_block_cache_misses", "Block-cache lookups loaded.", blocks.misses)
+        yield _counter(
+            "tidelog_block_cache_evicted_unread",
+            "Blocks fetched ahead and evicted before they were read.",
+            blocks.evicted_unread,
+        )
         gate = store.reader.gate
         yield _counter(
             "tidelog_read_ahead_held",

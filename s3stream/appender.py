@@ -221,7 +221,7 @@ class Appender:
         if end <= base:
             raise ValueError(f"last offset {end - 1} < base offset {base}")
         active = self._state.cache.active
-        was_empty = not active.batches and not active.trims  # CacheBlock.empty, without its call
+        was_empty = not active.counts and not active.trims  # CacheBlock.empty, without its call
         block = self._state.cache.add(stream_id, batch)
         block.unconfirmed += 1
         if was_empty:

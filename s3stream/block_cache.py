@@ -1,9 +1,21 @@
-"""A bytes-bounded LRU cache of parsed data blocks, with in-flight dedup.
+"""A bytes-bounded cache of parsed data blocks, with in-flight dedup, that
+evicts blocks already read before blocks fetched ahead and not yet read.
 
 Readers and read-ahead ask for a block by (object key, position); a block
 being fetched is fetched once, whoever asks first (``get``, or ``claim``
 for read-ahead that fetches many blocks in one GET), and everyone else
 waits on the same future.
+
+A block comes in *unread* when read-ahead fetched it (``fulfil``) and
+*read* when a reader loaded it for itself (``get``); a ``get`` of an
+unread block makes it read, and read-ahead finding a read block in its
+window (``ahead``) makes it unread again: another reader, or the same one
+after a seek back, is about to read it, so several consumers replaying the
+same history keep it while any of them has it ahead. Eviction takes read
+blocks first, least lately read first (a sequential reader never reads
+again what it moved past), then unread ones, oldest first, counted in
+``evicted_unread``: each of those is fetched twice if its reader comes
+(docs/design/0155).
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from s3stream.objects import StoredBatch
 
 BlockKey = tuple[str, int]
 Loader = Callable[[], list[StoredBatch]]
+_Entry = tuple[list[StoredBatch], int]
 
 
 class BlockCache:
@@ -25,16 +38,26 @@ class BlockCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
+        self.evicted_unread = 0
+        """Blocks fetched ahead and evicted before anyone read them."""
         self._lock = threading.Lock()
-        self._blocks: OrderedDict[BlockKey, tuple[list[StoredBatch], int]] = OrderedDict()
+        self._read: OrderedDict[BlockKey, _Entry] = OrderedDict()
+        """Blocks read, least lately read first: evicted first."""
+        self._unread: OrderedDict[BlockKey, _Entry] = OrderedDict()
+        """Blocks fetched (or wanted again) ahead of their readers, oldest first."""
         self._loading: dict[BlockKey, Future[list[StoredBatch]]] = {}
 
     def get(self, key: BlockKey, size: int, loader: Loader) -> list[StoredBatch]:
         """The block, loaded in the calling thread if nobody is loading it."""
         with self._lock:
-            cached = self._blocks.get(key)
+            cached = self._unread.pop(key, None)
             if cached is not None:
-                self._blocks.move_to_end(key)
+                self._read[key] = cached
+            else:
+                cached = self._read.get(key)
+                if cached is not None:
+                    self._read.move_to_end(key)
+            if cached is not None:
                 self.hits += 1
                 return cached[0]
             self.misses += 1
@@ -46,24 +69,41 @@ class BlockCache:
             self._load(key, size, loader, future)
         return future.result()
 
-    def holds(self, key: BlockKey) -> bool:
-        """Whether the block is cached or on its way."""
+    def ahead(self, key: BlockKey) -> bool:
+        """``holds``, for read-ahead that has the block in its window: a
+        block already read is unread again (newest), kept like one just
+        fetched for the reader about to read it."""
+        # Asked for every block of every read's window, cached or not: a
+        # block ahead of a reader is most often unread already, found with
+        # one look-up as the one-order cache's ``holds`` found it, and
+        # nothing is called beyond the look-ups.
         with self._lock:
-            return key in self._blocks or key in self._loading
-
-    def claim(self, key: BlockKey) -> bool:
-        """Marks a block as being loaded by the caller, unless it is cached or
-        already on its way; the caller must then ``fulfil`` or ``abandon`` it."""
-        with self._lock:
-            if key in self._blocks or key in self._loading:
+            if key in self._unread or key in self._loading:
+                return True
+            cached = self._read.pop(key, None)
+            if cached is None:
                 return False
-            self._loading[key] = Future()
+            self._unread[key] = cached
             return True
 
+    def claim(self, key: BlockKey) -> bool:
+        """Marks a block as being loaded by the caller, unless it is cached
+        (a block already read is unread again, as with ``ahead``) or already
+        on its way; the caller must then ``fulfil`` or ``abandon`` it."""
+        with self._lock:
+            if key not in self._unread and key not in self._loading:
+                cached = self._read.pop(key, None)
+                if cached is None:
+                    self._loading[key] = Future()
+                    return True
+                self._unread[key] = cached
+            return False
+
     def fulfil(self, key: BlockKey, size: int, batches: list[StoredBatch]) -> None:
+        """A claimed block, fetched ahead of its reader: cached unread."""
         with self._lock:
             future = self._loading.pop(key)
-            self._insert(key, size, batches)
+            self._insert(self._unread, key, size, batches)
         future.set_result(batches)
 
     def abandon(self, key: BlockKey, error: BaseException) -> None:
@@ -83,16 +123,26 @@ class BlockCache:
             return
         with self._lock:
             del self._loading[key]
-            self._insert(key, size, batches)
+            self._insert(self._read, key, size, batches)
         future.set_result(batches)
 
-    def _insert(self, key: BlockKey, size: int, batches: list[StoredBatch]) -> None:
+    def _insert(
+        self,
+        into: OrderedDict[BlockKey, _Entry],
+        key: BlockKey,
+        size: int,
+        batches: list[StoredBatch],
+    ) -> None:
         if size > self.max_bytes:
             return
-        self._blocks[key] = (batches, size)
+        into[key] = (batches, size)
         self.size += size
         while self.size > self.max_bytes:
-            _, (_, evicted) = self._blocks.popitem(last=False)
+            if self._read:
+                _, (_, evicted) = self._read.popitem(last=False)
+            else:
+                _, (_, evicted) = self._unread.popitem(last=False)
+                self.evicted_unread += 1
             self.size -= evicted
 
     def in_flight(self) -> int:

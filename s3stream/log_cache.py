@@ -5,12 +5,21 @@ enough it is sealed and handed to the uploader, and a new one starts. Blocks
 stay readable after upload so tail reads do no I/O, until the cache is over
 its byte bound and the oldest uploaded block is evicted. Not thread-safe:
 the stream store calls it under its lock.
+
+Each stream's cached batches are one list for the whole cache, and a block
+names its share of each stream by two numbers (where it starts in that list
+and how many), not by lists of its own: a dict of ints is left untracked by
+the cyclic collector, and an array of ends is visited as one object, so a
+block adds nothing a collection walks, where a list a stream a block was
+made with every block and walked by every middle collection
+(docs/design/0156).
 """
 
 from __future__ import annotations
 
 import bisect
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -23,7 +32,11 @@ class CacheBlock:
     block_id: int
     created: float = field(default_factory=time.monotonic)
     size: int = 0
-    batches: dict[int, list[StoredBatch]] = field(default_factory=dict)
+    firsts: dict[int, int] = field(default_factory=dict)
+    """Per stream, the index of its first batch in this block, counted in its
+    ``_StreamCache`` from the first batch ever put there (``dropped`` too)."""
+    counts: dict[int, int] = field(default_factory=dict)
+    """Per stream, how many of its batches this block holds."""
     trims: dict[int, int] = field(default_factory=dict)
     """Stream start offsets moved while this block was active."""
     unconfirmed: int = 0
@@ -44,7 +57,7 @@ class CacheBlock:
 
     @property
     def empty(self) -> bool:
-        return not self.batches and not self.trims
+        return not self.counts and not self.trims
 
     @property
     def ready(self) -> bool:
@@ -53,16 +66,26 @@ class CacheBlock:
 
 
 class _StreamCache:
-    """One stream's cached batches in offset order, as parallel lists."""
+    """One stream's cached batches in offset order: the batches, and their
+    end offsets as an array (searched by bisect; a collection visits its
+    type, not its items)."""
 
-    __slots__ = ("batches", "ends")
+    __slots__ = ("batches", "dropped", "ends")
 
     def __init__(self) -> None:
-        self.ends: list[int] = []
+        self.ends = array("q")
         self.batches: list[StoredBatch] = []
+        self.dropped = 0
+        """Batches dropped from the front since the first: a block's
+        ``firsts`` minus this is where its share starts in ``batches``."""
 
     def drop_front(self, count: int) -> None:
         del self.ends[:count], self.batches[:count]
+        self.dropped += count
+
+    def share(self, first: int, count: int) -> list[StoredBatch]:
+        start = first - self.dropped
+        return self.batches[start : start + count]
 
 
 class LogCache:
@@ -73,6 +96,8 @@ class LogCache:
         self._next_block = 1
         self._blocks: deque[CacheBlock] = deque()
         self._streams: dict[int, _StreamCache] = {}
+        self._deleted: dict[int, _StreamCache] = {}
+        """Deleted streams' caches, unread, until their blocks are evicted."""
         self.active = self._new_block()
 
     def _new_block(self) -> CacheBlock:
@@ -85,21 +110,63 @@ class LogCache:
 
     def add(self, stream_id: int, batch: StoredBatch) -> CacheBlock:
         block = self.active
+        counts = block.counts
         # CacheBlock.empty written out: a property, a Python call an append.
-        if not block.batches and not block.trims:
+        if not counts and not block.trims:
             block.created = time.monotonic()  # the upload age counts from the first append
-        block.batches.setdefault(stream_id, []).append(batch)
         _, end, payload, _ = batch  # one unpack: each field by name is a descriptor call
+        cache = self._streams.get(stream_id)
+        if cache is None:
+            cache = self._first_end(stream_id, end)
+        else:
+            # First: the one step that can refuse (an end past int64 raises
+            # OverflowError), before anything counts the batch, so that a
+            # refusal leaves every block's firsts and counts true.
+            cache.ends.append(end)
         size = len(payload)
         block.size += size
         self.size += size
         self.unuploaded_bytes += size
-        cache = self._streams.get(stream_id)
-        if cache is None:
-            cache = self._streams[stream_id] = _StreamCache()
-        cache.ends.append(end)
+        count = counts.get(stream_id)
+        if count is None:
+            block.firsts[stream_id] = cache.dropped + len(cache.batches)
+            counts[stream_id] = 1
+        else:
+            counts[stream_id] = count + 1
         cache.batches.append(batch)
         return block
+
+    def _first_end(self, stream_id: int, end: int) -> _StreamCache:
+        """The cache of a stream not readable here yet, with ``end``
+        appended to its ends; made readable only once that took."""
+        cache = self._deleted.get(stream_id)  # an append that raced its stream's deletion
+        if cache is not None:
+            cache.ends.append(end)
+            return cache
+        cache = _StreamCache()
+        cache.ends.append(end)
+        self._streams[stream_id] = cache
+        return cache
+
+    def batches_of(self, block: CacheBlock) -> dict[int, list[StoredBatch]]:
+        """The block's batches by stream, in offset order (a deleted
+        stream's too, until the block is evicted)."""
+        out = {}
+        firsts = block.firsts
+        for stream_id, count in block.counts.items():
+            cache = self._streams.get(stream_id) or self._deleted[stream_id]
+            out[stream_id] = cache.share(firsts[stream_id], count)
+        return out
+
+    def ends_of(self, block: CacheBlock) -> dict[int, int]:
+        """Each of the block's streams' end offset in it (the block not
+        evicted yet)."""
+        firsts = block.firsts
+        out = {}
+        for stream_id, count in block.counts.items():
+            cache = self._streams.get(stream_id) or self._deleted[stream_id]
+            out[stream_id] = cache.ends[firsts[stream_id] - cache.dropped + count - 1]
+        return out
 
     def add_trim(self, stream_id: int, start_offset: int) -> CacheBlock:
         if self.active.empty:
@@ -133,10 +200,7 @@ class LogCache:
     def unuploaded_appends(self) -> int:
         """Appends in blocks not uploaded yet (the active block included)."""
         return sum(
-            len(batches)
-            for block in self._blocks
-            if not block.uploaded
-            for batches in block.batches.values()
+            count for block in self._blocks if not block.uploaded for count in block.counts.values()
         )
 
     def oldest_unuploaded(self) -> float | None:
@@ -150,11 +214,14 @@ class LogCache:
     def unuploaded_bytes_of(self, stream_id: int, from_offset: int) -> int:
         """The bytes of the stream's batches from ``from_offset`` in blocks not
         uploaded yet (the active block included)."""
+        cache = self._streams.get(stream_id) or self._deleted.get(stream_id)
+        if cache is None:
+            return 0
         return sum(
             len(batch.payload)
             for block in self._blocks
-            if not block.uploaded
-            for batch in block.batches.get(stream_id, ())
+            if not block.uploaded and stream_id in block.counts
+            for batch in cache.share(block.firsts[stream_id], block.counts[stream_id])
             if batch.base_offset >= from_offset
         )
 
@@ -166,17 +233,20 @@ class LogCache:
     def _evict(self) -> None:
         while self.size > self.max_bytes and self._blocks and self._blocks[0].uploaded:
             block = self._blocks.popleft()
-            for stream_id, batches in block.batches.items():
-                cache = self._streams.get(stream_id)
-                if cache is not None:
-                    cache.drop_front(len(batches))
-                    if not cache.ends:
-                        del self._streams[stream_id]
+            for stream_id, count in block.counts.items():
+                streams = self._streams if stream_id in self._streams else self._deleted
+                cache = streams[stream_id]
+                cache.drop_front(count)
+                if not cache.batches:
+                    del streams[stream_id]
             self.size -= block.size
 
     def drop_stream(self, stream_id: int) -> None:
-        """Forgets a deleted stream for reads (its upload blocks skip it too)."""
-        self._streams.pop(stream_id, None)
+        """Forgets a deleted stream for reads (its upload blocks skip it too);
+        its batches stay where its blocks find them until those are evicted."""
+        cache = self._streams.pop(stream_id, None)
+        if cache is not None:
+            self._deleted[stream_id] = cache
 
     # -- reading ------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 The manifest says which object holds an offset; the object's index (read
 once with one suffix GET, then cached) says which block; blocks are read
-whole with ranged GETs into the block cache.
+whole with ranged GETs into the block cache. The blocks of the reading
+stream that the suffix GET brought are kept, so they are not fetched again.
 
 Every read that misses starts a read-ahead: the blocks from the one it needs
 on, up to a window, are claimed and fetched by the reader's workers, adjacent
@@ -34,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -71,19 +71,24 @@ class _BlockRef(NamedTuple):
 
 
 class _ReadState:
-    """Where a stream's last read ended, its read-ahead window, and when."""
+    """Where a stream's last read ended, and its read-ahead window."""
 
-    __slots__ = ("end", "read_at", "window")
+    __slots__ = ("end", "window")
 
     def __init__(self) -> None:
         self.end = -1
         self.window = 0
-        self.read_at = 0.0
 
 
-ACTIVE_S = 0.25
-"""A stream read from within this long counts as being read (for the
-read-ahead budget)."""
+class _KeepFromTail(NamedTuple):
+    """Blocks a reader is about to read, kept from an index's suffix GET:
+    the source stream's blocks from ``offset`` on, ``window`` bytes of them."""
+
+    stream_id: int
+    offset: int
+    window: int
+
+
 LARGEST_READ_BYTES = 16 * 1024 * 1024
 """The most one GET of a stream object reads into one buffer, whole or a
 span of its blocks (a single block larger than this is still read whole).
@@ -108,7 +113,6 @@ class ObjectReader:
         readahead_span_bytes: int = 16 * 1024 * 1024,
         index_cache_entries: int = 4096,
         gate: ReadAheadGate | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.block_cache = block_cache
@@ -118,12 +122,6 @@ class ObjectReader:
         self._index_entries = index_cache_entries
         self.gate = gate if gate is not None else ReadAheadGate(0, lambda: False)
         """How many of the workers' loads run at once beside live traffic."""
-        self.clock = clock
-        """Seconds (time.monotonic unless given): when each stream was
-        last read, which says how many are being read at once (ACTIVE_S)
-        and so how large their read-ahead windows may grow. A caller that
-        drives it decides which readers are at once, however slowly the
-        machine runs their reads."""
         self._initial_window = min(readahead_bytes, max(readahead_span_bytes // 2, 1))
         self._indexes: OrderedDict[str, ObjectIndex] = OrderedDict()
         self._index_loads: dict[str, Future[ObjectIndex]] = {}
@@ -131,8 +129,16 @@ class ObjectReader:
         """Streams with a read-ahead waiting for an index on a worker."""
         self._lock = threading.Lock()
         self._reads: dict[int, _ReadState] = {}
-        self._active_readers = 0
-        self._active_counted_at = 0.0
+        self._bytes_read = 0
+        """The read clock: bytes all reads returned so far."""
+        self._at_once: OrderedDict[int, int] = OrderedDict()
+        """Streams being read at once, least lately read first, each with
+        the read clock at its last read: one leaves once the others have
+        read a block cache's worth of bytes since (its read-ahead would be
+        gone from the cache by then whatever it was), or when it reads to
+        its end. Counted in bytes read, not seconds, so readers that poll
+        slowly, or run slowly on a loaded machine, still share the cache
+        (docs/design/0155)."""
         self.gets = 0
         self._reported: set[str] = set()
         """Keys of the damaged objects logged so far (each is logged once)."""
@@ -149,20 +155,30 @@ class ObjectReader:
         """Batches of the stream from the one holding ``offset``, up to
         ``max_bytes`` (but one even if bigger, if ``at_least_one``) and not
         past ``end``, from objects only."""
+        # An index read from its tail keeps what the read returns, or as
+        # much as the stream's read-ahead may hold (its window grows to its
+        # limit as the reader goes on; the bytes are fetched already, only
+        # the cache's room is spent, within the stream's share). A worker's
+        # index read for the read-ahead keeps only what is left of its
+        # window: the rest of the share is ahead in the object before it.
+        keep_bytes = max_bytes
         if self._readahead_bytes > 0:
-            window = self._window(stream_id, offset)
+            window, limit = self._window(stream_id, offset)
+            keep_bytes = max(max_bytes, limit)
             found = state.ranges[stream_id].find(offset) if stream_id in state.ranges else None
             if found is not None:  # needed now: read it here, once
                 meta = state.objects[found[2]]
                 whole = self._reads_whole(meta, offset, found[0])
                 if whole and self.cached_index(meta.key) is None:
                     self._fetch_following_objects(state, stream_id, found[1])
-                self._index_for_read(meta, offset, found[0])
+                source = state.source_of(stream_id, found[0], found[2])
+                keep = _KeepFromTail(source, offset, keep_bytes)
+                self._index_for_read(meta, offset, found[0], keep)
             self._read_ahead(state, stream_id, offset, window)
         out: list[StoredBatch] = []
         budget = max_bytes
         try:
-            for ref in self._blocks_from(state, stream_id, offset):
+            for ref in self._blocks_from(state, stream_id, offset, keep_bytes=keep_bytes):
                 for batch in self._block(ref):
                     if batch.end_offset <= offset:
                         continue
@@ -184,12 +200,14 @@ class ObjectReader:
             # one stopped, meets the failure and reports it.
         if self._readahead_bytes > 0:
             with self._lock:
-                read = self._reads[stream_id]
-                read.end = offset
-                if offset >= end and read.read_at > 0:
-                    # Caught up: it has nothing ahead to keep in the cache.
-                    read.read_at = 0.0
-                    self._active_readers = max(0, self._active_readers - 1)
+                self._bytes_read += max_bytes - budget
+                read = self._reads.get(stream_id)
+                if read is not None:
+                    read.end = offset
+                if read is None or offset >= end:
+                    # Forgotten meanwhile (deleted while this read ran), or
+                    # caught up: it has nothing ahead to keep in the cache.
+                    self._at_once.pop(stream_id, None)
         return out
 
     def _fetch_following_objects(self, state: ManifestState, stream_id: int, offset: int) -> None:
@@ -232,41 +250,42 @@ class ObjectReader:
     def forget_stream(self, stream_id: int) -> None:
         with self._lock:
             self._reads.pop(stream_id, None)
+            self._at_once.pop(stream_id, None)
 
-    def _window(self, stream_id: int, offset: int) -> int:
+    def _window(self, stream_id: int, offset: int) -> tuple[int, int]:
         """The read-ahead window for a read at ``offset``: doubled if the
         stream's last read ended there, back to the start if not; never
-        more than the stream's share of the block cache."""
-        now = self.clock()
+        more than the stream's share of the block cache (the limit, given
+        beside it)."""
         with self._lock:
             read = self._reads.get(stream_id)
             if read is None:
                 read = self._reads[stream_id] = _ReadState()
-            if now - read.read_at >= ACTIVE_S:
-                self._active_readers += 1  # at once; leaving is noticed by the recount
-            read.read_at = now
-            limit = self._window_limit_locked(now)
+            self._at_once[stream_id] = self._bytes_read
+            self._at_once.move_to_end(stream_id)
+            limit = self._window_limit_locked()
             if read.end == offset:
                 read.window = min(limit, read.window * 2)
             else:
                 read.window = min(limit, self._initial_window)
-            return read.window
+            return read.window, limit
 
     def _window_limit(self) -> int:
         with self._lock:
-            return self._window_limit_locked(self.clock())
+            return self._window_limit_locked()
 
-    def _window_limit_locked(self, now: float) -> int:
+    def _window_limit_locked(self) -> int:
         """``readahead_bytes``, or less when many streams are being read at
         once: all their windows together stay within the block cache (with
         a share to spare), so one reader's read-ahead does not push
         another's out of the cache before it is read (and fetched again)."""
-        if now - self._active_counted_at > ACTIVE_S / 10:
-            self._active_counted_at = now
-            self._active_readers = sum(
-                1 for read in self._reads.values() if now - read.read_at < ACTIVE_S
-            )
-        share = self.block_cache.max_bytes // (self._active_readers + 1)
+        cache_bytes = self.block_cache.max_bytes
+        while self._at_once:
+            stream_id, read_at = next(iter(self._at_once.items()))
+            if self._bytes_read - read_at < cache_bytes:
+                break
+            del self._at_once[stream_id]
+        share = cache_bytes // (len(self._at_once) + 1)
         return max(1, min(self._readahead_bytes, share))
 
     def _read_ahead(self, state: ManifestState, stream_id: int, offset: int, window: int) -> None:
@@ -287,7 +306,7 @@ class ObjectReader:
                 break
             window -= ref.info.size
             if not fetching:
-                if self.block_cache.holds((ref.key, ref.info.position)):
+                if self.block_cache.ahead((ref.key, ref.info.position)):
                     ahead += ref.info.size
                     continue
                 if ahead >= refill_below and ahead > 0:
@@ -322,7 +341,9 @@ class ObjectReader:
             found = state.ranges[stream_id].find(offset)
             if found is None:
                 return
-            self._index_for_read(state.objects[found[2]], offset, found[0])
+            source = state.source_of(stream_id, found[0], found[2])
+            keep = _KeepFromTail(source, offset, window)
+            self._index_for_read(state.objects[found[2]], offset, found[0], keep)
         except Exception:
             return
         finally:
@@ -376,11 +397,13 @@ class ObjectReader:
         stream_id: int,
         offset: int,
         missing: list[int] | None = None,
+        keep_bytes: int = 0,
     ) -> Iterator[_BlockRef]:
         """The stream's blocks from the one holding ``offset`` on, across
         objects. With ``missing``, indexes are not read: the iteration stops
         at the first object whose index is not cached, noting the offset
-        there in ``missing``."""
+        there in ``missing``. An index read here keeps up to ``keep_bytes``
+        of the stream's blocks its suffix GET brought."""
         ranges = state.ranges.get(stream_id)
         if ranges is None:
             return
@@ -390,16 +413,17 @@ class ObjectReader:
                 return
             range_start, range_end, object_id = found
             meta = state.objects[object_id]
+            # A shared range is held by its source stream's blocks.
+            source = state.source_of(stream_id, range_start, object_id)
             if missing is None:
-                index = self._index_for_read(meta, offset, range_start)
+                keep = _KeepFromTail(source, offset, keep_bytes)
+                index = self._index_for_read(meta, offset, range_start, keep)
             else:
                 cached = self.cached_index(meta.key)
                 if cached is None:
                     missing.append(offset)
                     return
                 index = cached
-            # A shared range is held by its source stream's blocks.
-            source = state.source_of(stream_id, range_start, object_id)
             i = index.find(source, offset)
             while i is not None and i < len(index.blocks):
                 info = index.blocks[i]
@@ -486,12 +510,16 @@ class ObjectReader:
             self._indexes.move_to_end(key)
         return index
 
-    def _index_for_read(self, meta: ObjectMeta, offset: int, range_start: int) -> ObjectIndex:
+    def _index_for_read(
+        self, meta: ObjectMeta, offset: int, range_start: int, keep: _KeepFromTail
+    ) -> ObjectIndex:
         """The index of an object a read at ``offset`` needs, whose range for
         the stream starts at ``range_start``; read with the whole object if
-        ``_reads_whole`` says so."""
+        ``_reads_whole`` says so, else from its tail, keeping the blocks of
+        ``keep`` the tail brought."""
         try:
-            return self.index(meta, whole=self._reads_whole(meta, offset, range_start))
+            whole = self._reads_whole(meta, offset, range_start)
+            return self.index(meta, whole=whole, keep=keep)
         except CorruptObject as error:
             held = ", ".join(
                 f"stream {r.stream_id} [{r.start_offset}, {r.end_offset})" for r in meta.ranges
@@ -513,11 +541,16 @@ class ObjectReader:
             and meta.size <= min(self._window_limit(), LARGEST_READ_BYTES)
         )
 
-    def index(self, meta: ObjectMeta, *, whole: bool = False) -> ObjectIndex:
+    def index(
+        self, meta: ObjectMeta, *, whole: bool = False, keep: _KeepFromTail | None = None
+    ) -> ObjectIndex:
         """The object's index: cached, or read with one GET of the object's
         tail (once, however many threads ask at the same time). With
         ``whole``, the GET reads the whole object and its blocks go to the
-        block cache too."""
+        block cache too; with ``keep``, the blocks a reader is about to read
+        that the tail holds go there (a look-up that needs only the index,
+        ``gap_end``'s or one by time, keeps none: parsing them would cost
+        CPU and cache for nothing)."""
         with self._lock:
             index = self._cached_index_locked(meta.key)
             if index is not None:
@@ -529,7 +562,7 @@ class ObjectReader:
         if loading is not None:
             return loading.result()
         try:
-            index = self._read_whole(meta) if whole else self._read_index(meta)
+            index = self._read_whole(meta) if whole else self._read_index(meta, keep)
         except BaseException as error:
             with self._lock:
                 del self._index_loads[meta.key]
@@ -568,7 +601,7 @@ class ObjectReader:
                 self.block_cache.fulfil(block_key, info.size, batches)
         return index
 
-    def _read_index(self, meta: ObjectMeta) -> ObjectIndex:
+    def _read_index(self, meta: ObjectMeta, keep: _KeepFromTail | None) -> ObjectIndex:
         tail_start = max(0, meta.size - SUFFIX_READ_BYTES)
         tail = self._get_range(meta.key, tail_start, meta.size)
         self.gets += 1
@@ -581,7 +614,33 @@ class ObjectReader:
             index_bytes = self._get_range(meta.key, found, found + length)
             self.gets += 1
             found = parse_index(meta.key, footer, index_bytes)
+        if keep is not None:
+            self._keep_from_tail(meta.key, found, memoryview(tail), tail_start, keep)
         return found
+
+    def _keep_from_tail(
+        self, key: str, index: ObjectIndex, tail: memoryview, tail_start: int, keep: _KeepFromTail
+    ) -> None:
+        """Caches, unread, the blocks of ``keep`` that lie in the tail just
+        fetched: the read that follows would otherwise GET them again."""
+        window = keep.window
+        i = index.find(keep.stream_id, keep.offset)
+        while i is not None and i < len(index.blocks) and window > 0:
+            info = index.blocks[i]
+            if info.stream_id != keep.stream_id:
+                return
+            window -= info.size
+            i += 1
+            if info.position < tail_start:
+                continue
+            begin = info.position - tail_start
+            try:
+                batches = parse_block(key, info, tail[begin : begin + info.size])
+            except CorruptObject:
+                continue  # the read that needs it fetches it again and reports the damage
+            block_key = (key, info.position)
+            if self.block_cache.claim(block_key):
+                self.block_cache.fulfil(block_key, info.size, batches)
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of an object. The stores answer a range

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from native import untracked_record
 from s3stream.compaction import orphans
 from s3stream.log_cache import LogCache
 from s3stream.manifest import Manifest
@@ -110,8 +111,12 @@ def recover(
             summary.dropped_appends += 1
             continue
         stored = bytes(payload)
+        # Untracked, as the produce path's (0154): a bytes payload and two
+        # ints hold nothing the collector tracks, and a restart's batches
+        # live in the cache as long as any request's (0156).
         block = cache.add(
-            stream.stream_id, StoredBatch(entry.start_offset, entry.end_offset, stored)
+            stream.stream_id,
+            untracked_record(StoredBatch, entry.start_offset, entry.end_offset, stored, None),
         )
         block.note_position(entry.position)
         stream.next_offset = stream.end_offset = entry.end_offset

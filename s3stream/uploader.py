@@ -600,8 +600,12 @@ class Uploader:
         self, block: CacheBlock, live: set[int], state: ManifestState
     ) -> list[PreparedObject]:
         config = self._config
+        # Under the lock: the block's batches are read from its streams'
+        # lists, whose fronts an eviction of an older block drops (0156).
+        with self._state.lock:
+            by_stream = self._state.cache.batches_of(block)
         return prepare_objects(
-            ((sid, b) for sid, b in block.batches.items() if sid in live),
+            ((sid, b) for sid, b in by_stream.items() if sid in live),
             state=state,
             epoch=self._writer.manifest.epoch,
             ids=self._ids,
@@ -651,13 +655,15 @@ class Uploader:
         self._stats.uploads += 1
         self._stats.uploaded_bytes += sum(o.meta.size for o in objects)
         with self._state.lock:
+            # Before mark_uploaded, which may evict the block itself.
+            ends = None if trace is None else self._state.cache.ends_of(block)
             self._state.cache.mark_uploaded(block)
             self._state.changed.notify_all()
             reached = self._reached_locked() if self._waiters else []
             if reached:
                 self._batch = len(reached) + sum(map(len, self._waiters.values()))
-        if trace is not None:
-            _traced(trace, block, objects, version, committed)
+        if trace is not None and ends is not None:
+            _traced(trace, block, ends, objects, version, committed)
         for waiter, end in reached:
             waiter.set_result(end)
         if block.last_position is not None:
@@ -772,12 +778,13 @@ class Uploader:
 def _traced(
     trace: UploadTrace,
     block: CacheBlock,
+    ends: dict[int, int],
     objects: list[PreparedObject],
     version: int,
     committed: float,
 ) -> None:
-    """Records ``block``'s upload in ``trace``, as its waiters are about to be answered."""
+    """Records ``block``'s upload in ``trace``, as its waiters are about to
+    be answered; ``ends``: each of its streams' end offset in it."""
     now = time.monotonic()
-    ends = {sid: batches[-1].end_offset for sid, batches in block.batches.items() if batches}
     keys = [o.meta.key for o in objects]
     trace.uploaded(block.block_id, ends, keys, version, committed, now)

@@ -39,6 +39,8 @@ from xdist.workermanage import WorkerController
 # tests/mirror/test_group_offsets_restarts.py moved down with the eleventh: its
 # 30 restarts no longer wait on the server's imports (about 18 s of its 49 s
 # on a quiet machine), which puts it beside tests/engine/test_crash.py.
+# tests/engine/test_txn_model.py left with the twelfth: its engines in memory
+# (tests/ram_dir.py), 5 s alone at a load of 13, where it took 33.
 LONGEST_FIRST = (
     "tests/engine/test_checkpoint_parts.py",
     "tests/engine/test_verify.py",
@@ -49,7 +51,6 @@ LONGEST_FIRST = (
     "tests/mirror/test_group_offsets_restarts.py",
     "tests/tables/test_table_crash.py",
     "tests/native/test_asan_fuzz.py",
-    "tests/engine/test_txn_model.py",
     "tests/memory/test_lookup.py",
     "tests/faults/test_kill_campaign.py",
     "tests/engine/test_consumer_poll_property.py",

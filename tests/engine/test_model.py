@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from engine.client.partitioner import partition_for_key
 from native import Compression, RecordSpec
 from s3stream import StreamStoreConfig
 from tests.long_runs import sized
+from tests.ram_dir import memory_backed_dir
 
 T0 = 1_700_000_000_000
 """Record timestamps are around here: in the past, so compaction lag and
@@ -461,21 +463,30 @@ class EngineMachine(RuleBasedStateMachine):
 PHASES = [phase for phase in Phase if phase is not Phase.explain]
 
 
-def test_engine_matches_model(tmp_path: Path) -> None:
+@pytest.fixture
+def memory_path() -> Iterator[Path]:
+    """The histories' engines in memory: their fsyncs were most of their
+    time on a shared disk, and their crashes (closes without a flush) do not
+    reach past the page cache (tests/ram_dir.py)."""
+    with memory_backed_dir("tidelog-engine-model-") as root:
+        yield root
+
+
+def test_engine_matches_model(memory_path: Path) -> None:
     runs = itertools.count()
     run_state_machine_as_test(
-        lambda: EngineMachine(tmp_path / f"run-{next(runs)}"),
+        lambda: EngineMachine(memory_path / f"run-{next(runs)}"),
         settings=settings(max_examples=30, stateful_step_count=40, deadline=None, phases=PHASES),
     )
 
 
 @pytest.mark.slow
-def test_engine_matches_model_at_length(tmp_path: Path) -> None:
+def test_engine_matches_model_at_length(memory_path: Path) -> None:
     """Longer histories than the test above (60 steps): 60 of them by
     default, 300 with TIDELOG_LONG=1."""
     runs = itertools.count()
     run_state_machine_as_test(
-        lambda: EngineMachine(tmp_path / f"run-{next(runs)}"),
+        lambda: EngineMachine(memory_path / f"run-{next(runs)}"),
         settings=settings(
             max_examples=sized(60, 300), stateful_step_count=60, deadline=None, phases=PHASES
         ),

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 
 from s3stream import StoredBatch, StreamStore, StreamStoreConfig
 from s3stream.store import MemoryStore
+from tests.ram_dir import memory_root
 
 CONFIG = StreamStoreConfig(
     upload_interval_s=3600,
@@ -43,7 +44,9 @@ SPLITTING = dataclasses.replace(CONFIG, force_split_after_s=0, stream_object_max
 class StreamStoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.root = Path(tempfile.mkdtemp(prefix="tidelog-model-"))
+        # In memory: its restarts are closes in this process, which the page
+        # cache survives as a tmpfs does (tests/ram_dir.py).
+        self.root = Path(tempfile.mkdtemp(prefix="tidelog-model-", dir=memory_root()))
         self.bucket = MemoryStore()
         self.generation = 0
         self.config = CONFIG

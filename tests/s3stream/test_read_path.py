@@ -285,15 +285,7 @@ def test_many_readers_at_once_share_the_cache_without_fetching_twice(
         assert writer.flush(timeout=30)
     config = dataclasses.replace(CONFIG, block_cache_bytes=256 * 1024)
     recording = RecordingGets(bucket)
-    # The readers are at once in the reader's time: a millisecond a fetch,
-    # so all eight stay within ACTIVE_S of their last read however slowly a
-    # loaded machine runs a round (by the wall clock, a round longer than
-    # ACTIVE_S counted them gone, and their windows grew to push each
-    # other's read-ahead out of the cache). The clock starts far from 0,
-    # which stands for "never read".
-    now = [1000.0]
     with StreamStore.open(tmp_path / "reader", recording, config) as reader:
-        reader.reader.clock = lambda: now[0]
         # Each fetch's read-ahead lands before the next fetch, so the cache
         # sees the same order of loads and reads in every run.
         workers = CountingExecutor(reader.reader._executor)
@@ -303,7 +295,6 @@ def test_many_readers_at_once_share_the_cache_without_fetching_twice(
         positions = dict.fromkeys(streams, 0)
         while positions:
             for stream, offset in list(positions.items()):
-                now[0] += 0.001
                 result = reader.fetch(stream, offset, 4096)
                 workers.until_idle()
                 got[stream] += [

@@ -1,0 +1,26 @@
+"""bench/read_share_bench.py, run as people run it (a pass of one reader
+count and one pause, to keep it short)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.bench.run import run_bench
+
+
+@pytest.mark.slow
+def test_read_share_bench_reports_bytes_fetched_beside_the_objects() -> None:
+    report = json.loads(
+        run_bench("read_share_bench.py", "--readers", "4", "--pauses-ms", "0", "--json")
+    )
+    (run,) = report["runs"]
+    assert (run["readers"], run["pause_ms"]) == (4, 0)
+    # Every object byte is fetched at least once; the cache counts its
+    # unread evictions.
+    assert run["fetched_bytes"] >= run["object_bytes"] > 0
+    assert run["fetched_vs_objects"] >= 1.0
+    assert run["gets"] > 0 and run["gets_per_mib"] > 0
+    assert run["evicted_unread"] >= 0
+    assert report["load_before"] >= 0 and report["load_after"] >= 0
