@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from native import crc32c, encode_entries
+from native import crc32c, encode_entries, untracked_record
 from native.buffers import BytesLike
 from s3stream.chain_hash import ChainHash, UnknownChainHash, chain_hash
 from s3stream.errors import CorruptObject
@@ -354,7 +354,14 @@ def read_index(key: str, tail: BytesLike, object_size: int) -> ObjectIndex | int
 
 
 def parse_block(key: str, info: BlockInfo, data: BytesLike) -> list[StoredBatch]:
-    """Splits a fetched block into its batches, after checking its CRC."""
+    """Splits a fetched block into its batches, after checking its CRC.
+
+    Where ``data`` is (a view of) an exact bytes or bytearray, as every
+    store's GET gives, each batch is built as the produce path builds its
+    own (docs/design/0154, "Fetched blocks"): its payload a ByteSlice of
+    the same bytes and the batch untracked, so the block cache's batches
+    are not walked by the cyclic collector; over another buffer, and in
+    the pure twin, a memoryview slice and a tracked batch."""
     if len(data) != info.size:
         raise CorruptObject(key, f"block is {len(data)} bytes, index says {info.size}")
     if crc32c(data) != info.crc:
@@ -370,7 +377,8 @@ def parse_block(key: str, info: BlockInfo, data: BytesLike) -> list[StoredBatch]
         position += ENTRY_HEADER.size
         if base != expected or count == 0 or position + length > len(view):
             raise CorruptObject(key, "inconsistent entry", info.position + position)
-        batches.append(StoredBatch(base, base + count, view[position : position + length]))
+        payload = view[position : position + length]
+        batches.append(untracked_record(StoredBatch, base, base + count, payload, None))
         position += length
         expected = base + count
     if expected != info.end_offset:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.server.conftest import quiet_librdkafka
@@ -49,6 +49,23 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
 
 class Polled(Protocol):
     def poll(self) -> None: ...
+
+
+def consume_values(settings: dict[str, object], topic: str, count: int) -> list[bytes]:
+    """The values of the topic's first ``count`` records, read by a consumer
+    of a group of its own from the earliest offset, each within TIMEOUT."""
+    consumer = Consumer({**settings, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    fetched: list[bytes] = []
+    try:
+        while len(fetched) < count:
+            message = consumer.poll(TIMEOUT)
+            assert message is not None, "no record within the timeout"
+            assert message.error() is None, message.error()
+            fetched.append(message.value())
+    finally:
+        consumer.close()
+    return fetched
 
 
 def poll_until(members: Sequence[Polled], condition: Callable[[], bool], what: str) -> None:

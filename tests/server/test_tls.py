@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, Producer
 import engine
 from engine.server.tls import NoMatchingRule, PrincipalMapper, distinguished_name
 from tests.server.certificates import Tls
+from tests.server.confluent_helpers import consume_values
 from tests.server.conftest import ServerProcess, free_port, quiet_librdkafka
 from tests.server.in_process import InProcessServer
 from tests.server.test_kafkajs import kafkajs
@@ -229,16 +230,5 @@ def test_batches_kept_in_the_log_cache_are_fetched_over_tls(
     for value in values:  # a Produce, and so a batch of the log cache, each
         producer.produce(topic, value)
         assert producer.flush(TIMEOUT) == 0
-    consumer = Consumer({**settings, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    fetched: list[bytes] = []
-    try:
-        while len(fetched) < len(values):
-            message = consumer.poll(TIMEOUT)
-            assert message is not None, "no record within the timeout"
-            assert message.error() is None, message.error()
-            fetched.append(message.value())
-    finally:
-        consumer.close()
-    assert fetched == values
+    assert consume_values(settings, topic, len(values)) == values
     assert "TypeError" not in tls_server.log()
