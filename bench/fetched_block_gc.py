@@ -74,7 +74,8 @@ if mode == "setup":
     out["stream"] = stream
     out["batches"] = count
 elif mode == "parse":
-    with tempfile.TemporaryDirectory() as scratch:
+    # Under the parent's scratch, which goes however a child ends (a timeout's kill too).
+    with tempfile.TemporaryDirectory(dir=bucket_dir) as scratch:
         local = LocalStore(scratch)
         per_block = MiB // batch_bytes
         sent = [StoredBatch(i, i + 1, payload(i)) for i in range(per_block * blocks)]
@@ -110,7 +111,7 @@ else:  # replay
         runs[g] += 1
         longest[g] = max(longest[g], took)
         total[g] += took
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory(dir=bucket_dir) as scratch:
         store = StreamStore.open(Path(scratch) / "reader", bucket(), quiet())
         end = store.end_offset(stream)
         gc.collect()
