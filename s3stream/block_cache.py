@@ -8,7 +8,8 @@ waits on the same future.
 
 A block comes in *unread* when read-ahead fetched it (``fulfil``) and
 *read* when a reader loaded it for itself (``get``); a ``get`` of an
-unread block makes it read, and read-ahead finding a read block in its
+unread block makes it read (also one it waited for while read-ahead
+fetched it), and read-ahead finding a read block in its
 window (``ahead``) makes it unread again: another reader, or the same one
 after a seek back, is about to read it, so several consumers replaying the
 same history keep it while any of them has it ahead. Eviction takes read
@@ -67,16 +68,23 @@ class BlockCache:
                 future = self._loading[key] = Future()
         if mine:
             self._load(key, size, loader, future)
-        return future.result()
+            return future.result()
+        batches = future.result()
+        # Fetched ahead while this reader waited for it (claimed, then
+        # fulfilled unread): read now, so it goes before what is still ahead.
+        with self._lock:
+            waited = self._unread.pop(key, None)
+            if waited is not None:
+                self._read[key] = waited
+        return batches
 
     def ahead(self, key: BlockKey) -> bool:
-        """``holds``, for read-ahead that has the block in its window: a
-        block already read is unread again (newest), kept like one just
-        fetched for the reader about to read it."""
+        """Whether the block is cached or on its way, for read-ahead that has
+        it in its window: a block already read is unread again (newest),
+        kept like one just fetched for the reader about to read it."""
         # Asked for every block of every read's window, cached or not: a
         # block ahead of a reader is most often unread already, found with
-        # one look-up as the one-order cache's ``holds`` found it, and
-        # nothing is called beyond the look-ups.
+        # one look-up, and nothing is called beyond the look-ups.
         with self._lock:
             if key in self._unread or key in self._loading:
                 return True

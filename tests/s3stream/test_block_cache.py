@@ -68,6 +68,30 @@ def test_a_read_block_in_another_readers_window_is_kept_as_unread() -> None:
     assert cache.evicted_unread == 0
 
 
+def test_a_block_its_reader_waited_for_is_read_once_it_comes() -> None:
+    # The reader asks for a block its read-ahead is still fetching: it waits
+    # on that fetch, and the block, fulfilled as read-ahead, is read by then.
+    cache = BlockCache(30)
+    assert cache.claim(("waited", 0))
+    answered: list[list[StoredBatch]] = []
+    reader = threading.Thread(
+        target=lambda: answered.append(cache.get(("waited", 0), 10, lambda: _batches("no")))
+    )
+    reader.start()
+    while cache.misses == 0:  # the reader is waiting on the fetch in flight
+        threading.Event().wait(0.001)
+    cache.fulfil(("waited", 0), 10, _batches("waited"))
+    reader.join(10)
+    assert answered == [_batches("waited")]
+    assert set(cache._read) == {("waited", 0)} and not cache._unread
+    # So it goes first, before read-ahead nobody has read.
+    _fetch_ahead(cache, ("ahead", 0), 10)
+    _fetch_ahead(cache, ("ahead", 1), 10)
+    _fetch_ahead(cache, ("ahead", 2), 10)
+    assert _cached(cache) == {("ahead", 0), ("ahead", 1), ("ahead", 2)}
+    assert cache.evicted_unread == 0
+
+
 KEYS = st.sampled_from([("object", position) for position in range(6)])
 OPERATIONS = st.lists(
     st.tuples(
