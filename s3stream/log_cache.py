@@ -87,6 +87,10 @@ class _StreamCache:
         start = first - self.dropped
         return self.batches[start : start + count]
 
+    def share_end(self, first: int, count: int) -> int:
+        """The end offset of the last batch of a block's share."""
+        return self.ends[first - self.dropped + count - 1]
+
 
 class LogCache:
     def __init__(self, max_bytes: int) -> None:
@@ -154,8 +158,7 @@ class LogCache:
         out = {}
         firsts = block.firsts
         for stream_id, count in block.counts.items():
-            cache = self._streams.get(stream_id) or self._deleted[stream_id]
-            out[stream_id] = cache.share(firsts[stream_id], count)
+            out[stream_id] = self._holding(stream_id).share(firsts[stream_id], count)
         return out
 
     def ends_of(self, block: CacheBlock) -> dict[int, int]:
@@ -164,9 +167,13 @@ class LogCache:
         firsts = block.firsts
         out = {}
         for stream_id, count in block.counts.items():
-            cache = self._streams.get(stream_id) or self._deleted[stream_id]
-            out[stream_id] = cache.ends[firsts[stream_id] - cache.dropped + count - 1]
+            out[stream_id] = self._holding(stream_id).share_end(firsts[stream_id], count)
         return out
+
+    def _holding(self, stream_id: int) -> _StreamCache:
+        """The cache of a stream a block holds batches of: a deleted
+        stream's too, until that block is evicted."""
+        return self._streams.get(stream_id) or self._deleted[stream_id]
 
     def add_trim(self, stream_id: int, start_offset: int) -> CacheBlock:
         if self.active.empty:
