@@ -22,5 +22,5 @@ def test_read_share_bench_reports_bytes_fetched_beside_the_objects() -> None:
     assert run["fetched_bytes"] >= run["object_bytes"] > 0
     assert run["fetched_vs_objects"] >= 1.0
     assert run["gets"] > 0 and run["gets_per_mib"] > 0
-    assert run["evicted_unread"] >= 0
-    assert report["load_before"] >= 0 and report["load_after"] >= 0
+    assert isinstance(run["evicted_unread"], int)  # reported, whatever the run evicted
+    assert isinstance(report["load_before"], float) and isinstance(report["load_after"], float)
