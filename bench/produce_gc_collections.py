@@ -62,10 +62,15 @@ def census(generation):
     for g in range(generation + 1):
         for o in gc.get_objects(g):
             name = type(o).__qualname__
-            if type(o) is list and o:  # a list named by what it holds
-                name = f"list[{type(o[0]).__qualname__}]"
+            # Its references as the collector visits them, not o[0]: a list
+            # a C function is still filling (PyList_New, then SET_ITEM) is
+            # tracked with NULL items, which traversal skips and indexing
+            # reads.
+            referents = gc.get_referents(o)
+            if type(o) is list and referents:  # a list named by what it holds
+                name = f"list[{type(referents[0]).__qualname__}]"
             kinds[name] += 1
-            visits[name] += len(gc.get_referents(o))
+            visits[name] += len(referents)
     walked.append({"generation": generation, "objects": sum(kinds.values()),
                    "visits": sum(visits.values()),
                    "by_type": [(k, n, visits[k]) for k, n in kinds.most_common(10)]})
