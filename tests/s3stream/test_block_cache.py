@@ -180,7 +180,7 @@ def test_the_block_cache_keeps_its_bound_and_answers_every_waiter(
         # The invariants, after every step.
         assert cache.size <= max_bytes
         assert cache.size == sum(
-            size for _, size in (*cache._read.values(), *cache._unread.values())
+            size for _, size, _ in (*cache._read.values(), *cache._unread.values())
         )
         assert not set(cache._read) & set(cache._unread)
         assert not _cached(cache) & set(cache._loading)
