@@ -656,20 +656,32 @@ class ObjectReader:
         self, key: str, index: ObjectIndex, tail: memoryview, tail_start: int, keep: _KeepFromTail
     ) -> None:
         """Caches, unread, the blocks of ``keep`` that lie in the tail just
-        fetched: the read that follows would otherwise GET them again."""
+        fetched: the read that follows would otherwise GET them again.
+        Blocks that are less than half the tail are copied out of it first
+        (one copy of their span): the views would keep all of the tail
+        alive, and the block cache count it whole (docs/design/0155)."""
         window = keep.window
+        kept: list[BlockInfo] = []
         i = index.find(keep.stream_id, keep.offset)
         while i is not None and i < len(index.blocks) and window > 0:
             info = index.blocks[i]
             if info.stream_id != keep.stream_id:
-                return
+                break
             window -= info.size
             i += 1
-            if info.position < tail_start:
-                continue
-            begin = info.position - tail_start
+            if info.position >= tail_start:
+                kept.append(info)
+        if not kept:
+            return
+        first = kept[0].position - tail_start
+        last = kept[-1].position + kept[-1].size - tail_start
+        source, base = tail, 0
+        if 2 * (last - first) < len(tail):
+            source, base = memoryview(bytes(tail[first:last])), first
+        for info in kept:
+            begin = info.position - tail_start - base
             try:
-                batches = parse_block(key, info, tail[begin : begin + info.size])
+                batches = parse_block(key, info, source[begin : begin + info.size])
             except CorruptObject:
                 continue  # the read that needs it fetches it again and reports the damage
             block_key = (key, info.position)
