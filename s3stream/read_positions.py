@@ -63,10 +63,15 @@ class StreamPositions:
     def put(self, position: ReadPosition, end: int, read_clock: int, caught_up: bool) -> None:
         """Puts ``position`` back, its read having ended at ``end``. One
         already ending there is the same reader's place from now on: the
-        two merge, keeping the larger window."""
+        two merge, keeping the larger window. The least lately read go
+        while the stream has its most."""
         met = self._by_end.pop(end, None)
         if met is not None:
             position.window = max(position.window, met.window)
+        # ``take`` made room only for what it returned; positions taken at
+        # once by readers on several threads come back together.
+        while len(self._by_end) >= READ_POSITIONS_PER_STREAM:
+            self._by_end.popitem(last=False)
         position.end = end
         position.read_at = read_clock
         position.caught_up = caught_up

@@ -161,3 +161,18 @@ def test_a_caught_up_position_holds_no_share(caught_up: bool) -> None:
     positions = StreamPositions()
     positions.put(positions.take(0, 0, 100), 10, 1, caught_up)
     assert positions.reading() == (0 if caught_up else 1)
+
+
+def test_positions_read_at_once_stay_within_the_bound() -> None:
+    # Readers of one stream at new places at the same time (fetches on
+    # several threads): each takes a position while the others are out,
+    # and all of them are put back; the stream still keeps at most the
+    # bound, the least lately read dropped.
+    positions = StreamPositions()
+    for offset in range(READ_POSITIONS_PER_STREAM - 1):
+        positions.put(positions.take(offset, offset, 1000), offset * 100, offset, False)
+    out = [positions.take(5000 + i, 20, 1000) for i in range(4)]
+    for i, position in enumerate(out):
+        positions.put(position, 6000 + i, 21 + i, False)
+    assert len(positions) == READ_POSITIONS_PER_STREAM
+    assert list(positions._by_end)[-4:] == [6000, 6001, 6002, 6003]
