@@ -287,3 +287,54 @@ def test_the_bound_holds_for_the_bytes_cached_blocks_keep_alive(
             else:
                 own += size
         assert cache.size == own + sum(held.values()) <= cache.max_bytes
+
+
+def _kept_alive(cache: BlockCache) -> int:
+    """The bytes the cached blocks keep alive: each block's own where its
+    batches hold their own bytes, each buffer they are views of once."""
+    held: dict[int, int] = {}
+    own = 0
+    for cached, size, _ in (*cache._read.values(), *cache._unread.values()):
+        owner = getattr(cached[0].payload, "obj", None)
+        if owner is None:
+            own += size
+        else:
+            held[id(owner)] = len(owner)
+    return own + sum(held.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["get", "ahead", "span"]), st.integers(0, 5), st.integers(0, 7)),
+        max_size=80,
+    )
+)
+def test_read_ahead_spans_and_reads_keep_the_bound_on_bytes_kept_alive(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    # Read-ahead fetches a span of blocks in one GET (claim, then fulfil
+    # each block from one buffer), readers get blocks one GET each, and
+    # read-ahead finds read blocks in its window again (ahead): whatever
+    # the order, every buffer is counted once while any of its blocks is
+    # cached, no more, and the bound holds for what is kept alive.
+    cache = BlockCache(2400)
+    for kind, obj, block in steps:
+        key = (f"object-{obj}", block)
+        if kind == "get":
+            own = [StoredBatch(0, 1, bytes(100))]
+            cache.get(key, 100, lambda own=own: own)  # type: ignore[misc]
+        elif kind == "ahead":
+            cache.ahead(key)
+        else:
+            claimed = [i for i in range(block, 8) if cache.claim((key[0], i))]
+            buffer = bytes(100 * len(claimed))
+            for n, i in enumerate(claimed):
+                view = memoryview(buffer)[n * 100 : (n + 1) * 100]
+                cache.fulfil((key[0], i), 100, [StoredBatch(0, 1, view)])
+        assert cache.size == _kept_alive(cache) <= cache.max_bytes
+        counted = {buffer_id for _, _, buffer_id in cache._unread.values()} | {
+            buffer_id for _, _, buffer_id in cache._read.values()
+        }
+        assert set(cache._buffers) == counted - {0}
+        assert not cache._loading
