@@ -17,20 +17,29 @@ blocks first, least lately read first (a sequential reader never reads
 again what it moved past), then unread ones, oldest first, counted in
 ``evicted_unread``: each of those is fetched twice if its reader comes
 (docs/design/0155).
+
+A block's batches are views of the buffer its GET read (parse_block), and
+a GET of several blocks reads them into one buffer: any one of its blocks
+keeps all of it. The cache counts a GET's buffer whole, once, while any
+of its blocks is cached, so its bound holds for the bytes it keeps alive,
+not only for the blocks' own (docs/design/0155, "Several readers of one
+stream").
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from concurrent.futures import Future
 
 from s3stream.objects import StoredBatch
 
 BlockKey = tuple[str, int]
 Loader = Callable[[], list[StoredBatch]]
-_Entry = tuple[list[StoredBatch], int]
+_Entry = tuple[list[StoredBatch], int, int]
+"""A block's batches, its size and the id of the GET's buffer its batches
+are views of (0: none, it is counted by its own size)."""
 
 
 class BlockCache:
@@ -47,6 +56,10 @@ class BlockCache:
         self._unread: OrderedDict[BlockKey, _Entry] = OrderedDict()
         """Blocks fetched (or wanted again) ahead of their readers, oldest first."""
         self._loading: dict[BlockKey, Future[list[StoredBatch]]] = {}
+        self._buffers: dict[int, list[int]] = {}
+        """The GET buffers cached blocks are views of, by id (each kept
+        alive by the blocks, so no id is reused while listed): its bytes
+        and how many cached blocks it holds."""
 
     def get(self, key: BlockKey, size: int, loader: Loader) -> list[StoredBatch]:
         """The block, loaded in the calling thread if nobody is loading it."""
@@ -143,16 +156,49 @@ class BlockCache:
     ) -> None:
         if size > self.max_bytes:
             return
-        into[key] = (batches, size)
-        self.size += size
+        buffer = _buffer_of(batches, size, self.max_bytes)
+        if buffer is None:
+            into[key] = (batches, size, 0)
+            self.size += size
+        else:
+            held = self._buffers.get(id(buffer))
+            if held is None:
+                self._buffers[id(buffer)] = [len(buffer), 1]
+                self.size += len(buffer)
+            else:
+                held[1] += 1
+            into[key] = (batches, size, id(buffer))
         while self.size > self.max_bytes:
             if self._read:
-                _, (_, evicted) = self._read.popitem(last=False)
+                _, (_, evicted, buffer_id) = self._read.popitem(last=False)
             else:
-                _, (_, evicted) = self._unread.popitem(last=False)
+                _, (_, evicted, buffer_id) = self._unread.popitem(last=False)
                 self.evicted_unread += 1
-            self.size -= evicted
+            if not buffer_id:
+                self.size -= evicted
+                continue
+            held = self._buffers[buffer_id]
+            held[1] -= 1
+            if held[1] == 0:
+                del self._buffers[buffer_id]
+                self.size -= held[0]
 
     def in_flight(self) -> int:
         with self._lock:
             return len(self._loading)
+
+
+def _buffer_of(batches: list[StoredBatch], size: int, max_bytes: int) -> Sized | None:
+    """The buffer the block's batches are views of, where it holds more
+    than the block (a GET of several blocks, or an index's tail) and is
+    no more than half the cache (counted whole, a larger one would push
+    out everything else, its own blocks too: each block is then counted
+    by its size, as before). None: counted by its size."""
+    if not batches:
+        return None
+    payload = batches[0].payload
+    buffer: Sized | None = None if isinstance(payload, bytes) else getattr(payload, "obj", None)
+    if buffer is None:
+        return None
+    held = len(buffer)
+    return buffer if size < held <= max_bytes // 2 else None

@@ -57,6 +57,7 @@ from s3stream.objects import (
     read_index,
 )
 from s3stream.read_ahead_gate import ReadAheadGate
+from s3stream.read_positions import ReadPosition, StreamPositions
 from s3stream.store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger("tidelog.s3stream")
@@ -68,16 +69,6 @@ class _BlockRef(NamedTuple):
     whole: bool
     """The block is in a stream object: a sequential reader reads all of it,
     so one GET may span as much of it as the window holds."""
-
-
-class _ReadState:
-    """Where a stream's last read ended, and its read-ahead window."""
-
-    __slots__ = ("end", "window")
-
-    def __init__(self) -> None:
-        self.end = -1
-        self.window = 0
 
 
 class _KeepFromTail(NamedTuple):
@@ -128,7 +119,10 @@ class ObjectReader:
         self._prefetching: set[int] = set()
         """Streams with a read-ahead waiting for an index on a worker."""
         self._lock = threading.Lock()
-        self._reads: dict[int, _ReadState] = {}
+        self._reads: dict[int, StreamPositions] = {}
+        """Each stream's read positions, each with its own read-ahead
+        window: readers of one stream at different places (consumer
+        groups, replay jobs) do not reset each other's."""
         self._bytes_read = 0
         """The read clock: bytes all reads returned so far."""
         self._at_once: OrderedDict[int, int] = OrderedDict()
@@ -155,6 +149,32 @@ class ObjectReader:
         """Batches of the stream from the one holding ``offset``, up to
         ``max_bytes`` (but one even if bigger, if ``at_least_one``) and not
         past ``end``, from objects only."""
+        if self._readahead_bytes <= 0:
+            return self._read_from(state, stream_id, offset, max_bytes, end, at_least_one, None)
+        position, limit = self._window(stream_id, offset)
+        out: list[StoredBatch] = []
+        try:
+            out = self._read_from(
+                state, stream_id, offset, max_bytes, end, at_least_one, (position.window, limit)
+            )
+        finally:
+            # A failed read leaves its reader where it was, window and all:
+            # its next read, at the same offset, goes on from there.
+            self._park(stream_id, position, out[-1].end_offset if out else offset, end, out)
+        return out
+
+    def _read_from(
+        self,
+        state: ManifestState,
+        stream_id: int,
+        offset: int,
+        max_bytes: int,
+        end: int,
+        at_least_one: bool,
+        window: tuple[int, int] | None,
+    ) -> list[StoredBatch]:
+        """``read``'s batches, with read-ahead of the window and limit
+        given (None: none)."""
         # An index read from its tail keeps what the read returns, or as
         # much as the stream's read-ahead may hold (its window grows to its
         # limit as the reader goes on; the bytes are fetched already, only
@@ -162,9 +182,8 @@ class ObjectReader:
         # index read for the read-ahead keeps only what is left of its
         # window: the rest of the share is ahead in the object before it.
         keep_bytes = max_bytes
-        if self._readahead_bytes > 0:
-            window, limit = self._window(stream_id, offset)
-            keep_bytes = max(max_bytes, limit)
+        if window is not None:
+            keep_bytes = max(max_bytes, window[1])
             found = state.ranges[stream_id].find(offset) if stream_id in state.ranges else None
             if found is not None:  # needed now: read it here, once
                 meta = state.objects[found[2]]
@@ -174,7 +193,7 @@ class ObjectReader:
                 source = state.source_of(stream_id, found[0], found[2])
                 keep = _KeepFromTail(source, offset, keep_bytes)
                 self._index_for_read(meta, offset, found[0], keep)
-            self._read_ahead(state, stream_id, offset, window)
+            self._read_ahead(state, stream_id, offset, window[0])
         out: list[StoredBatch] = []
         budget = max_bytes
         try:
@@ -198,17 +217,27 @@ class ObjectReader:
                 raise
             # What was read is returned; the next read, starting where this
             # one stopped, meets the failure and reports it.
-        if self._readahead_bytes > 0:
-            with self._lock:
-                self._bytes_read += max_bytes - budget
-                read = self._reads.get(stream_id)
-                if read is not None:
-                    read.end = offset
-                if read is None or offset >= end:
-                    # Forgotten meanwhile (deleted while this read ran), or
-                    # caught up: it has nothing ahead to keep in the cache.
-                    self._at_once.pop(stream_id, None)
         return out
+
+    def _park(
+        self,
+        stream_id: int,
+        position: ReadPosition,
+        next_offset: int,
+        end: int,
+        out: list[StoredBatch],
+    ) -> None:
+        """Puts a reader's position back once its read is done, where it
+        reads next, and advances the read clock by what the read returned."""
+        with self._lock:
+            self._bytes_read += sum(len(batch.payload) for batch in out)
+            positions = self._reads.get(stream_id)
+            if positions is not None:
+                positions.put(position, next_offset, self._bytes_read, next_offset >= end)
+            if positions is None or positions.reading() == 0:
+                # Forgotten meanwhile (deleted while this read ran), or all
+                # its readers caught up: nothing ahead to keep in the cache.
+                self._at_once.pop(stream_id, None)
 
     def _fetch_following_objects(self, state: ManifestState, stream_id: int, offset: int) -> None:
         """Starts whole-object reads of the stream objects that follow on
@@ -252,40 +281,45 @@ class ObjectReader:
             self._reads.pop(stream_id, None)
             self._at_once.pop(stream_id, None)
 
-    def _window(self, stream_id: int, offset: int) -> tuple[int, int]:
-        """The read-ahead window for a read at ``offset``: doubled if the
-        stream's last read ended there, back to the start if not; never
-        more than the stream's share of the block cache (the limit, given
-        beside it)."""
+    def _window(self, stream_id: int, offset: int) -> tuple[ReadPosition, int]:
+        """The reader position reading at ``offset`` and its read-ahead
+        window: doubled if a read of the stream ended there (that reader
+        goes on), back to the start if not (a new reader, or one that
+        sought); never more than its share of the block cache (the limit,
+        given beside it): the stream's share, split between the stream's
+        readers."""
         with self._lock:
-            read = self._reads.get(stream_id)
-            if read is None:
-                read = self._reads[stream_id] = _ReadState()
+            positions = self._reads.get(stream_id)
+            if positions is None:
+                positions = self._reads[stream_id] = StreamPositions()
             self._at_once[stream_id] = self._bytes_read
             self._at_once.move_to_end(stream_id)
-            limit = self._window_limit_locked()
-            if read.end == offset:
-                read.window = min(limit, read.window * 2)
+            cache_bytes = self.block_cache.max_bytes
+            position = positions.take(offset, self._bytes_read, cache_bytes)
+            limit = self._window_limit_locked(positions.reading() + 1)
+            if position.end == offset:
+                position.window = min(limit, position.window * 2)
             else:
-                read.window = min(limit, self._initial_window)
-            return read.window, limit
+                position.window = min(limit, self._initial_window)
+            return position, limit
 
     def _window_limit(self) -> int:
         with self._lock:
             return self._window_limit_locked()
 
-    def _window_limit_locked(self) -> int:
+    def _window_limit_locked(self, readers: int = 1) -> int:
         """``readahead_bytes``, or less when many streams are being read at
         once: all their windows together stay within the block cache (with
         a share to spare), so one reader's read-ahead does not push
-        another's out of the cache before it is read (and fetched again)."""
+        another's out of the cache before it is read (and fetched again).
+        A stream's share is split between its ``readers`` (positions)."""
         cache_bytes = self.block_cache.max_bytes
         while self._at_once:
             stream_id, read_at = next(iter(self._at_once.items()))
             if self._bytes_read - read_at < cache_bytes:
                 break
             del self._at_once[stream_id]
-        share = cache_bytes // (len(self._at_once) + 1)
+        share = cache_bytes // (len(self._at_once) + 1) // readers
         return max(1, min(self._readahead_bytes, share))
 
     def _read_ahead(self, state: ManifestState, stream_id: int, offset: int, window: int) -> None:
@@ -622,20 +656,32 @@ class ObjectReader:
         self, key: str, index: ObjectIndex, tail: memoryview, tail_start: int, keep: _KeepFromTail
     ) -> None:
         """Caches, unread, the blocks of ``keep`` that lie in the tail just
-        fetched: the read that follows would otherwise GET them again."""
+        fetched: the read that follows would otherwise GET them again.
+        Blocks that are less than half the tail are copied out of it first
+        (one copy of their span): the views would keep all of the tail
+        alive, and the block cache count it whole (docs/design/0155)."""
         window = keep.window
+        kept: list[BlockInfo] = []
         i = index.find(keep.stream_id, keep.offset)
         while i is not None and i < len(index.blocks) and window > 0:
             info = index.blocks[i]
             if info.stream_id != keep.stream_id:
-                return
+                break
             window -= info.size
             i += 1
-            if info.position < tail_start:
-                continue
-            begin = info.position - tail_start
+            if info.position >= tail_start:
+                kept.append(info)
+        if not kept:
+            return
+        first = kept[0].position - tail_start
+        last = kept[-1].position + kept[-1].size - tail_start
+        source, base = tail, 0
+        if 2 * (last - first) < len(tail):
+            source, base = memoryview(bytes(tail[first:last])), first
+        for info in kept:
+            begin = info.position - tail_start - base
             try:
-                batches = parse_block(key, info, tail[begin : begin + info.size])
+                batches = parse_block(key, info, source[begin : begin + info.size])
             except CorruptObject:
                 continue  # the read that needs it fetches it again and reports the damage
             block_key = (key, info.position)

@@ -13,9 +13,16 @@ from tests.bench.run import run_bench
 @pytest.mark.slow
 def test_read_share_bench_reports_bytes_fetched_beside_the_objects() -> None:
     report = json.loads(
-        run_bench("read_share_bench.py", "--readers", "4", "--pauses-ms", "0", "--json")
+        run_bench(
+            "read_share_bench.py",
+            *("--readers", "4", "--shared-readers", "2", "--pauses-ms", "0", "--json"),
+        )
     )
-    (run,) = report["runs"]
+    own, shared = report["runs"]
+    assert (own["shape"], shared["shape"]) == ("own streams", "one stream")
+    assert (shared["readers"], shared["pause_ms"]) == (2, 0)
+    assert shared["fetched_bytes"] >= shared["object_bytes"] > 0
+    run = own
     assert (run["readers"], run["pause_ms"]) == (4, 0)
     # Every object byte is fetched at least once; the cache counts its
     # unread evictions.

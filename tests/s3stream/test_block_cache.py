@@ -180,7 +180,7 @@ def test_the_block_cache_keeps_its_bound_and_answers_every_waiter(
         # The invariants, after every step.
         assert cache.size <= max_bytes
         assert cache.size == sum(
-            size for _, size in (*cache._read.values(), *cache._unread.values())
+            size for _, size, _ in (*cache._read.values(), *cache._unread.values())
         )
         assert not set(cache._read) & set(cache._unread)
         assert not _cached(cache) & set(cache._loading)
@@ -225,3 +225,116 @@ def test_read_ahead_asks_about_a_block_with_look_ups_alone() -> None:
     cache.get(("read", 0), 10, lambda: _batches("read"))
     for key in (("unread", 0), ("read", 0), ("missing", 0)):
         assert _python_calls_within(cache.ahead, key) == []
+
+
+def _views(buffer: bytes, block: int) -> list[list[StoredBatch]]:
+    """One block's batches a ``block`` bytes of ``buffer``: views of it,
+    as parse_block makes them from a GET of several blocks."""
+    return [
+        [StoredBatch(0, 1, memoryview(buffer)[at : at + block])]
+        for at in range(0, len(buffer), block)
+    ]
+
+
+def test_a_gets_buffer_is_counted_whole_while_any_of_its_blocks_is_cached() -> None:
+    cache = BlockCache(16 * 1024)
+    get = bytes(4096)  # one GET of four blocks
+    for i, batches in enumerate(_views(get, 1024)):
+        assert cache.claim(("get", i))
+        cache.fulfil(("get", i), 1024, batches)
+        # Each block keeps all of the GET's bytes: counted once, whole.
+        assert cache.size == 4096
+    for i in range(4):
+        cache.get(("get", i), 1024, lambda: _batches("never"))  # read: evicted first
+    cache.get(("other", 0), 12 * 1024, lambda: _batches("other"))
+    assert cache.size == 16 * 1024
+    cache.get(("other", 1), 1024, lambda: _batches("other"))
+    # One more KiB: every block of the GET goes (an evicted one alone
+    # frees nothing while its neighbours keep the buffer).
+    assert not {("get", i) for i in range(4)} & _cached(cache)
+    assert cache.size == 13 * 1024
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 7), st.booleans()),
+        max_size=60,
+    )
+)
+def test_the_bound_holds_for_the_bytes_cached_blocks_keep_alive(
+    steps: list[tuple[int, int, bool]],
+) -> None:
+    # Blocks of four GETs (buffers of 8 blocks of 100 bytes) and blocks of
+    # their own, inserted in any order: the cache's size is what its blocks
+    # keep alive, each buffer once, and never more than its bound.
+    cache = BlockCache(2000)
+    gets = [bytes(800) for _ in range(4)]
+    blocks = [_views(get, 100) for get in gets]
+    for n, (get, block, alone) in enumerate(steps):
+        key = (f"alone-{n}", 0) if alone else (f"get-{get}", block)
+        batches = _batches("alone") if alone else blocks[get][block]
+        cache.get(key, 100, lambda batches=batches: batches)  # type: ignore[misc]
+        entries = [*cache._read.values(), *cache._unread.values()]
+        held: dict[int, int] = {}
+        own = 0
+        for cached, size, _ in entries:
+            payload = cached[0].payload
+            if isinstance(payload, memoryview):
+                owner = payload.obj
+                assert isinstance(owner, bytes)
+                held[id(owner)] = len(owner)
+            else:
+                own += size
+        assert cache.size == own + sum(held.values()) <= cache.max_bytes
+
+
+def _kept_alive(cache: BlockCache) -> int:
+    """The bytes the cached blocks keep alive: each block's own where its
+    batches hold their own bytes, each buffer they are views of once."""
+    held: dict[int, int] = {}
+    own = 0
+    for cached, size, _ in (*cache._read.values(), *cache._unread.values()):
+        owner = getattr(cached[0].payload, "obj", None)
+        if owner is None:
+            own += size
+        else:
+            held[id(owner)] = len(owner)
+    return own + sum(held.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["get", "ahead", "span"]), st.integers(0, 5), st.integers(0, 7)),
+        max_size=80,
+    )
+)
+def test_read_ahead_spans_and_reads_keep_the_bound_on_bytes_kept_alive(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    # Read-ahead fetches a span of blocks in one GET (claim, then fulfil
+    # each block from one buffer), readers get blocks one GET each, and
+    # read-ahead finds read blocks in its window again (ahead): whatever
+    # the order, every buffer is counted once while any of its blocks is
+    # cached, no more, and the bound holds for what is kept alive.
+    cache = BlockCache(2400)
+    for kind, obj, block in steps:
+        key = (f"object-{obj}", block)
+        if kind == "get":
+            own = [StoredBatch(0, 1, bytes(100))]
+            cache.get(key, 100, lambda own=own: own)  # type: ignore[misc]
+        elif kind == "ahead":
+            cache.ahead(key)
+        else:
+            claimed = [i for i in range(block, 8) if cache.claim((key[0], i))]
+            buffer = bytes(100 * len(claimed))
+            for n, i in enumerate(claimed):
+                view = memoryview(buffer)[n * 100 : (n + 1) * 100]
+                cache.fulfil((key[0], i), 100, [StoredBatch(0, 1, view)])
+        assert cache.size == _kept_alive(cache) <= cache.max_bytes
+        counted = {buffer_id for _, _, buffer_id in cache._unread.values()} | {
+            buffer_id for _, _, buffer_id in cache._read.values()
+        }
+        assert set(cache._buffers) == counted - {0}
+        assert not cache._loading

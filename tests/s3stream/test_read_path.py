@@ -15,7 +15,7 @@ import pytest
 
 from s3stream import StreamStore, StreamStoreConfig, reader
 from s3stream.errors import MISSING, CorruptObject
-from s3stream.objects import ObjectKind
+from s3stream.objects import SUFFIX_READ_BYTES, ObjectKind
 from s3stream.reader import LARGEST_READ_BYTES
 from s3stream.store import MemoryStore, ObjectStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
@@ -315,3 +315,25 @@ def test_many_readers_at_once_share_the_cache_without_fetching_twice(
         if not (end == size and start > 0):  # not an index read
             fetched += (size if end is None else end) - start
     assert fetched <= 2 * sum(meta.size for meta in objects.values())
+
+
+def test_blocks_kept_from_an_index_tail_do_not_keep_the_tail_alive(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    # A read near an object's end reads its index from the 64 KiB tail and
+    # keeps the few blocks it is about to read from it. Views of the tail
+    # would keep all of it alive (and the block cache count it whole): they
+    # are copied out, one copy of their span.
+    stream = write_stream_objects(tmp_path, bucket, uploads=1)
+    config = dataclasses.replace(CONFIG, readahead_bytes=4096)
+    with StreamStore.open(tmp_path / "reader", bucket, config) as reader:
+        result = reader.fetch(stream, BATCHES - 100, 150)
+        assert [b.base_offset for b in result.batches] == [BATCHES - 100]
+        cache = reader.block_cache
+        with cache._lock:
+            entries = [*cache._read.values(), *cache._unread.values()]
+    assert entries
+    for batches, *_ in entries:
+        owner = getattr(batches[0].payload, "obj", None)
+        assert owner is not None  # a view of the buffer its block came from
+        assert len(owner) < SUFFIX_READ_BYTES // 2

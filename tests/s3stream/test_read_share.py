@@ -129,9 +129,9 @@ def test_a_cached_read_works_out_the_streams_share_once(
         worked_out = reader._window_limit_locked
         calls = []
 
-        def counted() -> int:
+        def counted(readers: int = 1) -> int:
             calls.append(1)
-            return worked_out()
+            return worked_out(readers)
 
         monkeypatch.setattr(reader, "_window_limit_locked", counted)
         batches = reader.read(store.manifest.state, stream, 10, 1024, BATCHES)
