@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -69,3 +71,40 @@ def librdkafka_version() -> str:
     version = confluent_kafka.version()
     client = version if isinstance(version, str) else version[0]
     return f"{confluent_kafka.libversion()[0]} (confluent-kafka {client})"
+
+
+def how_it_ended(returncode: int) -> str:
+    """A child's exit status in words: a signal by its name, since a
+    crashed server is otherwise seen only as its clients' reset connections."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"killed by {name} ({-returncode})"
+    return f"exited with code {returncode}"
+
+
+class ServerEnded(RuntimeError):
+    """The served process ended before the benchmark stopped it."""
+
+
+def stop_server(process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
+    """SIGTERM to a served process, then a wait (a kill after ``timeout``).
+    One that had already ended raises ServerEnded with its exit status and
+    the tail of ``log``: raised in a ``finally``, it follows the client's own
+    error (a reset connection, an empty answer) with the server's cause."""
+    ended = process.poll()
+    if ended is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return
+    tail = log.read_bytes()[-3000:].decode("utf-8", "replace") if log.exists() else ""
+    raise ServerEnded(
+        f"the server (pid {process.pid}) ended before it was stopped:"
+        f" {how_it_ended(ended)}; the tail of {log}:\n{tail}"
+    )

@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from tests.child_ends import how_it_ended
 from tests.server.certificates import Tls, issue_tls
 
 _READY = "listening on"
@@ -31,6 +34,10 @@ def free_port() -> int:
 class ServerProcess:
     """``tidelog serve`` in a child process. It keeps its port across
     restarts, so clients configured with ``bootstrap`` can reconnect."""
+
+    started: ClassVar[weakref.WeakSet[ServerProcess]] = weakref.WeakSet()
+    """Every server started and not yet collected: a test that fails is
+    told which of them ended unasked (pytest_runtest_makereport below)."""
 
     def __init__(
         self, data_dir: Path, *, object_store: str | None = None, args: Sequence[str] = ()
@@ -68,10 +75,12 @@ class ServerProcess:
             log.flush()
             this_start = log.tell()
             self.process = self._launch(command)
+        ServerProcess.started.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited at start:\n{self.log()}")
+            ended = self.process.poll()
+            if ended is not None:
+                raise RuntimeError(f"the server {how_it_ended(ended)} at start:\n{self.log()}")
             if self._ready(this_start):
                 return self
             # Polled often: a test that restarts its server dozens of times
@@ -120,6 +129,48 @@ class ServerProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def ended_unasked(self) -> str | None:
+        """How the server ended, with its log's tail, if it ended neither
+        stopped nor killed by this object (a crash); None while it runs."""
+        if self.process is None:
+            return None
+        ended = self.process.poll()
+        if ended is None:
+            return None
+        tail = self.log()[-3000:]
+        return f"the server on port {self.port} {how_it_ended(ended)}; its log's tail:\n{tail}"
+
+    def end_at_teardown(self, *, graceful: bool) -> None:
+        """A fixture's end of its server: stopped (``graceful``, which must
+        exit 0) or killed; a server found ended unasked fails the teardown
+        with how it ended, where the fixture would have passed it as stopped."""
+        ended = self.ended_unasked()
+        if ended is not None:
+            self.process = None
+            raise AssertionError(ended)
+        if not self.running:
+            return
+        if graceful:
+            status = self.stop()
+            assert status == 0, f"the server {how_it_ended(status)} when stopped:\n{self.log()}"
+        else:
+            self.kill()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report says how each server that ended unasked
+    ended: a crash must not read as a client's reset connection."""
+    report = yield
+    if report.failed:
+        for server in list(ServerProcess.started):
+            ended = server.ended_unasked()
+            if ended is not None:
+                report.sections.append(("how the server ended", ended))
+    return report
+
 
 @contextmanager
 def killed_if_setup_fails(server: ServerProcess) -> Iterator[ServerProcess]:
@@ -137,8 +188,7 @@ def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     """One server for a test module; tests use their own topics."""
     server = ServerProcess(tmp_path_factory.mktemp("server") / "data").start()
     yield server
-    if server.running:
-        assert server.stop() == 0, server.log()
+    server.end_at_teardown(graceful=True)
 
 
 @pytest.fixture
@@ -146,8 +196,7 @@ def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A server for one test, which it may restart or kill."""
     server = ServerProcess(tmp_path / "data").start()
     yield server
-    if server.running:
-        server.kill()
+    server.end_at_teardown(graceful=False)
 
 
 @pytest.fixture
@@ -182,8 +231,7 @@ def group_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     """One group-test server for a test module; tests use their own groups."""
     server = start_group_server(tmp_path_factory.mktemp("groups"))
     yield server
-    if server.running:
-        assert server.stop() == 0, server.log()
+    server.end_at_teardown(graceful=True)
 
 
 @pytest.fixture
@@ -191,8 +239,7 @@ def own_group_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A group-test server for one test, which it may restart or kill."""
     server = start_group_server(tmp_path)
     yield server
-    if server.running:
-        server.kill()
+    server.end_at_teardown(graceful=False)
 
 
 TRANSACTION_SERVER_CONFIG = (
@@ -213,8 +260,7 @@ def transaction_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     """One transaction-test server for a test module."""
     server = start_transaction_server(tmp_path_factory.mktemp("transactions"))
     yield server
-    if server.running:
-        assert server.stop() == 0, server.log()
+    server.end_at_teardown(graceful=True)
 
 
 @pytest.fixture
@@ -222,8 +268,7 @@ def own_transaction_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A transaction-test server for one test, which it may restart or kill."""
     server = start_transaction_server(tmp_path)
     yield server
-    if server.running:
-        server.kill()
+    server.end_at_teardown(graceful=False)
 
 
 @pytest.fixture(scope="module")
