@@ -91,20 +91,27 @@ class ServerEnded(RuntimeError):
 
 def stop_server(process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
     """SIGTERM to a served process, then a wait (a kill after ``timeout``).
-    One that had already ended raises ServerEnded with its exit status and
-    the tail of ``log``: raised in a ``finally``, it follows the client's own
-    error (a reset connection, an empty answer) with the server's cause."""
-    ended = process.poll()
-    if ended is None:
+    One that ended otherwise than a SIGTERM ends it (code 0) raises
+    ServerEnded with its exit status and the tail of ``log``: raised in a
+    ``finally``, it follows the client's own error (a reset connection, an
+    empty answer) with the server's cause. A crash can close the server's
+    sockets before its process is seen to end, so one that ended while it
+    was being stopped is named as well as one that had ended before."""
+    ended_before = process.poll() is not None
+    if not ended_before:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if process.returncode == 0 and not ended_before:
         return
+    when = (
+        "before it was stopped" if ended_before else "as it was stopped (a SIGTERM ends it with 0)"
+    )
     tail = log.read_bytes()[-3000:].decode("utf-8", "replace") if log.exists() else ""
     raise ServerEnded(
-        f"the server (pid {process.pid}) ended before it was stopped:"
-        f" {how_it_ended(ended)}; the tail of {log}:\n{tail}"
+        f"the server (pid {process.pid}) {how_it_ended(process.returncode)} {when};"
+        f" the tail of {log}:\n{tail}"
     )

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,21 @@ def test_a_benchmark_killed_by_a_signal_is_named_so(tmp_path: Path) -> None:
     script.write_text("import os, sys\nprint('half a table', file=sys.stderr)\nos.abort()\n")
     with pytest.raises(AssertionError, match=r"crashes.py killed by SIGABRT \(6\):\nhalf a table"):
         run_bench(str(script))
+
+
+def test_a_child_that_crashes_as_it_is_stopped_is_named_so(tmp_path: Path) -> None:
+    # As a crash whose closed sockets the client saw before its process ended.
+    log = tmp_path / "server.log"
+    crashes_on_sigterm = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: os.abort())\n"
+        "print('listening', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with log.open("wb") as out:
+        child = subprocess.Popen([sys.executable, "-c", crashes_on_sigterm], stdout=out)
+    while b"listening" not in log.read_bytes():
+        assert child.poll() is None
+        time.sleep(0.01)
+    with pytest.raises(harness.ServerEnded, match=r"killed by SIGABRT \(6\) as it was stopped"):
+        harness.stop_server(child, log)

@@ -3,6 +3,7 @@ in its own process, on a loopback port, reached by real Kafka clients."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -153,8 +154,13 @@ class ServerProcess:
         if graceful:
             status = self.stop()
             assert status == 0, f"the server {how_it_ended(status)} when stopped:\n{self.log()}"
-        else:
-            self.kill()
+            return
+        process = self.process
+        self.kill()
+        # A crash under way as the kill came ends the process with its own signal.
+        assert process is not None and process.returncode == -signal.SIGKILL, (
+            f"the server {how_it_ended(process.returncode)} when killed:\n{self.log()[-3000:]}"
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -166,6 +172,11 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed:
         for server in list(ServerProcess.started):
+            if server.process is not None:
+                # A crash closes the server's sockets before its process is
+                # seen to end: a client's error can come first by a moment.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    server.process.wait(1.0)
             ended = server.ended_unasked()
             if ended is not None:
                 report.sections.append(("how the server ended", ended))
