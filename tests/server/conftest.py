@@ -50,6 +50,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.starts = 0
+        self._this_start = 0
 
     @property
     def bootstrap(self) -> str:
@@ -74,7 +75,7 @@ class ServerProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
             log.flush()
-            this_start = log.tell()
+            this_start = self._this_start = log.tell()
             self.process = self._launch(command)
         ServerProcess.started.add(self)
         deadline = time.monotonic() + timeout
@@ -101,6 +102,24 @@ class ServerProcess:
         with self.log_path.open("rb") as log:
             log.seek(this_start)
             return _READY.encode() in log.read()
+
+    def wait_logged(self, line: str, timeout: float = 60.0) -> None:
+        """Waits until this start's lines hold ``line``: a listener that
+        starts after the wire server's (``--http``, a schema registry) is
+        not yet bound when start() returns."""
+        assert self.process is not None, "not running"
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.log_path.open("rb") as log:
+                log.seek(self._this_start)
+                if line.encode() in log.read():
+                    return
+            ended = self.process.poll()
+            if ended is not None:
+                raise RuntimeError(f"the server {how_it_ended(ended)}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not log {line!r} in {timeout} s:\n{self.log()}")
+            time.sleep(0.01)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
