@@ -84,6 +84,10 @@ class ServerProcess:
             if ended is not None:
                 raise RuntimeError(f"the server {how_it_ended(ended)} at start:\n{self.log()}")
             if self._ready(this_start):
+                if "--http" in self.args:
+                    # The operations endpoints bind after the wire server
+                    # logs that it listens: a GET at once could be refused.
+                    self.wait_logged("operations endpoints on ", deadline - time.monotonic())
                 return self
             # Polled often: a test that restarts its server dozens of times
             # waited out half an interval at each start.
@@ -104,9 +108,8 @@ class ServerProcess:
             return _READY.encode() in log.read()
 
     def wait_logged(self, line: str, timeout: float = 60.0) -> None:
-        """Waits until this start's lines hold ``line``: a listener that
-        starts after the wire server's (``--http``, a schema registry) is
-        not yet bound when start() returns."""
+        """Waits until this start's lines hold ``line`` (a listener that
+        binds after the wire server's, as ``--http``'s does)."""
         assert self.process is not None, "not running"
         deadline = time.monotonic() + timeout
         while True:

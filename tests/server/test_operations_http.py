@@ -89,8 +89,6 @@ def _start(root: Path, config: str, object_store: str | None = None) -> Served:
             "json",
         ],
     ).start()
-    # The wire server's "listening on" comes first; this listener binds after it.
-    server.wait_logged(f"operations endpoints on http://127.0.0.1:{port}")
     return Served(server, f"http://127.0.0.1:{port}")
 
 
