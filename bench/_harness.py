@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -69,3 +71,47 @@ def librdkafka_version() -> str:
     version = confluent_kafka.version()
     client = version if isinstance(version, str) else version[0]
     return f"{confluent_kafka.libversion()[0]} (confluent-kafka {client})"
+
+
+def how_it_ended(returncode: int) -> str:
+    """A child's exit status in words: a signal by its name, since a
+    crashed server is otherwise seen only as its clients' reset connections."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"killed by {name} ({-returncode})"
+    return f"exited with code {returncode}"
+
+
+class ServerEnded(RuntimeError):
+    """The served process ended before the benchmark stopped it."""
+
+
+def stop_server(process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
+    """SIGTERM to a served process, then a wait (a kill after ``timeout``).
+    One that ended otherwise than a SIGTERM ends it (code 0) raises
+    ServerEnded with its exit status and the tail of ``log``: raised in a
+    ``finally``, it follows the client's own error (a reset connection, an
+    empty answer) with the server's cause. A crash can close the server's
+    sockets before its process is seen to end, so one that ended while it
+    was being stopped is named as well as one that had ended before."""
+    ended_before = process.poll() is not None
+    if not ended_before:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.returncode == 0 and not ended_before:
+        return
+    when = (
+        "before it was stopped" if ended_before else "as it was stopped (a SIGTERM ends it with 0)"
+    )
+    tail = log.read_bytes()[-3000:].decode("utf-8", "replace") if log.exists() else ""
+    raise ServerEnded(
+        f"the server (pid {process.pid}) {how_it_ended(process.returncode)} {when};"
+        f" the tail of {log}:\n{tail}"
+    )

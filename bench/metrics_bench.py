@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import _harness
 from confluent_kafka import Producer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,13 +97,10 @@ def _run(code_root: Path, http: bool, produce_mb: int, scratch: Path) -> dict[st
         return {"mb_s": produce_mb / seconds, "cpu_s_per_mb": cpu / produce_mb, "scrapes": scrapes}
     finally:
         stop_scraping.set()
-        server.send_signal(signal.SIGTERM)
         try:
-            server.wait(120)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+            _harness.stop_server(server, scratch / "server.log", 120)
+        finally:
+            log.close()
 
 
 def main() -> None:

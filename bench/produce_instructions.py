@@ -153,12 +153,7 @@ def run(warm_mb: int, mb: int, spans: int, top: int, scratch: Path) -> dict[str,
             )
             spans_out.append(_span(dumps, span + 1, mb, top))
     finally:
-        server.terminate()
-        try:
-            server.wait(120)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _harness.stop_server(server, log, 120)
     return {"warm_mb": warm_mb, "mb": mb, "spans": spans_out, **_harness.cpus()}
 
 

@@ -129,14 +129,16 @@ class _Server:
         )
         deadline = time.monotonic() + 600
         while f"listening on {HOST}:{self.port}".encode() not in _read(scratch / "server.log"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            ended = self.process.poll()
+            if ended is not None or time.monotonic() > deadline:
                 said = _read(scratch / "server.log")[-3000:].decode("utf-8", "replace")
                 # Ended, so that the caller can remove its scratch: a server
                 # that never listened is still writing there.
                 self.process.kill()
                 self.process.wait()
                 self.log.close()
-                raise RuntimeError(said)
+                how = "did not listen in time" if ended is None else _harness.how_it_ended(ended)
+                raise RuntimeError(f"the server {how}:\n{said}")
             time.sleep(0.2)
 
     def counting(self, on: bool) -> None:
@@ -161,13 +163,12 @@ class _Server:
         )
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
+        """Stops the server; raises _harness.ServerEnded if it had ended
+        (a crash) before."""
         try:
-            self.process.wait(300)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+            _harness.stop_server(self.process, self.scratch / "server.log")
+        finally:
+            self.log.close()
 
 
 def _proc_figures(pid: int) -> dict[str, int]:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from tests.child_ends import how_it_ended
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -21,7 +23,7 @@ def run_bench(script: str, *args: str, timeout: float = 280) -> str:
         check=False,
         timeout=timeout,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, f"{script} {how_it_ended(result.returncode)}:\n{result.stderr}"
     return result.stdout
 
 

@@ -131,10 +131,25 @@ def test_remote_acks_do_not_wait_for_a_checkpoints_deletions(tmp_path: Path) -> 
     try:
         stream = stream_store.create_stream()
         stream_store.open_stream(stream, 1)
-        for offset in range(12):  # an upload and a commit each: checkpoints every other one
+        # A checkpoint written first, with deletions let through: the next
+        # one has deltas to delete. The cleanup thread may start after all
+        # these commits (checkpoints waiting for it are merged into one, and
+        # the first deletes nothing), so it is waited for, not assumed.
+        store.release.set()
+        for offset in range(4):  # an upload and a commit each: checkpoints every other one
             stream_store.submit(stream, offset, offset, b"x" * 100, REMOTE).result(TIMEOUT)
-        assert store.deleting.is_set()
-        assert stream_store.remote_end_offset(stream) == 12
+        stream_store.manifest.join_cleanup(TIMEOUT)
+        assert stream_store.manifest.state.seq >= 6 and store.list(CHECKPOINT_PREFIX)
+        store.release.clear()
+        store.deleting.clear()
+        for offset in range(4, 8):  # checkpoints due: their deletions held
+            stream_store.submit(stream, offset, offset, b"x" * 100, REMOTE).result(TIMEOUT)
+        assert store.deleting.wait(TIMEOUT)
+        # Held: yet remote acknowledgements, checkpoints among them, come.
+        for offset in range(8, 16):
+            stream_store.submit(stream, offset, offset, b"x" * 100, REMOTE).result(TIMEOUT)
+        assert not store.release.is_set()
+        assert stream_store.remote_end_offset(stream) == 16
     finally:
         store.release.set()
         stream_store.close()

@@ -30,15 +30,13 @@ def server_fixtures(
     def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         started = start_configured_server(tmp_path_factory.mktemp(name), config_text)
         yield started
-        if started.running:
-            assert started.stop() == 0, started.log()
+        started.end_at_teardown(graceful=True)
 
     @pytest.fixture(name="own_server")
     def test_server(tmp_path: Path) -> Iterator[ServerProcess]:
         started = start_configured_server(tmp_path, config_text)
         yield started
-        if started.running:
-            started.kill()
+        started.end_at_teardown(graceful=False)
 
     return module_server, test_server
 

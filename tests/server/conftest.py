@@ -3,6 +3,7 @@ in its own process, on a loopback port, reached by real Kafka clients."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,12 +11,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from tests.child_ends import how_it_ended
 from tests.server.certificates import Tls, issue_tls
 
 _READY = "listening on"
@@ -32,6 +36,10 @@ class ServerProcess:
     """``tidelog serve`` in a child process. It keeps its port across
     restarts, so clients configured with ``bootstrap`` can reconnect."""
 
+    started: ClassVar[weakref.WeakSet[ServerProcess]] = weakref.WeakSet()
+    """Every server started and not yet collected: a test that fails is
+    told which of them ended unasked (pytest_runtest_makereport below)."""
+
     def __init__(
         self, data_dir: Path, *, object_store: str | None = None, args: Sequence[str] = ()
     ) -> None:
@@ -42,6 +50,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.starts = 0
+        self._this_start = 0
 
     @property
     def bootstrap(self) -> str:
@@ -66,13 +75,19 @@ class ServerProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
             log.flush()
-            this_start = log.tell()
+            this_start = self._this_start = log.tell()
             self.process = self._launch(command)
+        ServerProcess.started.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited at start:\n{self.log()}")
+            ended = self.process.poll()
+            if ended is not None:
+                raise RuntimeError(f"the server {how_it_ended(ended)} at start:\n{self.log()}")
             if self._ready(this_start):
+                if "--http" in self.args:
+                    # The operations endpoints bind after the wire server
+                    # logs that it listens: a GET at once could be refused.
+                    self.wait_logged("operations endpoints on ", deadline - time.monotonic())
                 return self
             # Polled often: a test that restarts its server dozens of times
             # waited out half an interval at each start.
@@ -91,6 +106,23 @@ class ServerProcess:
         with self.log_path.open("rb") as log:
             log.seek(this_start)
             return _READY.encode() in log.read()
+
+    def wait_logged(self, line: str, timeout: float = 60.0) -> None:
+        """Waits until this start's lines hold ``line`` (a listener that
+        binds after the wire server's, as ``--http``'s does)."""
+        assert self.process is not None, "not running"
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.log_path.open("rb") as log:
+                log.seek(self._this_start)
+                if line.encode() in log.read():
+                    return
+            ended = self.process.poll()
+            if ended is not None:
+                raise RuntimeError(f"the server {how_it_ended(ended)}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not log {line!r} in {timeout} s:\n{self.log()}")
+            time.sleep(0.01)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -120,6 +152,58 @@ class ServerProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def ended_unasked(self) -> str | None:
+        """How the server ended, with its log's tail, if it ended neither
+        stopped nor killed by this object (a crash); None while it runs."""
+        if self.process is None:
+            return None
+        ended = self.process.poll()
+        if ended is None:
+            return None
+        tail = self.log()[-3000:]
+        return f"the server on port {self.port} {how_it_ended(ended)}; its log's tail:\n{tail}"
+
+    def end_at_teardown(self, *, graceful: bool) -> None:
+        """A fixture's end of its server: stopped (``graceful``, which must
+        exit 0) or killed; a server found ended unasked fails the teardown
+        with how it ended, where the fixture would have passed it as stopped."""
+        ended = self.ended_unasked()
+        if ended is not None:
+            self.process = None
+            raise AssertionError(ended)
+        if not self.running:
+            return
+        if graceful:
+            status = self.stop()
+            assert status == 0, f"the server {how_it_ended(status)} when stopped:\n{self.log()}"
+            return
+        process = self.process
+        self.kill()
+        # A crash under way as the kill came ends the process with its own signal.
+        assert process is not None and process.returncode == -signal.SIGKILL, (
+            f"the server {how_it_ended(process.returncode)} when killed:\n{self.log()[-3000:]}"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report says how each server that ended unasked
+    ended: a crash must not read as a client's reset connection."""
+    report = yield
+    if report.failed:
+        for server in list(ServerProcess.started):
+            if server.process is not None:
+                # A crash closes the server's sockets before its process is
+                # seen to end: a client's error can come first by a moment.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    server.process.wait(1.0)
+            ended = server.ended_unasked()
+            if ended is not None:
+                report.sections.append(("how the server ended", ended))
+    return report
+
 
 @contextmanager
 def killed_if_setup_fails(server: ServerProcess) -> Iterator[ServerProcess]:
@@ -137,8 +221,7 @@ def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     """One server for a test module; tests use their own topics."""
     server = ServerProcess(tmp_path_factory.mktemp("server") / "data").start()
     yield server
-    if server.running:
-        assert server.stop() == 0, server.log()
+    server.end_at_teardown(graceful=True)
 
 
 @pytest.fixture
@@ -146,8 +229,7 @@ def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A server for one test, which it may restart or kill."""
     server = ServerProcess(tmp_path / "data").start()
     yield server
-    if server.running:
-        server.kill()
+    server.end_at_teardown(graceful=False)
 
 
 @pytest.fixture
@@ -182,8 +264,7 @@ def group_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     """One group-test server for a test module; tests use their own groups."""
     server = start_group_server(tmp_path_factory.mktemp("groups"))
     yield server
-    if server.running:
-        assert server.stop() == 0, server.log()
+    server.end_at_teardown(graceful=True)
 
 
 @pytest.fixture
@@ -191,8 +272,7 @@ def own_group_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A group-test server for one test, which it may restart or kill."""
     server = start_group_server(tmp_path)
     yield server
-    if server.running:
-        server.kill()
+    server.end_at_teardown(graceful=False)
 
 
 TRANSACTION_SERVER_CONFIG = (
@@ -213,8 +293,7 @@ def transaction_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     """One transaction-test server for a test module."""
     server = start_transaction_server(tmp_path_factory.mktemp("transactions"))
     yield server
-    if server.running:
-        assert server.stop() == 0, server.log()
+    server.end_at_teardown(graceful=True)
 
 
 @pytest.fixture
@@ -222,8 +301,7 @@ def own_transaction_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A transaction-test server for one test, which it may restart or kill."""
     server = start_transaction_server(tmp_path)
     yield server
-    if server.running:
-        server.kill()
+    server.end_at_teardown(graceful=False)
 
 
 @pytest.fixture(scope="module")

@@ -297,8 +297,7 @@ def test_dynamic_configs_survive_a_restart_on_the_same_storage(tmp_path: Path) -
             DYNAMIC_BROKER,
         )
     finally:
-        if server.running:
-            server.kill()
+        server.end_at_teardown(graceful=False)
 
 
 def test_append_and_subtract_act_on_the_resources_own_list(node: ServedNode) -> None:

@@ -309,8 +309,7 @@ def small_cache_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     config.write_text(SMALL_CACHE)
     server = ServerProcess(root / "data", args=["--config", str(config)]).start()
     yield server
-    if server.running:
-        assert server.stop() == 0, server.log()
+    server.end_at_teardown(graceful=True)
 
 
 def test_the_cache_holds_its_slots_and_each_session_its_partition_cap(

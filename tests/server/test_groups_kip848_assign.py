@@ -29,8 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root: Path = tmp_path_factory.mktemp("kip848-assign")
     started = ServerProcess(root / "data").start()
     yield started
-    if started.running:
-        assert started.stop() == 0, started.log()
+    started.end_at_teardown(graceful=True)
 
 
 def assigned_consumer(bootstrap: str, group: str, topic: str, partitions: int) -> Any:

@@ -57,8 +57,7 @@ server, own_server = server_fixtures(SERVER_CONFIG, "migration")
 def _disabled_server(tmp_path: Path) -> Iterator[ServerProcess]:
     started = start_configured_server(tmp_path, DISABLED_CONFIG)
     yield started
-    if started.running:
-        started.kill()
+    started.end_at_teardown(graceful=False)
 
 
 TIMEOUT = timedelta(seconds=30)
@@ -592,8 +591,7 @@ load average of 15), and waited out once the test has made them."""
 def _held_server(tmp_path: Path) -> Iterator[ServerProcess]:
     started = start_configured_server(tmp_path, HELD_CONFIG)
     yield started
-    if started.running:
-        started.kill()
+    started.end_at_teardown(graceful=False)
 
 
 def test_a_consumer_member_joining_a_classic_group_in_its_first_rebalance_retries(

@@ -46,8 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     add_user(process.data_dir, "bob", PASSWORD, "PLAIN")
     process.start()
     yield process
-    if process.running:
-        assert process.stop() == 0, process.log()
+    process.end_at_teardown(graceful=True)
 
 
 def create_stamp_topic(server: ServerProcess, name: str) -> None:

@@ -37,8 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         add_user(process.data_dir, user, PASSWORD, "SCRAM-SHA-512")
     process.start()
     yield process
-    if process.running:
-        assert process.stop() == 0, process.log()
+    process.end_at_teardown(graceful=True)
 
 
 def as_user(server: ServerProcess, user: str) -> dict[str, Any]:

@@ -85,8 +85,7 @@ def served_with_registry(data_dir: Path) -> Iterator[ServerProcess]:
     # need not wait Kafka's 3 s for more.
     process = start(with_registry(with_config(ServerProcess(data_dir), GROUP_SERVER_CONFIG)))
     yield process
-    if process.running:
-        assert process.stop() == 0, process.log()
+    process.end_at_teardown(graceful=True)
 
 
 @pytest.fixture(scope="module")

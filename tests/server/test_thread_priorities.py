@@ -60,5 +60,4 @@ def test_the_server_lowers_its_background_threads_and_never_its_event_loop(
         assert sum(1 for nice in threads.values() if nice == base) > 2  # the loop, the WAL's, ...
         assert set(threads.values()) <= {base, lowered, min(19, base + 5)}  # 5: read_nice
     finally:
-        if server.running:
-            assert server.stop() == 0, server.log()
+        server.end_at_teardown(graceful=True)

@@ -58,8 +58,7 @@ def tls_server(tls: Tls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     process.ssl_port, process.sasl_ssl_port = ssl_port, sasl_ssl_port  # type: ignore[attr-defined]
     process.start()
     yield process
-    if process.running:
-        assert process.stop() == 0, process.log()
+    process.end_at_teardown(graceful=True)
 
 
 def test_confluent_over_ssl(tls: Tls, tls_server: ServerProcess, topic: str) -> None:
