@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
+from native import untracked_record, untracked_tuple
 from s3stream.chain import RangeLinks
 from s3stream.objects import ObjectKind
 
@@ -24,17 +25,37 @@ _range_key = attrgetter("stream_id", "start_offset")
 _KINDS = {int(kind): kind for kind in ObjectKind}
 
 
-@dataclass(frozen=True)
-class RangeMeta:
-    """Offsets ``[start_offset, end_offset)`` of one stream, held in ``size`` bytes."""
-
+class _RangeFields(NamedTuple):
     stream_id: int
     start_offset: int
     end_offset: int
     size: int
-    links: RangeLinks | None = None
+    links: RangeLinks | None
     """The stream's hash chain at both ends of the range (s3stream/chain.py);
     None for ranges written before the chain existed."""
+
+
+class RangeMeta(_RangeFields):
+    """Offsets ``[start_offset, end_offset)`` of one stream, held in ``size`` bytes.
+
+    The manifest keeps one a stream an object for as long as the range
+    lives, the most numerous of its long-lived objects, so it is built
+    untracked by the collector (``native.untracked_record``;
+    docs/design/0158): four ints and None or an untracked ``RangeLinks``,
+    nothing that can refer back to the range. Built with the pure twin,
+    it is tracked: the same values, only the collector's cost differs."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        stream_id: int,
+        start_offset: int,
+        end_offset: int,
+        size: int,
+        links: RangeLinks | None = None,
+    ) -> RangeMeta:
+        return untracked_record(RangeMeta, stream_id, start_offset, end_offset, size, links)
 
     def to_wire(self) -> list[Any]:
         fields: list[Any] = [self.stream_id, self.start_offset, self.end_offset, self.size]
@@ -46,10 +67,17 @@ class RangeMeta:
     def from_wire(cls, raw: list[Any]) -> RangeMeta:
         if len(raw) == 5:  # what every range since the chain is: no slice made
             stream_id, start, end, size, links = raw
-            return cls(stream_id, start, end, size, RangeLinks.from_wire(links))
+            return untracked_record(
+                RangeMeta, stream_id, start, end, size, RangeLinks.from_wire(links)
+            )
         stream_id, start, end, size = raw[:4]
-        return cls(
-            stream_id, start, end, size, RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None
+        return untracked_record(
+            RangeMeta,
+            stream_id,
+            start,
+            end,
+            size,
+            RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None,
         )
 
 
@@ -61,6 +89,14 @@ class ObjectMeta:
     size: int
     created_ms: int
     ranges: tuple[RangeMeta, ...]
+
+    def __post_init__(self) -> None:
+        # The object itself stays a tracked dataclass (one an object, its
+        # range look-up's order found lazily), but its ranges are untracked
+        # records, and CPython never untracks a tuple holding a tuple
+        # subclass: untracked here, or every collection visits each range
+        # (docs/design/0158). Given back as it is if any range is tracked.
+        object.__setattr__(self, "ranges", untracked_tuple(self.ranges))
 
     def range_at(self, stream_id: int, start_offset: int) -> RangeMeta | None:
         """The object's range of ``stream_id`` starting at ``start_offset``

@@ -1,0 +1,175 @@
+"""The manifest's ranges out of the collector's way (docs/design/0158): a
+range (``RangeMeta``), its chain links (``RangeLinks``) and a rewrite's old
+links (``Rewrite``) are built untracked with the C extension, however the
+manifest came by them: an open reading a checkpoint and the deltas after
+it, an upload's commit, a merge or split by compaction, a log cleaner's
+rewrite. An object's tuple of ranges then holds only untracked items, so
+CPython untracks it at its first collection. With the pure twin they are
+tracked (only the collector's cost differs): the values are checked on
+both."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import native
+from s3stream import StreamStore, StreamStoreConfig
+from s3stream.chain import RangeLinks, Rewrite
+from s3stream.chain_hash import LINK_BYTES, ChainHash
+from s3stream.manifest_entries import ObjectMeta, RangeMeta
+from s3stream.manifest_state import ManifestState
+from s3stream.objects import ObjectKind, StoredBatch
+from s3stream.store import MemoryStore
+from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
+
+C = native.IMPLEMENTATION == "c"
+
+CONFIG = StreamStoreConfig(
+    upload_interval_s=3600,
+    compaction_interval_s=3600,
+    small_object_bytes=64 * 1024,
+    stream_object_bytes=64 * 1024,  # uploads write stream-set objects
+    block_bytes=512,
+    garbage_grace_s=0,
+    checkpoint_every=4,  # opens read a checkpoint and deltas after it
+    log_cache_bytes=0,
+)
+
+
+def tracked_entries(state: ManifestState) -> list[object]:
+    """Every range, links, rewrite and tuple of ranges of the state's
+    objects that the collector tracks, after a collection (which untracks
+    an exact tuple of untracked items)."""
+    gc.collect()
+    found: list[object] = []
+    for meta in state.objects.values():
+        found += [meta.ranges] if gc.is_tracked(meta.ranges) else []
+        for r in meta.ranges:
+            found += [r] if gc.is_tracked(r) else []
+            links = r.links
+            if links is not None:
+                found += [links] if gc.is_tracked(links) else []
+                if links.rewrite is not None and gc.is_tracked(links.rewrite):
+                    found.append(links.rewrite)
+    return found
+
+
+def ranges_of(state: ManifestState) -> int:
+    return sum(len(meta.ranges) for meta in state.objects.values())
+
+
+def uploads(store: StreamStore, streams: list[int], rounds: int, count: int = 2) -> None:
+    for _ in range(rounds):
+        for stream in streams:
+            fill(store, stream, count)
+        assert store.flush(timeout=30)
+
+
+@pytest.fixture
+def bucket() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def store(tmp_path: Path, bucket: MemoryStore) -> Iterator[StreamStore]:
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as opened:
+        yield opened
+
+
+def test_an_uploads_committed_ranges_are_untracked(store: StreamStore) -> None:
+    streams = [new_stream(store) for _ in range(3)]
+    uploads(store, streams, rounds=3)
+    state = store.manifest.state
+    assert ranges_of(state) == 9
+    assert all(r.links is not None for m in state.objects.values() for r in m.ranges)
+    assert (tracked_entries(state) == []) is C
+
+
+def test_an_opens_ranges_are_untracked(tmp_path: Path, bucket: MemoryStore) -> None:
+    with StreamStore.open(tmp_path / "node", bucket, CONFIG) as first:
+        streams = [new_stream(first) for _ in range(3)]
+        uploads(first, streams, rounds=6)  # a checkpoint, then deltas after it
+        written = {oid: m.to_wire() for oid, m in first.manifest.state.objects.items()}
+    with StreamStore.open(tmp_path / "other", bucket, CONFIG) as second:
+        state = second.manifest.state
+        assert {oid: m.to_wire() for oid, m in state.objects.items()} == written
+        assert ranges_of(state) == 18
+        assert (tracked_entries(state) == []) is C
+        for stream in streams:
+            assert read_all(second, stream) == expected(stream, 0, 12)
+
+
+def test_compactions_merged_and_split_ranges_are_untracked(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    config = dataclasses.replace(CONFIG, force_split_after_s=0, stream_object_bytes=8 * 1024)
+    with StreamStore.open(tmp_path / "node", bucket, config) as store:
+        streams = [new_stream(store) for _ in range(3)]
+        uploads(store, streams, rounds=8)
+        store.compact()
+        state = store.manifest.state
+        assert {m.kind for m in state.objects.values()} == {ObjectKind.STREAM}
+        assert ranges_of(state) == 3
+        assert (tracked_entries(state) == []) is C
+        for stream in streams:
+            assert read_all(store, stream) == expected(stream, 0, 16)
+
+
+def test_a_cleaners_rewritten_ranges_and_their_old_links_are_untracked(
+    store: StreamStore,
+) -> None:
+    stream = new_stream(store)
+    uploads(store, [stream], rounds=3, count=4)  # [0, 36) in three objects
+    store.replace_range(stream, 12, 24, [StoredBatch(15, 18, b"clean")])
+    state = store.manifest.state
+    rewritten = [
+        r
+        for m in state.objects.values()
+        for r in m.ranges
+        if r.links is not None and r.links.rewrite is not None
+    ]
+    assert len(rewritten) == 1 and rewritten[0].links is not None
+    assert rewritten[0].links.algorithm is ChainHash.BLAKE3
+    assert (tracked_entries(state) == []) is C
+
+
+links_strategy = st.builds(
+    RangeLinks,
+    st.sampled_from(ChainHash),
+    st.binary(min_size=LINK_BYTES, max_size=LINK_BYTES),
+    st.binary(min_size=LINK_BYTES, max_size=LINK_BYTES),
+    st.none()
+    | st.builds(
+        Rewrite,
+        st.binary(min_size=LINK_BYTES, max_size=LINK_BYTES),
+        st.binary(min_size=LINK_BYTES, max_size=LINK_BYTES),
+    ),
+)
+ints = st.integers(min_value=0, max_value=2**62)
+
+
+@given(
+    st.lists(st.tuples(ints, ints, ints, ints, st.none() | links_strategy), max_size=8),
+    st.sampled_from(ObjectKind),
+)
+def test_entries_read_back_as_written_with_their_kinds_and_algorithms(
+    fields: list[tuple[int, int, int, int, RangeLinks | None]], kind: ObjectKind
+) -> None:
+    ranges = tuple(RangeMeta(*f) for f in fields)
+    meta = ObjectMeta(7, "o/7", kind, 4096, 0, ranges)
+    read = ObjectMeta.from_wire(meta.to_wire())
+    assert read == meta and read.to_wire() == meta.to_wire()
+    for r, f in zip(read.ranges, fields, strict=True):
+        assert (r.stream_id, r.start_offset, r.end_offset, r.size) == f[:4]
+        assert type(r.links) is type(f[4]) and r.links == f[4]
+        if r.links is not None:
+            assert r.links.algorithm is f[4].algorithm  # type: ignore[union-attr]
+            assert type(r.links.algorithm_id) is int
+        assert gc.is_tracked(r) is not C
