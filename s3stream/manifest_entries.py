@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from functools import cached_property
-from itertools import pairwise
-from operator import attrgetter
+from operator import attrgetter, le
 from typing import Any, NamedTuple
 
 from native import untracked_record, untracked_tuple
@@ -81,22 +79,48 @@ class RangeMeta(_RangeFields):
         )
 
 
-@dataclass(frozen=True)
-class ObjectMeta:
+class _ObjectFields(NamedTuple):
     object_id: int
     key: str
-    kind: ObjectKind
+    kind_id: int
     size: int
     created_ms: int
     ranges: tuple[RangeMeta, ...]
+    in_order: bool
+    """Whether the ranges are in (stream, start) order, as every object
+    this code writes has them: ``range_at`` then finds one by a binary search."""
 
-    def __post_init__(self) -> None:
-        # The object itself stays a tracked dataclass (one an object, its
-        # range look-up's order found lazily), but its ranges are untracked
-        # records, and CPython never untracks a tuple holding a tuple
-        # subclass: untracked here, or every collection visits each range
-        # (docs/design/0158). Given back as it is if any range is tracked.
-        object.__setattr__(self, "ranges", untracked_tuple(self.ranges))
+
+class ObjectMeta(_ObjectFields):
+    """An object in the manifest and the stream ranges it holds.
+
+    Built untracked by the collector (``native.untracked_record``;
+    docs/design/0158), as its ranges are: the kind is kept as its id and
+    read as the ``ObjectKind`` member by ``kind`` (an enum member is always
+    tracked), the key is a str, and the ranges an exact tuple of untracked
+    ranges made untracked by ``native.untracked_tuple``, since CPython
+    never untracks a tuple holding a tuple subclass. Nothing in it can
+    refer back to it. Whether the ranges are in order is found when it is
+    made, where it was found at the first look-up and kept in the object's
+    ``__dict__``: a walk of keys that are there anyway, beside the ranges'
+    making."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        object_id: int,
+        key: str,
+        kind: ObjectKind,
+        size: int,
+        created_ms: int,
+        ranges: tuple[RangeMeta, ...],
+    ) -> ObjectMeta:
+        return _object(object_id, key, int(kind), size, created_ms, ranges)
+
+    @property
+    def kind(self) -> ObjectKind:
+        return _KINDS[self.kind_id]
 
     def range_at(self, stream_id: int, start_offset: int) -> RangeMeta | None:
         """The object's range of ``stream_id`` starting at ``start_offset``
@@ -108,7 +132,7 @@ class ObjectMeta:
         per range: a dict per object would cost some 84 bytes per range for
         as long as the object is in the manifest, a fifth more memory."""
         ranges = self.ranges
-        if self._in_order:
+        if self.in_order:
             i = bisect.bisect_left(ranges, (stream_id, start_offset), key=_range_key)
             if i < len(ranges):
                 found = ranges[i]
@@ -120,18 +144,11 @@ class ObjectMeta:
                 return r
         return None
 
-    @cached_property
-    def _in_order(self) -> bool:
-        """Whether the ranges are in (stream, start) order, as every object
-        this code writes has them; one walk on the first look."""
-        keys = [(r.stream_id, r.start_offset) for r in self.ranges]
-        return all(a <= b for a, b in pairwise(keys))
-
     def to_wire(self) -> list[Any]:
         return [
             self.object_id,
             self.key,
-            int(self.kind),
+            self.kind_id,
             self.size,
             self.created_ms,
             [r.to_wire() for r in self.ranges],
@@ -162,15 +179,29 @@ class ObjectMeta:
         object_id, key, kind, size, created_ms, ranges = raw
         # A dict's look for an int, not the enum's call (a tenth of an
         # open's walk of 30,000 objects); anything else as the enum says it.
-        known = _KINDS.get(kind) if type(kind) is int else None
-        return cls(
-            object_id,
-            key,
-            ObjectKind(kind) if known is None else known,
-            size,
-            created_ms,
-            tuple(map(RangeMeta.from_wire, ranges)),
+        known = kind if type(kind) is int and kind in _KINDS else int(ObjectKind(kind))
+        return _object(
+            object_id, key, known, size, created_ms, tuple(map(RangeMeta.from_wire, ranges))
         )
+
+
+def _object(
+    object_id: int,
+    key: str,
+    kind_id: int,
+    size: int,
+    created_ms: int,
+    ranges: tuple[RangeMeta, ...],
+) -> ObjectMeta:
+    in_order = len(ranges) < 2 or all(map(le, *_keys(ranges)))
+    return untracked_record(
+        ObjectMeta, object_id, key, kind_id, size, created_ms, untracked_tuple(ranges), in_order
+    )
+
+
+def _keys(ranges: tuple[RangeMeta, ...]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    keys = list(map(_range_key, ranges))
+    return keys[:-1], keys[1:]
 
 
 @dataclass

@@ -1,12 +1,11 @@
-"""The manifest's ranges out of the collector's way (docs/design/0158): a
-range (``RangeMeta``), its chain links (``RangeLinks``) and a rewrite's old
-links (``Rewrite``) are built untracked with the C extension, however the
-manifest came by them: an open reading a checkpoint and the deltas after
-it, an upload's commit, a merge or split by compaction, a log cleaner's
-rewrite. An object's tuple of ranges then holds only untracked items, so
-CPython untracks it at its first collection. With the pure twin they are
-tracked (only the collector's cost differs): the values are checked on
-both."""
+"""The manifest's entries out of the collector's way (docs/design/0158): an
+object (``ObjectMeta``), its tuple of ranges, a range (``RangeMeta``), its
+chain links (``RangeLinks``) and a rewrite's old links (``Rewrite``) are
+built untracked with the C extension, however the manifest came by them:
+an open reading a checkpoint and the deltas after it, an upload's commit,
+a merge or split by compaction, a log cleaner's rewrite. With the pure
+twin they are tracked (only the collector's cost differs): the values are
+checked on both."""
 
 from __future__ import annotations
 
@@ -44,12 +43,12 @@ CONFIG = StreamStoreConfig(
 
 
 def tracked_entries(state: ManifestState) -> list[object]:
-    """Every range, links, rewrite and tuple of ranges of the state's
-    objects that the collector tracks, after a collection (which untracks
-    an exact tuple of untracked items)."""
+    """Every object, tuple of ranges, range, links and rewrite of the
+    state's that the collector tracks, after a collection."""
     gc.collect()
     found: list[object] = []
     for meta in state.objects.values():
+        found += [meta] if gc.is_tracked(meta) else []
         found += [meta.ranges] if gc.is_tracked(meta.ranges) else []
         for r in meta.ranges:
             found += [r] if gc.is_tracked(r) else []
@@ -166,6 +165,8 @@ def test_entries_read_back_as_written_with_their_kinds_and_algorithms(
     meta = ObjectMeta(7, "o/7", kind, 4096, 0, ranges)
     read = ObjectMeta.from_wire(meta.to_wire())
     assert read == meta and read.to_wire() == meta.to_wire()
+    assert read.kind is kind and type(read.kind_id) is int
+    assert gc.is_tracked(read) is not C
     for r, f in zip(read.ranges, fields, strict=True):
         assert (r.stream_id, r.start_offset, r.end_offset, r.size) == f[:4]
         assert type(r.links) is type(f[4]) and r.links == f[4]

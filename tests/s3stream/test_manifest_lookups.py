@@ -101,5 +101,8 @@ def test_finding_a_range_keeps_nothing_per_range() -> None:
     meta = ObjectMeta(1, "objects/1", ObjectKind.STREAM_SET, 0, 0, ranges)
     for r in ranges:
         meta.range_at(r.stream_id, 0)
-    # One flag (whether the ranges are in order), not an index of them.
-    assert all(not isinstance(v, (dict, list, tuple)) or v is ranges for v in vars(meta).values())
+    # One flag (whether the ranges are in order), not an index of them: the
+    # object is its fields, and has no __dict__ to keep one in.
+    assert meta.in_order is True and not hasattr(meta, "__dict__")
+    assert all(not isinstance(v, (dict, list, tuple)) or v is meta.ranges for v in meta)
+    assert meta.ranges == ranges
