@@ -103,8 +103,7 @@ class ObjectMeta(_ObjectFields):
     never untracks a tuple holding a tuple subclass. Nothing in it can
     refer back to it. Whether the ranges are in order is found when it is
     made, where it was found at the first look-up and kept in the object's
-    ``__dict__``: a walk of keys that are there anyway, beside the ranges'
-    making."""
+    ``__dict__`` (``_in_order``: one comparison a range)."""
 
     __slots__ = ()
 
