@@ -19,27 +19,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import native
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import StreamStore
 from s3stream.chain import RangeLinks, Rewrite
 from s3stream.chain_hash import LINK_BYTES, ChainHash
 from s3stream.manifest_entries import ObjectMeta, RangeMeta
 from s3stream.manifest_state import ManifestState
 from s3stream.objects import ObjectKind, StoredBatch
 from s3stream.store import MemoryStore
-from tests.s3stream.test_stream_store import expected, fill, new_stream, read_all
+from tests.s3stream.test_compaction import bucket, uploads
+from tests.s3stream.test_replace_range import CONFIG as REPLACE_CONFIG
+from tests.s3stream.test_stream_store import expected, new_stream, read_all
 
 C = native.IMPLEMENTATION == "c"
+__all__ = ["bucket"]  # the fixture, from test_compaction
 
-CONFIG = StreamStoreConfig(
-    upload_interval_s=3600,
-    compaction_interval_s=3600,
-    small_object_bytes=64 * 1024,
-    stream_object_bytes=64 * 1024,  # uploads write stream-set objects
-    block_bytes=512,
-    garbage_grace_s=0,
-    checkpoint_every=4,  # opens read a checkpoint and deltas after it
-    log_cache_bytes=0,
-)
+# Uploads write stream-set objects; opens read a checkpoint and deltas after it.
+CONFIG = dataclasses.replace(REPLACE_CONFIG, checkpoint_every=4)
 
 
 def tracked_entries(state: ManifestState) -> list[object]:
@@ -62,18 +57,6 @@ def tracked_entries(state: ManifestState) -> list[object]:
 
 def ranges_of(state: ManifestState) -> int:
     return sum(len(meta.ranges) for meta in state.objects.values())
-
-
-def uploads(store: StreamStore, streams: list[int], rounds: int, count: int = 2) -> None:
-    for _ in range(rounds):
-        for stream in streams:
-            fill(store, stream, count)
-        assert store.flush(timeout=30)
-
-
-@pytest.fixture
-def bucket() -> MemoryStore:
-    return MemoryStore()
 
 
 @pytest.fixture
