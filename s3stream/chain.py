@@ -72,6 +72,11 @@ class Rewrite(_RewriteFields):
     def __new__(cls, old_before: bytes, old_after: bytes) -> Rewrite:
         return untracked_record(Rewrite, old_before, old_after)
 
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Rewrite:  # type: ignore[override]
+        # NamedTuple's own makes the tuple without __new__: tracked.
+        return cls(*iterable)
+
 
 class _LinkFields(NamedTuple):
     algorithm_id: int
@@ -100,6 +105,12 @@ class RangeLinks(_LinkFields):
         cls, algorithm: ChainHash, before: bytes, after: bytes, rewrite: Rewrite | None = None
     ) -> RangeLinks:
         return untracked_record(RangeLinks, int(algorithm), before, after, rewrite)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> RangeLinks:  # type: ignore[override]
+        # NamedTuple's own makes the tuple without __new__, so _replace,
+        # which calls this, would give tracked links.
+        return cls(*iterable)
 
     @property
     def algorithm(self) -> ChainHash:

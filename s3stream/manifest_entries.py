@@ -11,6 +11,7 @@ importing the state that derives from them.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import attrgetter, le
@@ -55,6 +56,12 @@ class RangeMeta(_RangeFields):
         links: RangeLinks | None = None,
     ) -> RangeMeta:
         return untracked_record(RangeMeta, stream_id, start_offset, end_offset, size, links)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> RangeMeta:  # type: ignore[override]
+        # NamedTuple's own makes the tuple without __new__, so _replace,
+        # which calls this, would give a tracked range.
+        return cls(*iterable)
 
     def to_wire(self) -> list[Any]:
         fields: list[Any] = [self.stream_id, self.start_offset, self.end_offset, self.size]
@@ -117,6 +124,21 @@ class ObjectMeta(_ObjectFields):
         ranges: tuple[RangeMeta, ...],
     ) -> ObjectMeta:
         return _object(object_id, key, int(kind), size, created_ms, ranges)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> ObjectMeta:  # type: ignore[override]
+        # NamedTuple's own makes the tuple as given, without __new__: an
+        # object _replace gave other ranges would keep the old ``in_order``,
+        # and range_at's binary search would miss ranges of an object whose
+        # new ones are out of order. ``in_order`` is found again, whatever
+        # was given for it.
+        object_id, key, kind_id, size, created_ms, ranges, _ = iterable
+        return _object(object_id, key, int(kind_id), size, created_ms, ranges)
+
+    def __getnewargs__(self) -> tuple[int, str, int, int, int, tuple[RangeMeta, ...]]:
+        # What copy and pickle give __new__: its six arguments, where
+        # NamedTuple's gives every field, ``in_order`` too, one too many.
+        return self[:6]
 
     @property
     def kind(self) -> ObjectKind:

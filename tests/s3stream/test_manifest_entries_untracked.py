@@ -9,8 +9,10 @@ checked on both."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +159,37 @@ def test_entries_read_back_as_written_with_their_kinds_and_algorithms(
             assert r.links.algorithm is f[4].algorithm  # type: ignore[union-attr]
             assert type(r.links.algorithm_id) is int
         assert gc.is_tracked(r) is not C
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 50), st.none() | links_strategy),
+        min_size=2,
+        max_size=8,
+        unique_by=lambda f: f[:2],
+    ),
+)
+def test_replace_copy_and_pickle_give_entries_as_their_constructor_does(
+    fields: list[tuple[int, int, RangeLinks | None]],
+) -> None:
+    """``_replace`` (through ``_make``), ``copy`` and ``pickle`` make an
+    entry as its constructor does: untracked with the C extension, and an
+    object given other ranges finds whether they are in order again, or
+    ``range_at``'s binary search would miss a range of an object whose new
+    ranges are out of order."""
+    ordered = tuple(RangeMeta(s, at, at + 10, 100, links) for s, at, links in sorted(fields))
+    meta = ObjectMeta(7, "o/7", ObjectKind.STREAM_SET, 4096, 0, ordered)
+    assert meta.in_order
+    shuffled = meta._replace(ranges=ordered[::-1])
+    assert shuffled == ObjectMeta(7, "o/7", ObjectKind.STREAM_SET, 4096, 0, ordered[::-1])
+    assert not shuffled.in_order
+    for r in ordered:
+        assert shuffled.range_at(r.stream_id, r.start_offset) is r
+    entries: list[tuple[object, ...]] = [meta, shuffled, *ordered]
+    entries += [r.links for r in ordered if r.links is not None]
+    for entry in entries:
+        for made in (copy.copy(entry), copy.deepcopy(entry), pickle.loads(pickle.dumps(entry))):
+            assert made == entry and type(made) is type(entry)
+            assert gc.is_tracked(made) is not C
+        replaced = entry._replace()  # type: ignore[attr-defined]
+        assert replaced == entry and gc.is_tracked(replaced) is not C
