@@ -29,6 +29,7 @@ from s3stream.manifest_state import ManifestState
 from s3stream.objects import ObjectKind, StoredBatch
 from s3stream.store import MemoryStore
 from tests.s3stream.test_compaction import bucket, uploads
+from tests.s3stream.test_forks import open_fork
 from tests.s3stream.test_replace_range import CONFIG as REPLACE_CONFIG
 from tests.s3stream.test_stream_store import expected, new_stream, read_all
 
@@ -122,6 +123,18 @@ def test_a_cleaners_rewritten_ranges_and_their_old_links_are_untracked(
     assert len(rewritten) == 1 and rewritten[0].links is not None
     assert rewritten[0].links.algorithm is ChainHash.BLAKE3
     assert (tracked_entries(state) == []) is C
+
+
+def test_a_forks_copied_range_is_untracked(store: StreamStore) -> None:
+    source = new_stream(store)
+    uploads(store, [source], rounds=2, count=4)  # [0, 12) and [12, 24)
+    fork = open_fork(store, source, at=18)  # [12, 18) copied into an object of the fork's
+    state = store.manifest.state
+    copied = [r for m in state.objects.values() for r in m.ranges if r.stream_id == fork]
+    assert [(r.start_offset, r.end_offset) for r in copied] == [(12, 18)]
+    assert copied[0].links is not None
+    assert (tracked_entries(state) == []) is C
+    assert read_all(store, fork) == expected(source, 0, 6)
 
 
 links_strategy = st.builds(
