@@ -243,8 +243,9 @@ PyObject *tl_py_untracked_view(PyObject *self, PyObject *data) { return untracke
 /* A tuple or a tuple subclass whose instances refer to nothing but their
  * items and their class: no __dict__ (a NamedTuple's __slots__ is empty)
  * and no slot of its own past the tuple's (a C subclass's; Python refuses
- * a nonempty __slots__ on a tuple subclass), so an untracked one holds only what it was made with, and a
- * tuple is never tracked again once untracked. An untracked record of
+ * a nonempty __slots__ on a tuple subclass), so an untracked one holds
+ * only what it was made with, and a tuple is never tracked again once
+ * untracked. An untracked record of
  * such a class is as final as an exact tuple CPython untracked: a record
  * holding one (the manifest's range holding its untracked links,
  * docs/design/0158) can be untracked too. */
