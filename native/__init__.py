@@ -91,6 +91,7 @@ if TYPE_CHECKING:
         stamp_wal_records,
         unfilled_bytearray,
         untracked_record,
+        untracked_tuple,
         untracked_view,
         validate_batches,
     )
@@ -116,6 +117,7 @@ else:
     place_wal_record = _impl.place_wal_record
     untracked_view = _impl.untracked_view
     untracked_record = _impl.untracked_record
+    untracked_tuple = _impl.untracked_tuple
 
 
 def decode_columns(
@@ -185,6 +187,7 @@ __all__ = [
     "stamp_wal_records",
     "unfilled_bytearray",
     "untracked_record",
+    "untracked_tuple",
     "untracked_view",
     "validate_batches",
 ]

@@ -1369,6 +1369,7 @@ def extend_unfilled(buffer: bytearray, added: int) -> None:
 
 
 _Record = TypeVar("_Record", bound=tuple[Any, ...])
+_Item = TypeVar("_Item")
 
 
 def untracked_view(data: BytesLike) -> BytesLike:
@@ -1401,7 +1402,7 @@ def _untrackable(view: memoryview) -> bool:
 
 
 def untracked_record(cls: type[_Record], *items: object) -> _Record:
-    """``cls`` (a tuple subclass without a __dict__ that has _fields: a
+    """``cls`` (a tuple subclass without a __dict__ or slots that has _fields: a
     NamedTuple) of ``items``, one for each of its fields (no default is
     filled in), without its Python __new__, each item as untracked_view
     gives it. In C,
@@ -1410,8 +1411,13 @@ def untracked_record(cls: type[_Record], *items: object) -> _Record:
     CPython's collector does to an exact tuple at its first collection,
     and never to a subclass's): it is then never walked. Here it stays
     tracked: the same results, only the collector's cost differs."""
-    if not isinstance(cls, type) or not issubclass(cls, tuple) or cls.__dictoffset__ != 0:
-        raise TypeError("untracked_record's class is a tuple subclass without a __dict__")
+    if (
+        not isinstance(cls, type)
+        or not issubclass(cls, tuple)
+        or cls.__dictoffset__ != 0
+        or cls.__basicsize__ != tuple.__basicsize__
+    ):
+        raise TypeError("untracked_record's class is a tuple subclass without a __dict__ or slots")
     fields = getattr(cls, "_fields", None)
     wanted = len(fields) if isinstance(fields, tuple) else -1
     if wanted != len(items):
@@ -1422,6 +1428,16 @@ def untracked_record(cls: type[_Record], *items: object) -> _Record:
     return tuple.__new__(
         cls, [untracked_view(item) if type(item) is memoryview else item for item in items]
     )
+
+
+def untracked_tuple(items: Iterable[_Item]) -> tuple[_Item, ...]:
+    """A tuple of ``items``. In C, untracked when none of them can ever be
+    tracked (as untracked_record's test): CPython never untracks a tuple
+    holding a record, a tuple subclass, even an untracked one, so a tuple of
+    untracked_record's records would stay tracked and be walked item by item
+    at each collection. Here it is tracked as any tuple: the same results,
+    only the collector's cost differs."""
+    return tuple(items)
 
 
 def join_parts(parts: Iterable[BytesLike]) -> bytes:

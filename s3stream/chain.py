@@ -22,6 +22,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from native import untracked_record
 from s3stream.chain_hash import LINK_BYTES, ChainHash, chain_hash
 from s3stream.chain_hash import extend as extend_with
 from s3stream.objects import StoredBatch
@@ -54,23 +55,66 @@ def extend(algorithm: ChainHash, link: bytes, batches: Iterable[StoredBatch]) ->
     return extend_with(algorithm, link, batches)
 
 
-class Rewrite(NamedTuple):
-    """The links at both ends of the range a log cleaner's rewrite replaced."""
-
+class _RewriteFields(NamedTuple):
     old_before: bytes
     old_after: bytes
 
 
-class RangeLinks(NamedTuple):
+class Rewrite(_RewriteFields):
+    """The links at both ends of the range a log cleaner's rewrite replaced.
+
+    Built untracked by the collector (``native.untracked_record``): it
+    holds two ``bytes``, which refer to nothing, so no cycle can pass
+    through it (docs/design/0158)."""
+
+    __slots__ = ()
+
+    def __new__(cls, old_before: bytes, old_after: bytes) -> Rewrite:
+        return untracked_record(Rewrite, old_before, old_after)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Rewrite:  # type: ignore[override]
+        # NamedTuple's own makes the tuple without __new__: tracked.
+        return cls(*iterable)
+
+
+class _LinkFields(NamedTuple):
+    algorithm_id: int
+    before: bytes
+    after: bytes
+    rewrite: Rewrite | None
+
+
+class RangeLinks(_LinkFields):
     """The chain at both ends of one object range: ``before`` its first batch
     and ``after`` its last, made with ``algorithm``; ``rewrite`` if the range
     is a cleaner's rewrite (its chain then started at ``rewrite_genesis`` of
-    these links)."""
+    these links).
 
-    algorithm: ChainHash
-    before: bytes
-    after: bytes
-    rewrite: Rewrite | None = None
+    The manifest keeps one a range for as long as the range lives, so they
+    are built untracked by the collector (``native.untracked_record``;
+    docs/design/0158): the algorithm is kept as its id, an int, and read as
+    the ``ChainHash`` member by ``algorithm``, since an enum member has a
+    ``__dict__`` and is always tracked, which would keep the links tracked
+    too. What is left is two ``bytes`` and None or an untracked
+    ``Rewrite``: nothing that can refer back to the links."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls, algorithm: ChainHash, before: bytes, after: bytes, rewrite: Rewrite | None = None
+    ) -> RangeLinks:
+        return untracked_record(RangeLinks, int(algorithm), before, after, rewrite)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> RangeLinks:  # type: ignore[override]
+        # NamedTuple's own makes the tuple without __new__, so _replace,
+        # which calls this, would give tracked links.
+        return cls(*iterable)
+
+    @property
+    def algorithm(self) -> ChainHash:
+        return _BY_ID[self.algorithm_id]
 
     def to_wire(self) -> list[bytes | int]:
         """``[before, after, (old_before, old_after,) algorithm]``: the
@@ -79,7 +123,7 @@ class RangeLinks(NamedTuple):
         links: list[bytes | int] = [self.before, self.after]
         if self.rewrite is not None:
             links += [self.rewrite.old_before, self.rewrite.old_after]
-        return [*links, int(self.algorithm)]
+        return [*links, self.algorithm_id]
 
     @classmethod
     def from_wire(cls, raw: Any) -> RangeLinks:
@@ -97,7 +141,7 @@ class RangeLinks(NamedTuple):
                 and len(before) == LINK_BYTES
                 and len(after) == LINK_BYTES
             ):
-                return cls(algorithm, before, after)
+                return untracked_record(RangeLinks, found, before, after, None)
         if not isinstance(raw, list) or len(raw) not in (2, 3, 4, 5):
             raise ValueError(f"a range's chain is 2 or 4 links and an algorithm, not {raw!r}")
         algorithm = ChainHash.SHA256 if len(raw) % 2 == 0 else chain_hash(raw[-1])

@@ -11,12 +11,13 @@ importing the state that derives from them.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
-from itertools import pairwise
-from operator import attrgetter
-from typing import Any
+from itertools import islice
+from operator import attrgetter, le
+from typing import Any, NamedTuple
 
+from native import untracked_record, untracked_tuple
 from s3stream.chain import RangeLinks
 from s3stream.objects import ObjectKind
 
@@ -24,17 +25,43 @@ _range_key = attrgetter("stream_id", "start_offset")
 _KINDS = {int(kind): kind for kind in ObjectKind}
 
 
-@dataclass(frozen=True)
-class RangeMeta:
-    """Offsets ``[start_offset, end_offset)`` of one stream, held in ``size`` bytes."""
-
+class _RangeFields(NamedTuple):
     stream_id: int
     start_offset: int
     end_offset: int
     size: int
-    links: RangeLinks | None = None
+    links: RangeLinks | None
     """The stream's hash chain at both ends of the range (s3stream/chain.py);
     None for ranges written before the chain existed."""
+
+
+class RangeMeta(_RangeFields):
+    """Offsets ``[start_offset, end_offset)`` of one stream, held in ``size`` bytes.
+
+    The manifest keeps one a stream an object for as long as the range
+    lives, the most numerous of its long-lived objects, so it is built
+    untracked by the collector (``native.untracked_record``;
+    docs/design/0158): four ints and None or an untracked ``RangeLinks``,
+    nothing that can refer back to the range. Built with the pure twin,
+    it is tracked: the same values, only the collector's cost differs."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        stream_id: int,
+        start_offset: int,
+        end_offset: int,
+        size: int,
+        links: RangeLinks | None = None,
+    ) -> RangeMeta:
+        return untracked_record(RangeMeta, stream_id, start_offset, end_offset, size, links)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> RangeMeta:  # type: ignore[override]
+        # NamedTuple's own makes the tuple without __new__, so _replace,
+        # which calls this, would give a tracked range.
+        return cls(*iterable)
 
     def to_wire(self) -> list[Any]:
         fields: list[Any] = [self.stream_id, self.start_offset, self.end_offset, self.size]
@@ -46,21 +73,76 @@ class RangeMeta:
     def from_wire(cls, raw: list[Any]) -> RangeMeta:
         if len(raw) == 5:  # what every range since the chain is: no slice made
             stream_id, start, end, size, links = raw
-            return cls(stream_id, start, end, size, RangeLinks.from_wire(links))
+            return untracked_record(
+                RangeMeta, stream_id, start, end, size, RangeLinks.from_wire(links)
+            )
         stream_id, start, end, size = raw[:4]
-        return cls(
-            stream_id, start, end, size, RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None
+        return untracked_record(
+            RangeMeta,
+            stream_id,
+            start,
+            end,
+            size,
+            RangeLinks.from_wire(raw[4]) if len(raw) > 4 else None,
         )
 
 
-@dataclass(frozen=True)
-class ObjectMeta:
+class _ObjectFields(NamedTuple):
     object_id: int
     key: str
-    kind: ObjectKind
+    kind_id: int
     size: int
     created_ms: int
     ranges: tuple[RangeMeta, ...]
+    in_order: bool
+    """Whether the ranges are in (stream, start) order, as every object
+    this code writes has them: ``range_at`` then finds one by a binary search."""
+
+
+class ObjectMeta(_ObjectFields):
+    """An object in the manifest and the stream ranges it holds.
+
+    Built untracked by the collector (``native.untracked_record``;
+    docs/design/0158), as its ranges are: the kind is kept as its id and
+    read as the ``ObjectKind`` member by ``kind`` (an enum member is always
+    tracked), the key is a str, and the ranges an exact tuple of untracked
+    ranges made untracked by ``native.untracked_tuple``, since CPython
+    never untracks a tuple holding a tuple subclass. Nothing in it can
+    refer back to it. Whether the ranges are in order is found when it is
+    made, where it was found at the first look-up and kept in the object's
+    ``__dict__`` (``_in_order``: one comparison a range)."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        object_id: int,
+        key: str,
+        kind: ObjectKind,
+        size: int,
+        created_ms: int,
+        ranges: tuple[RangeMeta, ...],
+    ) -> ObjectMeta:
+        return _object(object_id, key, int(kind), size, created_ms, ranges)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> ObjectMeta:  # type: ignore[override]
+        # NamedTuple's own makes the tuple as given, without __new__: an
+        # object _replace gave other ranges would keep the old ``in_order``,
+        # and range_at's binary search would miss ranges of an object whose
+        # new ones are out of order. ``in_order`` is found again, whatever
+        # was given for it.
+        object_id, key, kind_id, size, created_ms, ranges, _ = iterable
+        return _object(object_id, key, int(kind_id), size, created_ms, ranges)
+
+    def __getnewargs__(self) -> tuple[int, str, int, int, int, tuple[RangeMeta, ...]]:
+        # What copy and pickle give __new__: its six arguments, where
+        # NamedTuple's gives every field, ``in_order`` too, one too many.
+        return self[:6]
+
+    @property
+    def kind(self) -> ObjectKind:
+        return _KINDS[self.kind_id]
 
     def range_at(self, stream_id: int, start_offset: int) -> RangeMeta | None:
         """The object's range of ``stream_id`` starting at ``start_offset``
@@ -72,7 +154,7 @@ class ObjectMeta:
         per range: a dict per object would cost some 84 bytes per range for
         as long as the object is in the manifest, a fifth more memory."""
         ranges = self.ranges
-        if self._in_order:
+        if self.in_order:
             i = bisect.bisect_left(ranges, (stream_id, start_offset), key=_range_key)
             if i < len(ranges):
                 found = ranges[i]
@@ -84,18 +166,11 @@ class ObjectMeta:
                 return r
         return None
 
-    @cached_property
-    def _in_order(self) -> bool:
-        """Whether the ranges are in (stream, start) order, as every object
-        this code writes has them; one walk on the first look."""
-        keys = [(r.stream_id, r.start_offset) for r in self.ranges]
-        return all(a <= b for a, b in pairwise(keys))
-
     def to_wire(self) -> list[Any]:
         return [
             self.object_id,
             self.key,
-            int(self.kind),
+            self.kind_id,
             self.size,
             self.created_ms,
             [r.to_wire() for r in self.ranges],
@@ -126,15 +201,40 @@ class ObjectMeta:
         object_id, key, kind, size, created_ms, ranges = raw
         # A dict's look for an int, not the enum's call (a tenth of an
         # open's walk of 30,000 objects); anything else as the enum says it.
-        known = _KINDS.get(kind) if type(kind) is int else None
-        return cls(
-            object_id,
-            key,
-            ObjectKind(kind) if known is None else known,
-            size,
-            created_ms,
-            tuple(map(RangeMeta.from_wire, ranges)),
+        known = kind if type(kind) is int and kind in _KINDS else int(ObjectKind(kind))
+        return _object(
+            object_id, key, known, size, created_ms, tuple(map(RangeMeta.from_wire, ranges))
         )
+
+
+def _object(
+    object_id: int,
+    key: str,
+    kind_id: int,
+    size: int,
+    created_ms: int,
+    ranges: tuple[RangeMeta, ...],
+) -> ObjectMeta:
+    ranges = untracked_tuple(ranges)
+    return untracked_record(
+        ObjectMeta, object_id, key, kind_id, size, created_ms, ranges, _in_order(ranges)
+    )
+
+
+def _in_order(ranges: tuple[RangeMeta, ...]) -> bool:
+    """Whether the ranges' (stream, start) keys never go down: a range is a
+    tuple that starts with its key, so comparing the ranges whole compares
+    their keys (no key tuple made: a third of the time of a walk that made
+    them, some 3-5 % of reading a range from its wire form). Two ranges of
+    one key are compared on, and may read as out of order (or, one with
+    links and one without, fail to compare): ``range_at`` then walks the
+    ranges, which finds the first of them as a walk always did."""
+    if len(ranges) < 2:  # every stream object
+        return True
+    try:
+        return all(map(le, ranges, islice(ranges, 1, None)))
+    except TypeError:
+        return False
 
 
 @dataclass

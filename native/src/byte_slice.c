@@ -240,6 +240,43 @@ static PyObject *untracked(PyObject *data);
 
 PyObject *tl_py_untracked_view(PyObject *self, PyObject *data) { return untracked(data); }
 
+/* A tuple or a tuple subclass whose instances refer to nothing but their
+ * items and their class: no __dict__ (a NamedTuple's __slots__ is empty)
+ * and no slot of its own past the tuple's (a C subclass's; Python refuses
+ * a nonempty __slots__ on a tuple subclass), so an untracked one holds
+ * only what it was made with, and a tuple is never tracked again once
+ * untracked. An untracked record of
+ * such a class is as final as an exact tuple CPython untracked: a record
+ * holding one (the manifest's range holding its untracked links,
+ * docs/design/0158) can be untracked too. */
+static int bare_tuple_type(PyTypeObject *type) {
+    return PyType_IsSubtype(type, &PyTuple_Type) && type->tp_dictoffset == 0 &&
+           type->tp_basicsize == PyTuple_Type.tp_basicsize;
+}
+
+/* CPython's own test (_PyObject_GC_MAY_BE_TRACKED), widened to an untracked
+ * record of a bare tuple type: an untracked dict may be tracked again once
+ * it holds a list, so only an object the collector cannot track, or a tuple
+ * (exact or bare) that is untracked, is one that never will be. */
+static int may_be_tracked_item(PyObject *item) {
+    return PyObject_IS_GC(item) && (!PyTuple_Check(item) || !bare_tuple_type(Py_TYPE(item)) ||
+                                    PyObject_GC_IsTracked(item));
+}
+
+PyObject *tl_py_untracked_tuple(PyObject *self, PyObject *items) {
+    /* An exact tuple of untracked records: CPython's collector never
+     * untracks it (its test takes any tuple subclass's item for one that
+     * may be tracked), so an object's tuple of untracked ranges would stay
+     * tracked and visit every range at each collection (docs/design/0158). */
+    PyObject *tuple = PySequence_Tuple(items);
+    if (tuple == NULL) return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(tuple);
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (may_be_tracked_item(PyTuple_GET_ITEM(tuple, i))) return tuple;
+    if (PyObject_GC_IsTracked(tuple)) PyObject_GC_UnTrack(tuple);
+    return tuple;
+}
+
 PyObject *tl_py_untracked_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1) {
         PyErr_SetString(PyExc_TypeError, "untracked_record takes a class and its items");
@@ -249,10 +286,9 @@ PyObject *tl_py_untracked_record(PyObject *self, PyObject *const *args, Py_ssize
     /* A tuple subclass whose instances have no __dict__ (a NamedTuple's
      * __slots__ is empty, and a tuple subclass may have no other): its items
      * are all that it refers to but its class. */
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type) ||
-        ((PyTypeObject *)cls)->tp_dictoffset != 0) {
+    if (!PyType_Check(cls) || !bare_tuple_type((PyTypeObject *)cls)) {
         PyErr_SetString(PyExc_TypeError,
-                        "untracked_record's class is a tuple subclass without a __dict__");
+                        "untracked_record's class is a tuple subclass without a __dict__ or slots");
         return NULL;
     }
     Py_ssize_t count = nargs - 1;
@@ -285,12 +321,7 @@ PyObject *tl_py_untracked_record(PyObject *self, PyObject *const *args, Py_ssize
             Py_DECREF(record);
             return NULL;
         }
-        /* CPython's own test (_PyObject_GC_MAY_BE_TRACKED): an untracked
-         * dict may be tracked again once it holds a list, so only an object
-         * the collector cannot track, or an exact tuple it untracked, is
-         * one that never will be. */
-        may_be_tracked |= PyObject_IS_GC(item) &&
-                          (!PyTuple_CheckExact(item) || PyObject_GC_IsTracked(item));
+        may_be_tracked |= may_be_tracked_item(item);
         PyTuple_SET_ITEM(record, i, item);
     }
     /* What CPython's collector does to an exact tuple of untracked items at

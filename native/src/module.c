@@ -1157,6 +1157,8 @@ static PyMethodDef methods[] = {
      "The same bytes as an object the cyclic collector does not track, where one can be."},
     {"untracked_record", (PyCFunction)(void (*)(void))tl_py_untracked_record, METH_FASTCALL,
      "A NamedTuple of its items (memoryviews as ByteSlices), untracked when they all are."},
+    {"untracked_tuple", tl_py_untracked_tuple, METH_O,
+     "A tuple of the items, untracked when none of them can be tracked."},
     {"join_parts", tl_py_join_parts, METH_O, "Join buffers into one bytes, the GIL released."},
     {"extend_unfilled", (PyCFunction)(void (*)(void))py_extend_unfilled, METH_FASTCALL,
      "Grow a bytearray by bytes that are not zero-filled, for a buffer written before it is read."},

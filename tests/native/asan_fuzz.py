@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
+import os
 import random
 import sys
 from pathlib import Path
@@ -384,6 +386,62 @@ def slice_hostile(rng: random.Random, data: bytes) -> None:
             raise AssertionError("a slice's export outlived the slice") from error
 
 
+class _Dicted(tuple):  # type: ignore[type-arg]  # a tuple subclass with a __dict__
+    pass
+
+
+class _Unnamed(tuple):  # type: ignore[type-arg]  # bare, but with no _fields
+    __slots__ = ()
+
+
+def _broken_items(rng: random.Random) -> Any:
+    """Items that fail part way through being read: the tuple built so far
+    is dropped."""
+    yield from range(rng.randrange(4))
+    raise ValueError("items cut off")
+
+
+def _holds_tracked(item: object) -> bool:
+    """Whether an object the collector does not track holds, at any depth,
+    one it does: an untracked container must hold none."""
+    if not isinstance(item, tuple):
+        return False
+    return any(gc.is_tracked(inner) or _holds_tracked(inner) for inner in item)
+
+
+def nested_hostile(rng: random.Random) -> None:
+    """untracked_record and untracked_tuple nested inside each other with
+    items of every kind (untracked and tracked records, exact tuples, lists,
+    dicts, views, a tuple subclass with a __dict__, one without _fields, a
+    struct sequence), the classes refused and items cut off part way: every
+    reference is dropped once (ASan sees a double free or a leak's use),
+    and nothing untracked holds a tracked object, however deep."""
+    made: list[Any] = [None, 7, b"x", "s", ()]
+    refused = 0
+    for _ in range(rng.randrange(2, 12)):
+        pool = [*made, [1], {"a": 1}, memoryview(b"abcd"), _Dicted((1,)), _Unnamed((1,)),
+                _Stored(0, 1, b"x", None), os.stat(".")]  # fmt: skip
+        cls: Any = rng.choice([_Stored, _Stored, _Stored, _Dicted, _Unnamed, os.stat_result, 5])
+        items = [rng.choice(pool) for _ in range(rng.choice([4, 4, 4, 3, 5]))]
+        source: Any = rng.choice(
+            [[rng.choice(pool) for _ in range(rng.randrange(6))], _broken_items(rng), 5]
+        )
+        try:
+            if rng.random() < 0.5:
+                made.append(c.untracked_record(cls, *items))
+            else:
+                made.append(c.untracked_tuple(source))
+        except EXPECTED:
+            refused += 1
+            continue
+        if not gc.is_tracked(made[-1]) and _holds_tracked(made[-1]):
+            raise AssertionError(f"untracked, holding a tracked object: {made[-1]!r}")
+    if rng.random() < 0.05:
+        gc.collect()
+    if refused:
+        raise TypeError(f"{refused} classes or items refused")  # counted with the others
+
+
 def crc_to_the_allocations_end(rng: random.Random) -> None:
     """Each CRC32C implementation the CPU runs over buffers that end where
     their allocation ends (ctypes asks malloc for exactly that many bytes;
@@ -495,6 +553,10 @@ def main() -> int:
             errors += 1
         try:
             entries_hostile(rng)
+        except EXPECTED:
+            errors += 1
+        try:
+            nested_hostile(rng)
         except EXPECTED:
             errors += 1
     print(f"{iterations} inputs, {errors} typed errors, no crash")

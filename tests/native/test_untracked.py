@@ -279,3 +279,34 @@ def test_the_c_slice_hashes_and_compares_as_the_twins_view(
     for other in others:
         assert (c_view == other) == (pure_view == other), other
         assert (c_view != other) == (pure_view != other), other
+
+
+@needs_c
+def test_a_record_or_tuple_of_untracked_records_is_untracked() -> None:
+    """CPython's collector keeps a tuple holding a tuple subclass tracked
+    whatever it holds, so a record (or an exact tuple) of untracked records,
+    as the manifest's ranges and their links are (docs/design/0158), is
+    untracked here; a tracked record or tuple inside keeps it tracked."""
+    c = c_impl()
+    inner = c.untracked_record(Batch, 0, 1, b"x", None)
+    outer = c.untracked_record(Batch, 0, 1, inner, None)
+    assert not gc.is_tracked(inner) and not gc.is_tracked(outer)
+    many = c.untracked_tuple(c.untracked_record(Batch, i, i + 1, inner, None) for i in range(5))
+    assert type(many) is tuple and len(many) == 5 and not gc.is_tracked(many)
+    assert not gc.is_tracked(c.untracked_tuple([1, b"x", None, (), many]))
+    gc.collect()
+    usual = (inner, outer)  # what CPython itself would untrack, were it an exact tuple's items
+    assert gc.is_tracked(usual)
+    tracked = Batch(0, 1, b"x")
+    assert gc.is_tracked(c.untracked_record(Batch, 0, 1, tracked, None))
+    assert gc.is_tracked(c.untracked_tuple([inner, tracked]))
+    assert gc.is_tracked(c.untracked_tuple([inner, [1]]))
+    assert gc.is_tracked(c.untracked_tuple([inner, {"a": 1}]))
+
+
+def test_a_tuple_of_items_is_their_tuple(impl: ModuleType) -> None:
+    assert impl.untracked_tuple([]) == ()
+    assert impl.untracked_tuple(iter([1, b"x", None])) == (1, b"x", None)
+    assert impl.untracked_tuple("ab") == ("a", "b")
+    with pytest.raises(TypeError):
+        impl.untracked_tuple(5)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3stream.chain import RangeLinks
+from s3stream.chain_hash import ChainHash
 from s3stream.manifest_entries import ObjectMeta, RangeMeta, StreamMeta
 from s3stream.objects import ObjectKind
 
@@ -101,5 +102,18 @@ def test_finding_a_range_keeps_nothing_per_range() -> None:
     meta = ObjectMeta(1, "objects/1", ObjectKind.STREAM_SET, 0, 0, ranges)
     for r in ranges:
         meta.range_at(r.stream_id, 0)
-    # One flag (whether the ranges are in order), not an index of them.
-    assert all(not isinstance(v, (dict, list, tuple)) or v is ranges for v in vars(meta).values())
+    # One flag (whether the ranges are in order), not an index of them: the
+    # object is its fields, and has no __dict__ to keep one in.
+    assert meta.in_order is True and not hasattr(meta, "__dict__")
+    assert all(not isinstance(v, (dict, list, tuple)) or v is meta.ranges for v in meta)
+    assert meta.ranges == ranges
+
+
+def test_two_ranges_of_one_key_that_do_not_compare_are_found_by_the_walk() -> None:
+    # The same stream, offsets and size, one with chain links and one
+    # without: the ranges compare as far as their links, which do not.
+    links = RangeLinks(ChainHash.SHA256, b"a" * 32, b"b" * 32)
+    ranges = (RangeMeta(1, 0, 3, 10, links), RangeMeta(1, 0, 3, 10), RangeMeta(2, 0, 3, 10))
+    meta = ObjectMeta(1, "objects/1", ObjectKind.STREAM_SET, 0, 0, ranges)
+    assert meta.in_order is False
+    assert meta.range_at(1, 0) is ranges[0] and meta.range_at(2, 0) is ranges[2]
