@@ -21,6 +21,7 @@ import bisect
 import time
 from array import array
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from s3stream.objects import StoredBatch
@@ -155,11 +156,28 @@ class LogCache:
     def batches_of(self, block: CacheBlock) -> dict[int, list[StoredBatch]]:
         """The block's batches by stream, in offset order (a deleted
         stream's too, until the block is evicted)."""
-        out = {}
-        firsts = block.firsts
-        for stream_id, count in block.counts.items():
-            out[stream_id] = self._holding(stream_id).share(firsts[stream_id], count)
+        out: dict[int, list[StoredBatch]] = {}
+        self.read_pieces(block, [(s, 0, count) for s, count in block.counts.items()], out)
         return out
+
+    def read_pieces(
+        self,
+        block: CacheBlock,
+        pieces: Iterable[tuple[int, int, int]],
+        out: dict[int, list[StoredBatch]],
+    ) -> None:
+        """Adds to ``out`` each piece (stream, skip, count) of the block's
+        shares: ``count`` of the stream's batches in the block from its
+        ``skip``-th, after what ``out`` has of that stream already
+        (s3stream/block_shares.py reads a block in pieces, a hold each)."""
+        firsts = block.firsts
+        for stream_id, skip, count in pieces:
+            batches = self._holding(stream_id).share(firsts[stream_id] + skip, count)
+            got = out.get(stream_id)
+            if got is None:
+                out[stream_id] = batches
+            else:
+                got += batches
 
     def ends_of(self, block: CacheBlock) -> dict[int, int]:
         """Each of the block's streams' end offset in it (the block not

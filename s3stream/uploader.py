@@ -51,6 +51,7 @@ from typing import NamedTuple
 from native.buffers import BytesLike
 from s3stream import chain
 from s3stream.ack_trace import UploadTrace
+from s3stream.block_shares import read_block_shares
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import CURRENT
 from s3stream.chain_hash import extend as extend_chain
@@ -600,10 +601,10 @@ class Uploader:
         self, block: CacheBlock, live: set[int], state: ManifestState
     ) -> list[PreparedObject]:
         config = self._config
-        # Under the lock: the block's batches are read from its streams'
-        # lists, whose fronts an eviction of an older block drops (0156).
-        with self._state.lock:
-            by_stream = self._state.cache.batches_of(block)
+        # Under the lock, a bounded group of batches a hold: the block's
+        # batches are read from its streams' lists, whose fronts an eviction
+        # of an older block drops (0156, 0157).
+        by_stream = read_block_shares(self._state.lock, self._state.cache, block)
         return prepare_objects(
             ((sid, b) for sid, b in by_stream.items() if sid in live),
             state=state,
