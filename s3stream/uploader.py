@@ -658,11 +658,12 @@ class Uploader:
         with self._state.lock:
             # Before mark_uploaded, which may evict the block itself.
             ends = None if trace is None else self._state.cache.ends_of(block)
-            self._state.cache.mark_uploaded(block)
+            evicted = self._state.cache.mark_uploaded(block)
             self._state.changed.notify_all()
             reached = self._reached_locked() if self._waiters else []
             if reached:
                 self._batch = len(reached) + sum(map(len, self._waiters.values()))
+        del evicted  # the evicted batches freed here, the lock released (0157)
         if trace is not None and ends is not None:
             _traced(trace, block, ends, objects, version, committed)
         for waiter, end in reached:

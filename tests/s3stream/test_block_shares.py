@@ -18,14 +18,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
+from typing import ClassVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s3stream import StreamStore, StreamStoreConfig
 from s3stream.block_shares import STREAM_COST, read_block_shares, share_groups
 from s3stream.log_cache import CacheBlock, LogCache
 from s3stream.objects import StoredBatch
+from s3stream.store import LocalStore
 
 STREAMS = 6
 
@@ -145,17 +149,17 @@ def test_a_blocks_shares_are_cut_into_groups_of_bounded_cost() -> None:
     cache = LogCache(1 << 30)
     appends = _Appends(cache)
     for i in range(1000):
-        appends.append(1 + i % 3 if i < 900 else 4 + i % 50)
+        appends.append(1 + i % 3 if i < 900 else 4 + i % 50)  # long shares, then short ones
     block = cache.seal()
     assert block is not None
     groups = list(share_groups(block, 64))
     for group in groups:
-        assert sum(piece.length + STREAM_COST for piece in group) <= 64
+        assert sum(length + STREAM_COST for _, _, length in group) <= 64
     pieces = [piece for group in groups for piece in group]
     for stream_id, count in block.counts.items():
-        mine = [p for p in pieces if p.stream_id == stream_id]
-        assert [p.skip for p in mine] == [sum(p.length for p in mine[:i]) for i in range(len(mine))]
-        assert sum(p.length for p in mine) == count
+        mine = [(skip, length) for s, skip, length in pieces if s == stream_id]
+        assert [skip for skip, _ in mine] == [sum(n for _, n in mine[:i]) for i in range(len(mine))]
+        assert sum(length for _, length in mine) == count
     assert read_block_shares(threading.Lock(), cache, block, 64) == appends.blocks[block.block_id]
 
 
@@ -252,3 +256,56 @@ def test_uploads_read_their_blocks_while_threads_append_evict_delete_and_read() 
                 thread.join(30)
     assert not wrong
     assert len(read) == blocks_wanted
+
+
+def test_an_eviction_hands_the_evicted_batches_back() -> None:
+    cache = LogCache(10)
+    appends = _Appends(cache)
+    for i in range(30):
+        appends.append(1 + i % 4)
+    first = cache.seal()
+    for i in range(30):
+        appends.append(1 + i % 5)
+    second = cache.seal()
+    assert first is not None and second is not None
+    assert cache.mark_uploaded(second) == []  # the older block is not uploaded: nothing goes
+    evicted = cache.mark_uploaded(first)
+    gone = [appends.blocks[block.block_id] for block in (first, second)]
+    assert sorted(b for batches in evicted for b in batches) == sorted(
+        b for by_stream in gone for batches in by_stream.values() for b in batches
+    )
+    assert cache.size == 0
+
+
+class _Watched(bytes):
+    """A payload that notes, as it is freed, whether the store's lock is held."""
+
+    freed_under_lock: ClassVar[list[bool]] = []
+    lock: ClassVar[threading.Lock | None] = None
+
+    def __del__(self) -> None:
+        assert self.lock is not None
+        _Watched.freed_under_lock.append(self.lock.locked())
+
+
+def test_an_upload_frees_the_batches_it_evicts_after_releasing_the_stores_lock(
+    tmp_path: Path,
+) -> None:
+    config = StreamStoreConfig(
+        upload_interval_s=3600.0, compaction_interval_s=3600.0, log_cache_bytes=0
+    )
+    store = StreamStore.open(tmp_path / "node", LocalStore(str(tmp_path / "bucket")), config)
+    try:
+        _Watched.lock = store._state.lock
+        _Watched.freed_under_lock.clear()
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 1)
+        for offset in range(50):
+            store.append(stream_id, offset, offset, _Watched(b"x" * 30))
+        assert store.flush()
+        assert store.log_cache_usage().size == 0  # uploaded, and evicted
+        # The store keeps its last append (the stream's tail) elsewhere too.
+        assert len(_Watched.freed_under_lock) >= 49
+        assert not any(_Watched.freed_under_lock)
+    finally:
+        store.close(flush=False)
