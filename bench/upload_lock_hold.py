@@ -30,7 +30,9 @@ in the measuring thread's CPU time, the collector off: three blocks of 100-byte
 batches over ``--streams`` streams; the third block's read (its longest hold,
 its total, its holds) and an upload's mark_uploaded evicting the first
 block: the hold, and the freeing of the evicted batches after it, where
-the tree hands them back.
+the tree hands them back; and, with a real lock, the waits of a thread
+taking it every 0.1 ms (as appends would) while another reads the block
+five times (wall time: the longest and the p99.9).
 
 Every figure is beside the first tree's from the same round, with the load
 average at the run's end.
@@ -234,10 +236,17 @@ def measure_cache(streams: int, block_mib: int) -> dict[str, Any]:
     try:
         from s3stream.block_shares import read_block_shares
     except ImportError:  # a tree that reads a block in one hold
-        with TimedLock():
-            cache.batches_of(blocks[2])
+
+        def read(lock: Any) -> None:
+            with lock:
+                cache.batches_of(blocks[2])
     else:
-        read_block_shares(TimedLock(), cache, blocks[2])  # type: ignore[arg-type]
+
+        def read(lock: Any) -> None:
+            read_block_shares(lock, cache, blocks[2])
+
+    read(TimedLock())
+    waits = _waits_beside(read)
     cache.mark_uploaded(blocks[0])  # under the bound: nothing evicted yet
     cache.max_bytes = cache.size - 1  # the next upload evicts the oldest block
     since = thread_time()
@@ -254,7 +263,36 @@ def measure_cache(streams: int, block_mib: int) -> dict[str, Any]:
         "read_holds": len(holds),
         "evict_hold_ms": evict * 1e3,
         "freed_after_ms": freed_after * 1e3,
+        "contended_longest_wait_ms": waits[-1] * 1e3,
+        "contended_p999_wait_ms": waits[int(0.999 * len(waits))] * 1e3,
     }
+
+
+def _waits_beside(read: Any) -> list[float]:
+    """The waits, sorted, of a thread that takes a real lock every 0.1 ms
+    (as appends would) while another reads the block under it five times."""
+    import threading
+
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def reads() -> None:
+        for _ in range(5):
+            read(lock)
+            threading.Event().wait(0.01)
+        done.set()
+
+    reader = threading.Thread(target=reads)
+    waits: list[float] = []
+    reader.start()
+    while not done.is_set():
+        before = perf_counter()
+        with lock:
+            pass
+        waits.append(perf_counter() - before)
+        done.wait(0.0001)
+    reader.join()
+    return sorted(waits)
 
 
 def _run(tree: Path, *args: object) -> dict[str, Any]:
@@ -301,6 +339,8 @@ CACHE_FIGURES = (
     "read_holds",
     "evict_hold_ms",
     "freed_after_ms",
+    "contended_longest_wait_ms",
+    "contended_p999_wait_ms",
 )
 
 
