@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -44,7 +45,10 @@ KILLS = 8 if FULL else 1
 KILLS_WITH_GROUPS = 20 if FULL else 6
 """How many times the slow variant kills the target while checkpoints run."""
 DOWN_S = 2.0
-"""How long the target stays down: twice the mirror's delivery timeout."""
+"""The longest the target stays down: twice the mirror's delivery timeout."""
+DELIVERY_TIMEOUT_S = DOWN_S / 2
+STARTS_OVER = "starting over from the target"
+"""What the mirror logs when it gives up a session."""
 
 
 def start_mirror(source: str, target: str, log: Path, *flags: str) -> subprocess.Popen[bytes]:
@@ -82,6 +86,23 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{what}: not in {timeout} s")
+
+
+def starts_over(log: Path) -> int:
+    """How many sessions the mirror has given up so far."""
+    return log.read_text(errors="replace").count(STARTS_OVER)
+
+
+def down_until_given_up(log: Path, given_up_before: int) -> None:
+    """Keeps a killed target down past the mirror's delivery timeout, then
+    until the mirror has given up its session, for DOWN_S at most. Started
+    again as soon as the mirror starts over, the target is there for its
+    first retry: a fixed DOWN_S left the mirror's retries failing against
+    a target still down, each waiting twice as long as the one before."""
+    deadline = time.monotonic() + DOWN_S
+    time.sleep(DELIVERY_TIMEOUT_S)
+    while starts_over(log) == given_up_before and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def test_kill_9_of_the_mirror_mid_run_then_restart(
@@ -225,12 +246,11 @@ class GroupMover(threading.Thread):
         assert not self.is_alive()
 
 
-def next_record_on_target(source: str, target: str, topic: str, partition: int, at: int) -> int:
+def next_record_on_target(sources: list[Any], targets: list[Any], at: int) -> int:
     """The target offset of the first committed source record at or after
-    source offset ``at`` (the target's end if none): where a consumer moved
-    over from ``at`` must resume."""
-    sources = read_topic(source, topic, partition + 1)[partition]
-    targets = read_topic(target, topic, partition + 1)[partition]
+    source offset ``at`` (the target's end if none), from a partition's
+    committed records on either side: where a consumer moved over from
+    ``at`` must resume."""
     for original, mirrored in zip(sources, targets, strict=True):
         if original.offset() >= at:
             return int(mirrored.offset())
@@ -279,14 +299,15 @@ def test_kill_9_of_the_target_mid_run_while_checkpoints_run_then_restart(
         "--topics", topic,
         "--groups", f"{topic}-.*",
         "--checkpoint-interval", "0.1",
-        "--to-config", f"message.timeout.ms={int(DOWN_S * 1000 / 2)}",
+        "--to-config", f"message.timeout.ms={int(DELIVERY_TIMEOUT_S * 1000)}",
     )  # fmt: skip
     try:
         for kill in range(1, kills + 1):
             wanted = kill * RECORDS // 4
             wait_for(lambda w=wanted: target_count(target, topic, partitions) > w, 60, "copying")
+            given_up = starts_over(log)
             target_server.kill()
-            time.sleep(DOWN_S)
+            down_until_given_up(log, given_up)
             target_server.start()
         written = writer.stop()
         mover.stop()
@@ -302,16 +323,18 @@ def test_kill_9_of_the_target_mid_run_while_checkpoints_run_then_restart(
     assert "Assertion" not in said
     # The target stayed down past the delivery timeout: the mirror gave up
     # its session and started over from what the target held.
-    assert "starting over from the target" in said
+    assert STARTS_OVER in said
     again = MirrorRunner(
         MirrorSettings(source, target, topics=topic, groups=f"{topic}-.*"), once=True
     ).run()
     result = assert_mirrored_exactly(source, target, topic, partitions)
     assert result["records"] == written + 4 * partitions
     assert target_count(target, topic, partitions) == result["records"], "a record twice"
-    ends = [next_record_on_target(source, target, topic, p, 1 << 62) for p in range(partitions)]
+    # Read once: each partition's lookups read the same records again.
+    sources, targets = read_topic(source, topic, partitions), read_topic(target, topic, partitions)
+    ends = [next_record_on_target(sources[p], targets[p], 1 << 62) for p in range(partitions)]
     for group in movers:
         assert committed_offsets(target, group, topic, partitions) == ends, group
-    expected_head = [next_record_on_target(source, target, topic, p, 5) for p in range(partitions)]
+    expected_head = [next_record_on_target(sources[p], targets[p], 5) for p in range(partitions)]
     assert committed_offsets(target, f"{topic}-head", topic, partitions) == expected_head
     assert set(again.checkpoints) <= {f"{topic}-head", *movers}
