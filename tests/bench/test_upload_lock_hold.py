@@ -24,3 +24,10 @@ def test_upload_lock_hold_reports_the_reads_holds_and_the_appends_waits() -> Non
     assert run["append_p999_us"] <= run["append_max_us"]
     assert run["appends_per_s"] > 0
     assert isinstance(run["loadavg"], float)
+    # The log cache alone: the eviction whole is its hold and the freeing
+    # after it, the figure that compares with a tree freeing under the lock.
+    (cached,) = report["cache_runs"]
+    assert cached["evict_hold_ms"] > 0 and cached["freed_after_ms"] >= 0
+    assert cached["evict_total_ms"] == pytest.approx(
+        cached["evict_hold_ms"] + cached["freed_after_ms"]
+    )
