@@ -51,6 +51,7 @@ from typing import NamedTuple
 from native.buffers import BytesLike
 from s3stream import chain
 from s3stream.ack_trace import UploadTrace
+from s3stream.block_shares import read_block_shares
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import CURRENT
 from s3stream.chain_hash import extend as extend_chain
@@ -600,10 +601,10 @@ class Uploader:
         self, block: CacheBlock, live: set[int], state: ManifestState
     ) -> list[PreparedObject]:
         config = self._config
-        # Under the lock: the block's batches are read from its streams'
-        # lists, whose fronts an eviction of an older block drops (0156).
-        with self._state.lock:
-            by_stream = self._state.cache.batches_of(block)
+        # Under the lock, a bounded group of batches a hold: the block's
+        # batches are read from its streams' lists, whose fronts an eviction
+        # of an older block drops (0156, 0157).
+        by_stream = read_block_shares(self._state.lock, self._state.cache, block)
         return prepare_objects(
             ((sid, b) for sid, b in by_stream.items() if sid in live),
             state=state,
@@ -657,11 +658,12 @@ class Uploader:
         with self._state.lock:
             # Before mark_uploaded, which may evict the block itself.
             ends = None if trace is None else self._state.cache.ends_of(block)
-            self._state.cache.mark_uploaded(block)
+            evicted = self._state.cache.mark_uploaded(block)
             self._state.changed.notify_all()
             reached = self._reached_locked() if self._waiters else []
             if reached:
                 self._batch = len(reached) + sum(map(len, self._waiters.values()))
+        del evicted  # the evicted batches freed here, the lock released (0157)
         if trace is not None and ends is not None:
             _traced(trace, block, ends, objects, version, committed)
         for waiter, end in reached:

@@ -334,6 +334,11 @@ class GroupCommitter:
                     self._fail(group, failure)
             else:
                 self._sync_for_interval()
+            # Not kept while the writer waits for the next append: the group
+            # holds its appends' payloads, which the caller and the log cache
+            # are done with once settled (an idle writer kept a whole group's
+            # bytes alive past the cache's eviction).
+            del group
 
     def _failed(self, failure: WalError) -> None:
         with self._lock:

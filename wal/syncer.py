@@ -184,6 +184,7 @@ class Syncer:
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
             self._sync_and_settle(*batch)
+            del batch  # its groups' payloads, not kept while the next is awaited
 
     def _sync_and_settle(self, segment: SegmentWriter, groups: list[WrittenGroup]) -> None:
         """One fdatasync covering ``groups``, then their completion (under

@@ -1,0 +1,33 @@
+"""bench/upload_lock_hold.py, run as people run it (``--quick``: 100
+streams, 1 MiB blocks, two uploads measured)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.bench.run import run_bench
+
+
+@pytest.mark.slow
+def test_upload_lock_hold_reports_the_reads_holds_and_the_appends_waits() -> None:
+    report = json.loads(run_bench("upload_lock_hold.py", "--quick", "--json"))
+    (run,) = report["runs"]
+    # The first block's upload and one after it.
+    assert (run["streams"], run["block_mib"], run["uploads"]) == (100, 1, 2)
+    # The read's holds were found and timed: at least one an upload.
+    assert run["read_holds"] >= 1
+    assert run["read_longest_ms"] > 0 and run["read_total_ms"] > 0
+    assert run["upload_end_longest_ms"] > 0
+    assert 0 < run["append_p50_us"] <= run["append_p99_us"] <= run["append_p999_us"]
+    assert run["append_p999_us"] <= run["append_max_us"]
+    assert run["appends_per_s"] > 0
+    assert isinstance(run["loadavg"], float)
+    # The log cache alone: the eviction whole is its hold and the freeing
+    # after it, the figure that compares with a tree freeing under the lock.
+    (cached,) = report["cache_runs"]
+    assert cached["evict_hold_ms"] > 0 and cached["freed_after_ms"] >= 0
+    assert cached["evict_total_ms"] == pytest.approx(
+        cached["evict_hold_ms"] + cached["freed_after_ms"]
+    )

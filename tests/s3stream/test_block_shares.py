@@ -1,0 +1,312 @@
+"""An upload reads its block's batches in bounded holds of the store's lock
+(s3stream/block_shares.py, docs/design/0157), and still sees exactly the
+batches of its block however appends, reads, seals, trims, stream
+deletions and evictions of older blocks fall between its holds.
+
+The property test drives the interleavings itself: the lock it hands the
+read runs, at every release, the operations hypothesis drew for that gap,
+on the one thread, against a model that keeps each block's batches as
+they were appended. The stress test runs the same read on a thread of its
+own with a real lock, while other threads append, seal, mark older blocks
+uploaded (evicting them), delete streams and read.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3stream import StreamStore, StreamStoreConfig
+from s3stream.block_shares import STREAM_COST, read_block_shares, share_groups
+from s3stream.log_cache import CacheBlock, LogCache
+from s3stream.objects import StoredBatch
+from s3stream.store import LocalStore
+
+STREAMS = 6
+
+
+class _Appends:
+    """Appends to a log cache, remembering each block's batches by stream as
+    they were put (the model), with offsets dense per stream."""
+
+    def __init__(self, cache: LogCache) -> None:
+        self.cache = cache
+        self.next: dict[int, int] = {}
+        self.blocks: dict[int, dict[int, list[StoredBatch]]] = {}
+
+    def append(self, stream_id: int, records: int = 1) -> None:
+        base = self.next.get(stream_id, 0)
+        batch = StoredBatch(base, base + records, bytes([stream_id]) * (1 + base % 7))
+        block = self.cache.add(stream_id, batch)
+        self.next[stream_id] = base + records
+        self.blocks.setdefault(block.block_id, {}).setdefault(stream_id, []).append(batch)
+
+
+class _Interleaving:
+    """The lock handed to the read: at each release, the operations drawn
+    for that gap run against the cache (on this thread: deterministic)."""
+
+    def __init__(self, run_gap: Callable[[], None]) -> None:
+        self.run_gap = run_gap
+        self.held = False
+        self.holds = 0
+
+    def __enter__(self) -> bool:
+        assert not self.held
+        self.held = True
+        self.holds += 1
+        return True
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.held = False
+        self.run_gap()
+
+
+_OPERATION = st.one_of(
+    st.tuples(st.just("append"), st.integers(1, STREAMS), st.integers(1, 3)),
+    st.tuples(st.just("seal"), st.just(0), st.just(0)),
+    st.tuples(st.just("upload_older"), st.just(0), st.just(0)),
+    st.tuples(st.just("delete"), st.integers(1, STREAMS), st.just(0)),
+    st.tuples(st.just("trim"), st.integers(1, STREAMS), st.integers(0, 5)),
+    st.tuples(st.just("read"), st.integers(1, STREAMS), st.integers(0, 40)),
+)
+
+
+_SOME_APPENDS = st.lists(st.integers(1, STREAMS), min_size=1, max_size=40)
+"""The streams of a block's appends, one batch each."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.lists(_OPERATION, max_size=60),
+    group_batches=st.integers(STREAM_COST + 1, STREAM_COST + 6),
+    max_bytes=st.integers(0, 200),
+    data=st.data(),
+)
+def test_an_upload_reads_its_blocks_batches_whatever_falls_between_its_holds(
+    before: list[tuple[str, int, int]], group_batches: int, max_bytes: int, data: st.DataObject
+) -> None:
+    cache = LogCache(max_bytes)
+    appends = _Appends(cache)
+    target: list[CacheBlock] = []
+
+    def apply(operation: tuple[str, int, int]) -> None:
+        name, stream_id, number = operation
+        if name == "append":
+            appends.append(stream_id, number)
+        elif name == "seal":
+            cache.seal()
+        elif name == "upload_older":
+            # Uploads go in order: only a block older than the one being
+            # read can be marked uploaded (and evicted) while it is read.
+            block = cache.next_to_upload()
+            if block is not None and (not target or block.block_id < target[0].block_id):
+                cache.mark_uploaded(block)
+        elif name == "delete":
+            cache.drop_stream(stream_id)
+        elif name == "trim":
+            cache.add_trim(stream_id, number)
+        elif cache.covers(stream_id, number):
+            cache.read(stream_id, number, 50, 1 << 40)
+
+    for operation in before:
+        apply(operation)
+    # Older sealed blocks not uploaded yet, whose uploads evict in the gaps,
+    # then the block read: its appends sealed, waiting for its upload.
+    older = data.draw(st.lists(_SOME_APPENDS, max_size=3))
+    for streams in [*older, data.draw(_SOME_APPENDS)]:
+        for stream_id in streams:
+            appends.append(stream_id)
+        sealed = cache.seal()
+    assert sealed is not None
+    target.append(sealed)
+
+    def run_gap() -> None:
+        for operation in data.draw(st.lists(_OPERATION, max_size=6)):
+            apply(operation)
+
+    lock = _Interleaving(run_gap)
+    got = read_block_shares(lock, cache, sealed, group_batches)
+    assert got == appends.blocks[sealed.block_id]
+    assert lock.holds == len(list(share_groups(sealed, group_batches)))
+
+
+def test_a_blocks_shares_are_cut_into_groups_of_bounded_cost() -> None:
+    cache = LogCache(1 << 30)
+    appends = _Appends(cache)
+    for i in range(1000):
+        appends.append(1 + i % 3 if i < 900 else 4 + i % 50)  # long shares, then short ones
+    block = cache.seal()
+    assert block is not None
+    groups = list(share_groups(block, 64))
+    for group in groups:
+        assert sum(length + STREAM_COST for _, _, length in group) <= 64
+    pieces = [piece for group in groups for piece in group]
+    for stream_id, count in block.counts.items():
+        mine = [(skip, length) for s, skip, length in pieces if s == stream_id]
+        assert [skip for skip, _ in mine] == [sum(n for _, n in mine[:i]) for i in range(len(mine))]
+        assert sum(length for _, length in mine) == count
+    assert read_block_shares(threading.Lock(), cache, block, 64) == appends.blocks[block.block_id]
+
+
+@contextmanager
+def _switching_often() -> Iterator[None]:
+    """Threads handed the GIL every few microseconds: many more
+    interleavings between the read's steps and the others' a second."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_uploads_read_their_blocks_while_threads_append_evict_delete_and_read() -> None:
+    cache = LogCache(3000)
+    appends = _Appends(cache)
+    lock = threading.Lock()
+    changed = threading.Condition(lock)
+    stop = threading.Event()
+    read: list[CacheBlock] = []
+    """Blocks read and checked, for the committer to mark uploaded in order."""
+    wrong: list[str] = []
+    rng = random.Random(157)
+    blocks_wanted = 150
+
+    def appender() -> None:
+        stream = 0
+        while not stop.is_set():
+            with lock:
+                for _ in range(rng.randrange(1, 40)):
+                    stream = stream % 8 + 1
+                    appends.append(stream, rng.randrange(1, 3))
+                if rng.random() < 0.05 and cache.seal() is not None:
+                    changed.notify_all()
+
+    def uploader() -> None:
+        uploaded = 0
+        while uploaded < blocks_wanted and not stop.is_set():
+            with lock:
+                # The next sealed block not read yet (the committer may be
+                # behind: its older blocks are marked uploaded meanwhile).
+                following = None
+                while following is None and not stop.is_set():
+                    after = read[-1] if read else None
+                    following = (
+                        cache.next_to_upload() if after is None else cache.sealed_after(after)
+                    )
+                    if following is None:
+                        changed.wait(0.1)
+                if following is None:
+                    return
+                expected = {s: list(b) for s, b in appends.blocks[following.block_id].items()}
+            got = read_block_shares(lock, cache, following, STREAM_COST + 8)
+            if got != expected:
+                wrong.append(f"block {following.block_id}")
+            with lock:
+                read.append(following)
+                changed.notify_all()
+            uploaded += 1
+
+    def committer() -> None:
+        done = 0
+        while done < blocks_wanted and not stop.is_set():
+            with lock:
+                while len(read) <= done and not stop.is_set():
+                    changed.wait(0.1)
+                if stop.is_set():
+                    return
+                cache.mark_uploaded(read[done])  # evicts while the next is read
+            done += 1
+
+    def deleter_and_reader() -> None:
+        while not stop.is_set():
+            with lock:
+                stream_id = rng.randrange(1, 9)
+                if rng.random() < 0.01:
+                    cache.drop_stream(stream_id)
+                elif cache.covers(stream_id, 0):
+                    cache.read(stream_id, 0, 300, 1 << 40)
+
+    threads = [threading.Thread(target=t) for t in (uploader, committer)]
+    helpers = [threading.Thread(target=t) for t in (appender, deleter_and_reader)]
+    with _switching_often():
+        for thread in threads + helpers:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join(120)
+        finally:
+            stop.set()
+            for thread in threads + helpers:
+                thread.join(30)
+    assert not wrong
+    assert len(read) == blocks_wanted
+
+
+def test_an_eviction_hands_the_evicted_batches_back() -> None:
+    cache = LogCache(10)
+    appends = _Appends(cache)
+    for i in range(30):
+        appends.append(1 + i % 4)
+    first = cache.seal()
+    for i in range(30):
+        appends.append(1 + i % 5)
+    second = cache.seal()
+    assert first is not None and second is not None
+    assert cache.mark_uploaded(second) == []  # the older block is not uploaded: nothing goes
+    evicted = cache.mark_uploaded(first)
+    gone = [appends.blocks[block.block_id] for block in (first, second)]
+    assert sorted(b for batches in evicted for b in batches) == sorted(
+        b for by_stream in gone for batches in by_stream.values() for b in batches
+    )
+    assert cache.size == 0
+
+
+class _Watched(bytes):
+    """A payload that notes, as it is freed, whether the store's lock is held."""
+
+    freed_under_lock: ClassVar[list[bool]] = []
+    lock: ClassVar[threading.Lock | None] = None
+
+    def __del__(self) -> None:
+        assert self.lock is not None
+        _Watched.freed_under_lock.append(self.lock.locked())
+
+
+def test_an_upload_frees_the_batches_it_evicts_after_releasing_the_stores_lock(
+    tmp_path: Path,
+) -> None:
+    config = StreamStoreConfig(
+        upload_interval_s=3600.0, compaction_interval_s=3600.0, log_cache_bytes=0
+    )
+    store = StreamStore.open(tmp_path / "node", LocalStore(str(tmp_path / "bucket")), config)
+    try:
+        _Watched.lock = store._state.lock
+        _Watched.freed_under_lock.clear()
+        stream_id = store.create_stream()
+        store.open_stream(stream_id, 1)
+        for offset in range(50):
+            store.append(stream_id, offset, offset, _Watched(b"x" * 30))
+        assert store.flush()
+        assert store.log_cache_usage().size == 0  # uploaded, and evicted
+        # Every one: the WAL's writer and sync threads keep no settled
+        # group (a group's payloads) while they wait for the next.
+        assert len(_Watched.freed_under_lock) == 50
+        assert not any(_Watched.freed_under_lock)
+    finally:
+        store.close(flush=False)
