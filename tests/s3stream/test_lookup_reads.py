@@ -6,7 +6,6 @@ again in its block, and damage to the stored batch is a CorruptObject."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Sequence
 
@@ -80,7 +79,7 @@ def _as_version_3(prepared: PreparedObject) -> PreparedObject:
         version=3,
         header_index=region,
     )
-    return PreparedObject(dataclasses.replace(prepared.meta, size=len(old)), [old])
+    return PreparedObject(prepared.meta._replace(size=len(old)), [old])
 
 
 def _written(
