@@ -263,7 +263,7 @@ def test_the_server_refuses_to_start_on_damage_and_says_where(tmp_path: Path) ->
     write(data)
     damage = damage_catalog_index(data)
     server = ServerProcess(data)
-    with pytest.raises(RuntimeError, match="exited at start"):
+    with pytest.raises(RuntimeError, match="exited with code 1 at start"):
         server.start()
     log = server.log()
     assert "cannot serve" in log and damage.key in log and damage.what in log, log

@@ -42,7 +42,7 @@ def test_serve_refuses_s3rver_with_one_clear_error(
     tmp_path: Path, s3rver_endpoint: S3Endpoint
 ) -> None:
     server = ServerProcess(tmp_path / "node", object_store=s3rver_endpoint.store_url("served"))
-    with pytest.raises(RuntimeError, match="exited at start") as caught:
+    with pytest.raises(RuntimeError, match="exited with code 1 at start") as caught:
         server.start()
     message = str(caught.value)
     assert "does not enforce create-if-absent" in message
