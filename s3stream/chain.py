@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from native import untracked_record
 from s3stream.chain_hash import LINK_BYTES, ChainHash, UnknownChainHash, chain_hash
 from s3stream.chain_hash import extend as extend_with
+from s3stream.enum_ids import known_id
 from s3stream.objects import StoredBatch
 
 GENESIS_TAG = b"tidelog.chain.genesis\x00"
@@ -59,11 +60,7 @@ def algorithm_id(algorithm: object) -> int:
     """The id of a ``ChainHash`` member or of an int naming one; anything
     else (an unknown id, a float, a bool) is UnknownChainHash here, not a
     KeyError from ``RangeLinks.algorithm`` when the links are first used."""
-    if type(algorithm) is ChainHash:
-        return algorithm.value
-    if type(algorithm) is int and algorithm in _BY_ID:
-        return algorithm
-    raise UnknownChainHash(algorithm)
+    return known_id(_BY_ID, algorithm, UnknownChainHash)
 
 
 class _RewriteFields(NamedTuple):

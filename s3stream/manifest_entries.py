@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from native import untracked_record, untracked_tuple
 from s3stream.chain import RangeLinks
+from s3stream.enum_ids import known_id
 from s3stream.objects import ObjectKind
 
 _range_key = attrgetter("stream_id", "start_offset")
@@ -39,11 +40,7 @@ def object_kind_id(kind: object) -> int:
     """The id of an ``ObjectKind`` member or of an int naming one; anything
     else (an unknown id, a float, a bool) is UnknownObjectKind here, not a
     KeyError from ``ObjectMeta.kind`` when the object is first used."""
-    if type(kind) is ObjectKind:
-        return kind.value
-    if type(kind) is int and kind in _KINDS:
-        return kind
-    raise UnknownObjectKind(kind)
+    return known_id(_KINDS, kind, UnknownObjectKind)
 
 
 class _RangeFields(NamedTuple):
