@@ -23,8 +23,9 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from native import untracked_record
-from s3stream.chain_hash import LINK_BYTES, ChainHash, chain_hash
+from s3stream.chain_hash import LINK_BYTES, ChainHash, UnknownChainHash, chain_hash
 from s3stream.chain_hash import extend as extend_with
+from s3stream.enum_ids import known_id
 from s3stream.objects import StoredBatch
 
 GENESIS_TAG = b"tidelog.chain.genesis\x00"
@@ -53,6 +54,13 @@ def rewrite_genesis(
 def extend(algorithm: ChainHash, link: bytes, batches: Iterable[StoredBatch]) -> bytes:
     """The link after ``batches``, starting from ``link``, made with ``algorithm``."""
     return extend_with(algorithm, link, batches)
+
+
+def algorithm_id(algorithm: object) -> int:
+    """The id of a ``ChainHash`` member or of an int naming one; anything
+    else (an unknown id, a float, a bool) is UnknownChainHash here, not a
+    KeyError from ``RangeLinks.algorithm`` when the links are first used."""
+    return known_id(_BY_ID, algorithm, UnknownChainHash)
 
 
 class _RewriteFields(NamedTuple):
@@ -104,7 +112,7 @@ class RangeLinks(_LinkFields):
     def __new__(
         cls, algorithm: ChainHash, before: bytes, after: bytes, rewrite: Rewrite | None = None
     ) -> RangeLinks:
-        return untracked_record(RangeLinks, int(algorithm), before, after, rewrite)
+        return untracked_record(RangeLinks, algorithm_id(algorithm), before, after, rewrite)
 
     @classmethod
     def _make(cls, iterable: Iterable[Any]) -> RangeLinks:  # type: ignore[override]
@@ -115,6 +123,13 @@ class RangeLinks(_LinkFields):
     @property
     def algorithm(self) -> ChainHash:
         return _BY_ID[self.algorithm_id]
+
+    def __repr__(self) -> str:
+        # Named as before the id was kept (0158): logs and test failures print it.
+        return (
+            f"RangeLinks(algorithm={self.algorithm.name}, before={self.before!r}, "
+            f"after={self.after!r}, rewrite={self.rewrite!r})"
+        )
 
     def to_wire(self) -> list[bytes | int]:
         """``[before, after, (old_before, old_after,) algorithm]``: the

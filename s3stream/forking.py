@@ -104,6 +104,7 @@ def _run_below(
                     raise ForkPointInsideRange(source, at, batch.base_offset, batch.end_offset)
                 kept.append(batch)
     if links is not None:
+        # No ``rewrite`` to keep: a cleaned range was refused above (tests/s3stream/test_forks.py).
         links = RangeLinks(
             links.algorithm, links.before, chain.extend(links.algorithm, links.before, kept)
         )

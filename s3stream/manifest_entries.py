@@ -19,10 +19,28 @@ from typing import Any, NamedTuple
 
 from native import untracked_record, untracked_tuple
 from s3stream.chain import RangeLinks
+from s3stream.enum_ids import known_id
 from s3stream.objects import ObjectKind
 
 _range_key = attrgetter("stream_id", "start_offset")
 _KINDS = {int(kind): kind for kind in ObjectKind}
+
+
+class UnknownObjectKind(ValueError):
+    """An object names a kind this version does not know (a damaged
+    manifest, or one a newer tidelog wrote)."""
+
+    def __init__(self, found: object) -> None:
+        known = ", ".join(f"{kind.value} = {kind.name}" for kind in ObjectKind)
+        super().__init__(f"unknown object kind {found!r} (known: {known})")
+        self.found = found
+
+
+def object_kind_id(kind: object) -> int:
+    """The id of an ``ObjectKind`` member or of an int naming one; anything
+    else (an unknown id, a float, a bool) is UnknownObjectKind here, not a
+    KeyError from ``ObjectMeta.kind`` when the object is first used."""
+    return known_id(_KINDS, kind, UnknownObjectKind)
 
 
 class _RangeFields(NamedTuple):
@@ -123,7 +141,7 @@ class ObjectMeta(_ObjectFields):
         created_ms: int,
         ranges: tuple[RangeMeta, ...],
     ) -> ObjectMeta:
-        return _object(object_id, key, int(kind), size, created_ms, ranges)
+        return _object(object_id, key, object_kind_id(kind), size, created_ms, ranges)
 
     @classmethod
     def _make(cls, iterable: Iterable[Any]) -> ObjectMeta:  # type: ignore[override]
@@ -133,7 +151,7 @@ class ObjectMeta(_ObjectFields):
         # new ones are out of order. ``in_order`` is found again, whatever
         # was given for it.
         object_id, key, kind_id, size, created_ms, ranges, _ = iterable
-        return _object(object_id, key, int(kind_id), size, created_ms, ranges)
+        return _object(object_id, key, object_kind_id(kind_id), size, created_ms, ranges)
 
     def __getnewargs__(self) -> tuple[int, str, int, int, int, tuple[RangeMeta, ...]]:
         # What copy and pickle give __new__: its six arguments, where
@@ -143,6 +161,14 @@ class ObjectMeta(_ObjectFields):
     @property
     def kind(self) -> ObjectKind:
         return _KINDS[self.kind_id]
+
+    def __repr__(self) -> str:
+        # Named as before the id was kept (0158): logs and test failures print it.
+        return (
+            f"ObjectMeta(object_id={self.object_id!r}, key={self.key!r}, "
+            f"kind={self.kind.name}, size={self.size!r}, created_ms={self.created_ms!r}, "
+            f"ranges={self.ranges!r})"
+        )
 
     def range_at(self, stream_id: int, start_offset: int) -> RangeMeta | None:
         """The object's range of ``stream_id`` starting at ``start_offset``
@@ -200,8 +226,9 @@ class ObjectMeta(_ObjectFields):
     def from_wire(cls, raw: list[Any]) -> ObjectMeta:
         object_id, key, kind, size, created_ms, ranges = raw
         # A dict's look for an int, not the enum's call (a tenth of an
-        # open's walk of 30,000 objects); anything else as the enum says it.
-        known = kind if type(kind) is int and kind in _KINDS else int(ObjectKind(kind))
+        # open's walk of 30,000 objects); anything else is refused here,
+        # where the damaged manifest is read.
+        known = kind if type(kind) is int and kind in _KINDS else object_kind_id(kind)
         return _object(
             object_id, key, known, size, created_ms, tuple(map(RangeMeta.from_wire, ranges))
         )

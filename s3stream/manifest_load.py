@@ -12,8 +12,10 @@ import logging
 import time
 from typing import NamedTuple
 
+from s3stream.chain_hash import UnknownChainHash
 from s3stream.checkpoint_reading import KeptEntries, read_checkpoint
 from s3stream.errors import CorruptObject
+from s3stream.manifest_entries import UnknownObjectKind
 from s3stream.manifest_records import (
     CHECKPOINT_PREFIX,
     HEADER_SIZE,
@@ -145,6 +147,9 @@ class _Replay:
             except InvalidOperation as error:
                 self.left_out[seq] = f"its operations do not apply: {error}"
                 raise _LoadAgain from error
+            except (UnknownObjectKind, UnknownChainHash) as error:
+                # Refused where it is read, as the checkpoint reader refuses it.
+                raise CorruptObject(key, f"undecodable manifest delta: {error}") from error
             if fence or self.owner is None:
                 self.owner = writer
         else:

@@ -152,6 +152,51 @@ def test_a_fork_point_inside_a_cleaned_range_is_refused(store: StreamStore) -> N
     assert (inside.value.range_start, inside.value.range_end) == (0, 12)
 
 
+@pytest.mark.parametrize("at", [24, 27, 36], ids=["at-its-end", "inside-the-next", "past-both"])
+def test_a_fork_after_a_cleaned_range_keeps_its_rewrite_and_a_chain_that_verifies(
+    store: StreamStore, bucket: MemoryStore, at: int
+) -> None:
+    """A fork point past a cleaned range shares that range as the source
+    wrote it, rewrite and all, and the range copied below the point is one
+    no cleaner rewrote (a point inside a cleaned range is refused, above):
+    so the copied links, made without a rewrite, lose none, and the fork's
+    chain verifies with the source's rewrite reported, not as tampering."""
+    source = new_stream(store)
+    uploaded(store, source, 4, rounds=3)  # ranges [0, 12), [12, 24), [24, 36)
+    store.replace_range(source, 12, 24, [StoredBatch(12, 15, b"cleaned")])
+    fork = open_fork(store, source, at)
+    state = store.manifest.state
+    below = [batch for batch in _read_with_gaps(store, source) if batch[0] < at]
+    assert _read_with_gaps(store, fork) == below and below[4][:2] == (12, 15)
+    source_verdict = verify_stream(bucket, state, source)
+    verdict = verify_stream(bucket, state, fork)
+    assert verdict.ok and verdict.from_genesis and verdict.end_offset == at, verdict
+    assert verdict.rewrites == source_verdict.rewrites and len(verdict.rewrites) == 1
+    for start, _, object_id in state.ranges[fork].entries:
+        links = state.range_meta(fork, start, object_id)
+        origin = state.range_meta(source, start, _source_object(store, source, start))
+        assert links is not None and origin is not None and links.links is not None
+        assert origin.links is not None
+        assert links.links.rewrite == origin.links.rewrite
+        assert (links.links.rewrite is not None) == (start == 12)
+
+
+def _read_with_gaps(store: StreamStore, stream_id: int) -> list[tuple[int, int, bytes]]:
+    """Every batch of the stream, over the gaps a cleaner leaves."""
+    out: list[tuple[int, int, bytes]] = []
+    offset = store.start_offset(stream_id)
+    while offset < store.end_offset(stream_id):
+        result = store.fetch(stream_id, offset, 4096)
+        out += [(b.base_offset, b.end_offset, bytes(b.payload)) for b in result.batches]
+        offset = result.next_offset
+    return out
+
+
+def _source_object(store: StreamStore, stream_id: int, start: int) -> int:
+    state = store.manifest.state
+    return next(oid for s, _, oid in state.ranges[stream_id].entries if s == start)
+
+
 def test_a_fork_of_a_fork_reads_both_histories(store: StreamStore) -> None:
     source = new_stream(store)
     uploaded(store, source, 4)
