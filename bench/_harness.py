@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -115,3 +116,22 @@ def stop_server(process: subprocess.Popen[bytes], log: Path, timeout: float = 30
         f"the server (pid {process.pid}) {how_it_ended(process.returncode)} {when};"
         f" the tail of {log}:\n{tail}"
     )
+
+
+def child_json(tree: Path, *command: object, timeout: float = 1800) -> dict[str, Any]:
+    """``python *command`` run in a child on ``tree``'s code (first on its
+    path, its C extension: TIDELOG_PURE unset), for trees compared in turns;
+    the JSON object its last line printed."""
+    environment = {**os.environ, "PYTHONPATH": str(tree)}
+    environment.pop("TIDELOG_PURE", None)
+    done = subprocess.run(
+        [sys.executable, *map(str, command)],
+        env=environment,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

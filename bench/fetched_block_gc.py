@@ -26,10 +26,7 @@ Every figure is beside the first tree's from the same round.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,19 +137,7 @@ print(json.dumps(out))
 
 
 def _child(tree: Path, *args: object) -> dict[str, Any]:
-    environment = {**os.environ, "PYTHONPATH": str(tree)}
-    environment.pop("TIDELOG_PURE", None)
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, args)],
-        env=environment,
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return _harness.child_json(tree, "-c", CHILD, *args)
 
 
 FIGURES = (

@@ -302,19 +302,7 @@ def _waits_beside(read: Any) -> list[float]:
 def _run(tree: Path, *args: object) -> dict[str, Any]:
     """This script run with ``args`` in a child, ``tree`` on its path; its
     JSON line."""
-    environment = {**os.environ, "PYTHONPATH": str(tree)}
-    environment.pop("TIDELOG_PURE", None)
-    done = subprocess.run(
-        [sys.executable, __file__, *map(str, args)],
-        env=environment,
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return _harness.child_json(tree, __file__, *args)
 
 
 def _child(tree: Path, scratch: Path, streams: int, block_mib: int, uploads: int) -> dict[str, Any]:
