@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,3 +135,23 @@ def child_json(tree: Path, *command: object, timeout: float = 1800) -> dict[str,
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def figure_cells(
+    run: Mapping[str, Any],
+    base: Mapping[str, Any],
+    names: Iterable[str],
+    no_ratio: Container[str] = (),
+) -> list[str]:
+    """A table row's cells for ``run``'s figures ``names``, each with its
+    ratio to ``base``'s (a run of the other tree in the same round) unless
+    ``run`` is the base, the base's figure is 0 or the figure is in
+    ``no_ratio``."""
+    cells = []
+    for name in names:
+        value = run[name]
+        if run is base or not base[name] or name in no_ratio:
+            cells.append(f"{value:.4g}")
+        else:
+            cells.append(f"{value:.4g} ({value / base[name]:.2f})")
+    return cells

@@ -161,12 +161,7 @@ def print_table(results: dict[str, Any]) -> None:
     for run in results["runs"]:
         base = next(r for r in results["runs"] if r["round"] == run["round"])
         cells = [str(run["round"]), Path(run["tree"]).name]
-        for name in FIGURES:
-            value = run[name]
-            if run is base or not base[name]:
-                cells.append(f"{value:.4g}")
-            else:
-                cells.append(f"{value:.4g} ({value / base[name]:.2f})")
+        cells += _harness.figure_cells(run, base, FIGURES)
         cells.append(f"{run['loadavg']:.1f}")
         print(" ".join(f"{cell:>20}" for cell in cells))
 

@@ -364,12 +364,7 @@ def _print_runs(runs: list[dict[str, Any]], figures: tuple[str, ...]) -> None:
         )
         cells = [str(run["round"]), Path(run["tree"]).name, str(run["streams"])]
         cells.append(str(run["block_mib"]))
-        for name in figures:
-            value = run[name]
-            if run is base or not base[name] or name in NO_RATIO:
-                cells.append(f"{value:.4g}")
-            else:
-                cells.append(f"{value:.4g} ({value / base[name]:.2f})")
+        cells += _harness.figure_cells(run, base, figures, NO_RATIO)
         cells.append(f"{run['loadavg']:.1f}")
         print(" ".join(f"{cell:>17}" for cell in cells))
 
