@@ -286,11 +286,8 @@ def merge_objects(
                     # link at the end is the manifest's, never recomputed, so
                     # a merge cannot make changed bytes look linked.
                     skipped = in_range[: len(in_range) - len(kept)]
-                    links = RangeLinks(
-                        links.algorithm,
-                        chain.extend(links.algorithm, links.before, skipped),
-                        links.after,
-                        links.rewrite,
+                    links = links._replace(
+                        before=chain.extend(links.algorithm, links.before, skipped)
                     )
                 per_stream.setdefault(r.stream_id, []).append(Run(start, r.end_offset, kept, links))
     # Each merged object's creation time is that of its newest input, so a
