@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections import deque
 from datetime import timedelta
 from functools import cache
 from importlib import import_module
-from itertools import repeat
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 from engine.protocol.produce_single import NotDecodedHere, read_uvarint
@@ -217,42 +214,33 @@ def _request(
     )
 
 
-def _column_layouts(layout: struct.Struct) -> tuple[struct.Struct, ...]:
-    """One struct a field of ``layout`` (its format's fields in order),
-    each reading its field and skipping the rest of the entry."""
-    fields = layout.format[1:]  # after the byte order
-    sizes = [struct.calcsize(">" + field) for field in fields]
-    return tuple(
-        struct.Struct(f">{sum(sizes[:k])}x{field}{sum(sizes[k + 1 :])}x".replace(">0x", ">"))
-        for k, field in enumerate(fields)
-    )
-
-
-_COLUMNS = {layout: _column_layouts(layout) for layout in (_PARTITION_V11, _PARTITION_FLEXIBLE)}
-_FIRST = itemgetter(0)
-
-
 def _partitions(classes: _Classes, data: memoryview, layout: struct.Struct) -> tuple[Any, ...]:
     """A topic's partition entries, ``data`` their bytes (already checked
-    to be all there: iter_unpack makes one entry per ``layout.size``).
-
-    Made a field at a time, every loop in C (map over iter_unpack): the
-    entries by ``object.__new__``, then each slot's setter over its
-    field's column. A Python loop a partition, unpacking a row and
-    calling six setters, was a Fetch of 10,000 caught-up partitions'
-    largest single cost on the event loop (docs/design/0160). Each
-    column's values are made and dropped one at a time: all the rows
-    held at once, 10,000 objects more, brought the collector's older
-    generations round within a Fetch."""
-    count = len(data) // layout.size
-    if not count:
-        return ()
-    *columns, tags = _COLUMNS[layout]
+    to be all there: iter_unpack makes one entry per ``layout.size``)."""
+    cls = classes.partition
+    entries: list[Any] = []
+    append = entries.append
     if layout is _PARTITION_V11:
-        columns.append(tags)  # the V11 entry has no tagged fields: its last is a field
-    elif any(map(_FIRST, tags.iter_unpack(data))):  # a partition's tagged fields
-        raise NotDecodedHere
-    entries = list(map(_new, repeat(classes.partition, count)))
-    for setter, column in zip(classes.setters, columns, strict=True):
-        deque(map(setter, entries, map(_FIRST, column.iter_unpack(data))), maxlen=0)
+        s_partition, s_epoch, s_offset, s_start, s_max = classes.setters
+        for partition, epoch, offset, start, most in layout.iter_unpack(data):
+            entry = _new(cls)
+            s_partition(entry, partition)
+            s_epoch(entry, epoch)
+            s_offset(entry, offset)
+            s_start(entry, start)
+            s_max(entry, most)
+            append(entry)
+        return tuple(entries)
+    s_partition, s_epoch, s_offset, s_fetched, s_start, s_max = classes.setters
+    for partition, epoch, offset, fetched, start, most, tags in layout.iter_unpack(data):
+        if tags:  # a partition's tagged fields
+            raise NotDecodedHere
+        entry = _new(cls)
+        s_partition(entry, partition)
+        s_epoch(entry, epoch)
+        s_offset(entry, offset)
+        s_fetched(entry, fetched)
+        s_start(entry, start)
+        s_max(entry, most)
+        append(entry)
     return tuple(entries)

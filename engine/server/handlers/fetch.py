@@ -23,11 +23,9 @@ carries and under which session id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Sequence
 from functools import cache, partial
-from itertools import repeat
-from operator import attrgetter, eq
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine import clock
 from engine.engine import READ_COMMITTED, READ_UNCOMMITTED, Engine
@@ -275,7 +273,20 @@ def _requested_partitions(
         else:
             name, topic_id = topic.topic, bytes(16)
         partitions = topic.partitions
-        wanted.extend(_named_partitions(name, topic_id, partitions))
+        wanted.extend(
+            _new(  # once a partition named: without FetchPartition.__new__'s call
+                FetchPartition,
+                (
+                    name,
+                    topic_id,
+                    partition.partition,
+                    partition.fetch_offset,
+                    partition.partition_max_bytes,
+                    getattr(partition, "current_leader_epoch", -1),
+                ),
+            )
+            for partition in partitions
+        )
         named_twice = (
             named_twice
             or (topic_id, name) in topics_seen
@@ -289,37 +300,6 @@ def _requested_partitions(
         once = {(w.topic_id, w.topic, w.partition): w for w in wanted}
         wanted = list(once.values())
     return wanted
-
-
-def _named_partitions(
-    name: str | None, topic_id: bytes, partitions: Sequence[Any]
-) -> Iterator[FetchPartition]:
-    """A FetchPartition of each of a topic's ``partitions`` (kio's), made
-    a column at a time with every loop in C (map, zip, attrgetter): a
-    Python expression a partition cost a Fetch of 10,000 partitions some
-    17% of its handling (docs/design/0160). Before v9 a partition names no
-    leader epoch: -1, as getattr's default answered."""
-    count = len(partitions)
-    if count and hasattr(partitions[0], "current_leader_epoch"):
-        epochs: Iterable[int] = map(_EPOCH, partitions)
-    else:
-        epochs = repeat(-1, count)
-    fields = zip(
-        repeat(name, count),
-        repeat(topic_id, count),
-        map(_PARTITION, partitions),
-        map(_OFFSET, partitions),
-        map(_MAX_BYTES, partitions),
-        epochs,
-        strict=True,
-    )
-    return map(_new, repeat(FetchPartition, count), fields)
-
-
-_PARTITION = attrgetter("partition")
-_OFFSET = attrgetter("fetch_offset")
-_MAX_BYTES = attrgetter("partition_max_bytes")
-_EPOCH = attrgetter("current_leader_epoch")
 
 
 def _names_by_id(
@@ -397,10 +377,7 @@ async def _read_all(
     looks_start = looks_end = 0
     run_most = len(wanted)
     in_clear = False
-    answered_to = 0  # the partitions before it answered by a stretch of caught-up ones
     for index, w in enumerate(wanted):
-        if index < answered_to:
-            continue
         if refused and w.topic in refused:
             reads.append(_failed(w, KafkaCode.TOPIC_AUTHORIZATION_FAILED))
             continue
@@ -421,11 +398,6 @@ async def _read_all(
                 reads.append(_quiet(w, look))
                 continue
             if w.offset == look.high_watermark:  # caught up: answered without a coroutine
-                if session is None:  # with the caught-up partitions after it, in one pass
-                    stretch = _caught_up_stretch(wanted, index, looks, looks_start)
-                    reads += stretch
-                    answered_to = index + len(stretch)
-                    continue
                 reads.append(_caught_up(w, look))
                 continue
             # A tail read (the log cache's) is answered without one too.
@@ -553,10 +525,6 @@ def _run_looks(
             read += store.offsets_many(streams[at : at + STREAMS_PER_HOLD])
     except (EngineError, S3StreamError):  # one gone meanwhile: a look of each
         return [_look(context, w) for w in wanted[start:end]], end
-    if len(read) == len(found):  # every partition found: the looks made with every loop in C
-        starts, ends = zip(*read, strict=True) if read else ((), ())
-        fields = zip(found, starts, ends, strict=True)
-        return list(map(_new, repeat(_Look, len(read)), fields)), end
     marks = iter(read)
     looks: list[_Look | None] = []
     for partition in found:
@@ -784,82 +752,6 @@ def _caught_up(wanted: FetchPartition, look: _Look) -> _Read:
 
 
 _NO_ERROR = KafkaCode.NONE
-
-
-def _caught_up_stretch(
-    wanted: list[FetchPartition], start: int, looks: list[_Look | None], looks_start: int
-) -> list[_Read]:
-    """_caught_up of the partitions of ``wanted`` from ``start`` (the
-    first caught up) to the first one that is not, or has no look
-    (``looks``: the run's, from ``looks_start``): what a Fetch of
-    thousands of caught-up partitions answers for nearly all of them.
-    Made a column at a time, every loop in C (map, zip, attrgetter), where
-    a call of _caught_up a partition, with the handler's loop around it,
-    was the largest share of a caught-up Fetch (docs/design/0160). A
-    stretch with a transaction open or completing on any partition is
-    answered by _caught_up a partition (its last stable offset needs the
-    partition's lock); else each one's is its high watermark, as
-    Partition.stable_offset answers it then, its transactions read after
-    its watermarks (the look) for the reason it gives."""
-    first = start - looks_start
-    count = _stretch_length(wanted, start, looks, first)
-    named = wanted[start : start + count]
-    looked = cast("list[_Look]", looks[first : first + count])
-    leaders = list(map(_LEADER, looked))
-    if any(map(any, map(_TRANSACTIONS, leaders))):
-        return [_caught_up(w, look) for w, look in zip(named, looked, strict=True)]
-    highs = list(map(_HIGH_WATERMARK, looked))
-    outcomes = map(
-        _new,
-        repeat(PartitionOutcome, count),
-        zip(repeat(0), highs, map(_LOG_START, looked), repeat(_NO_ERROR), strict=False),
-    )
-    fields = zip(
-        named,
-        repeat(None),
-        repeat(0),
-        highs,  # seen_end
-        outcomes,
-        highs,  # last_stable_offset
-        repeat(None),
-        leaders,
-        strict=False,  # the repeats are endless; named ends it
-    )
-    return list(map(_new, repeat(_Read, count), fields))
-
-
-def _stretch_length(
-    wanted: list[FetchPartition], start: int, looks: list[_Look | None], first: int
-) -> int:
-    """How many partitions from ``start`` (``looks[first]`` its look) are
-    caught up with a look, compared in windows that double from 64: the
-    stretch's own length and a window more at most, whatever is left of
-    the run (a window of the whole rest, at each of a Fetch's stretches,
-    was work in the square of its partitions)."""
-    count = 0
-    window = 64
-    end = len(looks)
-    while first + count < end:
-        part = looks[first + count : first + count + window]
-        present = cast("list[_Look]", part[: part.index(None)] if None in part else part)
-        highs = map(_HIGH_WATERMARK, present)
-        named = wanted[start + count : start + count + len(present)]
-        caught = list(map(eq, map(_OFFSET_WANTED, named), highs))
-        found = caught.index(False) if False in caught else len(caught)
-        count += found
-        if found < len(part):
-            break
-        window *= 2
-    return count
-
-
-_HIGH_WATERMARK = attrgetter("high_watermark")
-_LOG_START = attrgetter("log_start_offset")
-_LEADER = attrgetter("leader")
-_OFFSET_WANTED = attrgetter("offset")
-_TRANSACTIONS = attrgetter("txns.ongoing", "txns.completing")
-"""A partition's open and completing transactions: either not empty
-holds its last stable offset below the high watermark."""
 
 
 def _failed(
