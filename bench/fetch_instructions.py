@@ -19,7 +19,12 @@ trees:
   log cache (each Fetch with a partition limit of its own, so that none
   is answered by the one before's shared read: many_fetch_bench.py's
   ``records_fetch``);
-- ``caught_up``: every partition at its end.
+- ``caught_up``: every partition at its end;
+- ``one_percent``: every hundredth partition from its start (its one
+  record, read from the log cache as ``records`` reads it), the others at
+  their end: a consumer of many partitions of which a few got new records.
+
+``--cases`` picks some of them (all by default).
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from pathlib import Path
 
 import _callgrind_costs
 
-CASES = {"records": 0, "caught_up": 1}
+CASES = {"records": 0, "caught_up": 1, "one_percent": 2}
+"""Each case's ``offset`` as the child takes it (2: one partition in a
+hundred from its start, the others at their end)."""
 
 
 def _child(partitions: int, offset: int, fetches: int) -> None:
@@ -65,6 +72,8 @@ def _child(partitions: int, offset: int, fetches: int) -> None:
             frames = [
                 records_fetch(n + 1, partitions, n)
                 if offset == 0
+                else _one_percent_fetch(n + 1, partitions, n)
+                if offset == 2
                 # caught up: nothing to read, nothing shared
                 else fetch_v11(n + 1, partitions, offset, 0)
                 for n in range(fetches + 1)
@@ -85,6 +94,25 @@ def _child(partitions: int, offset: int, fetches: int) -> None:
             await server.stop()
 
         asyncio.run(run())
+
+
+_ENTRY_V11 = struct.Struct(">iiqqi")
+
+
+def _one_percent_fetch(correlation_id: int, partitions: int, n: int) -> bytes:
+    """fetch_v11 at every partition's end but every hundredth, read from
+    its start with a partition limit of the ``n``th Fetch's own (so that
+    none is answered by the Fetch before's shared read)."""
+    from many_fetch_bench import PARTITION_MAX_BYTES, fetch_v11
+
+    frame = bytearray(fetch_v11(correlation_id, partitions, 1, 0))
+    first = len(frame) - 6 - _ENTRY_V11.size * partitions  # then no forgotten topics, no rack
+    for partition in range(0, partitions, 100):
+        at = first + _ENTRY_V11.size * partition
+        frame[at : at + _ENTRY_V11.size] = _ENTRY_V11.pack(
+            partition, -1, 0, -1, PARTITION_MAX_BYTES - n
+        )
+    return bytes(frame)
 
 
 def _counted(tree: Path, partitions: int, offset: int, fetches: int) -> int:
@@ -135,11 +163,8 @@ def _counted(tree: Path, partitions: int, offset: int, fetches: int) -> int:
         return _callgrind_costs._total(Path(out) / "callgrind.out.1-01")
 
 
-def _per_fetch(tree: Path, partitions: int, fetches: int) -> dict[str, float]:
-    return {
-        case: _counted(tree, partitions, offset, fetches) / fetches
-        for case, offset in CASES.items()
-    }
+def _per_fetch(tree: Path, partitions: int, fetches: int, cases: list[str]) -> dict[str, float]:
+    return {case: _counted(tree, partitions, CASES[case], fetches) / fetches for case in cases}
 
 
 def main() -> None:
@@ -151,12 +176,15 @@ def main() -> None:
     parser.add_argument("--head", type=Path, default=Path("."))
     parser.add_argument("--partitions", type=int, default=1000)
     parser.add_argument("--fetches", type=int, default=4)
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     trees = [t for t in (args.base, args.head) if t is not None]
     figures: dict[str, dict[str, float]] = {}
     for tree in trees:
-        for case, value in _per_fetch(tree.resolve(), args.partitions, args.fetches).items():
+        for case, value in _per_fetch(
+            tree.resolve(), args.partitions, args.fetches, args.cases
+        ).items():
             figures.setdefault(case, {})[str(tree.resolve())] = value
     heading = f"instructions per Fetch of {args.partitions}"
     _callgrind_costs.report(figures, heading, as_json=args.json)
