@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -332,3 +333,47 @@ def test_the_cache_holds_its_slots_and_each_session_its_partition_cap(
         assert (grown.error_code, grown.session_id, len(answered(grown))) == (0, 0, 3)
         gone = wire.request(fetch(IDS, session_id=session, epoch=2))
         assert gone.error_code == KafkaCode.FETCH_SESSION_ID_NOT_FOUND
+
+
+def test_a_long_poll_answered_after_a_later_epoch_gets_the_epoch_error_and_no_partitions(
+    kafka_server: ServerProcess, wire: Wire, topic: str
+) -> None:
+    # A client (or a peer) that sends the session's next epoch before the
+    # long poll of the one before is answered moves the session on: the
+    # poll is answered as Kafka's IncrementalFetchContext answers it then,
+    # INVALID_FETCH_SESSION_EPOCH with no partitions, and the server serves on.
+    t = Topic(wire, topic)
+    session = open_session(wire, IDS, t)
+    polled: list[Any] = []
+
+    def long_poll() -> None:
+        with Wire(kafka_server.bootstrap, timeout=30) as poller:
+            polled.append(
+                poller.request(
+                    fetch(IDS, session_id=session, epoch=1, max_wait_ms=120_000, min_bytes=1)
+                )
+            )
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    try:
+        # The poll's context is made (the session at epoch 2) before the next
+        # epoch is sent: retried until the session takes epoch 2.
+        deadline = time.monotonic() + 20
+        while True:
+            response = wire.request(fetch(IDS, session_id=session, epoch=2))
+            if response.error_code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert response.error_code == 0
+        produce(wire, t, 1, b"wake")
+    finally:
+        poller.join(30)
+    [late] = polled
+    assert late.error_code == KafkaCode.INVALID_FETCH_SESSION_EPOCH
+    assert late.session_id == session
+    assert answered(late) == {}
+    # The session went on from epoch 2 and the server still serves it.
+    response = wire.request(fetch(IDS, session_id=session, epoch=3))
+    assert response.error_code == 0
+    assert list(answered(response)) == [(t.id, 1)]

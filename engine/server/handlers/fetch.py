@@ -801,6 +801,11 @@ def _response(
     current leader for those and for NOT_LEADER_OR_FOLLOWER, and this
     broker is the leader only in the first case."""
     named_leader = False
+    if answer.error != KafkaCode.NONE:
+        # The session refused the answer (another of its requests was
+        # answered meanwhile): no partition goes out, as Kafka's
+        # IncrementalFetchContext answers INVALID_FETCH_SESSION_EPOCH then.
+        reads = []
     # A record-less entry is packed to bytes here; a topic's entries all
     # such (a caught-up topic) go out as one buffer (_topic_entries).
     record_less = record_less_packer(version, committed)
