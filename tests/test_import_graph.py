@@ -20,6 +20,7 @@ cycle of knowledge. s3stream/ has no cycle at all.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,14 @@ def _owner(name: str, modules: dict[str, Path]) -> str:
 
 def import_graph(top: str = "engine") -> dict[str, set[str]]:
     """module -> the modules of package ``top`` it imports (anywhere in
-    its body)."""
+    its body); each caller gets a copy of its own."""
+    return {module: set(imports) for module, imports in _parsed_graph(top).items()}
+
+
+@functools.cache
+def _parsed_graph(top: str) -> dict[str, set[str]]:
+    """The graph from the package's sources, parsed once a run: the tests
+    ask for the same graph, and each parse reads some 300 modules."""
     modules = _modules(top)
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
