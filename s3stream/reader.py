@@ -177,11 +177,13 @@ class ObjectReader:
             # its next read, at the same offset, goes on from there with the
             # window it had, not one doubled by a read that returned nothing
             # (a store failing again and again would otherwise grow it to
-            # its limit without a byte read).
+            # its limit without a byte read). A new reader's position had
+            # none (0, which doubles to 0): it is not kept, and the next
+            # read starts one afresh, with the first window.
             position.window = before
+            self._park(stream_id, position if before else None, offset, end, out)
             raise
-        finally:
-            self._park(stream_id, position, out[-1].end_offset if out else offset, end, out)
+        self._park(stream_id, position, out[-1].end_offset if out else offset, end, out)
         return out
 
     def _read_from(
@@ -258,17 +260,18 @@ class ObjectReader:
     def _park(
         self,
         stream_id: int,
-        position: ReadPosition,
+        position: ReadPosition | None,
         next_offset: int,
         end: int,
         out: list[StoredBatch],
     ) -> None:
         """Puts a reader's position back once its read is done, where it
-        reads next, and advances the read clock by what the read returned."""
+        reads next (None: dropped), and advances the read clock by what the
+        read returned."""
         with self._lock:
             self._bytes_read += sum(len(batch.payload) for batch in out)
             positions = self._reads.get(stream_id)
-            if positions is not None:
+            if positions is not None and position is not None:
                 positions.put(position, next_offset, self._bytes_read, next_offset >= end)
             if positions is None or positions.reading() == 0:
                 # Forgotten meanwhile (deleted while this read ran), or all

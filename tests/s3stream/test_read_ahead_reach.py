@@ -146,3 +146,32 @@ def test_a_reads_own_blocks_come_in_spans(tmp_path: Path, bucket: MemoryStore) -
     # Here 4 (spans, and the blocks the batches' headers add past 8 KiB);
     # main's reader 10: its window's one span, then a GET a block.
     assert len(blocks[1:]) <= FETCH_BYTES // CONFIG.readahead_span_bytes + 2, blocks
+
+
+def test_a_new_readers_failed_read_leaves_it_a_window_that_grows(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    # The first read of a reader fails (the store refusing for a while):
+    # its position had no window yet, and one kept with that window
+    # doubled it from nothing, read after read, with no read-ahead past
+    # each read's own bytes from then on.
+    stream = write_stream_objects(tmp_path, bucket, uploads=2)
+    failing = RecordingGets(bucket)
+    config = dataclasses.replace(CONFIG, block_cache_bytes=1024 * 1024)
+    with StreamStore.open(tmp_path / "reader", failing, config) as reader:
+        workers = CountingExecutor(reader.reader._executor)
+        reader.reader._executor = workers
+        state = reader.manifest.state
+        failing.fail("get", OBJECT_PREFIX)
+        with pytest.raises(ObjectStoreError):
+            reader.reader.read(state, stream, 0, 1024, 2 * BATCHES)
+        workers.until_idle()
+        failing.heal()
+        offset, windows = 0, []
+        for _ in range(3):
+            batches = reader.reader.read(state, stream, offset, 1024, 2 * BATCHES)
+            workers.until_idle()
+            offset = batches[-1].end_offset
+            windows.append(reader.reader._reads[stream]._by_end[offset].window)
+    first = reader.reader._initial_window
+    assert windows == [first, 2 * first, 4 * first]
