@@ -140,6 +140,9 @@ class ObjectReader:
         groups, replay jobs) do not reset each other's."""
         self._bytes_read = 0
         """The read clock: bytes all reads returned so far."""
+        self._reading_now: dict[int, int] = {}
+        """Each stream's reads under way, on any thread: their positions
+        are taken out meanwhile, so the positions kept do not count them."""
         self._at_once: OrderedDict[int, int] = OrderedDict()
         """Streams being read at once, least lately read first, each with
         the read clock at its last read: one leaves once the others have
@@ -270,6 +273,9 @@ class ObjectReader:
         read returned."""
         with self._lock:
             self._bytes_read += sum(len(batch.payload) for batch in out)
+            under_way = self._reading_now.pop(stream_id) - 1
+            if under_way:
+                self._reading_now[stream_id] = under_way
             positions = self._reads.get(stream_id)
             if positions is not None and position is not None:
                 positions.put(position, next_offset, self._bytes_read, next_offset >= end)
@@ -280,12 +286,16 @@ class ObjectReader:
 
     def _reading_alone(self, stream_id: int) -> bool:
         """Whether the stream is the only one counted as being read, and the
-        calling read (its position taken out meanwhile) its only reader."""
+        calling read its only reader: no other position kept, and no other
+        read of the stream under way (readers of one stream on several
+        fetch threads, each with its position taken out, would each find
+        none kept and take the stream's whole share)."""
         with self._lock:
             positions = self._reads.get(stream_id)
             return (
                 len(self._at_once) == 1
                 and stream_id in self._at_once
+                and self._reading_now.get(stream_id) == 1
                 and (positions is None or positions.reading() == 0)
             )
 
@@ -346,6 +356,7 @@ class ObjectReader:
                 positions = self._reads[stream_id] = StreamPositions()
             self._at_once[stream_id] = self._bytes_read
             self._at_once.move_to_end(stream_id)
+            self._reading_now[stream_id] = self._reading_now.get(stream_id, 0) + 1
             cache_bytes = self.block_cache.max_bytes
             position = positions.take(offset, self._bytes_read, cache_bytes)
             limit = self._window_limit_locked(positions.reading() + 1)

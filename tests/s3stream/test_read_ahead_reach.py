@@ -8,6 +8,7 @@ window (docs/design/0155, "Read-ahead read before it is evicted")."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from s3stream import StreamStore
 from s3stream.block_cache import BlockCache
 from s3stream.reader import INDEX_TAIL_BYTES
-from s3stream.store import MemoryStore, ObjectStoreError
+from s3stream.store import MemoryStore, ObjectStore, ObjectStoreError
 from s3stream.uploader import OBJECT_PREFIX
 from tests.s3stream.test_read_path import (
     BATCHES,
@@ -175,3 +176,49 @@ def test_a_new_readers_failed_read_leaves_it_a_window_that_grows(
             windows.append(reader.reader._reads[stream]._by_end[offset].window)
     first = reader.reader._initial_window
     assert windows == [first, 2 * first, 4 * first]
+
+
+class HeldGets(RecordingGets):
+    """Holds every GET of one object until released."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.held_key = ""
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        if key == self.held_key:
+            self.holding.set()
+            assert self.release.wait(30)
+        return super().get(key, start, end)
+
+
+def test_readers_of_one_stream_on_two_threads_are_not_each_alone(
+    tmp_path: Path, bucket: MemoryStore
+) -> None:
+    # Two consumers of one stream, their fetches on two threads at once:
+    # each read's position is taken out while it runs, so neither finds the
+    # other's kept. Counted alone, each reached the stream's whole share at
+    # once (a whole object), as a replay does.
+    # (The first reader's window reaches the two objects after its first:
+    # the second reads the fourth.)
+    stream = write_stream_objects(tmp_path, bucket, uploads=4)
+    held = HeldGets(bucket)
+    with StreamStore.open(tmp_path / "reader", held, CONFIG) as reader:
+        state = reader.manifest.state
+        first, *_, last = sorted(state.objects.values(), key=lambda meta: meta.object_id)
+        assert 3 * last.size < CONFIG.readahead_bytes < 4 * last.size
+        held.held_key = first.key
+        end = 4 * BATCHES
+        other = threading.Thread(target=reader.reader.read, args=(state, stream, 0, 1024, end))
+        other.start()
+        try:
+            assert held.holding.wait(30)
+            assert reader.reader.read(state, stream, 3 * BATCHES, 1024, end)
+        finally:
+            held.release.set()
+            other.join(30)
+    assert (first.key, 0, first.size) in held.gets  # the one that came first: alone then
+    assert (last.key, 0, last.size) not in held.gets  # its window's span instead
+    assert any(key == last.key for key, *_ in held.gets)
