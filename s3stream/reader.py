@@ -746,8 +746,9 @@ class ObjectReader:
         fetched: the read that follows would otherwise GET them again.
         Blocks that are less than half the tail, or all of a tail over half
         the block cache, are copied out of it first (one copy of their
-        span): the views would keep all of the tail alive, and the block
-        cache count it whole, or not count it (docs/design/0155)."""
+        span, or of each block if the span is over half the cache): the
+        views would keep all of the tail alive, and the block cache count
+        it whole, or not count it (docs/design/0155)."""
         window = keep.window
         kept: list[BlockInfo] = []
         i = index.find(keep.stream_id, keep.offset)
@@ -764,12 +765,19 @@ class ObjectReader:
         first = kept[0].position - tail_start
         last = kept[-1].position + kept[-1].size - tail_start
         source, base = tail, 0
-        if 2 * (last - first) < len(tail) or 2 * len(tail) > self.block_cache.max_bytes:
+        # A copy of their span over half the cache is no better than the
+        # tail: counted by the blocks, kept alive whole by any one of them.
+        # Each block is then copied on its own.
+        alone = 2 * (last - first) > self.block_cache.max_bytes
+        if not alone and (
+            2 * (last - first) < len(tail) or 2 * len(tail) > self.block_cache.max_bytes
+        ):
             source, base = memoryview(bytes(tail[first:last])), first
         for info in kept:
             begin = info.position - tail_start - base
+            raw = source[begin : begin + info.size]
             try:
-                batches = parse_block(key, info, source[begin : begin + info.size])
+                batches = parse_block(key, info, bytes(raw) if alone else raw)
             except CorruptObject:
                 continue  # the read that needs it fetches it again and reports the damage
             block_key = (key, info.position)
