@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,20 +97,30 @@ def test_an_index_read_at_an_objects_start_takes_a_small_tail(
     assert fetched < 2 * INDEX_TAIL_BYTES + CONFIG.readahead_span_bytes
 
 
-def test_a_failed_read_leaves_its_window_as_it_was(tmp_path: Path, bucket: MemoryStore) -> None:
+@contextmanager
+def _reader_of_a_failing_store(
+    tmp_path: Path, bucket: MemoryStore
+) -> Iterator[tuple[int, StreamStore, RecordingGets, CountingExecutor]]:
+    """A stream of two objects, and a store reading it through a store
+    that fails on cue, its read-ahead workers counted."""
     stream = write_stream_objects(tmp_path, bucket, uploads=2)
     failing = RecordingGets(bucket)
     config = dataclasses.replace(CONFIG, block_cache_bytes=1024 * 1024)
     with StreamStore.open(tmp_path / "reader", failing, config) as reader:
         workers = CountingExecutor(reader.reader._executor)
         reader.reader._executor = workers
+        yield stream, reader, failing, workers
+
+
+def test_a_failed_read_leaves_its_window_as_it_was(tmp_path: Path, bucket: MemoryStore) -> None:
+    with _reader_of_a_failing_store(tmp_path, bucket) as (stream, reader, failing, workers):
         offset = reader.fetch(stream, 0, 1024).next_offset
         workers.until_idle()
         positions = reader.reader._reads[stream]
         before = positions._by_end[offset].window
         # Its next blocks gone from the cache, and the store failing: the
         # read that goes on from there fails, again and again.
-        reader.reader.block_cache = BlockCache(config.block_cache_bytes)
+        reader.reader.block_cache = BlockCache(reader.block_cache.max_bytes)
         failing.fail("get", OBJECT_PREFIX)
         for _ in range(3):
             with pytest.raises(ObjectStoreError):
@@ -156,12 +168,7 @@ def test_a_new_readers_failed_read_leaves_it_a_window_that_grows(
     # its position had no window yet, and one kept with that window
     # doubled it from nothing, read after read, with no read-ahead past
     # each read's own bytes from then on.
-    stream = write_stream_objects(tmp_path, bucket, uploads=2)
-    failing = RecordingGets(bucket)
-    config = dataclasses.replace(CONFIG, block_cache_bytes=1024 * 1024)
-    with StreamStore.open(tmp_path / "reader", failing, config) as reader:
-        workers = CountingExecutor(reader.reader._executor)
-        reader.reader._executor = workers
+    with _reader_of_a_failing_store(tmp_path, bucket) as (stream, reader, failing, workers):
         state = reader.manifest.state
         failing.fail("get", OBJECT_PREFIX)
         with pytest.raises(ObjectStoreError):
