@@ -15,9 +15,11 @@ read that starts where the last one ended, up to ``readahead_bytes`` or the
 stream's share of the block cache: a consumer catching up sequentially soon
 has many megabytes on their way. A read starting at the first offset of a
 stream object fetches the whole object, and the stream objects after it, in
-one GET each (those no larger than LARGEST_READ_BYTES). Indexes of the
-objects ahead are read by the workers. Reads never wait behind uploads and
-uploads never wait behind reads: they run on different threads.
+one GET each (those no larger than LARGEST_READ_BYTES), as far as its
+window reaches (its limit, for a reader alone: a replay); an index read
+takes only as much of a stream object's end as the reader keeps. Indexes
+of the objects ahead are read by the workers. Reads never wait behind
+uploads and uploads never wait behind reads: they run on different threads.
 
 A damaged object (a block or index failing its checks) is logged once per
 object, with the offsets it holds, and every read that needs the damaged
@@ -78,7 +80,20 @@ class _KeepFromTail(NamedTuple):
     stream_id: int
     offset: int
     window: int
+    reach: int
+    """How far the reader's window goes from ``offset`` now: what it has
+    fetched whole, and how much of an object's end its index read takes."""
 
+
+INDEX_TAIL_BYTES = 8 * 1024
+"""What a reader fetches of a stream object's end where the suffix GET's
+data would not be kept (it starts the object, or looks the index up alone,
+and its window ends before the last SUFFIX_READ_BYTES): the footer and an
+index of some 200 blocks (a stream object of LARGEST_READ_BYTES in blocks
+of the default 1 MiB has 16). The 64 KiB otherwise fetched there were
+mostly blocks the window's own GETs fetch again (docs/design/0155,
+"Read-ahead read before it is evicted"). A larger index is read with a
+second GET, as before."""
 
 LARGEST_READ_BYTES = 16 * 1024 * 1024
 """The most one GET of a stream object reads into one buffer, whole or a
@@ -125,6 +140,9 @@ class ObjectReader:
         groups, replay jobs) do not reset each other's."""
         self._bytes_read = 0
         """The read clock: bytes all reads returned so far."""
+        self._reading_now: dict[int, int] = {}
+        """Each stream's reads under way, on any thread: their positions
+        are taken out meanwhile, so the positions kept do not count them."""
         self._at_once: OrderedDict[int, int] = OrderedDict()
         """Streams being read at once, least lately read first, each with
         the read clock at its last read: one leaves once the others have
@@ -151,16 +169,24 @@ class ObjectReader:
         past ``end``, from objects only."""
         if self._readahead_bytes <= 0:
             return self._read_from(state, stream_id, offset, max_bytes, end, at_least_one, None)
-        position, limit = self._window(stream_id, offset)
+        position, limit, before = self._window(stream_id, offset)
         out: list[StoredBatch] = []
         try:
             out = self._read_from(
                 state, stream_id, offset, max_bytes, end, at_least_one, (position.window, limit)
             )
-        finally:
+        except BaseException:
             # A failed read leaves its reader where it was, window and all:
-            # its next read, at the same offset, goes on from there.
-            self._park(stream_id, position, out[-1].end_offset if out else offset, end, out)
+            # its next read, at the same offset, goes on from there with the
+            # window it had, not one doubled by a read that returned nothing
+            # (a store failing again and again would otherwise grow it to
+            # its limit without a byte read). A new reader's position had
+            # none (0, which doubles to 0): it is not kept, and the next
+            # read starts one afresh, with the first window.
+            position.window = before
+            self._park(stream_id, position if before else None, offset, end, out)
+            raise
+        self._park(stream_id, position, out[-1].end_offset if out else offset, end, out)
         return out
 
     def _read_from(
@@ -181,23 +207,38 @@ class ObjectReader:
         # the cache's room is spent, within the stream's share). A worker's
         # index read for the read-ahead keeps only what is left of its
         # window: the rest of the share is ahead in the object before it.
-        keep_bytes = max_bytes
+        # What is fetched for it, whole objects and an index's suffix, is
+        # what the position's window reaches, not its limit: a window grows
+        # to that read by read, while the stream's other readers and other
+        # streams' come to be counted and the limit falls; fetched at once,
+        # it pushed their read-ahead out unread (docs/design/0155,
+        # "Read-ahead read before it is evicted"). A reader alone (a
+        # replay) reaches its limit at once, as before: one GET a stream
+        # object.
+        keep_bytes = reach = max_bytes
         if window is not None:
             keep_bytes = max(max_bytes, window[1])
+            reach = keep_bytes if self._reading_alone(stream_id) else max(max_bytes, window[0])
             found = state.ranges[stream_id].find(offset) if stream_id in state.ranges else None
             if found is not None:  # needed now: read it here, once
                 meta = state.objects[found[2]]
-                whole = self._reads_whole(meta, offset, found[0])
+                whole = self._reads_whole(meta, offset, found[0], reach)
                 if whole and self.cached_index(meta.key) is None:
-                    self._fetch_following_objects(state, stream_id, found[1])
+                    # Within the window, never past the limit: a fetch's
+                    # size is what a peer asks for.
+                    budget = min(reach, window[1]) - meta.size
+                    self._fetch_following_objects(state, stream_id, found[1], budget)
                 source = state.source_of(stream_id, found[0], found[2])
-                keep = _KeepFromTail(source, offset, keep_bytes)
-                self._index_for_read(meta, offset, found[0], keep)
-            self._read_ahead(state, stream_id, offset, window[0])
+                keep = _KeepFromTail(source, offset, keep_bytes, reach)
+                self._index_for_read(meta, offset, found[0], keep, whole)
+            # The blocks this read returns are fetched with its read-ahead, in
+            # spans, not one GET each (up to the limit: a fetch's size is
+            # what a peer asks for).
+            self._read_ahead(state, stream_id, offset, max(window[0], min(max_bytes, window[1])))
         out: list[StoredBatch] = []
         budget = max_bytes
         try:
-            for ref in self._blocks_from(state, stream_id, offset, keep_bytes=keep_bytes):
+            for ref in self._blocks_from(state, stream_id, offset, None, keep_bytes, reach):
                 for batch in self._block(ref):
                     if batch.end_offset <= offset:
                         continue
@@ -222,33 +263,54 @@ class ObjectReader:
     def _park(
         self,
         stream_id: int,
-        position: ReadPosition,
+        position: ReadPosition | None,
         next_offset: int,
         end: int,
         out: list[StoredBatch],
     ) -> None:
         """Puts a reader's position back once its read is done, where it
-        reads next, and advances the read clock by what the read returned."""
+        reads next (None: dropped), and advances the read clock by what the
+        read returned."""
         with self._lock:
             self._bytes_read += sum(len(batch.payload) for batch in out)
+            under_way = self._reading_now.pop(stream_id) - 1
+            if under_way:
+                self._reading_now[stream_id] = under_way
             positions = self._reads.get(stream_id)
-            if positions is not None:
+            if positions is not None and position is not None:
                 positions.put(position, next_offset, self._bytes_read, next_offset >= end)
             if positions is None or positions.reading() == 0:
                 # Forgotten meanwhile (deleted while this read ran), or all
                 # its readers caught up: nothing ahead to keep in the cache.
                 self._at_once.pop(stream_id, None)
 
-    def _fetch_following_objects(self, state: ManifestState, stream_id: int, offset: int) -> None:
+    def _reading_alone(self, stream_id: int) -> bool:
+        """Whether the stream is the only one counted as being read, and the
+        calling read its only reader: no other position kept, and no other
+        read of the stream under way (readers of one stream on several
+        fetch threads, each with its position taken out, would each find
+        none kept and take the stream's whole share)."""
+        with self._lock:
+            positions = self._reads.get(stream_id)
+            return (
+                len(self._at_once) == 1
+                and stream_id in self._at_once
+                and self._reading_now.get(stream_id) == 1
+                and (positions is None or positions.reading() == 0)
+            )
+
+    def _fetch_following_objects(
+        self, state: ManifestState, stream_id: int, offset: int, budget: int
+    ) -> None:
         """Starts whole-object reads of the stream objects that follow on
-        from ``offset``, up to the window limit, while the caller reads the
-        one before them: a reader catching up then waits for one GET at a
-        time only at its start."""
-        budget = self._window_limit()
+        from ``offset`` while the caller reads the one before them, up to
+        ``budget``: what the reader's limit leaves beside that one (it has
+        all of them ahead). A reader catching up then waits for one GET at
+        a time only at its start."""
         ranges = state.ranges[stream_id]
         while (found := ranges.find(offset)) is not None and found[0] == offset:
             meta = state.objects[found[2]]
-            if not self._reads_whole(meta, offset, found[0]) or meta.size > budget:
+            if not self._reads_whole(meta, offset, found[0], budget):
                 return
             budget -= meta.size
             offset = found[1]
@@ -281,27 +343,29 @@ class ObjectReader:
             self._reads.pop(stream_id, None)
             self._at_once.pop(stream_id, None)
 
-    def _window(self, stream_id: int, offset: int) -> tuple[ReadPosition, int]:
+    def _window(self, stream_id: int, offset: int) -> tuple[ReadPosition, int, int]:
         """The reader position reading at ``offset`` and its read-ahead
         window: doubled if a read of the stream ended there (that reader
         goes on), back to the start if not (a new reader, or one that
         sought); never more than its share of the block cache (the limit,
         given beside it): the stream's share, split between the stream's
-        readers."""
+        readers. Last, the window the position had before this read."""
         with self._lock:
             positions = self._reads.get(stream_id)
             if positions is None:
                 positions = self._reads[stream_id] = StreamPositions()
             self._at_once[stream_id] = self._bytes_read
             self._at_once.move_to_end(stream_id)
+            self._reading_now[stream_id] = self._reading_now.get(stream_id, 0) + 1
             cache_bytes = self.block_cache.max_bytes
             position = positions.take(offset, self._bytes_read, cache_bytes)
             limit = self._window_limit_locked(positions.reading() + 1)
+            before = position.window
             if position.end == offset:
                 position.window = min(limit, position.window * 2)
             else:
                 position.window = min(limit, self._initial_window)
-            return position, limit
+            return position, limit, before
 
     def _window_limit(self) -> int:
         with self._lock:
@@ -376,7 +440,7 @@ class ObjectReader:
             if found is None:
                 return
             source = state.source_of(stream_id, found[0], found[2])
-            keep = _KeepFromTail(source, offset, window)
+            keep = _KeepFromTail(source, offset, window, window)
             self._index_for_read(state.objects[found[2]], offset, found[0], keep)
         except Exception:
             return
@@ -389,10 +453,17 @@ class ObjectReader:
     def _extends(self, span: list[_BlockRef], ref: _BlockRef) -> bool:
         last = span[-1]
         size = last.info.position + last.info.size - span[0].info.position
+        # No more than half the block cache either: the cache counts a
+        # GET's buffer whole only up to that (docs/design/0155), so its
+        # bound holds for the bytes a larger one's blocks keep alive.
+        most = min(
+            LARGEST_READ_BYTES if ref.whole else self._span_bytes,
+            max(ref.info.size, self.block_cache.max_bytes // 2),
+        )
         return (
             last.key == ref.key
             and last.info.position + last.info.size == ref.info.position
-            and size + ref.info.size <= (LARGEST_READ_BYTES if ref.whole else self._span_bytes)
+            and size + ref.info.size <= most
         )
 
     def _submit_span(self, span: list[_BlockRef]) -> None:
@@ -432,12 +503,14 @@ class ObjectReader:
         offset: int,
         missing: list[int] | None = None,
         keep_bytes: int = 0,
+        reach: int = 0,
     ) -> Iterator[_BlockRef]:
         """The stream's blocks from the one holding ``offset`` on, across
         objects. With ``missing``, indexes are not read: the iteration stops
         at the first object whose index is not cached, noting the offset
         there in ``missing``. An index read here keeps up to ``keep_bytes``
-        of the stream's blocks its suffix GET brought."""
+        of the stream's blocks its suffix GET brought, the reader's window
+        reaching ``reach`` bytes on."""
         ranges = state.ranges.get(stream_id)
         if ranges is None:
             return
@@ -450,7 +523,7 @@ class ObjectReader:
             # A shared range is held by its source stream's blocks.
             source = state.source_of(stream_id, range_start, object_id)
             if missing is None:
-                keep = _KeepFromTail(source, offset, keep_bytes)
+                keep = _KeepFromTail(source, offset, keep_bytes, reach)
                 index = self._index_for_read(meta, offset, range_start, keep)
             else:
                 cached = self.cached_index(meta.key)
@@ -545,14 +618,21 @@ class ObjectReader:
         return index
 
     def _index_for_read(
-        self, meta: ObjectMeta, offset: int, range_start: int, keep: _KeepFromTail
+        self,
+        meta: ObjectMeta,
+        offset: int,
+        range_start: int,
+        keep: _KeepFromTail,
+        whole: bool | None = None,
     ) -> ObjectIndex:
         """The index of an object a read at ``offset`` needs, whose range for
         the stream starts at ``range_start``; read with the whole object if
-        ``_reads_whole`` says so, else from its tail, keeping the blocks of
+        ``whole`` (as the read decided it) or else ``_reads_whole`` for the
+        window's reach says so, else from its tail, keeping the blocks of
         ``keep`` the tail brought."""
         try:
-            whole = self._reads_whole(meta, offset, range_start)
+            if whole is None:
+                whole = self._reads_whole(meta, offset, range_start, keep.reach)
             return self.index(meta, whole=whole, keep=keep)
         except CorruptObject as error:
             held = ", ".join(
@@ -561,18 +641,19 @@ class ObjectReader:
             self._report(error, f"its index is unreadable, so all it holds ({held})")
             raise
 
-    def _reads_whole(self, meta: ObjectMeta, offset: int, range_start: int) -> bool:
+    def _reads_whole(self, meta: ObjectMeta, offset: int, range_start: int, window: int) -> bool:
         """Whether a read at ``offset`` fetches all of the object in one GET:
         yes for a stream object whose range starts there (a consumer catching
         up from there reads all of it, and one GET is the cheapest way, the
-        index coming with it), if it fits the window limit and is no larger
-        than LARGEST_READ_BYTES (a larger one's index is read from its tail,
-        its blocks in spans of up to that)."""
+        index coming with it), if it fits ``window`` (as far as the reader's
+        window reaches: the whole object is that reader's read-ahead) and
+        the stream's share, and is no larger than LARGEST_READ_BYTES (a larger one's index is read
+        from its tail, its blocks in spans of up to that)."""
         return (
             offset <= range_start
             and meta.kind is ObjectKind.STREAM
             and self._readahead_bytes > 0
-            and meta.size <= min(self._window_limit(), LARGEST_READ_BYTES)
+            and meta.size <= min(window, self._window_limit(), LARGEST_READ_BYTES)
         )
 
     def index(
@@ -621,11 +702,17 @@ class ObjectReader:
         if isinstance(index, int):  # cannot happen with the whole object in hand
             raise CorruptObject(meta.key, "index outside the object", index)
         view = memoryview(data)
+        # Counted whole, a buffer over half the block cache would push out
+        # everything else, its own blocks too; the cache counts such a one's
+        # blocks by their sizes, which holds its bound only if they do not
+        # keep it alive: each is copied out (a small object read from its
+        # tail into a small cache; a whole read is within the window's
+        # limit, at most half the cache).
+        copy = 2 * len(data) > self.block_cache.max_bytes
         for info in index.blocks:
+            raw = view[info.position : info.position + info.size]
             try:
-                batches = parse_block(
-                    meta.key, info, view[info.position : info.position + info.size]
-                )
+                batches = parse_block(meta.key, info, bytes(raw) if copy else raw)
             except CorruptObject:
                 # Not cached: the read that needs this block fetches it again
                 # and reports the damage; the object's other blocks are served.
@@ -636,7 +723,7 @@ class ObjectReader:
         return index
 
     def _read_index(self, meta: ObjectMeta, keep: _KeepFromTail | None) -> ObjectIndex:
-        tail_start = max(0, meta.size - SUFFIX_READ_BYTES)
+        tail_start = max(0, meta.size - _tail_bytes(meta, keep))
         tail = self._get_range(meta.key, tail_start, meta.size)
         self.gets += 1
         if tail_start == 0:  # a small object: the tail is all of it, blocks too
@@ -657,9 +744,11 @@ class ObjectReader:
     ) -> None:
         """Caches, unread, the blocks of ``keep`` that lie in the tail just
         fetched: the read that follows would otherwise GET them again.
-        Blocks that are less than half the tail are copied out of it first
-        (one copy of their span): the views would keep all of the tail
-        alive, and the block cache count it whole (docs/design/0155)."""
+        Blocks that are less than half the tail, or all of a tail over half
+        the block cache, are copied out of it first (one copy of their
+        span, or of each block if the span is over half the cache): the
+        views would keep all of the tail alive, and the block cache count
+        it whole, or not count it (docs/design/0155)."""
         window = keep.window
         kept: list[BlockInfo] = []
         i = index.find(keep.stream_id, keep.offset)
@@ -676,12 +765,19 @@ class ObjectReader:
         first = kept[0].position - tail_start
         last = kept[-1].position + kept[-1].size - tail_start
         source, base = tail, 0
-        if 2 * (last - first) < len(tail):
+        # A copy of their span over half the cache is no better than the
+        # tail: counted by the blocks, kept alive whole by any one of them.
+        # Each block is then copied on its own.
+        alone = 2 * (last - first) > self.block_cache.max_bytes
+        if not alone and (
+            2 * (last - first) < len(tail) or 2 * len(tail) > self.block_cache.max_bytes
+        ):
             source, base = memoryview(bytes(tail[first:last])), first
         for info in kept:
             begin = info.position - tail_start - base
+            raw = source[begin : begin + info.size]
             try:
-                batches = parse_block(key, info, source[begin : begin + info.size])
+                batches = parse_block(key, info, bytes(raw) if alone else raw)
             except CorruptObject:
                 continue  # the read that needs it fetches it again and reports the damage
             block_key = (key, info.position)
@@ -711,6 +807,36 @@ class ObjectReader:
     def forget(self, key: str) -> None:
         with self._lock:
             self._indexes.pop(key, None)
+
+
+def _tail_bytes(meta: ObjectMeta, keep: _KeepFromTail | None) -> int:
+    """How much of the object's end an index read fetches. A stream object
+    holds one stream's blocks, in offset order from its first byte on, so
+    where the read's offset lies in bytes is about as far into the object
+    as it is into its offsets (the index says exactly, once read). A read
+    starting in the object's last SUFFIX_READ_BYTES takes the end from
+    about there (its own blocks come with the index in one GET, as before,
+    and not the bytes before them); a read whose window reaches the
+    object's end keeps all the suffix brings, and takes all of it; any
+    other takes INDEX_TAIL_BYTES, the window's own GETs fetching its
+    blocks (the suffix's blocks were past its window, dropped and fetched
+    again). An object of several streams (a larger index, other streams'
+    blocks) takes the whole suffix; so does a look-up of the index alone
+    of those (its index may be large), where a stream object's takes the
+    small tail."""
+    if meta.kind is not ObjectKind.STREAM or len(meta.ranges) != 1:
+        return SUFFIX_READ_BYTES
+    small = min(INDEX_TAIL_BYTES, SUFFIX_READ_BYTES)
+    if keep is None:
+        return small
+    held = meta.ranges[0]
+    into = max(0, keep.offset - held.start_offset)
+    at = meta.size * into // max(1, held.end_offset - held.start_offset)
+    if at >= meta.size - SUFFIX_READ_BYTES:
+        return min(SUFFIX_READ_BYTES, meta.size - at + small)
+    if at + keep.reach >= meta.size:
+        return SUFFIX_READ_BYTES
+    return small
 
 
 def _holds_any(index: ObjectIndex, stream_id: int, start: int, end: int) -> bool:

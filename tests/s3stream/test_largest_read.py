@@ -2,7 +2,8 @@
 small: whatever the objects' and blocks' sizes, the cap and the reads, the
 reader gives the batches a whole-object parse gives, its GETs stay within
 the cap (one block larger than it alone excepted), no block is fetched
-twice while the cache could hold it, and no claimed block is left pending;
+twice while the cache could hold it, the cached blocks keep no more bytes
+alive than the cache's bound, and no claimed block is left pending;
 on a damaged object it fails as the reader without the cap fails."""
 
 from __future__ import annotations
@@ -315,9 +316,22 @@ def test_capped_reads_give_the_whole_objects_batches(data: st.DataObject, cap: i
         executor.wait_idle()
         assert cache.in_flight() == 0
         assert not reader._index_loads
+        assert _kept_alive(cache) <= cache.max_bytes
     _check_gets(store, state, cap, _span(readahead))
     if roomy:
         _check_no_block_read_twice(store, state, suffix)
+
+
+def _kept_alive(cache: BlockCache) -> int:
+    """The bytes the cached blocks keep alive: each batch's payload is a
+    view of the buffer its block was parsed from, each buffer counted once
+    (the cache's bound, docs/design/0155: also for a GET over half of it)."""
+    buffers: dict[int, int] = {}
+    for batches, *_ in [*cache._read.values(), *cache._unread.values()]:
+        for batch in batches:
+            buffer = getattr(batch.payload, "obj", batch.payload)
+            buffers[id(buffer)] = len(buffer)
+    return sum(buffers.values())
 
 
 def _outcomes(
@@ -392,3 +406,34 @@ def test_a_read_ahead_the_pool_refuses_leaves_no_block_claimed() -> None:
         got = reader.read(state, STREAM, 10, 4 * cap, end)
         assert _plain(got) == _plain(_expected(layout.batches(), 10, 4 * cap, end))
         assert cache.in_flight() == 0
+
+
+def test_blocks_kept_from_a_tail_over_half_the_cache_keep_only_themselves_alive() -> None:
+    # A read of 60 KB near a stream object's end, into a cache of 100 KB:
+    # the blocks it keeps from the index's tail span more than half the
+    # cache. Copied out as one span, the cache counted them by their sizes
+    # while any one of them kept the whole span alive; another 95 KB read
+    # after them left one of them, and the span, beside a full cache.
+    store = RecordingStore()
+    state = ManifestState()
+    state.apply(["create_stream", STREAM, 0])
+    offset = 0
+    for object_id in (1, 2):
+        run = _run(offset, [(1, 1000)] * 70)
+        encoded = encode_object(ObjectKind.STREAM, [(STREAM, run)], 1024)
+        key = f"objects/{object_id:04d}"
+        store.put(key, encoded.data)
+        ranges = tuple(
+            RangeMeta(r.stream_id, r.start_offset, r.end_offset, r.size) for r in encoded.ranges
+        )
+        meta = ObjectMeta(object_id, key, ObjectKind.STREAM, encoded.size, 0, ranges)
+        state.apply(["add_object", meta.to_wire()])
+        offset = run[-1].end_offset
+    cache = BlockCache(100_000)
+    with ThreadPoolExecutor(2) as executor:
+        reader = ObjectReader(store, cache, executor, readahead_bytes=0)
+        assert len(reader.read(state, STREAM, 14, 60_000, offset)) == 60
+        assert store.gets[0][1] > 0  # the index's tail, not the whole object
+        assert _kept_alive(cache) <= cache.max_bytes
+        assert reader.read(state, STREAM, 70, 95_000, offset)
+        assert _kept_alive(cache) <= cache.max_bytes
