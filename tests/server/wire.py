@@ -349,12 +349,20 @@ def register_kio_strategies() -> None:
     """Registers kio's own strategies for every kio type defined so far, as
     kio does at import when it finds hypothesis imported: the engine loads
     kio without it (engine/protocol/kio_loading.py), and which comes first
-    in a test process depends on the order plugins load."""
+    in a test process depends on the order plugins load. Each type once:
+    a registration clears hypothesis's cache of resolved types, and
+    registering them all again at every schema drawn from took half the
+    time of the protocol properties (tests/server/test_protocol.py)."""
     pending: list[type] = [Phantom]
     while pending:
         phantom = pending.pop()
         pending.extend(phantom.__subclasses__())
-        phantom.__hypothesis_hook__()  # type: ignore[attr-defined]
+        if phantom not in _REGISTERED_KIO_TYPES:
+            phantom.__hypothesis_hook__()  # type: ignore[attr-defined]
+            _REGISTERED_KIO_TYPES.add(phantom)
+
+
+_REGISTERED_KIO_TYPES: set[type] = set()
 
 
 def values_of(field_type: Any) -> st.SearchStrategy[Any]:
