@@ -102,6 +102,16 @@ _OPERATION = st.one_of(
 )
 
 
+def _delete_trim_or_read(cache: LogCache, name: str, stream_id: int, number: int) -> None:
+    """The drawn operations both property tests run alike."""
+    if name == "delete":
+        cache.drop_stream(stream_id)
+    elif name == "trim":
+        cache.add_trim(stream_id, number)
+    elif cache.covers(stream_id, number):
+        cache.read(stream_id, number, 50, 1 << 40)
+
+
 _SOME_APPENDS = st.lists(st.integers(1, STREAMS), min_size=1, max_size=40)
 """The streams of a block's appends, one batch each."""
 
@@ -134,12 +144,8 @@ def test_an_upload_reads_its_blocks_batches_whatever_falls_between_its_holds(
                 cache.mark_uploaded(block)
         elif name == "evict_some":
             cache.evict_queued(number, 1)
-        elif name == "delete":
-            cache.drop_stream(stream_id)
-        elif name == "trim":
-            cache.add_trim(stream_id, number)
-        elif cache.covers(stream_id, number):
-            cache.read(stream_id, number, 50, 1 << 40)
+        else:
+            _delete_trim_or_read(cache, name, stream_id, number)
 
     for operation in before:
         apply(operation)
@@ -257,12 +263,8 @@ def test_an_eviction_in_groups_drops_exactly_its_blocks_whatever_falls_between_i
                     assert read_block_ends(threading.Lock(), cache, block, 2) == {
                         s: b[-1].end_offset for s, b in got.items()
                     }
-            elif name == "delete":
-                cache.drop_stream(stream_id)
-            elif name == "trim":
-                cache.add_trim(stream_id, number)
-            elif cache.covers(stream_id, number):
-                cache.read(stream_id, number, 50, 1 << 40)
+            else:
+                _delete_trim_or_read(cache, name, stream_id, number)
         _holds_what_its_blocks_hold(cache, appends, exact=False)
         queued_since.append(cache.evicting)
 
