@@ -19,15 +19,16 @@ import random
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import StreamStore, StreamStoreConfig, uploader
 from s3stream.block_shares import (
     STREAM_COST,
     evict_in_groups,
@@ -35,6 +36,7 @@ from s3stream.block_shares import (
     read_block_shares,
     share_groups,
 )
+from s3stream.errors import StoreFailed
 from s3stream.log_cache import CacheBlock, LogCache
 from s3stream.objects import StoredBatch
 from s3stream.store import LocalStore
@@ -477,5 +479,71 @@ def test_an_upload_frees_the_batches_it_evicts_after_releasing_the_stores_lock(
         # group (a group's payloads) while they wait for the next.
         assert len(_Watched.freed_under_lock) == 50
         assert not any(_Watched.freed_under_lock)
+    finally:
+        store.close(flush=False)
+
+
+def _store_evicting_all(tmp_path: Path) -> tuple[StreamStore, int]:
+    """A store keeping nothing uploaded in its log cache, one stream of 20
+    batches appended, not uploaded yet."""
+    config = StreamStoreConfig(
+        upload_interval_s=3600.0, compaction_interval_s=3600.0, log_cache_bytes=0
+    )
+    store = StreamStore.open(tmp_path / "node", LocalStore(str(tmp_path / "bucket")), config)
+    stream_id = store.create_stream()
+    store.open_stream(stream_id, 1)
+    for offset in range(20):
+        store.append(stream_id, offset, offset, b"x" * 30)
+    return store, stream_id
+
+
+def test_a_flush_returns_once_its_uploads_evictions_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The eviction held back after the commit (fault injection: it runs
+    # in milliseconds, before a flush waiting on the store could look).
+    committed, go_on = threading.Event(), threading.Event()
+    evict = evict_in_groups
+
+    def held_back(lock: AbstractContextManager[object], cache: LogCache) -> None:
+        committed.set()
+        go_on.wait(30)
+        evict(lock, cache)
+
+    monkeypatch.setattr(uploader, "evict_in_groups", held_back)
+    store, stream_id = _store_evicting_all(tmp_path)
+    try:
+        store.flush(timeout=0)  # seals the block: the upload starts
+        assert committed.wait(30)
+        assert store.remote_end_offset(stream_id) == 20
+        # Committed, its bytes counted off, its batches still in the lists.
+        assert store.log_cache_usage().size == 0
+        assert store.flush(timeout=0.05) is False
+        go_on.set()
+        assert store.flush(timeout=30) is True
+        with store._state.lock:
+            assert not store._state.cache.evicting
+            assert store._state.cache.first_offset(stream_id) is None
+    finally:
+        go_on.set()
+        store.close(flush=False)
+
+
+def test_a_flush_is_told_of_an_eviction_that_failed_halfway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its wait for the eviction ends with the store's failure, not with
+    # its timeout: nothing will drain the queue after the uploader stopped.
+    def one_group_then_fail(lock: AbstractContextManager[object], cache: LogCache) -> None:
+        with lock:
+            cache.evict_queued(4, STREAM_COST)
+        raise MemoryError("planted")
+
+    monkeypatch.setattr(uploader, "evict_in_groups", one_group_then_fail)
+    store, stream_id = _store_evicting_all(tmp_path)
+    try:
+        with pytest.raises(StoreFailed):
+            store.flush(timeout=30)
+        assert store.remote_end_offset(stream_id) == 20  # committed before it failed
     finally:
         store.close(flush=False)
