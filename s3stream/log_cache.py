@@ -71,7 +71,7 @@ class _StreamCache:
     end offsets as an array (searched by bisect; a collection visits its
     type, not its items)."""
 
-    __slots__ = ("batches", "dropped", "ends")
+    __slots__ = ("batches", "dropped", "ends", "gone")
 
     def __init__(self) -> None:
         self.ends = array("q")
@@ -79,6 +79,13 @@ class _StreamCache:
         self.dropped = 0
         """Batches dropped from the front since the first: a block's
         ``firsts`` minus this is where its share starts in ``batches``."""
+        self.gone = 0
+        """Slots at the front of ``batches`` whose batches an eviction
+        cutting a share across holds has handed back already (``_GONE`` in
+        them): the first batch still cached is ``batches[gone]``. They are
+        deleted with the share's last piece: deleting each piece moved the
+        rest of the list (and of ``ends``) a hold, so that one hot stream's
+        eviction cost its list's length a hold, some hundred times a block."""
 
     def share(self, first: int, count: int) -> list[StoredBatch]:
         start = first - self.dropped
@@ -87,6 +94,10 @@ class _StreamCache:
     def share_end(self, first: int, count: int) -> int:
         """The end offset of the last batch of a block's share."""
         return self.ends[first - self.dropped + count - 1]
+
+
+_GONE = StoredBatch(-1, -1, b"")
+"""What a slot an eviction emptied holds until the list's front is deleted."""
 
 
 class LogCache:
@@ -315,13 +326,21 @@ class LogCache:
             batches = cache.batches
             # The front dropped here, not in a method of _StreamCache: a
             # Python call a stream was a third of the eviction's holds.
-            dropped.append(batches[:taken])
-            del cache.ends[:taken], batches[:taken]
-            cache.dropped += taken
-            if not batches:
-                del (streams if stream_id in streams else deleted)[stream_id]
+            start = cache.gone
+            end = start + taken
+            dropped.append(batches[start:end])
             if taken < count:
+                # The list's length kept: its slots emptied in place, the
+                # front deleted once, with the share's last piece.
+                batches[start:end] = [_GONE] * taken
+                cache.gone = end
                 self._cut = (stream_id, count - taken)
+            else:
+                del cache.ends[:end], batches[:end]
+                cache.dropped += end
+                cache.gone = 0
+                if not batches:
+                    del (streams if stream_id in streams else deleted)[stream_id]
             room -= taken + stream_cost
         return dropped
 
@@ -342,11 +361,13 @@ class LogCache:
     def first_offset(self, stream_id: int) -> int | None:
         """The first offset of the stream still cached (None: none is)."""
         cache = self._streams.get(stream_id)
-        return cache.batches[0].base_offset if cache is not None and cache.batches else None
+        if cache is None or not cache.batches:
+            return None
+        return cache.batches[cache.gone].base_offset
 
     def covers(self, stream_id: int, offset: int) -> bool:
         cache = self._streams.get(stream_id)
-        return cache is not None and cache.batches[0].base_offset <= offset
+        return cache is not None and cache.batches[cache.gone].base_offset <= offset
 
     def read(
         self, stream_id: int, offset: int, max_bytes: int, end: int, at_least_one: bool = True
@@ -355,7 +376,7 @@ class LogCache:
         even if bigger, if ``at_least_one``) that end at or before ``end``; the
         caller checked ``covers``."""
         cache = self._streams[stream_id]
-        i = bisect.bisect_right(cache.ends, offset)
+        i = bisect.bisect_right(cache.ends, offset, cache.gone)
         out: list[StoredBatch] = []
         budget = max_bytes
         while i < len(cache.batches):

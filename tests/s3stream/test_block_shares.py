@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, SupportsIndex
 
 import pytest
 from hypothesis import given, settings
@@ -205,8 +205,9 @@ def _holds_what_its_blocks_hold(cache: LogCache, appends: _Appends, exact: bool)
             assert not kept
             continue
         everything = appends.kept(stream_id, appends.blocks)
-        got = held.batches
-        assert len(held.ends) == len(got) and list(held.ends) == [b.end_offset for b in got]
+        got = held.batches[held.gone :]  # the slots before are emptied, under way
+        assert len(held.ends) == len(held.batches)
+        assert list(held.ends[held.gone :]) == [b.end_offset for b in got]
         assert got == everything[len(everything) - len(got) :]  # a suffix: no slot reused
         assert len(got) >= len(kept) and (len(got) == len(kept) or not exact)
         if stream_id in cache._streams:
@@ -299,6 +300,44 @@ def test_an_evictions_hold_drops_a_bounded_group() -> None:
         b for batches in appends.blocks[block.block_id].values() for b in batches
     )
     assert not cache._streams
+
+
+def test_a_share_cut_across_holds_deletes_its_streams_front_once() -> None:
+    # Deleting each hold's piece moved the rest of the stream's list (and
+    # of its ends) every hold: one hot stream of small batches cost its
+    # list's length a hold, some hundred holds a block.
+    cache = LogCache(0)
+    appends = _Appends(cache)
+    for _ in range(1000):
+        appends.append(1)
+    evicted = cache.seal()
+    for _ in range(300):
+        appends.append(1)
+    kept = cache.seal()
+    assert evicted is not None and kept is not None
+    cache.mark_uploaded(evicted)
+    deletions = []
+
+    class _Counted(list[StoredBatch]):
+        def __delitem__(self, key: SupportsIndex | slice) -> None:
+            deletions.append(key)
+            super().__delitem__(key)
+
+    held = cache._streams[1]
+    held.batches = _Counted(held.batches)
+    everything = appends.kept(1, [evicted.block_id, kept.block_id])
+    while cache.evicting:
+        cache.evict_queued(64, STREAM_COST)
+        # Between holds: from the first batch still cached to the last, as
+        # appended; the later block's share where its lookup finds it.
+        first = cache.first_offset(1)
+        assert first is not None and cache.covers(1, first)
+        assert cache.read(1, first, 1 << 30, 1 << 40) == [
+            b for b in everything if b.base_offset >= first
+        ]
+        assert cache.batches_of(kept) == appends.blocks[kept.block_id]
+    assert len(deletions) == 1
+    assert held.batches == appends.blocks[kept.block_id][1]
 
 
 @contextmanager
