@@ -20,7 +20,8 @@ Reported per run:
   ``read_block_shares`` on one that reads in groups): the longest hold of
   any upload, and the total an upload (the median over uploads);
 - the commit's end: the holds of ``Uploader._upload`` (``mark_uploaded``
-  and the eviction it makes), the longest;
+  and the eviction it makes, in that hold or a group a hold in
+  ``evict_in_groups``), the longest, and the total an upload (the median);
 - appends: each ``submit`` call's time (the lock's wait is in it; the WAL's
   fsync is not) from the second block on, while uploads run: p50, p99,
   p99.9 and max, and the appends a second.
@@ -28,10 +29,14 @@ Reported per run:
 And the log cache alone (``--cache-mib``; ``--cache-only``: nothing else),
 in the measuring thread's CPU time, the collector off: three blocks of 100-byte
 batches over ``--streams`` streams; the third block's read (its longest hold,
-its total, its holds) and an upload's mark_uploaded evicting the first
-block: the hold, the freeing of the evicted batches after it, where
-the tree hands them back, and the two together (to set beside a tree
-that frees them under the lock, whose hold is the whole); and, with a
+its total, its holds); the second block's end offsets read for the
+trace (``ends_of`` in one hold, or ``read_block_ends`` a group of streams
+a hold: the longest hold and the total); an upload's mark_uploaded
+evicting the first block, as the tree's uploader takes the lock for it:
+the longest hold, the holds' total and count, the freeing of the evicted
+batches after them, where the tree hands them back, and the whole
+eviction's CPU (to set beside a tree that frees them under the lock,
+whose hold is the whole); and, with a
 real lock, the waits of a thread taking it every 0.1 ms (as appends
 would) while another reads the block five times (wall time: the longest
 and the p99.9).
@@ -59,6 +64,9 @@ HERE = Path(__file__).resolve().parents[1]
 BATCH_BYTES = 100
 READ_SITES = ("_prepare", "read_block_shares")
 """Where the read's holds end: main's one hold, or a hold a group."""
+END_SITES = ("_upload", "evict_in_groups")
+"""Where the commit's end's holds end: ``mark_uploaded`` and a tree's
+eviction in one hold, or an eviction a group a hold after it."""
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -168,14 +176,16 @@ def measure(data_dir: str, streams: int, block_mib: int, uploads: int) -> dict[s
     read_longest = 0.0
     read_holds = 0
     upload_longest = 0.0
+    upload_total = []
     for block in blocks:
         reads = [s for b, site, s in holds if b == block and site in READ_SITES]
         if reads:
             read_total.append(sum(reads))
             read_longest = max(read_longest, *reads)
             read_holds = max(read_holds, len(reads))
-        ends = [s for b, site, s in holds if b == block and site == "_upload"]
+        ends = [s for b, site, s in holds if b == block and site in END_SITES]
         upload_longest = max([upload_longest, *ends])
+        upload_total.append(sum(ends))
     return {
         "streams": streams,
         "block_mib": block_mib,
@@ -184,6 +194,7 @@ def measure(data_dir: str, streams: int, block_mib: int, uploads: int) -> dict[s
         "read_total_ms": statistics.median(read_total) * 1e3 if read_total else 0.0,
         "read_holds": read_holds,
         "upload_end_longest_ms": upload_longest * 1e3,
+        "upload_end_total_ms": statistics.median(upload_total) * 1e3 if upload_total else 0.0,
         "append_p50_us": _quantile(waits, 0.5) * 1e6,
         "append_p99_us": _quantile(waits, 0.99) * 1e6,
         "append_p999_us": _quantile(waits, 0.999) * 1e6,
@@ -236,6 +247,7 @@ def measure_cache(streams: int, block_mib: int) -> dict[str, Any]:
         def __exit__(self, *exc: object) -> None:
             holds.append(thread_time() - self._since)
 
+    ends_of, evict = _ends_and_eviction()
     try:
         from s3stream.block_shares import read_block_shares
     except ImportError:  # a tree that reads a block in one hold
@@ -250,26 +262,61 @@ def measure_cache(streams: int, block_mib: int) -> dict[str, Any]:
 
     read(TimedLock())
     waits = _waits_beside(read)
+    read_holds = holds[:]
+    holds.clear()
+    ends_of(TimedLock(), cache, blocks[1])
+    ends_holds = holds[:]
+    holds.clear()
     cache.mark_uploaded(blocks[0])  # under the bound: nothing evicted yet
     cache.max_bytes = cache.size - 1  # the next upload evicts the oldest block
     since = thread_time()
-    evicted = cache.mark_uploaded(blocks[1])
-    evict = thread_time() - since
-    since = thread_time()
-    del evicted
-    freed_after = thread_time() - since
+    evict(TimedLock(), cache, blocks[1])
+    evict_total = thread_time() - since
     return {
         "streams": streams,
         "block_mib": block_mib,
-        "read_longest_ms": max(holds) * 1e3,
-        "read_total_ms": sum(holds) * 1e3,
-        "read_holds": len(holds),
-        "evict_hold_ms": evict * 1e3,
-        "freed_after_ms": freed_after * 1e3,
-        "evict_total_ms": (evict + freed_after) * 1e3,
+        "read_longest_ms": max(read_holds) * 1e3,
+        "read_total_ms": sum(read_holds) * 1e3,
+        "read_holds": len(read_holds),
+        "ends_longest_ms": max(ends_holds) * 1e3,
+        "ends_total_ms": sum(ends_holds) * 1e3,
+        "evict_hold_ms": max(holds) * 1e3,
+        "evict_holds_ms": sum(holds) * 1e3,
+        "evict_holds": len(holds),
+        "freed_after_ms": (evict_total - sum(holds)) * 1e3,
+        "evict_total_ms": evict_total * 1e3,
         "contended_longest_wait_ms": waits[-1] * 1e3,
         "contended_p999_wait_ms": waits[int(0.999 * len(waits))] * 1e3,
     }
+
+
+def _ends_and_eviction() -> tuple[Any, Any]:
+    """How the tree reads a block's ends for the trace, and marks a block
+    uploaded with the eviction it brings, each taking the lock it is given
+    as the uploader takes the store's: in groups of holds
+    (``read_block_ends``, ``evict_in_groups``), or in one hold, the
+    evicted batches freed after it (0157) or under it (before)."""
+    try:
+        from s3stream.block_shares import evict_in_groups, read_block_ends
+    except ImportError:
+
+        def ends_of(lock: Any, cache: Any, block: Any) -> None:
+            with lock:
+                cache.ends_of(block)
+
+        def evict(lock: Any, cache: Any, block: Any) -> None:
+            with lock:
+                evicted = cache.mark_uploaded(block)
+            del evicted
+
+        return ends_of, evict
+
+    def evict_in_groups_after(lock: Any, cache: Any, block: Any) -> None:
+        with lock:
+            cache.mark_uploaded(block)
+        evict_in_groups(lock, cache)
+
+    return read_block_ends, evict_in_groups_after
 
 
 def _waits_beside(read: Any) -> list[float]:
@@ -318,6 +365,7 @@ FIGURES = (
     "read_total_ms",
     "read_holds",
     "upload_end_longest_ms",
+    "upload_end_total_ms",
     "append_p99_us",
     "append_p999_us",
     "append_max_us",
@@ -335,7 +383,11 @@ CACHE_FIGURES = (
     "read_longest_ms",
     "read_total_ms",
     "read_holds",
+    "ends_longest_ms",
+    "ends_total_ms",
     "evict_hold_ms",
+    "evict_holds_ms",
+    "evict_holds",
     "freed_after_ms",
     "evict_total_ms",
     "contended_longest_wait_ms",

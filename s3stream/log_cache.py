@@ -21,7 +21,7 @@ import bisect
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from s3stream.objects import StoredBatch
@@ -71,7 +71,7 @@ class _StreamCache:
     end offsets as an array (searched by bisect; a collection visits its
     type, not its items)."""
 
-    __slots__ = ("batches", "dropped", "ends")
+    __slots__ = ("batches", "dropped", "ends", "gone")
 
     def __init__(self) -> None:
         self.ends = array("q")
@@ -79,14 +79,13 @@ class _StreamCache:
         self.dropped = 0
         """Batches dropped from the front since the first: a block's
         ``firsts`` minus this is where its share starts in ``batches``."""
-
-    def drop_front(self, count: int) -> list[StoredBatch]:
-        """Drops the first ``count`` batches; gives them back, for the
-        caller to free once it no longer holds the store's lock."""
-        dropped = self.batches[:count]
-        del self.ends[:count], self.batches[:count]
-        self.dropped += count
-        return dropped
+        self.gone = 0
+        """Slots at the front of ``batches`` whose batches an eviction
+        cutting a share across holds has handed back already (``_GONE`` in
+        them): the first batch still cached is ``batches[gone]``. They are
+        deleted with the share's last piece: deleting each piece moved the
+        rest of the list (and of ``ends``) a hold, so that one hot stream's
+        eviction cost its list's length a hold, some hundred times a block."""
 
     def share(self, first: int, count: int) -> list[StoredBatch]:
         start = first - self.dropped
@@ -95,6 +94,10 @@ class _StreamCache:
     def share_end(self, first: int, count: int) -> int:
         """The end offset of the last batch of a block's share."""
         return self.ends[first - self.dropped + count - 1]
+
+
+_GONE = StoredBatch(-1, -1, b"")
+"""What a slot an eviction emptied holds until the list's front is deleted."""
 
 
 class LogCache:
@@ -107,6 +110,13 @@ class LogCache:
         self._streams: dict[int, _StreamCache] = {}
         self._deleted: dict[int, _StreamCache] = {}
         """Deleted streams' caches, unread, until their blocks are evicted."""
+        self._evicting: deque[Iterator[tuple[int, int]]] = deque()
+        """The shares (stream, count) of the blocks taken off for eviction
+        whose batches are not all dropped yet, block by block, oldest first:
+        ``evict_queued`` drops them a bounded part a hold (0157, amended)."""
+        self._cut: tuple[int, int] | None = None
+        """The rest (stream, count) of a share whose front the last
+        ``evict_queued`` dropped, the first to drop in the next."""
         self.active = self._new_block()
 
     def _new_block(self) -> CacheBlock:
@@ -186,11 +196,18 @@ class LogCache:
     def ends_of(self, block: CacheBlock) -> dict[int, int]:
         """Each of the block's streams' end offset in it (the block not
         evicted yet)."""
-        firsts = block.firsts
-        out = {}
-        for stream_id, count in block.counts.items():
-            out[stream_id] = self._holding(stream_id).share_end(firsts[stream_id], count)
+        out: dict[int, int] = {}
+        self.read_ends(block, block.counts, out)
         return out
+
+    def read_ends(self, block: CacheBlock, stream_ids: Iterable[int], out: dict[int, int]) -> None:
+        """Adds to ``out`` each of ``stream_ids``' end offset in the block
+        (s3stream/block_shares.py reads them a group of streams a hold)."""
+        firsts = block.firsts
+        counts = block.counts
+        for stream_id in stream_ids:
+            cache = self._holding(stream_id)
+            out[stream_id] = cache.share_end(firsts[stream_id], counts[stream_id])
 
     def _holding(self, stream_id: int) -> _StreamCache:
         """The cache of a stream a block holds batches of: a deleted
@@ -254,28 +271,83 @@ class LogCache:
             if batch.base_offset >= from_offset
         )
 
-    def mark_uploaded(self, block: CacheBlock) -> list[list[StoredBatch]]:
-        """Marks the block uploaded and evicts what the byte bound asks;
-        gives back the evicted batches, for the caller to drop once it has
-        released the store's lock: freeing a 32 MiB block's 330,000 small
-        batches took some 100 ms of CPU, which every append and cached read
-        waited out under it (docs/design/0157)."""
+    def mark_uploaded(self, block: CacheBlock) -> None:
+        """Marks the block uploaded and takes off the blocks the byte bound
+        asks to evict, oldest first: from here they count for nothing and
+        no block lookup finds them, but their batches stay in their
+        streams' lists until ``evict_queued`` drops them, a bounded part a
+        hold of the store's lock. Dropping a 32 MiB block's 330,000 small
+        batches in one hold took 4-24 ms (copying their references), which
+        every append and cached read waited out (docs/design/0157)."""
         block.uploaded = True
         self.unuploaded_bytes -= block.size
-        return self._evict()
-
-    def _evict(self) -> list[list[StoredBatch]]:
-        evicted = []
         while self.size > self.max_bytes and self._blocks and self._blocks[0].uploaded:
-            block = self._blocks.popleft()
-            for stream_id, count in block.counts.items():
-                streams = self._streams if stream_id in self._streams else self._deleted
-                cache = streams[stream_id]
-                evicted.append(cache.drop_front(count))
-                if not cache.batches:
-                    del streams[stream_id]
-            self.size -= block.size
-        return evicted
+            evicted = self._blocks.popleft()
+            # A sealed block's counts are never written again: iterated
+            # across holds. Queued in order, as each stream's list may only
+            # drop its front.
+            self._evicting.append(iter(evicted.counts.items()))
+            self.size -= evicted.size
+
+    @property
+    def evicting(self) -> bool:
+        """Whether evicted blocks still have batches in their streams' lists."""
+        return self._cut is not None or bool(self._evicting)
+
+    def evict_queued(self, budget: int, stream_cost: int) -> list[list[StoredBatch]]:
+        """Drops the front of the queued evictions' shares, at most
+        ``budget`` batches' worth (a stream counted as ``stream_cost``,
+        one batch at least), a share longer than that cut across calls;
+        gives back the dropped batches, for the caller to free once it
+        has released the store's lock."""
+        dropped: list[list[StoredBatch]] = []
+        room = budget
+        streams, deleted, queue = self._streams, self._deleted, self._evicting
+        while not dropped or room > stream_cost:
+            if self._cut is not None:
+                stream_id, count = self._cut
+                self._cut = None
+            else:
+                if not queue:
+                    break
+                share = next(queue[0], None)
+                if share is None:
+                    queue.popleft()
+                    continue
+                stream_id, count = share
+            taken = room - stream_cost  # min and max written out: a call each, 10,000 a block
+            if taken >= count:
+                taken = count
+            elif taken < 1:
+                taken = 1
+            # Looked up in this hold: the stream may have been deleted
+            # since the block was taken off (its cache kept, unread).
+            cache = streams.get(stream_id) or deleted[stream_id]
+            batches = cache.batches
+            # The front dropped here, not in a method of _StreamCache: a
+            # Python call a stream was a third of the eviction's holds.
+            start = cache.gone
+            end = start + taken
+            dropped.append(batches[start:end])
+            if taken < count:
+                # The list's length kept: its slots emptied in place, the
+                # front deleted once, with the share's last piece.
+                batches[start:end] = [_GONE] * taken
+                cache.gone = end
+                self._cut = (stream_id, count - taken)
+            else:
+                del cache.ends[:end], batches[:end]
+                cache.dropped += end
+                cache.gone = 0
+                if not batches:
+                    del (streams if stream_id in streams else deleted)[stream_id]
+            room -= taken + stream_cost
+        return dropped
+
+    def evict_all(self) -> list[list[StoredBatch]]:
+        """Drops every queued eviction's batches at once, for a caller no
+        append waits on (tests)."""
+        return self.evict_queued(1 << 62, 0)
 
     def drop_stream(self, stream_id: int) -> None:
         """Forgets a deleted stream for reads (its upload blocks skip it too);
@@ -289,11 +361,13 @@ class LogCache:
     def first_offset(self, stream_id: int) -> int | None:
         """The first offset of the stream still cached (None: none is)."""
         cache = self._streams.get(stream_id)
-        return cache.batches[0].base_offset if cache is not None and cache.batches else None
+        if cache is None or not cache.batches:
+            return None
+        return cache.batches[cache.gone].base_offset
 
     def covers(self, stream_id: int, offset: int) -> bool:
         cache = self._streams.get(stream_id)
-        return cache is not None and cache.batches[0].base_offset <= offset
+        return cache is not None and cache.batches[cache.gone].base_offset <= offset
 
     def read(
         self, stream_id: int, offset: int, max_bytes: int, end: int, at_least_one: bool = True
@@ -302,7 +376,7 @@ class LogCache:
         even if bigger, if ``at_least_one``) that end at or before ``end``; the
         caller checked ``covers``."""
         cache = self._streams[stream_id]
-        i = bisect.bisect_right(cache.ends, offset)
+        i = bisect.bisect_right(cache.ends, offset, cache.gone)
         out: list[StoredBatch] = []
         budget = max_bytes
         while i < len(cache.batches):

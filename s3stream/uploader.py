@@ -51,7 +51,7 @@ from typing import NamedTuple
 from native.buffers import BytesLike
 from s3stream import chain
 from s3stream.ack_trace import UploadTrace
-from s3stream.block_shares import read_block_shares
+from s3stream.block_shares import evict_in_groups, read_block_ends, read_block_shares
 from s3stream.chain import RangeLinks
 from s3stream.chain_hash import CURRENT
 from s3stream.chain_hash import extend as extend_chain
@@ -460,7 +460,8 @@ class Uploader:
             self._state.changed.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Uploads everything appended so far; True once it is all committed."""
+        """Uploads everything appended so far; True once it is all committed
+        and the batches its uploads evicted are dropped."""
         state = self._state
         deadline = None if timeout is None else time.monotonic() + timeout
         with state.lock:
@@ -468,7 +469,7 @@ class Uploader:
             target = state.cache.active.block_id
             while True:
                 block = state.cache.next_to_upload()
-                if block is None or block.block_id >= target:
+                if (block is None or block.block_id >= target) and not state.cache.evicting:
                     return True
                 if state.failure is not None:
                     raise state.failure_error()
@@ -655,19 +656,25 @@ class Uploader:
         committed = 0.0 if trace is None else time.monotonic()
         self._stats.uploads += 1
         self._stats.uploaded_bytes += sum(o.meta.size for o in objects)
-        with self._state.lock:
-            # Before mark_uploaded, which may evict the block itself.
-            ends = None if trace is None else self._state.cache.ends_of(block)
-            evicted = self._state.cache.mark_uploaded(block)
-            self._state.changed.notify_all()
+        # Before mark_uploaded, which may evict the block itself; a group of
+        # streams a hold (0157, amended).
+        state = self._state
+        ends = None if trace is None else read_block_ends(state.lock, state.cache, block)
+        with state.lock:
+            state.cache.mark_uploaded(block)
+            state.changed.notify_all()
             reached = self._reached_locked() if self._waiters else []
             if reached:
                 self._batch = len(reached) + sum(map(len, self._waiters.values()))
-        del evicted  # the evicted batches freed here, the lock released (0157)
         if trace is not None and ends is not None:
             _traced(trace, block, ends, objects, version, committed)
         for waiter, end in reached:
             waiter.set_result(end)
+        # The evicted blocks' batches dropped a bounded group a hold, each
+        # group freed after its hold (0157, amended).
+        evict_in_groups(state.lock, state.cache)
+        with state.lock:
+            state.changed.notify_all()  # a flush waits for the eviction too
         if block.last_position is not None:
             try:
                 self._trim_wal(block.last_position)

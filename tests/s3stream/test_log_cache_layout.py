@@ -105,6 +105,7 @@ def test_the_cache_holds_what_a_list_a_stream_a_block_would(
             block = cache.next_to_upload()
             if block is not None:
                 cache.mark_uploaded(block)
+                cache.evict_all()
                 model.uploaded(block)
         elif step[0] == "trim":
             stream_id = step[1]
