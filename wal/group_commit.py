@@ -645,16 +645,22 @@ def _call_on_loop(calls: Sequence[LoopCall], outcomes: Sequence[Any]) -> None:
     ``durable``: two Python calls an append fewer (docs/design/0159).
     What a call raises is reported as ``LoopCall.set_result`` reports it;
     SystemExit and KeyboardInterrupt stop the loop once the rest of the
-    group is settled, or their appends, durable, would never be answered."""
+    group is settled, or their appends, durable, would never be answered:
+    from the call, or from the loop's exception handler its report ran
+    (asyncio lets those two out of a handler), as ``_settle_on_loop``
+    finishes a group past a ``set_result`` that raised either."""
     for index, call in enumerate(calls):
         try:
-            call.durable(outcomes[index])
-        except (SystemExit, KeyboardInterrupt):
+            try:
+                call.durable(outcomes[index])
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as error:  # a CancelledError too, as asyncio's Handle
+                call.report(error)
+        except BaseException:
             log.exception("an append's durable call raised; settling the rest of its group")
             _call_on_loop(calls[index + 1 :], outcomes[index + 1 :])
             raise
-        except BaseException as error:  # a CancelledError too, as asyncio's Handle
-            call.report(error)
 
 
 def _settle_on_loop(

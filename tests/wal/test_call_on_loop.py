@@ -153,3 +153,32 @@ def test_a_call_that_stops_the_loop_leaves_the_rest_of_its_group_called_first(
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+@pytest.mark.parametrize("stopping", [SystemExit, KeyboardInterrupt])
+def test_a_handler_that_stops_the_loop_over_a_failed_call_leaves_the_rest_called_first(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch, stopping: type[BaseException]
+) -> None:
+    # The loop's exception handler may end the process over a failed call
+    # (asyncio lets SystemExit and KeyboardInterrupt out of it): the calls
+    # after it in the group are durable all the same, and are called first.
+    log = open_log()
+    noted: list[tuple[int, WalOutcome, int]] = []
+    loop = asyncio.new_event_loop()
+
+    def stop(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        raise stopping
+
+    loop.set_exception_handler(stop)
+    try:
+        with pytest.raises(stopping):
+            loop.run_until_complete(
+                _one_group(log, monkeypatch, noted, {10: RuntimeError("a broken call")})
+            )
+        assert [index for index, _, _ in noted] == list(range(APPENDS))
+        assert all(isinstance(outcome, Position) for _, outcome, _ in noted)
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
