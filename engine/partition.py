@@ -337,9 +337,9 @@ class Partition:
     ) -> AppendResult:
         """Like submit, from a running event loop: the store settles
         ``then`` on the loop once the append is durable
-        (StreamStore.submit_then). A
-        duplicate (``AppendResult.duplicate``) is appended again never, and
-        ``then`` is not called for it."""
+        (StreamStore.submit_then). A duplicate (``AppendResult.duplicate``)
+        is appended again never, and ``then`` is not settled for it: its
+        caller answers it once the original is durable (Acks.submit_then)."""
         return self._append(data, then, PACED, remote, provenance, one_batch)[0]
 
     def _append(

@@ -639,9 +639,8 @@ class StreamStore:
         ``call.settle(None)`` is called on the running loop once the append
         is durable (as submit, after the wait for room ``options.pacing``
         asks for), ``call.settle(error)`` if it failed; never before this
-        returns (Appender.submit_then). Refusals
-        raise here, so a caller holding its own lock can assign offsets and
-        submit in one step."""
+        returns (Appender.submit_then). Refusals raise here, so a caller
+        holding its own lock can assign offsets and submit in one step."""
         self._fetcher.pace.live()
         # Made in C, all four fields, without the NamedTuple's own __new__
         # (a Python call, once a Produce), and out of the cyclic collector's
