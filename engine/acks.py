@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
-from typing import cast
 
 from engine.append_settle import AppendSettle, engine_error
 from engine.data_waiters import DataWaiters
@@ -80,13 +79,14 @@ class Acks:
         one_batch: bool = False,
     ) -> None:
         """submit_async for a caller that wants a call, not a future: its
-        ``settle.result`` is set to the append's result, and ``settle(None)``
-        is called on the loop once the append is durable, ``settle(error)``
-        if it failed, never before this returns; a retry of a batch already
-        appended is called once the original is durable. Validation errors
-        raise here. The Produce handler's one-partition path: its answer is
-        the settle itself, with no future or object between the store and
-        it."""
+        ``settle.result`` is set to the append's result, and
+        ``settle.settle(None)`` is called on the loop once the append is
+        durable, ``settle.settle(error)`` if it failed, never before this
+        returns; a retry of a batch already appended is settled once the
+        original is durable. Validation errors raise here. The Produce
+        handler's one-partition path: its answer is the settle itself, and
+        the store's and the WAL's waiter too (a DurableCall), with no
+        future or object between the WAL and it."""
         settle.leader = leader  # for the answer to a failure (engine_error)
         try:
             result = leader.submit_then(records, settle, remote, provenance, one_batch)
@@ -127,26 +127,24 @@ class Acks:
         return done
 
 
-class _SettleAsync:
+class _SettleAsync(AppendSettle):
     """Settles an append's asyncio future from the store's call on the loop,
     with the engine's error for a store's (engine_error: UnknownTopic over
     the deletion of ``leader``'s topic)."""
 
-    __slots__ = ("_done", "_leader", "result")
+    __slots__ = ("_done",)
 
     def __init__(self, done: asyncio.Future[AppendResult], leader: Partition) -> None:
         self._done = done
-        self._leader = leader
-        self.result: AppendResult | None = None
-        """Set once the append is accepted, before the store can call."""
+        self.leader = leader
 
-    def __call__(self, error: BaseException | None) -> None:
+    def settle(self, error: BaseException | None) -> None:
         if self._done.cancelled():
             return  # the caller stopped waiting; the append itself stays
         if error is None:
-            self._done.set_result(cast(AppendResult, self.result))
+            self._done.set_result(self.result)
         else:
-            self._done.set_exception(engine_error(self._leader, error))
+            self._done.set_exception(engine_error(self.leader, error))
 
 
 AppendCall = Callable[[AppendResult, BaseException | None], None]
@@ -162,13 +160,13 @@ class CallThen(AppendSettle):
     def __init__(self, then: AppendCall) -> None:
         self._then = then
 
-    def __call__(self, error: BaseException | None) -> None:
+    def settle(self, error: BaseException | None) -> None:
         self._then(self.result, None if error is None else engine_error(self.leader, error))
 
 
 def _call_retried(settle: AppendSettle, retried: asyncio.Future[AppendResult]) -> None:
     # Never cancelled: nothing else holds the wrapped future.
-    settle(retried.exception())
+    settle.settle(retried.exception())
 
 
 def _failure(leader: Partition, error: BaseException | None) -> BaseException | None:

@@ -73,7 +73,15 @@ from native.records import (
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
 )
-from s3stream import AppendTooLarge, FetchResult, NoRoom, ReadPending, Retention, StreamStore
+from s3stream import (
+    AppendTooLarge,
+    DurableCall,
+    FetchResult,
+    NoRoom,
+    ReadPending,
+    Retention,
+    StreamStore,
+)
 from s3stream import OffsetOutOfRange as StreamOffsetOutOfRange
 from s3stream.append_options import PACED, PACED_LATER, UNPACED, ByRemote
 
@@ -322,28 +330,29 @@ class Partition:
     def submit_then(
         self,
         data: BytesLike,
-        then: Callable[[BaseException | None], None],
+        then: DurableCall,
         remote: bool | None = None,
         provenance: Provenance | None = None,
         one_batch: bool = False,
     ) -> AppendResult:
-        """Like submit, from a running event loop: the store calls ``then``
-        on the loop once the append is durable (StreamStore.submit_then). A
-        duplicate (``AppendResult.duplicate``) is appended again never, and
-        ``then`` is not called for it."""
+        """Like submit, from a running event loop: the store settles
+        ``then`` on the loop once the append is durable
+        (StreamStore.submit_then). A duplicate (``AppendResult.duplicate``)
+        is appended again never, and ``then`` is not settled for it: its
+        caller answers it once the original is durable (Acks.submit_then)."""
         return self._append(data, then, PACED, remote, provenance, one_batch)[0]
 
     def _append(
         self,
         data: BytesLike,
-        then: Callable[[BaseException | None], None] | None,
+        then: DurableCall | None,
         options: ByRemote,
         remote: bool | None,
         provenance: Provenance | None,
         one_batch: bool,
     ) -> tuple[AppendResult, Future[int] | None]:
         """The append of submit (``then`` None: the store's future is
-        returned) or of submit_then (the store calls ``then``)."""
+        returned) or of submit_then (the store settles ``then``)."""
         checked_by = self.record_check
         # One reading of the clock an append, as Kafka's UnifiedLog.append
         # hands LogValidator one ``now`` for the timestamp bounds and the

@@ -13,6 +13,7 @@ from s3stream.append_options import (
     AppendOptions,
     Pacing,
 )
+from s3stream.appender import CallOnDurable, DurableCall
 from s3stream.errors import (
     AppendTooLarge,
     ConditionalWritesNotEnforced,
@@ -53,11 +54,13 @@ __all__ = [
     "UNPACED",
     "AppendOptions",
     "AppendTooLarge",
+    "CallOnDurable",
     "CloseReport",
     "ConditionalWritesNotEnforced",
     "ConfigOutOfRange",
     "CorruptIdentity",
     "CorruptObject",
+    "DurableCall",
     "Fenced",
     "FetchResult",
     "ForkPointInsideRange",

@@ -119,26 +119,33 @@ class Appender:
 
     def submit_then(
         self,
-        then: Callable[[BaseException | None], None],
+        call: DurableCall,
         stream_id: int,
         batch: StoredBatch,
         options: AppendOptions,
     ) -> None:
         """submit for a caller on the running loop that only wants a call
-        once the append is durable: ``then(None)`` on the loop once it is
-        (as submit, after the wait for room ``options.pacing`` asks for),
-        ``then(error)`` if it failed, and never before this returns. No
-        future or task is made for it (the server's hot path). Refusals
-        raise here, as submit's do."""
-        # The durable is the WAL's waiter itself (a LoopCall), handed to
-        # the WAL by _append as submit's future is: no partial binds the
-        # WAL's call to it (a partial's call enters the interpreter again
-        # from C, and its making is an object more).
-        _, pacing = options  # one unpack: see _append
-        durable = _Durable(self, then, pacing is _WAIT)
-        uploaded = self._append(durable, stream_id, batch, options)
+        once the append is durable: ``call.settle(None)`` on the loop once
+        it is (as submit, after the wait for room ``options.pacing`` asks
+        for), ``call.settle(error)`` if it failed, and never before this
+        returns. No future or task is made for it (the server's hot path).
+        Refusals raise here, as submit's do."""
+        # The caller's own object is the WAL's waiter (a LoopCall), handed
+        # to the WAL by _append as submit's future is: no object of the
+        # store's is made between the WAL and the caller, and its settle is
+        # a method call, not a call of an object through its __call__.
+        # Its fields set here, not by an __init__: a caller's subclass
+        # makes it with its own, and a Python __init__ per layer is a frame
+        # entered from C (slot_tp_init) an append. RuntimeError off a
+        # running loop, as the WAL's submit_then raises it.
+        call._loop = asyncio.get_running_loop()
+        call._appender = self
+        call._waits_for_room = options[1] is _WAIT  # by position: see _append
+        call._handoff = None
+        call.uploaded = None
+        uploaded = self._append(call, stream_id, batch, options)
         if uploaded is not None:
-            durable.wait_remote(uploaded)
+            call.wait_remote(uploaded)
 
     def _append(
         self,
@@ -148,7 +155,7 @@ class Appender:
         options: AppendOptions,
     ) -> Future[int] | None:
         """Accepts the append and hands it to the WAL with its ``waiter``
-        (submit's future, or submit_then's _Durable) under the store's
+        (submit's future, or submit_then's DurableCall) under the store's
         lock, so appends reach the WAL in offset order; returns, for
         ``remote``, the future settled once the append is in a committed
         object."""
@@ -325,38 +332,41 @@ def _copy_outcome(source: Future[int], target: Future[int]) -> None:
         target.set_exception(error)
 
 
-class _Durable(LoopCall):
-    """What follows one append's WAL commit, for submit_then, as plain calls
-    on the loop in the order submit's callbacks check them: the WAL's
-    outcome, the fence, with ``uploaded`` (remote) the upload's outcome,
-    then the wait for room if its pacing asks for one (back-pressure,
-    after accepting, so the caller's offsets stay valid; waited for off
-    the loop).
+class DurableCall(LoopCall):
+    """The caller's own object an append made by ``submit_then`` is
+    settled through, subclassed by the caller with the state it carries to
+    that moment (the engine's AppendSettle, the Produce handler's answer):
+    one object an append between the handler and the WAL, where each layer
+    made its own and called the next's (docs/design/0159).
+
+    What follows the append's WAL commit runs here, as plain calls on the
+    loop in the order submit's callbacks check them: the WAL's outcome,
+    the fence, with ``uploaded`` (remote) the upload's outcome, then the
+    wait for room if its pacing asks for one (back-pressure, after
+    accepting, so the caller's offsets stay valid; waited for off the
+    loop); then ``settle``, the subclass's, with None or the error.
 
     It is the WAL's waiter (a LoopCall, settled on the loop of the append
-    as an asyncio future is): a local append (acks=all on the fsynced WAL,
-    the usual one) is answered in ``durable`` itself. Only a remote one is
-    handed back to the loop from the uploader's thread, so only
-    ``wait_remote`` looks the loop's handoff up."""
+    as an asyncio future is, a WAL group's on one wake-up of the loop): a
+    local append (acks=all on the fsynced WAL, the usual one) is answered
+    in ``durable`` itself. Only a remote one is handed back to the loop
+    from the uploader's thread, so only ``wait_remote`` looks the loop's
+    handoff up. One object serves one append: ``Appender.submit_then``
+    sets its fields."""
 
-    __slots__ = ("_appender", "_handoff", "_then", "_waits_for_room", "uploaded")
+    __slots__ = ("_appender", "_handoff", "_waits_for_room", "uploaded")
 
-    def __init__(
-        self,
-        appender: Appender,
-        then: Callable[[BaseException | None], None],
-        waits_for_room: bool,
-    ) -> None:
-        # LoopCall's one field, set here rather than by its __init__ (a
-        # frame more an append). RuntimeError off a running loop, as the
-        # WAL's submit_then raises it.
-        self._loop = asyncio.get_running_loop()
-        self._appender = appender
-        self._then = then
-        self._waits_for_room = waits_for_room
-        self._handoff: LoopHandoff | None = None
-        self.uploaded: Future[int] | None = None
-        """Settled once the append is in a committed object (remote only)."""
+    _appender: Appender
+    _handoff: LoopHandoff | None
+    _waits_for_room: bool
+    uploaded: Future[int] | None
+    """Settled once the append is in a committed object (remote only)."""
+
+    def settle(self, error: BaseException | None) -> None:
+        """Called once on the loop: None once the append is as durable as
+        it asked, else the error that failed it (a StoreFailed for the
+        WAL's, the store's Fenced, the upload's)."""
+        raise NotImplementedError
 
     def wait_remote(self, uploaded: Future[int]) -> None:
         """Waits for ``uploaded`` after the WAL's commit: called on the
@@ -366,11 +376,11 @@ class _Durable(LoopCall):
 
     def durable(self, outcome: WalOutcome) -> None:
         if isinstance(outcome, BaseException):
-            self._then(StoreFailed(outcome) if isinstance(outcome, WalError) else outcome)
+            self.settle(StoreFailed(outcome) if isinstance(outcome, WalError) else outcome)
             return
         failure = self._appender._state.failure
         if isinstance(failure, Fenced):
-            self._then(failure)  # a fenced writer acknowledges nothing
+            self.settle(failure)  # a fenced writer acknowledges nothing
             return
         if self.uploaded is not None:
             self.uploaded.add_done_callback(self._uploaded)
@@ -382,7 +392,7 @@ class _Durable(LoopCall):
         ):
             # _make_room's answer when there is room, without its call: a
             # local acknowledgement's usual end.
-            self._then(None)
+            self.settle(None)
             return
         self._make_room()
 
@@ -394,11 +404,11 @@ class _Durable(LoopCall):
 
     def _after_upload(self, uploaded: Future[int]) -> None:
         if uploaded.cancelled():
-            self._then(asyncio.CancelledError())
+            self.settle(asyncio.CancelledError())
             return
         error = uploaded.exception()
         if error is not None:
-            self._then(error)
+            self.settle(error)
             return
         self._make_room()
 
@@ -406,15 +416,28 @@ class _Durable(LoopCall):
         appender = self._appender
         room = appender._state.cache.unuploaded_bytes <= appender._config.max_unuploaded_bytes
         if room or not self._waits_for_room:
-            self._then(None)
+            self.settle(None)
             return
         try:
             # On the loop: called by the WAL's settling or the handoff's run.
             waited = self._loop.run_in_executor(appender._room_waits, appender._wait_for_room)
         except RuntimeError:  # the waits were ended: the store is closed
-            self._then(StoreClosed())
+            self.settle(StoreClosed())
             return
         waited.add_done_callback(self._room_made)
 
     def _room_made(self, waited: asyncio.Future[None]) -> None:
-        self._then(asyncio.CancelledError() if waited.cancelled() else waited.exception())
+        self.settle(asyncio.CancelledError() if waited.cancelled() else waited.exception())
+
+
+class CallOnDurable(DurableCall):
+    """A DurableCall that calls a function with the append's outcome
+    (``StreamStore.submit_async``'s, a caller with no object of its own)."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Callable[[BaseException | None], None]) -> None:
+        self._call = call
+
+    def settle(self, error: BaseException | None) -> None:
+        self._call(error)

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from native import untracked_record
 from s3stream.ack_trace import UploadTrace
 from s3stream.append_options import LOCAL, AppendOptions
-from s3stream.appender import Appender
+from s3stream.appender import Appender, CallOnDurable, DurableCall
 from s3stream.block_cache import BlockCache
 from s3stream.compaction import Compactor, range_size
 from s3stream.config import MiB, StreamStoreConfig
@@ -614,13 +614,19 @@ class StreamStore:
                 done.set_exception(error)
 
         self.submit_then(
-            settle, stream_id, base_offset, last_offset, payload, options, payload_crc=payload_crc
+            CallOnDurable(settle),
+            stream_id,
+            base_offset,
+            last_offset,
+            payload,
+            options,
+            payload_crc=payload_crc,
         )
         return done
 
     def submit_then(
         self,
-        then: Callable[[BaseException | None], None],
+        call: DurableCall,
         stream_id: int,
         base_offset: int,
         last_offset: int,
@@ -629,12 +635,12 @@ class StreamStore:
         *,
         payload_crc: int | None = None,
     ) -> None:
-        """submit from a running event loop, without a future: ``then(None)``
-        is called on the running loop once the append is durable (as
-        submit, after the wait for room ``options.pacing`` asks for),
-        ``then(error)`` if it failed; never before this returns. Refusals
-        raise here, so a caller holding its own lock can assign offsets and
-        submit in one step."""
+        """submit from a running event loop, without a future: the caller's
+        ``call.settle(None)`` is called on the running loop once the append
+        is durable (as submit, after the wait for room ``options.pacing``
+        asks for), ``call.settle(error)`` if it failed; never before this
+        returns (Appender.submit_then). Refusals raise here, so a caller
+        holding its own lock can assign offsets and submit in one step."""
         self._fetcher.pace.live()
         # Made in C, all four fields, without the NamedTuple's own __new__
         # (a Python call, once a Produce), and out of the cyclic collector's
@@ -642,7 +648,7 @@ class StreamStore:
         # memoryview of the request's bytes held as a ByteSlice, which the
         # collector does not track, and the batch untracked (0154).
         batch = untracked_record(StoredBatch, base_offset, last_offset + 1, payload, payload_crc)
-        self._appender.submit_then(then, stream_id, batch, options)
+        self._appender.submit_then(call, stream_id, batch, options)
 
     def gathered(self) -> contextlib.AbstractContextManager[None]:
         """Appends made inside the block share one WAL group (and one sync):

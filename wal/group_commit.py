@@ -598,9 +598,13 @@ def _settle(group: list[Queued], outcomes: Sequence[QueuedOutcome]) -> None:
         loops = set(map(_GET_LOOP, waiters))
         if len(loops) == 1:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loops.pop().call_soon_threadsafe(
-                    _settle_on_loop, waiters, outcomes, kinds == {asyncio.Future}
-                )
+                if all(issubclass(kind, LoopCall) for kind in kinds):
+                    # The server's every group: its calls made in one turn.
+                    loops.pop().call_soon_threadsafe(_call_on_loop, waiters, outcomes)
+                else:
+                    loops.pop().call_soon_threadsafe(
+                        _settle_on_loop, waiters, outcomes, kinds == {asyncio.Future}
+                    )
             return
     by_loop: dict[asyncio.AbstractEventLoop, tuple[list[LoopWaiter], list[Any]]] = {}
     for waiter, outcome in zip(waiters, outcomes, strict=True):
@@ -626,7 +630,37 @@ def _settle_one(waiter: Future[Any] | LoopWaiter, outcome: QueuedOutcome) -> Non
             waiter.set_result(outcome)
         return
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        waiter.get_loop().call_soon_threadsafe(_settle_on_loop, (waiter,), (outcome,), False)
+        if isinstance(waiter, LoopCall):
+            waiter.get_loop().call_soon_threadsafe(_call_on_loop, (waiter,), (outcome,))
+        else:
+            waiter.get_loop().call_soon_threadsafe(_settle_on_loop, (waiter,), (outcome,), False)
+
+
+def _call_on_loop(calls: Sequence[LoopCall], outcomes: Sequence[Any]) -> None:
+    """On the calls' loop: each call's ``durable`` with its append's
+    outcome (a position, or the group's WalError), in group order, all of
+    a group's in the one turn of the loop its hand-off woke. Called here
+    straight, where ``_settle_on_loop`` asks each waiter ``cancelled``
+    (never, for a call) and calls its ``set_result``, which calls
+    ``durable``: two Python calls an append fewer (docs/design/0159).
+    What a call raises is reported as ``LoopCall.set_result`` reports it;
+    SystemExit and KeyboardInterrupt stop the loop once the rest of the
+    group is settled, or their appends, durable, would never be answered:
+    from the call, or from the loop's exception handler its report ran
+    (asyncio lets those two out of a handler), as ``_settle_on_loop``
+    finishes a group past a ``set_result`` that raised either."""
+    for index, call in enumerate(calls):
+        try:
+            try:
+                call.durable(outcomes[index])
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as error:  # a CancelledError too, as asyncio's Handle
+                call.report(error)
+        except BaseException:
+            log.exception("an append's durable call raised; settling the rest of its group")
+            _call_on_loop(calls[index + 1 :], outcomes[index + 1 :])
+            raise
 
 
 def _settle_on_loop(

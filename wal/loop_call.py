@@ -1,7 +1,8 @@
 """A call on an event loop that stands where an append's asyncio future
-would: the group commit settles it as it settles a future (in one
-cross-thread call per loop and group), and settling it calls the caller's
-function with the append's outcome, on that loop.
+would: the group commit calls its ``durable`` with the append's outcome,
+on that loop, for all of a group's calls in one cross-thread call per
+loop and group (group_commit._call_on_loop); one in a group with futures
+is settled as they are (``set_result``, ``set_exception``).
 
 For the server's hot path, which only wants to run a few lines once an
 append is durable: a future there costs its creation, a wake-up of its own
@@ -58,7 +59,7 @@ class LoopCall:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as error:
-            self._report(error)
+            self.report(error)
 
     def set_exception(self, error: BaseException) -> None:
         try:
@@ -66,9 +67,11 @@ class LoopCall:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as raised:
-            self._report(raised)
+            self.report(raised)
 
-    def _report(self, error: BaseException) -> None:
+    def report(self, error: BaseException) -> None:
+        """Hands what ``durable`` raised to the loop's exception handler,
+        as a failing done-callback's error is."""
         context: dict[str, Any] = {"message": "an append's durable call failed"}
         context["exception"] = error
         self._loop.call_exception_handler(context)

@@ -1,7 +1,7 @@
 """A locally durable append (acks=all on the fsynced WAL) is called back
 on its loop by the WAL itself: it never looks up the handoff that brings
 a remote acknowledgement back from the uploader's thread
-(s3stream/appender.py's _Durable). A remote append still does, and both
+(s3stream/appender.py's DurableCall). A remote append still does, and both
 are acknowledged. (A local append's wait for room, which looks the loop
 up when it needs it, is held by test_faults.py.)"""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import native
-from s3stream import StreamStore, StreamStoreConfig
+from s3stream import CallOnDurable, StreamStore, StreamStoreConfig
 from s3stream.objects import StoredBatch
 from s3stream.store import LocalStore
 
@@ -82,7 +82,7 @@ def test_a_produced_batch_is_kept_untracked_without_a_copy(
 
         frame, batch = _request(40, 300)
         frames.append(frame)
-        store.submit_then(then, stream_id, 40, 41, batch)
+        store.submit_then(CallOnDurable(then), stream_id, 40, 41, batch)
         await done
 
     asyncio.run(appended_on_a_loop())

@@ -309,10 +309,10 @@ def _produce_one(context: RequestContext, request: ProduceRequest) -> Response:
 
 class _OneAppend(AppendSettle):
     """The answer to a request of one append (_produce_one): a future
-    settled by the append's own call (Engine.submit_then_to, which calls
-    this object itself) or by the request's timeout, as _when_durable
-    answers; no future of the append's between the store and the answer,
-    and no task."""
+    settled by the append's own call (Engine.submit_then_to, which hands
+    this object itself to the store, whose WAL settles it) or by the
+    request's timeout, as _when_durable answers; no future or object of
+    the append's between the WAL and the answer, and no task."""
 
     __slots__ = ("_answer", "_context", "_header", "_index", "_name", "_timed_out", "_waiting")
 
@@ -349,7 +349,7 @@ class _OneAppend(AppendSettle):
             results: Results = [(self._name, [timed_out])]
             self._answer.set_result(_response(self._header.api_version, results))
 
-    def __call__(self, error: BaseException | None) -> None:
+    def settle(self, error: BaseException | None) -> None:
         if error is not None:
             error = engine_error(self.leader, error)
         appended = self.result
