@@ -21,7 +21,7 @@ from pathlib import Path
 MEMORY_FS = Path("/dev/shm")
 ROOM_NEEDED = 512 << 20
 """Free bytes the tmpfs must have: the model tests' directories (a few MiB at
-most, two workers at once) fit many times over. A container's /dev/shm is
+most, three workers at once) fit many times over. A container's /dev/shm is
 often 64 MiB: such a machine gets the disk rather than a full tmpfs."""
 
 

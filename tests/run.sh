@@ -10,13 +10,15 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
 export TIDELOG_HYPOTHESIS="${TIDELOG_HYPOTHESIS:-ci}"
-# Two workers, a test module each at a time (tests/xdist_scheduling.py): most
-# tests wait on sockets, child processes and clients, not on a core.
+# Three workers, a test module each at a time (tests/xdist_scheduling.py):
+# most tests wait on sockets, child processes and clients, not on a core, so
+# a third worker keeps a two-core machine's cores busier (docs/testing.md,
+# "Three workers").
 # TIDELOG_TEST_WORKERS=0 runs the suite in this one process. A worker that
 # dies (a crash in a client library's C code) ends the run at once, its test
 # named: pytest-xdist's replacement worker can wait for work that never
 # comes, and the run would hang until CI's limit.
-workers=(-n "${TIDELOG_TEST_WORKERS:-2}" --dist loadfile --max-worker-restart 0)
+workers=(-n "${TIDELOG_TEST_WORKERS:-3}" --dist loadfile --max-worker-restart 0)
 
 # Kafka clients other than Python's, for the wire-compatibility tests:
 # kcat (librdkafka) from Debian; kafkajs, and s3rver (an S3 server that ignores

@@ -1,4 +1,4 @@
-"""tests/xdist_scheduling.py: under ``-n 2 --dist loadfile`` a test module
+"""tests/xdist_scheduling.py: under ``-n N --dist loadfile`` a test module
 runs whole in one worker, and the known longest modules are handed out first."""
 
 from __future__ import annotations

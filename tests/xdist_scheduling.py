@@ -1,5 +1,5 @@
 """How the suite's tests are shared among pytest-xdist workers (tests/run.sh
-runs ``pytest -n 2 --dist loadfile``).
+runs ``pytest -n 3 --dist loadfile``).
 
 As with xdist's own ``loadfile``, a work unit is a whole test module: a
 module-scoped fixture (a served broker, a moto server) starts once, and a
